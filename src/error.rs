@@ -1,0 +1,113 @@
+//! Errors of the Rust API; each kind maps to one `turn_result` code of the C ABI.
+
+use std::fmt;
+
+/// What went wrong, in the categories the C ABI reports as `turn_result`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// A required pointer was NULL (C ABI only).
+    NullArgument,
+    /// An argument was out of range, too long, not UTF-8 or otherwise unusable.
+    InvalidArgument,
+    /// Redis could not be reached, or the connection broke or timed out.
+    Connection,
+    /// The lock was not granted within the timeout; the ticket was withdrawn.
+    Timeout,
+    /// A try-lock (timeout 0) found someone else holding the turn.
+    WouldBlock,
+    /// The lock (or the waiting ticket) was lost: its presence key vanished,
+    /// its lease lapsed, or the indicator moved past it.
+    Lost,
+    /// The queue is in use (reset refused).
+    Busy,
+    /// No such queue.
+    NotFound,
+    /// The locker was created in another process (used after `fork()`).
+    Forked,
+    /// Data in Redis is not in the shape the turn protocol prescribes.
+    Protocol,
+    /// A panic was caught at the C boundary.
+    Panic,
+}
+
+/// An error with its kind and a human-readable detail message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+}
+
+/// Result type of the Rust API.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// Makes an error of `kind` with a detail message.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// The category of this error.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The detail message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub(crate) fn invalid(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::InvalidArgument, message)
+    }
+
+    pub(crate) fn lost(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Lost, message)
+    }
+
+    pub(crate) fn protocol(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Protocol, message)
+    }
+
+    pub(crate) fn connection(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Connection, message)
+    }
+
+    /// True for errors caused by the network or the server going away.
+    pub(crate) fn is_connection(&self) -> bool {
+        self.kind == ErrorKind::Connection
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<redis::RedisError> for Error {
+    fn from(e: redis::RedisError) -> Error {
+        let text = e.to_string();
+        if e.is_io_error()
+            || e.is_timeout()
+            || e.is_connection_dropped()
+            || e.is_connection_refusal()
+            || e.kind() == redis::ErrorKind::AuthenticationFailed
+        {
+            return Error::connection(format!("redis: {text}"));
+        }
+        match e.kind() {
+            redis::ErrorKind::BusyLoadingError
+            | redis::ErrorKind::TryAgain
+            | redis::ErrorKind::ClusterDown
+            | redis::ErrorKind::MasterDown
+            | redis::ErrorKind::ReadOnly => Error::connection(format!("redis: {text}")),
+            redis::ErrorKind::InvalidClientConfig => Error::invalid(format!("redis: {text}")),
+            _ => Error::protocol(format!("redis: {text}")),
+        }
+    }
+}

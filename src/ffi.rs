@@ -1,0 +1,659 @@
+//! The C ABI: a thin layer over the Rust API. Every exported body runs
+//! inside [`guard`], so no panic crosses the boundary.
+#![allow(non_camel_case_types)]
+
+use std::cell::RefCell;
+use std::ffi::{CStr, CString, c_char};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Duration;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::{Acquire, Lock, Locker, Options, Status, Wait};
+
+/// Result of every fallible function. Values are fixed and never
+/// renumbered; 0 is success. `turn_result_str` names them and
+/// `turn_last_error` gives the detail of the last failure on this thread.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum turn_result {
+    /// Success.
+    TURN_OK = 0,
+    /// A required pointer argument was NULL.
+    TURN_ERR_NULL_ARGUMENT = 1,
+    /// An argument was unusable: not UTF-8, empty, too long, control
+    /// characters in a name, out of range, or a malformed URL.
+    TURN_ERR_INVALID_ARGUMENT = 2,
+    /// Redis could not be reached or the connection failed or timed out.
+    TURN_ERR_CONNECTION = 3,
+    /// The lock was not granted within the timeout (the ticket was withdrawn).
+    TURN_ERR_TIMEOUT = 4,
+    /// Try-lock (timeout 0): someone else has the turn.
+    TURN_ERR_WOULD_BLOCK = 5,
+    /// The lock was lost (presence key gone, lease lapsed, indicator moved on).
+    TURN_ERR_LOST = 6,
+    /// The queue is in use (reset refused).
+    TURN_ERR_BUSY = 7,
+    /// No such queue.
+    TURN_ERR_NOT_FOUND = 8,
+    /// The locker was created in another process (used after fork()).
+    TURN_ERR_FORKED = 9,
+    /// Data in Redis does not have the shape of the turn protocol.
+    TURN_ERR_PROTOCOL = 10,
+    /// A bug: a panic was caught inside the library.
+    TURN_ERR_PANIC = 99,
+}
+
+impl From<ErrorKind> for turn_result {
+    fn from(kind: ErrorKind) -> turn_result {
+        match kind {
+            ErrorKind::NullArgument => turn_result::TURN_ERR_NULL_ARGUMENT,
+            ErrorKind::InvalidArgument => turn_result::TURN_ERR_INVALID_ARGUMENT,
+            ErrorKind::Connection => turn_result::TURN_ERR_CONNECTION,
+            ErrorKind::Timeout => turn_result::TURN_ERR_TIMEOUT,
+            ErrorKind::WouldBlock => turn_result::TURN_ERR_WOULD_BLOCK,
+            ErrorKind::Lost => turn_result::TURN_ERR_LOST,
+            ErrorKind::Busy => turn_result::TURN_ERR_BUSY,
+            ErrorKind::NotFound => turn_result::TURN_ERR_NOT_FOUND,
+            ErrorKind::Forked => turn_result::TURN_ERR_FORKED,
+            ErrorKind::Protocol => turn_result::TURN_ERR_PROTOCOL,
+            ErrorKind::Panic => turn_result::TURN_ERR_PANIC,
+        }
+    }
+}
+
+/// A connection to Redis with its two background threads (heartbeat and
+/// notifier), shared by every lock taken through it.
+///
+/// Created by `turn_locker_new`, owned by the caller, freed with
+/// `turn_locker_free`. Thread-safe: share one locker between threads. Do not
+/// free it while another thread is inside a call on it. Locks still held
+/// when it is freed are released then; their handles stay valid until
+/// passed to `turn_lock_release`, which answers `TURN_ERR_LOST`.
+pub struct turn_locker {
+    locker: Locker,
+}
+
+/// One held lock. Owned by the caller from `turn_lock_acquire` until
+/// `turn_lock_release`, which always frees it (do not use it afterwards).
+/// May be used from any thread, but not from two threads at once.
+pub struct turn_lock {
+    lock: Lock,
+}
+
+/// A snapshot of one queue from `turn_status_get`. Owned by the caller,
+/// freed with `turn_status_free`; immutable, so it may be read from several
+/// threads at once. Strings it returns live as long as it does.
+pub struct turn_status {
+    status: Status,
+    labels: Vec<CString>,
+}
+
+/// Settings for `turn_locker_new_with_options`. Owned by the caller, created
+/// by `turn_options_new` with the defaults, freed with `turn_options_free`.
+/// Not thread-safe; it is only read by `turn_locker_new_with_options`.
+pub struct turn_options {
+    options: Options,
+}
+
+thread_local! {
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+}
+
+fn set_last_error(message: &str) {
+    let text = CString::new(message.replace('\0', " ")).unwrap_or_default();
+    LAST_ERROR.with(|e| *e.borrow_mut() = text);
+}
+
+/// Runs an exported body: maps errors to codes and panics to
+/// `TURN_ERR_PANIC`, recording the detail for `turn_last_error`.
+fn guard(body: impl FnOnce() -> Result<()>) -> turn_result {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(())) => turn_result::TURN_OK,
+        Ok(Err(e)) => {
+            set_last_error(e.message());
+            e.kind().into()
+        }
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown".to_string());
+            set_last_error(&format!("internal error (panic): {what}"));
+            turn_result::TURN_ERR_PANIC
+        }
+    }
+}
+
+/// Runs a body that cannot report an error, returning `fallback` on panic.
+fn quiet<T>(fallback: T, body: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(body)).unwrap_or(fallback)
+}
+
+fn null(what: &str) -> Error {
+    Error::new(ErrorKind::NullArgument, format!("{what} is NULL"))
+}
+
+/// Reads a C string argument as UTF-8.
+///
+/// # Safety
+/// `p` is NULL or points to a NUL-terminated string.
+unsafe fn text<'a>(p: *const c_char, what: &str) -> Result<&'a str> {
+    if p.is_null() {
+        return Err(null(what));
+    }
+    // SAFETY: the caller passes a NUL-terminated string.
+    let s = unsafe { CStr::from_ptr(p) };
+    s.to_str()
+        .map_err(|_| Error::invalid(format!("{what} is not valid UTF-8")))
+}
+
+fn out_ptr<T>(out: *mut T, what: &str) -> Result<()> {
+    if out.is_null() {
+        Err(null(what))
+    } else {
+        Ok(())
+    }
+}
+
+fn ms(value: u64) -> Duration {
+    Duration::from_millis(value)
+}
+
+/// Connects a new locker to `redis_url`
+/// (`redis://[user:password@]host:port/db`; NULL for
+/// `redis://127.0.0.1:6379/0`) with default options, and writes it to
+/// `*out`. Fails with `TURN_ERR_CONNECTION` when Redis cannot be reached
+/// within the connect timeout (2 s), `TURN_ERR_INVALID_ARGUMENT` for a bad
+/// URL.
+///
+/// # Safety
+/// `redis_url` is NULL or a NUL-terminated string; `out` points to writable
+/// storage for a pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_locker_new(
+    redis_url: *const c_char,
+    out: *mut *mut turn_locker,
+) -> turn_result {
+    // SAFETY: same contract as this function's.
+    unsafe { turn_locker_new_with_options(redis_url, std::ptr::null(), out) }
+}
+
+/// Like `turn_locker_new`, with options (NULL for the defaults). The options
+/// are copied; free them when convenient.
+///
+/// # Safety
+/// As `turn_locker_new`; `options` is NULL or from `turn_options_new`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_locker_new_with_options(
+    redis_url: *const c_char,
+    options: *const turn_options,
+    out: *mut *mut turn_locker,
+) -> turn_result {
+    guard(|| {
+        out_ptr(out, "out")?;
+        let url = if redis_url.is_null() {
+            None
+        } else {
+            // SAFETY: non-NULL, NUL-terminated per the contract.
+            Some(unsafe { text(redis_url, "redis_url")? })
+        };
+        // SAFETY: NULL or a live turn_options per the contract.
+        let options = match unsafe { options.as_ref() } {
+            Some(o) => o.options.clone(),
+            None => Options::default(),
+        };
+        let locker = Locker::with_options(url, options)?;
+        // SAFETY: out is non-NULL and writable per the contract.
+        unsafe { *out = Box::into_raw(Box::new(turn_locker { locker })) };
+        Ok(())
+    })
+}
+
+/// Stops the locker's threads, releases locks still held, closes its
+/// connections and frees it. NULL is a no-op. In a child process after
+/// fork() it frees nothing of the parent's and returns at once.
+///
+/// # Safety
+/// `locker` is NULL or from `turn_locker_new` and not yet freed, and no other
+/// thread is using it.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_locker_free(locker: *mut turn_locker) {
+    if locker.is_null() {
+        return;
+    }
+    quiet((), || {
+        // SAFETY: from Box::into_raw in turn_locker_new, freed once.
+        drop(unsafe { Box::from_raw(locker) });
+    })
+}
+
+/// Takes a ticket for `resource` and waits for its turn; on success writes
+/// the held lock to `*out`.
+///
+/// - `label`: shown in status and messages (NULL for "").
+/// - `expire_ms`: the lease; 0 for the default, 10000 ms. At least 100 ms.
+///   The heartbeat renews it every third of it while waiting and holding.
+/// - `patience_ms`: the longest wait without news before re-reading the
+///   queue; 0 for the default, 60000 ms.
+/// - `timeout_ms`: < 0 waits forever; 0 tries once (`TURN_ERR_WOULD_BLOCK`
+///   when someone else has the turn); > 0 gives up after that long with
+///   `TURN_ERR_TIMEOUT`. A ticket given up leaves no trace.
+///
+/// Resource names are 1 to 1024 bytes of UTF-8 without control characters;
+/// labels at most 4096 bytes.
+///
+/// # Safety
+/// `locker` is a live locker; strings are NULL or NUL-terminated; `out`
+/// points to writable storage for a pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_lock_acquire(
+    locker: *mut turn_locker,
+    resource: *const c_char,
+    label: *const c_char,
+    expire_ms: u32,
+    patience_ms: u32,
+    timeout_ms: i64,
+    out: *mut *mut turn_lock,
+) -> turn_result {
+    guard(|| {
+        // SAFETY: NULL or a live locker per the contract.
+        let locker = unsafe { locker.as_ref() }.ok_or_else(|| null("locker"))?;
+        // SAFETY: NUL-terminated per the contract.
+        let resource = unsafe { text(resource, "resource")? };
+        let label = if label.is_null() {
+            ""
+        } else {
+            // SAFETY: NUL-terminated per the contract.
+            unsafe { text(label, "label")? }
+        };
+        out_ptr(out, "out")?;
+        let request = Acquire {
+            label: label.to_string(),
+            expire: (expire_ms > 0).then(|| ms(expire_ms.into())),
+            patience: (patience_ms > 0).then(|| ms(patience_ms.into())),
+            wait: match timeout_ms {
+                t if t < 0 => Wait::Forever,
+                0 => Wait::TryOnce,
+                t => Wait::For(ms(t as u64)),
+            },
+        };
+        let lock = locker.locker.acquire(resource, &request)?;
+        // SAFETY: out is non-NULL and writable per the contract.
+        unsafe { *out = Box::into_raw(Box::new(turn_lock { lock })) };
+        Ok(())
+    })
+}
+
+/// Gives the turn to the next ticket (one round trip) and frees the handle,
+/// whatever the outcome. `TURN_ERR_LOST` when the lock had been lost (the
+/// indicator is then left alone unless it still showed this ticket);
+/// `TURN_ERR_CONNECTION` when Redis could not be told (the lease then runs
+/// out by itself). NULL gives `TURN_ERR_NULL_ARGUMENT`.
+///
+/// # Safety
+/// `lock` is NULL or from `turn_lock_acquire` and not yet released.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_lock_release(lock: *mut turn_lock) -> turn_result {
+    guard(|| {
+        if lock.is_null() {
+            return Err(null("lock"));
+        }
+        // SAFETY: from Box::into_raw in turn_lock_acquire, released once.
+        let lock = unsafe { Box::from_raw(lock) };
+        lock.lock.release()
+    })
+}
+
+/// The lock's ticket number: strictly increasing per queue while the
+/// queue's dispenser survives, so usable as a fencing token. 0 for NULL.
+///
+/// # Safety
+/// `lock` is NULL or a live lock.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_lock_serial(lock: *const turn_lock) -> u64 {
+    // SAFETY: NULL or a live lock per the contract.
+    quiet(0, || {
+        unsafe { lock.as_ref() }.map_or(0, |l| l.lock.serial())
+    })
+}
+
+/// `TURN_OK` while the lock is held; `TURN_ERR_LOST` once the heartbeat
+/// found its presence key gone or the indicator moved on, or its lease
+/// lapsed without a confirmed renewal. Reads local state only (no round
+/// trip).
+///
+/// # Safety
+/// `lock` is NULL or a live lock.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_lock_check(lock: *const turn_lock) -> turn_result {
+    guard(|| {
+        // SAFETY: NULL or a live lock per the contract.
+        let lock = unsafe { lock.as_ref() }.ok_or_else(|| null("lock"))?;
+        lock.lock.check()
+    })
+}
+
+/// Reads a snapshot of the queue of `resource` atomically and writes it to
+/// `*out`. `TURN_ERR_NOT_FOUND` when there is no queue.
+///
+/// # Safety
+/// `locker` is a live locker; `resource` NUL-terminated; `out` writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_status_get(
+    locker: *mut turn_locker,
+    resource: *const c_char,
+    out: *mut *mut turn_status,
+) -> turn_result {
+    guard(|| {
+        // SAFETY: NULL or a live locker per the contract.
+        let locker = unsafe { locker.as_ref() }.ok_or_else(|| null("locker"))?;
+        // SAFETY: NUL-terminated per the contract.
+        let resource = unsafe { text(resource, "resource")? };
+        out_ptr(out, "out")?;
+        let status = locker.locker.status(resource)?;
+        let labels = status
+            .tickets
+            .iter()
+            .map(|t| {
+                let clean: Vec<u8> = t.label.bytes().filter(|b| *b != 0).collect();
+                CString::new(clean).unwrap_or_default()
+            })
+            .collect();
+        // SAFETY: out is non-NULL and writable per the contract.
+        unsafe { *out = Box::into_raw(Box::new(turn_status { status, labels })) };
+        Ok(())
+    })
+}
+
+/// The serial whose turn it is. 0 for NULL.
+///
+/// # Safety
+/// `status` is NULL or a live status.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_status_indicator(status: *const turn_status) -> u64 {
+    // SAFETY: NULL or a live status per the contract.
+    quiet(0, || {
+        unsafe { status.as_ref() }.map_or(0, |s| s.status.indicator)
+    })
+}
+
+/// The last serial handed out. 0 for NULL.
+///
+/// # Safety
+/// `status` is NULL or a live status.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_status_dispenser(status: *const turn_status) -> u64 {
+    // SAFETY: NULL or a live status per the contract.
+    quiet(0, || {
+        unsafe { status.as_ref() }.map_or(0, |s| s.status.dispenser)
+    })
+}
+
+/// The number of live tickets (holder and waiters), in ascending serial
+/// order. 0 for NULL.
+///
+/// # Safety
+/// `status` is NULL or a live status.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_status_len(status: *const turn_status) -> usize {
+    // SAFETY: NULL or a live status per the contract.
+    quiet(0, || {
+        unsafe { status.as_ref() }.map_or(0, |s| s.status.tickets.len())
+    })
+}
+
+/// The serial of live ticket `i` (0-based). 0 for NULL or out of range.
+///
+/// # Safety
+/// `status` is NULL or a live status.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_status_serial_at(status: *const turn_status, i: usize) -> u64 {
+    quiet(0, || {
+        // SAFETY: NULL or a live status per the contract.
+        unsafe { status.as_ref() }
+            .and_then(|s| s.status.tickets.get(i))
+            .map_or(0, |t| t.serial)
+    })
+}
+
+/// The label of live ticket `i` (0-based), owned by the status and valid
+/// until `turn_status_free`. NULL for NULL or out of range.
+///
+/// # Safety
+/// `status` is NULL or a live status.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_status_label_at(
+    status: *const turn_status,
+    i: usize,
+) -> *const c_char {
+    quiet(std::ptr::null(), || {
+        // SAFETY: NULL or a live status per the contract.
+        unsafe { status.as_ref() }
+            .and_then(|s| s.labels.get(i))
+            .map_or(std::ptr::null(), |l| l.as_ptr())
+    })
+}
+
+/// Frees a status. NULL is a no-op.
+///
+/// # Safety
+/// `status` is NULL or from `turn_status_get` and not yet freed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_status_free(status: *mut turn_status) {
+    if !status.is_null() {
+        // SAFETY: from Box::into_raw in turn_status_get, freed once.
+        quiet((), || drop(unsafe { Box::from_raw(status) }))
+    }
+}
+
+/// Moves the indicator of `resource` past tickets whose presence key is
+/// missing (never back), announces it, and writes it to `*indicator_out`
+/// (which may be NULL). `TURN_ERR_NOT_FOUND` when there is no queue.
+///
+/// # Safety
+/// `locker` is a live locker; `resource` NUL-terminated; `indicator_out`
+/// NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_bump(
+    locker: *mut turn_locker,
+    resource: *const c_char,
+    indicator_out: *mut u64,
+) -> turn_result {
+    guard(|| {
+        // SAFETY: NULL or a live locker per the contract.
+        let locker = unsafe { locker.as_ref() }.ok_or_else(|| null("locker"))?;
+        // SAFETY: NUL-terminated per the contract.
+        let resource = unsafe { text(resource, "resource")? };
+        let indicator = locker.locker.bump(resource)?;
+        if !indicator_out.is_null() {
+            // SAFETY: non-NULL and writable per the contract.
+            unsafe { *indicator_out = indicator };
+        }
+        Ok(())
+    })
+}
+
+/// Removes the queue of `resource` (after bumping past dead tickets) when
+/// nobody is in it, atomically. `TURN_ERR_BUSY` while in use,
+/// `TURN_ERR_NOT_FOUND` when there is no queue.
+///
+/// # Safety
+/// `locker` is a live locker; `resource` NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_reset(
+    locker: *mut turn_locker,
+    resource: *const c_char,
+) -> turn_result {
+    guard(|| {
+        // SAFETY: NULL or a live locker per the contract.
+        let locker = unsafe { locker.as_ref() }.ok_or_else(|| null("locker"))?;
+        // SAFETY: NUL-terminated per the contract.
+        let resource = unsafe { text(resource, "resource")? };
+        locker.locker.reset(resource)
+    })
+}
+
+/// A static name for a result code ("TURN_OK", ...); "TURN_ERR_UNKNOWN" for a
+/// value that is not a `turn_result`.
+#[unsafe(no_mangle)]
+pub extern "C" fn turn_result_str(code: turn_result) -> *const c_char {
+    // Read the raw value so that an out-of-range code from C is harmless.
+    // SAFETY: turn_result is repr(C), an int-sized enum.
+    let raw: i32 = unsafe { std::mem::transmute_copy(&code) };
+    let name: &'static CStr = match raw {
+        0 => c"TURN_OK",
+        1 => c"TURN_ERR_NULL_ARGUMENT",
+        2 => c"TURN_ERR_INVALID_ARGUMENT",
+        3 => c"TURN_ERR_CONNECTION",
+        4 => c"TURN_ERR_TIMEOUT",
+        5 => c"TURN_ERR_WOULD_BLOCK",
+        6 => c"TURN_ERR_LOST",
+        7 => c"TURN_ERR_BUSY",
+        8 => c"TURN_ERR_NOT_FOUND",
+        9 => c"TURN_ERR_FORKED",
+        10 => c"TURN_ERR_PROTOCOL",
+        99 => c"TURN_ERR_PANIC",
+        _ => c"TURN_ERR_UNKNOWN",
+    };
+    name.as_ptr()
+}
+
+/// The detail message of the last failure on this thread, or "". Valid until
+/// the next failing call on this thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn turn_last_error() -> *const c_char {
+    quiet(c"".as_ptr(), || LAST_ERROR.with(|e| e.borrow().as_ptr()))
+}
+
+/// The library's version, a static string such as "0.1.0".
+#[unsafe(no_mangle)]
+pub extern "C" fn turn_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+/// New options with the defaults (prefix "turn", connect timeout 2000 ms,
+/// command timeout 5000 ms, pool of 8 connections, grace 500 ms), written
+/// to `*out`.
+///
+/// # Safety
+/// `out` points to writable storage for a pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_options_new(out: *mut *mut turn_options) -> turn_result {
+    guard(|| {
+        out_ptr(out, "out")?;
+        let options = Box::new(turn_options {
+            options: Options::default(),
+        });
+        // SAFETY: non-NULL and writable per the contract.
+        unsafe { *out = Box::into_raw(options) };
+        Ok(())
+    })
+}
+
+/// Frees options. NULL is a no-op.
+///
+/// # Safety
+/// `options` is NULL or from `turn_options_new` and not yet freed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_options_free(options: *mut turn_options) {
+    if !options.is_null() {
+        // SAFETY: from Box::into_raw in turn_options_new, freed once.
+        quiet((), || drop(unsafe { Box::from_raw(options) }))
+    }
+}
+
+fn with_options(
+    options: *mut turn_options,
+    f: impl FnOnce(&mut Options) -> Result<()>,
+) -> turn_result {
+    guard(|| {
+        // SAFETY: NULL or a live turn_options (callers' contract).
+        let o = unsafe { options.as_mut() }.ok_or_else(|| null("options"))?;
+        let mut next = o.options.clone();
+        f(&mut next)?;
+        next.validate()?;
+        o.options = next;
+        Ok(())
+    })
+}
+
+/// Sets the key prefix (default "turn"; 1 to 256 bytes, no control
+/// characters).
+///
+/// # Safety
+/// `options` is a live options object; `prefix` NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_options_set_prefix(
+    options: *mut turn_options,
+    prefix: *const c_char,
+) -> turn_result {
+    with_options(options, |o| {
+        // SAFETY: NUL-terminated per the contract.
+        o.prefix = unsafe { text(prefix, "prefix")? }.to_string();
+        Ok(())
+    })
+}
+
+/// Sets the time allowed to connect (default 2000 ms; must be > 0).
+///
+/// # Safety
+/// `options` is a live options object.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_options_set_connect_timeout_ms(
+    options: *mut turn_options,
+    millis: u32,
+) -> turn_result {
+    with_options(options, |o| {
+        o.connect_timeout = ms(millis.into());
+        Ok(())
+    })
+}
+
+/// Sets the time allowed for a reply, and for a free pooled connection
+/// (default 5000 ms; must be > 0). Calls fail with `TURN_ERR_CONNECTION`
+/// after it.
+///
+/// # Safety
+/// `options` is a live options object.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_options_set_command_timeout_ms(
+    options: *mut turn_options,
+    millis: u32,
+) -> turn_result {
+    with_options(options, |o| {
+        o.command_timeout = ms(millis.into());
+        Ok(())
+    })
+}
+
+/// Sets the most command connections open at once (default 8, 1 to 1024).
+///
+/// # Safety
+/// `options` is a live options object.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_options_set_pool_size(
+    options: *mut turn_options,
+    size: u32,
+) -> turn_result {
+    with_options(options, |o| {
+        o.pool_size = size as usize;
+        Ok(())
+    })
+}
+
+/// Sets how long a ticket must exist before a missing presence key marks it
+/// dead (default 500 ms; turn 1.0 clients set theirs a moment after drawing).
+///
+/// # Safety
+/// `options` is a live options object.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_options_set_grace_ms(
+    options: *mut turn_options,
+    millis: u32,
+) -> turn_result {
+    with_options(options, |o| {
+        o.grace = ms(millis.into());
+        Ok(())
+    })
+}

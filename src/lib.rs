@@ -1,0 +1,42 @@
+//! turn: a FIFO, take-a-number lock for shared resources, kept in Redis.
+//!
+//! A [`Locker`] draws a ticket (a serial number) from a resource's
+//! dispenser and waits until the resource's indicator shows that number;
+//! releasing moves the indicator to the next ticket. The keys and messages
+//! are those of the Python package turn 1.0, so both kinds of client can
+//! share one queue; every state change here is one atomic Lua script.
+//!
+//! ```no_run
+//! let locker = turn::Locker::new(Some("redis://127.0.0.1:6379/0"))?;
+//! let lock = locker.lock("printer", "report job")?;
+//! println!("my turn, fencing token {}", lock.serial());
+//! lock.release()?;
+//! # Ok::<(), turn::Error>(())
+//! ```
+
+mod error;
+mod heartbeat;
+mod keys;
+mod locker;
+mod notifier;
+mod options;
+mod pool;
+mod scripts;
+mod status;
+mod ticket;
+
+pub mod ffi;
+
+pub use error::{Error, ErrorKind, Result};
+pub use keys::{
+    MAX_LABEL_LEN, MAX_PREFIX_LEN, MAX_RESOURCE_LEN, validate_label, validate_resource,
+};
+pub use locker::{DEFAULT_URL, Lock, Locker, ResetOutcome};
+pub use options::{
+    Acquire, DEFAULT_EXPIRE, DEFAULT_GRACE, DEFAULT_PATIENCE, MIN_EXPIRE, MIN_PATIENCE, Options,
+    Wait,
+};
+pub use status::{MAX_STATUS_TICKETS, Status, TicketInfo};
+
+/// This library's version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

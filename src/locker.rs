@@ -1,0 +1,656 @@
+//! The locker: one client's connections and background threads, shared by
+//! every lock it takes; and the lock guard.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use redis::Connection;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::heartbeat;
+use crate::keys::{Keys, validate_label, validate_resource};
+use crate::notifier::{self, Notifier};
+use crate::options::{Acquire, Options, Wait};
+use crate::pool::Pool;
+use crate::scripts;
+use crate::status::{self, Status};
+use crate::ticket::Ticket;
+
+/// The Redis URL used when none is given.
+pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379/0";
+
+/// How long a new waiter waits for its channel subscription to be confirmed
+/// before it reads the queue anyway (it then relies on bounded waits).
+const SUBSCRIBE_WAIT: Duration = Duration::from_secs(1);
+/// Slack added to a holder's remaining lease before looking again.
+const LEASE_MARGIN: Duration = Duration::from_millis(2);
+
+/// What became of a reset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetOutcome {
+    /// The dispenser and indicator were removed.
+    Reset,
+    /// There is no such queue.
+    NotFound,
+    /// The queue holds this many tickets (holder and waiters) after a bump.
+    Busy(u64),
+    /// The dispenser moved since it was read: someone drew a ticket.
+    Activity,
+}
+
+pub(crate) struct Core {
+    pub options: Options,
+    pub pool: Pool,
+    pid: u32,
+    epoch: Instant,
+    closed: AtomicBool,
+    next_id: AtomicU64,
+    /// Every active ticket of this locker, for the heartbeat.
+    pub tickets: Mutex<HashMap<u64, Arc<Ticket>>>,
+    /// Wakes the heartbeat when tickets come or the locker closes.
+    pub beat: Condvar,
+    pub notifier: Notifier,
+}
+
+impl Core {
+    pub fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    pub fn in_owner_process(&self) -> bool {
+        std::process::id() == self.pid
+    }
+
+    fn usable(&self) -> Result<()> {
+        if !self.in_owner_process() {
+            return Err(Error::new(
+                ErrorKind::Forked,
+                "this locker was created in another process (before fork); create a new locker in this one",
+            ));
+        }
+        if self.is_closed() {
+            return Err(Error::connection("the locker is closed"));
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on a pooled connection.
+    pub fn run<T>(&self, f: impl FnOnce(&mut Connection) -> redis::RedisResult<T>) -> Result<T> {
+        self.pool.get()?.run(f)
+    }
+
+    fn register(&self, ticket: &Arc<Ticket>) {
+        self.tickets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(ticket.id, ticket.clone());
+        self.beat.notify_all();
+    }
+
+    fn unregister(&self, ticket: &Ticket) {
+        self.tickets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&ticket.id);
+    }
+
+    /// Runs the release script; mode "release" or "abandon".
+    /// Returns (indicator moved, presence key existed).
+    fn leave(&self, t: &Ticket, mode: &str) -> Result<(bool, bool)> {
+        let (moved, present): (i64, i64) = self.run(|c| {
+            scripts::RELEASE
+                .key(&t.keys.indicator)
+                .arg(&t.keys.presence_prefix)
+                .arg(t.serial)
+                .arg(&t.label)
+                .arg(&t.keys.external)
+                .arg(&t.keys.internal)
+                .arg(&t.resource)
+                .arg(mode)
+                .invoke(c)
+        })?;
+        Ok((moved == 1, present == 1))
+    }
+
+    /// Withdraws a ticket that will not be used (timeout, failure, loss).
+    fn withdraw(&self, t: &Ticket) {
+        self.unregister(t);
+        t.set_done();
+        let _ = self.leave(t, "abandon");
+    }
+
+    fn bump(&self, keys: &Keys, resource: &str, limit: Option<u64>, text: &str) -> Result<i64> {
+        self.run(|c| {
+            scripts::BUMP
+                .key(&keys.indicator)
+                .key(&keys.dispenser)
+                .arg(&keys.presence_prefix)
+                .arg(limit.map(|l| l.to_string()).unwrap_or_default())
+                .arg(&keys.external)
+                .arg(&keys.internal)
+                .arg(resource)
+                .arg(text)
+                .invoke(c)
+        })
+    }
+
+    fn release(&self, t: &Ticket) -> Result<()> {
+        if !self.in_owner_process() {
+            return Err(Error::new(
+                ErrorKind::Forked,
+                "this lock belongs to another process (before fork)",
+            ));
+        }
+        self.unregister(t);
+        if self.is_closed() {
+            t.set_done();
+            return Err(Error::lost(
+                "the locker was closed; the lock was released then",
+            ));
+        }
+        let was_lost = t.is_lost() || t.lapsed(self.now_ms());
+        let result = self.leave(t, "release");
+        t.set_done();
+        let (moved, present) = result?;
+        if !moved {
+            return Err(Error::lost(format!(
+                "lock {} on \"{}\" was lost: the indicator had moved on; it was left alone",
+                t.serial, t.resource
+            )));
+        }
+        if !present || was_lost {
+            return Err(Error::lost(format!(
+                "lock {} on \"{}\" was lost: its lease lapsed before the release",
+                t.serial, t.resource
+            )));
+        }
+        Ok(())
+    }
+
+    /// Stops the background threads' work and releases the locks still held.
+    fn shutdown(&self) {
+        self.closed.store(true, Ordering::Release);
+        let held: Vec<Arc<Ticket>> = self
+            .tickets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .map(|(_, t)| t)
+            .collect();
+        for t in held {
+            if t.is_held() {
+                let _ = self.leave(&t, "release");
+            }
+            t.mark_lost();
+        }
+        self.beat.notify_all();
+        self.notifier.kick(self);
+    }
+}
+
+struct Handle {
+    core: Arc<Core>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        if !self.core.in_owner_process() {
+            // After fork the threads do not exist here and the parent's
+            // mutexes may be held: touch nothing.
+            std::mem::forget(threads);
+            std::mem::forget(self.core.clone());
+            return;
+        }
+        self.core.shutdown();
+        for t in threads {
+            let _ = t.join();
+        }
+        self.core.pool.close();
+    }
+}
+
+/// A client of the turn protocol: its Redis connections (a bounded pool, plus
+/// one for the heartbeat and one for the notifier) and its two background
+/// threads, shared by every lock it takes. Cheap to clone and to share
+/// between threads; the last clone to go stops the threads, releases locks
+/// still held and closes the connections.
+#[derive(Clone)]
+pub struct Locker {
+    handle: Arc<Handle>,
+}
+
+impl std::fmt::Debug for Locker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Locker")
+            .field("prefix", &self.handle.core.options.prefix)
+            .finish()
+    }
+}
+
+impl Locker {
+    /// Connects to `url` (`redis://[user:password@]host:port/db`, or None for
+    /// [`DEFAULT_URL`]) with default options.
+    pub fn new(url: Option<&str>) -> Result<Locker> {
+        Locker::with_options(url, Options::default())
+    }
+
+    /// Connects with the given options. Fails with `Connection` when Redis
+    /// cannot be reached within the connect timeout.
+    pub fn with_options(url: Option<&str>, options: Options) -> Result<Locker> {
+        options.validate()?;
+        let url = url.unwrap_or(DEFAULT_URL);
+        let client = redis::Client::open(url).map_err(|e| {
+            Error::invalid(format!(
+                "invalid redis URL: {}",
+                e.detail().unwrap_or("cannot parse it")
+            ))
+        })?;
+        let pool = Pool::new(
+            client,
+            options.pool_size,
+            options.connect_timeout,
+            options.command_timeout,
+        );
+        // Connect now, so that a wrong address is reported here.
+        drop(pool.get()?);
+        let notifier = Notifier::new(&options.prefix);
+        let core = Arc::new(Core {
+            options,
+            pool,
+            pid: std::process::id(),
+            epoch: Instant::now(),
+            closed: AtomicBool::new(false),
+            next_id: AtomicU64::new(1),
+            tickets: Mutex::new(HashMap::new()),
+            beat: Condvar::new(),
+            notifier,
+        });
+        let mut threads = Vec::with_capacity(2);
+        for (name, body) in [
+            ("turn-heartbeat", heartbeat::run as fn(Arc<Core>)),
+            ("turn-notifier", notifier::run as fn(Arc<Core>)),
+        ] {
+            let c = core.clone();
+            match std::thread::Builder::new()
+                .name(name.to_string())
+                .spawn(move || body(c))
+            {
+                Ok(t) => threads.push(t),
+                Err(e) => {
+                    core.shutdown();
+                    for t in threads {
+                        let _ = t.join();
+                    }
+                    return Err(Error::connection(format!("cannot start a thread: {e}")));
+                }
+            }
+        }
+        Ok(Locker {
+            handle: Arc::new(Handle {
+                core,
+                threads: Mutex::new(threads),
+            }),
+        })
+    }
+
+    fn core(&self) -> &Arc<Core> {
+        &self.handle.core
+    }
+
+    /// The options this locker was made with.
+    pub fn options(&self) -> &Options {
+        &self.core().options
+    }
+
+    /// Takes the lock on `resource` with a label and default settings,
+    /// waiting as long as it takes.
+    pub fn lock(&self, resource: &str, label: &str) -> Result<Lock> {
+        self.acquire(resource, &Acquire::label(label))
+    }
+
+    /// Takes a ticket for `resource` and waits for its turn, as `request`
+    /// says. On timeout, failure or a try-lock that would block, the ticket
+    /// is withdrawn: it leaves no trace and does not stall the queue.
+    pub fn acquire(&self, resource: &str, request: &Acquire) -> Result<Lock> {
+        let core = self.core();
+        core.usable()?;
+        validate_resource(resource)?;
+        validate_label(&request.label)?;
+        let expire = request.expire_or_default()?;
+        let patience = request.patience_or_default();
+        let deadline = match request.wait {
+            Wait::For(d) => Some(Instant::now() + d),
+            _ => None,
+        };
+        let keys = Keys::new(&core.options.prefix, resource);
+        loop {
+            let seen = core.notifier.snapshot(&keys.internal);
+            let drawn_at = Instant::now();
+            let drawn_ms = core.now_ms();
+            let (serial, indicator, pttl): (u64, i64, i64) = core.run(|c| {
+                scripts::DRAW
+                    .key(&keys.dispenser)
+                    .key(&keys.indicator)
+                    .arg(&keys.presence_prefix)
+                    .arg(&request.label)
+                    .arg(expire.as_millis() as u64)
+                    .arg(&keys.external)
+                    .arg(resource)
+                    .invoke(c)
+            })?;
+            let ticket = Arc::new(Ticket::new(
+                core.next_id.fetch_add(1, Ordering::Relaxed),
+                resource,
+                keys.clone(),
+                serial,
+                &request.label,
+                expire,
+                drawn_at,
+                drawn_ms,
+            ));
+            if pttl == -3 {
+                ticket.set_held();
+                core.register(&ticket);
+                return Ok(Lock::new(core.clone(), ticket));
+            }
+            if request.wait == Wait::TryOnce {
+                core.withdraw(&ticket);
+                return Err(Error::new(
+                    ErrorKind::WouldBlock,
+                    format!(
+                        "\"{resource}\" is taken (turn {indicator}, ticket {serial} withdrawn)"
+                    ),
+                ));
+            }
+            core.register(&ticket);
+            match self.wait_turn(&ticket, (indicator, pttl), seen, patience, deadline) {
+                Ok(()) => return Ok(Lock::new(core.clone(), ticket)),
+                Err(None) => {
+                    // The ticket was lost while waiting: draw a new one.
+                    core.withdraw(&ticket);
+                }
+                Err(Some(e)) => {
+                    core.withdraw(&ticket);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Waits until `t` has the turn. Err(None): the ticket was lost.
+    fn wait_turn(
+        &self,
+        t: &Arc<Ticket>,
+        drawn: (i64, i64),
+        seen: Option<u64>,
+        patience: Duration,
+        deadline: Option<Instant>,
+    ) -> std::result::Result<(), Option<Error>> {
+        let core = self.core();
+        let _waiter = notifier::Registration::new(&core.notifier, t);
+        let subscribed = _waiter.seq();
+        // The draw's reading still holds if the subscription was active
+        // before the draw and no message came since.
+        let mut known = match (seen, subscribed) {
+            (Some(a), Some(b)) if a == b => Some(drawn),
+            _ => None,
+        };
+        if subscribed.is_none() {
+            core.notifier.kick(core);
+            let mut wait = SUBSCRIBE_WAIT;
+            if let Some(d) = deadline {
+                wait = wait.min(d.saturating_duration_since(Instant::now()));
+            }
+            t.wait_signal(wait);
+        }
+        loop {
+            if t.is_lost() || !core.in_owner_process() {
+                return Err(None);
+            }
+            t.clear_signal();
+            let (indicator, pttl) = match known.take() {
+                Some(reading) => reading,
+                None => {
+                    let (indicator, code): (i64, i64) = core
+                        .run(|c| {
+                            scripts::CHECK
+                                .key(&t.keys.indicator)
+                                .arg(&t.keys.presence_prefix)
+                                .arg(t.serial)
+                                .arg(&t.keys.external)
+                                .arg(&t.resource)
+                                .invoke(c)
+                        })
+                        .map_err(Some)?;
+                    if code == -3 {
+                        t.set_held();
+                        return if t.is_held() { Ok(()) } else { Err(None) };
+                    }
+                    if indicator < 0 || indicator as u64 >= t.serial {
+                        return Err(None);
+                    }
+                    (indicator, code)
+                }
+            };
+            let now = Instant::now();
+            if let Some(d) = deadline
+                && now >= d
+            {
+                return Err(Some(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "\"{}\" was not granted in time (turn {indicator}, ticket {} withdrawn)",
+                        t.resource, t.serial
+                    ),
+                )));
+            }
+            let mut sleep = patience;
+            if core.notifier.is_head(t) {
+                if pttl == -2 {
+                    let age = now.duration_since(t.drawn_at);
+                    if age >= core.options.grace {
+                        // The ticket at the indicator is dead: step past it
+                        // and every other dead ticket before ours.
+                        core.bump(
+                            &t.keys,
+                            &t.resource,
+                            Some(t.serial - 1),
+                            &format!("{} bumps", t.serial),
+                        )
+                        .map_err(Some)?;
+                        continue;
+                    }
+                    sleep = core.options.grace - age;
+                } else if pttl >= 0 {
+                    sleep = sleep.min(Duration::from_millis(pttl as u64) + LEASE_MARGIN);
+                }
+            }
+            if let Some(d) = deadline {
+                sleep = sleep.min(d.saturating_duration_since(now));
+            }
+            t.wait_signal(sleep);
+        }
+    }
+
+    /// A snapshot of the queue of `resource`; `NotFound` when there is none.
+    pub fn status(&self, resource: &str) -> Result<Status> {
+        self.core().usable()?;
+        validate_resource(resource)?;
+        status::get(self.core(), resource)
+    }
+
+    /// Every resource with a queue (a dispenser key) under this prefix,
+    /// sorted by name.
+    pub fn resources(&self) -> Result<Vec<String>> {
+        self.core().usable()?;
+        status::resources(self.core())
+    }
+
+    /// Moves the indicator of `resource` past tickets whose presence key is
+    /// missing (never back), announces it, and returns it.
+    pub fn bump(&self, resource: &str) -> Result<u64> {
+        let core = self.core();
+        core.usable()?;
+        validate_resource(resource)?;
+        let keys = Keys::new(&core.options.prefix, resource);
+        let indicator = core.bump(&keys, resource, None, "")?;
+        if indicator < 0 {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("no such queue: \"{resource}\""),
+            ));
+        }
+        Ok(indicator as u64)
+    }
+
+    /// Removes the queue of `resource` (dispenser and indicator) when nobody
+    /// is in it after a bump. `Busy` while in use, `NotFound` when absent.
+    pub fn reset(&self, resource: &str) -> Result<()> {
+        match self.reset_queue(resource, None)? {
+            ResetOutcome::Reset => Ok(()),
+            ResetOutcome::NotFound => Err(Error::new(
+                ErrorKind::NotFound,
+                format!("no such queue: \"{resource}\""),
+            )),
+            ResetOutcome::Busy(n) => Err(Error::new(
+                ErrorKind::Busy,
+                format!("\"{resource}\" is in use by {n} user(s)"),
+            )),
+            ResetOutcome::Activity => Err(Error::new(
+                ErrorKind::Busy,
+                format!("activity detected for \"{resource}\""),
+            )),
+        }
+    }
+
+    /// Reset, atomically: when `expected_dispenser` is given and the
+    /// dispenser is no longer that value, nothing is done (`Activity`).
+    pub fn reset_queue(
+        &self,
+        resource: &str,
+        expected_dispenser: Option<u64>,
+    ) -> Result<ResetOutcome> {
+        let core = self.core();
+        core.usable()?;
+        validate_resource(resource)?;
+        let keys = Keys::new(&core.options.prefix, resource);
+        let reply: Vec<i64> = core.run(|c| {
+            scripts::RESET
+                .key(&keys.indicator)
+                .key(&keys.dispenser)
+                .arg(&keys.presence_prefix)
+                .arg(
+                    expected_dispenser
+                        .map(|d| d.to_string())
+                        .unwrap_or_default(),
+                )
+                .arg(&keys.external)
+                .arg(&keys.internal)
+                .arg(resource)
+                .invoke(c)
+        })?;
+        Ok(match reply.as_slice() {
+            [0] => ResetOutcome::Reset,
+            [-1] => ResetOutcome::NotFound,
+            [-2] => ResetOutcome::Activity,
+            [-3, n] => ResetOutcome::Busy(*n as u64),
+            other => return Err(Error::protocol(format!("unexpected reset reply {other:?}"))),
+        })
+    }
+
+    /// Opens a connection of its own (not from the pool), for tools that
+    /// subscribe, such as `turn follow`.
+    pub fn connect(&self) -> Result<Connection> {
+        self.core().usable()?;
+        self.core().pool.connect(None)
+    }
+}
+
+/// A held lock. Release it with [`Lock::release`] to learn whether it was
+/// still held; dropping it releases it too, ignoring the outcome.
+pub struct Lock {
+    core: Arc<Core>,
+    ticket: Arc<Ticket>,
+    released: bool,
+}
+
+impl std::fmt::Debug for Lock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lock")
+            .field("resource", &self.ticket.resource)
+            .field("serial", &self.ticket.serial)
+            .finish()
+    }
+}
+
+impl Lock {
+    fn new(core: Arc<Core>, ticket: Arc<Ticket>) -> Lock {
+        Lock {
+            core,
+            ticket,
+            released: false,
+        }
+    }
+
+    /// The ticket number: strictly increasing per queue while its dispenser
+    /// survives, so usable as a fencing token.
+    pub fn serial(&self) -> u64 {
+        self.ticket.serial
+    }
+
+    /// The resource this lock is on.
+    pub fn resource(&self) -> &str {
+        &self.ticket.resource
+    }
+
+    /// The label given at acquire.
+    pub fn label(&self) -> &str {
+        &self.ticket.label
+    }
+
+    /// Ok while held; `Lost` once the heartbeat found the presence key gone
+    /// or the indicator moved on, or the lease lapsed by the local clock.
+    pub fn check(&self) -> Result<()> {
+        if self.ticket.lapsed(self.core.now_ms()) {
+            self.ticket.mark_lost();
+        }
+        if self.ticket.is_held() {
+            Ok(())
+        } else {
+            Err(Error::lost(format!(
+                "lock {} on \"{}\" was lost",
+                self.ticket.serial, self.ticket.resource
+            )))
+        }
+    }
+
+    /// True once the lock is known lost.
+    pub fn is_lost(&self) -> bool {
+        self.check().is_err()
+    }
+
+    /// Gives the turn to the next ticket, in one round trip. `Lost` when the
+    /// lock had been lost; then the indicator is left alone unless it still
+    /// pointed at this ticket.
+    pub fn release(mut self) -> Result<()> {
+        self.released = true;
+        self.core.release(&self.ticket)
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        if !self.released {
+            let _ = self.core.release(&self.ticket);
+        }
+    }
+}

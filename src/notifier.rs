@@ -1,0 +1,295 @@
+//! The notifier: one background thread with one pubsub connection,
+//! subscribed to the `internal` channel of each resource that has a local
+//! waiter, waking the right waiter when a message names its ticket.
+//!
+//! A message wakes the waiter it names and the local head (the lowest local
+//! ticket of that resource), which watches the queue for dead tickets.
+//! Messages are never trusted alone: every waiter re-reads the queue after a
+//! wake and sleeps only for bounded times.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::keys::Keys;
+use crate::locker::Core;
+use crate::ticket::Ticket;
+
+/// How long the pubsub read blocks before the thread looks at its work.
+const POLL: Duration = Duration::from_millis(250);
+/// A channel stays subscribed this long after its last local waiter left,
+/// so that a busy resource does not resubscribe for every wait.
+const LINGER: Duration = Duration::from_secs(30);
+
+pub(crate) struct Notifier {
+    state: Mutex<State>,
+    /// A channel of this locker's own: a message on it makes the thread
+    /// look at new subscriptions at once.
+    wake_channel: String,
+}
+
+#[derive(Default)]
+struct State {
+    channels: HashMap<String, Channel>,
+}
+
+struct Channel {
+    keys: Keys,
+    waiters: BTreeMap<u64, Arc<Ticket>>,
+    subscribed: bool,
+    /// Messages seen on this channel since it was subscribed.
+    seq: u64,
+    last_used: Instant,
+}
+
+impl Channel {
+    fn wake_all(&self) {
+        for t in self.waiters.values() {
+            t.signal();
+        }
+    }
+
+    fn wake_head(&self) {
+        if let Some((_, t)) = self.waiters.iter().next() {
+            t.signal();
+        }
+    }
+}
+
+static UNIQUE: AtomicU64 = AtomicU64::new(0);
+
+impl Notifier {
+    pub fn new(prefix: &str) -> Notifier {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let n = UNIQUE.fetch_add(1, Ordering::Relaxed);
+        Notifier {
+            state: Mutex::new(State::default()),
+            wake_channel: format!("{prefix}:notifier:{}.{nanos}.{n}:wake", std::process::id()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The message count of `channel` when it is subscribed, else None.
+    pub fn snapshot(&self, channel: &str) -> Option<u64> {
+        let state = self.lock();
+        state
+            .channels
+            .get(channel)
+            .filter(|c| c.subscribed)
+            .map(|c| c.seq)
+    }
+
+    /// True when `t` is the lowest local waiter of its resource.
+    pub fn is_head(&self, t: &Ticket) -> bool {
+        let state = self.lock();
+        state
+            .channels
+            .get(&t.keys.internal)
+            .and_then(|c| c.waiters.keys().next().copied())
+            == Some(t.serial)
+    }
+
+    /// Makes the thread look at its subscriptions now.
+    pub fn kick(&self, core: &Core) {
+        let channel = self.wake_channel.clone();
+        let _ = core.run(|c| redis::cmd("PUBLISH").arg(channel).arg("").query::<i64>(c));
+    }
+
+    fn add(&self, t: &Arc<Ticket>) -> Option<u64> {
+        let mut state = self.lock();
+        let channel = state
+            .channels
+            .entry(t.keys.internal.clone())
+            .or_insert_with(|| Channel {
+                keys: t.keys.clone(),
+                waiters: BTreeMap::new(),
+                subscribed: false,
+                seq: 0,
+                last_used: Instant::now(),
+            });
+        channel.waiters.insert(t.serial, t.clone());
+        channel.last_used = Instant::now();
+        channel.subscribed.then_some(channel.seq)
+    }
+
+    fn remove(&self, t: &Ticket) {
+        let mut state = self.lock();
+        if let Some(channel) = state.channels.get_mut(&t.keys.internal) {
+            let was_head = channel.waiters.keys().next() == Some(&t.serial);
+            channel.waiters.remove(&t.serial);
+            channel.last_used = Instant::now();
+            if was_head {
+                // The next local ticket takes over watching the queue.
+                channel.wake_head();
+            }
+        }
+    }
+
+    /// Which channels to subscribe and unsubscribe, given the current ones.
+    fn plan(&self, current: &HashSet<String>) -> (Vec<String>, Vec<String>) {
+        let mut state = self.lock();
+        let now = Instant::now();
+        state.channels.retain(|name, c| {
+            !c.waiters.is_empty()
+                || now.duration_since(c.last_used) < LINGER
+                || current.contains(name)
+        });
+        let mut subscribe = Vec::new();
+        let mut unsubscribe = Vec::new();
+        for (name, c) in &state.channels {
+            let wanted = !c.waiters.is_empty() || now.duration_since(c.last_used) < LINGER;
+            if wanted && !current.contains(name) {
+                subscribe.push(name.clone());
+            } else if !wanted && current.contains(name) {
+                unsubscribe.push(name.clone());
+            }
+        }
+        (subscribe, unsubscribe)
+    }
+
+    fn subscribed(&self, names: &[String]) {
+        let mut state = self.lock();
+        for name in names {
+            if let Some(c) = state.channels.get_mut(name) {
+                c.subscribed = true;
+                c.seq = c.seq.wrapping_add(1);
+                c.wake_all();
+            }
+        }
+    }
+
+    fn unsubscribed(&self, names: &[String]) {
+        let mut state = self.lock();
+        for name in names {
+            if let Some(c) = state.channels.get_mut(name) {
+                c.subscribed = false;
+                if c.waiters.is_empty() {
+                    state.channels.remove(name);
+                }
+            }
+        }
+    }
+
+    /// The connection went away: every subscription is gone and messages
+    /// may have been missed, so every waiter re-reads its queue.
+    fn disconnected(&self) {
+        let state = &mut *self.lock();
+        for c in state.channels.values_mut() {
+            c.subscribed = false;
+            c.wake_all();
+        }
+    }
+
+    fn deliver(&self, channel: &str, payload: &[u8]) {
+        let mut state = self.lock();
+        let Some(c) = state.channels.get_mut(channel) else {
+            return;
+        };
+        c.seq = c.seq.wrapping_add(1);
+        if let Some(t) = c
+            .keys
+            .serial_of_message(payload)
+            .and_then(|serial| c.waiters.get(&serial))
+        {
+            t.signal();
+        }
+        c.wake_head();
+    }
+}
+
+/// A waiter's entry in the notifier, removed on drop.
+pub(crate) struct Registration<'a> {
+    notifier: &'a Notifier,
+    ticket: &'a Ticket,
+    seq: Option<u64>,
+}
+
+impl<'a> Registration<'a> {
+    pub fn new(notifier: &'a Notifier, ticket: &'a Arc<Ticket>) -> Registration<'a> {
+        let seq = notifier.add(ticket);
+        Registration {
+            notifier,
+            ticket,
+            seq,
+        }
+    }
+
+    /// The message count when registered, if the channel was subscribed.
+    pub fn seq(&self) -> Option<u64> {
+        self.seq
+    }
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.notifier.remove(self.ticket);
+    }
+}
+
+/// The notifier thread's body.
+pub(crate) fn run(core: Arc<Core>) {
+    let mut backoff = Duration::from_millis(20);
+    while !core.is_closed() {
+        match core.pool.connect(Some(POLL)) {
+            Ok(mut conn) => {
+                backoff = Duration::from_millis(20);
+                let _ = serve(&core, &mut conn);
+                core.notifier.disconnected();
+            }
+            Err(_) => {
+                core.notifier.disconnected();
+                sleep_unless_closed(&core, backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+fn sleep_unless_closed(core: &Core, total: Duration) {
+    let end = Instant::now() + total;
+    while !core.is_closed() && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(10).min(end - Instant::now()));
+    }
+}
+
+fn serve(core: &Core, conn: &mut redis::Connection) -> redis::RedisResult<()> {
+    let notifier = &core.notifier;
+    let mut pubsub = conn.as_pubsub();
+    pubsub.subscribe(&notifier.wake_channel)?;
+    let mut current: HashSet<String> = HashSet::new();
+    loop {
+        if core.is_closed() {
+            return Ok(());
+        }
+        let (subscribe, unsubscribe) = notifier.plan(&current);
+        if !subscribe.is_empty() {
+            pubsub.subscribe(&subscribe)?;
+            current.extend(subscribe.iter().cloned());
+            notifier.subscribed(&subscribe);
+        }
+        if !unsubscribe.is_empty() {
+            pubsub.unsubscribe(&unsubscribe)?;
+            for name in &unsubscribe {
+                current.remove(name);
+            }
+            notifier.unsubscribed(&unsubscribe);
+        }
+        match pubsub.get_message() {
+            Ok(msg) => {
+                let channel = msg.get_channel_name();
+                if channel != notifier.wake_channel {
+                    notifier.deliver(channel, msg.get_payload_bytes());
+                }
+            }
+            Err(e) if e.is_timeout() => {}
+            Err(e) => return Err(e),
+        }
+    }
+}

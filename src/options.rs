@@ -1,0 +1,130 @@
+//! Settings of a locker and of one acquire.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::keys::validate_prefix;
+
+/// The lease when none is given: a presence key lives this long without a
+/// heartbeat (the heartbeat refreshes it every third of it).
+pub const DEFAULT_EXPIRE: Duration = Duration::from_secs(10);
+/// The longest a waiter sleeps without news before it re-reads the queue.
+pub const DEFAULT_PATIENCE: Duration = Duration::from_secs(60);
+/// The shortest lease accepted.
+pub const MIN_EXPIRE: Duration = Duration::from_millis(100);
+/// The shortest patience accepted (shorter values are raised to it).
+pub const MIN_PATIENCE: Duration = Duration::from_millis(10);
+/// How long a ticket must have existed before a missing presence key marks
+/// it dead. turn 1.0 clients set their presence key a moment after drawing.
+pub const DEFAULT_GRACE: Duration = Duration::from_millis(500);
+
+/// Settings of a [`crate::Locker`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// Key prefix (`turn`, as turn 1.0).
+    pub prefix: String,
+    /// Time allowed to open a connection (default 2 s).
+    pub connect_timeout: Duration,
+    /// Time allowed for one command's reply, and for a free pooled
+    /// connection (default 5 s).
+    pub command_timeout: Duration,
+    /// Most command connections open at once (default 8). The heartbeat and
+    /// the notifier have one connection each besides.
+    pub pool_size: usize,
+    /// Grace before a ticket with a missing presence key counts as dead
+    /// (default 500 ms), see [`DEFAULT_GRACE`].
+    pub grace: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            prefix: "turn".to_string(),
+            connect_timeout: Duration::from_secs(2),
+            command_timeout: Duration::from_secs(5),
+            pool_size: 8,
+            grace: DEFAULT_GRACE,
+        }
+    }
+}
+
+impl Options {
+    pub(crate) fn validate(&self) -> Result<()> {
+        validate_prefix(&self.prefix)?;
+        if self.connect_timeout.is_zero() || self.command_timeout.is_zero() {
+            return Err(Error::invalid("timeouts must be greater than zero"));
+        }
+        if self.pool_size == 0 || self.pool_size > 1024 {
+            return Err(Error::invalid("pool size must be between 1 and 1024"));
+        }
+        Ok(())
+    }
+}
+
+/// How long an acquire may wait for the turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Wait {
+    /// Wait until granted.
+    #[default]
+    Forever,
+    /// Take the lock only if it is free now; else `WouldBlock`.
+    TryOnce,
+    /// Give up with `Timeout` after this long.
+    For(Duration),
+}
+
+/// Settings of one acquire.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Acquire {
+    /// Label shown in status and messages (may be empty).
+    pub label: String,
+    /// Lease; `None` for [`DEFAULT_EXPIRE`].
+    pub expire: Option<Duration>,
+    /// Longest sleep without news; `None` for [`DEFAULT_PATIENCE`].
+    pub patience: Option<Duration>,
+    /// How long to wait for the turn.
+    pub wait: Wait,
+}
+
+impl Acquire {
+    /// An acquire with this label and the defaults.
+    pub fn label(label: impl Into<String>) -> Acquire {
+        Acquire {
+            label: label.into(),
+            ..Acquire::default()
+        }
+    }
+
+    /// Sets the lease.
+    pub fn expire(mut self, expire: Duration) -> Acquire {
+        self.expire = Some(expire);
+        self
+    }
+
+    /// Sets the patience.
+    pub fn patience(mut self, patience: Duration) -> Acquire {
+        self.patience = Some(patience);
+        self
+    }
+
+    /// Sets how long to wait.
+    pub fn wait(mut self, wait: Wait) -> Acquire {
+        self.wait = wait;
+        self
+    }
+
+    pub(crate) fn expire_or_default(&self) -> Result<Duration> {
+        let e = self.expire.unwrap_or(DEFAULT_EXPIRE);
+        if e < MIN_EXPIRE {
+            return Err(Error::invalid(format!(
+                "expire must be at least {} ms",
+                MIN_EXPIRE.as_millis()
+            )));
+        }
+        Ok(e)
+    }
+
+    pub(crate) fn patience_or_default(&self) -> Duration {
+        self.patience.unwrap_or(DEFAULT_PATIENCE).max(MIN_PATIENCE)
+    }
+}

@@ -1,0 +1,196 @@
+//! A bounded pool of Redis command connections.
+//!
+//! Hand-written rather than r2d2 because r2d2 runs its own background
+//! threads, and a locker promises exactly two (heartbeat and notifier); the
+//! pool also has to honour the connect and command timeouts of the options.
+
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use redis::{Client, Connection};
+
+use crate::error::{Error, Result};
+
+/// Connections idle longer than this are checked with PING before use, so
+/// that a restarted server costs a reconnect rather than a failed call.
+const STALE_AFTER: Duration = Duration::from_secs(5);
+
+pub(crate) struct Pool {
+    client: Client,
+    max: usize,
+    connect_timeout: Duration,
+    command_timeout: Duration,
+    state: Mutex<State>,
+    available: Condvar,
+}
+
+struct State {
+    idle: Vec<(Connection, Instant)>,
+    total: usize,
+    closed: bool,
+}
+
+/// A connection checked out of the pool; it goes back on drop unless it was
+/// marked broken.
+pub(crate) struct Pooled<'a> {
+    pool: &'a Pool,
+    conn: Option<Connection>,
+    broken: bool,
+}
+
+impl Pool {
+    pub fn new(
+        client: Client,
+        max: usize,
+        connect_timeout: Duration,
+        command_timeout: Duration,
+    ) -> Pool {
+        Pool {
+            client,
+            max: max.max(1),
+            connect_timeout,
+            command_timeout,
+            state: Mutex::new(State {
+                idle: Vec::new(),
+                total: 0,
+                closed: false,
+            }),
+            available: Condvar::new(),
+        }
+    }
+
+    /// Opens a new connection outside the pool's count (for the heartbeat
+    /// and the notifier, which own theirs).
+    pub fn connect(&self, read_timeout: Option<Duration>) -> Result<Connection> {
+        let conn = self
+            .client
+            .get_connection_with_timeout(self.connect_timeout)
+            .map_err(|e| Error::connection(format!("cannot connect to redis: {e}")))?;
+        conn.set_read_timeout(read_timeout)?;
+        conn.set_write_timeout(Some(self.command_timeout))?;
+        Ok(conn)
+    }
+
+    /// Checks a connection out, opening one when none is idle and the pool
+    /// is below its bound, or waiting (at most the command timeout) for one.
+    pub fn get(&self) -> Result<Pooled<'_>> {
+        let deadline = Instant::now() + self.command_timeout;
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if state.closed {
+                return Err(Error::connection("the locker is closed"));
+            }
+            if let Some((mut conn, since)) = state.idle.pop() {
+                drop(state);
+                if since.elapsed() >= STALE_AFTER
+                    && !redis::ConnectionLike::check_connection(&mut conn)
+                {
+                    self.discard_one();
+                    state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                    continue;
+                }
+                return Ok(Pooled {
+                    pool: self,
+                    conn: Some(conn),
+                    broken: false,
+                });
+            }
+            if state.total < self.max {
+                state.total += 1;
+                drop(state);
+                return match self.connect(Some(self.command_timeout)) {
+                    Ok(conn) => Ok(Pooled {
+                        pool: self,
+                        conn: Some(conn),
+                        broken: false,
+                    }),
+                    Err(e) => {
+                        self.discard_one();
+                        Err(e)
+                    }
+                };
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::connection(format!(
+                    "no redis connection became free within {} ms (pool size {})",
+                    self.command_timeout.as_millis(),
+                    self.max
+                )));
+            }
+            state = self
+                .available
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    fn discard_one(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.total -= 1;
+        self.available.notify_one();
+    }
+
+    /// After a broken connection, the idle ones are likely broken too (the
+    /// server went away): drop them all.
+    fn discard_idle(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let n = state.idle.len();
+        state.idle.clear();
+        state.total -= n;
+        self.available.notify_all();
+    }
+
+    /// Closes every idle connection and refuses further use.
+    pub fn close(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.closed = true;
+        let n = state.idle.len();
+        state.idle.clear();
+        state.total -= n;
+        self.available.notify_all();
+    }
+}
+
+impl Pooled<'_> {
+    /// Runs `f` on the connection; an error from the network marks the
+    /// connection broken so it is not reused.
+    pub fn run<T>(
+        &mut self,
+        f: impl FnOnce(&mut Connection) -> redis::RedisResult<T>,
+    ) -> Result<T> {
+        let conn = self.conn.as_mut().expect("connection present until drop");
+        match f(conn) {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                let err = Error::from(e);
+                if err.is_connection() {
+                    self.broken = true;
+                }
+                Err(err)
+            }
+        }
+    }
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        let conn = self.conn.take();
+        if self.broken {
+            drop(conn);
+            self.pool.discard_one();
+            self.pool.discard_idle();
+            return;
+        }
+        let mut state = self.pool.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(conn) = conn {
+            if state.closed {
+                state.total -= 1;
+            } else {
+                state.idle.push((conn, Instant::now()));
+            }
+        }
+        self.pool.available.notify_one();
+    }
+}

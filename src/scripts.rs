@@ -1,0 +1,230 @@
+//! The protocol's state changes, each one server-side Lua script (EVALSHA,
+//! falling back to EVAL), so that each is one round trip and atomic.
+//!
+//! Texts published on the `external` channel are those of turn 1.0, so that
+//! `turn follow` looks the same whichever client acted. Serials are formatted
+//! with `%d` so that large numbers never print in exponent form.
+
+use once_cell::sync::Lazy;
+use redis::Script;
+
+/// Shared helpers, prepended to every script.
+const HELPERS: &str = r#"
+local function fmt(n) return string.format('%d', n) end
+local function num(key)
+  local v = redis.call('GET', key)
+  if v == false then return nil end
+  local n = tonumber(v)
+  if n == nil or not string.match(v, '^%d+$') then
+    return redis.error_reply('TURNPROTO ' .. key .. ' is not a serial number')
+  end
+  return n
+end
+local function say(channel, resource, text)
+  redis.call('PUBLISH', channel, resource .. ': ' .. text)
+end
+local function announce(ind_key, prefix, internal, external, resource, t)
+  redis.call('SET', ind_key, fmt(t))
+  redis.call('PUBLISH', internal, prefix .. fmt(t))
+  say(external, resource, fmt(t) .. ' granted')
+end
+"#;
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{HELPERS}{body}"))
+}
+
+/// A wrong-shaped value read by `num` comes back as an error table.
+const CHECK_NUM: &str = r#"
+local function bad(x) return type(x) == 'table' end
+"#;
+
+/// draw: KEYS dispenser, indicator; ARGV presence prefix, label, expire ms,
+/// external channel, resource.
+/// Returns {serial, indicator, pttl of the indicator's presence key};
+/// pttl is -3 when the lock was granted right away.
+pub(crate) static DRAW: Lazy<Script> = Lazy::new(|| {
+    script(&format!(
+        "{CHECK_NUM}{}",
+        r#"
+redis.call('MSETNX', KEYS[1], '0', KEYS[2], '1')
+local d = num(KEYS[1])
+if bad(d) then return d end
+local n = redis.call('INCR', KEYS[1])
+redis.call('SET', ARGV[1] .. fmt(n), ARGV[2], 'PX', ARGV[3])
+say(ARGV[4], ARGV[5], fmt(n) .. ' assigned to "' .. ARGV[2] .. '"')
+local ind = num(KEYS[2])
+if bad(ind) then return ind end
+if ind == nil then
+  return redis.error_reply('TURNPROTO ' .. KEYS[2] .. ' is missing while ' .. KEYS[1] .. ' exists')
+end
+if ind == n then
+  say(ARGV[4], ARGV[5], fmt(n) .. ' started')
+  return {n, ind, -3}
+end
+local pttl = -2
+if ind < n then pttl = redis.call('PTTL', ARGV[1] .. fmt(ind)) end
+return {n, ind, pttl}
+"#
+    ))
+});
+
+/// check: KEYS indicator; ARGV presence prefix, serial, external, resource.
+/// Returns {indicator, code}: code -3 = granted now (and "N started" said);
+/// indicator -1 = the queue is gone; otherwise code is the pttl of the
+/// indicator's presence key (-2 when it is missing). When the indicator
+/// is our serial but our presence key is gone, code is -2.
+pub(crate) static CHECK: Lazy<Script> = Lazy::new(|| {
+    script(&format!(
+        "{CHECK_NUM}{}",
+        r#"
+local ind = num(KEYS[1])
+if bad(ind) then return ind end
+if ind == nil then return {-1, -2} end
+local n = tonumber(ARGV[2])
+if ind == n then
+  if redis.call('EXISTS', ARGV[1] .. ARGV[2]) == 0 then return {ind, -2} end
+  say(ARGV[3], ARGV[4], ARGV[2] .. ' started')
+  return {ind, -3}
+end
+if ind > n then return {ind, -2} end
+return {ind, redis.call('PTTL', ARGV[1] .. fmt(ind))}
+"#
+    ))
+});
+
+/// release / abandon: KEYS indicator; ARGV presence prefix, serial, label,
+/// external, internal, resource, mode ('release' or 'abandon').
+/// Deletes the presence key; only when the indicator is this serial it moves
+/// the indicator to serial + 1 and announces it.
+/// Returns {moved (0/1), presence key existed (0/1)}.
+pub(crate) static RELEASE: Lazy<Script> = Lazy::new(|| {
+    script(&format!(
+        "{CHECK_NUM}{}",
+        r#"
+local present = redis.call('DEL', ARGV[1] .. ARGV[2])
+local ind = num(KEYS[1])
+if bad(ind) then return ind end
+local n = tonumber(ARGV[2])
+if ARGV[7] == 'abandon' then say(ARGV[4], ARGV[6], ARGV[2] .. ' canceled') end
+if ind ~= n then return {0, present} end
+if ARGV[7] == 'release' then
+  say(ARGV[4], ARGV[6], ARGV[2] .. ' completed by "' .. ARGV[3] .. '"')
+end
+announce(KEYS[1], ARGV[1], ARGV[5], ARGV[4], ARGV[6], n + 1)
+return {1, present}
+"#
+    ))
+});
+
+/// bump: KEYS indicator, dispenser; ARGV presence prefix, limit ('' for the
+/// dispenser), external, internal, resource, text to say first ('' for none).
+/// Moves the indicator forward past tickets up to `limit` whose presence key
+/// is missing, never back, and announces the result (as turn 1.0 does).
+/// Returns the indicator, or -1 when there is no queue.
+pub(crate) static BUMP: Lazy<Script> = Lazy::new(|| {
+    script(&format!(
+        "{CHECK_NUM}{}",
+        r#"
+local ind = num(KEYS[1])
+if bad(ind) then return ind end
+local disp = num(KEYS[2])
+if bad(disp) then return disp end
+if ind == nil or disp == nil then return -1 end
+local limit = disp
+if ARGV[2] ~= '' then limit = math.min(tonumber(ARGV[2]), disp) end
+if ARGV[6] ~= '' then say(ARGV[3], ARGV[5], ARGV[6]) end
+local t = ind
+while t <= limit and redis.call('EXISTS', ARGV[1] .. fmt(t)) == 0 do t = t + 1 end
+announce(KEYS[1], ARGV[1], ARGV[4], ARGV[3], ARGV[5], t)
+return t
+"#
+    ))
+});
+
+/// reset: KEYS indicator, dispenser; ARGV presence prefix, expected
+/// dispenser ('' for any), external, internal, resource.
+/// Bumps past dead tickets, then deletes both keys when nobody is queued.
+/// Returns {0} reset, {-1} no such queue, {-2} activity (the dispenser is not
+/// the expected one), {-3, size} in use by size users.
+pub(crate) static RESET: Lazy<Script> = Lazy::new(|| {
+    script(&format!(
+        "{CHECK_NUM}{}",
+        r#"
+local ind = num(KEYS[1])
+if bad(ind) then return ind end
+local disp = num(KEYS[2])
+if bad(disp) then return disp end
+if ind == nil or disp == nil then return {-1} end
+if ARGV[2] ~= '' and fmt(disp) ~= ARGV[2] then return {-2} end
+if disp - ind + 1 > 0 then
+  say(ARGV[3], ARGV[5], 'Reset tool bumps.')
+  local t = ind
+  while t <= disp and redis.call('EXISTS', ARGV[1] .. fmt(t)) == 0 do t = t + 1 end
+  announce(KEYS[1], ARGV[1], ARGV[4], ARGV[3], ARGV[5], t)
+  ind = t
+end
+local size = disp - ind + 1
+if size > 0 then return {-3, size} end
+redis.call('DEL', KEYS[1], KEYS[2])
+return {0}
+"#
+    ))
+});
+
+/// status: KEYS indicator, dispenser; ARGV presence prefix, max tickets.
+/// Returns {} when there is no queue, else {indicator, dispenser,
+/// serial1, label1, ...} for the live tickets from the indicator to the
+/// dispenser, ascending.
+pub(crate) static STATUS: Lazy<Script> = Lazy::new(|| {
+    script(&format!(
+        "{CHECK_NUM}{}",
+        r#"
+local ind = num(KEYS[1])
+if bad(ind) then return ind end
+local disp = num(KEYS[2])
+if bad(disp) then return disp end
+if ind == nil then return {} end
+if disp == nil then disp = ind - 1 end
+local out = {fmt(ind), fmt(disp)}
+local last = math.min(disp, ind + tonumber(ARGV[2]) - 1)
+for t = ind, last do
+  local label = redis.call('GET', ARGV[1] .. fmt(t))
+  if label then
+    out[#out + 1] = fmt(t)
+    out[#out + 1] = label
+  end
+end
+return out
+"#
+    ))
+});
+
+/// heartbeat: ARGV groups of 5: presence key, expire ms, mode ('h' held,
+/// 'w' waiting), indicator key, serial. Refreshes each presence key that
+/// still exists. Returns one integer per ticket: 1 alive, 0 lost (key gone;
+/// or held and the indicator is not the serial; or waiting and the indicator
+/// passed the serial).
+pub(crate) static HEARTBEAT: Lazy<Script> = Lazy::new(|| {
+    script(
+        r#"
+local out = {}
+for i = 1, #ARGV, 5 do
+  local ok = redis.call('PEXPIRE', ARGV[i], ARGV[i + 1])
+  if ok == 1 then
+    local ind = redis.pcall('GET', ARGV[i + 3])
+    if type(ind) ~= 'string' then
+      ok = 0
+    elseif ARGV[i + 2] == 'h' then
+      if ind ~= ARGV[i + 4] then ok = 0 end
+    else
+      local n = tonumber(ind)
+      if n == nil or n > tonumber(ARGV[i + 4]) then ok = 0 end
+    end
+  end
+  out[#out + 1] = ok
+end
+return out
+"#,
+    )
+});

@@ -1,0 +1,141 @@
+//! One ticket this locker drew: waiting for its turn, or holding the lock.
+//! Shared between the caller, the heartbeat and the notifier.
+
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::keys::Keys;
+
+const WAITING: u8 = 0;
+const HELD: u8 = 1;
+const LOST: u8 = 2;
+const DONE: u8 = 3;
+
+pub(crate) struct Ticket {
+    pub id: u64,
+    pub resource: String,
+    pub keys: Keys,
+    pub serial: u64,
+    pub label: String,
+    pub expire: Duration,
+    pub drawn_at: Instant,
+    state: AtomicU8,
+    /// When the last confirmed refresh was sent, in ms since the locker's
+    /// epoch: the lease runs from there.
+    refreshed_ms: AtomicU64,
+    signaled: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl Ticket {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: u64,
+        resource: &str,
+        keys: Keys,
+        serial: u64,
+        label: &str,
+        expire: Duration,
+        drawn_at: Instant,
+        drawn_ms: u64,
+    ) -> Ticket {
+        Ticket {
+            id,
+            resource: resource.to_string(),
+            keys,
+            serial,
+            label: label.to_string(),
+            expire,
+            drawn_at,
+            state: AtomicU8::new(WAITING),
+            refreshed_ms: AtomicU64::new(drawn_ms),
+            signaled: Mutex::new(false),
+            wake: Condvar::new(),
+        }
+    }
+
+    pub fn expire_ms(&self) -> u64 {
+        self.expire.as_millis() as u64
+    }
+
+    pub fn is_held(&self) -> bool {
+        self.state.load(Ordering::Acquire) == HELD
+    }
+
+    pub fn is_active(&self) -> bool {
+        matches!(self.state.load(Ordering::Acquire), WAITING | HELD)
+    }
+
+    pub fn is_lost(&self) -> bool {
+        self.state.load(Ordering::Acquire) == LOST
+    }
+
+    pub fn set_held(&self) {
+        let _ = self
+            .state
+            .compare_exchange(WAITING, HELD, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    pub fn set_done(&self) {
+        self.state.store(DONE, Ordering::Release);
+    }
+
+    /// Marks the ticket lost (once waiting or held) and wakes its waiter.
+    pub fn mark_lost(&self) {
+        let mut s = self.state.load(Ordering::Acquire);
+        while s == WAITING || s == HELD {
+            match self
+                .state
+                .compare_exchange(s, LOST, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break,
+                Err(now) => s = now,
+            }
+        }
+        self.signal();
+    }
+
+    pub fn refreshed_ms(&self) -> u64 {
+        self.refreshed_ms.load(Ordering::Acquire)
+    }
+
+    pub fn refreshed(&self, sent_ms: u64) {
+        self.refreshed_ms.fetch_max(sent_ms, Ordering::AcqRel);
+    }
+
+    /// True when the lease has run out by the local clock: no refresh was
+    /// confirmed for longer than `expire`.
+    pub fn lapsed(&self, now_ms: u64) -> bool {
+        now_ms.saturating_sub(self.refreshed_ms()) > self.expire_ms()
+    }
+
+    /// Wakes the thread waiting on this ticket.
+    pub fn signal(&self) {
+        let mut s = self.signaled.lock().unwrap_or_else(|e| e.into_inner());
+        *s = true;
+        self.wake.notify_one();
+    }
+
+    pub fn clear_signal(&self) {
+        *self.signaled.lock().unwrap_or_else(|e| e.into_inner()) = false;
+    }
+
+    /// Sleeps until signaled or `timeout` passed; true when signaled.
+    pub fn wait_signal(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut s = self.signaled.lock().unwrap_or_else(|e| e.into_inner());
+        while !*s {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            s = self
+                .wake
+                .wait_timeout(s, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
+    }
+}
