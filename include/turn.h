@@ -353,7 +353,7 @@ turn_result turn_options_set_prefix(turn_options *options, const char *prefix);
  * # Safety
  * `options` is a live options object.
  */
-turn_result turn_options_set_connect_timeout_ms(turn_options *options, uint32_t ms_);
+turn_result turn_options_set_connect_timeout_ms(turn_options *options, uint32_t millis);
 
 /**
  * Sets the time allowed for a reply, and for a free pooled connection
@@ -363,7 +363,7 @@ turn_result turn_options_set_connect_timeout_ms(turn_options *options, uint32_t 
  * # Safety
  * `options` is a live options object.
  */
-turn_result turn_options_set_command_timeout_ms(turn_options *options, uint32_t ms_);
+turn_result turn_options_set_command_timeout_ms(turn_options *options, uint32_t millis);
 
 /**
  * Sets the most command connections open at once (default 8, 1 to 1024).
@@ -380,7 +380,7 @@ turn_result turn_options_set_pool_size(turn_options *options, uint32_t size);
  * # Safety
  * `options` is a live options object.
  */
-turn_result turn_options_set_grace_ms(turn_options *options, uint32_t ms_);
+turn_result turn_options_set_grace_ms(turn_options *options, uint32_t millis);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -31,7 +31,10 @@ fn uncontended_lock_writes_turn_1_0_keys() {
     assert_eq!(get(&r, "turn:printer:indicator").as_deref(), Some("1"));
     assert_eq!(get(&r, "turn:printer:serial:1").as_deref(), Some("job one"));
     let ttl: i64 = r.conn().pttl("turn:printer:serial:1").unwrap();
-    assert!(ttl > 0 && ttl <= 10_000, "presence key has the lease as expiry: {ttl}");
+    assert!(
+        ttl > 0 && ttl <= 10_000,
+        "presence key has the lease as expiry: {ttl}"
+    );
     lock.release().unwrap();
     assert_eq!(get(&r, "turn:printer:indicator").as_deref(), Some("2"));
     assert_eq!(get(&r, "turn:printer:serial:1"), None);
@@ -47,12 +50,18 @@ fn external_messages_are_those_of_turn_1_0() {
     let mut pubsub = sub.as_pubsub();
     pubsub.subscribe("turn:res:external").unwrap();
     pubsub.subscribe("turn:res:internal").unwrap();
-    pubsub.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    pubsub
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     l.lock("res", "lbl").unwrap().release().unwrap();
     let mut got = Vec::new();
     for _ in 0..5 {
         let m = pubsub.get_message().unwrap();
-        got.push(format!("{} {}", m.get_channel_name(), m.get_payload::<String>().unwrap()));
+        got.push(format!(
+            "{} {}",
+            m.get_channel_name(),
+            m.get_payload::<String>().unwrap()
+        ));
     }
     assert_eq!(
         got,
@@ -97,7 +106,10 @@ fn threads_exclude_each_other_in_fifo_order() {
     assert_eq!(overlaps.load(Ordering::SeqCst), 0, "two holders at once");
     let grants = grants.lock().unwrap();
     assert_eq!(grants.len(), 120);
-    assert!(grants.windows(2).all(|w| w[0] < w[1]), "turns in serial order: {grants:?}");
+    assert!(
+        grants.windows(2).all(|w| w[0] < w[1]),
+        "turns in serial order: {grants:?}"
+    );
 }
 
 #[test]
@@ -109,11 +121,18 @@ fn try_lock_would_block_and_leaves_no_trace() {
         .acquire("r", &Acquire::label("try").wait(Wait::TryOnce))
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::WouldBlock);
-    assert_eq!(get(&r, "turn:r:serial:2"), None, "withdrawn ticket has no presence");
+    assert_eq!(
+        get(&r, "turn:r:serial:2"),
+        None,
+        "withdrawn ticket has no presence"
+    );
     held.release().unwrap();
     // The withdrawn ticket 2 is skipped; the next one gets in.
     let next = l
-        .acquire("r", &Acquire::label("next").wait(Wait::For(Duration::from_secs(20))))
+        .acquire(
+            "r",
+            &Acquire::label("next").wait(Wait::For(Duration::from_secs(20))),
+        )
         .unwrap();
     assert_eq!(next.serial(), 3);
 }
@@ -124,14 +143,20 @@ fn timeout_withdraws_the_ticket_and_the_queue_moves_on() {
     let l = locker(&r);
     let held = l.lock("r", "holder").unwrap();
     let e = l
-        .acquire("r", &Acquire::label("w").wait(Wait::For(Duration::from_millis(300))))
+        .acquire(
+            "r",
+            &Acquire::label("w").wait(Wait::For(Duration::from_millis(300))),
+        )
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Timeout);
     assert_eq!(get(&r, "turn:r:serial:2"), None);
     let l2 = l.clone();
     let waiter = thread::spawn(move || {
-        l2.acquire("r", &Acquire::label("third").patience(Duration::from_secs(60)))
-            .map(|lock| lock.serial())
+        l2.acquire(
+            "r",
+            &Acquire::label("third").patience(Duration::from_secs(60)),
+        )
+        .map(|lock| lock.serial())
     });
     thread::sleep(Duration::from_millis(100));
     held.release().unwrap();
@@ -207,8 +232,11 @@ fn dead_waiters_in_the_middle_are_skipped() {
     let _: i64 = c.incr("turn:r:dispenser", 2).unwrap();
     let l2 = l.clone();
     let waiter = thread::spawn(move || {
-        l2.acquire("r", &Acquire::label("w").patience(Duration::from_secs(3600)))
-            .map(|lock| lock.serial())
+        l2.acquire(
+            "r",
+            &Acquire::label("w").patience(Duration::from_secs(3600)),
+        )
+        .map(|lock| lock.serial())
     });
     thread::sleep(Duration::from_millis(200));
     held.release().unwrap();
@@ -280,12 +308,19 @@ fn resources_are_found_exactly() {
 fn bad_input_is_an_error() {
     let r = Redis::start();
     let l = locker(&r);
-    for bad in ["", "new\nline", "tab\there", &"x".repeat(turn::MAX_RESOURCE_LEN + 1)] {
+    for bad in [
+        "",
+        "new\nline",
+        "tab\there",
+        &"x".repeat(turn::MAX_RESOURCE_LEN + 1),
+    ] {
         let e = l.lock(bad, "").unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{bad:?}");
         assert!(!e.message().is_empty());
     }
-    let e = l.lock("r", &"l".repeat(turn::MAX_LABEL_LEN + 1)).unwrap_err();
+    let e = l
+        .lock("r", &"l".repeat(turn::MAX_LABEL_LEN + 1))
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidArgument);
     let e = l
         .acquire("r", &Acquire::label("").expire(Duration::from_millis(1)))
