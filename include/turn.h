@@ -85,6 +85,10 @@ typedef enum {
    */
   TURN_ERR_PROTOCOL = 10,
   /**
+   * The wait was canceled (the ticket was withdrawn).
+   */
+  TURN_ERR_CANCELED = 11,
+  /**
    * A bug: a panic was caught inside the library.
    */
   TURN_ERR_PANIC = 99,

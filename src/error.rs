@@ -26,6 +26,8 @@ pub enum ErrorKind {
     Forked,
     /// Data in Redis is not in the shape the turn protocol prescribes.
     Protocol,
+    /// The wait was canceled (see [`crate::Cancel`]); the ticket was withdrawn.
+    Canceled,
     /// A panic was caught at the C boundary.
     Panic,
 }
@@ -110,4 +112,12 @@ impl From<redis::RedisError> for Error {
             _ => Error::protocol(format!("redis: {text}")),
         }
     }
+}
+
+/// True when a Redis read was interrupted by a signal (EINTR) or timed out:
+/// nothing is wrong with the connection, the read may be tried again.
+pub fn is_retryable_read(e: &redis::RedisError) -> bool {
+    e.is_timeout()
+        || (e.kind() == redis::ErrorKind::IoError
+            && matches!(e.retry_method(), redis::RetryMethod::RetryImmediately))
 }

@@ -39,6 +39,8 @@ pub enum turn_result {
     TURN_ERR_FORKED = 9,
     /// Data in Redis does not have the shape of the turn protocol.
     TURN_ERR_PROTOCOL = 10,
+    /// The wait was canceled (the ticket was withdrawn).
+    TURN_ERR_CANCELED = 11,
     /// A bug: a panic was caught inside the library.
     TURN_ERR_PANIC = 99,
 }
@@ -56,6 +58,7 @@ impl From<ErrorKind> for turn_result {
             ErrorKind::NotFound => turn_result::TURN_ERR_NOT_FOUND,
             ErrorKind::Forked => turn_result::TURN_ERR_FORKED,
             ErrorKind::Protocol => turn_result::TURN_ERR_PROTOCOL,
+            ErrorKind::Canceled => turn_result::TURN_ERR_CANCELED,
             ErrorKind::Panic => turn_result::TURN_ERR_PANIC,
         }
     }
@@ -277,6 +280,7 @@ pub unsafe extern "C" fn turn_lock_acquire(
                 0 => Wait::TryOnce,
                 t => Wait::For(ms(t as u64)),
             },
+            cancel: None,
         };
         let lock = locker.locker.acquire(resource, &request)?;
         // SAFETY: out is non-NULL and writable per the contract.
@@ -513,6 +517,7 @@ pub extern "C" fn turn_result_str(code: turn_result) -> *const c_char {
         8 => c"TURN_ERR_NOT_FOUND",
         9 => c"TURN_ERR_FORKED",
         10 => c"TURN_ERR_PROTOCOL",
+        11 => c"TURN_ERR_CANCELED",
         99 => c"TURN_ERR_PANIC",
         _ => c"TURN_ERR_UNKNOWN",
     };

@@ -27,14 +27,14 @@ mod ticket;
 
 pub mod ffi;
 
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, Result, is_retryable_read};
 pub use keys::{
     MAX_LABEL_LEN, MAX_PREFIX_LEN, MAX_RESOURCE_LEN, validate_label, validate_resource,
 };
 pub use locker::{DEFAULT_URL, Lock, Locker, ResetOutcome};
 pub use options::{
-    Acquire, DEFAULT_EXPIRE, DEFAULT_GRACE, DEFAULT_PATIENCE, MIN_EXPIRE, MIN_PATIENCE, Options,
-    Wait,
+    Acquire, Cancel, DEFAULT_EXPIRE, DEFAULT_GRACE, DEFAULT_PATIENCE, MIN_EXPIRE, MIN_PATIENCE,
+    Options, Wait,
 };
 pub use status::{MAX_STATUS_TICKETS, Status, TicketInfo};
 

@@ -333,6 +333,16 @@ impl Locker {
         };
         let keys = Keys::new(&core.options.prefix, resource);
         loop {
+            if request
+                .cancel
+                .as_ref()
+                .is_some_and(crate::Cancel::is_canceled)
+            {
+                return Err(Error::new(
+                    ErrorKind::Canceled,
+                    format!("acquiring \"{resource}\" was canceled"),
+                ));
+            }
             let seen = core.notifier.snapshot(&keys.internal);
             let drawn_at = Instant::now();
             let drawn_ms = core.now_ms();
@@ -372,7 +382,17 @@ impl Locker {
                 ));
             }
             core.register(&ticket);
-            match self.wait_turn(&ticket, (indicator, pttl), seen, patience, deadline) {
+            if let Some(cancel) = &request.cancel {
+                cancel.watch(&ticket);
+            }
+            match self.wait_turn(
+                &ticket,
+                (indicator, pttl),
+                seen,
+                patience,
+                deadline,
+                request.cancel.as_ref(),
+            ) {
                 Ok(()) => return Ok(Lock::new(core.clone(), ticket)),
                 Err(None) => {
                     // The ticket was lost while waiting: draw a new one.
@@ -394,6 +414,7 @@ impl Locker {
         seen: Option<u64>,
         patience: Duration,
         deadline: Option<Instant>,
+        cancel: Option<&crate::Cancel>,
     ) -> std::result::Result<(), Option<Error>> {
         let core = self.core();
         let _waiter = notifier::Registration::new(&core.notifier, t);
@@ -415,6 +436,15 @@ impl Locker {
         loop {
             if t.is_lost() || !core.in_owner_process() {
                 return Err(None);
+            }
+            if cancel.is_some_and(crate::Cancel::is_canceled) {
+                return Err(Some(Error::new(
+                    ErrorKind::Canceled,
+                    format!(
+                        "waiting for \"{}\" was canceled (ticket {} withdrawn)",
+                        t.resource, t.serial
+                    ),
+                )));
             }
             t.clear_signal();
             let (indicator, pttl) = match known.take() {
@@ -565,6 +595,11 @@ impl Locker {
             [-3, n] => ResetOutcome::Busy(*n as u64),
             other => return Err(Error::protocol(format!("unexpected reset reply {other:?}"))),
         })
+    }
+
+    /// The `external` channel of `resource`, where its log lines go.
+    pub fn external_channel(&self, resource: &str) -> String {
+        Keys::new(&self.core().options.prefix, resource).external
     }
 
     /// Opens a connection of its own (not from the pool), for tools that

@@ -288,7 +288,7 @@ fn serve(core: &Core, conn: &mut redis::Connection) -> redis::RedisResult<()> {
                     notifier.deliver(channel, msg.get_payload_bytes());
                 }
             }
-            Err(e) if e.is_timeout() => {}
+            Err(e) if crate::error::is_retryable_read(&e) => {}
             Err(e) => return Err(e),
         }
     }

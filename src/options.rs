@@ -1,5 +1,7 @@
 //! Settings of a locker and of one acquire.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
@@ -73,6 +75,60 @@ pub enum Wait {
     For(Duration),
 }
 
+/// Cancels the acquires it is given to, from another thread: a waiting
+/// acquire withdraws its ticket and fails with `Canceled`. Cheap to clone;
+/// clones cancel together.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel {
+    inner: Arc<CancelInner>,
+}
+
+#[derive(Debug, Default)]
+struct CancelInner {
+    canceled: AtomicBool,
+    waiting: Mutex<Vec<Weak<crate::ticket::Ticket>>>,
+}
+
+impl PartialEq for Cancel {
+    fn eq(&self, other: &Cancel) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl Eq for Cancel {}
+
+impl Cancel {
+    /// A new, not yet canceled, token.
+    pub fn new() -> Cancel {
+        Cancel::default()
+    }
+
+    /// Cancels every acquire waiting with this token, now and later.
+    pub fn cancel(&self) {
+        self.inner.canceled.store(true, Ordering::Release);
+        let waiting =
+            std::mem::take(&mut *self.inner.waiting.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in waiting.iter().filter_map(Weak::upgrade) {
+            t.signal();
+        }
+    }
+
+    /// True once canceled.
+    pub fn is_canceled(&self) -> bool {
+        self.inner.canceled.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn watch(&self, ticket: &Arc<crate::ticket::Ticket>) {
+        let mut waiting = self.inner.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        waiting.retain(|w| w.strong_count() > 0);
+        waiting.push(Arc::downgrade(ticket));
+        drop(waiting);
+        if self.is_canceled() {
+            ticket.signal();
+        }
+    }
+}
+
 /// Settings of one acquire.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Acquire {
@@ -84,6 +140,8 @@ pub struct Acquire {
     pub patience: Option<Duration>,
     /// How long to wait for the turn.
     pub wait: Wait,
+    /// Cancels the wait from another thread.
+    pub cancel: Option<Cancel>,
 }
 
 impl Acquire {
@@ -110,6 +168,12 @@ impl Acquire {
     /// Sets how long to wait.
     pub fn wait(mut self, wait: Wait) -> Acquire {
         self.wait = wait;
+        self
+    }
+
+    /// Makes the wait cancelable with `cancel`.
+    pub fn cancel(mut self, cancel: &Cancel) -> Acquire {
+        self.cancel = Some(cancel.clone());
         self
     }
 

@@ -382,3 +382,26 @@ fn dropping_the_locker_releases_held_locks() {
     assert_eq!(get(&r, "turn:r:indicator").as_deref(), Some("2"));
     assert_eq!(lock.release().unwrap_err().kind(), ErrorKind::Lost);
 }
+
+#[test]
+fn cancel_withdraws_a_waiting_ticket() {
+    let r = Redis::start();
+    let l = locker(&r);
+    let held = l.lock("r", "holder").unwrap();
+    let cancel = turn::Cancel::new();
+    let (l2, c2) = (l.clone(), cancel.clone());
+    let waiter = thread::spawn(move || {
+        l2.acquire("r", &Acquire::label("w").cancel(&c2))
+            .map(|lock| lock.serial())
+    });
+    assert!(eventually(Duration::from_secs(10), || {
+        l.status("r").map(|s| s.tickets.len() == 2).unwrap_or(false)
+    }));
+    cancel.cancel();
+    assert_eq!(
+        waiter.join().unwrap().unwrap_err().kind(),
+        ErrorKind::Canceled
+    );
+    assert_eq!(get(&r, "turn:r:serial:2"), None);
+    held.release().unwrap();
+}

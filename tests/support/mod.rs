@@ -86,7 +86,11 @@ impl Redis {
         redis::Client::open(self.url())
             .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
             .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-            .is_ok()
+            // A server that answers at all (even NOAUTH) is up.
+            .map_or_else(
+                |e| !e.is_io_error() && e.kind() != redis::ErrorKind::IoError,
+                |_| true,
+            )
     }
 
     pub fn url(&self) -> String {
@@ -159,4 +163,82 @@ pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
         sleep(Duration::from_millis(10));
     }
     f()
+}
+
+/// Sends a signal (such as "INT" or "KILL") to a process.
+pub fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -{name} {pid}");
+}
+
+/// Reads lines from a child's stdout on a thread, so tests can wait for one.
+pub struct Lines {
+    rx: std::sync::mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Lines {
+    pub fn new(out: impl std::io::Read + Send + 'static) -> Lines {
+        use std::io::BufRead;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Lines {
+            rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits (at most `limit`) for a line containing `text`.
+    pub fn wait_for(&mut self, text: &str, limit: Duration) -> bool {
+        let end = Instant::now() + limit;
+        if self.seen.iter().any(|l| l.contains(text)) {
+            return true;
+        }
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            match self.rx.recv_timeout(left) {
+                Ok(line) => {
+                    let hit = line.contains(text);
+                    self.seen.push(line);
+                    if hit {
+                        return true;
+                    }
+                }
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
+    /// Collects what remains until the stream ends (at most `limit`).
+    pub fn rest(&mut self, limit: Duration) -> Vec<String> {
+        let end = Instant::now() + limit;
+        while let Some(left) = end.checked_duration_since(Instant::now()) {
+            match self.rx.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => break,
+            }
+        }
+        self.seen.clone()
+    }
+}
+
+/// Subscribers of a channel, per PUBSUB NUMSUB.
+pub fn subscribers(r: &Redis, channel: &str) -> i64 {
+    let (_, n): (String, i64) = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(channel)
+        .query(&mut r.conn())
+        .unwrap();
+    n
 }

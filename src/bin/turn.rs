@@ -1,0 +1,354 @@
+//! `turn`: inspect, follow, reset and lock turn queues in Redis.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use turn::{Acquire, Cancel, ErrorKind, Locker, Options, ResetOutcome, Status};
+
+const SEPARATOR: &str = "------------------------------------------------------------";
+
+/// Inspect, follow, reset and lock turn queues (FIFO locks kept in Redis).
+#[derive(Parser)]
+#[command(name = "turn", version)]
+struct Cli {
+    /// Redis URL, redis://[user:password@]host:port/db (overrides --host,
+    /// --port, --db and --password)
+    #[arg(long, global = true, env = "TURN_REDIS_URL")]
+    url: Option<String>,
+    /// Redis host
+    #[arg(long, global = true, default_value = "localhost")]
+    host: String,
+    /// Redis port
+    #[arg(long, global = true, default_value_t = 6379)]
+    port: u16,
+    /// Redis database number
+    #[arg(long, global = true, default_value_t = 0)]
+    db: u32,
+    /// Redis password
+    #[arg(
+        long,
+        global = true,
+        env = "TURN_REDIS_PASSWORD",
+        hide_env_values = true
+    )]
+    password: Option<String>,
+    /// Key prefix of the queues
+    #[arg(long, global = true, default_value = "turn")]
+    prefix: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the queues of the given resources, or a summary of every queue
+    Status {
+        resources: Vec<String>,
+        /// Print JSON instead of the table
+        #[arg(long)]
+        json: bool,
+        /// Print again every --interval seconds until interrupted
+        #[arg(long)]
+        watch: bool,
+        /// Seconds between prints with --watch
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+    },
+    /// Print the log lines of the given resources (of every queue when none
+    /// is given) as they come, until interrupted
+    Follow { resources: Vec<String> },
+    /// Bump, then remove idle queues (every queue when none is given)
+    Reset { resources: Vec<String> },
+    /// Take the lock on each resource (every queue when none is given) and
+    /// hold them until interrupted
+    Lock {
+        resources: Vec<String>,
+        /// Label of the locks
+        #[arg(long, default_value = "lock tool")]
+        label: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("turn: {}", clean(e.message()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> turn::Result<()> {
+    let url = cli.url.clone().unwrap_or_else(|| url_of(&cli));
+    let options = Options {
+        prefix: cli.prefix.clone(),
+        ..Options::default()
+    };
+    let locker = Locker::with_options(Some(&url), options)?;
+    match cli.command {
+        Command::Status {
+            resources,
+            json,
+            watch,
+            interval,
+        } => {
+            if !watch {
+                return print_status(&locker, &resources, json);
+            }
+            let stop = interrupts();
+            let pause = Duration::from_secs_f64(interval.clamp(0.05, 3600.0));
+            loop {
+                print!("\x1b[2J\x1b[H");
+                print_status(&locker, &resources, json)?;
+                let _ = std::io::stdout().flush();
+                if stop.recv_timeout(pause).is_ok() {
+                    return Ok(());
+                }
+            }
+        }
+        Command::Follow { resources } => follow(&locker, resources),
+        Command::Reset { resources } => reset(&locker, resources),
+        Command::Lock { resources, label } => lock(&locker, resources, &label),
+    }
+}
+
+/// Builds a URL from --host, --port, --db and --password.
+fn url_of(cli: &Cli) -> String {
+    let auth = match &cli.password {
+        Some(p) => format!(":{}@", percent_encode(p)),
+        None => String::new(),
+    };
+    format!("redis://{auth}{}:{}/{}", cli.host, cli.port, cli.db)
+}
+
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Escapes control characters so that names and labels never reach the
+/// terminal raw.
+fn clean(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A channel that receives one message per Ctrl-C (or SIGTERM).
+fn interrupts() -> mpsc::Receiver<()> {
+    let (tx, rx) = mpsc::channel();
+    let _ = ctrlc::set_handler(move || {
+        let _ = tx.send(());
+    });
+    rx
+}
+
+fn row(left: &str, right: impl std::fmt::Display) -> String {
+    format!("{:<50}{:>10}", left, right)
+}
+
+/// The named resources, or every queue when none is named.
+fn chosen(locker: &Locker, resources: Vec<String>) -> turn::Result<Vec<String>> {
+    if resources.is_empty() {
+        locker.resources()
+    } else {
+        Ok(resources)
+    }
+}
+
+fn status_of(locker: &Locker, resource: &str) -> turn::Result<Option<Status>> {
+    match locker.status(resource) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn print_status(locker: &Locker, resources: &[String], json: bool) -> turn::Result<()> {
+    if resources.is_empty() {
+        return print_summary(locker, json);
+    }
+    let mut found = Vec::new();
+    for r in resources {
+        if let Some(s) = status_of(locker, r)? {
+            found.push(s);
+        }
+    }
+    if json {
+        let list: Vec<_> = found
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "resource": s.resource,
+                    "indicator": s.indicator,
+                    "dispenser": s.dispenser,
+                    "size": s.size(),
+                    "tickets": s.tickets.iter()
+                        .map(|t| serde_json::json!({"serial": t.serial, "label": t.label}))
+                        .collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(list));
+        return Ok(());
+    }
+    for (i, s) in found.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        println!("{}", row(&clean(&s.resource), s.indicator));
+        println!("{SEPARATOR}");
+        for t in &s.tickets {
+            println!("{}", row(&clean(&t.label), t.serial));
+        }
+    }
+    Ok(())
+}
+
+fn print_summary(locker: &Locker, json: bool) -> turn::Result<()> {
+    let mut queues = Vec::new();
+    for r in locker.resources()? {
+        if let Some(s) = status_of(locker, &r)? {
+            queues.push(s);
+        }
+    }
+    // Largest queue first; ties by name, descending, as turn 1.0 sorts.
+    queues.sort_by(|a, b| (b.size(), &b.resource).cmp(&(a.size(), &a.resource)));
+    if json {
+        let list: Vec<_> = queues
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "resource": s.resource,
+                    "size": s.size(),
+                    "indicator": s.indicator,
+                    "dispenser": s.dispenser,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(list));
+        return Ok(());
+    }
+    if queues.is_empty() {
+        return Ok(());
+    }
+    println!("{}", row("Resource", "Queue size"));
+    println!("{SEPARATOR}");
+    for s in &queues {
+        println!("{}", row(&clean(&s.resource), s.size()));
+    }
+    Ok(())
+}
+
+fn follow(locker: &Locker, resources: Vec<String>) -> turn::Result<()> {
+    let resources = chosen(locker, resources)?;
+    if resources.is_empty() {
+        return Ok(());
+    }
+    for r in &resources {
+        turn::validate_resource(r)?;
+    }
+    let stop = interrupts();
+    let channels: Vec<String> = resources
+        .iter()
+        .map(|r| locker.external_channel(r))
+        .collect();
+    let mut conn = locker.connect()?;
+    let mut pubsub = conn.as_pubsub();
+    pubsub.subscribe(&channels).map_err(turn::Error::from)?;
+    pubsub
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .map_err(turn::Error::from)?;
+    loop {
+        if stop.try_recv().is_ok() {
+            return Ok(());
+        }
+        match pubsub.get_message() {
+            Ok(msg) => println!(
+                "{}",
+                clean(&String::from_utf8_lossy(msg.get_payload_bytes()))
+            ),
+            Err(e) if turn::is_retryable_read(&e) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn reset(locker: &Locker, resources: Vec<String>) -> turn::Result<()> {
+    for r in chosen(locker, resources)? {
+        let name = clean(&r);
+        let Some(status) = status_of(locker, &r)? else {
+            println!("No such queue: \"{name}\".");
+            continue;
+        };
+        match locker.reset_queue(&r, Some(status.dispenser))? {
+            ResetOutcome::Reset => {}
+            ResetOutcome::NotFound => println!("No such queue: \"{name}\"."),
+            ResetOutcome::Busy(n) => println!("\"{name}\" is in use by {n} user(s)."),
+            ResetOutcome::Activity => println!("Activity detected for \"{name}\"."),
+        }
+    }
+    Ok(())
+}
+
+fn lock(locker: &Locker, resources: Vec<String>, label: &str) -> turn::Result<()> {
+    let resources = chosen(locker, resources)?;
+    if resources.is_empty() {
+        return Ok(());
+    }
+    for r in &resources {
+        turn::validate_resource(r)?;
+    }
+    turn::validate_label(label)?;
+    let stop = interrupts();
+    let cancel = Cancel::new();
+    let mut waiters = Vec::new();
+    for r in resources {
+        println!("{}: acquiring", clean(&r));
+        let (locker, cancel, label) = (locker.clone(), cancel.clone(), label.to_string());
+        waiters.push(std::thread::spawn(move || {
+            let result = locker.acquire(&r, &Acquire::label(label).cancel(&cancel));
+            match &result {
+                Ok(_) => println!("{}: locked", clean(&r)),
+                Err(e) if e.kind() == ErrorKind::Canceled => println!("{}: canceled", clean(&r)),
+                Err(e) => eprintln!("turn: {}: {}", clean(&r), clean(e.message())),
+            }
+            result.ok()
+        }));
+    }
+    let _ = stop.recv();
+    cancel.cancel();
+    let mut failed = None;
+    for w in waiters {
+        let Ok(Some(lock)) = w.join() else { continue };
+        let name = clean(lock.resource());
+        match lock.release() {
+            Ok(()) => println!("{name}: released"),
+            Err(e) => {
+                println!("{name}: lost");
+                failed = Some(e);
+            }
+        }
+    }
+    failed.map_or(Ok(()), Err)
+}
