@@ -1,17 +1,25 @@
 # turn: `make demo` runs the C example with competing processes,
 # `make test` runs every test. Both install what they need when run as root
-# on Debian (redis-server, a C compiler), or say what is missing.
+# on Debian (redis-server, a C compiler; for the tests also g++ and Python's
+# venv, whose virtualenv gets turn 1.0 from the package index), or say what
+# is missing.
 
 CARGO ?= cargo
-NEED := scripts/need.sh redis-server:redis-server redis-cli:redis-tools cc:gcc c++:g++
+NEED_DEMO := scripts/need.sh redis-server:redis-server redis-cli:redis-tools cc:gcc
+NEED_TEST := $(NEED_DEMO) c++:g++ python3:python3 venv:python3-venv
 
-.PHONY: all build release demo test lint header deps clean
+.PHONY: all build release demo test lint header cargo demo-deps test-deps clean
 
 all: release
 
-deps:
+cargo:
 	@command -v $(CARGO) >/dev/null || { echo "cargo is missing: install Rust (https://rustup.rs)" >&2; exit 1; }
-	@$(NEED)
+
+demo-deps: cargo
+	@$(NEED_DEMO)
+
+test-deps: cargo
+	@$(NEED_TEST)
 
 build:
 	$(CARGO) build
@@ -19,7 +27,7 @@ build:
 release:
 	$(CARGO) build --release
 
-demo: deps release
+demo: demo-deps release
 	scripts/demo.sh
 
 lint:
@@ -30,7 +38,7 @@ lint:
 header:
 	TURN_UPDATE_HEADER=1 $(CARGO) test --test header
 
-test: deps lint build
+test: test-deps lint build
 	$(CARGO) test --no-fail-fast
 
 clean:

@@ -3,13 +3,18 @@
 # installs missing Debian packages when run as root with apt-get, otherwise
 # says what is missing and fails.
 #   scripts/need.sh COMMAND:PACKAGE ...
+# The command "venv" stands for Python's venv module with ensurepip.
 set -euo pipefail
 
 missing=()
 for pair in "$@"; do
   cmd=${pair%%:*}
   pkg=${pair#*:}
-  command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+  if [ "$cmd" = venv ]; then
+    python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=("$pkg")
+  else
+    command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+  fi
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 

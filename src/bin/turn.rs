@@ -69,6 +69,9 @@ enum Command {
         /// Label of the locks
         #[arg(long, default_value = "lock tool")]
         label: String,
+        /// Lease in seconds (renewed while held; passed this long after a crash)
+        #[arg(long, default_value_t = 10.0)]
+        expire: f64,
     },
 }
 
@@ -113,7 +116,20 @@ fn run(cli: Cli) -> turn::Result<()> {
         }
         Command::Follow { resources } => follow(&locker, resources),
         Command::Reset { resources } => reset(&locker, resources),
-        Command::Lock { resources, label } => lock(&locker, resources, &label),
+        Command::Lock {
+            resources,
+            label,
+            expire,
+        } => {
+            if !(0.1..=86_400.0).contains(&expire) {
+                return Err(turn::Error::new(
+                    ErrorKind::InvalidArgument,
+                    "--expire must be between 0.1 and 86400 seconds",
+                ));
+            }
+            let request = Acquire::label(label).expire(Duration::from_secs_f64(expire));
+            lock(&locker, resources, request)
+        }
     }
 }
 
@@ -311,7 +327,7 @@ fn reset(locker: &Locker, resources: Vec<String>) -> turn::Result<()> {
     Ok(())
 }
 
-fn lock(locker: &Locker, resources: Vec<String>, label: &str) -> turn::Result<()> {
+fn lock(locker: &Locker, resources: Vec<String>, request: Acquire) -> turn::Result<()> {
     let resources = chosen(locker, resources)?;
     if resources.is_empty() {
         return Ok(());
@@ -319,15 +335,16 @@ fn lock(locker: &Locker, resources: Vec<String>, label: &str) -> turn::Result<()
     for r in &resources {
         turn::validate_resource(r)?;
     }
-    turn::validate_label(label)?;
+    turn::validate_label(&request.label)?;
     let stop = interrupts();
     let cancel = Cancel::new();
+    let request = request.cancel(&cancel);
     let mut waiters = Vec::new();
     for r in resources {
         println!("{}: acquiring", clean(&r));
-        let (locker, cancel, label) = (locker.clone(), cancel.clone(), label.to_string());
+        let (locker, request) = (locker.clone(), request.clone());
         waiters.push(std::thread::spawn(move || {
-            let result = locker.acquire(&r, &Acquire::label(label).cancel(&cancel));
+            let result = locker.acquire(&r, &request);
             match &result {
                 Ok(_) => println!("{}: locked", clean(&r)),
                 Err(e) if e.kind() == ErrorKind::Canceled => println!("{}: canceled", clean(&r)),
