@@ -8,7 +8,7 @@ CARGO ?= cargo
 NEED_DEMO := scripts/need.sh redis-server:redis-server redis-cli:redis-tools cc:gcc
 NEED_TEST := $(NEED_DEMO) c++:g++ python3:python3 venv:python3-venv
 
-.PHONY: all build release demo test lint header cargo demo-deps test-deps clean
+.PHONY: all build release demo test bench lint header cargo demo-deps test-deps clean
 
 all: release
 
@@ -40,6 +40,10 @@ header:
 
 test: test-deps lint build
 	$(CARGO) test --no-fail-fast
+
+# Figures side by side with Redis's own PING rate (see BENCHMARKS.md).
+bench: demo-deps
+	$(CARGO) bench --bench bench
 
 clean:
 	$(CARGO) clean

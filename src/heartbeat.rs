@@ -4,6 +4,7 @@
 //! gone, the indicator moved past it, or its lease lapsed by the local clock.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use redis::Connection;
@@ -23,7 +24,14 @@ const IDLE: Duration = Duration::from_secs(1);
 pub(crate) fn run(core: Arc<Core>) {
     let mut conn: Option<Connection> = None;
     let mut failed = false;
-    while let Some(batch) = next_batch(&core, failed) {
+    while let Some(work) = next_batch(&core, failed) {
+        let batch = match work {
+            Work::Beat(batch) => batch,
+            Work::Starts(starts) => {
+                say_started(&core, &mut conn, &starts);
+                continue;
+            }
+        };
         let sent_ms = core.now_ms();
         if conn.is_none() {
             conn = core
@@ -60,8 +68,53 @@ pub(crate) fn run(core: Arc<Core>) {
     }
 }
 
-/// Waits until some tickets are due and returns them; None on shutdown.
-fn next_batch(core: &Core, failed: bool) -> Option<Vec<Arc<Ticket>>> {
+/// What the heartbeat thread has to do next.
+enum Work {
+    /// Refresh these tickets.
+    Beat(Vec<Arc<Ticket>>),
+    /// Say "N started" for these tickets, granted by a message.
+    Starts(Vec<Arc<Ticket>>),
+}
+
+/// Says "N started" for tickets granted by a message, unless their release
+/// said it already; one pipeline. Best effort: the log line is all it is.
+fn say_started(core: &Core, conn: &mut Option<Connection>, starts: &[Arc<Ticket>]) {
+    let mut guards = Vec::with_capacity(starts.len());
+    let mut pipe = redis::pipe();
+    for t in starts {
+        let guard = t.start_unsaid.lock().unwrap_or_else(|e| e.into_inner());
+        if *guard {
+            pipe.cmd("PUBLISH")
+                .arg(&t.keys.external)
+                .arg(format!("{}: {} started", t.resource, t.serial))
+                .ignore();
+            guards.push(guard);
+        }
+    }
+    if guards.is_empty() {
+        return;
+    }
+    if conn.is_none() {
+        *conn = connect(core);
+    }
+    let ok = conn.as_mut().is_some_and(|c| pipe.query::<()>(c).is_ok());
+    if !ok {
+        *conn = None;
+    }
+    for mut g in guards {
+        *g = false;
+    }
+}
+
+fn connect(core: &Core) -> Option<Connection> {
+    let mut c = core.pool.connect(Some(core.options.command_timeout)).ok()?;
+    scripts::HEARTBEAT.load(&mut c).ok()?;
+    Some(c)
+}
+
+/// Waits until some tickets are due (or starts are to be said) and returns
+/// the work; None on shutdown.
+fn next_batch(core: &Core, failed: bool) -> Option<Work> {
     let mut tickets = core.tickets.lock().unwrap_or_else(|e| e.into_inner());
     if failed {
         tickets = core
@@ -73,6 +126,10 @@ fn next_batch(core: &Core, failed: bool) -> Option<Vec<Arc<Ticket>>> {
     loop {
         if core.is_closed() {
             return None;
+        }
+        let starts = std::mem::take(&mut *core.starts.lock().unwrap_or_else(|e| e.into_inner()));
+        if !starts.is_empty() {
+            return Some(Work::Starts(starts));
         }
         let now = core.now_ms();
         let mut due = Vec::new();
@@ -96,11 +153,14 @@ fn next_batch(core: &Core, failed: bool) -> Option<Vec<Arc<Ticket>>> {
             }
         }
         if !due.is_empty() {
-            return Some(due);
+            core.next_beat_ms.store(0, Ordering::Release);
+            return Some(Work::Beat(due));
         }
         let sleep = next.map_or(IDLE, |n| {
             Duration::from_millis(n.saturating_sub(now)).min(IDLE)
         });
+        core.next_beat_ms
+            .store(now + sleep.as_millis() as u64, Ordering::Release);
         tickets = core
             .beat
             .wait_timeout(tickets, sleep)

@@ -15,6 +15,7 @@
 //! ```
 
 mod error;
+mod fork;
 mod heartbeat;
 mod keys;
 mod locker;

@@ -44,7 +44,8 @@ pub enum ResetOutcome {
 pub(crate) struct Core {
     pub options: Options,
     pub pool: Pool,
-    pid: u32,
+    /// The fork generation this locker was made in (see `fork.rs`).
+    generation: u64,
     epoch: Instant,
     closed: AtomicBool,
     next_id: AtomicU64,
@@ -52,6 +53,11 @@ pub(crate) struct Core {
     pub tickets: Mutex<HashMap<u64, Arc<Ticket>>>,
     /// Wakes the heartbeat when tickets come or the locker closes.
     pub beat: Condvar,
+    /// Tickets granted by a message whose "N started" is to be said.
+    pub starts: Mutex<Vec<Arc<Ticket>>>,
+    /// When the heartbeat means to wake next (ms since the epoch): a new
+    /// ticket due earlier wakes it, later ones do not.
+    pub next_beat_ms: AtomicU64,
     pub notifier: Notifier,
 }
 
@@ -65,7 +71,7 @@ impl Core {
     }
 
     pub fn in_owner_process(&self) -> bool {
-        std::process::id() == self.pid
+        crate::fork::generation() == self.generation
     }
 
     fn usable(&self) -> Result<()> {
@@ -91,7 +97,10 @@ impl Core {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(ticket.id, ticket.clone());
-        self.beat.notify_all();
+        let due = ticket.refreshed_ms() + ticket.expire_ms() / 3;
+        if due < self.next_beat_ms.load(Ordering::Acquire) {
+            self.beat.notify_all();
+        }
     }
 
     fn unregister(&self, ticket: &Ticket) {
@@ -101,9 +110,27 @@ impl Core {
             .remove(&ticket.id);
     }
 
+    /// Has the heartbeat thread say "N started" for a ticket granted by a
+    /// message.
+    fn announce_start(&self, t: &Arc<Ticket>) {
+        self.starts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(t.clone());
+        // Under the heartbeat's mutex, so the wake cannot slip between its
+        // look at the queue and its wait.
+        let _tickets = self.tickets.lock().unwrap_or_else(|e| e.into_inner());
+        self.beat.notify_all();
+    }
+
     /// Runs the release script; mode "release" or "abandon".
     /// Returns (indicator moved, presence key existed).
     fn leave(&self, t: &Ticket, mode: &str) -> Result<(bool, bool)> {
+        let say_start = if mode == "release" && t.claim_start() {
+            "1"
+        } else {
+            ""
+        };
         let (moved, present): (i64, i64) = self.run(|c| {
             scripts::RELEASE
                 .key(&t.keys.indicator)
@@ -114,6 +141,7 @@ impl Core {
                 .arg(&t.keys.internal)
                 .arg(&t.resource)
                 .arg(mode)
+                .arg(say_start)
                 .invoke(c)
         })?;
         Ok((moved == 1, present == 1))
@@ -266,12 +294,14 @@ impl Locker {
         let core = Arc::new(Core {
             options,
             pool,
-            pid: std::process::id(),
+            generation: crate::fork::generation(),
             epoch: Instant::now(),
             closed: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
             tickets: Mutex::new(HashMap::new()),
             beat: Condvar::new(),
+            next_beat_ms: AtomicU64::new(u64::MAX),
+            starts: Mutex::new(Vec::new()),
             notifier,
         });
         let mut threads = Vec::with_capacity(2);
@@ -447,6 +477,19 @@ impl Locker {
                 )));
             }
             t.clear_signal();
+            if t.was_called() {
+                // The indicator was set to this ticket; only its holder
+                // moves it on, so the turn is ours without a round trip.
+                // "N started" is said by the heartbeat thread (or with the
+                // release, whichever comes first).
+                t.set_start_unsaid();
+                t.set_held();
+                if !t.is_held() {
+                    return Err(None);
+                }
+                core.announce_start(t);
+                return Ok(());
+            }
             let (indicator, pttl) = match known.take() {
                 Some(reading) => reading,
                 None => {

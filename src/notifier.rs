@@ -198,7 +198,7 @@ impl Notifier {
             .serial_of_message(payload)
             .and_then(|serial| c.waiters.get(&serial))
         {
-            t.signal();
+            t.call();
         }
         c.wake_head();
     }

@@ -28,6 +28,8 @@ struct State {
     idle: Vec<(Connection, Instant)>,
     total: usize,
     closed: bool,
+    /// Threads waiting for a connection (notify only when there are some).
+    waiting: usize,
 }
 
 /// A connection checked out of the pool; it goes back on drop unless it was
@@ -54,6 +56,7 @@ impl Pool {
                 idle: Vec::new(),
                 total: 0,
                 closed: false,
+                waiting: 0,
             }),
             available: Condvar::new(),
         }
@@ -118,18 +121,22 @@ impl Pool {
                     self.max
                 )));
             }
+            state.waiting += 1;
             state = self
                 .available
                 .wait_timeout(state, deadline - now)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+            state.waiting -= 1;
         }
     }
 
     fn discard_one(&self) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.total -= 1;
-        self.available.notify_one();
+        if state.waiting > 0 {
+            self.available.notify_one();
+        }
     }
 
     /// After a broken connection, the idle ones are likely broken too (the
@@ -191,6 +198,8 @@ impl Drop for Pooled<'_> {
                 state.idle.push((conn, Instant::now()));
             }
         }
-        self.pool.available.notify_one();
+        if state.waiting > 0 {
+            self.pool.available.notify_one();
+        }
     }
 }

@@ -15,7 +15,7 @@ local function num(key)
   local v = redis.call('GET', key)
   if v == false then return nil end
   local n = tonumber(v)
-  if n == nil or not string.match(v, '^%d+$') then
+  if n == nil or n < 0 or n ~= math.floor(n) then
     return redis.error_reply('TURNPROTO ' .. key .. ' is not a serial number')
   end
   return n
@@ -24,9 +24,10 @@ local function say(channel, resource, text)
   redis.call('PUBLISH', channel, resource .. ': ' .. text)
 end
 local function announce(ind_key, prefix, internal, external, resource, t)
-  redis.call('SET', ind_key, fmt(t))
-  redis.call('PUBLISH', internal, prefix .. fmt(t))
-  say(external, resource, fmt(t) .. ' granted')
+  local s = fmt(t)
+  redis.call('SET', ind_key, s)
+  redis.call('PUBLISH', internal, prefix .. s)
+  redis.call('PUBLISH', external, resource .. ': ' .. s .. ' granted')
 end
 "#;
 
@@ -43,23 +44,26 @@ local function bad(x) return type(x) == 'table' end
 /// external channel, resource.
 /// Returns {serial, indicator, pttl of the indicator's presence key};
 /// pttl is -3 when the lock was granted right away.
+///
+/// Bootstrap: INCR answering 1 means the dispenser was missing (or 0, as
+/// turn 1.0's MSETNX leaves it); then SETNX the indicator to 1, which is
+/// what MSETNX(dispenser 0, indicator 1) followed by INCR leaves.
 pub(crate) static DRAW: Lazy<Script> = Lazy::new(|| {
     script(&format!(
         "{CHECK_NUM}{}",
         r#"
-redis.call('MSETNX', KEYS[1], '0', KEYS[2], '1')
-local d = num(KEYS[1])
-if bad(d) then return d end
 local n = redis.call('INCR', KEYS[1])
-redis.call('SET', ARGV[1] .. fmt(n), ARGV[2], 'PX', ARGV[3])
-say(ARGV[4], ARGV[5], fmt(n) .. ' assigned to "' .. ARGV[2] .. '"')
+if n == 1 then redis.call('SETNX', KEYS[2], '1') end
+local s = fmt(n)
+redis.call('SET', ARGV[1] .. s, ARGV[2], 'PX', ARGV[3])
+say(ARGV[4], ARGV[5], s .. ' assigned to "' .. ARGV[2] .. '"')
 local ind = num(KEYS[2])
 if bad(ind) then return ind end
 if ind == nil then
   return redis.error_reply('TURNPROTO ' .. KEYS[2] .. ' is missing while ' .. KEYS[1] .. ' exists')
 end
 if ind == n then
-  say(ARGV[4], ARGV[5], fmt(n) .. ' started')
+  say(ARGV[4], ARGV[5], s .. ' started')
   return {n, ind, -3}
 end
 local pttl = -2
@@ -94,7 +98,8 @@ return {ind, redis.call('PTTL', ARGV[1] .. fmt(ind))}
 });
 
 /// release / abandon: KEYS indicator; ARGV presence prefix, serial, label,
-/// external, internal, resource, mode ('release' or 'abandon').
+/// external, internal, resource, mode ('release' or 'abandon'), and '1' to
+/// say "N started" first (when nobody said it yet).
 /// Deletes the presence key; only when the indicator is this serial it moves
 /// the indicator to serial + 1 and announces it.
 /// Returns {moved (0/1), presence key existed (0/1)}.
@@ -109,6 +114,7 @@ local n = tonumber(ARGV[2])
 if ARGV[7] == 'abandon' then say(ARGV[4], ARGV[6], ARGV[2] .. ' canceled') end
 if ind ~= n then return {0, present} end
 if ARGV[7] == 'release' then
+  if ARGV[8] == '1' then say(ARGV[4], ARGV[6], ARGV[2] .. ' started') end
   say(ARGV[4], ARGV[6], ARGV[2] .. ' completed by "' .. ARGV[3] .. '"')
 end
 announce(KEYS[1], ARGV[1], ARGV[5], ARGV[4], ARGV[6], n + 1)

@@ -1,7 +1,7 @@
 //! One ticket this locker drew: waiting for its turn, or holding the lock.
 //! Shared between the caller, the heartbeat and the notifier.
 
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,12 @@ pub(crate) struct Ticket {
     refreshed_ms: AtomicU64,
     signaled: Mutex<bool>,
     wake: Condvar,
+    /// An `internal` message named this ticket: the indicator shows it.
+    called: AtomicBool,
+    /// "N started" is still to be said (granted by a message: it is said
+    /// later, off the hand-off's path). Held while saying it, so that the
+    /// release's "completed" never comes first.
+    pub start_unsaid: Mutex<bool>,
 }
 
 impl Ticket {
@@ -52,6 +58,8 @@ impl Ticket {
             refreshed_ms: AtomicU64::new(drawn_ms),
             signaled: Mutex::new(false),
             wake: Condvar::new(),
+            called: AtomicBool::new(false),
+            start_unsaid: Mutex::new(false),
         }
     }
 
@@ -108,6 +116,27 @@ impl Ticket {
     /// confirmed for longer than `expire`.
     pub fn lapsed(&self, now_ms: u64) -> bool {
         now_ms.saturating_sub(self.refreshed_ms()) > self.expire_ms()
+    }
+
+    /// Records that an `internal` message named this ticket, and wakes it.
+    pub fn call(&self) {
+        self.called.store(true, Ordering::Release);
+        self.signal();
+    }
+
+    pub fn was_called(&self) -> bool {
+        self.called.load(Ordering::Acquire)
+    }
+
+    /// Marks "N started" as still to be said.
+    pub fn set_start_unsaid(&self) {
+        *self.start_unsaid.lock().unwrap_or_else(|e| e.into_inner()) = true;
+    }
+
+    /// Claims saying "N started": true for the one caller that should. Waits
+    /// while the heartbeat thread is saying it.
+    pub fn claim_start(&self) -> bool {
+        std::mem::take(&mut *self.start_unsaid.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Wakes the thread waiting on this ticket.
