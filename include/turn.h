@@ -96,8 +96,10 @@ typedef enum {
 
 /**
  * One held lock. Owned by the caller from `turn_lock_acquire` until
- * `turn_lock_release`, which always frees it (do not use it afterwards).
- * May be used from any thread, but not from two threads at once.
+ * `turn_lock_release`, which always ends it. The handle is checked: a
+ * second release, or any use after release, answers
+ * `TURN_ERR_INVALID_ARGUMENT` and touches nothing. May be used from any
+ * thread.
  */
 typedef struct turn_lock turn_lock;
 
@@ -106,10 +108,12 @@ typedef struct turn_lock turn_lock;
  * notifier), shared by every lock taken through it.
  *
  * Created by `turn_locker_new`, owned by the caller, freed with
- * `turn_locker_free`. Thread-safe: share one locker between threads. Do not
- * free it while another thread is inside a call on it. Locks still held
- * when it is freed are released then; their handles stay valid until
- * passed to `turn_lock_release`, which answers `TURN_ERR_LOST`.
+ * `turn_locker_free`. Thread-safe: share one locker between threads. A
+ * handle is checked, not dereferenced: after `turn_locker_free` every call
+ * with it answers `TURN_ERR_INVALID_ARGUMENT`, and calls already running in
+ * other threads finish first (the locker stops when the last one returns).
+ * Locks still held when it is freed are released then; their handles stay
+ * valid until passed to `turn_lock_release`, which answers `TURN_ERR_LOST`.
  */
 typedef struct turn_locker turn_locker;
 
@@ -158,12 +162,10 @@ turn_result turn_locker_new_with_options(const char *redis_url,
 
 /**
  * Stops the locker's threads, releases locks still held, closes its
- * connections and frees it. NULL is a no-op. In a child process after
- * fork() it frees nothing of the parent's and returns at once.
- *
- * # Safety
- * `locker` is NULL or from `turn_locker_new` and not yet freed, and no other
- * thread is using it.
+ * connections and frees it; with Redis unreachable it gives up after the
+ * connect timeout. NULL, or a handle freed already, is a no-op. In a
+ * child process after fork() it frees nothing of the parent's and returns
+ * at once.
  */
 void turn_locker_free(turn_locker *locker);
 
@@ -184,8 +186,8 @@ void turn_locker_free(turn_locker *locker);
  * labels at most 4096 bytes.
  *
  * # Safety
- * `locker` is a live locker; strings are NULL or NUL-terminated; `out`
- * points to writable storage for a pointer.
+ * Strings are NULL or NUL-terminated; `out` points to writable storage for
+ * a pointer.
  */
 turn_result turn_lock_acquire(turn_locker *locker,
                               const char *resource,
@@ -196,34 +198,29 @@ turn_result turn_lock_acquire(turn_locker *locker,
                               turn_lock **out);
 
 /**
- * Gives the turn to the next ticket (one round trip) and frees the handle,
+ * Gives the turn to the next ticket (one round trip) and ends the handle,
  * whatever the outcome. `TURN_ERR_LOST` when the lock had been lost (the
  * indicator is then left alone unless it still showed this ticket);
- * `TURN_ERR_CONNECTION` when Redis could not be told (the lease then runs
- * out by itself). NULL gives `TURN_ERR_NULL_ARGUMENT`.
- *
- * # Safety
- * `lock` is NULL or from `turn_lock_acquire` and not yet released.
+ * `TURN_ERR_CONNECTION` when Redis could not be told within the command
+ * timeout (the lease then runs out by itself). NULL gives
+ * `TURN_ERR_NULL_ARGUMENT`; a handle released already gives
+ * `TURN_ERR_INVALID_ARGUMENT`.
  */
 turn_result turn_lock_release(turn_lock *lock);
 
 /**
  * The lock's ticket number: strictly increasing per queue while the
- * queue's dispenser survives, so usable as a fencing token. 0 for NULL.
- *
- * # Safety
- * `lock` is NULL or a live lock.
+ * queue's dispenser survives, so usable as a fencing token. 0 for NULL or
+ * a handle that is not a live lock.
  */
 uint64_t turn_lock_serial(const turn_lock *lock);
 
 /**
  * `TURN_OK` while the lock is held; `TURN_ERR_LOST` once the heartbeat
  * found its presence key gone or the indicator moved on, or its lease
- * lapsed without a confirmed renewal. Reads local state only (no round
- * trip).
- *
- * # Safety
- * `lock` is NULL or a live lock.
+ * lapsed without a confirmed renewal (a process paused past its lease
+ * sees this at once when it resumes). Reads local state only (no round
+ * trip), so it can be polled before each write to the resource.
  */
 turn_result turn_lock_check(const turn_lock *lock);
 
@@ -232,7 +229,7 @@ turn_result turn_lock_check(const turn_lock *lock);
  * `*out`. `TURN_ERR_NOT_FOUND` when there is no queue.
  *
  * # Safety
- * `locker` is a live locker; `resource` NUL-terminated; `out` writable.
+ * `resource` is NULL or NUL-terminated; `out` writable.
  */
 turn_result turn_status_get(turn_locker *locker, const char *resource, turn_status **out);
 
@@ -292,8 +289,7 @@ void turn_status_free(turn_status *status);
  * (which may be NULL). `TURN_ERR_NOT_FOUND` when there is no queue.
  *
  * # Safety
- * `locker` is a live locker; `resource` NUL-terminated; `indicator_out`
- * NULL or writable.
+ * `resource` is NULL or NUL-terminated; `indicator_out` NULL or writable.
  */
 turn_result turn_bump(turn_locker *locker, const char *resource, uint64_t *indicator_out);
 
@@ -303,7 +299,7 @@ turn_result turn_bump(turn_locker *locker, const char *resource, uint64_t *indic
  * `TURN_ERR_NOT_FOUND` when there is no queue.
  *
  * # Safety
- * `locker` is a live locker; `resource` NUL-terminated.
+ * `resource` is NULL or NUL-terminated.
  */
 turn_result turn_reset(turn_locker *locker, const char *resource);
 
@@ -385,6 +381,17 @@ turn_result turn_options_set_pool_size(turn_options *options, uint32_t size);
  * `options` is a live options object.
  */
 turn_result turn_options_set_grace_ms(turn_options *options, uint32_t millis);
+
+/**
+ * Seeds the serials of queues this locker creates from the server's clock
+ * (microseconds) when `enabled` is non-zero, so that fencing tokens keep
+ * increasing when a queue is lost with a Redis restart without persistence
+ * (or reset). Default off: new queues start at 1, as with turn 1.0.
+ *
+ * # Safety
+ * `options` is a live options object.
+ */
+turn_result turn_options_set_clock_serials(turn_options *options, int32_t enabled);
 
 #ifdef __cplusplus
 }  // extern "C"

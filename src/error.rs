@@ -91,25 +91,33 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// True for Redis errors that mean the connection or the server is not
+/// usable now (reported as `Connection`).
+pub(crate) fn is_connection_error(e: &redis::RedisError) -> bool {
+    e.is_io_error()
+        || e.is_timeout()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || matches!(
+            e.kind(),
+            redis::ErrorKind::AuthenticationFailed
+                | redis::ErrorKind::BusyLoadingError
+                | redis::ErrorKind::TryAgain
+                | redis::ErrorKind::ClusterDown
+                | redis::ErrorKind::MasterDown
+                | redis::ErrorKind::ReadOnly
+        )
+}
+
 impl From<redis::RedisError> for Error {
     fn from(e: redis::RedisError) -> Error {
-        let text = e.to_string();
-        if e.is_io_error()
-            || e.is_timeout()
-            || e.is_connection_dropped()
-            || e.is_connection_refusal()
-            || e.kind() == redis::ErrorKind::AuthenticationFailed
-        {
-            return Error::connection(format!("redis: {text}"));
-        }
-        match e.kind() {
-            redis::ErrorKind::BusyLoadingError
-            | redis::ErrorKind::TryAgain
-            | redis::ErrorKind::ClusterDown
-            | redis::ErrorKind::MasterDown
-            | redis::ErrorKind::ReadOnly => Error::connection(format!("redis: {text}")),
-            redis::ErrorKind::InvalidClientConfig => Error::invalid(format!("redis: {text}")),
-            _ => Error::protocol(format!("redis: {text}")),
+        let text = format!("redis: {e}");
+        if is_connection_error(&e) {
+            Error::connection(text)
+        } else if e.kind() == redis::ErrorKind::InvalidClientConfig {
+            Error::invalid(text)
+        } else {
+            Error::protocol(text)
         }
     }
 }

@@ -34,8 +34,8 @@ pub use keys::{
 };
 pub use locker::{DEFAULT_URL, Lock, Locker, ResetOutcome};
 pub use options::{
-    Acquire, Cancel, DEFAULT_EXPIRE, DEFAULT_GRACE, DEFAULT_PATIENCE, MIN_EXPIRE, MIN_PATIENCE,
-    Options, Wait,
+    Acquire, Cancel, DEFAULT_EXPIRE, DEFAULT_GRACE, DEFAULT_PATIENCE, MAX_EXPIRE, MIN_EXPIRE,
+    MIN_PATIENCE, Options, Wait,
 };
 pub use status::{MAX_STATUS_TICKETS, Status, TicketInfo};
 

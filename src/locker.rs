@@ -87,9 +87,21 @@ impl Core {
         Ok(())
     }
 
-    /// Runs `f` on a pooled connection.
-    pub fn run<T>(&self, f: impl FnOnce(&mut Connection) -> redis::RedisResult<T>) -> Result<T> {
-        self.pool.get()?.run(f)
+    /// Runs `f` on a pooled connection. When an idle connection turns out
+    /// to have been closed by the server (a restart, an idle timeout), `f`
+    /// runs once more on a new connection: the server never saw the first
+    /// try. (Should a server execute a command and then drop the connection
+    /// before replying, the second try repeats it: a draw leaves an extra
+    /// ticket that lapses with its lease, a release answers `Lost`.)
+    pub fn run<T>(&self, f: impl Fn(&mut Connection) -> redis::RedisResult<T>) -> Result<T> {
+        let mut conn = self.pool.get()?;
+        match conn.run(&f) {
+            Err(e) if conn.reused && (e.is_connection_dropped() || e.is_connection_refusal()) => {
+                drop(conn);
+                Ok(self.pool.get()?.run(&f)?)
+            }
+            result => Ok(result?),
+        }
     }
 
     fn register(&self, ticket: &Arc<Ticket>) {
@@ -212,14 +224,19 @@ impl Core {
             .drain()
             .map(|(_, t)| t)
             .collect();
+        // Release what is held; once Redis proves unreachable, stop trying
+        // (the leases run out by themselves), so that closing stays quick.
+        let mut reachable = true;
         for t in held {
-            if t.is_held() {
-                let _ = self.leave(&t, "release");
+            if reachable && t.is_held() {
+                if let Err(e) = self.leave(&t, "release") {
+                    reachable = !e.is_connection();
+                }
             }
             t.mark_lost();
         }
+        let _tickets = self.tickets.lock().unwrap_or_else(|e| e.into_inner());
         self.beat.notify_all();
-        self.notifier.kick(self);
     }
 }
 
@@ -358,7 +375,7 @@ impl Locker {
         let expire = request.expire_or_default()?;
         let patience = request.patience_or_default();
         let deadline = match request.wait {
-            Wait::For(d) => Some(Instant::now() + d),
+            Wait::For(d) => Instant::now().checked_add(d),
             _ => None,
         };
         let keys = Keys::new(&core.options.prefix, resource);
@@ -385,6 +402,11 @@ impl Locker {
                     .arg(expire.as_millis() as u64)
                     .arg(&keys.external)
                     .arg(resource)
+                    .arg(if core.options.clock_serials {
+                        "clock"
+                    } else {
+                        ""
+                    })
                     .invoke(c)
             })?;
             let ticket = Arc::new(Ticket::new(
@@ -455,6 +477,7 @@ impl Locker {
             (Some(a), Some(b)) if a == b => Some(drawn),
             _ => None,
         };
+        let mut outage = Outage::default();
         if subscribed.is_none() {
             core.notifier.kick(core);
             let mut wait = SUBSCRIBE_WAIT;
@@ -493,17 +516,22 @@ impl Locker {
             let (indicator, pttl) = match known.take() {
                 Some(reading) => reading,
                 None => {
-                    let (indicator, code): (i64, i64) = core
-                        .run(|c| {
-                            scripts::CHECK
-                                .key(&t.keys.indicator)
-                                .arg(&t.keys.presence_prefix)
-                                .arg(t.serial)
-                                .arg(&t.keys.external)
-                                .arg(&t.resource)
-                                .invoke(c)
-                        })
-                        .map_err(Some)?;
+                    let checked = core.run(|c| {
+                        scripts::CHECK
+                            .key(&t.keys.indicator)
+                            .arg(&t.keys.presence_prefix)
+                            .arg(t.serial)
+                            .arg(&t.keys.external)
+                            .arg(&t.resource)
+                            .invoke(c)
+                    });
+                    let (indicator, code): (i64, i64) = match checked {
+                        Ok(reply) => reply,
+                        Err(e) => {
+                            outage.endure(e, t, core, deadline)?;
+                            continue;
+                        }
+                    };
                     if code == -3 {
                         t.set_held();
                         return if t.is_held() { Ok(()) } else { Err(None) };
@@ -533,13 +561,15 @@ impl Locker {
                     if age >= core.options.grace {
                         // The ticket at the indicator is dead: step past it
                         // and every other dead ticket before ours.
-                        core.bump(
+                        let bumped = core.bump(
                             &t.keys,
                             &t.resource,
                             Some(t.serial - 1),
                             &format!("{} bumps", t.serial),
-                        )
-                        .map_err(Some)?;
+                        );
+                        if let Err(e) = bumped {
+                            outage.endure(e, t, core, deadline)?;
+                        }
                         continue;
                     }
                     sleep = core.options.grace - age;
@@ -650,6 +680,43 @@ impl Locker {
     pub fn connect(&self) -> Result<Connection> {
         self.core().usable()?;
         self.core().pool.connect(None)
+    }
+}
+
+/// How a waiter rides out Redis being unreachable: it retries with a growing
+/// pause while its ticket's lease may still hold and its deadline allows,
+/// then gives up (a lapsed ticket is drawn anew, which reports the outage if
+/// it goes on).
+#[derive(Default)]
+struct Outage {
+    pause: Duration,
+}
+
+impl Outage {
+    fn endure(
+        &mut self,
+        e: Error,
+        t: &Ticket,
+        core: &Core,
+        deadline: Option<Instant>,
+    ) -> std::result::Result<(), Option<Error>> {
+        if !e.is_connection() {
+            return Err(Some(e));
+        }
+        if t.lapsed(core.now_ms()) {
+            return Err(None);
+        }
+        self.pause = (self.pause * 2).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        let mut pause = self.pause;
+        if let Some(d) = deadline {
+            let left = d.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Some(e));
+            }
+            pause = pause.min(left);
+        }
+        t.wait_signal(pause);
+        Ok(())
     }
 }
 

@@ -99,7 +99,7 @@ impl Notifier {
     /// Makes the thread look at its subscriptions now.
     pub fn kick(&self, core: &Core) {
         let channel = self.wake_channel.clone();
-        let _ = core.run(|c| redis::cmd("PUBLISH").arg(channel).arg("").query::<i64>(c));
+        let _ = core.run(|c| redis::cmd("PUBLISH").arg(&channel).arg("").query::<i64>(c));
     }
 
     fn add(&self, t: &Arc<Ticket>) -> Option<u64> {

@@ -14,6 +14,8 @@ pub const DEFAULT_EXPIRE: Duration = Duration::from_secs(10);
 pub const DEFAULT_PATIENCE: Duration = Duration::from_secs(60);
 /// The shortest lease accepted.
 pub const MIN_EXPIRE: Duration = Duration::from_millis(100);
+/// The longest lease accepted (u32::MAX ms, about 49.7 days).
+pub const MAX_EXPIRE: Duration = Duration::from_millis(u32::MAX as u64);
 /// The shortest patience accepted (shorter values are raised to it).
 pub const MIN_PATIENCE: Duration = Duration::from_millis(10);
 /// How long a ticket must have existed before a missing presence key marks
@@ -36,6 +38,11 @@ pub struct Options {
     /// Grace before a ticket with a missing presence key counts as dead
     /// (default 500 ms), see [`DEFAULT_GRACE`].
     pub grace: Duration,
+    /// Seed the serials of a queue this locker creates from the server's
+    /// clock (microseconds) instead of 1, so that fencing tokens keep
+    /// increasing when the queue is lost with a Redis restart without
+    /// persistence, or reset (default off, as turn 1.0).
+    pub clock_serials: bool,
 }
 
 impl Default for Options {
@@ -46,6 +53,7 @@ impl Default for Options {
             command_timeout: Duration::from_secs(5),
             pool_size: 8,
             grace: DEFAULT_GRACE,
+            clock_serials: false,
         }
     }
 }
@@ -55,6 +63,11 @@ impl Options {
         validate_prefix(&self.prefix)?;
         if self.connect_timeout.is_zero() || self.command_timeout.is_zero() {
             return Err(Error::invalid("timeouts must be greater than zero"));
+        }
+        if self.connect_timeout > Duration::from_secs(86_400)
+            || self.command_timeout > Duration::from_secs(86_400)
+        {
+            return Err(Error::invalid("timeouts must be at most a day"));
         }
         if self.pool_size == 0 || self.pool_size > 1024 {
             return Err(Error::invalid("pool size must be between 1 and 1024"));
@@ -179,10 +192,11 @@ impl Acquire {
 
     pub(crate) fn expire_or_default(&self) -> Result<Duration> {
         let e = self.expire.unwrap_or(DEFAULT_EXPIRE);
-        if e < MIN_EXPIRE {
+        if e < MIN_EXPIRE || e > MAX_EXPIRE {
             return Err(Error::invalid(format!(
-                "expire must be at least {} ms",
-                MIN_EXPIRE.as_millis()
+                "expire must be from {} ms to {} ms",
+                MIN_EXPIRE.as_millis(),
+                MAX_EXPIRE.as_millis()
             )));
         }
         Ok(e)

@@ -38,6 +38,8 @@ pub(crate) struct Pooled<'a> {
     pool: &'a Pool,
     conn: Option<Connection>,
     broken: bool,
+    /// Taken from the idle list (rather than connected just now).
+    pub reused: bool,
 }
 
 impl Pool {
@@ -77,7 +79,9 @@ impl Pool {
     /// Checks a connection out, opening one when none is idle and the pool
     /// is below its bound, or waiting (at most the command timeout) for one.
     pub fn get(&self) -> Result<Pooled<'_>> {
-        let deadline = Instant::now() + self.command_timeout;
+        let deadline = Instant::now()
+            .checked_add(self.command_timeout)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if state.closed {
@@ -96,6 +100,7 @@ impl Pool {
                     pool: self,
                     conn: Some(conn),
                     broken: false,
+                    reused: true,
                 });
             }
             if state.total < self.max {
@@ -106,6 +111,7 @@ impl Pool {
                         pool: self,
                         conn: Some(conn),
                         broken: false,
+                        reused: false,
                     }),
                     Err(e) => {
                         self.discard_one();
@@ -166,18 +172,15 @@ impl Pooled<'_> {
     pub fn run<T>(
         &mut self,
         f: impl FnOnce(&mut Connection) -> redis::RedisResult<T>,
-    ) -> Result<T> {
+    ) -> redis::RedisResult<T> {
         let conn = self.conn.as_mut().expect("connection present until drop");
-        match f(conn) {
-            Ok(v) => Ok(v),
-            Err(e) => {
-                let err = Error::from(e);
-                if err.is_connection() {
-                    self.broken = true;
-                }
-                Err(err)
-            }
+        let result = f(conn);
+        if let Err(e) = &result
+            && crate::error::is_connection_error(e)
+        {
+            self.broken = true;
         }
+        result
     }
 }
 

@@ -41,19 +41,32 @@ local function bad(x) return type(x) == 'table' end
 "#;
 
 /// draw: KEYS dispenser, indicator; ARGV presence prefix, label, expire ms,
-/// external channel, resource.
+/// external channel, resource, 'clock' to seed a new queue from the
+/// server's clock ('' for turn 1.0's 1).
 /// Returns {serial, indicator, pttl of the indicator's presence key};
 /// pttl is -3 when the lock was granted right away.
 ///
 /// Bootstrap: INCR answering 1 means the dispenser was missing (or 0, as
-/// turn 1.0's MSETNX leaves it); then SETNX the indicator to 1, which is
-/// what MSETNX(dispenser 0, indicator 1) followed by INCR leaves.
+/// turn 1.0's MSETNX leaves it); when the indicator is missing too, the
+/// queue is new: the indicator becomes 1 (what MSETNX of dispenser 0 and
+/// indicator 1 followed by INCR leaves), or with 'clock' both become the
+/// server time in microseconds, so serials keep increasing across a restart
+/// without persistence.
 pub(crate) static DRAW: Lazy<Script> = Lazy::new(|| {
     script(&format!(
         "{CHECK_NUM}{}",
         r#"
+local clock = ARGV[6] == 'clock'
+if clock and redis.replicate_commands then redis.replicate_commands() end
 local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('SETNX', KEYS[2], '1') end
+if n == 1 and redis.call('EXISTS', KEYS[2]) == 0 then
+  if clock then
+    local t = redis.call('TIME')
+    n = tonumber(t[1]) * 1000000 + tonumber(t[2])
+    redis.call('SET', KEYS[1], fmt(n))
+  end
+  redis.call('SET', KEYS[2], fmt(n))
+end
 local s = fmt(n)
 redis.call('SET', ARGV[1] .. s, ARGV[2], 'PX', ARGV[3])
 say(ARGV[4], ARGV[5], s .. ' assigned to "' .. ARGV[2] .. '"')

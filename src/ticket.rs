@@ -152,16 +152,19 @@ impl Ticket {
 
     /// Sleeps until signaled or `timeout` passed; true when signaled.
     pub fn wait_signal(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now().checked_add(timeout);
         let mut s = self.signaled.lock().unwrap_or_else(|e| e.into_inner());
         while !*s {
-            let now = Instant::now();
-            if now >= deadline {
+            let left = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()),
+                None => Duration::from_secs(3600),
+            };
+            if left.is_zero() {
                 return false;
             }
             s = self
                 .wake
-                .wait_timeout(s, deadline - now)
+                .wait_timeout(s, left)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }

@@ -84,6 +84,15 @@ fn c_processes_exclude_each_other_in_fifo_order() {
 }
 
 #[test]
+fn c_paused_holder_loses_its_lock() {
+    let r = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = compile("cc", &root().join("tests/c/paused.c"), dir.path(), &[]);
+    let out = run(&bin, &[&r.url()]);
+    assert!(out.contains("late holder lost its lock"), "{out}");
+}
+
+#[test]
 fn c_example_builds_and_runs() {
     let r = Redis::start();
     let dir = tempfile::tempdir().unwrap();

@@ -189,6 +189,49 @@ static void locking(turn_locker *locker, const char *url) {
     EXPECT_RC(turn_status_get(locker, "c-bad", &status), TURN_ERR_PROTOCOL);
 }
 
+static void handles_and_extremes(const char *url) {
+    turn_locker *locker = NULL;
+    turn_lock *lock = NULL;
+    turn_status *status = NULL;
+    EXPECT_RC(turn_locker_new(url, &locker), TURN_OK);
+
+    /* double release, use after release, made-up handles */
+    EXPECT_RC(turn_lock_acquire(locker, "c-handles", "x", 0, 0, -1, &lock), TURN_OK);
+    EXPECT_RC(turn_lock_release(lock), TURN_OK);
+    EXPECT_RC(turn_lock_release(lock), TURN_ERR_INVALID_ARGUMENT);
+    EXPECT_RC(turn_lock_check(lock), TURN_ERR_INVALID_ARGUMENT);
+    EXPECT(turn_lock_serial(lock) == 0);
+    int on_stack = 0;
+    EXPECT_RC(turn_lock_release((turn_lock *)&on_stack), TURN_ERR_INVALID_ARGUMENT);
+    EXPECT_RC(turn_lock_check((turn_lock *)(uintptr_t)0x12345), TURN_ERR_INVALID_ARGUMENT);
+    EXPECT_RC(turn_reset((turn_locker *)&on_stack, "x"), TURN_ERR_INVALID_ARGUMENT);
+
+    /* extremes of expire, patience and timeout */
+    EXPECT_RC(turn_lock_acquire(locker, "c-ext", "x", UINT32_MAX, UINT32_MAX, INT64_MAX, &lock), TURN_OK);
+    turn_lock *other = NULL;
+    EXPECT_RC(turn_lock_acquire(locker, "c-ext", "y", 100, UINT32_MAX, 150, &other), TURN_ERR_TIMEOUT);
+    EXPECT_RC(turn_lock_acquire(locker, "c-ext", "y", 99, 0, 0, &other), TURN_ERR_INVALID_ARGUMENT);
+    EXPECT_RC(turn_lock_release(lock), TURN_OK);
+    EXPECT_RC(turn_lock_acquire(locker, "c-ext", "z", 0, 1, INT64_MIN, &lock), TURN_OK);
+    EXPECT_RC(turn_lock_release(lock), TURN_OK);
+
+    /* labels keep control characters; names may hold globs and colons */
+    EXPECT_RC(turn_lock_acquire(locker, "c:glob*[x]?", "a\x01b\tc", 0, 0, 0, &lock), TURN_OK);
+    EXPECT_RC(turn_status_get(locker, "c:glob*[x]?", &status), TURN_OK);
+    EXPECT(status && strcmp(turn_status_label_at(status, 0), "a\x01b\tc") == 0);
+    turn_status_free(status);
+    EXPECT_RC(turn_lock_release(lock), TURN_OK);
+
+    /* a locker used after free: an error, and free twice is a no-op */
+    EXPECT_RC(turn_lock_acquire(locker, "c-uaf", "x", 0, 0, -1, &lock), TURN_OK);
+    turn_locker_free(locker);
+    turn_locker_free(locker);
+    EXPECT_RC(turn_lock_acquire(locker, "c-uaf", "x", 0, 0, 0, &other), TURN_ERR_INVALID_ARGUMENT);
+    EXPECT_RC(turn_status_get(locker, "c-uaf", &status), TURN_ERR_INVALID_ARGUMENT);
+    EXPECT_RC(turn_lock_check(lock), TURN_ERR_LOST);
+    EXPECT_RC(turn_lock_release(lock), TURN_ERR_LOST);
+}
+
 static void forked(turn_locker *locker, const char *url) {
     pid_t pid = fork();
     if (pid == 0) {
@@ -225,6 +268,7 @@ int main(int argc, char **argv) {
     locking(locker, argv[1]);
     forked(locker, argv[1]);
     turn_locker_free(locker);
+    handles_and_extremes(argv[1]);
 
     /* a dead server: a connection error within the connect timeout */
     turn_locker *dead = NULL;

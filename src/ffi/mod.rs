@@ -10,6 +10,21 @@ use std::time::Duration;
 use crate::error::{Error, ErrorKind, Result};
 use crate::{Acquire, Lock, Locker, Options, Status, Wait};
 
+mod handles;
+
+use handles::Table;
+
+/// The lockers handed out, by handle.
+static LOCKERS: Table<Locker> = Table::new("turn_locker");
+/// The locks handed out, by handle.
+static LOCKS: Table<LockCell> = Table::new("turn_lock");
+
+/// A lock behind a `turn_lock` handle; release takes it out.
+struct LockCell {
+    serial: u64,
+    lock: std::sync::Mutex<Option<Lock>>,
+}
+
 /// Result of every fallible function. Values are fixed and never
 /// renumbered; 0 is success. `turn_result_str` names them and
 /// `turn_last_error` gives the detail of the last failure on this thread.
@@ -68,19 +83,23 @@ impl From<ErrorKind> for turn_result {
 /// notifier), shared by every lock taken through it.
 ///
 /// Created by `turn_locker_new`, owned by the caller, freed with
-/// `turn_locker_free`. Thread-safe: share one locker between threads. Do not
-/// free it while another thread is inside a call on it. Locks still held
-/// when it is freed are released then; their handles stay valid until
-/// passed to `turn_lock_release`, which answers `TURN_ERR_LOST`.
+/// `turn_locker_free`. Thread-safe: share one locker between threads. A
+/// handle is checked, not dereferenced: after `turn_locker_free` every call
+/// with it answers `TURN_ERR_INVALID_ARGUMENT`, and calls already running in
+/// other threads finish first (the locker stops when the last one returns).
+/// Locks still held when it is freed are released then; their handles stay
+/// valid until passed to `turn_lock_release`, which answers `TURN_ERR_LOST`.
 pub struct turn_locker {
-    locker: Locker,
+    _opaque: [u8; 0],
 }
 
 /// One held lock. Owned by the caller from `turn_lock_acquire` until
-/// `turn_lock_release`, which always frees it (do not use it afterwards).
-/// May be used from any thread, but not from two threads at once.
+/// `turn_lock_release`, which always ends it. The handle is checked: a
+/// second release, or any use after release, answers
+/// `TURN_ERR_INVALID_ARGUMENT` and touches nothing. May be used from any
+/// thread.
 pub struct turn_lock {
-    lock: Lock,
+    _opaque: [u8; 0],
 }
 
 /// A snapshot of one queue from `turn_status_get`. Owned by the caller,
@@ -207,28 +226,43 @@ pub unsafe extern "C" fn turn_locker_new_with_options(
             None => Options::default(),
         };
         let locker = Locker::with_options(url, options)?;
+        let handle = LOCKERS.insert(locker)?;
         // SAFETY: out is non-NULL and writable per the contract.
-        unsafe { *out = Box::into_raw(Box::new(turn_locker { locker })) };
+        unsafe { *out = handle as *mut turn_locker };
         Ok(())
     })
 }
 
 /// Stops the locker's threads, releases locks still held, closes its
-/// connections and frees it. NULL is a no-op. In a child process after
-/// fork() it frees nothing of the parent's and returns at once.
-///
-/// # Safety
-/// `locker` is NULL or from `turn_locker_new` and not yet freed, and no other
-/// thread is using it.
+/// connections and frees it; with Redis unreachable it gives up after the
+/// connect timeout. NULL, or a handle freed already, is a no-op. In a
+/// child process after fork() it frees nothing of the parent's and returns
+/// at once.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn turn_locker_free(locker: *mut turn_locker) {
+pub extern "C" fn turn_locker_free(locker: *mut turn_locker) {
     if locker.is_null() {
         return;
     }
     quiet((), || {
-        // SAFETY: from Box::into_raw in turn_locker_new, freed once.
-        drop(unsafe { Box::from_raw(locker) });
+        if let Ok(locker) = LOCKERS.remove(locker as usize) {
+            drop(locker);
+        }
     })
+}
+
+/// The locker behind a handle (a clone: the handle may be freed meanwhile).
+fn locker_of(locker: *const turn_locker) -> Result<Locker> {
+    if locker.is_null() {
+        return Err(null("locker"));
+    }
+    Ok((*LOCKERS.get(locker as usize)?).clone())
+}
+
+fn lock_of(lock: *const turn_lock) -> Result<std::sync::Arc<LockCell>> {
+    if lock.is_null() {
+        return Err(null("lock"));
+    }
+    LOCKS.get(lock as usize)
 }
 
 /// Takes a ticket for `resource` and waits for its turn; on success writes
@@ -247,8 +281,8 @@ pub unsafe extern "C" fn turn_locker_free(locker: *mut turn_locker) {
 /// labels at most 4096 bytes.
 ///
 /// # Safety
-/// `locker` is a live locker; strings are NULL or NUL-terminated; `out`
-/// points to writable storage for a pointer.
+/// Strings are NULL or NUL-terminated; `out` points to writable storage for
+/// a pointer.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn turn_lock_acquire(
     locker: *mut turn_locker,
@@ -260,8 +294,7 @@ pub unsafe extern "C" fn turn_lock_acquire(
     out: *mut *mut turn_lock,
 ) -> turn_result {
     guard(|| {
-        // SAFETY: NULL or a live locker per the contract.
-        let locker = unsafe { locker.as_ref() }.ok_or_else(|| null("locker"))?;
+        let locker = locker_of(locker)?;
         // SAFETY: NUL-terminated per the contract.
         let resource = unsafe { text(resource, "resource")? };
         let label = if label.is_null() {
@@ -282,59 +315,61 @@ pub unsafe extern "C" fn turn_lock_acquire(
             },
             cancel: None,
         };
-        let lock = locker.locker.acquire(resource, &request)?;
+        let lock = locker.acquire(resource, &request)?;
+        let handle = LOCKS.insert(LockCell {
+            serial: lock.serial(),
+            lock: std::sync::Mutex::new(Some(lock)),
+        })?;
         // SAFETY: out is non-NULL and writable per the contract.
-        unsafe { *out = Box::into_raw(Box::new(turn_lock { lock })) };
+        unsafe { *out = handle as *mut turn_lock };
         Ok(())
     })
 }
 
-/// Gives the turn to the next ticket (one round trip) and frees the handle,
+/// Gives the turn to the next ticket (one round trip) and ends the handle,
 /// whatever the outcome. `TURN_ERR_LOST` when the lock had been lost (the
 /// indicator is then left alone unless it still showed this ticket);
-/// `TURN_ERR_CONNECTION` when Redis could not be told (the lease then runs
-/// out by itself). NULL gives `TURN_ERR_NULL_ARGUMENT`.
-///
-/// # Safety
-/// `lock` is NULL or from `turn_lock_acquire` and not yet released.
+/// `TURN_ERR_CONNECTION` when Redis could not be told within the command
+/// timeout (the lease then runs out by itself). NULL gives
+/// `TURN_ERR_NULL_ARGUMENT`; a handle released already gives
+/// `TURN_ERR_INVALID_ARGUMENT`.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn turn_lock_release(lock: *mut turn_lock) -> turn_result {
+pub extern "C" fn turn_lock_release(lock: *mut turn_lock) -> turn_result {
     guard(|| {
         if lock.is_null() {
             return Err(null("lock"));
         }
-        // SAFETY: from Box::into_raw in turn_lock_acquire, released once.
-        let lock = unsafe { Box::from_raw(lock) };
-        lock.lock.release()
+        let cell = LOCKS.remove(lock as usize)?;
+        let taken = cell.lock.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match taken {
+            Some(lock) => lock.release(),
+            None => Err(Error::invalid("the lock was released already")),
+        }
     })
 }
 
 /// The lock's ticket number: strictly increasing per queue while the
-/// queue's dispenser survives, so usable as a fencing token. 0 for NULL.
-///
-/// # Safety
-/// `lock` is NULL or a live lock.
+/// queue's dispenser survives, so usable as a fencing token. 0 for NULL or
+/// a handle that is not a live lock.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn turn_lock_serial(lock: *const turn_lock) -> u64 {
-    // SAFETY: NULL or a live lock per the contract.
-    quiet(0, || {
-        unsafe { lock.as_ref() }.map_or(0, |l| l.lock.serial())
-    })
+pub extern "C" fn turn_lock_serial(lock: *const turn_lock) -> u64 {
+    quiet(0, || lock_of(lock).map_or(0, |l| l.serial))
 }
 
 /// `TURN_OK` while the lock is held; `TURN_ERR_LOST` once the heartbeat
 /// found its presence key gone or the indicator moved on, or its lease
-/// lapsed without a confirmed renewal. Reads local state only (no round
-/// trip).
-///
-/// # Safety
-/// `lock` is NULL or a live lock.
+/// lapsed without a confirmed renewal (a process paused past its lease
+/// sees this at once when it resumes). Reads local state only (no round
+/// trip), so it can be polled before each write to the resource.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn turn_lock_check(lock: *const turn_lock) -> turn_result {
+pub extern "C" fn turn_lock_check(lock: *const turn_lock) -> turn_result {
     guard(|| {
-        // SAFETY: NULL or a live lock per the contract.
-        let lock = unsafe { lock.as_ref() }.ok_or_else(|| null("lock"))?;
-        lock.lock.check()
+        let cell = lock_of(lock)?;
+        let held = cell.lock.lock().unwrap_or_else(|e| e.into_inner());
+        match held.as_ref() {
+            Some(lock) => lock.check(),
+            None => Err(Error::invalid("the lock was released already")),
+        }
     })
 }
 
@@ -342,7 +377,7 @@ pub unsafe extern "C" fn turn_lock_check(lock: *const turn_lock) -> turn_result 
 /// `*out`. `TURN_ERR_NOT_FOUND` when there is no queue.
 ///
 /// # Safety
-/// `locker` is a live locker; `resource` NUL-terminated; `out` writable.
+/// `resource` is NULL or NUL-terminated; `out` writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn turn_status_get(
     locker: *mut turn_locker,
@@ -350,12 +385,11 @@ pub unsafe extern "C" fn turn_status_get(
     out: *mut *mut turn_status,
 ) -> turn_result {
     guard(|| {
-        // SAFETY: NULL or a live locker per the contract.
-        let locker = unsafe { locker.as_ref() }.ok_or_else(|| null("locker"))?;
+        let locker = locker_of(locker)?;
         // SAFETY: NUL-terminated per the contract.
         let resource = unsafe { text(resource, "resource")? };
         out_ptr(out, "out")?;
-        let status = locker.locker.status(resource)?;
+        let status = locker.status(resource)?;
         let labels = status
             .tickets
             .iter()
@@ -456,8 +490,7 @@ pub unsafe extern "C" fn turn_status_free(status: *mut turn_status) {
 /// (which may be NULL). `TURN_ERR_NOT_FOUND` when there is no queue.
 ///
 /// # Safety
-/// `locker` is a live locker; `resource` NUL-terminated; `indicator_out`
-/// NULL or writable.
+/// `resource` is NULL or NUL-terminated; `indicator_out` NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn turn_bump(
     locker: *mut turn_locker,
@@ -465,11 +498,10 @@ pub unsafe extern "C" fn turn_bump(
     indicator_out: *mut u64,
 ) -> turn_result {
     guard(|| {
-        // SAFETY: NULL or a live locker per the contract.
-        let locker = unsafe { locker.as_ref() }.ok_or_else(|| null("locker"))?;
+        let locker = locker_of(locker)?;
         // SAFETY: NUL-terminated per the contract.
         let resource = unsafe { text(resource, "resource")? };
-        let indicator = locker.locker.bump(resource)?;
+        let indicator = locker.bump(resource)?;
         if !indicator_out.is_null() {
             // SAFETY: non-NULL and writable per the contract.
             unsafe { *indicator_out = indicator };
@@ -483,18 +515,17 @@ pub unsafe extern "C" fn turn_bump(
 /// `TURN_ERR_NOT_FOUND` when there is no queue.
 ///
 /// # Safety
-/// `locker` is a live locker; `resource` NUL-terminated.
+/// `resource` is NULL or NUL-terminated.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn turn_reset(
     locker: *mut turn_locker,
     resource: *const c_char,
 ) -> turn_result {
     guard(|| {
-        // SAFETY: NULL or a live locker per the contract.
-        let locker = unsafe { locker.as_ref() }.ok_or_else(|| null("locker"))?;
+        let locker = locker_of(locker)?;
         // SAFETY: NUL-terminated per the contract.
         let resource = unsafe { text(resource, "resource")? };
-        locker.locker.reset(resource)
+        locker.reset(resource)
     })
 }
 
@@ -659,6 +690,24 @@ pub unsafe extern "C" fn turn_options_set_grace_ms(
 ) -> turn_result {
     with_options(options, |o| {
         o.grace = ms(millis.into());
+        Ok(())
+    })
+}
+
+/// Seeds the serials of queues this locker creates from the server's clock
+/// (microseconds) when `enabled` is non-zero, so that fencing tokens keep
+/// increasing when a queue is lost with a Redis restart without persistence
+/// (or reset). Default off: new queues start at 1, as with turn 1.0.
+///
+/// # Safety
+/// `options` is a live options object.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_options_set_clock_serials(
+    options: *mut turn_options,
+    enabled: i32,
+) -> turn_result {
+    with_options(options, |o| {
+        o.clock_serials = enabled != 0;
         Ok(())
     })
 }

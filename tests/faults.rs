@@ -1,0 +1,189 @@
+//! Faults: killed and paused holders and waiters, Redis restarts with and
+//! without persistence, an unreachable Redis. Processes are `turn lock`
+//! tool processes, which hold a lock like any client of the library.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::Duration;
+
+use support::{Lines, Redis, eventually, signal};
+use turn::{Acquire, ErrorKind, Locker, Options, Wait};
+
+/// A `turn lock` process holding (or waiting for) `resource`.
+fn holder(r: &Redis, resource: &str, expire: &str) -> (Child, Lines) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_turn"))
+        .env_remove("TURN_REDIS_URL")
+        .args(["--url", &r.url(), "lock", "--expire", expire, resource])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = Lines::new(child.stdout.take().unwrap());
+    (child, lines)
+}
+
+fn queued(l: &Locker, resource: &str, n: usize) -> bool {
+    eventually(Duration::from_secs(30), || {
+        l.status(resource)
+            .map(|s| s.tickets.len() == n)
+            .unwrap_or(false)
+    })
+}
+
+/// Patience far beyond the test's wait: only the lease can let it in.
+fn impatient_free(label: &str) -> Acquire {
+    Acquire::label(label)
+        .patience(Duration::from_secs(3600))
+        .wait(Wait::For(Duration::from_secs(30)))
+}
+
+#[test]
+fn a_killed_holder_is_passed_within_its_lease_whatever_the_patience() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    let (mut child, mut lines) = holder(&r, "res", "2");
+    assert!(lines.wait_for("res: locked", Duration::from_secs(30)));
+    let l2 = l.clone();
+    let waiter = thread::spawn(move || {
+        l2.acquire("res", &impatient_free("next"))
+            .map(|x| x.serial())
+    });
+    assert!(queued(&l, "res", 2));
+    signal(child.id(), "KILL");
+    let _ = child.wait();
+    assert_eq!(waiter.join().unwrap().unwrap(), 2);
+}
+
+#[test]
+fn a_killed_waiter_in_the_middle_is_skipped() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    let held = l.lock("res", "holder").unwrap();
+    let (mut child, _lines) = holder(&r, "res", "2");
+    assert!(queued(&l, "res", 2));
+    let l2 = l.clone();
+    let waiter = thread::spawn(move || {
+        l2.acquire("res", &impatient_free("third"))
+            .map(|x| x.serial())
+    });
+    assert!(queued(&l, "res", 3));
+    signal(child.id(), "KILL");
+    let _ = child.wait();
+    held.release().unwrap();
+    assert_eq!(waiter.join().unwrap().unwrap(), 3);
+}
+
+#[test]
+fn a_holder_paused_past_its_lease_loses_the_lock_and_cannot_move_the_queue() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    let (mut child, mut lines) = holder(&r, "res", "1");
+    assert!(lines.wait_for("res: locked", Duration::from_secs(30)));
+    signal(child.id(), "STOP");
+    let next = l.acquire("res", &impatient_free("next")).unwrap();
+    assert_eq!(
+        next.serial(),
+        2,
+        "the queue moved on; the fencing token grew"
+    );
+    signal(child.id(), "CONT");
+    signal(child.id(), "INT");
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "its release reported the loss");
+    assert!(
+        lines.wait_for("res: lost", Duration::from_secs(10)),
+        "{:?}",
+        lines.seen
+    );
+    let s = l.status("res").unwrap();
+    assert_eq!(
+        s.indicator, 2,
+        "the late release did not move the indicator"
+    );
+    assert!(next.check().is_ok());
+    next.release().unwrap();
+}
+
+#[test]
+fn redis_restart_without_persistence_reports_lost_locks_and_recovers() {
+    let mut r = Redis::start();
+    let options = Options {
+        clock_serials: true,
+        ..Options::default()
+    };
+    let l = Locker::with_options(Some(&r.url()), options).unwrap();
+    let held = l
+        .acquire(
+            "res",
+            &Acquire::label("h").expire(Duration::from_millis(600)),
+        )
+        .unwrap();
+    let before = held.serial();
+    let l2 = l.clone();
+    let waiter = thread::spawn(move || {
+        l2.acquire(
+            "res",
+            &Acquire::label("w")
+                .expire(Duration::from_millis(600))
+                .wait(Wait::For(Duration::from_secs(60))),
+        )
+        .map(|x| x.serial())
+    });
+    assert!(queued(&l, "res", 2));
+    r.restart();
+    assert!(
+        eventually(Duration::from_secs(30), || held.is_lost()),
+        "never silently held"
+    );
+    assert_eq!(held.release().unwrap_err().kind(), ErrorKind::Lost);
+    let after = waiter.join().unwrap().unwrap();
+    assert!(
+        after > before,
+        "clock-seeded serials keep growing: {after} > {before}"
+    );
+    let again = l.lock("res", "new").unwrap();
+    assert!(again.serial() > after);
+}
+
+#[test]
+fn redis_restart_with_persistence_keeps_held_locks() {
+    let mut r = Redis::start_with(&[
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+    ]);
+    let l = Locker::new(Some(&r.url())).unwrap();
+    let held = l
+        .acquire("res", &Acquire::label("h").expire(Duration::from_secs(5)))
+        .unwrap();
+    r.restart();
+    // Several beats after the restart, the lock is still held.
+    thread::sleep(Duration::from_secs(4));
+    assert!(held.check().is_ok());
+    held.release().unwrap();
+    assert_eq!(l.lock("res", "next").unwrap().serial(), 2);
+}
+
+#[test]
+fn an_unreachable_redis_fails_calls_within_the_timeouts() {
+    let r = Redis::start();
+    let options = Options {
+        connect_timeout: Duration::from_millis(500),
+        command_timeout: Duration::from_millis(500),
+        ..Options::default()
+    };
+    let l = Locker::with_options(Some(&r.url()), options).unwrap();
+    let held = l.lock("res", "h").unwrap();
+    let pid = r.pid().unwrap();
+    signal(pid, "STOP");
+    let e = l.lock("other", "x").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Connection, "{e}");
+    let e = held.release().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Connection, "{e}");
+    drop(l); // returns: the threads give up within the timeouts
+    signal(pid, "CONT");
+}
