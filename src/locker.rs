@@ -228,10 +228,11 @@ impl Core {
         // (the leases run out by themselves), so that closing stays quick.
         let mut reachable = true;
         for t in held {
-            if reachable && t.is_held() {
-                if let Err(e) = self.leave(&t, "release") {
-                    reachable = !e.is_connection();
-                }
+            if reachable
+                && t.is_held()
+                && let Err(e) = self.leave(&t, "release")
+            {
+                reachable = !e.is_connection();
             }
             t.mark_lost();
         }
