@@ -8,7 +8,7 @@ CARGO ?= cargo
 NEED_DEMO := scripts/need.sh redis-server:redis-server redis-cli:redis-tools cc:gcc
 NEED_TEST := $(NEED_DEMO) c++:g++ python3:python3 venv:python3-venv
 
-.PHONY: all build release demo test bench lint header cargo demo-deps test-deps clean
+.PHONY: all build release demo test bench soak fuzz lint header cargo demo-deps test-deps clean
 
 all: release
 
@@ -23,6 +23,7 @@ test-deps: cargo
 
 build:
 	$(CARGO) build
+	$(CARGO) build --examples
 
 release:
 	$(CARGO) build --release
@@ -44,6 +45,18 @@ test: test-deps lint build
 # Figures side by side with Redis's own PING rate (see BENCHMARKS.md).
 bench: demo-deps
 	$(CARGO) bench --bench bench
+
+# The chaos soak, longer than in `make test` (TURN_SOAK_SECS, default 300).
+soak: test-deps build
+	TURN_SOAK_SECS=$${TURN_SOAK_SECS:-300} $(CARGO) test --test chaos -- --nocapture
+
+# Fuzzing (not in CI): each target for FUZZ_SECS seconds. cargo-fuzz wants
+# nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain take them.
+FUZZ_SECS ?= 60
+fuzz: cargo
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run names -- -max_total_time=$(FUZZ_SECS)
+	RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run c_abi -- -max_total_time=$(FUZZ_SECS)
 
 clean:
 	$(CARGO) clean

@@ -39,5 +39,39 @@ pub use options::{
 };
 pub use status::{MAX_STATUS_TICKETS, Status, TicketInfo};
 
+/// Entry points for the fuzz targets in `fuzz/` (built with `--cfg fuzzing`).
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::keys::{self, Keys};
+
+    /// Parses names and messages the way the notifier and discovery do, and
+    /// checks that what is built parses back.
+    pub fn names(prefix: &str, resource: &str, payload: &[u8], serial: u64) {
+        let _ = keys::validate_prefix(prefix);
+        let _ = keys::validate_resource(resource);
+        let _ = keys::validate_label(resource);
+        let k = Keys::new(prefix, resource);
+        let _ = k.serial_of_message(payload);
+        assert_eq!(
+            k.serial_of_message(k.presence(serial).as_bytes()),
+            Some(serial)
+        );
+        if let Ok(key) = std::str::from_utf8(payload)
+            && let Some(r) = keys::resource_of_dispenser(prefix, key)
+        {
+            assert_eq!(Keys::new(prefix, r).dispenser, key);
+        }
+        if keys::validate_resource(resource).is_ok() && keys::validate_prefix(prefix).is_ok() {
+            assert_eq!(
+                keys::resource_of_dispenser(prefix, &k.dispenser),
+                Some(resource)
+            );
+        }
+        let _ = keys::glob_escape(resource);
+        let _ = keys::parse_serial(payload);
+    }
+}
+
 /// This library's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

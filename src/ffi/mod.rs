@@ -294,7 +294,7 @@ pub unsafe extern "C" fn turn_lock_acquire(
     out: *mut *mut turn_lock,
 ) -> turn_result {
     guard(|| {
-        let locker = locker_of(locker)?;
+        // The arguments first (no round trip), then the locker.
         // SAFETY: NUL-terminated per the contract.
         let resource = unsafe { text(resource, "resource")? };
         let label = if label.is_null() {
@@ -303,7 +303,10 @@ pub unsafe extern "C" fn turn_lock_acquire(
             // SAFETY: NUL-terminated per the contract.
             unsafe { text(label, "label")? }
         };
+        crate::validate_resource(resource)?;
+        crate::validate_label(label)?;
         out_ptr(out, "out")?;
+        let locker = locker_of(locker)?;
         let request = Acquire {
             label: label.to_string(),
             expire: (expire_ms > 0).then(|| ms(expire_ms.into())),
