@@ -5,10 +5,18 @@
 # is missing.
 
 CARGO ?= cargo
+PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+BINDIR ?= $(PREFIX)/bin
+# Where the built library is taken from by install-files and pkgconfig.
+BUILD_DIR ?= target/release
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+MAJOR := $(firstword $(subst ., ,$(VERSION)))
 NEED_DEMO := scripts/need.sh redis-server:redis-server redis-cli:redis-tools cc:gcc
 NEED_TEST := $(NEED_DEMO) c++:g++ python3:python3 venv:python3-venv
 
-.PHONY: all build release demo test bench soak fuzz lint header cargo demo-deps test-deps clean
+.PHONY: all build release install install-files pkgconfig demo test bench soak fuzz lint header cargo demo-deps test-deps clean
 
 all: release
 
@@ -21,12 +29,40 @@ demo-deps: cargo
 test-deps: cargo
 	@$(NEED_TEST)
 
+# The soname link (libturn.so.MAJOR), so programs linked in the build tree run.
 build:
 	$(CARGO) build
 	$(CARGO) build --examples
+	ln -sf libturn.so target/debug/libturn.so.$(MAJOR)
 
 release:
 	$(CARGO) build --release
+	ln -sf libturn.so target/release/libturn.so.$(MAJOR)
+
+# Installs like a C library: libturn.so.VERSION with its soname link
+# libturn.so.MAJOR, libturn.so, libturn.a, the headers, turn.pc and the
+# turn tool. DESTDIR is honoured.
+install: release install-files
+
+install-files:
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(BINDIR)
+	install -m 755 $(BUILD_DIR)/libturn.so $(DESTDIR)$(LIBDIR)/libturn.so.$(VERSION)
+	ln -sf libturn.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libturn.so.$(MAJOR)
+	ln -sf libturn.so.$(MAJOR) $(DESTDIR)$(LIBDIR)/libturn.so
+	install -m 644 $(BUILD_DIR)/libturn.a $(DESTDIR)$(LIBDIR)/libturn.a
+	install -m 644 include/turn.h include/turn.hpp $(DESTDIR)$(INCLUDEDIR)/
+	install -m 755 $(BUILD_DIR)/turn $(DESTDIR)$(BINDIR)/turn
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
+	    turn.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/turn.pc
+
+# target/pkgconfig/turn-uninstalled.pc: with PKG_CONFIG_PATH=$(CURDIR)/target/pkgconfig,
+# `pkg-config turn` finds the headers and library of this build tree.
+pkgconfig:
+	install -d target/pkgconfig
+	sed -e 's|@PREFIX@|$(CURDIR)|' -e 's|@LIBDIR@|$(CURDIR)/$(BUILD_DIR)|' \
+	    -e 's|@INCLUDEDIR@|$(CURDIR)/include|' -e 's|@VERSION@|$(VERSION)|' \
+	    turn.pc.in > target/pkgconfig/turn-uninstalled.pc
 
 demo: demo-deps release
 	scripts/demo.sh

@@ -95,6 +95,14 @@ typedef enum {
 } turn_result;
 
 /**
+ * A cancel token: `turn_cancel_fire` ends the waits of
+ * `turn_lock_acquire_cancelable` calls given it. Owned by the caller, freed
+ * with `turn_cancel_free`; thread-safe (fire it from any thread). The
+ * handle is checked like a lock's.
+ */
+typedef struct turn_cancel turn_cancel;
+
+/**
  * One held lock. Owned by the caller from `turn_lock_acquire` until
  * `turn_lock_release`, which always ends it. The handle is checked: a
  * second release, or any use after release, answers
@@ -196,6 +204,44 @@ turn_result turn_lock_acquire(turn_locker *locker,
                               uint32_t patience_ms,
                               int64_t timeout_ms,
                               turn_lock **out);
+
+/**
+ * Like `turn_lock_acquire`, and `turn_cancel_fire(cancel)` from another
+ * thread ends the wait: the ticket is withdrawn and the call answers
+ * `TURN_ERR_CANCELED`. `cancel` may be NULL (not cancelable).
+ *
+ * # Safety
+ * As `turn_lock_acquire`.
+ */
+turn_result turn_lock_acquire_cancelable(turn_locker *locker,
+                                         const char *resource,
+                                         const char *label,
+                                         uint32_t expire_ms,
+                                         uint32_t patience_ms,
+                                         int64_t timeout_ms,
+                                         const turn_cancel *cancel,
+                                         turn_lock **out);
+
+/**
+ * A new cancel token for `turn_lock_acquire_cancelable`, written to `*out`.
+ * Free it with `turn_cancel_free` once no call uses it.
+ *
+ * # Safety
+ * `out` points to writable storage for a pointer.
+ */
+turn_result turn_cancel_new(turn_cancel **out);
+
+/**
+ * Cancels every wait using this token, now and later (callable from any
+ * thread, also while another thread waits with it).
+ */
+turn_result turn_cancel_fire(turn_cancel *cancel);
+
+/**
+ * Frees a cancel token. NULL, or a token freed already, is a no-op. A wait
+ * still using it keeps working (it holds its own reference).
+ */
+void turn_cancel_free(turn_cancel *cancel);
 
 /**
  * Gives the turn to the next ticket (one round trip) and ends the handle,

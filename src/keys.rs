@@ -22,6 +22,9 @@ pub(crate) struct Keys {
     pub presence_prefix: String,
     pub internal: String,
     pub external: String,
+    /// `P:R:withdrawn`: tickets given up before their turn (ours only;
+    /// turn 1.0 does not know it).
+    pub withdrawn: String,
 }
 
 impl Keys {
@@ -33,6 +36,7 @@ impl Keys {
             presence_prefix: format!("{base}:serial:"),
             internal: format!("{base}:internal"),
             external: format!("{base}:external"),
+            withdrawn: format!("{base}:withdrawn"),
         }
     }
 

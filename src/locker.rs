@@ -146,6 +146,7 @@ impl Core {
         let (moved, present): (i64, i64) = self.run(|c| {
             scripts::RELEASE
                 .key(&t.keys.indicator)
+                .key(&t.keys.withdrawn)
                 .arg(&t.keys.presence_prefix)
                 .arg(t.serial)
                 .arg(&t.label)
@@ -651,6 +652,7 @@ impl Locker {
             scripts::RESET
                 .key(&keys.indicator)
                 .key(&keys.dispenser)
+                .key(&keys.withdrawn)
                 .arg(&keys.presence_prefix)
                 .arg(
                     expected_dispenser

@@ -110,11 +110,14 @@ return {ind, redis.call('PTTL', ARGV[1] .. fmt(ind))}
     ))
 });
 
-/// release / abandon: KEYS indicator; ARGV presence prefix, serial, label,
-/// external, internal, resource, mode ('release' or 'abandon'), and '1' to
-/// say "N started" first (when nobody said it yet).
+/// release / abandon: KEYS indicator, withdrawn; ARGV presence prefix,
+/// serial, label, external, internal, resource, mode ('release' or
+/// 'abandon'), and '1' to say "N started" first (when nobody said it yet).
 /// Deletes the presence key; only when the indicator is this serial it moves
-/// the indicator to serial + 1 and announces it.
+/// the indicator on and announces it, passing over tickets that were
+/// withdrawn (timeout, cancel, try-lock) and so will never come. An abandoned
+/// ticket the indicator has not reached is recorded as withdrawn (a set
+/// that expires ten minutes after its last addition).
 /// Returns {moved (0/1), presence key existed (0/1)}.
 pub(crate) static RELEASE: Lazy<Script> = Lazy::new(|| {
     script(&format!(
@@ -125,12 +128,22 @@ local ind = num(KEYS[1])
 if bad(ind) then return ind end
 local n = tonumber(ARGV[2])
 if ARGV[7] == 'abandon' then say(ARGV[4], ARGV[6], ARGV[2] .. ' canceled') end
-if ind ~= n then return {0, present} end
+if ind ~= n then
+  if ARGV[7] == 'abandon' and ind ~= nil and ind < n then
+    redis.call('SADD', KEYS[2], ARGV[2])
+    redis.call('PEXPIRE', KEYS[2], 600000)
+  end
+  return {0, present}
+end
 if ARGV[7] == 'release' then
   if ARGV[8] == '1' then say(ARGV[4], ARGV[6], ARGV[2] .. ' started') end
   say(ARGV[4], ARGV[6], ARGV[2] .. ' completed by "' .. ARGV[3] .. '"')
 end
-announce(KEYS[1], ARGV[1], ARGV[5], ARGV[4], ARGV[6], n + 1)
+local t = n + 1
+while redis.call('SREM', KEYS[2], fmt(t)) == 1 and redis.call('EXISTS', ARGV[1] .. fmt(t)) == 0 do
+  t = t + 1
+end
+announce(KEYS[1], ARGV[1], ARGV[5], ARGV[4], ARGV[6], t)
 return {1, present}
 "#
     ))
@@ -161,7 +174,7 @@ return t
     ))
 });
 
-/// reset: KEYS indicator, dispenser; ARGV presence prefix, expected
+/// reset: KEYS indicator, dispenser, withdrawn; ARGV presence prefix, expected
 /// dispenser ('' for any), external, internal, resource.
 /// Bumps past dead tickets, then deletes both keys when nobody is queued.
 /// Returns {0} reset, {-1} no such queue, {-2} activity (the dispenser is not
@@ -185,7 +198,7 @@ if disp - ind + 1 > 0 then
 end
 local size = disp - ind + 1
 if size > 0 then return {-3, size} end
-redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
 return {0}
 "#
     ))

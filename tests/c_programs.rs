@@ -17,6 +17,7 @@ fn compile(compiler: &str, source: &Path, out_dir: &Path, extra: &[&str]) -> Pat
         "{} has no libturn.so: build the library first (make test does)",
         lib.display()
     );
+    support::soname_link();
     let out = out_dir.join(source.file_stem().unwrap());
     let status = Command::new(compiler)
         .args([
@@ -115,4 +116,32 @@ fn header_compiles_as_cplusplus() {
     );
     let out = run(&bin, &[]);
     assert!(out.contains("TURN_ERR_INVALID_ARGUMENT"), "{out}");
+}
+
+#[test]
+fn cplusplus_wrapper_under_asan() {
+    let r = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = compile(
+        "c++",
+        &root().join("tests/c/wrapper.cpp"),
+        dir.path(),
+        &["-std=c++17", "-pthread"],
+    );
+    let out = run(&bin, &[&r.url()]);
+    assert!(out.contains("all checks passed"), "{out}");
+}
+
+#[test]
+fn cplusplus_example_builds_and_runs() {
+    let r = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = compile(
+        "c++",
+        &root().join("examples/cpp/example.cpp"),
+        dir.path(),
+        &["-std=c++17", "-pthread"],
+    );
+    let out = run(&bin, &[&r.url(), "3", "2"]);
+    assert!(out.contains("indicator now 7"), "{out}");
 }

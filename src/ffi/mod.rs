@@ -18,6 +18,8 @@ use handles::Table;
 static LOCKERS: Table<Locker> = Table::new("turn_locker");
 /// The locks handed out, by handle.
 static LOCKS: Table<LockCell> = Table::new("turn_lock");
+/// The cancel tokens handed out, by handle.
+static CANCELS: Table<crate::Cancel> = Table::new("turn_cancel");
 
 /// A lock behind a `turn_lock` handle; release takes it out.
 struct LockCell {
@@ -99,6 +101,14 @@ pub struct turn_locker {
 /// `TURN_ERR_INVALID_ARGUMENT` and touches nothing. May be used from any
 /// thread.
 pub struct turn_lock {
+    _opaque: [u8; 0],
+}
+
+/// A cancel token: `turn_cancel_fire` ends the waits of
+/// `turn_lock_acquire_cancelable` calls given it. Owned by the caller, freed
+/// with `turn_cancel_free`; thread-safe (fire it from any thread). The
+/// handle is checked like a lock's.
+pub struct turn_cancel {
     _opaque: [u8; 0],
 }
 
@@ -293,8 +303,41 @@ pub unsafe extern "C" fn turn_lock_acquire(
     timeout_ms: i64,
     out: *mut *mut turn_lock,
 ) -> turn_result {
+    // SAFETY: same contract as this function's.
+    unsafe {
+        turn_lock_acquire_cancelable(
+            locker,
+            resource,
+            label,
+            expire_ms,
+            patience_ms,
+            timeout_ms,
+            std::ptr::null(),
+            out,
+        )
+    }
+}
+
+/// Like `turn_lock_acquire`, and `turn_cancel_fire(cancel)` from another
+/// thread ends the wait: the ticket is withdrawn and the call answers
+/// `TURN_ERR_CANCELED`. `cancel` may be NULL (not cancelable).
+///
+/// # Safety
+/// As `turn_lock_acquire`.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn turn_lock_acquire_cancelable(
+    locker: *mut turn_locker,
+    resource: *const c_char,
+    label: *const c_char,
+    expire_ms: u32,
+    patience_ms: u32,
+    timeout_ms: i64,
+    cancel: *const turn_cancel,
+    out: *mut *mut turn_lock,
+) -> turn_result {
     guard(|| {
-        // The arguments first (no round trip), then the locker.
+        // The arguments first (no round trip), then the handles.
         // SAFETY: NUL-terminated per the contract.
         let resource = unsafe { text(resource, "resource")? };
         let label = if label.is_null() {
@@ -307,6 +350,11 @@ pub unsafe extern "C" fn turn_lock_acquire(
         crate::validate_label(label)?;
         out_ptr(out, "out")?;
         let locker = locker_of(locker)?;
+        let cancel = if cancel.is_null() {
+            None
+        } else {
+            Some((*CANCELS.get(cancel as usize)?).clone())
+        };
         let request = Acquire {
             label: label.to_string(),
             expire: (expire_ms > 0).then(|| ms(expire_ms.into())),
@@ -316,7 +364,7 @@ pub unsafe extern "C" fn turn_lock_acquire(
                 0 => Wait::TryOnce,
                 t => Wait::For(ms(t as u64)),
             },
-            cancel: None,
+            cancel,
         };
         let lock = locker.acquire(resource, &request)?;
         let handle = LOCKS.insert(LockCell {
@@ -327,6 +375,44 @@ pub unsafe extern "C" fn turn_lock_acquire(
         unsafe { *out = handle as *mut turn_lock };
         Ok(())
     })
+}
+
+/// A new cancel token for `turn_lock_acquire_cancelable`, written to `*out`.
+/// Free it with `turn_cancel_free` once no call uses it.
+///
+/// # Safety
+/// `out` points to writable storage for a pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_cancel_new(out: *mut *mut turn_cancel) -> turn_result {
+    guard(|| {
+        out_ptr(out, "out")?;
+        let handle = CANCELS.insert(crate::Cancel::new())?;
+        // SAFETY: non-NULL and writable per the contract.
+        unsafe { *out = handle as *mut turn_cancel };
+        Ok(())
+    })
+}
+
+/// Cancels every wait using this token, now and later (callable from any
+/// thread, also while another thread waits with it).
+#[unsafe(no_mangle)]
+pub extern "C" fn turn_cancel_fire(cancel: *mut turn_cancel) -> turn_result {
+    guard(|| {
+        if cancel.is_null() {
+            return Err(null("cancel"));
+        }
+        CANCELS.get(cancel as usize)?.cancel();
+        Ok(())
+    })
+}
+
+/// Frees a cancel token. NULL, or a token freed already, is a no-op. A wait
+/// still using it keeps working (it holds its own reference).
+#[unsafe(no_mangle)]
+pub extern "C" fn turn_cancel_free(cancel: *mut turn_cancel) {
+    if !cancel.is_null() {
+        quiet((), || drop(CANCELS.remove(cancel as usize)));
+    }
 }
 
 /// Gives the turn to the next ticket (one round trip) and ends the handle,

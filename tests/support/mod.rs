@@ -277,3 +277,14 @@ pub fn python_with_turn_1_0() -> PathBuf {
     })
     .clone()
 }
+
+/// Makes target/<profile>/libturn.so.MAJOR point at libturn.so (as `make
+/// build` does), so that programs linked against the build tree find the
+/// library by its soname.
+pub fn soname_link() {
+    let major = env!("CARGO_PKG_VERSION_MAJOR");
+    let link = target_dir().join(format!("libturn.so.{major}"));
+    if std::fs::symlink_metadata(&link).is_err() {
+        let _ = std::os::unix::fs::symlink("libturn.so", &link);
+    }
+}

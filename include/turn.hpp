@@ -1,0 +1,195 @@
+/*
+ * turn.hpp: a header-only C++17 wrapper over the turn C API (turn.h).
+ *
+ *   turn::locker locker("redis://127.0.0.1:6379/0");
+ *   {
+ *       turn::lock lock = locker.acquire("printer", "report job");
+ *       use(lock.serial());          // a fencing token
+ *   }                                // released here
+ *
+ * Errors are thrown as turn::error, which carries the turn_result code.
+ * A turn::locker may be shared between threads (its calls are thread-safe);
+ * a turn::lock is move-only and releases in its destructor.
+ */
+#ifndef TURN_HPP
+#define TURN_HPP
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "turn.h"
+
+namespace turn {
+
+/// A failed call: what() has the call, the code's name and the detail.
+class error : public std::runtime_error {
+public:
+    error(turn_result code, const std::string &what) : std::runtime_error(what), code_(code) {}
+    /// The turn_result of the failed call.
+    turn_result code() const noexcept { return code_; }
+
+private:
+    turn_result code_;
+};
+
+namespace detail {
+inline void check(turn_result rc, const char *call) {
+    if (rc != TURN_OK) {
+        throw error(rc, std::string(call) + ": " + turn_result_str(rc) + ": " + turn_last_error());
+    }
+}
+}  // namespace detail
+
+/// Wait as long as it takes (the default timeout of acquire).
+inline constexpr std::chrono::milliseconds forever{-1};
+/// Try once, without waiting.
+inline constexpr std::chrono::milliseconds no_wait{0};
+
+/// One held lock; releases in its destructor. Move-only.
+class lock {
+public:
+    lock() noexcept = default;
+    lock(const lock &) = delete;
+    lock &operator=(const lock &) = delete;
+    lock(lock &&other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}
+    lock &operator=(lock &&other) noexcept {
+        if (this != &other) {
+            drop();
+            handle_ = std::exchange(other.handle_, nullptr);
+        }
+        return *this;
+    }
+    ~lock() { drop(); }
+
+    /// True while this object owns a lock (not moved from, not released).
+    explicit operator bool() const noexcept { return handle_ != nullptr; }
+    /// The ticket number: a fencing token. 0 when empty.
+    std::uint64_t serial() const noexcept { return turn_lock_serial(handle_); }
+    /// True while held (no round trip).
+    bool held() const noexcept { return handle_ && turn_lock_check(handle_) == TURN_OK; }
+    /// Throws turn::error (TURN_ERR_LOST) once the lock is lost.
+    void check() const { detail::check(turn_lock_check(handle_), "turn_lock_check"); }
+    /// Gives the turn back now; throws turn::error (TURN_ERR_LOST) when the
+    /// lock had been lost. The object is empty afterwards either way.
+    void release() {
+        turn_lock *h = std::exchange(handle_, nullptr);
+        if (!h) throw error(TURN_ERR_INVALID_ARGUMENT, "turn::lock::release: no lock held");
+        detail::check(turn_lock_release(h), "turn_lock_release");
+    }
+    /// The C handle (owned by this object).
+    turn_lock *handle() const noexcept { return handle_; }
+
+private:
+    friend class locker;
+    explicit lock(turn_lock *h) noexcept : handle_(h) {}
+    void drop() noexcept {
+        if (handle_) turn_lock_release(std::exchange(handle_, nullptr));
+    }
+    turn_lock *handle_ = nullptr;
+};
+
+/// One live ticket of a queue.
+struct ticket {
+    std::uint64_t serial;
+    std::string label;
+};
+
+/// A snapshot of one queue.
+struct status {
+    std::uint64_t indicator = 0;
+    std::uint64_t dispenser = 0;
+    std::vector<ticket> tickets;
+};
+
+/// Settings of one acquire (zero durations: the library's defaults).
+struct acquire_options {
+    std::chrono::milliseconds timeout = forever;
+    std::chrono::milliseconds expire{0};
+    std::chrono::milliseconds patience{0};
+};
+
+/// A connection to Redis and its two background threads. Move-only;
+/// thread-safe; frees the C locker in its destructor.
+class locker {
+public:
+    /// Connects to url ("redis://[user:password@]host:port/db").
+    explicit locker(const std::string &url = "redis://127.0.0.1:6379/0") {
+        detail::check(turn_locker_new(url.c_str(), &handle_), "turn_locker_new");
+    }
+    locker(const locker &) = delete;
+    locker &operator=(const locker &) = delete;
+    locker(locker &&other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}
+    locker &operator=(locker &&other) noexcept {
+        if (this != &other) {
+            turn_locker_free(handle_);
+            handle_ = std::exchange(other.handle_, nullptr);
+        }
+        return *this;
+    }
+    ~locker() { turn_locker_free(handle_); }
+
+    /// Takes a ticket and waits for its turn; throws turn::error
+    /// (TURN_ERR_TIMEOUT, TURN_ERR_WOULD_BLOCK, TURN_ERR_CONNECTION, ...).
+    lock acquire(const std::string &resource, const std::string &label = "",
+                 const acquire_options &options = {}) {
+        turn_lock *h = nullptr;
+        detail::check(turn_lock_acquire(handle_, resource.c_str(), label.c_str(),
+                                        static_cast<std::uint32_t>(options.expire.count()),
+                                        static_cast<std::uint32_t>(options.patience.count()),
+                                        static_cast<std::int64_t>(options.timeout.count()), &h),
+                      "turn_lock_acquire");
+        return lock(h);
+    }
+
+    /// The lock if it is free now, else std::nullopt.
+    std::optional<lock> try_acquire(const std::string &resource, const std::string &label = "") {
+        turn_lock *h = nullptr;
+        turn_result rc = turn_lock_acquire(handle_, resource.c_str(), label.c_str(), 0, 0, 0, &h);
+        if (rc == TURN_ERR_WOULD_BLOCK) return std::nullopt;
+        detail::check(rc, "turn_lock_acquire");
+        return lock(h);
+    }
+
+    /// The queue of resource, or std::nullopt when there is none.
+    std::optional<status> get_status(const std::string &resource) {
+        turn_status *s = nullptr;
+        turn_result rc = turn_status_get(handle_, resource.c_str(), &s);
+        if (rc == TURN_ERR_NOT_FOUND) return std::nullopt;
+        detail::check(rc, "turn_status_get");
+        status out;
+        out.indicator = turn_status_indicator(s);
+        out.dispenser = turn_status_dispenser(s);
+        for (std::size_t i = 0; i < turn_status_len(s); i++) {
+            out.tickets.push_back({turn_status_serial_at(s, i), turn_status_label_at(s, i)});
+        }
+        turn_status_free(s);
+        return out;
+    }
+
+    /// Moves the indicator past dead tickets; returns it.
+    std::uint64_t bump(const std::string &resource) {
+        std::uint64_t indicator = 0;
+        detail::check(turn_bump(handle_, resource.c_str(), &indicator), "turn_bump");
+        return indicator;
+    }
+
+    /// Removes an idle queue; throws turn::error (TURN_ERR_BUSY) while in use.
+    void reset(const std::string &resource) {
+        detail::check(turn_reset(handle_, resource.c_str()), "turn_reset");
+    }
+
+    /// The C handle (owned by this object).
+    turn_locker *handle() const noexcept { return handle_; }
+
+private:
+    turn_locker *handle_ = nullptr;
+};
+
+}  // namespace turn
+
+#endif /* TURN_HPP */
