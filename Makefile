@@ -1,8 +1,8 @@
 # turn: `make demo` runs the C example with competing processes,
 # `make test` runs every test. Both install what they need when run as root
-# on Debian (redis-server, a C compiler; for the tests also g++ and Python's
-# venv, whose virtualenv gets turn 1.0 from the package index), or say what
-# is missing.
+# on Debian (redis-server, a C compiler; for the tests also g++, Go, CMake,
+# pkg-config and Python's venv; the tests' virtualenvs get turn 1.0 and
+# pytest from the package index), or say what is missing.
 
 CARGO ?= cargo
 PREFIX ?= /usr/local
@@ -14,7 +14,8 @@ BUILD_DIR ?= target/release
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 MAJOR := $(firstword $(subst ., ,$(VERSION)))
 NEED_DEMO := scripts/need.sh redis-server:redis-server redis-cli:redis-tools cc:gcc
-NEED_TEST := $(NEED_DEMO) c++:g++ python3:python3 venv:python3-venv
+NEED_TEST := $(NEED_DEMO) c++:g++ python3:python3 venv:python3-venv go:golang-go \
+	cmake:cmake pkg-config:pkg-config readelf:binutils
 
 .PHONY: all build release install install-files pkgconfig demo test bench soak fuzz lint header cargo demo-deps test-deps clean
 
@@ -60,9 +61,10 @@ install-files:
 # `pkg-config turn` finds the headers and library of this build tree.
 pkgconfig:
 	install -d target/pkgconfig
-	sed -e 's|@PREFIX@|$(CURDIR)|' -e 's|@LIBDIR@|$(CURDIR)/$(BUILD_DIR)|' \
+	sed -e 's|@PREFIX@|$(CURDIR)|' -e 's|@LIBDIR@|$(abspath $(BUILD_DIR))|' \
 	    -e 's|@INCLUDEDIR@|$(CURDIR)/include|' -e 's|@VERSION@|$(VERSION)|' \
-	    turn.pc.in > target/pkgconfig/turn-uninstalled.pc
+	    turn.pc.in > target/pkgconfig/.turn.pc.$$$$ && \
+	    mv target/pkgconfig/.turn.pc.$$$$ target/pkgconfig/turn-uninstalled.pc
 
 demo: demo-deps release
 	scripts/demo.sh

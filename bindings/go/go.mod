@@ -1,0 +1,3 @@
+module turn
+
+go 1.19

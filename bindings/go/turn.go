@@ -1,0 +1,413 @@
+// Package turn is the Go binding of the turn library: a FIFO, take-a-number
+// lock for shared resources, kept in Redis, compatible with the Python
+// package turn 1.0.
+//
+//	locker, err := turn.NewLocker("redis://127.0.0.1:6379/0")
+//	lock, err := locker.Lock(ctx, "printer", turn.Label("report job"))
+//	defer lock.Unlock()
+//	write(lock.Serial()) // a fencing token
+//
+// It links libturn through cgo (#cgo pkg-config: turn), so PKG_CONFIG_PATH
+// must find turn.pc (an installed library) or turn-uninstalled.pc (the
+// build tree: make pkgconfig).
+package turn
+
+/*
+#cgo pkg-config: turn
+#include <stdint.h>
+#include <stdlib.h>
+#include "turn.h"
+
+// Handles are checked integers, not addresses: they stay uintptr_t on the
+// Go side and become pointer types only here, so that Go's garbage
+// collector never sees them as pointers.
+static turn_result go_locker_new(const char *url, const char *prefix, uintptr_t *out) {
+	turn_options *opts = NULL;
+	turn_result rc = turn_options_new(&opts);
+	if (rc != TURN_OK) return rc;
+	if (prefix) rc = turn_options_set_prefix(opts, prefix);
+	turn_locker *l = NULL;
+	if (rc == TURN_OK) rc = turn_locker_new_with_options(url, opts, &l);
+	turn_options_free(opts);
+	if (rc == TURN_OK) *out = (uintptr_t)l;
+	return rc;
+}
+static void go_locker_free(uintptr_t l) { turn_locker_free((turn_locker *)l); }
+static turn_result go_cancel_new(uintptr_t *out) {
+	turn_cancel *c = NULL;
+	turn_result rc = turn_cancel_new(&c);
+	if (rc == TURN_OK) *out = (uintptr_t)c;
+	return rc;
+}
+static void go_cancel_fire(uintptr_t c) { turn_cancel_fire((turn_cancel *)c); }
+static void go_cancel_free(uintptr_t c) { turn_cancel_free((turn_cancel *)c); }
+static turn_result go_acquire(uintptr_t l, const char *resource, const char *label, uint32_t expire,
+                              uint32_t patience, int64_t timeout, uintptr_t cancel, uintptr_t *out) {
+	turn_lock *lock = NULL;
+	turn_result rc = turn_lock_acquire_cancelable((turn_locker *)l, resource, label, expire, patience,
+	                                              timeout, (turn_cancel *)cancel, &lock);
+	if (rc == TURN_OK) *out = (uintptr_t)lock;
+	return rc;
+}
+static turn_result go_release(uintptr_t lock) { return turn_lock_release((turn_lock *)lock); }
+static turn_result go_check(uintptr_t lock) { return turn_lock_check((turn_lock *)lock); }
+static uint64_t go_serial(uintptr_t lock) { return turn_lock_serial((turn_lock *)lock); }
+static turn_result go_bump(uintptr_t l, const char *resource, uint64_t *out) {
+	return turn_bump((turn_locker *)l, resource, out);
+}
+static turn_result go_reset(uintptr_t l, const char *resource) {
+	return turn_reset((turn_locker *)l, resource);
+}
+static turn_result go_status(uintptr_t l, const char *resource, turn_status **out) {
+	return turn_status_get((turn_locker *)l, resource, out);
+}
+*/
+import "C"
+
+import (
+	"context"
+	"runtime"
+	"sync"
+	"time"
+	"unsafe"
+)
+
+// Code is a turn_result of the C library.
+type Code int
+
+// The result codes (values of turn_result; never renumbered).
+const (
+	CodeNullArgument    Code = 1
+	CodeInvalidArgument Code = 2
+	CodeConnection      Code = 3
+	CodeTimeout         Code = 4
+	CodeWouldBlock      Code = 5
+	CodeLost            Code = 6
+	CodeBusy            Code = 7
+	CodeNotFound        Code = 8
+	CodeForked          Code = 9
+	CodeProtocol        Code = 10
+	CodeCanceled        Code = 11
+	CodePanic           Code = 99
+)
+
+// Error is a failed call: its code and the library's detail message.
+// errors.Is(err, turn.ErrTimeout) and the like compare codes.
+type Error struct {
+	Code    Code
+	Message string
+}
+
+func (e *Error) Error() string {
+	name := C.GoString(C.turn_result_str(C.turn_result(e.Code)))
+	if e.Message == "" {
+		return "turn: " + name
+	}
+	return "turn: " + name + ": " + e.Message
+}
+
+// Is matches an *Error with the same code.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Code == e.Code
+}
+
+// Sentinel errors, for errors.Is.
+var (
+	ErrNullArgument    = &Error{Code: CodeNullArgument}
+	ErrInvalidArgument = &Error{Code: CodeInvalidArgument}
+	ErrConnection      = &Error{Code: CodeConnection}
+	ErrTimeout         = &Error{Code: CodeTimeout}
+	ErrWouldBlock      = &Error{Code: CodeWouldBlock}
+	ErrLost            = &Error{Code: CodeLost}
+	ErrBusy            = &Error{Code: CodeBusy}
+	ErrNotFound        = &Error{Code: CodeNotFound}
+	ErrForked          = &Error{Code: CodeForked}
+	ErrProtocol        = &Error{Code: CodeProtocol}
+	ErrCanceled        = &Error{Code: CodeCanceled}
+	ErrPanic           = &Error{Code: CodePanic}
+	// ErrClosed: the Locker was closed.
+	ErrClosed = &Error{Code: CodeInvalidArgument, Message: "the locker is closed"}
+)
+
+// waitError is a wait ended by the context: it matches both the context's
+// error (context.Canceled, context.DeadlineExceeded) and the turn error.
+type waitError struct {
+	ctxErr error
+	err    *Error
+}
+
+func (e *waitError) Error() string        { return e.ctxErr.Error() + ": " + e.err.Error() }
+func (e *waitError) Is(target error) bool { return target == e.ctxErr || e.err.Is(target) }
+func (e *waitError) Unwrap() error        { return e.err }
+
+// call runs f on one OS thread, so that turn_last_error (thread-local)
+// belongs to the same call.
+func call(f func() C.turn_result) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	rc := f()
+	if rc == C.TURN_OK {
+		return nil
+	}
+	return &Error{Code: Code(rc), Message: C.GoString(C.turn_last_error())}
+}
+
+// Locker is a connection to Redis with the library's two background
+// threads, shared by every lock it takes. Safe for concurrent use.
+type Locker struct {
+	mu     sync.RWMutex
+	handle C.uintptr_t
+}
+
+// Option sets up a Locker.
+type LockerOption func(*lockerOptions)
+
+type lockerOptions struct{ prefix string }
+
+// Prefix sets the key prefix (default "turn").
+func Prefix(p string) LockerOption { return func(o *lockerOptions) { o.prefix = p } }
+
+// NewLocker connects to url ("redis://[user:password@]host:port/db"; ""
+// for redis://127.0.0.1:6379/0).
+func NewLocker(url string, opts ...LockerOption) (*Locker, error) {
+	var o lockerOptions
+	for _, f := range opts {
+		f(&o)
+	}
+	var curl, cprefix *C.char
+	if url != "" {
+		curl = C.CString(url)
+		defer C.free(unsafe.Pointer(curl))
+	}
+	if o.prefix != "" {
+		cprefix = C.CString(o.prefix)
+		defer C.free(unsafe.Pointer(cprefix))
+	}
+	var h C.uintptr_t
+	if err := call(func() C.turn_result { return C.go_locker_new(curl, cprefix, &h) }); err != nil {
+		return nil, err
+	}
+	l := &Locker{handle: h}
+	runtime.SetFinalizer(l, func(l *Locker) { l.Close() })
+	return l, nil
+}
+
+// Close stops the locker's threads, releases locks still held and closes
+// its connections. Calls after Close return ErrClosed.
+func (l *Locker) Close() error {
+	l.mu.Lock()
+	h := l.handle
+	l.handle = 0
+	l.mu.Unlock()
+	if h != 0 {
+		C.go_locker_free(h)
+	}
+	return nil
+}
+
+func (l *Locker) use() (C.uintptr_t, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.handle == 0 {
+		return 0, ErrClosed
+	}
+	return l.handle, nil
+}
+
+// LockOption sets up one Lock call.
+type LockOption func(*lockOptions)
+
+type lockOptions struct {
+	label            string
+	expire, patience time.Duration
+	try              bool
+}
+
+// Label shows in status and messages.
+func Label(s string) LockOption { return func(o *lockOptions) { o.label = s } }
+
+// Expire sets the lease (default 10 s; renewed while waiting and holding).
+func Expire(d time.Duration) LockOption { return func(o *lockOptions) { o.expire = d } }
+
+// Patience sets the longest wait without news (default 60 s).
+func Patience(d time.Duration) LockOption { return func(o *lockOptions) { o.patience = d } }
+
+// Try makes Lock take the lock only if it is free now (else ErrWouldBlock).
+func Try() LockOption { return func(o *lockOptions) { o.try = true } }
+
+func millis(d time.Duration) C.uint32_t {
+	ms := d.Milliseconds()
+	if ms < 0 {
+		ms = 0
+	}
+	if ms > int64(^uint32(0)) {
+		ms = int64(^uint32(0))
+	}
+	return C.uint32_t(ms)
+}
+
+// Lock takes a ticket for resource and waits for its turn until ctx is
+// done: a deadline gives up with an error matching ErrTimeout and
+// context.DeadlineExceeded, a cancellation with ErrCanceled and
+// context.Canceled. A ticket given up leaves no trace.
+func (l *Locker) Lock(ctx context.Context, resource string, opts ...LockOption) (*Lock, error) {
+	var o lockOptions
+	for _, f := range opts {
+		f(&o)
+	}
+	h, err := l.use()
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	timeout := C.int64_t(-1)
+	if o.try {
+		timeout = 0
+	} else if dl, ok := ctx.Deadline(); ok {
+		timeout = C.int64_t(time.Until(dl).Milliseconds())
+		if timeout <= 0 {
+			return nil, context.DeadlineExceeded
+		}
+	}
+	cres := C.CString(resource)
+	defer C.free(unsafe.Pointer(cres))
+	clabel := C.CString(o.label)
+	defer C.free(unsafe.Pointer(clabel))
+
+	var cancel C.uintptr_t
+	if err := call(func() C.turn_result { return C.go_cancel_new(&cancel) }); err != nil {
+		return nil, err
+	}
+	defer C.go_cancel_free(cancel)
+	done := make(chan struct{})
+	defer close(done)
+	if ctx.Done() != nil {
+		go func() {
+			select {
+			case <-ctx.Done():
+				C.go_cancel_fire(cancel)
+			case <-done:
+			}
+		}()
+	}
+	var lh C.uintptr_t
+	err = call(func() C.turn_result {
+		return C.go_acquire(h, cres, clabel, millis(o.expire), millis(o.patience), timeout, cancel, &lh)
+	})
+	runtime.KeepAlive(l)
+	if err != nil {
+		e := err.(*Error)
+		switch {
+		case e.Code == CodeCanceled && ctx.Err() != nil:
+			return nil, &waitError{ctx.Err(), e}
+		case e.Code == CodeTimeout && timeout > 0:
+			return nil, &waitError{context.DeadlineExceeded, e}
+		}
+		return nil, err
+	}
+	lock := &Lock{handle: lh, serial: uint64(C.go_serial(lh))}
+	runtime.SetFinalizer(lock, func(k *Lock) { k.Unlock() })
+	return lock, nil
+}
+
+// Bump moves the indicator of resource past dead tickets (never back) and
+// returns it.
+func (l *Locker) Bump(resource string) (uint64, error) {
+	h, err := l.use()
+	if err != nil {
+		return 0, err
+	}
+	cres := C.CString(resource)
+	defer C.free(unsafe.Pointer(cres))
+	var ind C.uint64_t
+	err = call(func() C.turn_result { return C.go_bump(h, cres, &ind) })
+	return uint64(ind), err
+}
+
+// Reset removes the queue of resource when idle (ErrBusy while in use).
+func (l *Locker) Reset(resource string) error {
+	h, err := l.use()
+	if err != nil {
+		return err
+	}
+	cres := C.CString(resource)
+	defer C.free(unsafe.Pointer(cres))
+	return call(func() C.turn_result { return C.go_reset(h, cres) })
+}
+
+// Ticket is one live ticket of a queue.
+type Ticket struct {
+	Serial uint64
+	Label  string
+}
+
+// Status is a snapshot of one queue.
+type Status struct {
+	Indicator, Dispenser uint64
+	Tickets              []Ticket
+}
+
+// Status reads the queue of resource (ErrNotFound when there is none).
+func (l *Locker) Status(resource string) (*Status, error) {
+	h, err := l.use()
+	if err != nil {
+		return nil, err
+	}
+	cres := C.CString(resource)
+	defer C.free(unsafe.Pointer(cres))
+	var s *C.turn_status
+	if err := call(func() C.turn_result { return C.go_status(h, cres, &s) }); err != nil {
+		return nil, err
+	}
+	defer C.turn_status_free(s)
+	out := &Status{Indicator: uint64(C.turn_status_indicator(s)), Dispenser: uint64(C.turn_status_dispenser(s))}
+	n := int(C.turn_status_len(s))
+	for i := 0; i < n; i++ {
+		out.Tickets = append(out.Tickets, Ticket{
+			Serial: uint64(C.turn_status_serial_at(s, C.size_t(i))),
+			Label:  C.GoString(C.turn_status_label_at(s, C.size_t(i))),
+		})
+	}
+	return out, nil
+}
+
+// Lock is one held lock. Unlock it when done (a finalizer unlocks a Lock
+// that is dropped held, as a safety net only).
+type Lock struct {
+	mu     sync.Mutex
+	handle C.uintptr_t
+	serial uint64
+}
+
+// Serial is the ticket number: a fencing token, strictly increasing per
+// queue.
+func (k *Lock) Serial() uint64 { return k.serial }
+
+// Check returns nil while the lock is held and an error matching ErrLost
+// once it is lost (no round trip).
+func (k *Lock) Check() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.handle == 0 {
+		return &Error{Code: CodeInvalidArgument, Message: "unlocked already"}
+	}
+	return call(func() C.turn_result { return C.go_check(k.handle) })
+}
+
+// Unlock gives the turn to the next ticket. It returns an error matching
+// ErrLost when the lock had been lost. Unlocking twice returns an error
+// matching ErrInvalidArgument.
+func (k *Lock) Unlock() error {
+	k.mu.Lock()
+	h := k.handle
+	k.handle = 0
+	k.mu.Unlock()
+	if h == 0 {
+		return &Error{Code: CodeInvalidArgument, Message: "unlocked already"}
+	}
+	runtime.SetFinalizer(k, nil)
+	return call(func() C.turn_result { return C.go_release(h) })
+}

@@ -1,0 +1,130 @@
+"""The Python binding against a real redis-server: the seed's API, threads
+and processes contending, timeouts, status, errors."""
+
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import turn
+
+
+def test_the_seed_api(url):
+    host, port_db = url[len("redis://"):].rsplit(":", 1)
+    port, db = port_db.split("/")
+    locker = turn.Locker(host=host, port=int(port), db=int(db))
+    with locker.lock(resource="seed", label="This shows up in messages.") as lock:
+        assert lock.serial >= 1
+        lock.check()
+        status = locker.status("seed")
+        assert status.indicator == lock.serial
+        assert status.tickets == [(lock.serial, "This shows up in messages.")]
+    assert locker.status("seed").tickets == []
+    locker.close()
+
+
+def test_expire_patience_and_timeouts(locker):
+    with locker.lock("r", label="holder", expire=2, patience=5):
+        with pytest.raises(turn.WouldBlock):
+            locker.acquire("r", timeout=0)
+        with pytest.raises(turn.Timeout):
+            locker.acquire("r", timeout=0.1)
+    lock = locker.acquire("r", timeout=5)
+    lock.release()
+    with pytest.raises(turn.InvalidArgument):
+        lock.release()
+
+
+def test_bad_input(locker, url):
+    with pytest.raises(turn.InvalidArgument):
+        locker.acquire("")
+    with pytest.raises(turn.InvalidArgument):
+        locker.acquire("a\nb")
+    with pytest.raises(turn.InvalidArgument):
+        locker.acquire("r", expire=0.01)
+    with pytest.raises(TypeError):
+        locker.acquire(42)
+    with pytest.raises(turn.InvalidArgument):
+        turn.Locker(url="nonsense://")
+    with pytest.raises(turn.ConnectionFailed):
+        turn.Locker(url="redis://127.0.0.1:1/0")
+    with pytest.raises(turn.Busy):
+        with locker.lock("busy"):
+            locker.reset("busy")
+    assert locker.status("none") is None
+
+
+def test_threads_exclude_each_other_in_order(locker):
+    inside, overlaps, grants = [0], [0], []
+    guard = threading.Lock()
+
+    def work():
+        for _ in range(10):
+            with locker.lock("threads") as lock:
+                with guard:
+                    inside[0] += 1
+                    if inside[0] != 1:
+                        overlaps[0] += 1
+                    grants.append(lock.serial)
+                time.sleep(0.001)
+                with guard:
+                    inside[0] -= 1
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert overlaps[0] == 0
+    assert len(grants) == 80 and grants == sorted(grants)
+
+
+def test_a_blocking_acquire_releases_the_gil(locker):
+    holder = locker.acquire("gil")
+    counted = [0]
+    waiter = threading.Thread(target=lambda: locker.acquire("gil").release())
+    waiter.start()
+    deadline = time.time() + 0.3
+    while time.time() < deadline:
+        counted[0] += 1
+    holder.release()
+    waiter.join(10)
+    assert not waiter.is_alive()
+    assert counted[0] > 1000
+
+
+WORKER = r"""
+import sys, time
+sys.path.insert(0, sys.argv[1])
+import turn
+locker = turn.Locker(url=sys.argv[2], prefix=sys.argv[3])
+with open(sys.argv[4], "a", buffering=1) as log:
+    for _ in range(10):
+        with locker.lock("procs") as lock:
+            log.write("enter %d\n" % lock.serial)
+            time.sleep(0.002)
+            log.write("leave %d\n" % lock.serial)
+"""
+
+
+def test_processes_exclude_each_other(url, tmp_path, request):
+    log = tmp_path / "log"
+    log.write_text("")
+    package = os.path.join(os.path.dirname(__file__), "..")
+    prefix = "py-" + request.node.name
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, package, url, prefix, str(log)])
+             for _ in range(4)]
+    for p in procs:
+        assert p.wait(timeout=120) == 0
+    lines = log.read_text().split()
+    pairs = list(zip(lines[0::2], lines[1::2]))
+    assert len(pairs) == 80
+    last = 0
+    for i in range(0, len(pairs), 2):
+        (e, s1), (l, s2) = pairs[i], pairs[i + 1]
+        assert (e, l) == ("enter", "leave") and s1 == s2, "overlap near %s" % s1
+        assert int(s1) > last
+        last = int(s1)
