@@ -439,6 +439,20 @@ turn_result turn_options_set_grace_ms(turn_options *options, uint32_t millis);
  */
 turn_result turn_options_set_clock_serials(turn_options *options, int32_t enabled);
 
+/**
+ * Sets the TLS files (PEM) for a `rediss://` URL: `ca_file` the CA to
+ * trust instead of the system's roots, `cert_file` and `key_file` a client
+ * certificate for mutual TLS. Each may be NULL; all NULL turns the files
+ * off. The files are read when the locker is made.
+ *
+ * # Safety
+ * `options` is a live options object; the paths are NULL or NUL-terminated.
+ */
+turn_result turn_options_set_tls(turn_options *options,
+                                 const char *ca_file,
+                                 const char *cert_file,
+                                 const char *key_file);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

@@ -14,6 +14,7 @@
 //! # Ok::<(), turn::Error>(())
 //! ```
 
+mod connect;
 mod error;
 mod fork;
 mod heartbeat;
@@ -35,7 +36,7 @@ pub use keys::{
 pub use locker::{DEFAULT_URL, Lock, Locker, ResetOutcome};
 pub use options::{
     Acquire, Cancel, DEFAULT_EXPIRE, DEFAULT_GRACE, DEFAULT_PATIENCE, MAX_EXPIRE, MIN_EXPIRE,
-    MIN_PATIENCE, Options, Wait,
+    MIN_PATIENCE, Options, Tls, Wait,
 };
 pub use status::{MAX_STATUS_TICKETS, Status, TicketInfo};
 

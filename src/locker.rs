@@ -295,14 +295,9 @@ impl Locker {
     pub fn with_options(url: Option<&str>, options: Options) -> Result<Locker> {
         options.validate()?;
         let url = url.unwrap_or(DEFAULT_URL);
-        let client = redis::Client::open(url).map_err(|e| {
-            Error::invalid(format!(
-                "invalid redis URL: {}",
-                e.detail().unwrap_or("cannot parse it")
-            ))
-        })?;
+        let connector = crate::connect::Connector::open(url, options.tls.as_ref())?;
         let pool = Pool::new(
-            client,
+            connector,
             options.pool_size,
             options.connect_timeout,
             options.command_timeout,

@@ -43,6 +43,20 @@ pub struct Options {
     /// increasing when the queue is lost with a Redis restart without
     /// persistence, or reset (default off, as turn 1.0).
     pub clock_serials: bool,
+    /// TLS files for a `rediss://` URL (None: the system's trusted roots,
+    /// no client certificate).
+    pub tls: Option<Tls>,
+}
+
+/// TLS files (PEM) for `rediss://` connections.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Tls {
+    /// CA certificate(s) to trust instead of the system's roots.
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Client certificate, for servers that ask for one (mutual TLS).
+    pub cert_file: Option<std::path::PathBuf>,
+    /// The client certificate's private key.
+    pub key_file: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -54,6 +68,7 @@ impl Default for Options {
             pool_size: 8,
             grace: DEFAULT_GRACE,
             clock_serials: false,
+            tls: None,
         }
     }
 }

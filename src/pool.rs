@@ -7,7 +7,9 @@
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use redis::{Client, Connection};
+use redis::Connection;
+
+use crate::connect::Connector;
 
 use crate::error::{Error, Result};
 
@@ -16,7 +18,7 @@ use crate::error::{Error, Result};
 const STALE_AFTER: Duration = Duration::from_secs(5);
 
 pub(crate) struct Pool {
-    client: Client,
+    connector: Connector,
     max: usize,
     connect_timeout: Duration,
     command_timeout: Duration,
@@ -44,13 +46,13 @@ pub(crate) struct Pooled<'a> {
 
 impl Pool {
     pub fn new(
-        client: Client,
+        connector: Connector,
         max: usize,
         connect_timeout: Duration,
         command_timeout: Duration,
     ) -> Pool {
         Pool {
-            client,
+            connector,
             max: max.max(1),
             connect_timeout,
             command_timeout,
@@ -68,8 +70,8 @@ impl Pool {
     /// and the notifier, which own theirs).
     pub fn connect(&self, read_timeout: Option<Duration>) -> Result<Connection> {
         let conn = self
-            .client
-            .get_connection_with_timeout(self.connect_timeout)
+            .connector
+            .connect(self.connect_timeout)
             .map_err(|e| Error::connection(format!("cannot connect to redis: {e}")))?;
         conn.set_read_timeout(read_timeout)?;
         conn.set_write_timeout(Some(self.command_timeout))?;

@@ -124,8 +124,9 @@ fn redis_restart_without_persistence_reports_lost_locks_and_recovers() {
     let waiter = thread::spawn(move || {
         l2.acquire(
             "res",
+            // A lease longer than the restart: the wait rides it out.
             &Acquire::label("w")
-                .expire(Duration::from_millis(600))
+                .expire(Duration::from_secs(5))
                 .wait(Wait::For(Duration::from_secs(60))),
         )
         .map(|x| x.serial())

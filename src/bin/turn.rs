@@ -38,6 +38,15 @@ struct Cli {
     /// Key prefix of the queues
     #[arg(long, global = true, default_value = "turn")]
     prefix: String,
+    /// CA certificate (PEM) to trust for a rediss:// URL
+    #[arg(long, global = true)]
+    tls_ca: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) for mutual TLS
+    #[arg(long, global = true)]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The client certificate's key (PEM)
+    #[arg(long, global = true)]
+    tls_key: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -88,8 +97,14 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> turn::Result<()> {
     let url = cli.url.clone().unwrap_or_else(|| url_of(&cli));
+    let tls = turn::Tls {
+        ca_file: cli.tls_ca.clone(),
+        cert_file: cli.tls_cert.clone(),
+        key_file: cli.tls_key.clone(),
+    };
     let options = Options {
         prefix: cli.prefix.clone(),
+        tls: (tls != turn::Tls::default()).then_some(tls),
         ..Options::default()
     };
     let locker = Locker::with_options(Some(&url), options)?;

@@ -800,3 +800,36 @@ pub unsafe extern "C" fn turn_options_set_clock_serials(
         Ok(())
     })
 }
+
+/// Sets the TLS files (PEM) for a `rediss://` URL: `ca_file` the CA to
+/// trust instead of the system's roots, `cert_file` and `key_file` a client
+/// certificate for mutual TLS. Each may be NULL; all NULL turns the files
+/// off. The files are read when the locker is made.
+///
+/// # Safety
+/// `options` is a live options object; the paths are NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_options_set_tls(
+    options: *mut turn_options,
+    ca_file: *const c_char,
+    cert_file: *const c_char,
+    key_file: *const c_char,
+) -> turn_result {
+    with_options(options, |o| {
+        let path = |p: *const c_char, what: &str| -> Result<Option<std::path::PathBuf>> {
+            if p.is_null() {
+                Ok(None)
+            } else {
+                // SAFETY: NUL-terminated per the contract.
+                Ok(Some(unsafe { text(p, what)? }.into()))
+            }
+        };
+        let tls = crate::Tls {
+            ca_file: path(ca_file, "ca_file")?,
+            cert_file: path(cert_file, "cert_file")?,
+            key_file: path(key_file, "key_file")?,
+        };
+        o.tls = (tls != crate::Tls::default()).then_some(tls);
+        Ok(())
+    })
+}

@@ -13,7 +13,12 @@ pub struct Redis {
     child: Option<Child>,
     pub port: u16,
     pub dir: tempfile::TempDir,
+    /// Arguments before the options (a config file, say).
+    first: Vec<String>,
+    /// Further options; "{port}" stands for the port, "{dir}" for the dir.
     extra: Vec<String>,
+    /// Speaks TLS only (on `port`): checked by a TCP connect.
+    pub tls: bool,
 }
 
 fn server_binary() -> String {
@@ -35,31 +40,50 @@ impl Redis {
 
     /// Starts a server with extra arguments.
     pub fn start_with(extra: &[&str]) -> Redis {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Redis::start_custom(&[], extra, false, |_, _| {})
+    }
+
+    /// Starts a server with arguments before and after the options, after
+    /// `prepare` ran on the port and directory it will have (to write a
+    /// config file, say).
+    pub fn start_custom(
+        first: &[&str],
+        extra: &[&str],
+        tls: bool,
+        prepare: impl Fn(u16, &std::path::Path),
+    ) -> Redis {
         for _ in 0..20 {
             let mut r = Redis {
                 child: None,
                 port: free_port(),
                 dir: tempfile::tempdir().expect("temp dir"),
+                first: first.iter().map(|s| s.to_string()).collect(),
                 extra: extra.iter().map(|s| s.to_string()).collect(),
+                tls,
             };
+            prepare(r.port, r.dir.path());
             if r.spawn() {
                 return r;
             }
         }
-        drop(dir);
         panic!("could not start {} on a free port", server_binary());
+    }
+
+    fn fill(&self, arg: &str) -> String {
+        arg.replace("{port}", &self.port.to_string())
+            .replace("{dir}", &self.dir.path().display().to_string())
     }
 
     fn spawn(&mut self) -> bool {
         let child = Command::new(server_binary())
+            .args(self.first.iter().map(|a| self.fill(a)))
             .arg("--port")
             .arg(self.port.to_string())
             .arg("--bind")
             .arg("127.0.0.1")
             .arg("--dir")
             .arg(self.dir.path())
-            .args(&self.extra)
+            .args(self.extra.iter().map(|a| self.fill(a)))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -83,6 +107,9 @@ impl Redis {
     }
 
     fn ping(&self) -> bool {
+        if self.tls {
+            return std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok();
+        }
         redis::Client::open(self.url())
             .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
             .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))

@@ -163,10 +163,12 @@ class _Pending:
 class Locker:
     """A connection to Redis with the library's two background threads;
     share it between threads. Arguments as turn 1.0's (host, port, db,
-    password), or a `url`; `prefix` for the key prefix."""
+    password), or a `url` (redis://, rediss://, unix://, redis+sentinel://);
+    `prefix` for the key prefix; `tls_ca`, `tls_cert`, `tls_key` for
+    rediss:// URLs."""
 
     def __init__(self, host="localhost", port=6379, db=0, password=None, url=None,
-                 prefix="turn", clock_serials=False):
+                 prefix="turn", clock_serials=False, tls_ca=None, tls_cert=None, tls_key=None):
         if url is None:
             auth = ""
             if password is not None:
@@ -178,6 +180,10 @@ class Locker:
         try:
             _check(_lib.turn_options_set_prefix(opts, _text(prefix, "prefix")))
             _check(_lib.turn_options_set_clock_serials(opts, 1 if clock_serials else 0))
+            if tls_ca or tls_cert or tls_key:
+                _check(_lib.turn_options_set_tls(
+                    opts, *[None if f is None else _text(str(f), "TLS file")
+                            for f in (tls_ca, tls_cert, tls_key)]))
             handle = ctypes.c_void_p()
             _check(_lib.turn_locker_new_with_options(_text(url, "url"), opts, ctypes.byref(handle)))
         finally:

@@ -1,0 +1,375 @@
+//! Connecting: Unix sockets, TLS (a CA, an untrusted server, mutual TLS),
+//! an ACL user limited to the turn keys and channels, a wrong password,
+//! and Sentinel failover. Every server is started here on loopback.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use redis::Commands;
+use support::{Redis, eventually};
+use turn::{Acquire, ErrorKind, Locker, Options, Tls, Wait};
+
+/// Takes a lock while another thread waits for it, then status, bump and
+/// reset: everything the library does, including pubsub hand-off.
+fn exercise(l: &Locker) {
+    let held = l.lock("conn", "holder").unwrap();
+    let l2 = l.clone();
+    let waiter = thread::spawn(move || {
+        l2.acquire(
+            "conn",
+            &Acquire::label("waiter").wait(Wait::For(Duration::from_secs(30))),
+        )
+        .map(|lock| lock.serial())
+    });
+    assert!(eventually(Duration::from_secs(10), || {
+        l.status("conn")
+            .map(|s| s.tickets.len() == 2)
+            .unwrap_or(false)
+    }));
+    held.release().unwrap();
+    let serial = waiter.join().unwrap().unwrap();
+    assert_eq!(serial, 2);
+    assert!(l.bump("conn").unwrap() >= 3);
+    assert_eq!(l.resources().unwrap(), ["conn"]);
+    l.reset("conn").unwrap();
+}
+
+#[test]
+fn unix_socket_urls() {
+    let r = Redis::start_with(&[
+        "--save",
+        "",
+        "--unixsocket",
+        "{dir}/redis.sock",
+        "--unixsocketperm",
+        "700",
+    ]);
+    let sock = r.dir.path().join("redis.sock");
+    for url in [
+        format!("redis+unix://{}?db=0", sock.display()),
+        format!("unix://{}", sock.display()),
+    ] {
+        let l = Locker::new(Some(&url)).unwrap();
+        exercise(&l);
+    }
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate; and
+/// a second, untrusted CA with its own server certificate.
+fn certificates(dir: &Path) {
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for (ca, name) in [("ca", "turn test CA"), ("other", "untrusted CA")] {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.crt"),
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN={name}"),
+            ],
+        );
+    }
+    for (who, ca, ext) in [
+        ("server", "ca", "server.ext"),
+        ("client", "ca", "client.ext"),
+        ("rogue", "other", "server.ext"),
+    ] {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &format!("{who}.key"),
+                "-out",
+                &format!("{who}.csr"),
+                "-subj",
+                "/CN=localhost",
+            ],
+        );
+        let mut args = vec![
+            "x509",
+            "-req",
+            "-in",
+            "",
+            "-CA",
+            "",
+            "-CAkey",
+            "",
+            "-CAcreateserial",
+            "-out",
+            "",
+            "-days",
+            "2",
+        ];
+        let (csr, cacrt, cakey, crt) = (
+            format!("{who}.csr"),
+            format!("{ca}.crt"),
+            format!("{ca}.key"),
+            format!("{who}.crt"),
+        );
+        args[3] = &csr;
+        args[5] = &cacrt;
+        args[7] = &cakey;
+        args[10] = &crt;
+        args.extend(["-extfile", ext]);
+        openssl(dir, &args);
+    }
+}
+
+fn tls_server(certs: &Path, server: &str, auth_clients: &str) -> Redis {
+    let cert = certs.join(format!("{server}.crt")).display().to_string();
+    let key = certs.join(format!("{server}.key")).display().to_string();
+    let ca = certs.join("ca.crt").display().to_string();
+    Redis::start_custom(
+        &[],
+        &[
+            "--save",
+            "",
+            "--port",
+            "0",
+            "--tls-port",
+            "{port}",
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-ca-cert-file",
+            &ca,
+            "--tls-auth-clients",
+            auth_clients,
+        ],
+        true,
+        |_, _| {},
+    )
+}
+
+fn tls_options(certs: &Path, client: bool) -> Options {
+    Options {
+        tls: Some(Tls {
+            ca_file: Some(certs.join("ca.crt")),
+            cert_file: client.then(|| certs.join("client.crt")),
+            key_file: client.then(|| certs.join("client.key")),
+        }),
+        connect_timeout: Duration::from_secs(2),
+        ..Options::default()
+    }
+}
+
+#[test]
+fn tls_with_a_ca_refusing_untrusted_servers_and_mutual_tls() {
+    let certs = tempfile::tempdir().unwrap();
+    certificates(certs.path());
+    let url = |r: &Redis| format!("rediss://127.0.0.1:{}/0", r.port);
+
+    let r = tls_server(certs.path(), "server", "no");
+    let l = Locker::with_options(Some(&url(&r)), tls_options(certs.path(), false)).unwrap();
+    exercise(&l);
+    // The system's roots do not trust the test CA.
+    let e = Locker::new(Some(&url(&r))).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Connection, "{e}");
+
+    let rogue = tls_server(certs.path(), "rogue", "no");
+    let e = Locker::with_options(Some(&url(&rogue)), tls_options(certs.path(), false)).unwrap_err();
+    assert_eq!(
+        e.kind(),
+        ErrorKind::Connection,
+        "an untrusted certificate is refused: {e}"
+    );
+
+    let mutual = tls_server(certs.path(), "server", "yes");
+    let e =
+        Locker::with_options(Some(&url(&mutual)), tls_options(certs.path(), false)).unwrap_err();
+    assert_eq!(
+        e.kind(),
+        ErrorKind::Connection,
+        "no client certificate: {e}"
+    );
+    let l = Locker::with_options(Some(&url(&mutual)), tls_options(certs.path(), true)).unwrap();
+    exercise(&l);
+
+    let e = Locker::with_options(
+        Some(&format!("redis://127.0.0.1:{}/0", r.port)),
+        tls_options(certs.path(), false),
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.kind(),
+        ErrorKind::InvalidArgument,
+        "TLS files with a redis:// URL"
+    );
+}
+
+/// The ACL rule the README gives for a turn user.
+pub const ACL_RULE: &str = "on ~turn:* &turn:* -@all +eval +evalsha +script|load +ping +scan +select +subscribe +unsubscribe +publish +incr +setnx +set +get +exists +pttl +del +sadd +srem +pexpire +time";
+
+#[test]
+fn an_acl_user_limited_to_turn_keys_and_channels() {
+    let r = Redis::start();
+    let mut admin = r.conn();
+    let mut acl = redis::cmd("ACL");
+    acl.arg("SETUSER").arg("turnuser").arg(">s3cret pw");
+    for part in ACL_RULE.split(' ') {
+        acl.arg(part);
+    }
+    let _: () = acl.query(&mut admin).unwrap();
+    let url = format!("redis://turnuser:s3cret%20pw@127.0.0.1:{}/0", r.port);
+    let l = Locker::new(Some(&url)).unwrap();
+    exercise(&l);
+    // The user can touch nothing else.
+    let mut c = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    assert!(c.set::<_, _, ()>("other:key", "x").is_err());
+
+    let wrong = format!("redis://turnuser:nope-wrong@127.0.0.1:{}/0", r.port);
+    let e = Locker::new(Some(&wrong)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Connection);
+    assert!(!e.message().contains("nope-wrong"), "{e}");
+    assert!(
+        e.message().to_lowercase().contains("auth") || e.message().contains("WRONGPASS"),
+        "{e}"
+    );
+}
+
+fn sentinel(master: u16) -> Redis {
+    Redis::start_custom(
+        &["{dir}/sentinel.conf"],
+        &["--sentinel"],
+        false,
+        move |_, dir| {
+            std::fs::write(
+                dir.join("sentinel.conf"),
+                format!(
+                    "sentinel monitor mymaster 127.0.0.1 {master} 2\n\
+                     sentinel down-after-milliseconds mymaster 1000\n\
+                     sentinel failover-timeout mymaster 5000\n\
+                     sentinel parallel-syncs mymaster 1\n"
+                ),
+            )
+            .unwrap();
+        },
+    )
+}
+
+fn master_port(s: &Redis) -> Option<u16> {
+    let (_, port): (String, u16) = redis::cmd("SENTINEL")
+        .arg("GET-MASTER-ADDR-BY-NAME")
+        .arg("mymaster")
+        .query(&mut s.conn())
+        .ok()?;
+    Some(port)
+}
+
+#[test]
+fn sentinel_failover_is_followed() {
+    let mut master = Redis::start();
+    let replica_of = master.port.to_string();
+    let replica = Redis::start_with(&["--save", "", "--replicaof", "127.0.0.1", &replica_of]);
+    assert!(eventually(Duration::from_secs(20), || {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query(&mut replica.conn())
+            .unwrap_or_default();
+        info.contains("master_link_status:up")
+    }));
+    let sentinels: Vec<Redis> = (0..3).map(|_| sentinel(master.port)).collect();
+    assert!(eventually(Duration::from_secs(30), || {
+        sentinels.iter().all(|s| {
+            redis::cmd("SENTINEL")
+                .arg("CKQUORUM")
+                .arg("mymaster")
+                .query::<String>(&mut s.conn())
+                .is_ok()
+                && redis::cmd("SENTINEL")
+                    .arg("REPLICAS")
+                    .arg("mymaster")
+                    .query::<Vec<redis::Value>>(&mut s.conn())
+                    .is_ok_and(|v| !v.is_empty())
+        })
+    }));
+    let hosts: Vec<String> = sentinels
+        .iter()
+        .map(|s| format!("127.0.0.1:{}", s.port))
+        .collect();
+    let url = format!("redis+sentinel://{}/mymaster/0", hosts.join(","));
+    let l = Locker::new(Some(&url)).unwrap();
+    exercise(&l);
+    let held = l
+        .acquire(
+            "failover",
+            &Acquire::label("held").expire(Duration::from_secs(2)),
+        )
+        .unwrap();
+    // Let the write reach the replica, then lose the master.
+    let _: () = redis::cmd("WAIT")
+        .arg(1)
+        .arg(2000)
+        .query(&mut master.conn())
+        .map(|_: i64| ())
+        .unwrap();
+    master.kill();
+    assert!(
+        eventually(Duration::from_secs(60), || master_port(&sentinels[0])
+            == Some(replica.port)),
+        "no failover"
+    );
+    // New acquires work once the library has reconnected by itself.
+    let start = Instant::now();
+    let lock = loop {
+        match l.acquire(
+            "after",
+            &Acquire::label("x").wait(Wait::For(Duration::from_secs(10))),
+        ) {
+            Ok(lock) => break lock,
+            Err(e)
+                if e.kind() == ErrorKind::Connection
+                    && start.elapsed() < Duration::from_secs(30) =>
+            {
+                thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!("acquire after failover: {e}"),
+        }
+    };
+    lock.release().unwrap();
+    // The held lock is either still held (its key made it to the new
+    // master) or reported lost: never held with its key gone.
+    thread::sleep(Duration::from_secs(3));
+    let key_there: bool = replica.conn().exists("turn:failover:serial:1").unwrap();
+    assert!(held.is_lost() || key_there, "held without a presence key");
+    let _ = held.release();
+}
