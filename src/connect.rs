@@ -1,12 +1,16 @@
-//! Where connections come from: a Redis URL (TCP, TLS, Unix socket) or a
-//! set of Sentinels naming the current master, asked anew at every connect
-//! so that a failover is followed by reconnecting.
+//! Where connections come from: a Redis URL (TCP, TLS, Unix socket), a set
+//! of Sentinels naming the current master (asked anew at every connect, so
+//! that a failover is followed by reconnecting), or a Redis Cluster.
 
 use std::sync::Mutex;
 use std::time::Duration;
 
+use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConnection};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
-use redis::{Client, Connection, ConnectionAddr, TlsCertificates};
+use redis::{
+    Client, Cmd, Connection, ConnectionAddr, ConnectionLike, Pipeline, RedisResult,
+    TlsCertificates, Value,
+};
 
 use crate::error::{Error, Result};
 use crate::options::Tls;
@@ -14,9 +18,96 @@ use crate::options::Tls;
 pub(crate) enum Connector {
     Direct(Client),
     Sentinel(Mutex<SentinelClient>),
+    Cluster {
+        client: ClusterClient,
+        /// The seed nodes, for pubsub and for scanning every master.
+        seeds: Vec<Client>,
+        auth: (Option<String>, Option<String>),
+    },
 }
 
-const SCHEMES: &str = "redis://, rediss://, redis+unix://, unix://, redis+sentinel://";
+/// A command connection: to one server, or to a cluster (which routes each
+/// command by its first key).
+pub(crate) enum Conn {
+    Single(Connection),
+    Cluster(Box<ClusterConnection>),
+}
+
+impl Conn {
+    pub fn set_timeouts(&self, read: Option<Duration>, write: Duration) -> RedisResult<()> {
+        match self {
+            Conn::Single(c) => {
+                c.set_read_timeout(read)?;
+                c.set_write_timeout(Some(write))
+            }
+            Conn::Cluster(c) => {
+                c.set_read_timeout(read)?;
+                c.set_write_timeout(Some(write))
+            }
+        }
+    }
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command(&mut self, cmd: &[u8]) -> RedisResult<Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands(
+        &mut self,
+        cmd: &[u8],
+        offset: usize,
+        count: usize,
+    ) -> RedisResult<Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn req_command(&mut self, cmd: &Cmd) -> RedisResult<Value> {
+        match self {
+            Conn::Single(c) => c.req_command(cmd),
+            Conn::Cluster(c) => c.req_command(cmd),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+
+    fn check_connection(&mut self) -> bool {
+        match self {
+            Conn::Single(c) => c.check_connection(),
+            Conn::Cluster(c) => c.check_connection(),
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        match self {
+            Conn::Single(c) => c.is_open(),
+            Conn::Cluster(c) => c.is_open(),
+        }
+    }
+}
+
+/// Runs a pipeline: in one round trip on a single server; command by
+/// command on a cluster (each routed by its key).
+pub(crate) fn run_pipeline(conn: &mut Conn, pipe: &Pipeline) -> RedisResult<Vec<Value>> {
+    match conn {
+        Conn::Single(c) => pipe.query(c),
+        Conn::Cluster(c) => pipe.cmd_iter().map(|cmd| cmd.query(&mut **c)).collect(),
+    }
+}
+
+const SCHEMES: &str =
+    "redis://, rediss://, redis+unix://, unix://, redis+sentinel://, redis+cluster://";
 
 impl Connector {
     /// Parses `url`; errors never repeat the URL (it may hold a password).
@@ -25,6 +116,7 @@ impl Connector {
         match scheme {
             "redis" | "rediss" | "redis+unix" | "unix" => {}
             "redis+sentinel" => return sentinel(url),
+            "redis+cluster" => return cluster(url),
             _ => {
                 return Err(Error::invalid(format!(
                     "unsupported redis URL scheme {scheme:?}; use one of {SCHEMES}"
@@ -56,8 +148,25 @@ impl Connector {
         Ok(Connector::Direct(client))
     }
 
-    /// A new connection to the server (the current master with Sentinel).
-    pub fn connect(&self, timeout: Duration) -> redis::RedisResult<Connection> {
+    /// True for a Redis Cluster (keys get a hash tag per resource).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, Connector::Cluster { .. })
+    }
+
+    /// A new command connection (to the current master with Sentinel).
+    pub fn connect(&self, timeout: Duration) -> RedisResult<Conn> {
+        match self {
+            Connector::Cluster { client, .. } => {
+                client.get_connection().map(|c| Conn::Cluster(Box::new(c)))
+            }
+            _ => self.connect_one(timeout).map(Conn::Single),
+        }
+    }
+
+    /// A new connection to one server, for pubsub: the server itself, the
+    /// current master, or the first cluster node that answers (a message
+    /// published on any cluster node reaches subscribers on every node).
+    pub fn connect_one(&self, timeout: Duration) -> RedisResult<Connection> {
         match self {
             Connector::Direct(client) => client.get_connection_with_timeout(timeout),
             Connector::Sentinel(sentinel) => {
@@ -67,7 +176,53 @@ impl Connector {
                     .get_client()?;
                 client.get_connection_with_timeout(timeout)
             }
+            Connector::Cluster { seeds, .. } => {
+                let mut last = None;
+                for seed in seeds {
+                    match seed.get_connection_with_timeout(timeout) {
+                        Ok(c) => return Ok(c),
+                        Err(e) => last = Some(e),
+                    }
+                }
+                Err(last.unwrap_or_else(|| (redis::ErrorKind::IoError, "no cluster node").into()))
+            }
         }
+    }
+
+    /// Connections to every master of the cluster (for SCAN); the one
+    /// server otherwise.
+    pub fn connect_masters(&self, timeout: Duration) -> RedisResult<Vec<Connection>> {
+        let Connector::Cluster { auth, .. } = self else {
+            return Ok(vec![self.connect_one(timeout)?]);
+        };
+        let mut any = self.connect_one(timeout)?;
+        let slots: Vec<Value> = redis::cmd("CLUSTER").arg("SLOTS").query(&mut any)?;
+        let mut masters: Vec<(String, u16)> = Vec::new();
+        for range in slots {
+            let Value::Array(parts) = range else { continue };
+            let Some(Value::Array(node)) = parts.get(2) else {
+                continue;
+            };
+            let host: String = redis::from_redis_value(&node[0])?;
+            let port: u16 = redis::from_redis_value(&node[1])?;
+            if !masters.contains(&(host.clone(), port)) {
+                masters.push((host, port));
+            }
+        }
+        masters
+            .into_iter()
+            .map(|(host, port)| {
+                let info = redis::ConnectionInfo {
+                    addr: ConnectionAddr::Tcp(host, port),
+                    redis: redis::RedisConnectionInfo {
+                        username: auth.0.clone(),
+                        password: auth.1.clone(),
+                        ..Default::default()
+                    },
+                };
+                Client::open(info)?.get_connection_with_timeout(timeout)
+            })
+            .collect()
     }
 }
 
@@ -156,6 +311,67 @@ fn sentinel(url: &str) -> Result<Connector> {
     Ok(Connector::Sentinel(Mutex::new(client)))
 }
 
+/// `redis+cluster://[user:password@]host:port[,host:port...]`: seed nodes
+/// of a Redis Cluster (database 0, the only one a cluster has).
+fn cluster(url: &str) -> Result<Connector> {
+    let rest = &url["redis+cluster://".len()..];
+    let (auth, rest) = match rest.rsplit_once('@') {
+        Some((a, r)) => (Some(a), r),
+        None => (None, rest),
+    };
+    let hosts = rest.split('/').next().unwrap_or("");
+    if hosts.is_empty() {
+        return Err(Error::invalid(
+            "a redis+cluster:// URL needs host:port of some nodes",
+        ));
+    }
+    let (user, password) = match auth {
+        Some(a) => {
+            let (u, p) = a.split_once(':').unwrap_or((a, ""));
+            (
+                (!u.is_empty()).then(|| percent_decode(u)),
+                (!p.is_empty()).then(|| percent_decode(p)),
+            )
+        }
+        None => (None, None),
+    };
+    let mut nodes = Vec::new();
+    let mut seeds = Vec::new();
+    for host in hosts.split(',') {
+        let (h, p) = host
+            .rsplit_once(':')
+            .ok_or_else(|| Error::invalid("each cluster node needs host:port"))?;
+        let port: u16 = p
+            .parse()
+            .map_err(|_| Error::invalid("a cluster node's port is not a number"))?;
+        let info = redis::ConnectionInfo {
+            addr: ConnectionAddr::Tcp(h.to_string(), port),
+            redis: redis::RedisConnectionInfo {
+                username: user.clone(),
+                password: password.clone(),
+                ..Default::default()
+            },
+        };
+        seeds.push(Client::open(info.clone()).map_err(|_| Error::invalid("invalid cluster node"))?);
+        nodes.push(info);
+    }
+    let mut builder = ClusterClientBuilder::new(nodes);
+    if let Some(u) = &user {
+        builder = builder.username(u.clone());
+    }
+    if let Some(p) = &password {
+        builder = builder.password(p.clone());
+    }
+    let client = builder
+        .build()
+        .map_err(|_| Error::invalid("invalid cluster settings"))?;
+    Ok(Connector::Cluster {
+        client,
+        seeds,
+        auth: (user, password),
+    })
+}
+
 fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -198,6 +414,8 @@ mod tests {
             "redis+sentinel://u:sekret@h:1",
             "redis+sentinel://u:sekret@h:x/m",
             "redis+sentinel://u:sekret@h:1/m/x",
+            "redis+cluster://u:sekret@h:x",
+            "redis+cluster://u:sekret@",
         ] {
             let e = err(url);
             assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument, "{url}");
@@ -214,6 +432,7 @@ mod tests {
             "redis+unix:///tmp/redis.sock?db=1",
             "unix:///tmp/redis.sock",
             "redis+sentinel://a:1,b:2/mymaster/3",
+            "redis+cluster://u:p@a:1,b:2",
         ] {
             assert!(Connector::open(url, None).is_ok(), "{url}");
         }

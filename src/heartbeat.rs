@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use redis::Connection;
+use crate::connect::{Conn, run_pipeline};
 
 use crate::locker::Core;
 use crate::scripts;
@@ -22,7 +22,7 @@ const IDLE: Duration = Duration::from_secs(1);
 
 /// The heartbeat thread's body.
 pub(crate) fn run(core: Arc<Core>) {
-    let mut conn: Option<Connection> = None;
+    let mut conn: Option<Conn> = None;
     let mut failed = false;
     while let Some(work) = next_batch(&core, failed) {
         let batch = match work {
@@ -78,7 +78,7 @@ enum Work {
 
 /// Says "N started" for tickets granted by a message, unless their release
 /// said it already; one pipeline. Best effort: the log line is all it is.
-fn say_started(core: &Core, conn: &mut Option<Connection>, starts: &[Arc<Ticket>]) {
+fn say_started(core: &Core, conn: &mut Option<Conn>, starts: &[Arc<Ticket>]) {
     let mut guards = Vec::with_capacity(starts.len());
     let mut pipe = redis::pipe();
     for t in starts {
@@ -86,7 +86,7 @@ fn say_started(core: &Core, conn: &mut Option<Connection>, starts: &[Arc<Ticket>
         if *guard {
             pipe.cmd("PUBLISH")
                 .arg(&t.keys.external)
-                .arg(format!("{}: {} started", t.resource, t.serial))
+                .arg(format!("{}: {} started", t.keys.name, t.serial))
                 .ignore();
             guards.push(guard);
         }
@@ -97,7 +97,9 @@ fn say_started(core: &Core, conn: &mut Option<Connection>, starts: &[Arc<Ticket>
     if conn.is_none() {
         *conn = connect(core);
     }
-    let ok = conn.as_mut().is_some_and(|c| pipe.query::<()>(c).is_ok());
+    let ok = conn
+        .as_mut()
+        .is_some_and(|c| run_pipeline(c, &pipe).is_ok());
     if !ok {
         *conn = None;
     }
@@ -106,9 +108,11 @@ fn say_started(core: &Core, conn: &mut Option<Connection>, starts: &[Arc<Ticket>
     }
 }
 
-fn connect(core: &Core) -> Option<Connection> {
+fn connect(core: &Core) -> Option<Conn> {
     let mut c = core.pool.connect(Some(core.options.command_timeout)).ok()?;
-    scripts::HEARTBEAT.load(&mut c).ok()?;
+    if let Conn::Single(single) = &mut c {
+        scripts::HEARTBEAT.load(single).ok()?;
+    }
     Some(c)
 }
 
@@ -170,7 +174,11 @@ fn next_batch(core: &Core, failed: bool) -> Option<Work> {
 }
 
 /// One beat: one pipeline of script calls, CHUNK tickets each.
-fn beat(conn: &mut Connection, batch: &[Arc<Ticket>]) -> redis::RedisResult<Vec<i64>> {
+fn beat(conn: &mut Conn, batch: &[Arc<Ticket>]) -> redis::RedisResult<Vec<i64>> {
+    let conn = match conn {
+        Conn::Single(c) => c,
+        Conn::Cluster(_) => return beat_cluster(conn, batch),
+    };
     let mut pipe = redis::pipe();
     for chunk in batch.chunks(CHUNK) {
         let cmd = pipe
@@ -187,4 +195,30 @@ fn beat(conn: &mut Connection, batch: &[Arc<Ticket>]) -> redis::RedisResult<Vec<
     }
     let replies: Vec<Vec<i64>> = pipe.query(conn)?;
     Ok(replies.into_iter().flatten().collect())
+}
+
+/// One beat on a cluster: a script call per resource, routed to the node of
+/// its keys (the resource's hash tag) by its declared indicator key.
+fn beat_cluster(conn: &mut Conn, batch: &[Arc<Ticket>]) -> redis::RedisResult<Vec<i64>> {
+    let mut alive = vec![0; batch.len()];
+    let mut groups: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
+    for (i, t) in batch.iter().enumerate() {
+        groups.entry(t.keys.indicator.as_str()).or_default().push(i);
+    }
+    for (indicator, members) in groups {
+        let mut call = scripts::HEARTBEAT.key(indicator);
+        for &i in &members {
+            let t = &batch[i];
+            call.arg(t.keys.presence(t.serial))
+                .arg(t.expire_ms())
+                .arg(if t.is_held() { "h" } else { "w" })
+                .arg(&t.keys.indicator)
+                .arg(t.serial);
+        }
+        let replies: Vec<i64> = call.invoke(conn)?;
+        for (&i, ok) in members.iter().zip(replies) {
+            alive[i] = ok;
+        }
+    }
+    Ok(alive)
 }

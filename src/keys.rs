@@ -16,6 +16,10 @@ pub const MAX_PREFIX_LEN: usize = 256;
 /// The names of one queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Keys {
+    /// The resource as it appears in key names and log lines: the resource
+    /// itself, or `{R}` on a Redis Cluster (a hash tag, so that every key of
+    /// the queue lives in one slot).
+    pub name: String,
     pub dispenser: String,
     pub indicator: String,
     /// `P:R:serial:`; append a serial for the presence key of that ticket.
@@ -29,8 +33,19 @@ pub(crate) struct Keys {
 
 impl Keys {
     pub fn new(prefix: &str, resource: &str) -> Keys {
-        let base = format!("{prefix}:{resource}");
+        Keys::named(prefix, resource.to_string())
+    }
+
+    /// The keys of `resource` on a Redis Cluster: `P:{R}:...`, the same as
+    /// a turn 1.0 client using the resource name `{R}`.
+    pub fn tagged(prefix: &str, resource: &str) -> Keys {
+        Keys::named(prefix, format!("{{{resource}}}"))
+    }
+
+    fn named(prefix: &str, name: String) -> Keys {
+        let base = format!("{prefix}:{name}");
         Keys {
+            name,
             dispenser: format!("{base}:dispenser"),
             indicator: format!("{base}:indicator"),
             presence_prefix: format!("{base}:serial:"),

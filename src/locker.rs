@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use redis::Connection;
 
+use crate::connect::Conn;
+
 use crate::error::{Error, ErrorKind, Result};
 use crate::heartbeat;
 use crate::keys::{Keys, validate_label, validate_resource};
@@ -66,6 +68,15 @@ impl Core {
         self.epoch.elapsed().as_millis() as u64
     }
 
+    /// The keys of `resource` (hash-tagged on a Redis Cluster).
+    pub fn keys(&self, resource: &str) -> Keys {
+        if self.pool.is_cluster() {
+            Keys::tagged(&self.options.prefix, resource)
+        } else {
+            Keys::new(&self.options.prefix, resource)
+        }
+    }
+
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
@@ -93,7 +104,7 @@ impl Core {
     /// try. (Should a server execute a command and then drop the connection
     /// before replying, the second try repeats it: a draw leaves an extra
     /// ticket that lapses with its lease, a release answers `Lost`.)
-    pub fn run<T>(&self, f: impl Fn(&mut Connection) -> redis::RedisResult<T>) -> Result<T> {
+    pub fn run<T>(&self, f: impl Fn(&mut Conn) -> redis::RedisResult<T>) -> Result<T> {
         let mut conn = self.pool.get()?;
         match conn.run(&f) {
             Err(e) if conn.reused && (e.is_connection_dropped() || e.is_connection_refusal()) => {
@@ -152,7 +163,7 @@ impl Core {
                 .arg(&t.label)
                 .arg(&t.keys.external)
                 .arg(&t.keys.internal)
-                .arg(&t.resource)
+                .arg(&t.keys.name)
                 .arg(mode)
                 .arg(say_start)
                 .invoke(c)
@@ -167,7 +178,7 @@ impl Core {
         let _ = self.leave(t, "abandon");
     }
 
-    fn bump(&self, keys: &Keys, resource: &str, limit: Option<u64>, text: &str) -> Result<i64> {
+    fn bump(&self, keys: &Keys, limit: Option<u64>, text: &str) -> Result<i64> {
         self.run(|c| {
             scripts::BUMP
                 .key(&keys.indicator)
@@ -176,7 +187,7 @@ impl Core {
                 .arg(limit.map(|l| l.to_string()).unwrap_or_default())
                 .arg(&keys.external)
                 .arg(&keys.internal)
-                .arg(resource)
+                .arg(&keys.name)
                 .arg(text)
                 .invoke(c)
         })
@@ -375,7 +386,7 @@ impl Locker {
             Wait::For(d) => Instant::now().checked_add(d),
             _ => None,
         };
-        let keys = Keys::new(&core.options.prefix, resource);
+        let keys = core.keys(resource);
         loop {
             if request
                 .cancel
@@ -398,7 +409,7 @@ impl Locker {
                     .arg(&request.label)
                     .arg(expire.as_millis() as u64)
                     .arg(&keys.external)
-                    .arg(resource)
+                    .arg(&keys.name)
                     .arg(if core.options.clock_serials {
                         "clock"
                     } else {
@@ -519,7 +530,7 @@ impl Locker {
                             .arg(&t.keys.presence_prefix)
                             .arg(t.serial)
                             .arg(&t.keys.external)
-                            .arg(&t.resource)
+                            .arg(&t.keys.name)
                             .invoke(c)
                     });
                     let (indicator, code): (i64, i64) = match checked {
@@ -558,12 +569,8 @@ impl Locker {
                     if age >= core.options.grace {
                         // The ticket at the indicator is dead: step past it
                         // and every other dead ticket before ours.
-                        let bumped = core.bump(
-                            &t.keys,
-                            &t.resource,
-                            Some(t.serial - 1),
-                            &format!("{} bumps", t.serial),
-                        );
+                        let bumped =
+                            core.bump(&t.keys, Some(t.serial - 1), &format!("{} bumps", t.serial));
                         if let Err(e) = bumped {
                             outage.endure(e, t, core, deadline)?;
                         }
@@ -601,8 +608,8 @@ impl Locker {
         let core = self.core();
         core.usable()?;
         validate_resource(resource)?;
-        let keys = Keys::new(&core.options.prefix, resource);
-        let indicator = core.bump(&keys, resource, None, "")?;
+        let keys = core.keys(resource);
+        let indicator = core.bump(&keys, None, "")?;
         if indicator < 0 {
             return Err(Error::new(
                 ErrorKind::NotFound,
@@ -642,7 +649,7 @@ impl Locker {
         let core = self.core();
         core.usable()?;
         validate_resource(resource)?;
-        let keys = Keys::new(&core.options.prefix, resource);
+        let keys = core.keys(resource);
         let reply: Vec<i64> = core.run(|c| {
             scripts::RESET
                 .key(&keys.indicator)
@@ -656,7 +663,7 @@ impl Locker {
                 )
                 .arg(&keys.external)
                 .arg(&keys.internal)
-                .arg(resource)
+                .arg(&keys.name)
                 .invoke(c)
         })?;
         Ok(match reply.as_slice() {
@@ -670,14 +677,14 @@ impl Locker {
 
     /// The `external` channel of `resource`, where its log lines go.
     pub fn external_channel(&self, resource: &str) -> String {
-        Keys::new(&self.core().options.prefix, resource).external
+        self.core().keys(resource).external
     }
 
     /// Opens a connection of its own (not from the pool), for tools that
     /// subscribe, such as `turn follow`.
     pub fn connect(&self) -> Result<Connection> {
         self.core().usable()?;
-        self.core().pool.connect(None)
+        self.core().pool.connect_pubsub(None)
     }
 }
 

@@ -237,7 +237,7 @@ impl Drop for Registration<'_> {
 pub(crate) fn run(core: Arc<Core>) {
     let mut backoff = Duration::from_millis(20);
     while !core.is_closed() {
-        match core.pool.connect(Some(POLL)) {
+        match core.pool.connect_pubsub(Some(POLL)) {
             Ok(mut conn) => {
                 backoff = Duration::from_millis(20);
                 let _ = serve(&core, &mut conn);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use redis::Connection;
 
-use crate::connect::Connector;
+use crate::connect::{Conn, Connector};
 
 use crate::error::{Error, Result};
 
@@ -27,7 +27,7 @@ pub(crate) struct Pool {
 }
 
 struct State {
-    idle: Vec<(Connection, Instant)>,
+    idle: Vec<(Conn, Instant)>,
     total: usize,
     closed: bool,
     /// Threads waiting for a connection (notify only when there are some).
@@ -38,7 +38,7 @@ struct State {
 /// marked broken.
 pub(crate) struct Pooled<'a> {
     pool: &'a Pool,
-    conn: Option<Connection>,
+    conn: Option<Conn>,
     broken: bool,
     /// Taken from the idle list (rather than connected just now).
     pub reused: bool,
@@ -66,16 +66,39 @@ impl Pool {
         }
     }
 
-    /// Opens a new connection outside the pool's count (for the heartbeat
-    /// and the notifier, which own theirs).
-    pub fn connect(&self, read_timeout: Option<Duration>) -> Result<Connection> {
+    /// Opens a new command connection outside the pool's count (for the
+    /// heartbeat, which owns its own).
+    pub fn connect(&self, read_timeout: Option<Duration>) -> Result<Conn> {
         let conn = self
             .connector
             .connect(self.connect_timeout)
             .map_err(|e| Error::connection(format!("cannot connect to redis: {e}")))?;
+        conn.set_timeouts(read_timeout, self.command_timeout)?;
+        Ok(conn)
+    }
+
+    /// Opens a connection to one server, for pubsub (the notifier, `turn
+    /// follow`).
+    pub fn connect_pubsub(&self, read_timeout: Option<Duration>) -> Result<Connection> {
+        let conn = self
+            .connector
+            .connect_one(self.connect_timeout)
+            .map_err(|e| Error::connection(format!("cannot connect to redis: {e}")))?;
         conn.set_read_timeout(read_timeout)?;
         conn.set_write_timeout(Some(self.command_timeout))?;
         Ok(conn)
+    }
+
+    /// Connections to every master (for SCAN over a cluster).
+    pub fn connect_masters(&self) -> Result<Vec<Connection>> {
+        self.connector
+            .connect_masters(self.connect_timeout)
+            .map_err(|e| Error::connection(format!("cannot connect to redis: {e}")))
+    }
+
+    /// True for a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.connector.is_cluster()
     }
 
     /// Checks a connection out, opening one when none is idle and the pool
@@ -173,7 +196,7 @@ impl Pooled<'_> {
     /// connection broken so it is not reused.
     pub fn run<T>(
         &mut self,
-        f: impl FnOnce(&mut Connection) -> redis::RedisResult<T>,
+        f: impl FnOnce(&mut Conn) -> redis::RedisResult<T>,
     ) -> redis::RedisResult<T> {
         let conn = self.conn.as_mut().expect("connection present until drop");
         let result = f(conn);

@@ -1,7 +1,7 @@
 //! Snapshots of queues, and discovery of every queue under a prefix.
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::keys::{Keys, glob_escape, parse_serial, resource_of_dispenser};
+use crate::keys::{glob_escape, parse_serial, resource_of_dispenser};
 use crate::locker::Core;
 use crate::scripts;
 
@@ -44,7 +44,7 @@ fn number(bytes: &[u8], what: &str) -> Result<u64> {
 }
 
 pub(crate) fn get(core: &Core, resource: &str) -> Result<Status> {
-    let keys = Keys::new(&core.options.prefix, resource);
+    let keys = core.keys(resource);
     let reply: Vec<Vec<u8>> = core.run(|c| {
         scripts::STATUS
             .key(&keys.indicator)
@@ -83,32 +83,54 @@ pub(crate) fn get(core: &Core, resource: &str) -> Result<Status> {
 
 pub(crate) fn resources(core: &Core) -> Result<Vec<String>> {
     let prefix = &core.options.prefix;
-    let pattern = format!("{}:*:dispenser", glob_escape(prefix));
-    let keys: Vec<Vec<u8>> = core.run(|c| {
-        let mut cursor: u64 = 0;
-        let mut out = Vec::new();
-        loop {
-            let (next, batch): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query(c)?;
-            out.extend(batch);
-            if next == 0 {
-                return Ok(out);
-            }
-            cursor = next;
+    let cluster = core.pool.is_cluster();
+    // On a cluster, queues are P:{R}:dispenser, spread over every master.
+    let pattern = if cluster {
+        format!("{}:{{*}}:dispenser", glob_escape(prefix))
+    } else {
+        format!("{}:*:dispenser", glob_escape(prefix))
+    };
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    if cluster {
+        for mut c in core.pool.connect_masters()? {
+            keys.extend(scan(&mut c, &pattern)?);
         }
-    })?;
+    } else {
+        keys = core.run(|c| scan(c, &pattern))?;
+    }
     let mut found: Vec<String> = keys
         .iter()
         .filter_map(|k| std::str::from_utf8(k).ok())
         .filter_map(|k| resource_of_dispenser(prefix, k))
+        .filter_map(|r| {
+            if cluster {
+                r.strip_prefix('{')?.strip_suffix('}')
+            } else {
+                Some(r)
+            }
+        })
         .map(str::to_string)
         .collect();
     found.sort();
     found.dedup();
     Ok(found)
+}
+
+fn scan(c: &mut dyn redis::ConnectionLike, pattern: &str) -> redis::RedisResult<Vec<Vec<u8>>> {
+    let mut cursor: u64 = 0;
+    let mut out = Vec::new();
+    loop {
+        let (next, batch): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query(c)?;
+        out.extend(batch);
+        if next == 0 {
+            return Ok(out);
+        }
+        cursor = next;
+    }
 }

@@ -373,3 +373,112 @@ fn sentinel_failover_is_followed() {
     assert!(held.is_lost() || key_there, "held without a presence key");
     let _ = held.release();
 }
+
+#[test]
+fn a_cluster_keeps_each_queue_in_one_slot() {
+    let nodes: Vec<Redis> = (0..3)
+        .map(|_| {
+            Redis::start_with(&[
+                "--save",
+                "",
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "{dir}/nodes.conf",
+            ])
+        })
+        .collect();
+    let addrs: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.port))
+        .collect();
+    let out = Command::new("redis-cli")
+        .arg("--cluster")
+        .arg("create")
+        .args(&addrs)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .output()
+        .expect("redis-cli runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(eventually(Duration::from_secs(30), || {
+        nodes.iter().all(|n| {
+            redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query::<String>(&mut n.conn())
+                .is_ok_and(|i| i.contains("cluster_state:ok"))
+        })
+    }));
+    let url = format!("redis+cluster://{}", addrs.join(","));
+    let l = Locker::new(Some(&url)).unwrap();
+    exercise(&l);
+
+    // Many resources, threads contending on each: exclusion and FIFO per
+    // resource, with hand-offs announced by whichever node owns the queue.
+    let resources: Vec<String> = (0..24).map(|i| format!("res-{i}")).collect();
+    let inside: std::sync::Arc<Vec<std::sync::atomic::AtomicUsize>> =
+        std::sync::Arc::new((0..resources.len()).map(|_| Default::default()).collect());
+    let grants = std::sync::Arc::new(std::sync::Mutex::new(vec![Vec::new(); resources.len()]));
+    let threads: Vec<_> = (0..6)
+        .map(|t| {
+            let (l, inside, grants, resources) =
+                (l.clone(), inside.clone(), grants.clone(), resources.clone());
+            thread::spawn(move || {
+                for round in 0..4 {
+                    for k in 0..resources.len() {
+                        let i = (k * 7 + t + round) % resources.len();
+                        let lock = l
+                            .acquire(
+                                &resources[i],
+                                &Acquire::label("c").wait(Wait::For(Duration::from_secs(60))),
+                            )
+                            .unwrap();
+                        assert_eq!(
+                            inside[i].fetch_add(1, std::sync::atomic::Ordering::SeqCst),
+                            0,
+                            "overlap"
+                        );
+                        grants.lock().unwrap()[i].push(lock.serial());
+                        inside[i].fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                        lock.release().unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    for g in grants.lock().unwrap().iter() {
+        assert_eq!(g.len(), 24);
+        assert!(
+            g.windows(2).all(|w| w[0] < w[1]),
+            "FIFO per resource: {g:?}"
+        );
+    }
+    let mut found = l.resources().unwrap();
+    found.sort();
+    let mut want = resources.clone();
+    want.sort();
+    assert_eq!(found, want, "discovery over every master");
+    assert_eq!(l.status("res-3").unwrap().dispenser, 24);
+    // The keys carry the hash tag, and the queues are spread over the nodes.
+    for n in &nodes {
+        let size: i64 = redis::cmd("DBSIZE").query(&mut n.conn()).unwrap();
+        assert!(size > 0, "a node holds no queue");
+    }
+    let slot: i64 = redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg("turn:{res-3}:dispenser")
+        .query(&mut nodes[0].conn())
+        .unwrap();
+    let slot2: i64 = redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg("turn:{res-3}:serial:7")
+        .query(&mut nodes[0].conn())
+        .unwrap();
+    assert_eq!(slot, slot2);
+}
