@@ -257,73 +257,29 @@ fn certificates(tls: &Tls) -> Result<TlsCertificates> {
     })
 }
 
-/// `redis+sentinel://[user:password@]host:port[,host:port...]/MASTER[/DB]`:
-/// the user and password are the master's; the Sentinels are asked without.
-fn sentinel(url: &str) -> Result<Connector> {
-    let rest = &url["redis+sentinel://".len()..];
-    let (auth, rest) = match rest.rsplit_once('@') {
-        Some((a, r)) => (Some(a), r),
-        None => (None, rest),
-    };
-    let (hosts, path) = rest
-        .split_once('/')
-        .ok_or_else(|| Error::invalid("a redis+sentinel:// URL needs /MASTER after the hosts"))?;
-    let mut parts = path.split('/');
-    let master = parts.next().unwrap_or("");
-    if master.is_empty() {
-        return Err(Error::invalid(
-            "a redis+sentinel:// URL needs the master's name",
-        ));
-    }
-    let db: i64 = match parts.next() {
-        None | Some("") => 0,
-        Some(d) => d.parse().ok().filter(|d| *d >= 0).ok_or_else(|| {
-            Error::invalid("the database in the redis+sentinel:// URL is not a number")
-        })?,
-    };
-    let mut addrs = Vec::new();
-    for host in hosts.split(',') {
-        let (h, p) = host
-            .rsplit_once(':')
-            .ok_or_else(|| Error::invalid("each sentinel needs host:port"))?;
-        let port: u16 = p
-            .parse()
-            .map_err(|_| Error::invalid("a sentinel port is not a number"))?;
-        addrs.push(ConnectionAddr::Tcp(h.to_string(), port));
-    }
-    let mut builder =
-        SentinelClientBuilder::new(addrs, master.to_string(), SentinelServerType::Master)
-            .map_err(|_| Error::invalid("invalid sentinel settings"))?
-            .set_client_to_redis_db(db);
-    if let Some(auth) = auth {
-        let (user, password) = auth.split_once(':').unwrap_or((auth, ""));
-        let decode = |s: &str| percent_decode(s);
-        if !user.is_empty() {
-            builder = builder.set_client_to_redis_username(decode(user));
-        }
-        if !password.is_empty() {
-            builder = builder.set_client_to_redis_password(decode(password));
-        }
-    }
-    let client = builder
-        .build()
-        .map_err(|_| Error::invalid("invalid sentinel settings"))?;
-    Ok(Connector::Sentinel(Mutex::new(client)))
+/// The parts of `SCHEME://[user:password@]host:port[,host:port...][/PATH]`
+/// (user and password percent-decoded).
+struct Nodes<'a> {
+    user: Option<String>,
+    password: Option<String>,
+    hosts: Vec<(String, u16)>,
+    path: Option<&'a str>,
 }
 
-/// `redis+cluster://[user:password@]host:port[,host:port...]`: seed nodes
-/// of a Redis Cluster (database 0, the only one a cluster has).
-fn cluster(url: &str) -> Result<Connector> {
-    let rest = &url["redis+cluster://".len()..];
+fn nodes<'a>(url: &'a str, scheme: &str, what: &str) -> Result<Nodes<'a>> {
+    let rest = &url[scheme.len()..];
     let (auth, rest) = match rest.rsplit_once('@') {
         Some((a, r)) => (Some(a), r),
         None => (None, rest),
     };
-    let hosts = rest.split('/').next().unwrap_or("");
+    let (hosts, path) = match rest.split_once('/') {
+        Some((h, p)) => (h, Some(p)),
+        None => (rest, None),
+    };
     if hosts.is_empty() {
-        return Err(Error::invalid(
-            "a redis+cluster:// URL needs host:port of some nodes",
-        ));
+        return Err(Error::invalid(format!(
+            "a {scheme} URL needs host:port of some {what}s"
+        )));
     }
     let (user, password) = match auth {
         Some(a) => {
@@ -335,31 +291,85 @@ fn cluster(url: &str) -> Result<Connector> {
         }
         None => (None, None),
     };
-    let mut nodes = Vec::new();
-    let mut seeds = Vec::new();
-    for host in hosts.split(',') {
-        let (h, p) = host
-            .rsplit_once(':')
-            .ok_or_else(|| Error::invalid("each cluster node needs host:port"))?;
-        let port: u16 = p
-            .parse()
-            .map_err(|_| Error::invalid("a cluster node's port is not a number"))?;
-        let info = redis::ConnectionInfo {
-            addr: ConnectionAddr::Tcp(h.to_string(), port),
+    let hosts = hosts
+        .split(',')
+        .map(|host| {
+            let (h, p) = host
+                .rsplit_once(':')
+                .ok_or_else(|| Error::invalid(format!("each {what} needs host:port")))?;
+            let port: u16 = p
+                .parse()
+                .map_err(|_| Error::invalid(format!("a {what}'s port is not a number")))?;
+            Ok((h.to_string(), port))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Nodes {
+        user,
+        password,
+        hosts,
+        path,
+    })
+}
+
+/// `redis+sentinel://[user:password@]host:port[,host:port...]/MASTER[/DB]`:
+/// the user and password are the master's; the Sentinels are asked without.
+fn sentinel(url: &str) -> Result<Connector> {
+    let n = nodes(url, "redis+sentinel://", "sentinel")?;
+    let mut parts = n.path.unwrap_or("").split('/');
+    let master = parts.next().unwrap_or("");
+    if master.is_empty() {
+        return Err(Error::invalid(
+            "a redis+sentinel:// URL needs /MASTER, the master's name, after the hosts",
+        ));
+    }
+    let db: i64 = match parts.next() {
+        None | Some("") => 0,
+        Some(d) => d.parse().ok().filter(|d| *d >= 0).ok_or_else(|| {
+            Error::invalid("the database in the redis+sentinel:// URL is not a number")
+        })?,
+    };
+    let addrs = n.hosts.into_iter().map(|(h, p)| ConnectionAddr::Tcp(h, p));
+    let mut builder =
+        SentinelClientBuilder::new(addrs, master.to_string(), SentinelServerType::Master)
+            .map_err(|_| Error::invalid("invalid sentinel settings"))?
+            .set_client_to_redis_db(db);
+    if let Some(user) = n.user {
+        builder = builder.set_client_to_redis_username(user);
+    }
+    if let Some(password) = n.password {
+        builder = builder.set_client_to_redis_password(password);
+    }
+    let client = builder
+        .build()
+        .map_err(|_| Error::invalid("invalid sentinel settings"))?;
+    Ok(Connector::Sentinel(Mutex::new(client)))
+}
+
+/// `redis+cluster://[user:password@]host:port[,host:port...]`: seed nodes
+/// of a Redis Cluster (database 0, the only one a cluster has).
+fn cluster(url: &str) -> Result<Connector> {
+    let n = nodes(url, "redis+cluster://", "cluster node")?;
+    let infos: Vec<redis::ConnectionInfo> = n
+        .hosts
+        .into_iter()
+        .map(|(h, p)| redis::ConnectionInfo {
+            addr: ConnectionAddr::Tcp(h, p),
             redis: redis::RedisConnectionInfo {
-                username: user.clone(),
-                password: password.clone(),
+                username: n.user.clone(),
+                password: n.password.clone(),
                 ..Default::default()
             },
-        };
-        seeds.push(Client::open(info.clone()).map_err(|_| Error::invalid("invalid cluster node"))?);
-        nodes.push(info);
-    }
-    let mut builder = ClusterClientBuilder::new(nodes);
-    if let Some(u) = &user {
+        })
+        .collect();
+    let seeds = infos
+        .iter()
+        .map(|i| Client::open(i.clone()).map_err(|_| Error::invalid("invalid cluster node")))
+        .collect::<Result<Vec<_>>>()?;
+    let mut builder = ClusterClientBuilder::new(infos);
+    if let Some(u) = &n.user {
         builder = builder.username(u.clone());
     }
-    if let Some(p) = &password {
+    if let Some(p) = &n.password {
         builder = builder.password(p.clone());
     }
     let client = builder
@@ -368,7 +378,7 @@ fn cluster(url: &str) -> Result<Connector> {
     Ok(Connector::Cluster {
         client,
         seeds,
-        auth: (user, password),
+        auth: (n.user, n.password),
     })
 }
 

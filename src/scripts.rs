@@ -35,6 +35,15 @@ fn script(body: &str) -> Script {
     Script::new(&format!("{HELPERS}{body}"))
 }
 
+/// For bump and reset only (kept out of the hot scripts): the first ticket
+/// from `t` to `limit` whose presence key exists, or limit + 1.
+const FIRST_LIVE: &str = r#"
+local function first_live(prefix, t, limit)
+  while t <= limit and redis.call('EXISTS', prefix .. fmt(t)) == 0 do t = t + 1 end
+  return t
+end
+"#;
+
 /// A wrong-shaped value read by `num` comes back as an error table.
 const CHECK_NUM: &str = r#"
 local function bad(x) return type(x) == 'table' end
@@ -156,7 +165,7 @@ return {1, present}
 /// Returns the indicator, or -1 when there is no queue.
 pub(crate) static BUMP: Lazy<Script> = Lazy::new(|| {
     script(&format!(
-        "{CHECK_NUM}{}",
+        "{CHECK_NUM}{FIRST_LIVE}{}",
         r#"
 local ind = num(KEYS[1])
 if bad(ind) then return ind end
@@ -166,8 +175,7 @@ if ind == nil or disp == nil then return -1 end
 local limit = disp
 if ARGV[2] ~= '' then limit = math.min(tonumber(ARGV[2]), disp) end
 if ARGV[6] ~= '' then say(ARGV[3], ARGV[5], ARGV[6]) end
-local t = ind
-while t <= limit and redis.call('EXISTS', ARGV[1] .. fmt(t)) == 0 do t = t + 1 end
+local t = first_live(ARGV[1], ind, limit)
 announce(KEYS[1], ARGV[1], ARGV[4], ARGV[3], ARGV[5], t)
 return t
 "#
@@ -181,7 +189,7 @@ return t
 /// the expected one), {-3, size} in use by size users.
 pub(crate) static RESET: Lazy<Script> = Lazy::new(|| {
     script(&format!(
-        "{CHECK_NUM}{}",
+        "{CHECK_NUM}{FIRST_LIVE}{}",
         r#"
 local ind = num(KEYS[1])
 if bad(ind) then return ind end
@@ -191,8 +199,7 @@ if ind == nil or disp == nil then return {-1} end
 if ARGV[2] ~= '' and fmt(disp) ~= ARGV[2] then return {-2} end
 if disp - ind + 1 > 0 then
   say(ARGV[3], ARGV[5], 'Reset tool bumps.')
-  local t = ind
-  while t <= disp and redis.call('EXISTS', ARGV[1] .. fmt(t)) == 0 do t = t + 1 end
+  local t = first_live(ARGV[1], ind, disp)
   announce(KEYS[1], ARGV[1], ARGV[4], ARGV[3], ARGV[5], t)
   ind = t
 end

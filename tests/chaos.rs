@@ -65,14 +65,7 @@ fn chaos_soak() {
         | 1;
     println!("chaos seed {seed}, {secs} s");
     let mut rng = Rng(seed);
-    let mut r = Redis::start_with(&[
-        "--save",
-        "",
-        "--appendonly",
-        "yes",
-        "--appendfsync",
-        "always",
-    ]);
+    let mut r = Redis::start_persistent();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("storage"), "0").unwrap();
     let mut next = 0;

@@ -149,14 +149,7 @@ fn redis_restart_without_persistence_reports_lost_locks_and_recovers() {
 
 #[test]
 fn redis_restart_with_persistence_keeps_held_locks() {
-    let mut r = Redis::start_with(&[
-        "--save",
-        "",
-        "--appendonly",
-        "yes",
-        "--appendfsync",
-        "always",
-    ]);
+    let mut r = Redis::start_persistent();
     let l = Locker::new(Some(&r.url())).unwrap();
     let held = l
         .acquire("res", &Acquire::label("h").expire(Duration::from_secs(5)))

@@ -38,6 +38,19 @@ impl Redis {
         Redis::start_with(&["--save", "", "--appendonly", "no"])
     }
 
+    /// Starts a server that writes every change to its append-only file
+    /// before answering (so a kill -9 loses nothing).
+    pub fn start_persistent() -> Redis {
+        Redis::start_with(&[
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+        ])
+    }
+
     /// Starts a server with extra arguments.
     pub fn start_with(extra: &[&str]) -> Redis {
         Redis::start_custom(&[], extra, false, |_, _| {})
