@@ -15,7 +15,7 @@ VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 MAJOR := $(firstword $(subst ., ,$(VERSION)))
 NEED_DEMO := scripts/need.sh redis-server:redis-server redis-cli:redis-tools cc:gcc
 NEED_TEST := $(NEED_DEMO) c++:g++ python3:python3 venv:python3-venv go:golang-go \
-	cmake:cmake pkg-config:pkg-config readelf:binutils
+	cmake:cmake pkg-config:pkg-config readelf:binutils openssl:openssl
 
 .PHONY: all build release install install-files pkgconfig demo test bench soak fuzz lint header cargo demo-deps test-deps clean
 
