@@ -21,11 +21,13 @@ package turn
 // Handles are checked integers, not addresses: they stay uintptr_t on the
 // Go side and become pointer types only here, so that Go's garbage
 // collector never sees them as pointers.
-static turn_result go_locker_new(const char *url, const char *prefix, uintptr_t *out) {
+static turn_result go_locker_new(const char *url, const char *prefix, const char *ca,
+                                 const char *cert, const char *key, uintptr_t *out) {
 	turn_options *opts = NULL;
 	turn_result rc = turn_options_new(&opts);
 	if (rc != TURN_OK) return rc;
 	if (prefix) rc = turn_options_set_prefix(opts, prefix);
+	if (rc == TURN_OK && (ca || cert || key)) rc = turn_options_set_tls(opts, ca, cert, key);
 	turn_locker *l = NULL;
 	if (rc == TURN_OK) rc = turn_locker_new_with_options(url, opts, &l);
 	turn_options_free(opts);
@@ -163,10 +165,25 @@ type Locker struct {
 // Option sets up a Locker.
 type LockerOption func(*lockerOptions)
 
-type lockerOptions struct{ prefix string }
+type lockerOptions struct{ prefix, ca, cert, key string }
 
 // Prefix sets the key prefix (default "turn").
 func Prefix(p string) LockerOption { return func(o *lockerOptions) { o.prefix = p } }
+
+// TLS sets PEM files for a rediss:// URL: the CA to trust instead of the
+// system's roots, and a client certificate and key for mutual TLS (each may
+// be "").
+func TLS(caFile, certFile, keyFile string) LockerOption {
+	return func(o *lockerOptions) { o.ca, o.cert, o.key = caFile, certFile, keyFile }
+}
+
+// cstring is C.CString, or NULL for "".
+func cstring(s string) *C.char {
+	if s == "" {
+		return nil
+	}
+	return C.CString(s)
+}
 
 // NewLocker connects to url ("redis://[user:password@]host:port/db"; ""
 // for redis://127.0.0.1:6379/0).
@@ -175,17 +192,14 @@ func NewLocker(url string, opts ...LockerOption) (*Locker, error) {
 	for _, f := range opts {
 		f(&o)
 	}
-	var curl, cprefix *C.char
-	if url != "" {
-		curl = C.CString(url)
-		defer C.free(unsafe.Pointer(curl))
-	}
-	if o.prefix != "" {
-		cprefix = C.CString(o.prefix)
-		defer C.free(unsafe.Pointer(cprefix))
-	}
+	strs := []*C.char{cstring(url), cstring(o.prefix), cstring(o.ca), cstring(o.cert), cstring(o.key)}
+	defer func() {
+		for _, p := range strs {
+			C.free(unsafe.Pointer(p))
+		}
+	}()
 	var h C.uintptr_t
-	if err := call(func() C.turn_result { return C.go_locker_new(curl, cprefix, &h) }); err != nil {
+	if err := call(func() C.turn_result { return C.go_locker_new(strs[0], strs[1], strs[2], strs[3], strs[4], &h) }); err != nil {
 		return nil, err
 	}
 	l := &Locker{handle: h}
