@@ -70,7 +70,10 @@ fn c_api_calls_bad_input_and_fork() {
     let r = Redis::start();
     let dir = tempfile::tempdir().unwrap();
     let bin = compile("cc", &root().join("tests/c/api.c"), dir.path(), &[]);
-    let out = run(&bin, &[&r.url(), &r.port.to_string()]);
+    let mut dead = Redis::start();
+    let dead_url = dead.url();
+    dead.kill();
+    let out = run(&bin, &[&r.url(), &r.port.to_string(), &dead_url]);
     assert!(out.contains("all checks passed"), "{out}");
 }
 

@@ -2,9 +2,10 @@
  * The C ABI, call by call: results, out-parameters, bad input of every
  * kind, try-lock, timeout, status, bump, reset, lost locks and fork.
  *
- *   api REDIS_URL REDIS_PORT
+ *   api REDIS_URL REDIS_PORT DEAD_URL
  *
- * Keys are tampered with through redis-cli on REDIS_PORT.
+ * Keys are tampered with through redis-cli on REDIS_PORT; DEAD_URL names a
+ * port nothing listens on.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -255,8 +256,8 @@ static void forked(turn_locker *locker, const char *url) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s REDIS_URL REDIS_PORT\n", argv[0]);
+    if (argc != 4) {
+        fprintf(stderr, "usage: %s REDIS_URL REDIS_PORT DEAD_URL\n", argv[0]);
         return 2;
     }
     port = argv[2];
@@ -270,9 +271,10 @@ int main(int argc, char **argv) {
     turn_locker_free(locker);
     handles_and_extremes(argv[1]);
 
-    /* a dead server: a connection error within the connect timeout */
+    /* a dead server (a free port nothing listens on, from the harness):
+     * a connection error within the connect timeout */
     turn_locker *dead = NULL;
-    EXPECT_RC(turn_locker_new("redis://127.0.0.1:1/0", &dead), TURN_ERR_CONNECTION);
+    EXPECT_RC(turn_locker_new(argv[3], &dead), TURN_ERR_CONNECTION);
     EXPECT(dead == NULL);
 
     if (failures) fprintf(stderr, "%d failure(s)\n", failures);

@@ -49,8 +49,12 @@ def test_bad_input(locker, url):
         locker.acquire(42)
     with pytest.raises(turn.InvalidArgument):
         turn.Locker(url="nonsense://")
+    import socket
+    with socket.socket() as s:  # a free port, closed again: nothing listens
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
     with pytest.raises(turn.ConnectionFailed):
-        turn.Locker(url="redis://127.0.0.1:1/0")
+        turn.Locker(url="redis://127.0.0.1:%d/0" % dead)
     with pytest.raises(turn.Busy):
         with locker.lock("busy"):
             locker.reset("busy")
