@@ -19,6 +19,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use support::now_ns;
 use turn::{Acquire, Locker, Wait};
 
 /// Counts live heap bytes, for the per-waiter figure.
@@ -50,17 +51,6 @@ static FAILED: AtomicBool = AtomicBool::new(false);
 fn fail(what: String) {
     eprintln!("CORRECTNESS FAILURE: {what}");
     FAILED.store(true, Ordering::SeqCst);
-}
-
-/// CLOCK_MONOTONIC in ns: one clock for all processes on this machine.
-fn now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid timespec to write into.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// One held turn: serial, when acquire returned, when release was called.

@@ -14,15 +14,10 @@ use std::time::Duration;
 
 use turn::{Acquire, Locker, Options, Wait};
 
-fn now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid timespec to write into.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use support::now_ns;
 
 /// Writes `serial` to the storage unless it saw a greater one: the fencing
 /// check a real storage would make. Returns whether it was accepted.

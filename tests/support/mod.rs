@@ -328,3 +328,15 @@ pub fn soname_link() {
         let _ = std::os::unix::fs::symlink("libturn.so", &link);
     }
 }
+
+/// CLOCK_MONOTONIC in ns: one clock for all processes on this machine (to
+/// compare times taken in different processes).
+pub fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid timespec to write into.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
