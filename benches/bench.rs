@@ -3,7 +3,8 @@
 //! own redis-server unless TURN_REDIS_URL is set. It exits non-zero only on
 //! a correctness failure (overlap, lost lock, FIFO broken).
 //!
-//! Scenarios (see BENCHMARKS.md): solo cycles; contended processes and
+//! Scenarios (see BENCHMARKS.md): solo cycles, beside the protocol floor
+//! (the same Redis commands in two bare scripts); contended processes and
 //! threads with hand-off latency; many resources; a deep queue of 1,000
 //! waiting threads; 10,000 held locks and their heartbeat cost; turn 1.0
 //! (Python) solo cycles when its virtualenv is there.
@@ -78,6 +79,88 @@ fn cycle(locker: &Locker, resource: &str) -> Turn {
         serial,
         acquired,
         releasing,
+    }
+}
+
+/// Total microseconds Redis spent in EVALSHA so far (`INFO commandstats`).
+fn script_usec(c: &mut redis::Connection) -> f64 {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(c).unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_evalsha:"))
+        .and_then(|v| v.split(',').find_map(|f| f.strip_prefix("usec=")))
+        .map_or(0.0, |v| v.parse().unwrap_or(0.0))
+}
+
+/// The floor under scenario 1: the Redis commands that turn 1.0's protocol
+/// makes a draw and a release say (INCR, SET with expiry, GET, the log lines
+/// and the internal message), each step one bare EVALSHA sent by redis-rs
+/// straight from this loop: no checks, no withdrawn tickets, no library.
+struct Floor {
+    draw: redis::Script,
+    release: redis::Script,
+}
+
+impl Floor {
+    const KEYS: [&str; 2] = ["turn:bench-floor:dispenser", "turn:bench-floor:indicator"];
+
+    fn new(c: &mut redis::Connection) -> Floor {
+        redis::cmd("MSET")
+            .arg(Floor::KEYS[0])
+            .arg(0)
+            .arg(Floor::KEYS[1])
+            .arg(1)
+            .exec(c)
+            .unwrap();
+        Floor {
+            draw: redis::Script::new(
+                r#"
+local n = redis.call('INCR', KEYS[1])
+local s = string.format('%d', n)
+redis.call('SET', ARGV[1] .. s, ARGV[2], 'PX', ARGV[3])
+redis.call('PUBLISH', ARGV[4], ARGV[5] .. ': ' .. s .. ' assigned to "' .. ARGV[2] .. '"')
+local ind = redis.call('GET', KEYS[2])
+redis.call('PUBLISH', ARGV[4], ARGV[5] .. ': ' .. s .. ' started')
+return n
+"#,
+            ),
+            release: redis::Script::new(
+                r#"
+redis.call('DEL', ARGV[1] .. ARGV[2])
+local ind = redis.call('GET', KEYS[1])
+redis.call('PUBLISH', ARGV[3], ARGV[5] .. ': ' .. ARGV[2] .. ' completed by "' .. ARGV[6] .. '"')
+local t = string.format('%d', tonumber(ARGV[2]) + 1)
+redis.call('SET', KEYS[1], t)
+redis.call('PUBLISH', ARGV[4], ARGV[1] .. t)
+redis.call('PUBLISH', ARGV[3], ARGV[5] .. ': ' .. t .. ' granted')
+return 1
+"#,
+            ),
+        }
+    }
+
+    fn cycle(&mut self, c: &mut redis::Connection) {
+        let n: u64 = self
+            .draw
+            .key(Floor::KEYS[0])
+            .key(Floor::KEYS[1])
+            .arg("turn:bench-floor:serial:")
+            .arg("bench")
+            .arg(10_000)
+            .arg("turn:bench-floor:external")
+            .arg("bench-floor")
+            .invoke(c)
+            .unwrap();
+        let _: i64 = self
+            .release
+            .key(Floor::KEYS[1])
+            .arg("turn:bench-floor:serial:")
+            .arg(n)
+            .arg("turn:bench-floor:external")
+            .arg("turn:bench-floor:internal")
+            .arg("bench-floor")
+            .arg("bench")
+            .invoke(c)
+            .unwrap();
     }
 }
 
@@ -207,15 +290,17 @@ fn main() {
         }
     };
     println!("turn {} benchmark against {url}", turn::VERSION);
-    // The yardstick and scenario 1 are measured in alternating slices, so
-    // that a noisy neighbour weighs on both alike.
+    // The yardstick, scenario 1 and its protocol floor are measured in
+    // alternating slices, so that a noisy neighbour weighs on all alike.
     let locker = Locker::new(Some(&url)).unwrap();
-    let slices = 10;
+    let slices = if quick { 10 } else { 40 };
     let mut meter = redis::Client::open(url.as_str())
         .unwrap()
         .get_connection()
         .unwrap();
     let (mut pings, mut ping_time, mut cycles, mut cycle_time) = (0usize, 0.0, 0usize, 0.0);
+    let (mut bare, mut bare_time, mut script_us, mut bare_us) = (0usize, 0.0, 0.0, 0.0);
+    let mut floor = Floor::new(&mut meter);
     for _ in 0..slices {
         let slice = secs / slices as f64;
         let start = Instant::now();
@@ -224,12 +309,22 @@ fn main() {
             pings += 1;
         }
         ping_time += start.elapsed().as_secs_f64();
+        let before = script_usec(&mut meter);
         let start = Instant::now();
         while start.elapsed().as_secs_f64() < slice {
             cycle(&locker, "bench-solo");
             cycles += 1;
         }
         cycle_time += start.elapsed().as_secs_f64();
+        script_us += script_usec(&mut meter) - before;
+        let before = script_usec(&mut meter);
+        let start = Instant::now();
+        while start.elapsed().as_secs_f64() < slice {
+            floor.cycle(&mut meter);
+            bare += 1;
+        }
+        bare_time += start.elapsed().as_secs_f64();
+        bare_us += script_usec(&mut meter) - before;
     }
     let ping = pings as f64 / ping_time;
     let rt_us = 1e6 / ping;
@@ -241,9 +336,17 @@ fn main() {
     // 1. Solo.
     let rate = cycles as f64 / cycle_time;
     println!(
-        "{:<34} {rate:>9.0} cycles/s = {:.2} x PING/s (target >= 0.40, ceiling 0.5)",
+        "{:<34} {rate:>9.0} cycles/s = {:.2} x PING/s (target >= 0.40, ceiling 0.5); Redis ran its scripts {:.1} µs per cycle",
         "1 solo (acquire + release)",
-        rate / ping
+        rate / ping,
+        script_us / cycles as f64
+    );
+    let bare = bare as f64 / bare_time;
+    println!(
+        "{:<34} {bare:>9.0} cycles/s = {:.2} x PING/s (the protocol's Redis commands in two bare scripts, no library); {:.1} µs per cycle",
+        "  protocol floor",
+        bare / ping,
+        bare_us / bare_time / bare
     );
 
     // 2. Contended, processes.

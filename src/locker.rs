@@ -154,7 +154,7 @@ impl Core {
         } else {
             ""
         };
-        let (moved, present): (i64, i64) = self.run(|c| {
+        let code: i64 = self.run(|c| {
             scripts::RELEASE
                 .key(&t.keys.indicator)
                 .key(&t.keys.withdrawn)
@@ -168,7 +168,7 @@ impl Core {
                 .arg(say_start)
                 .invoke(c)
         })?;
-        Ok((moved == 1, present == 1))
+        Ok((code & 2 != 0, code & 1 != 0))
     }
 
     /// Withdraws a ticket that will not be used (timeout, failure, loss).
@@ -401,7 +401,7 @@ impl Locker {
             let seen = core.notifier.snapshot(&keys.internal);
             let drawn_at = Instant::now();
             let drawn_ms = core.now_ms();
-            let (serial, indicator, pttl): (u64, i64, i64) = core.run(|c| {
+            let drawn: scripts::Drawn = core.run(|c| {
                 scripts::DRAW
                     .key(&keys.dispenser)
                     .key(&keys.indicator)
@@ -417,6 +417,7 @@ impl Locker {
                     })
                     .invoke(c)
             })?;
+            let (serial, indicator, pttl) = (drawn.serial, drawn.indicator, drawn.pttl);
             let ticket = Arc::new(Ticket::new(
                 core.next_id.fetch_add(1, Ordering::Relaxed),
                 resource,
@@ -427,7 +428,7 @@ impl Locker {
                 drawn_at,
                 drawn_ms,
             ));
-            if pttl == -3 {
+            if drawn.granted() {
                 ticket.set_held();
                 core.register(&ticket);
                 return Ok(Lock::new(core.clone(), ticket));
