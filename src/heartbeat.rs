@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::connect::{Conn, run_pipeline};
 
 use crate::locker::Core;
-use crate::scripts;
+use crate::scripts::{self, Call};
 use crate::ticket::Ticket;
 
 /// Tickets refreshed by one script call (many calls go in one pipeline).
@@ -206,10 +206,11 @@ fn beat_cluster(conn: &mut Conn, batch: &[Arc<Ticket>]) -> redis::RedisResult<Ve
         groups.entry(t.keys.indicator.as_str()).or_default().push(i);
     }
     for (indicator, members) in groups {
-        let mut call = scripts::HEARTBEAT.key(indicator);
+        let mut call = Call::new(&scripts::HEARTBEAT, &[indicator]);
         for &i in &members {
             let t = &batch[i];
-            call.arg(t.keys.presence(t.serial))
+            call = call
+                .arg(t.keys.presence(t.serial))
                 .arg(t.expire_ms())
                 .arg(if t.is_held() { "h" } else { "w" })
                 .arg(&t.keys.indicator)

@@ -17,7 +17,7 @@ use crate::keys::{Keys, validate_label, validate_resource};
 use crate::notifier::{self, Notifier};
 use crate::options::{Acquire, Options, Wait};
 use crate::pool::Pool;
-use crate::scripts;
+use crate::scripts::{self, Call};
 use crate::status::{self, Status};
 use crate::ticket::Ticket;
 
@@ -29,6 +29,9 @@ pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379/0";
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(1);
 /// Slack added to a holder's remaining lease before looking again.
 const LEASE_MARGIN: Duration = Duration::from_millis(2);
+/// Resources whose key names a locker keeps ready (it forgets them all
+/// when there are more).
+const KEYS_CACHED: usize = 1024;
 
 /// What became of a reset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +64,8 @@ pub(crate) struct Core {
     /// ticket due earlier wakes it, later ones do not.
     pub next_beat_ms: AtomicU64,
     pub notifier: Notifier,
+    /// The key names of recently locked resources, built once.
+    named: Mutex<HashMap<String, Arc<Keys>>>,
 }
 
 impl Core {
@@ -75,6 +80,21 @@ impl Core {
         } else {
             Keys::new(&self.options.prefix, resource)
         }
+    }
+
+    /// The keys of `resource`, shared: built once per resource and kept
+    /// for the next acquire.
+    fn shared_keys(&self, resource: &str) -> Arc<Keys> {
+        let mut named = self.named.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(keys) = named.get(resource) {
+            return keys.clone();
+        }
+        if named.len() >= KEYS_CACHED {
+            named.clear();
+        }
+        let keys = Arc::new(self.keys(resource));
+        named.insert(resource.to_string(), keys.clone());
+        keys
     }
 
     pub fn is_closed(&self) -> bool {
@@ -154,20 +174,19 @@ impl Core {
         } else {
             ""
         };
-        let code: i64 = self.run(|c| {
-            scripts::RELEASE
-                .key(&t.keys.indicator)
-                .key(&t.keys.withdrawn)
-                .arg(&t.keys.presence_prefix)
-                .arg(t.serial)
-                .arg(&t.label)
-                .arg(&t.keys.external)
-                .arg(&t.keys.internal)
-                .arg(&t.keys.name)
-                .arg(mode)
-                .arg(say_start)
-                .invoke(c)
-        })?;
+        let call = Call::new(
+            &scripts::RELEASE,
+            &[&t.keys.indicator, &t.keys.withdrawn, &t.keys.dispenser],
+        )
+        .arg(&t.keys.presence_prefix)
+        .arg(t.serial)
+        .arg(&t.label)
+        .arg(&t.keys.external)
+        .arg(&t.keys.internal)
+        .arg(&t.keys.name)
+        .arg(mode)
+        .arg(say_start);
+        let code: i64 = self.run(|c| call.invoke(c))?;
         Ok((code & 2 != 0, code & 1 != 0))
     }
 
@@ -179,18 +198,14 @@ impl Core {
     }
 
     fn bump(&self, keys: &Keys, limit: Option<u64>, text: &str) -> Result<i64> {
-        self.run(|c| {
-            scripts::BUMP
-                .key(&keys.indicator)
-                .key(&keys.dispenser)
-                .arg(&keys.presence_prefix)
-                .arg(limit.map(|l| l.to_string()).unwrap_or_default())
-                .arg(&keys.external)
-                .arg(&keys.internal)
-                .arg(&keys.name)
-                .arg(text)
-                .invoke(c)
-        })
+        let call = Call::new(&scripts::BUMP, &[&keys.indicator, &keys.dispenser])
+            .arg(&keys.presence_prefix)
+            .arg(limit.map(|l| l.to_string()).unwrap_or_default())
+            .arg(&keys.external)
+            .arg(&keys.internal)
+            .arg(&keys.name)
+            .arg(text);
+        self.run(|c| call.invoke(c))
     }
 
     fn release(&self, t: &Ticket) -> Result<()> {
@@ -327,6 +342,7 @@ impl Locker {
             beat: Condvar::new(),
             next_beat_ms: AtomicU64::new(u64::MAX),
             starts: Mutex::new(Vec::new()),
+            named: Mutex::new(HashMap::new()),
             notifier,
         });
         let mut threads = Vec::with_capacity(2);
@@ -386,7 +402,7 @@ impl Locker {
             Wait::For(d) => Instant::now().checked_add(d),
             _ => None,
         };
-        let keys = core.keys(resource);
+        let keys = core.shared_keys(resource);
         loop {
             if request
                 .cancel
@@ -401,22 +417,18 @@ impl Locker {
             let seen = core.notifier.snapshot(&keys.internal);
             let drawn_at = Instant::now();
             let drawn_ms = core.now_ms();
-            let drawn: scripts::Drawn = core.run(|c| {
-                scripts::DRAW
-                    .key(&keys.dispenser)
-                    .key(&keys.indicator)
-                    .arg(&keys.presence_prefix)
-                    .arg(&request.label)
-                    .arg(expire.as_millis() as u64)
-                    .arg(&keys.external)
-                    .arg(&keys.name)
-                    .arg(if core.options.clock_serials {
-                        "clock"
-                    } else {
-                        ""
-                    })
-                    .invoke(c)
-            })?;
+            let call = Call::new(&scripts::DRAW, &[&keys.dispenser, &keys.indicator])
+                .arg(&keys.presence_prefix)
+                .arg(&request.label)
+                .arg(expire.as_millis() as u64)
+                .arg(&keys.external)
+                .arg(&keys.name)
+                .arg(if core.options.clock_serials {
+                    "clock"
+                } else {
+                    ""
+                });
+            let drawn: scripts::Drawn = core.run(|c| call.invoke(c))?;
             let (serial, indicator, pttl) = (drawn.serial, drawn.indicator, drawn.pttl);
             let ticket = Arc::new(Ticket::new(
                 core.next_id.fetch_add(1, Ordering::Relaxed),
@@ -525,15 +537,12 @@ impl Locker {
             let (indicator, pttl) = match known.take() {
                 Some(reading) => reading,
                 None => {
-                    let checked = core.run(|c| {
-                        scripts::CHECK
-                            .key(&t.keys.indicator)
-                            .arg(&t.keys.presence_prefix)
-                            .arg(t.serial)
-                            .arg(&t.keys.external)
-                            .arg(&t.keys.name)
-                            .invoke(c)
-                    });
+                    let call = Call::new(&scripts::CHECK, &[&t.keys.indicator])
+                        .arg(&t.keys.presence_prefix)
+                        .arg(t.serial)
+                        .arg(&t.keys.external)
+                        .arg(&t.keys.name);
+                    let checked = core.run(|c| call.invoke(c));
                     let (indicator, code): (i64, i64) = match checked {
                         Ok(reply) => reply,
                         Err(e) => {
@@ -651,22 +660,20 @@ impl Locker {
         core.usable()?;
         validate_resource(resource)?;
         let keys = core.keys(resource);
-        let reply: Vec<i64> = core.run(|c| {
-            scripts::RESET
-                .key(&keys.indicator)
-                .key(&keys.dispenser)
-                .key(&keys.withdrawn)
-                .arg(&keys.presence_prefix)
-                .arg(
-                    expected_dispenser
-                        .map(|d| d.to_string())
-                        .unwrap_or_default(),
-                )
-                .arg(&keys.external)
-                .arg(&keys.internal)
-                .arg(&keys.name)
-                .invoke(c)
-        })?;
+        let call = Call::new(
+            &scripts::RESET,
+            &[&keys.indicator, &keys.dispenser, &keys.withdrawn],
+        )
+        .arg(&keys.presence_prefix)
+        .arg(
+            expected_dispenser
+                .map(|d| d.to_string())
+                .unwrap_or_default(),
+        )
+        .arg(&keys.external)
+        .arg(&keys.internal)
+        .arg(&keys.name);
+        let reply: Vec<i64> = core.run(|c| call.invoke(c))?;
         Ok(match reply.as_slice() {
             [0] => ResetOutcome::Reset,
             [-1] => ResetOutcome::NotFound,

@@ -35,7 +35,7 @@ struct State {
 }
 
 struct Channel {
-    keys: Keys,
+    keys: Arc<Keys>,
     waiters: BTreeMap<u64, Arc<Ticket>>,
     subscribed: bool,
     /// Messages seen on this channel since it was subscribed.

@@ -104,9 +104,8 @@ impl Pool {
     /// Checks a connection out, opening one when none is idle and the pool
     /// is below its bound, or waiting (at most the command timeout) for one.
     pub fn get(&self) -> Result<Pooled<'_>> {
-        let deadline = Instant::now()
-            .checked_add(self.command_timeout)
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400));
+        // Set when the first wait begins: a free connection costs no clock.
+        let mut deadline: Option<Instant> = None;
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if state.closed {
@@ -145,6 +144,10 @@ impl Pool {
                 };
             }
             let now = Instant::now();
+            let deadline = *deadline.get_or_insert_with(|| {
+                now.checked_add(self.command_timeout)
+                    .unwrap_or_else(|| now + Duration::from_secs(86_400))
+            });
             if now >= deadline {
                 return Err(Error::connection(format!(
                     "no redis connection became free within {} ms (pool size {})",

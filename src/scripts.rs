@@ -6,7 +6,42 @@
 //! with `%d` so that large numbers never print in exponent form.
 
 use once_cell::sync::Lazy;
-use redis::{FromRedisValue, RedisResult, Script, Value};
+use redis::{ConnectionLike, FromRedisValue, RedisResult, Script, ToRedisArgs, Value};
+
+/// One EVALSHA of a script, written straight into one command buffer: the
+/// declared keys, then the arguments. Built once and run as often as needed
+/// (a retry sends the same bytes); loads the script when Redis answers
+/// NOSCRIPT (a restarted or flushed server) and sends it again.
+pub(crate) struct Call {
+    script: &'static Script,
+    cmd: redis::Cmd,
+}
+
+impl Call {
+    pub fn new(script: &'static Script, keys: &[&str]) -> Call {
+        let mut cmd = redis::Cmd::with_capacity(3 + keys.len() + 8, 256);
+        cmd.arg("EVALSHA").arg(script.get_hash()).arg(keys.len());
+        for key in keys {
+            cmd.arg(*key);
+        }
+        Call { script, cmd }
+    }
+
+    pub fn arg<T: ToRedisArgs>(mut self, arg: T) -> Call {
+        self.cmd.arg(arg);
+        self
+    }
+
+    pub fn invoke<T: FromRedisValue>(&self, con: &mut dyn ConnectionLike) -> RedisResult<T> {
+        match self.cmd.query(con) {
+            Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
+                self.script.load(con)?;
+                self.cmd.query(con)
+            }
+            result => result,
+        }
+    }
+}
 
 /// Shared helpers, prepended to every script.
 const HELPERS: &str = r#"
@@ -170,20 +205,24 @@ return {ind, redis.call('PTTL', ARGV[1] .. fmt(ind))}
     ))
 });
 
-/// release / abandon: KEYS indicator, withdrawn; ARGV presence prefix,
-/// serial, label, external, internal, resource, mode ('release' or
+/// release / abandon: KEYS indicator, withdrawn, dispenser; ARGV presence
+/// prefix, serial, label, external, internal, resource, mode ('release' or
 /// 'abandon'), and '1' to say "N started" first (when nobody said it yet).
 /// Deletes the presence key; only when the indicator is this serial it moves
 /// the indicator on and announces it, passing over tickets that were
 /// withdrawn (timeout, cancel, try-lock) and so will never come. An abandoned
 /// ticket the indicator has not reached is recorded as withdrawn (a set
-/// that expires ten minutes after its last addition).
+/// that expires ten minutes after its last addition). The withdrawn set is
+/// consulted only for tickets the dispenser has handed out: past it nobody
+/// waits (the common case costs no extra command), and an entry left over
+/// from before a turn 1.0 `reset` cannot pass a ticket drawn afterwards.
 /// Returns 2 x moved (0/1) + presence key existed (0/1).
 pub(crate) static RELEASE: Lazy<Script> = Lazy::new(|| {
     Script::new(
         r#"
 local present = redis.call('DEL', ARGV[1] .. ARGV[2])
-local v = redis.call('GET', KEYS[1])
+local both = redis.call('MGET', KEYS[1], KEYS[3])
+local v = both[1]
 local ind = nil
 if v ~= false then
   ind = tonumber(v)
@@ -211,7 +250,9 @@ if ARGV[7] == 'release' then
 end
 local t = n + 1
 local s = string.format('%d', t)
-while redis.call('SREM', KEYS[2], s) == 1 and redis.call('EXISTS', ARGV[1] .. s) == 0 do
+local disp = tonumber(both[2])
+while (disp == nil or t <= disp) and redis.call('SREM', KEYS[2], s) == 1
+    and redis.call('EXISTS', ARGV[1] .. s) == 0 do
   t = t + 1
   s = string.format('%d', t)
 end

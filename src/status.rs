@@ -3,7 +3,7 @@
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::{glob_escape, parse_serial, resource_of_dispenser};
 use crate::locker::Core;
-use crate::scripts;
+use crate::scripts::{self, Call};
 
 /// The most tickets one status reports (from the indicator on).
 pub const MAX_STATUS_TICKETS: u64 = 100_000;
@@ -45,14 +45,10 @@ fn number(bytes: &[u8], what: &str) -> Result<u64> {
 
 pub(crate) fn get(core: &Core, resource: &str) -> Result<Status> {
     let keys = core.keys(resource);
-    let reply: Vec<Vec<u8>> = core.run(|c| {
-        scripts::STATUS
-            .key(&keys.indicator)
-            .key(&keys.dispenser)
-            .arg(&keys.presence_prefix)
-            .arg(MAX_STATUS_TICKETS)
-            .invoke(c)
-    })?;
+    let call = Call::new(&scripts::STATUS, &[&keys.indicator, &keys.dispenser])
+        .arg(&keys.presence_prefix)
+        .arg(MAX_STATUS_TICKETS);
+    let reply: Vec<Vec<u8>> = core.run(|c| call.invoke(c))?;
     if reply.is_empty() {
         return Err(Error::new(
             ErrorKind::NotFound,

@@ -2,7 +2,7 @@
 //! Shared between the caller, the heartbeat and the notifier.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::keys::Keys;
@@ -15,7 +15,8 @@ const DONE: u8 = 3;
 pub(crate) struct Ticket {
     pub id: u64,
     pub resource: String,
-    pub keys: Keys,
+    /// The queue's names, shared by the tickets of one acquire call.
+    pub keys: Arc<Keys>,
     pub serial: u64,
     pub label: String,
     pub expire: Duration,
@@ -39,7 +40,7 @@ impl Ticket {
     pub fn new(
         id: u64,
         resource: &str,
-        keys: Keys,
+        keys: Arc<Keys>,
         serial: u64,
         label: &str,
         expire: Duration,

@@ -234,10 +234,20 @@ fn tls_with_a_ca_refusing_untrusted_servers_and_mutual_tls() {
 }
 
 /// The ACL rule the README gives for a turn user.
-pub const ACL_RULE: &str = "on ~turn:* &turn:* -@all +eval +evalsha +script|load +ping +scan +select +subscribe +unsubscribe +publish +incr +setnx +set +get +exists +pttl +del +sadd +srem +pexpire +time";
+pub const ACL_RULE: &str = "on ~turn:* &turn:* -@all +eval +evalsha +script|load +ping +scan +select +subscribe +unsubscribe +publish +incr +setnx +set +get +mget +exists +pttl +del +sadd +srem +pexpire +time";
 
 #[test]
 fn an_acl_user_limited_to_turn_keys_and_channels() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let documented = format!(
+        "ACL SETUSER turn on >PASSWORD {}",
+        ACL_RULE.strip_prefix("on ").unwrap()
+    );
+    assert!(
+        readme.contains(&documented),
+        "the README gives the rule tested here"
+    );
     let r = Redis::start();
     let mut admin = r.conn();
     let mut acl = redis::cmd("ACL");

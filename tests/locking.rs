@@ -138,6 +138,25 @@ fn try_lock_would_block_and_leaves_no_trace() {
 }
 
 #[test]
+fn a_withdrawn_entry_from_before_a_turn_1_0_reset_passes_nobody_drawn_later() {
+    let r = Redis::start();
+    let l = locker(&r);
+    // turn 1.0's reset deletes the dispenser and the indicator only: our
+    // record that a ticket 2 was withdrawn outlives the queue it was for.
+    let mut c = r.conn();
+    let _: () = c.sadd("turn:r:withdrawn", 2).unwrap();
+    let first = l.lock("r", "first").unwrap();
+    assert_eq!(first.serial(), 1);
+    first.release().unwrap();
+    // Ticket 2 of the new queue is somebody's: its turn comes at once.
+    let second = l
+        .acquire("r", &Acquire::label("second").wait(Wait::TryOnce))
+        .unwrap();
+    assert_eq!(second.serial(), 2);
+    assert_eq!(get(&r, "turn:r:indicator").as_deref(), Some("2"));
+}
+
+#[test]
 fn timeout_withdraws_the_ticket_and_the_queue_moves_on() {
     let r = Redis::start();
     let l = locker(&r);
