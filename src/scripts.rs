@@ -214,15 +214,15 @@ return {ind, redis.call('PTTL', ARGV[1] .. fmt(ind))}
 /// ticket the indicator has not reached is recorded as withdrawn (a set
 /// that expires ten minutes after its last addition). The withdrawn set is
 /// consulted only for tickets the dispenser has handed out: past it nobody
-/// waits (the common case costs no extra command), and an entry left over
-/// from before a turn 1.0 `reset` cannot pass a ticket drawn afterwards.
+/// waits (when nobody waits, a GET of the dispenser is all it costs), and an
+/// entry left over from before a turn 1.0 `reset` cannot pass a ticket drawn
+/// afterwards.
 /// Returns 2 x moved (0/1) + presence key existed (0/1).
 pub(crate) static RELEASE: Lazy<Script> = Lazy::new(|| {
     Script::new(
         r#"
 local present = redis.call('DEL', ARGV[1] .. ARGV[2])
-local both = redis.call('MGET', KEYS[1], KEYS[3])
-local v = both[1]
+local v = redis.call('GET', KEYS[1])
 local ind = nil
 if v ~= false then
   ind = tonumber(v)
@@ -250,7 +250,7 @@ if ARGV[7] == 'release' then
 end
 local t = n + 1
 local s = string.format('%d', t)
-local disp = tonumber(both[2])
+local disp = tonumber(redis.call('GET', KEYS[3]))
 while (disp == nil or t <= disp) and redis.call('SREM', KEYS[2], s) == 1
     and redis.call('EXISTS', ARGV[1] .. s) == 0 do
   t = t + 1
