@@ -43,7 +43,7 @@ impl Call {
     }
 }
 
-/// Shared helpers, prepended to every script.
+/// Shared helpers, prepended to every script but draw and release.
 const HELPERS: &str = r#"
 local function fmt(n) return string.format('%d', n) end
 local function num(key)
