@@ -6,7 +6,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use redis::Commands;
-use support::{Lines, Redis, eventually, signal, subscribers};
+use support::{Lines, Redis, eventually, queued, signal, subscribers};
 use turn::{Acquire, Locker};
 
 fn turn_cmd(r: &Redis, args: &[&str]) -> Command {
@@ -159,11 +159,7 @@ fn lock_holds_until_interrupted_and_cancels_waits() {
         .acquire("free", &Acquire::label("x").wait(turn::Wait::TryOnce))
         .unwrap_err();
     assert_eq!(e.kind(), turn::ErrorKind::WouldBlock);
-    assert!(eventually(Duration::from_secs(10), || {
-        l.status("taken")
-            .map(|s| s.tickets.len() == 2)
-            .unwrap_or(false)
-    }));
+    assert!(queued(&l, "taken", 2));
     signal(child.id(), "INT");
     assert!(child.wait().unwrap().success());
     let mut out = lines.rest(Duration::from_secs(2));

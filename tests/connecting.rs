@@ -10,7 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use redis::Commands;
-use support::{Redis, eventually};
+use support::{Redis, eventually, queued};
 use turn::{Acquire, ErrorKind, Locker, Options, Tls, Wait};
 
 /// Takes a lock while another thread waits for it, then status, bump and
@@ -25,11 +25,7 @@ fn exercise(l: &Locker) {
         )
         .map(|lock| lock.serial())
     });
-    assert!(eventually(Duration::from_secs(10), || {
-        l.status("conn")
-            .map(|s| s.tickets.len() == 2)
-            .unwrap_or(false)
-    }));
+    assert!(queued(l, "conn", 2));
     held.release().unwrap();
     let serial = waiter.join().unwrap().unwrap();
     assert_eq!(serial, 2);

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
-use support::{Lines, Redis, eventually, signal};
+use support::{Lines, Redis, eventually, queued, signal};
 use turn::{Acquire, ErrorKind, Locker, Options, Wait};
 
 /// A `turn lock` process holding (or waiting for) `resource`.
@@ -21,14 +21,6 @@ fn holder(r: &Redis, resource: &str, expire: &str) -> (Child, Lines) {
         .unwrap();
     let lines = Lines::new(child.stdout.take().unwrap());
     (child, lines)
-}
-
-fn queued(l: &Locker, resource: &str, n: usize) -> bool {
-    eventually(Duration::from_secs(30), || {
-        l.status(resource)
-            .map(|s| s.tickets.len() == n)
-            .unwrap_or(false)
-    })
 }
 
 /// Patience far beyond the test's wait: only the lease can let it in.

@@ -10,7 +10,7 @@ use std::thread;
 use std::time::Duration;
 
 use redis::Commands;
-use support::{Redis, eventually};
+use support::{Redis, eventually, queued};
 use turn::{Acquire, ErrorKind, Locker, ResetOutcome, Wait};
 
 fn locker(r: &Redis) -> Locker {
@@ -270,9 +270,7 @@ fn status_lists_live_tickets_in_order() {
     let held = l.lock("r", "first").unwrap();
     let l2 = l.clone();
     let waiter = thread::spawn(move || l2.lock("r", "second").map(|x| x.serial()));
-    assert!(eventually(Duration::from_secs(10), || {
-        l.status("r").map(|s| s.tickets.len() == 2).unwrap_or(false)
-    }));
+    assert!(queued(&l, "r", 2));
     let s = l.status("r").unwrap();
     assert_eq!((s.indicator, s.dispenser, s.size()), (1, 2, 2));
     assert_eq!(s.tickets[0].label, "first");
@@ -413,9 +411,7 @@ fn cancel_withdraws_a_waiting_ticket() {
         l2.acquire("r", &Acquire::label("w").cancel(&c2))
             .map(|lock| lock.serial())
     });
-    assert!(eventually(Duration::from_secs(10), || {
-        l.status("r").map(|s| s.tickets.len() == 2).unwrap_or(false)
-    }));
+    assert!(queued(&l, "r", 2));
     cancel.cancel();
     assert_eq!(
         waiter.join().unwrap().unwrap_err().kind(),

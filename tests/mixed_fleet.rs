@@ -10,7 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::thread;
 use std::time::Duration;
 
-use support::{Lines, Redis, eventually, python_with_turn_1_0, root, signal, subscribers};
+use support::{Lines, Redis, eventually, python_with_turn_1_0, queued, root, signal, subscribers};
 use turn::{Acquire, Locker, Wait};
 
 /// A turn 1.0 worker; `timing` is (expire s, patience s, hold s).
@@ -151,22 +151,12 @@ fn status_matches_python_tools_both_ways() {
     assert!(lines.wait_for("held", Duration::from_secs(30)));
     let mut waiter = python_worker(&r, "py_queue", "python waiter", 1, &log, (10, 60, 0.0));
     let locker = Locker::new(Some(&r.url())).unwrap();
-    assert!(eventually(Duration::from_secs(10), || {
-        locker
-            .status("py_queue")
-            .map(|s| s.tickets.len() == 2)
-            .unwrap_or(false)
-    }));
+    assert!(queued(&locker, "py_queue", 2));
     // A queue driven by ours.
     let held = locker.lock("rs_queue", "our holder").unwrap();
     let l2 = locker.clone();
     let ours = thread::spawn(move || l2.lock("rs_queue", "our waiter").map(|l| l.serial()));
-    assert!(eventually(Duration::from_secs(10), || {
-        locker
-            .status("rs_queue")
-            .map(|s| s.tickets.len() == 2)
-            .unwrap_or(false)
-    }));
+    assert!(queued(&locker, "rs_queue", 2));
     for args in [
         &["status", "py_queue"][..],
         &["status", "rs_queue"],
@@ -260,12 +250,7 @@ fn a_killed_python_holder_is_passed_within_its_lease() {
         )
         .map(|l| l.serial())
     });
-    assert!(eventually(Duration::from_secs(10), || {
-        locker
-            .status("crash")
-            .map(|s| s.tickets.len() == 2)
-            .unwrap_or(false)
-    }));
+    assert!(queued(&locker, "crash", 2));
     signal(holder.id(), "KILL");
     let _ = holder.wait();
     assert_eq!(waiter.join().unwrap().unwrap(), 2);
@@ -286,12 +271,7 @@ fn a_killed_holder_of_ours_is_passed_by_a_python_waiter() {
     let mut py = python_worker(&r, "crash", "python", 1, &log, (10, 3, 0.0));
     let mut py_lines = Lines::new(py.stdout.take().unwrap());
     let locker = Locker::new(Some(&r.url())).unwrap();
-    assert!(eventually(Duration::from_secs(30), || {
-        locker
-            .status("crash")
-            .map(|s| s.tickets.len() == 2)
-            .unwrap_or(false)
-    }));
+    assert!(queued(&locker, "crash", 2));
     signal(ours.id(), "KILL");
     let _ = ours.wait();
     assert!(py_lines.wait_for("held 2", Duration::from_secs(60)));

@@ -205,6 +205,15 @@ pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
+/// True once `resource`'s queue holds `n` live tickets (within 30 s).
+pub fn queued(l: &turn::Locker, resource: &str, n: usize) -> bool {
+    eventually(Duration::from_secs(30), || {
+        l.status(resource)
+            .map(|s| s.tickets.len() == n)
+            .unwrap_or(false)
+    })
+}
+
 /// Sends a signal (such as "INT" or "KILL") to a process.
 pub fn signal(pid: u32, name: &str) {
     let status = Command::new("kill")
