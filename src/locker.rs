@@ -70,7 +70,12 @@ pub(crate) struct Core {
 
 impl Core {
     pub fn now_ms(&self) -> u64 {
-        self.epoch.elapsed().as_millis() as u64
+        self.ms_at(Instant::now())
+    }
+
+    /// `at` in ms since the locker's epoch.
+    pub fn ms_at(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_millis() as u64
     }
 
     /// The keys of `resource` (hash-tagged on a Redis Cluster).
@@ -416,7 +421,7 @@ impl Locker {
             }
             let seen = core.notifier.snapshot(&keys.internal);
             let drawn_at = Instant::now();
-            let drawn_ms = core.now_ms();
+            let drawn_ms = core.ms_at(drawn_at);
             let call = Call::new(&scripts::DRAW, &[&keys.dispenser, &keys.indicator])
                 .arg(&keys.presence_prefix)
                 .arg(&request.label)
@@ -550,7 +555,7 @@ impl Locker {
                             continue;
                         }
                     };
-                    if code == -3 {
+                    if code == scripts::GRANTED {
                         t.set_held();
                         return if t.is_held() { Ok(()) } else { Err(None) };
                     }

@@ -147,8 +147,9 @@ pub(crate) struct Drawn {
     pub pttl: i64,
 }
 
-/// `pttl` of a draw that was granted the lock right away.
-const GRANTED: i64 = -3;
+/// The code of a draw or check that was granted the lock right away (a
+/// draw's `pttl`, a check's code).
+pub(crate) const GRANTED: i64 = -3;
 
 impl Drawn {
     pub fn granted(&self) -> bool {
