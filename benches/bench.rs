@@ -82,13 +82,26 @@ fn cycle(locker: &Locker, resource: &str) -> Turn {
     }
 }
 
-/// Total microseconds Redis spent in EVALSHA so far (`INFO commandstats`).
+/// A number from `INFO section`: the value of `field`, or of its entry
+/// `part` (as `usec` in `cmdstat_evalsha:calls=3,usec=40,...`); 0 when absent.
+fn info_number(c: &mut redis::Connection, section: &str, field: &str, part: Option<&str>) -> f64 {
+    let info: String = redis::cmd("INFO").arg(section).query(c).unwrap();
+    let value = info
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'));
+    let value = match part {
+        Some(part) => value.and_then(|v| {
+            v.split(',')
+                .find_map(|f| f.strip_prefix(part)?.strip_prefix('='))
+        }),
+        None => value,
+    };
+    value.and_then(|v| v.trim().parse().ok()).unwrap_or(0.0)
+}
+
+/// Total microseconds Redis spent in EVALSHA so far.
 fn script_usec(c: &mut redis::Connection) -> f64 {
-    let info: String = redis::cmd("INFO").arg("commandstats").query(c).unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix("cmdstat_evalsha:"))
-        .and_then(|v| v.split(',').find_map(|f| f.strip_prefix("usec=")))
-        .map_or(0.0, |v| v.parse().unwrap_or(0.0))
+    info_number(c, "commandstats", "cmdstat_evalsha", Some("usec"))
 }
 
 /// The floor under scenario 1: the Redis commands that turn 1.0's protocol
@@ -259,16 +272,6 @@ fn client_count(url: &str) -> usize {
     let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
     let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut c).unwrap();
     list.lines().count() - 1
-}
-
-fn info_field(url: &str, section: &str, field: &str) -> u64 {
-    let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
-    let info: String = redis::cmd("INFO").arg(section).query(&mut c).unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .and_then(|v| v.split(',').next())
-        .map(|v| v.trim_start_matches("calls=").trim().parse().unwrap_or(0))
-        .unwrap_or(0)
 }
 
 fn main() {
@@ -521,23 +524,28 @@ fn main() {
         })
         .collect();
     let took = start.elapsed().as_secs_f64();
-    let evalsha_before = info_field(&url, "commandstats", "cmdstat_evalsha");
-    let total_before = info_field(&url, "stats", "total_commands_processed");
+    let evalshas = |c: &mut redis::Connection| {
+        info_number(c, "commandstats", "cmdstat_evalsha", Some("calls"))
+    };
+    let commands =
+        |c: &mut redis::Connection| info_number(c, "stats", "total_commands_processed", None);
+    let evalsha_before = evalshas(&mut meter);
+    let total_before = commands(&mut meter);
     // Three heartbeat intervals (a beat every third of the lease).
     let window = expire;
     thread::sleep(window);
-    let evalsha = info_field(&url, "commandstats", "cmdstat_evalsha") - evalsha_before;
-    let total = info_field(&url, "stats", "total_commands_processed") - total_before;
+    let evalsha = evalshas(&mut meter) - evalsha_before;
+    let total = commands(&mut meter) - total_before;
     let lost = locks.iter().filter(|l| l.check().is_err()).count();
     if lost > 0 {
         fail(format!("{lost} held locks lost"));
     }
     let beats = window.as_secs_f64() / (expire.as_secs_f64() / 3.0);
     println!(
-        "{:<34} {held_n} locks taken in {took:.2} s; over {beats:.0} beats: {evalsha} EVALSHA sent ({:.1} per beat, {:.0}/s; target <= {held_n} x beats), {total} commands counted by redis incl. those inside the scripts; {lost} lost",
+        "{:<34} {held_n} locks taken in {took:.2} s; over {beats:.0} beats: {evalsha:.0} EVALSHA sent ({:.1} per beat, {:.0}/s; target <= {held_n} x beats), {total:.0} commands counted by redis incl. those inside the scripts; {lost} lost",
         "6 many held locks",
-        evalsha as f64 / beats,
-        evalsha as f64 / window.as_secs_f64()
+        evalsha / beats,
+        evalsha / window.as_secs_f64()
     );
     drop(locks);
 
