@@ -262,6 +262,19 @@ turn_result turn_lock_release(turn_lock *lock);
 uint64_t turn_lock_serial(const turn_lock *lock);
 
 /**
+ * Writes the lock's fencing token to `*out`: strictly greater than the
+ * token of every lock granted before it on this resource, also across a
+ * Redis restart without persistence (the README's Guarantees say exactly
+ * what holds). Not the ticket number (`turn_lock_serial`). Pass it to the
+ * resource with each write, and have the resource refuse a token not
+ * greater than the last one it accepted.
+ *
+ * # Safety
+ * `out` points to writable storage for a `uint64_t`.
+ */
+turn_result turn_lock_token(const turn_lock *lock, uint64_t *out);
+
+/**
  * `TURN_OK` while the lock is held; `TURN_ERR_LOST` once the heartbeat
  * found its presence key gone or the indicator moved on, or its lease
  * lapsed without a confirmed renewal (a process paused past its lease

@@ -770,6 +770,14 @@ impl Lock {
         self.ticket.serial
     }
 
+    /// The fencing token: strictly greater than the token of every lock
+    /// granted before it on this resource, also across a Redis restart
+    /// without persistence (see the README's Guarantees for exactly what
+    /// holds). Not the ticket number: [`Lock::serial`] is that.
+    pub fn token(&self) -> u64 {
+        self.ticket.token
+    }
+
     /// The resource this lock is on.
     pub fn resource(&self) -> &str {
         &self.ticket.resource

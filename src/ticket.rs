@@ -18,6 +18,8 @@ pub(crate) struct Ticket {
     /// The queue's names, shared by the tickets of one acquire call.
     pub keys: Arc<Keys>,
     pub serial: u64,
+    /// The fencing token of this ticket (see `Lock::token`).
+    pub token: u64,
     pub label: String,
     pub expire: Duration,
     pub drawn_at: Instant,
@@ -52,6 +54,7 @@ impl Ticket {
             resource: resource.to_string(),
             keys,
             serial,
+            token: serial,
             label: label.to_string(),
             expire,
             drawn_at,

@@ -24,6 +24,7 @@ static CANCELS: Table<crate::Cancel> = Table::new("turn_cancel");
 /// A lock behind a `turn_lock` handle; release takes it out.
 struct LockCell {
     serial: u64,
+    token: u64,
     lock: std::sync::Mutex<Option<Lock>>,
 }
 
@@ -369,6 +370,7 @@ pub unsafe extern "C" fn turn_lock_acquire_cancelable(
         let lock = locker.acquire(resource, &request)?;
         let handle = LOCKS.insert(LockCell {
             serial: lock.serial(),
+            token: lock.token(),
             lock: std::sync::Mutex::new(Some(lock)),
         })?;
         // SAFETY: out is non-NULL and writable per the contract.
@@ -443,6 +445,26 @@ pub extern "C" fn turn_lock_release(lock: *mut turn_lock) -> turn_result {
 #[unsafe(no_mangle)]
 pub extern "C" fn turn_lock_serial(lock: *const turn_lock) -> u64 {
     quiet(0, || lock_of(lock).map_or(0, |l| l.serial))
+}
+
+/// Writes the lock's fencing token to `*out`: strictly greater than the
+/// token of every lock granted before it on this resource, also across a
+/// Redis restart without persistence (the README's Guarantees say exactly
+/// what holds). Not the ticket number (`turn_lock_serial`). Pass it to the
+/// resource with each write, and have the resource refuse a token not
+/// greater than the last one it accepted.
+///
+/// # Safety
+/// `out` points to writable storage for a `uint64_t`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_lock_token(lock: *const turn_lock, out: *mut u64) -> turn_result {
+    guard(|| {
+        out_ptr(out, "out")?;
+        let token = lock_of(lock)?.token;
+        // SAFETY: out is non-NULL and writable per the contract.
+        unsafe { *out = token };
+        Ok(())
+    })
 }
 
 /// `TURN_OK` while the lock is held; `TURN_ERR_LOST` once the heartbeat
