@@ -25,13 +25,14 @@ pub(crate) fn run(core: Arc<Core>) {
     let mut conn: Option<Conn> = None;
     let mut failed = false;
     while let Some(work) = next_batch(&core, failed) {
-        let batch = match work {
-            Work::Beat(batch) => batch,
-            Work::Starts(starts) => {
-                say_started(&core, &mut conn, &starts);
-                continue;
-            }
-        };
+        if core.inject_panic[0].swap(false, Ordering::AcqRel) {
+            panic!("injected into the heartbeat thread");
+        }
+        let Work { beat: batch, starts } = work;
+        if batch.is_empty() {
+            say_started(&core, &mut conn, &starts);
+            continue;
+        }
         let sent_ms = core.now_ms();
         if conn.is_none() {
             conn = core
@@ -47,6 +48,13 @@ pub(crate) fn run(core: Arc<Core>) {
                 "not connected",
             ))),
         };
+        // Announcements wait until the due refreshes are done.
+        if !starts.is_empty() {
+            core.starts
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(starts);
+        }
         match result {
             Ok(alive) => {
                 failed = false;
@@ -68,12 +76,13 @@ pub(crate) fn run(core: Arc<Core>) {
     }
 }
 
-/// What the heartbeat thread has to do next.
-enum Work {
-    /// Refresh these tickets.
-    Beat(Vec<Arc<Ticket>>),
-    /// Say "N started" for these tickets, granted by a message.
-    Starts(Vec<Arc<Ticket>>),
+/// What the heartbeat thread has to do next: refreshes first, always.
+struct Work {
+    /// Refresh these tickets (due, or due soon).
+    beat: Vec<Arc<Ticket>>,
+    /// Say "N started" for these tickets, granted by a message; only when
+    /// no refresh is due (else they wait for the next turn of the loop).
+    starts: Vec<Arc<Ticket>>,
 }
 
 /// Says "N started" for tickets granted by a message, unless their release
@@ -132,9 +141,6 @@ fn next_batch(core: &Core, failed: bool) -> Option<Work> {
             return None;
         }
         let starts = std::mem::take(&mut *core.starts.lock().unwrap_or_else(|e| e.into_inner()));
-        if !starts.is_empty() {
-            return Some(Work::Starts(starts));
-        }
         let now = core.now_ms();
         let mut due = Vec::new();
         let mut next: Option<u64> = None;
@@ -156,9 +162,9 @@ fn next_batch(core: &Core, failed: bool) -> Option<Work> {
                 next = Some(next.map_or(due_at, |n| n.min(due_at)));
             }
         }
-        if !due.is_empty() {
+        if !due.is_empty() || !starts.is_empty() {
             core.next_beat_ms.store(0, Ordering::Release);
-            return Some(Work::Beat(due));
+            return Some(Work { beat: due, starts });
         }
         let sleep = next.map_or(IDLE, |n| {
             Duration::from_millis(n.saturating_sub(now)).min(IDLE)
@@ -190,7 +196,9 @@ fn beat(conn: &mut Conn, batch: &[Arc<Ticket>]) -> redis::RedisResult<Vec<i64>> 
                 .arg(t.expire_ms())
                 .arg(if t.is_held() { "h" } else { "w" })
                 .arg(&t.keys.indicator)
-                .arg(t.serial);
+                .arg(t.serial)
+                .arg(t.keys.ticket(t.serial))
+                .arg(&t.identity);
         }
     }
     let replies: Vec<Vec<i64>> = pipe.query(conn)?;
@@ -214,7 +222,9 @@ fn beat_cluster(conn: &mut Conn, batch: &[Arc<Ticket>]) -> redis::RedisResult<Ve
                 .arg(t.expire_ms())
                 .arg(if t.is_held() { "h" } else { "w" })
                 .arg(&t.keys.indicator)
-                .arg(t.serial);
+                .arg(t.serial)
+                .arg(t.keys.ticket(t.serial))
+                .arg(&t.identity);
         }
         let replies: Vec<i64> = call.invoke(conn)?;
         for (&i, ok) in members.iter().zip(replies) {

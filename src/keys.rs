@@ -29,6 +29,15 @@ pub(crate) struct Keys {
     /// `P:R:withdrawn`: tickets given up before their turn (ours only;
     /// turn 1.0 does not know it).
     pub withdrawn: String,
+    /// `P:R:ticket:`; append a serial for the identity key of that ticket
+    /// (ours only): `NONCE CHANNEL`, the ticket's unique nonce and the
+    /// channel of the locker that drew it. A serial alone does not name a
+    /// ticket (a queue can vanish and hand the same numbers out again); the
+    /// nonce does. Outside `P:R:serial:*`, which turn 1.0's status scans.
+    pub ticket_prefix: String,
+    /// `P:R:incarnation`: `BASE TOP`, the fencing-token base of the queue
+    /// and the highest serial one of our draws took (ours only).
+    pub incarnation: String,
 }
 
 impl Keys {
@@ -52,11 +61,18 @@ impl Keys {
             internal: format!("{base}:internal"),
             external: format!("{base}:external"),
             withdrawn: format!("{base}:withdrawn"),
+            ticket_prefix: format!("{base}:ticket:"),
+            incarnation: format!("{base}:incarnation"),
         }
     }
 
     pub fn presence(&self, serial: u64) -> String {
         format!("{}{serial}", self.presence_prefix)
+    }
+
+    /// The identity key of ticket `serial`.
+    pub fn ticket(&self, serial: u64) -> String {
+        format!("{}{serial}", self.ticket_prefix)
     }
 
     /// The serial named by an `internal` message (`P:R:serial:N`), parsed

@@ -2,6 +2,8 @@
 //! every lock it takes; and the lock guard.
 
 use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -19,7 +21,7 @@ use crate::options::{Acquire, Options, Wait};
 use crate::pool::Pool;
 use crate::scripts::{self, Call};
 use crate::status::{self, Status};
-use crate::ticket::Ticket;
+use crate::ticket::{Draw, Ticket};
 
 /// The Redis URL used when none is given.
 pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379/0";
@@ -29,6 +31,8 @@ pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379/0";
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(1);
 /// Slack added to a holder's remaining lease before looking again.
 const LEASE_MARGIN: Duration = Duration::from_millis(2);
+/// Pause before a background thread that failed is run again.
+const FAULT_PAUSE: Duration = Duration::from_millis(100);
 /// Resources whose key names a locker keeps ready (it forgets them all
 /// when there are more).
 const KEYS_CACHED: usize = 1024;
@@ -66,6 +70,13 @@ pub(crate) struct Core {
     pub notifier: Notifier,
     /// The key names of recently locked resources, built once.
     named: Mutex<HashMap<String, Arc<Keys>>>,
+    /// Keyed at random: makes the tickets' nonces.
+    nonces: RandomState,
+    /// Failures of the background threads (each restarted): how many, and
+    /// the last one's text.
+    pub faults: Mutex<(u64, String)>,
+    /// Makes the background threads panic once (tests of their restart).
+    pub inject_panic: [AtomicBool; 2],
 }
 
 impl Core {
@@ -140,15 +151,50 @@ impl Core {
         }
     }
 
-    fn register(&self, ticket: &Arc<Ticket>) {
-        self.tickets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(ticket.id, ticket.clone());
+    /// A nonce for a new ticket: 64 random bits and a count, unique to it.
+    fn nonce(&self) -> String {
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        format!("{:016x}{n:x}", self.nonces.hash_one(n))
+    }
+
+    /// Hands a drawn ticket to the heartbeat, held or waiting. False when
+    /// the locker is closing: the ticket is then the caller's to withdraw.
+    /// (Closing sets its flag before it takes the tickets' mutex, so a
+    /// ticket admitted here is drained by the closing, never missed.)
+    fn admit(&self, ticket: &Arc<Ticket>, held: bool) -> bool {
+        let mut tickets = self.tickets.lock().unwrap_or_else(|e| e.into_inner());
+        if self.is_closed() {
+            return false;
+        }
+        if held {
+            ticket.set_held();
+        }
+        tickets.insert(ticket.id, ticket.clone());
+        drop(tickets);
         let due = ticket.refreshed_ms() + ticket.expire_ms() / 3;
         if due < self.next_beat_ms.load(Ordering::Acquire) {
             self.beat.notify_all();
         }
+        true
+    }
+
+    /// Makes a waiting ticket held, when that is still true: its locker is
+    /// open, it was not found lost, and its lease has not lapsed by the
+    /// local clock (a waiter paused past its lease may have been passed).
+    fn grant(&self, t: &Ticket) -> bool {
+        let _tickets = self.tickets.lock().unwrap_or_else(|e| e.into_inner());
+        if self.is_closed() || t.lapsed(self.now_ms()) {
+            return false;
+        }
+        t.set_held();
+        t.is_held()
+    }
+
+    /// Records that a background thread failed and was restarted.
+    pub fn fault(&self, text: String) {
+        let mut faults = self.faults.lock().unwrap_or_else(|e| e.into_inner());
+        faults.0 += 1;
+        faults.1 = text;
     }
 
     fn unregister(&self, ticket: &Ticket) {
@@ -190,7 +236,9 @@ impl Core {
         .arg(&t.keys.internal)
         .arg(&t.keys.name)
         .arg(mode)
-        .arg(say_start);
+        .arg(say_start)
+        .arg(&t.keys.ticket_prefix)
+        .arg(&t.identity);
         let code: i64 = self.run(|c| call.invoke(c))?;
         Ok((code & 2 != 0, code & 1 != 0))
     }
@@ -202,14 +250,19 @@ impl Core {
         let _ = self.leave(t, "abandon");
     }
 
-    fn bump(&self, keys: &Keys, limit: Option<u64>, text: &str) -> Result<i64> {
+    /// Bumps past dead tickets up to `limit`; for a ticket (`by`), only
+    /// while that ticket is still ours (else -2, and nothing is touched).
+    fn bump(&self, keys: &Keys, limit: Option<u64>, text: &str, by: Option<&Ticket>) -> Result<i64> {
         let call = Call::new(&scripts::BUMP, &[&keys.indicator, &keys.dispenser])
             .arg(&keys.presence_prefix)
             .arg(limit.map(|l| l.to_string()).unwrap_or_default())
             .arg(&keys.external)
             .arg(&keys.internal)
             .arg(&keys.name)
-            .arg(text);
+            .arg(text)
+            .arg(&keys.ticket_prefix)
+            .arg(by.map(|t| t.keys.ticket(t.serial)).unwrap_or_default())
+            .arg(by.map_or("", |t| t.identity.as_str()));
         self.run(|c| call.invoke(c))
     }
 
@@ -270,6 +323,30 @@ impl Core {
         }
         let _tickets = self.tickets.lock().unwrap_or_else(|e| e.into_inner());
         self.beat.notify_all();
+    }
+}
+
+/// Runs a background thread's body, and again after a panic (after a short
+/// pause), until the locker closes. Each failure is counted and its text
+/// kept for [`Locker::health`], and said on standard error.
+fn supervise(name: &str, body: fn(Arc<Core>), core: Arc<Core>) {
+    loop {
+        let c = core.clone();
+        let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(c))) else {
+            return;
+        };
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown".to_string());
+        let text = format!("the {name} thread failed ({what}) and was restarted");
+        eprintln!("turn: {text}");
+        core.fault(text);
+        if core.is_closed() {
+            return;
+        }
+        std::thread::sleep(FAULT_PAUSE);
     }
 }
 
@@ -348,17 +425,20 @@ impl Locker {
             next_beat_ms: AtomicU64::new(u64::MAX),
             starts: Mutex::new(Vec::new()),
             named: Mutex::new(HashMap::new()),
+            nonces: RandomState::new(),
+            faults: Mutex::new((0, String::new())),
+            inject_panic: [AtomicBool::new(false), AtomicBool::new(false)],
             notifier,
         });
         let mut threads = Vec::with_capacity(2);
         for (name, body) in [
-            ("turn-heartbeat", heartbeat::run as fn(Arc<Core>)),
-            ("turn-notifier", notifier::run as fn(Arc<Core>)),
+            ("heartbeat", heartbeat::run as fn(Arc<Core>)),
+            ("notifier", notifier::run as fn(Arc<Core>)),
         ] {
             let c = core.clone();
             match std::thread::Builder::new()
-                .name(name.to_string())
-                .spawn(move || body(c))
+                .name(format!("turn-{name}"))
+                .spawn(move || supervise(name, body, c))
             {
                 Ok(t) => threads.push(t),
                 Err(e) => {
@@ -387,6 +467,46 @@ impl Locker {
         &self.core().options
     }
 
+    /// Ok while the background threads never failed. After a failure (a
+    /// bug: a panic in the heartbeat or notifier thread, which was then
+    /// restarted) it answers a `Panic` error saying how many failures
+    /// there were and what the last one was. The locker keeps working.
+    pub fn health(&self) -> Result<()> {
+        let faults = self
+            .core()
+            .faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if faults.0 == 0 {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::Panic,
+            format!("{} background failure(s); the last: {}", faults.0, faults.1),
+        ))
+    }
+
+    /// Closes the locker now, whoever else holds a clone: waits in
+    /// progress end with `Canceled` (their tickets withdrawn), locks still
+    /// held are released (their `check` and `release` answer `Lost`), and
+    /// later calls fail. The threads and connections go with the last
+    /// clone.
+    pub fn close(&self) {
+        let core = self.core();
+        if core.in_owner_process() {
+            core.shutdown();
+        }
+    }
+
+    /// Makes the background threads panic once (for tests of their restart).
+    #[doc(hidden)]
+    pub fn inject_background_panic(&self, heartbeat: bool, notifier: bool) {
+        let core = self.core();
+        core.inject_panic[0].store(heartbeat, Ordering::Release);
+        core.inject_panic[1].store(notifier, Ordering::Release);
+        core.beat.notify_all();
+    }
+
     /// Takes the lock on `resource` with a label and default settings,
     /// waiting as long as it takes.
     pub fn lock(&self, resource: &str, label: &str) -> Result<Lock> {
@@ -409,6 +529,9 @@ impl Locker {
         };
         let keys = core.shared_keys(resource);
         loop {
+            if core.is_closed() {
+                return Err(closed_during_wait(resource));
+            }
             if request
                 .cancel
                 .as_ref()
@@ -419,38 +542,53 @@ impl Locker {
                     format!("acquiring \"{resource}\" was canceled"),
                 ));
             }
+            let nonce = core.nonce();
+            let draw = Draw {
+                id: core.next_id.fetch_add(1, Ordering::Relaxed),
+                resource: resource.to_string(),
+                keys: keys.clone(),
+                identity: format!("{nonce} {}", core.notifier.channel()),
+                label: request.label.clone(),
+                expire,
+                sent_ms: 0,
+            };
+            // Expected before the draw is sent, so that the call that may
+            // follow it at once is not missed.
+            let expected = Expected::new(&core.notifier, &nonce);
             let seen = core.notifier.snapshot(&keys.internal);
-            let drawn_at = Instant::now();
-            let drawn_ms = core.ms_at(drawn_at);
-            let call = Call::new(&scripts::DRAW, &[&keys.dispenser, &keys.indicator])
-                .arg(&keys.presence_prefix)
-                .arg(&request.label)
-                .arg(expire.as_millis() as u64)
-                .arg(&keys.external)
-                .arg(&keys.name)
-                .arg(if core.options.clock_serials {
-                    "clock"
-                } else {
-                    ""
-                });
+            let call = Call::new(
+                &scripts::DRAW,
+                &[&keys.dispenser, &keys.indicator, &keys.incarnation],
+            )
+            .arg(&keys.presence_prefix)
+            .arg(&request.label)
+            .arg(expire.as_millis() as u64)
+            .arg(&keys.external)
+            .arg(&keys.name)
+            .arg(if core.options.clock_serials {
+                "clock"
+            } else {
+                ""
+            })
+            .arg(&keys.ticket_prefix)
+            .arg(&draw.identity);
+            let draw = Draw {
+                sent_ms: core.now_ms(),
+                ..draw
+            };
             let drawn: scripts::Drawn = core.run(|c| call.invoke(c))?;
             let (serial, indicator, pttl) = (drawn.serial, drawn.indicator, drawn.pttl);
-            let ticket = Arc::new(Ticket::new(
-                core.next_id.fetch_add(1, Ordering::Relaxed),
-                resource,
-                keys.clone(),
-                serial,
-                &request.label,
-                expire,
-                drawn_at,
-                drawn_ms,
-            ));
+            let ticket = Arc::new(Ticket::new(draw, serial, drawn.token, Instant::now()));
             if drawn.granted() {
-                ticket.set_held();
-                core.register(&ticket);
+                drop(expected);
+                if !core.admit(&ticket, true) {
+                    core.withdraw(&ticket);
+                    return Err(closed_during_wait(resource));
+                }
                 return Ok(Lock::new(core.clone(), ticket));
             }
             if request.wait == Wait::TryOnce {
+                drop(expected);
                 core.withdraw(&ticket);
                 return Err(Error::new(
                     ErrorKind::WouldBlock,
@@ -459,22 +597,33 @@ impl Locker {
                     ),
                 ));
             }
-            core.register(&ticket);
+            let own = expected.attach(&ticket);
+            if !core.admit(&ticket, false) {
+                core.withdraw(&ticket);
+                return Err(closed_during_wait(resource));
+            }
             if let Some(cancel) = &request.cancel {
                 cancel.watch(&ticket);
             }
-            match self.wait_turn(
+            let outcome = self.wait_turn(
                 &ticket,
                 (indicator, pttl),
-                seen,
+                (seen, own),
                 patience,
                 deadline,
                 request.cancel.as_ref(),
-            ) {
+            );
+            drop(expected);
+            match outcome {
                 Ok(()) => return Ok(Lock::new(core.clone(), ticket)),
                 Err(None) => {
-                    // The ticket was lost while waiting: draw a new one.
+                    // The ticket was lost while waiting (or passed while
+                    // this process was paused): draw a new one, unless the
+                    // locker is closing.
                     core.withdraw(&ticket);
+                    if core.is_closed() {
+                        return Err(closed_during_wait(resource));
+                    }
                 }
                 Err(Some(e)) => {
                     core.withdraw(&ticket);
@@ -485,11 +634,13 @@ impl Locker {
     }
 
     /// Waits until `t` has the turn. Err(None): the ticket was lost.
+    /// `seen`: the `internal` channel's message count before the draw, and
+    /// whether the locker's channel stayed subscribed since before the draw.
     fn wait_turn(
         &self,
         t: &Arc<Ticket>,
         drawn: (i64, i64),
-        seen: Option<u64>,
+        seen: (Option<u64>, bool),
         patience: Duration,
         deadline: Option<Instant>,
         cancel: Option<&crate::Cancel>,
@@ -497,10 +648,13 @@ impl Locker {
         let core = self.core();
         let _waiter = notifier::Registration::new(&core.notifier, t);
         let subscribed = _waiter.seq();
-        // The draw's reading still holds if the subscription was active
-        // before the draw and no message came since.
-        let mut known = match (seen, subscribed) {
-            (Some(a), Some(b)) if a == b => Some(drawn),
+        // The draw's reading still holds if the `internal` subscription was
+        // active before the draw and no message came since, and the
+        // locker's own channel was subscribed before the draw and still is
+        // (so a call for this ticket cannot have been missed).
+        let (internal_seen, own) = seen;
+        let mut known = match (internal_seen, subscribed) {
+            (Some(a), Some(b)) if a == b && own => Some(drawn),
             _ => None,
         };
         let mut outage = Outage::default();
@@ -513,7 +667,7 @@ impl Locker {
             t.wait_signal(wait);
         }
         loop {
-            if t.is_lost() || !core.in_owner_process() {
+            if t.is_lost() || !core.in_owner_process() || core.is_closed() {
                 return Err(None);
             }
             if cancel.is_some_and(crate::Cancel::is_canceled) {
@@ -527,13 +681,15 @@ impl Locker {
             }
             t.clear_signal();
             if t.was_called() {
-                // The indicator was set to this ticket; only its holder
-                // moves it on, so the turn is ours without a round trip.
+                // A release or bump set the indicator to this very ticket
+                // (its nonce came, on this locker's channel) after it was
+                // drawn; only its holder moves it on, and a bump passes it
+                // only once its lease lapsed, which `grant` rules out by
+                // the local clock. So the turn is ours without a round trip.
                 // "N started" is said by the heartbeat thread (or with the
                 // release, whichever comes first).
                 t.set_start_unsaid();
-                t.set_held();
-                if !t.is_held() {
+                if !core.grant(t) {
                     return Err(None);
                 }
                 core.announce_start(t);
@@ -546,7 +702,11 @@ impl Locker {
                         .arg(&t.keys.presence_prefix)
                         .arg(t.serial)
                         .arg(&t.keys.external)
-                        .arg(&t.keys.name);
+                        .arg(&t.keys.name)
+                        .arg(&t.keys.ticket_prefix)
+                        .arg(&t.identity)
+                        .arg(t.expire_ms());
+                    let sent_ms = core.now_ms();
                     let checked = core.run(|c| call.invoke(c));
                     let (indicator, code): (i64, i64) = match checked {
                         Ok(reply) => reply,
@@ -556,8 +716,9 @@ impl Locker {
                         }
                     };
                     if code == scripts::GRANTED {
-                        t.set_held();
-                        return if t.is_held() { Ok(()) } else { Err(None) };
+                        // The check renewed the lease.
+                        t.refreshed(sent_ms);
+                        return if core.grant(t) { Ok(()) } else { Err(None) };
                     }
                     if indicator < 0 || indicator as u64 >= t.serial {
                         return Err(None);
@@ -584,10 +745,16 @@ impl Locker {
                     if age >= core.options.grace {
                         // The ticket at the indicator is dead: step past it
                         // and every other dead ticket before ours.
-                        let bumped =
-                            core.bump(&t.keys, Some(t.serial - 1), &format!("{} bumps", t.serial));
-                        if let Err(e) = bumped {
-                            outage.endure(e, t, core, deadline)?;
+                        let bumped = core.bump(
+                            &t.keys,
+                            Some(t.serial - 1),
+                            &format!("{} bumps", t.serial),
+                            Some(t),
+                        );
+                        match bumped {
+                            Ok(-2) => return Err(None),
+                            Ok(_) => {}
+                            Err(e) => outage.endure(e, t, core, deadline)?,
                         }
                         continue;
                     }
@@ -624,7 +791,7 @@ impl Locker {
         core.usable()?;
         validate_resource(resource)?;
         let keys = core.keys(resource);
-        let indicator = core.bump(&keys, None, "")?;
+        let indicator = core.bump(&keys, None, "", None)?;
         if indicator < 0 {
             return Err(Error::new(
                 ErrorKind::NotFound,
@@ -667,7 +834,12 @@ impl Locker {
         let keys = core.keys(resource);
         let call = Call::new(
             &scripts::RESET,
-            &[&keys.indicator, &keys.dispenser, &keys.withdrawn],
+            &[
+                &keys.indicator,
+                &keys.dispenser,
+                &keys.withdrawn,
+                &keys.incarnation,
+            ],
         )
         .arg(&keys.presence_prefix)
         .arg(
@@ -677,7 +849,8 @@ impl Locker {
         )
         .arg(&keys.external)
         .arg(&keys.internal)
-        .arg(&keys.name);
+        .arg(&keys.name)
+        .arg(&keys.ticket_prefix);
         let reply: Vec<i64> = core.run(|c| call.invoke(c))?;
         Ok(match reply.as_slice() {
             [0] => ResetOutcome::Reset,
@@ -698,6 +871,47 @@ impl Locker {
     pub fn connect(&self) -> Result<Connection> {
         self.core().usable()?;
         self.core().pool.connect_pubsub(None)
+    }
+}
+
+/// The error of an acquire whose locker was closed (freed) meanwhile.
+fn closed_during_wait(resource: &str) -> Error {
+    Error::new(
+        ErrorKind::Canceled,
+        format!("the locker was closed while acquiring \"{resource}\" (the ticket was withdrawn)"),
+    )
+}
+
+/// A ticket's nonce expected by the notifier, for as long as it waits.
+struct Expected<'a> {
+    notifier: &'a Notifier,
+    nonce: String,
+    /// The locker channel's subscription count before the draw.
+    before: Option<u64>,
+}
+
+impl<'a> Expected<'a> {
+    fn new(notifier: &'a Notifier, nonce: &str) -> Expected<'a> {
+        let before = notifier.expect(nonce);
+        Expected {
+            notifier,
+            nonce: nonce.to_string(),
+            before,
+        }
+    }
+
+    /// Attaches the drawn ticket. True when the locker's channel was
+    /// subscribed before the draw and has stayed so: then no call for the
+    /// ticket can have been missed.
+    fn attach(&self, t: &Arc<Ticket>) -> bool {
+        let after = self.notifier.attach(&self.nonce, t);
+        self.before.is_some() && after == self.before
+    }
+}
+
+impl Drop for Expected<'_> {
+    fn drop(&mut self) {
+        self.notifier.forget(&self.nonce);
     }
 }
 

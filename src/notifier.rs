@@ -2,10 +2,16 @@
 //! subscribed to the `internal` channel of each resource that has a local
 //! waiter, waking the right waiter when a message names its ticket.
 //!
-//! A message wakes the waiter it names and the local head (the lowest local
-//! ticket of that resource), which watches the queue for dead tickets.
-//! Messages are never trusted alone: every waiter re-reads the queue after a
-//! wake and sleeps only for bounded times.
+//! The thread also listens on the locker's own channel, where a release or
+//! bump that sets the indicator to one of this locker's tickets publishes
+//! that ticket's nonce. That message is the one a waiter trusts without a
+//! round trip: the nonce was made for its draw, so the message cannot
+//! predate the draw nor be meant for another ticket with the same serial.
+//!
+//! An `internal` message (turn 1.0's "N may go now") only wakes the waiter
+//! it names and the local head (the lowest local ticket of that resource,
+//! which watches the queue for dead tickets); they re-read the queue. Every
+//! waiter sleeps only for bounded times.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +38,18 @@ pub(crate) struct Notifier {
 #[derive(Default)]
 struct State {
     channels: HashMap<String, Channel>,
+    /// Tickets expecting their nonce on the locker's channel, by nonce;
+    /// entered before the draw is sent, so that no message is missed.
+    expected: HashMap<String, Expected>,
+    /// Counts the subscriptions of the locker's channel; odd while it is
+    /// subscribed.
+    own: u64,
+}
+
+#[derive(Default)]
+struct Expected {
+    ticket: Option<Arc<Ticket>>,
+    called: bool,
 }
 
 struct Channel {
@@ -74,6 +92,56 @@ impl Notifier {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The locker's own channel (the identity keys of its tickets name it).
+    pub fn channel(&self) -> &str {
+        &self.wake_channel
+    }
+
+    /// Expects a message with `nonce` (before the draw is sent). Returns the
+    /// subscription count of the locker's channel when it is subscribed.
+    pub fn expect(&self, nonce: &str) -> Option<u64> {
+        let mut state = self.lock();
+        state.expected.insert(nonce.to_string(), Expected::default());
+        (state.own % 2 == 1).then_some(state.own)
+    }
+
+    /// Attaches the drawn ticket to its nonce; calls it when the message
+    /// came already. Returns the subscription count as `expect` does.
+    pub fn attach(&self, nonce: &str, t: &Arc<Ticket>) -> Option<u64> {
+        let mut state = self.lock();
+        if let Some(e) = state.expected.get_mut(nonce) {
+            e.ticket = Some(t.clone());
+            if e.called {
+                t.call();
+            }
+        }
+        (state.own % 2 == 1).then_some(state.own)
+    }
+
+    /// Stops expecting `nonce`.
+    pub fn forget(&self, nonce: &str) {
+        self.lock().expected.remove(nonce);
+    }
+
+    fn own_subscribed(&self) {
+        let mut state = self.lock();
+        state.own += if state.own % 2 == 0 { 1 } else { 2 };
+    }
+
+    fn call(&self, nonce: &[u8]) {
+        let mut state = self.lock();
+        let Some(e) = std::str::from_utf8(nonce)
+            .ok()
+            .and_then(|n| state.expected.get_mut(n))
+        else {
+            return;
+        };
+        e.called = true;
+        if let Some(t) = &e.ticket {
+            t.call();
+        }
     }
 
     /// The message count of `channel` when it is subscribed, else None.
@@ -181,6 +249,9 @@ impl Notifier {
     /// may have been missed, so every waiter re-reads its queue.
     fn disconnected(&self) {
         let state = &mut *self.lock();
+        if state.own % 2 == 1 {
+            state.own += 1;
+        }
         for c in state.channels.values_mut() {
             c.subscribed = false;
             c.wake_all();
@@ -198,7 +269,7 @@ impl Notifier {
             .serial_of_message(payload)
             .and_then(|serial| c.waiters.get(&serial))
         {
-            t.call();
+            t.signal();
         }
         c.wake_head();
     }
@@ -263,10 +334,14 @@ fn serve(core: &Core, conn: &mut redis::Connection) -> redis::RedisResult<()> {
     let notifier = &core.notifier;
     let mut pubsub = conn.as_pubsub();
     pubsub.subscribe(&notifier.wake_channel)?;
+    notifier.own_subscribed();
     let mut current: HashSet<String> = HashSet::new();
     loop {
         if core.is_closed() {
             return Ok(());
+        }
+        if core.inject_panic[1].swap(false, Ordering::AcqRel) {
+            panic!("injected into the notifier thread");
         }
         let (subscribe, unsubscribe) = notifier.plan(&current);
         if !subscribe.is_empty() {
@@ -284,7 +359,9 @@ fn serve(core: &Core, conn: &mut redis::Connection) -> redis::RedisResult<()> {
         match pubsub.get_message() {
             Ok(msg) => {
                 let channel = msg.get_channel_name();
-                if channel != notifier.wake_channel {
+                if channel == notifier.wake_channel {
+                    notifier.call(msg.get_payload_bytes());
+                } else {
                     notifier.deliver(channel, msg.get_payload_bytes());
                 }
             }

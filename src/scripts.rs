@@ -58,9 +58,17 @@ end
 local function say(channel, resource, text)
   redis.call('PUBLISH', channel, resource .. ': ' .. text)
 end
-local function announce(ind_key, prefix, internal, external, resource, t)
+-- Moves the indicator to t and calls t: on `internal` (turn 1.0's message),
+-- and, when t is one of ours, on its locker's channel with its nonce (the
+-- one message its waiter trusts without a round trip).
+local function announce(ind_key, prefix, ticket_prefix, internal, external, resource, t)
   local s = fmt(t)
   redis.call('SET', ind_key, s)
+  local id = redis.call('GET', ticket_prefix .. s)
+  if id then
+    local sp = string.find(id, ' ', 1, true)
+    if sp then redis.call('PUBLISH', string.sub(id, sp + 1), string.sub(id, 1, sp - 1)) end
+  end
   redis.call('PUBLISH', internal, prefix .. s)
   redis.call('PUBLISH', external, resource .. ': ' .. s .. ' granted')
 end
@@ -84,19 +92,33 @@ const CHECK_NUM: &str = r#"
 local function bad(x) return type(x) == 'table' end
 "#;
 
-/// draw: KEYS dispenser, indicator; ARGV presence prefix, label, expire ms,
-/// external channel, resource, 'clock' to seed a new queue from the
-/// server's clock ('' for turn 1.0's 1).
-/// Returns the serial alone when the lock was granted right away (one
-/// integer: the common case's reply kept small), else {serial, indicator,
-/// pttl of the indicator's presence key}; see [`Drawn`].
+/// draw: KEYS dispenser, indicator, incarnation; ARGV presence prefix,
+/// label, expire ms, external channel, resource, 'clock' to seed a new
+/// queue from the server's clock ('' for turn 1.0's 1), ticket prefix,
+/// ticket identity (`NONCE CHANNEL`).
+/// Returns {serial, base} when the lock was granted right away, else
+/// {serial, base, indicator, pttl of the indicator's presence key}; see
+/// [`Drawn`].
 ///
 /// Bootstrap: INCR answering 1 means the dispenser was missing (or 0, as
 /// turn 1.0's MSETNX leaves it); when the indicator is missing too, the
 /// queue is new: the indicator becomes 1 (what MSETNX of dispenser 0 and
 /// indicator 1 followed by INCR leaves), or with 'clock' both become the
-/// server time in microseconds, so serials keep increasing across a restart
-/// without persistence.
+/// server time in microseconds.
+///
+/// Identity: beside the presence key (whose value stays the label, for
+/// turn 1.0) the draw writes the ticket's identity key with the same
+/// lease; every later step for this ticket compares it.
+///
+/// Fencing tokens: token = base + serial. The incarnation key holds the
+/// base and the highest serial drawn here. While it lives, a draw whose
+/// serial is not above that highest one (the dispenser went back: a turn
+/// 1.0 reset, a queue made anew) takes a new base that puts its token above
+/// every earlier one; when it is missing (a new queue, a restart without
+/// persistence, FLUSHDB) the base makes the token the server time in
+/// microseconds, above every token of an earlier incarnation as long as
+/// the server clock does not go back and fewer than one ticket per
+/// microsecond was drawn.
 ///
 /// Draw and release are every lock's two round trips, so they are written
 /// out without the shared helpers (no closures to build per call): the
@@ -104,8 +126,8 @@ local function bad(x) return type(x) == 'table' end
 pub(crate) static DRAW: Lazy<Script> = Lazy::new(|| {
     Script::new(
         r#"
+if redis.replicate_commands then redis.replicate_commands() end
 local clock = ARGV[6] == 'clock'
-if clock and redis.replicate_commands then redis.replicate_commands() end
 local n = redis.call('INCR', KEYS[1])
 if n == 1 and redis.call('EXISTS', KEYS[2]) == 0 then
   if clock then
@@ -117,7 +139,26 @@ if n == 1 and redis.call('EXISTS', KEYS[2]) == 0 then
 end
 local s = string.format('%d', n)
 redis.call('SET', ARGV[1] .. s, ARGV[2], 'PX', ARGV[3])
+redis.call('SET', ARGV[7] .. s, ARGV[8], 'PX', ARGV[3])
 redis.call('PUBLISH', ARGV[4], ARGV[5] .. ': ' .. s .. ' assigned to "' .. ARGV[2] .. '"')
+local base, top
+local inc = redis.call('GET', KEYS[3])
+if inc then
+  local sp = string.find(inc, ' ', 1, true)
+  if sp then
+    base = tonumber(string.sub(inc, 1, sp - 1))
+    top = tonumber(string.sub(inc, sp + 1))
+  end
+end
+if base == nil or top == nil or n <= top then
+  local t = redis.call('TIME')
+  local fresh = tonumber(t[1]) * 1000000 + tonumber(t[2]) - n
+  if base ~= nil and top ~= nil and base + top + 1 - n > fresh then
+    fresh = base + top + 1 - n
+  end
+  base = fresh
+end
+redis.call('SET', KEYS[3], string.format('%d %d', base, n))
 local v = redis.call('GET', KEYS[2])
 if v == false then
   return redis.error_reply('TURNPROTO ' .. KEYS[2] .. ' is missing while ' .. KEYS[1] .. ' exists')
@@ -128,11 +169,11 @@ if ind == nil or ind < 0 or ind ~= math.floor(ind) then
 end
 if ind == n then
   redis.call('PUBLISH', ARGV[4], ARGV[5] .. ': ' .. s .. ' started')
-  return n
+  return {n, base}
 end
 local pttl = -2
 if ind < n then pttl = redis.call('PTTL', ARGV[1] .. string.format('%d', ind)) end
-return {n, ind, pttl}
+return {n, base, ind, pttl}
 "#,
     )
 });
@@ -141,6 +182,8 @@ return {n, ind, pttl}
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Drawn {
     pub serial: u64,
+    /// The fencing token: the incarnation's base + the serial.
+    pub token: u64,
     pub indicator: i64,
     /// The pttl of the indicator's presence key (-2 when it is missing), or
     /// -3 when the lock was granted right away.
@@ -159,44 +202,55 @@ impl Drawn {
 
 impl FromRedisValue for Drawn {
     fn from_redis_value(v: &Value) -> RedisResult<Drawn> {
-        let (serial, indicator, pttl): (i64, i64, i64) = match v {
-            Value::Int(n) => (*n, *n, GRANTED),
-            _ => FromRedisValue::from_redis_value(v)?,
+        let reply: Vec<i64> = FromRedisValue::from_redis_value(v)?;
+        let (serial, base, indicator, pttl) = match reply.as_slice() {
+            [serial, base] => (*serial, *base, *serial, GRANTED),
+            [serial, base, indicator, pttl] => (*serial, *base, *indicator, *pttl),
+            _ => return Err(protocol("a draw answered a reply of the wrong shape", "")),
         };
         // A dispenser below 0 (written by someone else) would draw one.
         let serial = u64::try_from(serial)
             .ok()
             .filter(|&s| s > 0)
-            .ok_or_else(|| {
-                redis::RedisError::from((
-                    redis::ErrorKind::TypeError,
-                    "the dispenser drew a serial below 1",
-                    serial.to_string(),
-                ))
-            })?;
+            .ok_or_else(|| protocol("the dispenser drew a serial below 1", &serial.to_string()))?;
+        let token = base
+            .checked_add(serial as i64)
+            .and_then(|t| u64::try_from(t).ok())
+            .filter(|&t| t > 0)
+            .ok_or_else(|| protocol("the incarnation gave a token below 1", &base.to_string()))?;
         Ok(Drawn {
             serial,
+            token,
             indicator,
             pttl,
         })
     }
 }
 
-/// check: KEYS indicator; ARGV presence prefix, serial, external, resource.
-/// Returns {indicator, code}: code -3 = granted now (and "N started" said);
-/// indicator -1 = the queue is gone; otherwise code is the pttl of the
-/// indicator's presence key (-2 when it is missing). When the indicator
-/// is our serial but our presence key is gone, code is -2.
+fn protocol(what: &'static str, detail: &str) -> redis::RedisError {
+    redis::RedisError::from((redis::ErrorKind::TypeError, what, detail.to_string()))
+}
+
+/// check: KEYS indicator; ARGV presence prefix, serial, external, resource,
+/// ticket prefix, ticket identity, expire ms.
+/// Returns {indicator, code}: code -3 = granted now ("N started" said and
+/// the lease renewed); indicator -1 = the ticket is not ours any more (its
+/// identity key is gone or names another ticket: the queue vanished, or a
+/// later ticket took the serial) or the queue is gone; otherwise code is
+/// the pttl of the indicator's presence key (-2 when it is missing). When
+/// the indicator is our serial but our presence key is gone, code is -2.
 pub(crate) static CHECK: Lazy<Script> = Lazy::new(|| {
     script(&format!(
         "{CHECK_NUM}{}",
         r#"
+if redis.call('GET', ARGV[5] .. ARGV[2]) ~= ARGV[6] then return {-1, -2} end
 local ind = num(KEYS[1])
 if bad(ind) then return ind end
 if ind == nil then return {-1, -2} end
 local n = tonumber(ARGV[2])
 if ind == n then
-  if redis.call('EXISTS', ARGV[1] .. ARGV[2]) == 0 then return {ind, -2} end
+  if redis.call('PEXPIRE', ARGV[1] .. ARGV[2], ARGV[7]) == 0 then return {ind, -2} end
+  redis.call('PEXPIRE', ARGV[5] .. ARGV[2], ARGV[7])
   say(ARGV[3], ARGV[4], ARGV[2] .. ' started')
   return {ind, -3}
 end
@@ -208,20 +262,26 @@ return {ind, redis.call('PTTL', ARGV[1] .. fmt(ind))}
 
 /// release / abandon: KEYS indicator, withdrawn, dispenser; ARGV presence
 /// prefix, serial, label, external, internal, resource, mode ('release' or
-/// 'abandon'), and '1' to say "N started" first (when nobody said it yet).
-/// Deletes the presence key; only when the indicator is this serial it moves
-/// the indicator on and announces it, passing over tickets that were
-/// withdrawn (timeout, cancel, try-lock) and so will never come. An abandoned
-/// ticket the indicator has not reached is recorded as withdrawn (a set
-/// that expires ten minutes after its last addition). The withdrawn set is
-/// consulted only for tickets the dispenser has handed out: past it nobody
-/// waits (when nobody waits, a GET of the dispenser is all it costs), and an
-/// entry left over from before a turn 1.0 `reset` cannot pass a ticket drawn
-/// afterwards.
+/// 'abandon'), '1' to say "N started" first (when nobody said it yet),
+/// ticket prefix, ticket identity.
+/// Does nothing at all unless the ticket's identity key still names this
+/// ticket (a ticket of a vanished queue, or one whose serial a later ticket
+/// took, touches nothing). Else deletes the presence and identity keys;
+/// only when the indicator is this serial it moves the indicator on and
+/// calls the next ticket (see `announce`), passing over tickets that were
+/// withdrawn (timeout, cancel, try-lock) and so will never come. An
+/// abandoned ticket the indicator has not reached is recorded as withdrawn
+/// (a set that expires ten minutes after its last addition). The withdrawn
+/// set is consulted only for tickets the dispenser has handed out: past it
+/// nobody waits (when nobody waits, a GET of the dispenser is all it
+/// costs), and an entry left over from before a turn 1.0 `reset` cannot
+/// pass a ticket drawn afterwards.
 /// Returns 2 x moved (0/1) + presence key existed (0/1).
 pub(crate) static RELEASE: Lazy<Script> = Lazy::new(|| {
     Script::new(
         r#"
+if redis.call('GET', ARGV[9] .. ARGV[2]) ~= ARGV[10] then return 0 end
+redis.call('DEL', ARGV[9] .. ARGV[2])
 local present = redis.call('DEL', ARGV[1] .. ARGV[2])
 local v = redis.call('GET', KEYS[1])
 local ind = nil
@@ -258,6 +318,11 @@ while (disp == nil or t <= disp) and redis.call('SREM', KEYS[2], s) == 1
   s = string.format('%d', t)
 end
 redis.call('SET', KEYS[1], s)
+local id = redis.call('GET', ARGV[9] .. s)
+if id then
+  local sp = string.find(id, ' ', 1, true)
+  if sp then redis.call('PUBLISH', string.sub(id, sp + 1), string.sub(id, 1, sp - 1)) end
+end
 redis.call('PUBLISH', ARGV[5], ARGV[1] .. s)
 redis.call('PUBLISH', ARGV[4], ARGV[6] .. ': ' .. s .. ' granted')
 return 2 + present
@@ -266,14 +331,18 @@ return 2 + present
 });
 
 /// bump: KEYS indicator, dispenser; ARGV presence prefix, limit ('' for the
-/// dispenser), external, internal, resource, text to say first ('' for none).
+/// dispenser), external, internal, resource, text to say first ('' for
+/// none), ticket prefix, the bumping ticket's identity key and identity
+/// ('' for a bump by nobody's ticket, such as the tool's).
 /// Moves the indicator forward past tickets up to `limit` whose presence key
 /// is missing, never back, and announces the result (as turn 1.0 does).
-/// Returns the indicator, or -1 when there is no queue.
+/// Returns the indicator, -1 when there is no queue, -2 when the bumping
+/// ticket is not ours any more (it then touches nothing).
 pub(crate) static BUMP: Lazy<Script> = Lazy::new(|| {
     script(&format!(
         "{CHECK_NUM}{FIRST_LIVE}{}",
         r#"
+if ARGV[8] ~= '' and redis.call('GET', ARGV[8]) ~= ARGV[9] then return -2 end
 local ind = num(KEYS[1])
 if bad(ind) then return ind end
 local disp = num(KEYS[2])
@@ -283,15 +352,18 @@ local limit = disp
 if ARGV[2] ~= '' then limit = math.min(tonumber(ARGV[2]), disp) end
 if ARGV[6] ~= '' then say(ARGV[3], ARGV[5], ARGV[6]) end
 local t = first_live(ARGV[1], ind, limit)
-announce(KEYS[1], ARGV[1], ARGV[4], ARGV[3], ARGV[5], t)
+announce(KEYS[1], ARGV[1], ARGV[7], ARGV[4], ARGV[3], ARGV[5], t)
 return t
 "#
     ))
 });
 
-/// reset: KEYS indicator, dispenser, withdrawn; ARGV presence prefix, expected
-/// dispenser ('' for any), external, internal, resource.
-/// Bumps past dead tickets, then deletes both keys when nobody is queued.
+/// reset: KEYS indicator, dispenser, withdrawn, incarnation; ARGV presence
+/// prefix, expected dispenser ('' for any), external, internal, resource,
+/// ticket prefix.
+/// Bumps past dead tickets, then deletes the queue's keys when nobody is
+/// queued (the next draw starts a new incarnation, whose tokens are above
+/// this one's).
 /// Returns {0} reset, {-1} no such queue, {-2} activity (the dispenser is not
 /// the expected one), {-3, size} in use by size users.
 pub(crate) static RESET: Lazy<Script> = Lazy::new(|| {
@@ -307,12 +379,12 @@ if ARGV[2] ~= '' and fmt(disp) ~= ARGV[2] then return {-2} end
 if disp - ind + 1 > 0 then
   say(ARGV[3], ARGV[5], 'Reset tool bumps.')
   local t = first_live(ARGV[1], ind, disp)
-  announce(KEYS[1], ARGV[1], ARGV[4], ARGV[3], ARGV[5], t)
+  announce(KEYS[1], ARGV[1], ARGV[6], ARGV[4], ARGV[3], ARGV[5], t)
   ind = t
 end
 local size = disp - ind + 1
 if size > 0 then return {-3, size} end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 return {0}
 "#
     ))
@@ -346,17 +418,23 @@ return out
     ))
 });
 
-/// heartbeat: ARGV groups of 5: presence key, expire ms, mode ('h' held,
-/// 'w' waiting), indicator key, serial. Refreshes each presence key that
-/// still exists. Returns one integer per ticket: 1 alive, 0 lost (key gone;
-/// or held and the indicator is not the serial; or waiting and the indicator
-/// passed the serial).
+/// heartbeat: ARGV groups of 7: presence key, expire ms, mode ('h' held,
+/// 'w' waiting), indicator key, serial, identity key, identity. Renews the
+/// presence and identity keys of each ticket that is still ours. Returns
+/// one integer per ticket: 1 alive, 0 lost (identity key gone or naming
+/// another ticket; presence key gone; or held and the indicator is not the
+/// serial; or waiting and the indicator passed the serial). A ticket that
+/// is not ours any more is left alone: its keys may be a later ticket's.
 pub(crate) static HEARTBEAT: Lazy<Script> = Lazy::new(|| {
     script(
         r#"
 local out = {}
-for i = 1, #ARGV, 5 do
-  local ok = redis.call('PEXPIRE', ARGV[i], ARGV[i + 1])
+for i = 1, #ARGV, 7 do
+  local ok = 0
+  if redis.call('GET', ARGV[i + 5]) == ARGV[i + 6] then
+    ok = redis.call('PEXPIRE', ARGV[i], ARGV[i + 1])
+    redis.call('PEXPIRE', ARGV[i + 5], ARGV[i + 1])
+  end
   if ok == 1 then
     local ind = redis.pcall('GET', ARGV[i + 3])
     if type(ind) ~= 'string' then
@@ -380,22 +458,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_draw_reads_the_granted_integer_and_the_waiting_triple() {
-        let granted = Drawn::from_redis_value(&Value::Int(7)).unwrap();
-        assert_eq!((granted.serial, granted.indicator), (7, 7));
+    fn a_draw_reads_the_granted_pair_and_the_waiting_quadruple() {
+        let ints = |v: &[i64]| Value::Array(v.iter().map(|&n| Value::Int(n)).collect());
+        let granted = Drawn::from_redis_value(&ints(&[7, 100])).unwrap();
+        assert_eq!((granted.serial, granted.token, granted.indicator), (7, 107, 7));
         assert!(granted.granted());
-        let waiting = Drawn::from_redis_value(&Value::Array(vec![
-            Value::Int(9),
-            Value::Int(7),
-            Value::Int(2500),
-        ]))
-        .unwrap();
+        let waiting = Drawn::from_redis_value(&ints(&[9, -2, 7, 2500])).unwrap();
         assert_eq!(
-            (waiting.serial, waiting.indicator, waiting.pttl),
-            (9, 7, 2500)
+            (waiting.serial, waiting.token, waiting.indicator, waiting.pttl),
+            (9, 7, 7, 2500)
         );
         assert!(!waiting.granted());
-        assert!(Drawn::from_redis_value(&Value::Int(-4)).is_err());
+        assert!(Drawn::from_redis_value(&ints(&[-4, 100])).is_err());
+        assert!(Drawn::from_redis_value(&ints(&[4, -4])).is_err());
+        assert!(Drawn::from_redis_value(&ints(&[4])).is_err());
+        assert!(Drawn::from_redis_value(&Value::Int(7)).is_err());
         assert!(Drawn::from_redis_value(&Value::Nil).is_err());
     }
 }

@@ -12,6 +12,20 @@ const HELD: u8 = 1;
 const LOST: u8 = 2;
 const DONE: u8 = 3;
 
+/// What a draw is made of, before its reply.
+pub(crate) struct Draw {
+    pub id: u64,
+    pub resource: String,
+    pub keys: Arc<Keys>,
+    /// `NONCE CHANNEL`.
+    pub identity: String,
+    pub label: String,
+    pub expire: Duration,
+    /// When the draw was sent, in ms since the locker's epoch: the lease
+    /// runs from there.
+    pub sent_ms: u64,
+}
+
 pub(crate) struct Ticket {
     pub id: u64,
     pub resource: String,
@@ -20,8 +34,12 @@ pub(crate) struct Ticket {
     pub serial: u64,
     /// The fencing token of this ticket (see `Lock::token`).
     pub token: u64,
+    /// The value of its identity key: `NONCE CHANNEL` (see `Keys`).
+    pub identity: String,
     pub label: String,
     pub expire: Duration,
+    /// When the draw's reply came: the grace for a missing presence key is
+    /// counted from here (the lease, from before the draw was sent).
     pub drawn_at: Instant,
     state: AtomicU8,
     /// When the last confirmed refresh was sent, in ms since the locker's
@@ -29,7 +47,9 @@ pub(crate) struct Ticket {
     refreshed_ms: AtomicU64,
     signaled: Mutex<bool>,
     wake: Condvar,
-    /// An `internal` message named this ticket: the indicator shows it.
+    /// A message with this ticket's nonce came on the locker's channel: a
+    /// release or bump set the indicator to this very ticket (not merely to
+    /// its serial) after it was drawn.
     called: AtomicBool,
     /// "N started" is still to be said (granted by a message: it is said
     /// later, off the hand-off's path). Held while saying it, so that the
@@ -38,24 +58,24 @@ pub(crate) struct Ticket {
 }
 
 impl Ticket {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        id: u64,
-        resource: &str,
-        keys: Arc<Keys>,
-        serial: u64,
-        label: &str,
-        expire: Duration,
-        drawn_at: Instant,
-        drawn_ms: u64,
-    ) -> Ticket {
+    pub fn new(draw: Draw, serial: u64, token: u64, drawn_at: Instant) -> Ticket {
+        let Draw {
+            id,
+            resource,
+            keys,
+            identity,
+            label,
+            expire,
+            sent_ms: drawn_ms,
+        } = draw;
         Ticket {
             id,
-            resource: resource.to_string(),
+            resource,
             keys,
             serial,
-            token: serial,
-            label: label.to_string(),
+            token,
+            identity,
+            label,
             expire,
             drawn_at,
             state: AtomicU8::new(WAITING),
@@ -122,7 +142,7 @@ impl Ticket {
         now_ms.saturating_sub(self.refreshed_ms()) > self.expire_ms()
     }
 
-    /// Records that an `internal` message named this ticket, and wakes it.
+    /// Records that a message with this ticket's nonce came, and wakes it.
     pub fn call(&self) {
         self.called.store(true, Ordering::Release);
         self.signal();

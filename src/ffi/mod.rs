@@ -88,10 +88,12 @@ impl From<ErrorKind> for turn_result {
 /// Created by `turn_locker_new`, owned by the caller, freed with
 /// `turn_locker_free`. Thread-safe: share one locker between threads. A
 /// handle is checked, not dereferenced: after `turn_locker_free` every call
-/// with it answers `TURN_ERR_INVALID_ARGUMENT`, and calls already running in
-/// other threads finish first (the locker stops when the last one returns).
-/// Locks still held when it is freed are released then; their handles stay
-/// valid until passed to `turn_lock_release`, which answers `TURN_ERR_LOST`.
+/// with it answers `TURN_ERR_INVALID_ARGUMENT`. Waits in progress in other
+/// threads end with `TURN_ERR_CANCELED` (their tickets withdrawn; never
+/// `TURN_OK`), and the threads and connections go when the last such call
+/// returns. Locks still held when it is freed are released then; their
+/// handles stay valid until passed to `turn_lock_release`, which answers
+/// `TURN_ERR_LOST` (as `turn_lock_check` does from then on).
 pub struct turn_locker {
     _opaque: [u8; 0],
 }
@@ -256,9 +258,20 @@ pub extern "C" fn turn_locker_free(locker: *mut turn_locker) {
     }
     quiet((), || {
         if let Ok(locker) = LOCKERS.remove(locker as usize) {
+            locker.close();
             drop(locker);
         }
     })
+}
+
+/// `TURN_OK` while the locker's background threads (heartbeat, notifier)
+/// never failed. After a failure (a bug: a panic in one of them, which was
+/// then restarted; the locker keeps working) it answers `TURN_ERR_PANIC`,
+/// and `turn_last_error` says how many failures there were and what the
+/// last one was.
+#[unsafe(no_mangle)]
+pub extern "C" fn turn_locker_health(locker: *const turn_locker) -> turn_result {
+    guard(|| locker_of(locker)?.health())
 }
 
 /// The locker behind a handle (a clone: the handle may be freed meanwhile).
