@@ -363,10 +363,11 @@ turn_result turn_bump(turn_locker *locker, const char *resource, uint64_t *indic
 turn_result turn_reset(turn_locker *locker, const char *resource);
 
 /**
- * A static name for a result code ("TURN_OK", ...); "TURN_ERR_UNKNOWN" for a
- * value that is not a `turn_result`.
+ * A static name for a result code ("TURN_OK", ...); the static string
+ * "TURN_ERR_UNKNOWN" for any other value. Takes an `int`, so that any
+ * value a caller holds (a `turn_result` converts to it) is safe to pass.
  */
-const char *turn_result_str(turn_result code);
+const char *turn_result_str(int code);
 
 /**
  * The detail message of the last failure on this thread, or "". Valid until

@@ -3,7 +3,7 @@
 #![allow(non_camel_case_types)]
 
 use std::cell::RefCell;
-use std::ffi::{CStr, CString, c_char};
+use std::ffi::{CStr, CString, c_char, c_int};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
@@ -640,14 +640,12 @@ pub unsafe extern "C" fn turn_reset(
     })
 }
 
-/// A static name for a result code ("TURN_OK", ...); "TURN_ERR_UNKNOWN" for a
-/// value that is not a `turn_result`.
+/// A static name for a result code ("TURN_OK", ...); the static string
+/// "TURN_ERR_UNKNOWN" for any other value. Takes an `int`, so that any
+/// value a caller holds (a `turn_result` converts to it) is safe to pass.
 #[unsafe(no_mangle)]
-pub extern "C" fn turn_result_str(code: turn_result) -> *const c_char {
-    // Read the raw value so that an out-of-range code from C is harmless.
-    // SAFETY: turn_result is repr(C), an int-sized enum.
-    let raw: i32 = unsafe { std::mem::transmute_copy(&code) };
-    let name: &'static CStr = match raw {
+pub extern "C" fn turn_result_str(code: c_int) -> *const c_char {
+    let name: &'static CStr = match code {
         0 => c"TURN_OK",
         1 => c"TURN_ERR_NULL_ARGUMENT",
         2 => c"TURN_ERR_INVALID_ARGUMENT",
