@@ -97,17 +97,28 @@ typedef enum {
 /**
  * A cancel token: `turn_cancel_fire` ends the waits of
  * `turn_lock_acquire_cancelable` calls given it. Owned by the caller, freed
- * with `turn_cancel_free`; thread-safe (fire it from any thread). The
- * handle is checked like a lock's.
+ * with `turn_cancel_free`; thread-safe (fire it from any thread).
+ *
+ * The handle is a checked number like a `turn_locker`'s (see there), with
+ * the kind cancel: a token freed already, a value this library did not
+ * return, or a `turn_locker` or `turn_lock` handle passed as a token
+ * answers `TURN_ERR_INVALID_ARGUMENT` (and `turn_cancel_free` of it does
+ * nothing); a token of the parent used in a child after fork() answers
+ * `TURN_ERR_FORKED`.
  */
 typedef struct turn_cancel turn_cancel;
 
 /**
  * One held lock. Owned by the caller from `turn_lock_acquire` until
- * `turn_lock_release`, which always ends it. The handle is checked: a
- * second release, or any use after release, answers
- * `TURN_ERR_INVALID_ARGUMENT` and touches nothing. May be used from any
- * thread.
+ * `turn_lock_release`, which always ends it. May be used from any thread.
+ *
+ * The handle is a checked number like a `turn_locker`'s (see there), with
+ * the kind lock: a second release, any use after release, a value this
+ * library did not return, or a `turn_locker` or `turn_cancel` handle
+ * passed as a lock answers `TURN_ERR_INVALID_ARGUMENT` (`turn_lock_serial`
+ * answers 0) and touches nothing; a lock of the parent used in a child
+ * after fork() answers `TURN_ERR_FORKED`. A released handle never names a
+ * later lock (on 32-bit targets: until 2^20 newer locks were taken).
  */
 typedef struct turn_lock turn_lock;
 
@@ -116,12 +127,31 @@ typedef struct turn_lock turn_lock;
  * notifier), shared by every lock taken through it.
  *
  * Created by `turn_locker_new`, owned by the caller, freed with
- * `turn_locker_free`. Thread-safe: share one locker between threads. A
- * handle is checked, not dereferenced: after `turn_locker_free` every call
- * with it answers `TURN_ERR_INVALID_ARGUMENT`, and calls already running in
- * other threads finish first (the locker stops when the last one returns).
- * Locks still held when it is freed are released then; their handles stay
- * valid until passed to `turn_lock_release`, which answers `TURN_ERR_LOST`.
+ * `turn_locker_free`. Thread-safe: share one locker between threads.
+ *
+ * A handle is a number, never dereferenced. On 64-bit targets it packs a
+ * 40-bit id, never given to another object of this process or of its
+ * forked children (after 2^40 lockers `turn_locker_new` fails with
+ * `TURN_ERR_INVALID_ARGUMENT` rather than reuse one), its kind (locker,
+ * lock or cancel token), 4 bits of the fork generation, and an 18-bit
+ * check keyed with a secret drawn once per process (a made-up value
+ * passes it with a chance of 1 in 2^18). Every call checks the handle and
+ * answers `TURN_ERR_INVALID_ARGUMENT`, touching nothing, for a value that
+ * fails the check (made up or damaged), a `turn_lock` or `turn_cancel`
+ * handle, or a locker freed already; `TURN_ERR_FORKED` only for a real
+ * locker of the parent (up to 15 forks up) used in a child after fork().
+ * On 32-bit targets a handle has a 20-bit id, 2 bits of the fork
+ * generation (3 forks up) and an 8-bit check, and an id is given again
+ * after 2^20 newer lockers, so a handle kept after its free may then
+ * name a newer locker. `turn_locker_free` of a value that is not a live
+ * locker does nothing.
+ *
+ * After `turn_locker_free`, waits in progress in other threads end with
+ * `TURN_ERR_CANCELED` (their tickets withdrawn; never `TURN_OK`), and the
+ * threads and connections go when the last such call returns. Locks still
+ * held when it is freed are released then; their handles stay valid until
+ * passed to `turn_lock_release`, which answers `TURN_ERR_LOST` (as
+ * `turn_lock_check` does from then on).
  */
 typedef struct turn_locker turn_locker;
 
@@ -176,6 +206,15 @@ turn_result turn_locker_new_with_options(const char *redis_url,
  * at once.
  */
 void turn_locker_free(turn_locker *locker);
+
+/**
+ * `TURN_OK` while the locker's background threads (heartbeat, notifier)
+ * never failed. After a failure (a bug: a panic in one of them, which was
+ * then restarted; the locker keeps working) it answers `TURN_ERR_PANIC`,
+ * and `turn_last_error` says how many failures there were and what the
+ * last one was.
+ */
+turn_result turn_locker_health(const turn_locker *locker);
 
 /**
  * Takes a ticket for `resource` and waits for its turn; on success writes
@@ -363,10 +402,11 @@ turn_result turn_bump(turn_locker *locker, const char *resource, uint64_t *indic
 turn_result turn_reset(turn_locker *locker, const char *resource);
 
 /**
- * A static name for a result code ("TURN_OK", ...); "TURN_ERR_UNKNOWN" for a
- * value that is not a `turn_result`.
+ * A static name for a result code ("TURN_OK", ...); the static string
+ * "TURN_ERR_UNKNOWN" for any other value. Takes an `int`, so that any
+ * value a caller holds (a `turn_result` converts to it) is safe to pass.
  */
-const char *turn_result_str(turn_result code);
+const char *turn_result_str(int code);
 
 /**
  * The detail message of the last failure on this thread, or "". Valid until

@@ -135,6 +135,7 @@ impl Connector {
                     e.detail().unwrap_or("cannot parse it")
                 ))
             })?;
+        check_info(&info)?;
         let client = match tls {
             Some(files) => Client::build_with_tls(info, certificates(files)?),
             None => Client::open(info),
@@ -226,6 +227,23 @@ impl Connector {
     }
 }
 
+/// What the redis crate parses but no server can be: port 0 (nothing
+/// listens there) and a negative database number.
+fn check_info(info: &redis::ConnectionInfo) -> Result<()> {
+    match &info.addr {
+        ConnectionAddr::Tcp(_, 0) | ConnectionAddr::TcpTls { port: 0, .. } => {
+            return Err(Error::invalid("invalid redis URL: the port is 0"));
+        }
+        _ => {}
+    }
+    if info.redis.db < 0 {
+        return Err(Error::invalid(
+            "invalid redis URL: the database number is negative",
+        ));
+    }
+    Ok(())
+}
+
 fn read(path: &Option<std::path::PathBuf>, what: &str) -> Result<Option<Vec<u8>>> {
     match path {
         None => Ok(None),
@@ -300,6 +318,9 @@ fn nodes<'a>(url: &'a str, scheme: &str, what: &str) -> Result<Nodes<'a>> {
             let port: u16 = p
                 .parse()
                 .map_err(|_| Error::invalid(format!("a {what}'s port is not a number")))?;
+            if port == 0 {
+                return Err(Error::invalid(format!("a {what}'s port is 0")));
+            }
             Ok((h.to_string(), port))
         })
         .collect::<Result<Vec<_>>>()?;
@@ -426,6 +447,15 @@ mod tests {
             "redis+sentinel://u:sekret@h:1/m/x",
             "redis+cluster://u:sekret@h:x",
             "redis+cluster://u:sekret@",
+            "redis://u:sekret@127.0.0.1:0/0",
+            "redis://u:sekret@127.0.0.1:0",
+            "redis://u:sekret@[::1]:0/0",
+            "rediss://u:sekret@127.0.0.1:0/0",
+            "redis://u:sekret@127.0.0.1:6379/-1",
+            "redis+unix:///tmp/redis.sock?db=-1",
+            "redis+sentinel://u:sekret@h:0/m",
+            "redis+sentinel://u:sekret@h:1/m/-1",
+            "redis+cluster://u:sekret@h:1,h:0",
         ] {
             let e = err(url);
             assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument, "{url}");

@@ -148,3 +148,53 @@ fn cplusplus_example_builds_and_runs() {
     let out = run(&bin, &[&r.url(), "3", "2"]);
     assert!(out.contains("indicator now 7"), "{out}");
 }
+
+/// Runs one check of tests/c/handles.c in a process of its own, whose first
+/// locker, lock and cancel token it attacks.
+fn c_handles_check(check: &str) {
+    let r = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = compile("cc", &root().join("tests/c/handles.c"), dir.path(), &[]);
+    let out = run(&bin, &[&r.url(), check]);
+    assert!(out.contains(&format!("handles: {check} passed")), "{out}");
+}
+
+#[test]
+fn c_freeing_a_lock_as_a_locker_frees_nothing() {
+    c_handles_check("freeing_a_lock_as_a_locker_frees_nothing");
+}
+
+#[test]
+fn c_freeing_a_handle_as_another_kind_frees_nothing() {
+    c_handles_check("freeing_a_handle_as_another_kind_frees_nothing");
+}
+
+#[test]
+fn c_a_lock_where_a_locker_is_expected_is_invalid() {
+    c_handles_check("a_lock_where_a_locker_is_expected_is_invalid");
+}
+
+#[test]
+fn c_a_locker_or_cancel_where_a_lock_is_expected_is_invalid() {
+    c_handles_check("a_locker_or_cancel_where_a_lock_is_expected_is_invalid");
+}
+
+#[test]
+fn c_made_up_values_are_invalid_never_forked() {
+    c_handles_check("made_up_values_are_invalid_never_forked");
+}
+
+#[test]
+fn c_a_stale_lock_is_invalid_and_never_a_newer_one() {
+    c_handles_check("a_stale_lock_is_invalid_and_never_a_newer_one");
+}
+
+#[test]
+fn c_unknown_result_codes_have_a_static_name() {
+    c_handles_check("unknown_result_codes_have_a_static_name");
+}
+
+#[test]
+fn c_in_a_forked_child_only_real_handles_are_forked() {
+    c_handles_check("in_a_forked_child_only_real_handles_are_forked");
+}

@@ -488,3 +488,30 @@ fn a_cluster_keeps_each_queue_in_one_slot() {
         .unwrap();
     assert_eq!(slot, slot2);
 }
+
+#[test]
+fn port_0_and_a_negative_database_are_invalid_urls() {
+    let r = Redis::start();
+    for url in [
+        "redis://127.0.0.1:0/0".to_string(),
+        "redis://127.0.0.1:0".to_string(),
+        "rediss://127.0.0.1:0/0".to_string(),
+        format!("redis://127.0.0.1:{}/-1", r.port),
+        "redis://127.0.0.1:6379/-1".to_string(),
+        "redis+unix:///tmp/no-such-redis.sock?db=-1".to_string(),
+        "redis+sentinel://127.0.0.1:0/mymaster".to_string(),
+        "redis+cluster://127.0.0.1:0".to_string(),
+    ] {
+        match Locker::new(Some(&url)) {
+            Ok(_) => panic!("{url} was accepted"),
+            Err(e) => assert_eq!(
+                e.kind(),
+                ErrorKind::InvalidArgument,
+                "{url}: {}",
+                e.message()
+            ),
+        }
+    }
+    let fine = Locker::new(Some(&format!("redis://127.0.0.1:{}/1", r.port))).unwrap();
+    exercise(&fine);
+}

@@ -101,7 +101,7 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	name := C.GoString(C.turn_result_str(C.turn_result(e.Code)))
+	name := C.GoString(C.turn_result_str(C.int(e.Code)))
 	if e.Message == "" {
 		return "turn: " + name
 	}

@@ -3,7 +3,7 @@
 #![allow(non_camel_case_types)]
 
 use std::cell::RefCell;
-use std::ffi::{CStr, CString, c_char};
+use std::ffi::{CStr, CString, c_char, c_int};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
@@ -12,14 +12,14 @@ use crate::{Acquire, Lock, Locker, Options, Status, Wait};
 
 mod handles;
 
-use handles::Table;
+use handles::{Kind, Table};
 
 /// The lockers handed out, by handle.
-static LOCKERS: Table<Locker> = Table::new("turn_locker");
+static LOCKERS: Table<Locker> = Table::new(Kind::Locker);
 /// The locks handed out, by handle.
-static LOCKS: Table<LockCell> = Table::new("turn_lock");
+static LOCKS: Table<LockCell> = Table::new(Kind::Lock);
 /// The cancel tokens handed out, by handle.
-static CANCELS: Table<crate::Cancel> = Table::new("turn_cancel");
+static CANCELS: Table<crate::Cancel> = Table::new(Kind::Cancel);
 
 /// A lock behind a `turn_lock` handle; release takes it out.
 struct LockCell {
@@ -86,31 +86,59 @@ impl From<ErrorKind> for turn_result {
 /// notifier), shared by every lock taken through it.
 ///
 /// Created by `turn_locker_new`, owned by the caller, freed with
-/// `turn_locker_free`. Thread-safe: share one locker between threads. A
-/// handle is checked, not dereferenced: after `turn_locker_free` every call
-/// with it answers `TURN_ERR_INVALID_ARGUMENT`. Waits in progress in other
-/// threads end with `TURN_ERR_CANCELED` (their tickets withdrawn; never
-/// `TURN_OK`), and the threads and connections go when the last such call
-/// returns. Locks still held when it is freed are released then; their
-/// handles stay valid until passed to `turn_lock_release`, which answers
-/// `TURN_ERR_LOST` (as `turn_lock_check` does from then on).
+/// `turn_locker_free`. Thread-safe: share one locker between threads.
+///
+/// A handle is a number, never dereferenced. On 64-bit targets it packs a
+/// 40-bit id, never given to another object of this process or of its
+/// forked children (after 2^40 lockers `turn_locker_new` fails with
+/// `TURN_ERR_INVALID_ARGUMENT` rather than reuse one), its kind (locker,
+/// lock or cancel token), 4 bits of the fork generation, and an 18-bit
+/// check keyed with a secret drawn once per process (a made-up value
+/// passes it with a chance of 1 in 2^18). Every call checks the handle and
+/// answers `TURN_ERR_INVALID_ARGUMENT`, touching nothing, for a value that
+/// fails the check (made up or damaged), a `turn_lock` or `turn_cancel`
+/// handle, or a locker freed already; `TURN_ERR_FORKED` only for a real
+/// locker of the parent (up to 15 forks up) used in a child after fork().
+/// On 32-bit targets a handle has a 20-bit id, 2 bits of the fork
+/// generation (3 forks up) and an 8-bit check, and an id is given again
+/// after 2^20 newer lockers, so a handle kept after its free may then
+/// name a newer locker. `turn_locker_free` of a value that is not a live
+/// locker does nothing.
+///
+/// After `turn_locker_free`, waits in progress in other threads end with
+/// `TURN_ERR_CANCELED` (their tickets withdrawn; never `TURN_OK`), and the
+/// threads and connections go when the last such call returns. Locks still
+/// held when it is freed are released then; their handles stay valid until
+/// passed to `turn_lock_release`, which answers `TURN_ERR_LOST` (as
+/// `turn_lock_check` does from then on).
 pub struct turn_locker {
     _opaque: [u8; 0],
 }
 
 /// One held lock. Owned by the caller from `turn_lock_acquire` until
-/// `turn_lock_release`, which always ends it. The handle is checked: a
-/// second release, or any use after release, answers
-/// `TURN_ERR_INVALID_ARGUMENT` and touches nothing. May be used from any
-/// thread.
+/// `turn_lock_release`, which always ends it. May be used from any thread.
+///
+/// The handle is a checked number like a `turn_locker`'s (see there), with
+/// the kind lock: a second release, any use after release, a value this
+/// library did not return, or a `turn_locker` or `turn_cancel` handle
+/// passed as a lock answers `TURN_ERR_INVALID_ARGUMENT` (`turn_lock_serial`
+/// answers 0) and touches nothing; a lock of the parent used in a child
+/// after fork() answers `TURN_ERR_FORKED`. A released handle never names a
+/// later lock (on 32-bit targets: until 2^20 newer locks were taken).
 pub struct turn_lock {
     _opaque: [u8; 0],
 }
 
 /// A cancel token: `turn_cancel_fire` ends the waits of
 /// `turn_lock_acquire_cancelable` calls given it. Owned by the caller, freed
-/// with `turn_cancel_free`; thread-safe (fire it from any thread). The
-/// handle is checked like a lock's.
+/// with `turn_cancel_free`; thread-safe (fire it from any thread).
+///
+/// The handle is a checked number like a `turn_locker`'s (see there), with
+/// the kind cancel: a token freed already, a value this library did not
+/// return, or a `turn_locker` or `turn_lock` handle passed as a token
+/// answers `TURN_ERR_INVALID_ARGUMENT` (and `turn_cancel_free` of it does
+/// nothing); a token of the parent used in a child after fork() answers
+/// `TURN_ERR_FORKED`.
 pub struct turn_cancel {
     _opaque: [u8; 0],
 }
@@ -653,14 +681,12 @@ pub unsafe extern "C" fn turn_reset(
     })
 }
 
-/// A static name for a result code ("TURN_OK", ...); "TURN_ERR_UNKNOWN" for a
-/// value that is not a `turn_result`.
+/// A static name for a result code ("TURN_OK", ...); the static string
+/// "TURN_ERR_UNKNOWN" for any other value. Takes an `int`, so that any
+/// value a caller holds (a `turn_result` converts to it) is safe to pass.
 #[unsafe(no_mangle)]
-pub extern "C" fn turn_result_str(code: turn_result) -> *const c_char {
-    // Read the raw value so that an out-of-range code from C is harmless.
-    // SAFETY: turn_result is repr(C), an int-sized enum.
-    let raw: i32 = unsafe { std::mem::transmute_copy(&code) };
-    let name: &'static CStr = match raw {
+pub extern "C" fn turn_result_str(code: c_int) -> *const c_char {
+    let name: &'static CStr = match code {
         0 => c"TURN_OK",
         1 => c"TURN_ERR_NULL_ARGUMENT",
         2 => c"TURN_ERR_INVALID_ARGUMENT",

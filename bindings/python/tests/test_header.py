@@ -11,6 +11,7 @@ HEADER = os.path.join(os.path.dirname(__file__), "..", "..", "..", "include", "t
 
 C_TYPES = {
     "turn_result": ctypes.c_int,
+    "int": ctypes.c_int,
     "void": None,
     "uint64_t": ctypes.c_uint64,
     "uint32_t": ctypes.c_uint32,
