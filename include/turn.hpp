@@ -4,7 +4,7 @@
  *   turn::locker locker("redis://127.0.0.1:6379/0");
  *   {
  *       turn::lock lock = locker.acquire("printer", "report job");
- *       use(lock.serial());          // a fencing token
+ *       use(lock.token());           // a fencing token
  *   }                                // released here
  *
  * Errors are thrown as turn::error, which carries the turn_result code.
@@ -68,8 +68,14 @@ public:
 
     /// True while this object owns a lock (not moved from, not released).
     explicit operator bool() const noexcept { return handle_ != nullptr; }
-    /// The ticket number: a fencing token. 0 when empty.
+    /// The ticket number (turn 1.0's; it starts over with the queue). 0 when empty.
     std::uint64_t serial() const noexcept { return turn_lock_serial(handle_); }
+    /// The fencing token: greater than every earlier lock's on this resource,
+    /// also across a Redis restart. 0 when empty.
+    std::uint64_t token() const noexcept {
+        std::uint64_t t = 0;
+        return handle_ && turn_lock_token(handle_, &t) == TURN_OK ? t : 0;
+    }
     /// True while held (no round trip).
     bool held() const noexcept { return handle_ && turn_lock_check(handle_) == TURN_OK; }
     /// Throws turn::error (TURN_ERR_LOST) once the lock is lost.

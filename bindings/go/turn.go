@@ -54,6 +54,11 @@ static turn_result go_acquire(uintptr_t l, const char *resource, const char *lab
 static turn_result go_release(uintptr_t lock) { return turn_lock_release((turn_lock *)lock); }
 static turn_result go_check(uintptr_t lock) { return turn_lock_check((turn_lock *)lock); }
 static uint64_t go_serial(uintptr_t lock) { return turn_lock_serial((turn_lock *)lock); }
+static uint64_t go_token(uintptr_t lock) {
+	uint64_t token = 0;
+	turn_lock_token((turn_lock *)lock, &token);
+	return token;
+}
 static turn_result go_bump(uintptr_t l, const char *resource, uint64_t *out) {
 	return turn_bump((turn_locker *)l, resource, out);
 }
@@ -322,7 +327,7 @@ func (l *Locker) Lock(ctx context.Context, resource string, opts ...LockOption) 
 		}
 		return nil, err
 	}
-	lock := &Lock{handle: lh, serial: uint64(C.go_serial(lh))}
+	lock := &Lock{handle: lh, serial: uint64(C.go_serial(lh)), token: uint64(C.go_token(lh))}
 	runtime.SetFinalizer(lock, func(k *Lock) { k.Unlock() })
 	return lock, nil
 }
@@ -394,11 +399,16 @@ type Lock struct {
 	mu     sync.Mutex
 	handle C.uintptr_t
 	serial uint64
+	token  uint64
 }
 
-// Serial is the ticket number: a fencing token, strictly increasing per
-// queue.
+// Serial is the ticket number (turn 1.0's): it starts over when the queue
+// does (a Redis restart without persistence, a reset).
 func (k *Lock) Serial() uint64 { return k.serial }
+
+// Token is the fencing token: greater than every earlier lock's on this
+// resource, also across a Redis restart without persistence.
+func (k *Lock) Token() uint64 { return k.token }
 
 // Check returns nil while the lock is held and an error matching ErrLost
 // once it is lost (no round trip).

@@ -30,7 +30,7 @@ func newLocker(t *testing.T) *Locker {
 func TestLockUnlockAndSerials(t *testing.T) {
 	l := newLocker(t)
 	ctx := context.Background()
-	var last uint64
+	var last, lastToken uint64
 	for i := 0; i < 3; i++ {
 		lock, err := l.Lock(ctx, "r", Label("go"))
 		if err != nil {
@@ -39,7 +39,10 @@ func TestLockUnlockAndSerials(t *testing.T) {
 		if last != 0 && lock.Serial() != last+1 {
 			t.Fatalf("serial %d after %d", lock.Serial(), last)
 		}
-		last = lock.Serial()
+		if lock.Token() <= lastToken {
+			t.Fatalf("token %d after %d", lock.Token(), lastToken)
+		}
+		last, lastToken = lock.Serial(), lock.Token()
 		if err := lock.Check(); err != nil {
 			t.Fatal(err)
 		}

@@ -21,7 +21,7 @@ int main(int argc, char **argv) {
         EXPECT(a && a.held() && a.serial() == 1);
         EXPECT(!locker.try_acquire("cpp", "second"));  // would block
         turn::lock moved = std::move(a);
-        EXPECT(!a && moved.serial() == 1);
+        EXPECT(!a && moved.serial() == 1 && moved.token() > 1);
         auto s = locker.get_status("cpp");
         EXPECT(s && s->indicator == 1 && s->tickets.size() == 1 && s->tickets[0].label == "first");
     }  // released by the destructor

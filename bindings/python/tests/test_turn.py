@@ -18,6 +18,7 @@ def test_the_seed_api(url):
     locker = turn.Locker(host=host, port=int(port), db=int(db))
     with locker.lock(resource="seed", label="This shows up in messages.") as lock:
         assert lock.serial >= 1
+        assert lock.token > lock.serial  # the token counts from the server clock
         lock.check()
         status = locker.status("seed")
         assert status.indicator == lock.serial

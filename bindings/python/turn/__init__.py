@@ -7,7 +7,7 @@ needed)::
 
     locker = turn.Locker(host='localhost', port=6379, db=0)
     with locker.lock(resource='printer', label='report job') as lock:
-        write(lock.serial)  # a fencing token
+        write(lock.token)  # a fencing token
 
 The library is found through TURN_LIBRARY, next to this package, or on the
 system's library path.
@@ -106,6 +106,12 @@ class Lock:
         self._handle = handle
         self._guard = threading.Lock()
         self.serial = _lib.turn_lock_serial(handle)
+        token = ctypes.c_uint64()
+        _check(_lib.turn_lock_token(handle, ctypes.byref(token)))
+        #: The fencing token: greater than every earlier lock's on this
+        #: resource, also across a Redis restart (``serial`` is the ticket
+        #: number, turn 1.0's; it starts over when the queue does).
+        self.token = token.value
 
     def check(self):
         """Raises Lost once the lock is lost (no round trip)."""
