@@ -59,6 +59,7 @@ static uint64_t go_token(uintptr_t lock) {
 	turn_lock_token((turn_lock *)lock, &token);
 	return token;
 }
+static turn_result go_health(uintptr_t l) { return turn_locker_health((turn_locker *)l); }
 static turn_result go_bump(uintptr_t l, const char *resource, uint64_t *out) {
 	return turn_bump((turn_locker *)l, resource, out);
 }
@@ -330,6 +331,17 @@ func (l *Locker) Lock(ctx context.Context, resource string, opts ...LockOption) 
 	lock := &Lock{handle: lh, serial: uint64(C.go_serial(lh)), token: uint64(C.go_token(lh))}
 	runtime.SetFinalizer(lock, func(k *Lock) { k.Unlock() })
 	return lock, nil
+}
+
+// Health returns nil while the locker's background threads never failed,
+// and an error with the count and the last failure once one of them
+// panicked (a bug) and was restarted; the locker keeps working.
+func (l *Locker) Health() error {
+	h, err := l.use()
+	if err != nil {
+		return err
+	}
+	return call(func() C.turn_result { return C.go_health(h) })
 }
 
 // Bump moves the indicator of resource past dead tickets (never back) and

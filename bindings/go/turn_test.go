@@ -43,6 +43,9 @@ func TestLockUnlockAndSerials(t *testing.T) {
 			t.Fatalf("token %d after %d", lock.Token(), lastToken)
 		}
 		last, lastToken = lock.Serial(), lock.Token()
+		if err := l.Health(); err != nil {
+			t.Fatal(err)
+		}
 		if err := lock.Check(); err != nil {
 			t.Fatal(err)
 		}

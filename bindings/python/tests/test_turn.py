@@ -24,6 +24,7 @@ def test_the_seed_api(url):
         assert status.indicator == lock.serial
         assert status.tickets == [(lock.serial, "This shows up in messages.")]
     assert locker.status("seed").tickets == []
+    assert locker.health() is None
     locker.close()
 
 

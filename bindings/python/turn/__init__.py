@@ -204,6 +204,11 @@ class Locker:
 
     __del__ = close
 
+    def health(self):
+        """Raises Panic (with the count and the last failure) once one of the
+        locker's background threads failed and was restarted; None before."""
+        _check(_lib.turn_locker_health(self._handle))
+
     def __enter__(self):
         return self
 
