@@ -3,6 +3,8 @@
 //! another binary.
 #![allow(dead_code)]
 
+pub mod sentinel;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
