@@ -71,7 +71,8 @@ pub enum What {
 
 /// One event. `worker` names a thread or process; `id` one acquire of it
 /// (unique in the run); `resource` the lock's resource. Worker-wide events
-/// have id "-", run-wide ones worker "-" too.
+/// have id "-", run-wide ones worker "-" too; worker "pid:N" stands for
+/// every worker of process N (named `NAME#N.K` by [`Worker::new`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     pub t: u64,
@@ -224,6 +225,11 @@ pub trait Sink: Send + Sync {
     /// Something worker-wide (Died, Paused, Resumed).
     fn worker_event(&self, worker: &str, what: What) {
         self.record(worker, "-", "-", what);
+    }
+
+    /// Something that befell every worker of process `pid`.
+    fn process_event(&self, pid: u32, what: What) {
+        self.record(&format!("pid:{pid}"), "-", "-", what);
     }
 }
 
@@ -879,6 +885,14 @@ fn fifo(resource: &str, list: &[(&String, &Hold)], out: &mut Vec<Violation>) {
     }
 }
 
+/// True when a worker-wide event of `event_worker` concerns `worker`.
+fn covers(event_worker: &str, worker: &str) -> bool {
+    event_worker == worker
+        || event_worker
+            .strip_prefix("pid:")
+            .is_some_and(|pid| worker.contains(&format!("#{pid}.")))
+}
+
 /// Waiters without a holder for longer than the lease + margin, counted
 /// from the last disturbance (a death, a pause, the end of a fault).
 fn stranded(
@@ -972,7 +986,8 @@ fn stranded(
         }
         // Re-evaluate every resource: a worker-wide event touches all.
         for (resource, s) in states.iter_mut() {
-            let alive = |id: &&str| worker_of(id).is_none_or(|w| !gone.contains(w));
+            let alive =
+                |id: &&str| worker_of(id).is_none_or(|w| !gone.iter().any(|g| covers(g, w)));
             let waiting: Vec<&str> = s.waiting.iter().copied().filter(alive).collect();
             let holding = s.holding.iter().any(alive);
             let open = !waiting.is_empty() && !holding;
