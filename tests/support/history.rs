@@ -627,6 +627,9 @@ pub struct Report {
     pub violations: Vec<Violation>,
 }
 
+/// Examples of each kind of violation a report prints.
+const EXAMPLES: usize = 5;
+
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -640,10 +643,36 @@ impl fmt::Display for Report {
             self.faults,
             self.violations.len()
         )?;
+        let mut kinds: BTreeMap<&str, Vec<&Violation>> = BTreeMap::new();
         for v in &self.violations {
-            write!(f, "\n  - {v}")?;
+            kinds.entry(v.kind()).or_default().push(v);
+        }
+        for (kind, list) in kinds {
+            write!(f, "\n  {kind}: {}", list.len())?;
+            for v in list.iter().take(EXAMPLES) {
+                write!(f, "\n    - {v}")?;
+            }
+            if list.len() > EXAMPLES {
+                write!(f, "\n    - ...")?;
+            }
         }
         Ok(())
+    }
+}
+
+impl Violation {
+    /// A short name of the kind of violation.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Violation::Overlap { .. } => "overlap",
+            Violation::TokenBack { .. } => "token back",
+            Violation::Rejected { .. } => "fencing rejection of a clean holder",
+            Violation::FifoBreak { .. } => "FIFO break",
+            Violation::Stranded { .. } => "stranded waiters",
+            Violation::LostAtGrant { .. } => "Ok not held",
+            Violation::OkAfterLost { .. } => "Ok after Lost",
+            Violation::Lost { .. } => "loss without a fault",
+        }
     }
 }
 

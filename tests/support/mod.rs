@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod history;
+pub mod load;
 pub mod proxy;
 pub mod sentinel;
 
