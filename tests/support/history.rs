@@ -1013,8 +1013,12 @@ fn stranded(
             }
             _ => continue,
         }
-        // Re-evaluate every resource: a worker-wide event touches all.
+        // Re-evaluate the event's resource; a worker-wide event touches all.
+        let wide = e.id == "-";
         for (resource, s) in states.iter_mut() {
+            if !wide && *resource != e.resource.as_str() {
+                continue;
+            }
             let alive =
                 |id: &&str| worker_of(id).is_none_or(|w| !gone.iter().any(|g| covers(g, w)));
             let waiting: Vec<&str> = s.waiting.iter().copied().filter(alive).collect();

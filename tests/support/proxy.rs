@@ -316,6 +316,18 @@ fn reader(shared: Arc<Shared>, conn: Arc<Conn>, dir: Direction, mut from: TcpStr
     pipe.close(false);
 }
 
+/// When a chunk that arrived at `arrival` with jitter `offset` (ns) may
+/// leave, under latency `base`.
+fn due_at(arrival: Instant, offset: i64, base: Duration) -> Instant {
+    let due = arrival + base;
+    if offset >= 0 {
+        due + Duration::from_nanos(offset as u64)
+    } else {
+        due.checked_sub(Duration::from_nanos(offset.unsigned_abs()))
+            .unwrap_or(due)
+    }
+}
+
 /// Writes the chunks of `dir` to the other side when they are due and the
 /// proxy is not stalled; closes the connection when its pipe is closed and
 /// empty, or a write fails.
@@ -343,14 +355,7 @@ fn writer(shared: Arc<Shared>, conn: Arc<Conn>, dir: Direction, mut to: TcpStrea
             thread::sleep(Duration::from_millis(2));
             continue;
         }
-        let mut due = *arrival + base;
-        due = if *offset >= 0 {
-            due + Duration::from_nanos(*offset as u64)
-        } else {
-            due.checked_sub(Duration::from_nanos(offset.unsigned_abs()))
-                .unwrap_or(due)
-        };
-        let due = due.max(last_due);
+        let due = due_at(*arrival, *offset, base).max(last_due);
         let now = Instant::now();
         if due > now {
             let _ = pipe
@@ -358,13 +363,24 @@ fn writer(shared: Arc<Shared>, conn: Arc<Conn>, dir: Direction, mut to: TcpStrea
                 .wait_timeout(s, (due - now).min(Duration::from_millis(50)));
             continue;
         }
-        let (_, _, bytes) = s.chunks.pop_front().unwrap();
-        drop(s);
+        // Every chunk due by now goes in one write.
+        let (_, _, mut bytes) = s.chunks.pop_front().unwrap();
         last_due = due;
+        let mut n = 1;
+        while let Some((arrival, offset, _)) = s.chunks.front() {
+            let next = due_at(*arrival, *offset, base).max(last_due);
+            if next > now {
+                break;
+            }
+            last_due = next;
+            bytes.extend_from_slice(&s.chunks.pop_front().unwrap().2);
+            n += 1;
+        }
+        drop(s);
         if to.write_all(&bytes).is_err() {
             break;
         }
-        shared.chunks.fetch_add(1, Ordering::Relaxed);
+        shared.chunks.fetch_add(n, Ordering::Relaxed);
     }
     conn.close(true);
 }
