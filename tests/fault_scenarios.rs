@@ -2,9 +2,10 @@
 //! many hand-offs per round trip through a slow link (the heartbeat must
 //! keep every lock), a waiter paused while its turn is in flight, DEBUG
 //! SLEEP beyond the lease, pubsub connections killed under load, a locker
-//! freed while an acquire waits, and a random mix of faults through the
-//! proxy. Each scenario records a history (tests/support/history.rs) and
-//! asserts that the checker finds no violation and that work was done.
+//! freed while an acquire waits, a random mix of faults through the
+//! proxy, and FIFO order through slow links. Each scenario records a
+//! history (tests/support/history.rs) and asserts that the checker finds
+//! no violation and that work was done.
 //!
 //! Load scenarios run a random fault schedule (seed printed) for a few
 //! seconds, or TURN_SOAK_SECS under `make soak`.
@@ -302,6 +303,91 @@ fn killing_pubsub_connections_under_load_strands_no_waiter() {
     load.history
         .check(&Rules::default())
         .assert_sound("CLIENT KILL TYPE pubsub under load", 50);
+}
+
+#[test]
+fn tickets_are_granted_in_draw_order_through_slow_links_and_pubsub_kills() {
+    let r = Redis::start();
+    // Three lockers: one straight to Redis, two through slow, jittery
+    // links; their waiters queue in a known order, round after round.
+    let slow = Proxy::start(r.port);
+    slow.latency(ms(5), ms(4));
+    let slower = Proxy::start(r.port);
+    slower.latency(ms(15), ms(10));
+    let urls = [r.url(), slow.url(), slower.url()];
+    let ls: Vec<Locker> = urls.iter().map(|u| Locker::new(Some(u)).unwrap()).collect();
+    let admin = Locker::new(Some(&r.url())).unwrap();
+    let history = History::new();
+    let fence = Arc::new(support::history::Fence::default());
+    let mut rng = Rng::seeded("FIFO");
+    let mut kill = r.conn();
+    let rounds = 6;
+    let waiters = 6;
+    for round in 0..rounds {
+        let mut h = Worker::new("h", &history, &*fence);
+        let (h_id, held) = h.acquire(&admin, "res", &request(Duration::from_secs(5)));
+        let held = held.unwrap();
+        let mut threads = Vec::new();
+        for i in 0..waiters {
+            let (tx, rx) = mpsc::channel();
+            let locker = ls[(round + i) % ls.len()].clone();
+            let (hist, fen) = (history.clone(), fence.clone());
+            // One waiter of each round gives up before its turn: it
+            // withdraws, and the queue goes past it.
+            let wait = if i == 2 {
+                ms(150)
+            } else {
+                Duration::from_secs(20)
+            };
+            threads.push(thread::spawn(move || {
+                let mut w = Worker::new("w", &hist, &*fen);
+                tx.send((w.name.clone(), w.next_id())).unwrap();
+                let (id, lock) = w.acquire(
+                    &locker,
+                    "res",
+                    &Acquire::default()
+                        .expire(Duration::from_secs(2))
+                        .wait(Wait::For(wait)),
+                );
+                if let Ok(lock) = lock {
+                    w.finish(&id, lock, ms(10));
+                }
+            }));
+            let (name, id) = rx.recv().unwrap();
+            // Its ticket is in the queue before the next waiter starts.
+            let mut seen = None;
+            let end = Instant::now() + Duration::from_secs(20);
+            while seen.is_none() && Instant::now() < end {
+                seen = admin
+                    .status("res")
+                    .ok()
+                    .and_then(|s| s.tickets.iter().find(|t| t.label == id).map(|t| t.serial));
+                if seen.is_none() {
+                    sleep(ms(2));
+                }
+            }
+            let serial = seen.expect("the waiter's ticket shows in the queue");
+            history.record(&name, &id, "res", What::Queued { serial });
+            if rng.below(2) == 0 {
+                let _: i64 = redis::cmd("CLIENT")
+                    .arg("KILL")
+                    .arg("TYPE")
+                    .arg("pubsub")
+                    .query(&mut kill)
+                    .unwrap();
+            }
+        }
+        sleep(ms(200));
+        h.finish(&h_id, held, Duration::ZERO);
+        for t in threads {
+            t.join().unwrap();
+        }
+    }
+    let report = history.check(&Rules::default());
+    report.assert_sound(
+        "FIFO through slow links and pubsub kills",
+        rounds * waiters - rounds,
+    );
 }
 
 #[test]
