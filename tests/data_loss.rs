@@ -90,9 +90,24 @@ fn a_redis_restart_without_persistence_under_load_breaks_no_guarantee() {
 
 #[test]
 fn a_holder_from_before_a_restart_cannot_touch_the_new_queue_that_reuses_its_serial() {
+    serial_reused_after("restart", |r| r.restart());
+}
+
+#[test]
+fn a_holder_from_before_a_flushdb_cannot_touch_the_new_queue_that_reuses_its_serial() {
+    serial_reused_after("flushdb", |r| {
+        let _: () = redis::cmd("FLUSHDB").query(&mut r.conn()).unwrap();
+    });
+}
+
+/// A holds serial 1; Redis loses its data (`fault`); B draws serial 1 of
+/// the new queue and is granted. A's check must answer Lost within a beat,
+/// its release Lost, leaving B's presence key and indicator alone; B's
+/// token must be greater than A's.
+fn serial_reused_after(name: &str, fault: impl FnOnce(&mut Redis)) {
     let mut r = Redis::start();
-    // A reaches Redis through a proxy, stalled while Redis restarts and B
-    // takes serial 1 of the new queue: A's next beats come after that.
+    // A reaches Redis through a proxy, stalled while Redis loses its data
+    // and B takes serial 1 of the new queue: A's next beats come after.
     let proxy = Proxy::start(r.port);
     let history = History::new();
     let fence = Fence::default();
@@ -103,9 +118,9 @@ fn a_holder_from_before_a_restart_cannot_touch_the_new_queue_that_reuses_its_ser
     let a_lock = a_lock.unwrap();
     assert_eq!(a_lock.serial(), 1);
     proxy.stall();
-    history.fault_start("restart");
-    r.restart();
-    history.fault_end("restart");
+    history.fault_start(name);
+    fault(&mut r);
+    history.fault_end(name);
     let b_locker = Locker::new(Some(&r.url())).unwrap();
     let mut b = Worker::new("b", &history, &fence);
     let (b_id, b_lock) = b.acquire(&b_locker, "res", &request(lease));
@@ -165,7 +180,7 @@ fn a_holder_from_before_a_restart_cannot_touch_the_new_queue_that_reuses_its_ser
     }
     b.finish(&b_id, b_lock, Duration::ZERO);
     let report = history.check(&Rules::default());
-    println!("restart, serial reused: {report}");
+    println!("{name}, serial reused: {report}");
     assert!(
         failures.is_empty() && report.violations.is_empty(),
         "failures: {failures:#?}\nchecker: {report}"
