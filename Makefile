@@ -84,9 +84,12 @@ test: test-deps lint build
 bench: demo-deps
 	$(CARGO) bench --bench bench
 
-# The chaos soak, longer than in `make test` (TURN_SOAK_SECS, default 300).
+# The chaos soak and the fault scenarios' load runs, each with a random
+# fault schedule, longer than in `make test`: TURN_SOAK_SECS each (default
+# 120; two run at a time), TURN_SOAK_SEED to replay a printed schedule.
+# Prints the history checker's counts of every run.
 soak: test-deps build
-	TURN_SOAK_SECS=$${TURN_SOAK_SECS:-300} $(CARGO) test --test chaos -- --nocapture
+	TURN_SOAK_SECS=$${TURN_SOAK_SECS:-120} $(CARGO) test --no-fail-fast --test chaos --test data_loss --test fault_scenarios -- --nocapture
 
 # Fuzzing (not in CI): each target for FUZZ_SECS seconds. cargo-fuzz wants
 # nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain take them.

@@ -10,6 +10,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use redis::Commands;
+use support::sentinel::Sentinels;
 use support::{Redis, eventually, queued};
 use turn::{Acquire, ErrorKind, Locker, Options, Tls, Wait};
 
@@ -272,67 +273,10 @@ fn an_acl_user_limited_to_turn_keys_and_channels() {
     );
 }
 
-fn sentinel(master: u16) -> Redis {
-    Redis::start_custom(
-        &["{dir}/sentinel.conf"],
-        &["--sentinel"],
-        false,
-        move |_, dir| {
-            std::fs::write(
-                dir.join("sentinel.conf"),
-                format!(
-                    "sentinel monitor mymaster 127.0.0.1 {master} 2\n\
-                     sentinel down-after-milliseconds mymaster 1000\n\
-                     sentinel failover-timeout mymaster 5000\n\
-                     sentinel parallel-syncs mymaster 1\n"
-                ),
-            )
-            .unwrap();
-        },
-    )
-}
-
-fn master_port(s: &Redis) -> Option<u16> {
-    let (_, port): (String, u16) = redis::cmd("SENTINEL")
-        .arg("GET-MASTER-ADDR-BY-NAME")
-        .arg("mymaster")
-        .query(&mut s.conn())
-        .ok()?;
-    Some(port)
-}
-
 #[test]
 fn sentinel_failover_is_followed() {
-    let mut master = Redis::start();
-    let replica_of = master.port.to_string();
-    let replica = Redis::start_with(&["--save", "", "--replicaof", "127.0.0.1", &replica_of]);
-    assert!(eventually(Duration::from_secs(20), || {
-        let info: String = redis::cmd("INFO")
-            .arg("replication")
-            .query(&mut replica.conn())
-            .unwrap_or_default();
-        info.contains("master_link_status:up")
-    }));
-    let sentinels: Vec<Redis> = (0..3).map(|_| sentinel(master.port)).collect();
-    assert!(eventually(Duration::from_secs(30), || {
-        sentinels.iter().all(|s| {
-            redis::cmd("SENTINEL")
-                .arg("CKQUORUM")
-                .arg("mymaster")
-                .query::<String>(&mut s.conn())
-                .is_ok()
-                && redis::cmd("SENTINEL")
-                    .arg("REPLICAS")
-                    .arg("mymaster")
-                    .query::<Vec<redis::Value>>(&mut s.conn())
-                    .is_ok_and(|v| !v.is_empty())
-        })
-    }));
-    let hosts: Vec<String> = sentinels
-        .iter()
-        .map(|s| format!("127.0.0.1:{}", s.port))
-        .collect();
-    let url = format!("redis+sentinel://{}/mymaster/0", hosts.join(","));
+    let mut set = Sentinels::start();
+    let url = set.url();
     let l = Locker::new(Some(&url)).unwrap();
     exercise(&l);
     let held = l
@@ -345,15 +289,10 @@ fn sentinel_failover_is_followed() {
     let _: () = redis::cmd("WAIT")
         .arg(1)
         .arg(2000)
-        .query(&mut master.conn())
+        .query(&mut set.master.conn())
         .map(|_: i64| ())
         .unwrap();
-    master.kill();
-    assert!(
-        eventually(Duration::from_secs(60), || master_port(&sentinels[0])
-            == Some(replica.port)),
-        "no failover"
-    );
+    assert!(set.fail_over(Duration::from_secs(60)), "no failover");
     // New acquires work once the library has reconnected by itself.
     let start = Instant::now();
     let lock = loop {
@@ -375,7 +314,7 @@ fn sentinel_failover_is_followed() {
     // The held lock is either still held (its key made it to the new
     // master) or reported lost: never held with its key gone.
     thread::sleep(Duration::from_secs(3));
-    let key_there: bool = replica.conn().exists("turn:failover:serial:1").unwrap();
+    let key_there: bool = set.replica.conn().exists("turn:failover:serial:1").unwrap();
     assert!(held.is_lost() || key_there, "held without a presence key");
     let _ = held.release();
 }

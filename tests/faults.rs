@@ -98,20 +98,16 @@ fn a_holder_paused_past_its_lease_loses_the_lock_and_cannot_move_the_queue() {
 }
 
 #[test]
-fn redis_restart_without_persistence_reports_lost_locks_and_recovers() {
+fn redis_restart_without_persistence_reports_lost_locks_and_tokens_keep_growing() {
     let mut r = Redis::start();
-    let options = Options {
-        clock_serials: true,
-        ..Options::default()
-    };
-    let l = Locker::with_options(Some(&r.url()), options).unwrap();
+    let l = Locker::new(Some(&r.url())).unwrap();
     let held = l
         .acquire(
             "res",
             &Acquire::label("h").expire(Duration::from_millis(600)),
         )
         .unwrap();
-    let before = held.serial();
+    let before = held.token();
     let l2 = l.clone();
     let waiter = thread::spawn(move || {
         l2.acquire(
@@ -121,7 +117,7 @@ fn redis_restart_without_persistence_reports_lost_locks_and_recovers() {
                 .expire(Duration::from_secs(5))
                 .wait(Wait::For(Duration::from_secs(60))),
         )
-        .map(|x| x.serial())
+        .map(|x| x.token())
     });
     assert!(queued(&l, "res", 2));
     r.restart();
@@ -133,10 +129,31 @@ fn redis_restart_without_persistence_reports_lost_locks_and_recovers() {
     let after = waiter.join().unwrap().unwrap();
     assert!(
         after > before,
-        "clock-seeded serials keep growing: {after} > {before}"
+        "fencing tokens keep growing across the restart (default options): {after} > {before}"
     );
     let again = l.lock("res", "new").unwrap();
-    assert!(again.serial() > after);
+    assert!(again.token() > after);
+}
+
+#[test]
+fn clock_serials_keep_serials_growing_across_a_restart() {
+    // This one tests the clock_serials option itself, so it sets it.
+    let mut r = Redis::start();
+    let options = Options {
+        clock_serials: true,
+        ..Options::default()
+    };
+    let l = Locker::with_options(Some(&r.url()), options).unwrap();
+    let before = l.lock("res", "h").unwrap();
+    let serial = before.serial();
+    drop(before);
+    r.restart();
+    let after = l.lock("res", "after").unwrap();
+    assert!(
+        after.serial() > serial,
+        "a new queue starts at the server's clock: {} > {serial}",
+        after.serial()
+    );
 }
 
 #[test]

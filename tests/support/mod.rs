@@ -3,6 +3,11 @@
 //! another binary.
 #![allow(dead_code)]
 
+pub mod history;
+pub mod load;
+pub mod proxy;
+pub mod sentinel;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -348,4 +353,53 @@ pub fn now_ns() -> u64 {
     // SAFETY: ts is a valid timespec to write into.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// A small xorshift generator (tests need no crate for this).
+#[derive(Debug, Clone)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// Seeded from TURN_SOAK_SEED when set, else from the clock; the seed
+    /// is printed so that a failing schedule can be replayed.
+    pub fn seeded(what: &str) -> Rng {
+        let seed = std::env::var("TURN_SOAK_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+            })
+            | 1;
+        println!("{what}: seed {seed} (TURN_SOAK_SEED replays it)");
+        Rng(seed)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    /// A duration from `lo` to `hi`.
+    pub fn between(&mut self, lo: Duration, hi: Duration) -> Duration {
+        let span = hi.saturating_sub(lo).as_millis() as u64;
+        lo + Duration::from_millis(self.below(span + 1))
+    }
+}
+
+/// How long a load scenario runs: TURN_SOAK_SECS when set (`make soak`),
+/// else `default` (short, for `make test`).
+pub fn soak_duration(default: Duration) -> Duration {
+    std::env::var("TURN_SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .map_or(default, Duration::from_secs)
 }

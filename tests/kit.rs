@@ -1,0 +1,478 @@
+//! The fault-injection kit's own tests (tests/support): the TCP fault proxy
+//! on an echo server, and the history checker on made-up histories, one
+//! per kind of violation, and a clean one.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::Redis;
+use support::history::{Event, Rules, Violation, What, check, parse};
+use support::proxy::{Direction, Proxy};
+
+/// An echo server on a free loopback port (each connection echoed by a
+/// thread until it closes).
+fn echo_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                loop {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            if conn.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+fn connect(p: &Proxy) -> TcpStream {
+    let s = TcpStream::connect(("127.0.0.1", p.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+/// Reads exactly `n` bytes (or fails within the read timeout).
+fn read_n(s: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut out = vec![0u8; n];
+    s.read_exact(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn proxy_keeps_byte_order_under_jitter() {
+    let p = Proxy::start(echo_server());
+    p.latency(Duration::from_millis(2), Duration::from_millis(2));
+    let mut s = connect(&p);
+    let mut sent = Vec::new();
+    for i in 0..300u32 {
+        let chunk = format!("{i:05};");
+        s.write_all(chunk.as_bytes()).unwrap();
+        sent.extend_from_slice(chunk.as_bytes());
+        if i % 7 == 0 {
+            thread::sleep(Duration::from_micros(300));
+        }
+    }
+    let got = read_n(&mut s, sent.len());
+    assert_eq!(
+        String::from_utf8(got).unwrap(),
+        String::from_utf8(sent).unwrap()
+    );
+    assert!(p.chunks() > 2, "the bytes went through the proxy's queues");
+}
+
+#[test]
+fn proxy_latency_delays_each_direction() {
+    let p = Proxy::start(echo_server());
+    p.latency_one_way(Direction::Up, Duration::from_millis(300), Duration::ZERO);
+    let mut s = connect(&p);
+    let start = Instant::now();
+    s.write_all(b"ping").unwrap();
+    assert_eq!(read_n(&mut s, 4), b"ping");
+    assert!(
+        start.elapsed() >= Duration::from_millis(300),
+        "held at least the latency"
+    );
+}
+
+#[test]
+fn proxy_stall_holds_bytes_until_resumed() {
+    let p = Proxy::start(echo_server());
+    let mut s = connect(&p);
+    s.write_all(b"a").unwrap();
+    assert_eq!(read_n(&mut s, 1), b"a");
+    p.stall();
+    s.write_all(b"held").unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut buf = [0u8; 4];
+    let r = s.read(&mut buf);
+    assert!(
+        r.is_err(),
+        "nothing comes through while stalled: {r:?} {buf:?}"
+    );
+    assert_eq!(p.open_connections(), 1, "the connection stays");
+    p.resume();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert_eq!(read_n(&mut s, 4), b"held");
+}
+
+#[test]
+fn proxy_cut_closes_every_connection_and_refuse_turns_new_ones_away() {
+    let p = Proxy::start(echo_server());
+    let mut a = connect(&p);
+    let mut b = connect(&p);
+    a.write_all(b"x").unwrap();
+    assert_eq!(read_n(&mut a, 1), b"x");
+    b.write_all(b"y").unwrap();
+    assert_eq!(read_n(&mut b, 1), b"y");
+    p.cut();
+    for s in [&mut a, &mut b] {
+        let mut buf = [0u8; 1];
+        let r = s.read(&mut buf);
+        assert!(matches!(r, Ok(0) | Err(_)), "closed by the cut: {r:?}");
+    }
+    p.refuse();
+    let mut c = connect(&p);
+    let _ = c.write_all(b"z");
+    let mut buf = [0u8; 1];
+    let r = c.read(&mut buf);
+    assert!(matches!(r, Ok(0) | Err(_)), "refused: {r:?}");
+    assert!(p.refused() >= 1);
+    p.accept();
+    let mut d = connect(&p);
+    d.write_all(b"w").unwrap();
+    assert_eq!(read_n(&mut d, 1), b"w");
+}
+
+#[test]
+fn proxy_carries_a_locker_and_stops_when_dropped() {
+    let r = Redis::start();
+    let p = Proxy::start(r.port);
+    p.latency(Duration::from_millis(2), Duration::from_millis(1));
+    let l = turn::Locker::new(Some(&p.url())).unwrap();
+    let lock = l.lock("through", "proxy").unwrap();
+    assert_eq!(lock.serial(), 1);
+    lock.release().unwrap();
+    let port = p.port;
+    drop(p);
+    // Nobody listens any more.
+    assert!(support::eventually(Duration::from_secs(5), || {
+        TcpStream::connect(("127.0.0.1", port)).is_err()
+    }));
+    let e = l.lock("through", "after").unwrap_err();
+    assert_eq!(e.kind(), turn::ErrorKind::Connection, "{e}");
+}
+
+// ---- the history checker on made-up histories ----
+
+/// A history built by hand: times in ms.
+#[derive(Default)]
+struct Made(Vec<Event>);
+
+impl Made {
+    fn at(&mut self, ms: u64, worker: &str, id: &str, what: What) -> &mut Made {
+        self.0.push(Event {
+            t: ms * 1_000_000,
+            worker: worker.into(),
+            id: id.into(),
+            resource: "r".into(),
+            what,
+        });
+        self
+    }
+
+    /// A whole clean hold from `from` to `to` ms with this serial/token.
+    fn hold(&mut self, worker: &str, id: &str, from: u64, to: u64, token: u64) -> &mut Made {
+        self.at(from, worker, id, What::Start { lease_ms: 1000 })
+            .at(
+                from + 1,
+                worker,
+                id,
+                What::Granted {
+                    serial: token,
+                    token,
+                },
+            )
+            .at(
+                from + 1,
+                worker,
+                id,
+                What::Check {
+                    ok: true,
+                    at_grant: true,
+                },
+            )
+            .at(
+                from + 2,
+                worker,
+                id,
+                What::Stored {
+                    token,
+                    accepted: true,
+                },
+            )
+            .at(
+                to - 1,
+                worker,
+                id,
+                What::Check {
+                    ok: true,
+                    at_grant: false,
+                },
+            )
+            .at(to, worker, id, What::ReleaseCalled)
+            .at(to + 1, worker, id, What::Released { ok: true })
+    }
+
+    fn check(&self) -> Vec<Violation> {
+        check(&self.0, &Rules::default()).violations
+    }
+}
+
+#[test]
+fn checker_passes_a_clean_history_and_counts() {
+    let mut h = Made::default();
+    h.hold("a", "a1", 0, 10, 1)
+        .hold("b", "b1", 12, 20, 2)
+        .hold("a", "a2", 21, 30, 3);
+    // A failed acquire, and a lost hold with its lost check.
+    h.at(31, "c", "c1", What::Start { lease_ms: 1000 }).at(
+        32,
+        "c",
+        "c1",
+        What::Failed {
+            error: "Timeout".into(),
+        },
+    );
+    let report = check(&h.0, &Rules::default());
+    assert!(report.violations.is_empty(), "{report}");
+    assert_eq!(
+        (report.granted, report.clean, report.failed),
+        (3, 3, 1),
+        "{report}"
+    );
+    // Lines round-trip, and a line cut short is skipped.
+    let text: String = h.0.iter().map(|e| e.line() + "\n").collect();
+    let mut back = parse(&text);
+    assert_eq!(back, h.0);
+    back = parse(&format!("{text}H 99 x x1 r gran"));
+    assert_eq!(back.len(), h.0.len());
+}
+
+#[test]
+fn checker_finds_an_overlap_of_clean_holds() {
+    let mut h = Made::default();
+    h.hold("a", "a1", 0, 10, 1).hold("b", "b1", 5, 20, 2);
+    let v = h.check();
+    assert!(
+        matches!(&v[..], [Violation::Overlap { first, second, .. }] if first == "a1" && second == "b1"),
+        "{v:?}"
+    );
+    // Not when one of them was told its lock was lost.
+    let mut h = Made::default();
+    h.hold("a", "a1", 0, 10, 1).hold("b", "b1", 5, 20, 2);
+    for e in h.0.iter_mut() {
+        if e.id == "a1" && e.what == (What::Released { ok: true }) {
+            e.what = What::Released { ok: false };
+        }
+    }
+    assert!(h.check().is_empty());
+}
+
+#[test]
+fn checker_finds_a_token_going_back_or_repeating() {
+    let mut h = Made::default();
+    h.hold("a", "a1", 0, 10, 5).hold("b", "b1", 12, 20, 3);
+    let v = h.check();
+    assert!(
+        v.iter().any(|v| matches!(
+            v,
+            Violation::TokenBack {
+                earlier_token: 5,
+                later_token: 3,
+                ..
+            }
+        )),
+        "{v:?}"
+    );
+    let mut h = Made::default();
+    h.hold("a", "a1", 0, 10, 4).hold("b", "b1", 12, 20, 4);
+    assert!(
+        h.check()
+            .iter()
+            .any(|v| matches!(v, Violation::TokenBack { .. }))
+    );
+}
+
+#[test]
+fn checker_finds_a_fencing_rejection_of_a_clean_holder() {
+    let mut h = Made::default();
+    h.hold("a", "a1", 0, 10, 1);
+    h.0.iter_mut()
+        .find(|e| matches!(e.what, What::Stored { .. }))
+        .unwrap()
+        .what = What::Stored {
+        token: 1,
+        accepted: false,
+    };
+    let report = check(&h.0, &Rules::default());
+    assert_eq!(report.rejected, 1);
+    assert!(
+        matches!(
+            &report.violations[..],
+            [Violation::Rejected { token: 1, .. }]
+        ),
+        "{report}"
+    );
+}
+
+#[test]
+fn checker_finds_a_fifo_break() {
+    let mut h = Made::default();
+    // a1 waits from 0 with ticket 2 (seen queued at 1); b1 starts at 2 and
+    // is granted at 6, before a1 (granted with ticket 2 at 10).
+    h.at(0, "a", "a1", What::Start { lease_ms: 1000 })
+        .at(1, "a", "a1", What::Queued { serial: 2 })
+        .at(2, "b", "b1", What::Start { lease_ms: 1000 })
+        .at(
+            6,
+            "b",
+            "b1",
+            What::Granted {
+                serial: 3,
+                token: 3,
+            },
+        )
+        .at(8, "b", "b1", What::ReleaseCalled)
+        .at(9, "b", "b1", What::Released { ok: true })
+        .at(
+            10,
+            "a",
+            "a1",
+            What::Granted {
+                serial: 2,
+                token: 2,
+            },
+        )
+        .at(11, "a", "a1", What::ReleaseCalled)
+        .at(12, "a", "a1", What::Released { ok: true });
+    let v = h.check();
+    assert!(
+        v.iter().any(|v| matches!(
+            v,
+            Violation::FifoBreak {
+                first_serial: 2,
+                later_serial: 3,
+                ..
+            }
+        )),
+        "{v:?}"
+    );
+}
+
+#[test]
+fn checker_finds_a_stranded_waiter_and_measures_from_the_last_fault() {
+    let lease = What::Start { lease_ms: 1000 };
+    let mut h = Made::default();
+    // a1 holds, its worker dies at 100 ms; b1 waits and is granted only at
+    // 3000 ms (> 1000 ms lease + 1 s).
+    h.at(0, "a", "a1", lease.clone())
+        .at(
+            1,
+            "a",
+            "a1",
+            What::Granted {
+                serial: 1,
+                token: 1,
+            },
+        )
+        .at(2, "b", "b1", lease.clone())
+        .at(100, "a", "-", What::Died)
+        .at(
+            3000,
+            "b",
+            "b1",
+            What::Granted {
+                serial: 2,
+                token: 2,
+            },
+        );
+    let v = h.check();
+    assert!(
+        matches!(&v[..], [Violation::Stranded { waiters, .. }] if waiters == &["b1".to_string()]),
+        "{v:?}"
+    );
+    // Granted at 1900 ms: within the bound.
+    h.0.last_mut().unwrap().t = 1_900_000_000;
+    assert!(h.check().is_empty());
+    // A fault from 50 ms to 2500 ms: the bound counts from its end.
+    h.0.last_mut().unwrap().t = 4_000_000_000;
+    h.at(
+        50,
+        "-",
+        "-",
+        What::FaultStart {
+            name: "restart".into(),
+        },
+    )
+    .at(
+        2500,
+        "-",
+        "-",
+        What::FaultEnd {
+            name: "restart".into(),
+        },
+    );
+    assert!(h.check().is_empty(), "{:?}", h.check());
+}
+
+#[test]
+fn checker_finds_an_ok_that_was_not_held_and_an_ok_after_lost() {
+    let mut h = Made::default();
+    h.hold("a", "a1", 0, 10, 1);
+    h.0.iter_mut()
+        .find(|e| matches!(e.what, What::Check { at_grant: true, .. }))
+        .unwrap()
+        .what = What::Check {
+        ok: false,
+        at_grant: true,
+    };
+    let v = h.check();
+    assert!(
+        v.iter()
+            .any(|v| matches!(v, Violation::LostAtGrant { serial: 1, .. })),
+        "{v:?}"
+    );
+    assert!(
+        v.iter().any(|v| matches!(
+            v,
+            Violation::OkAfterLost {
+                what: "a check",
+                ..
+            }
+        )),
+        "{v:?}"
+    );
+    assert!(
+        v.iter().any(|v| matches!(
+            v,
+            Violation::OkAfterLost {
+                what: "the release",
+                ..
+            }
+        )),
+        "{v:?}"
+    );
+}
+
+#[test]
+fn checker_counts_any_loss_when_no_fault_was_injected() {
+    let mut h = Made::default();
+    h.hold("a", "a1", 0, 10, 1);
+    h.0.last_mut().unwrap().what = What::Released { ok: false };
+    let rules = Rules {
+        no_loss: true,
+        ..Rules::default()
+    };
+    let report = check(&h.0, &rules);
+    assert_eq!(report.lost, 1);
+    assert!(
+        matches!(&report.violations[..], [Violation::Lost { serial: 1, .. }]),
+        "{report}"
+    );
+    assert!(check(&h.0, &Rules::default()).violations.is_empty());
+}

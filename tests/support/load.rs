@@ -1,0 +1,96 @@
+//! Load for the fault scenarios: threads that take a lock in a loop,
+//! recording each step in a history (see history.rs), until stopped.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use turn::{Acquire, Locker};
+
+use super::Rng;
+use super::history::{Fence, History, Outcome, Worker};
+
+/// Threads cycling on locks; see [`Load::spawn`].
+pub struct Load {
+    pub history: History,
+    pub fence: Arc<Fence>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Default for Load {
+    fn default() -> Load {
+        Load::new()
+    }
+}
+
+impl Load {
+    pub fn new() -> Load {
+        Load {
+            history: History::new(),
+            fence: Arc::new(Fence::default()),
+            stop: Arc::new(AtomicBool::new(false)),
+            threads: Vec::new(),
+        }
+    }
+
+    /// A thread that, until stopped, acquires `resource` with `request`,
+    /// offers its token to the fence, holds for `hold`, checks, releases,
+    /// then rests a random time up to `rest`. A failed acquire is retried
+    /// after 50 ms.
+    pub fn spawn(
+        &mut self,
+        name: &str,
+        locker: &Locker,
+        resource: &str,
+        request: &Acquire,
+        hold: Duration,
+        rest: Duration,
+    ) {
+        let (locker, resource, request) = (locker.clone(), resource.to_string(), request.clone());
+        let (history, fence, stop) = (self.history.clone(), self.fence.clone(), self.stop.clone());
+        let name = name.to_string();
+        let seed = (self.threads.len() as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.threads.push(thread::spawn(move || {
+            let mut worker = Worker::new(&name, &history, &*fence);
+            let mut rng = Rng(seed | 1);
+            while !stop.load(Ordering::Acquire) {
+                match worker.cycle(&locker, &resource, &request, hold) {
+                    Outcome::Failed(_) => thread::sleep(Duration::from_millis(50)),
+                    Outcome::Held { .. } => {
+                        if !rest.is_zero() {
+                            thread::sleep(rng.between(Duration::ZERO, rest));
+                        }
+                    }
+                }
+            }
+        }));
+    }
+
+    /// Stops the threads and waits for them (each ends after its current
+    /// cycle; acquires should have a bounded wait). Panics if one is still
+    /// running after `limit`, naming how many.
+    pub fn stop(&mut self, limit: Duration) {
+        self.stop.store(true, Ordering::Release);
+        let end = Instant::now() + limit;
+        while Instant::now() < end && self.threads.iter().any(|t| !t.is_finished()) {
+            thread::sleep(Duration::from_millis(20));
+        }
+        let stuck = self.threads.iter().filter(|t| !t.is_finished()).count();
+        assert!(
+            stuck == 0,
+            "{stuck} load thread(s) still running {limit:?} after the stop"
+        );
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        // On a failed assertion, leave the threads to the process's end.
+        self.stop.store(true, Ordering::Release);
+    }
+}
