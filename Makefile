@@ -72,6 +72,7 @@ demo: demo-deps release
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
 
 # Regenerates include/turn.h from the Rust sources.
 header:

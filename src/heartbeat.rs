@@ -28,7 +28,10 @@ pub(crate) fn run(core: Arc<Core>) {
         if core.inject_panic[0].swap(false, Ordering::AcqRel) {
             panic!("injected into the heartbeat thread");
         }
-        let Work { beat: batch, starts } = work;
+        let Work {
+            beat: batch,
+            starts,
+        } = work;
         if batch.is_empty() {
             say_started(&core, &mut conn, &starts);
             continue;

@@ -252,7 +252,13 @@ impl Core {
 
     /// Bumps past dead tickets up to `limit`; for a ticket (`by`), only
     /// while that ticket is still ours (else -2, and nothing is touched).
-    fn bump(&self, keys: &Keys, limit: Option<u64>, text: &str, by: Option<&Ticket>) -> Result<i64> {
+    fn bump(
+        &self,
+        keys: &Keys,
+        limit: Option<u64>,
+        text: &str,
+        by: Option<&Ticket>,
+    ) -> Result<i64> {
         let call = Call::new(&scripts::BUMP, &[&keys.indicator, &keys.dispenser])
             .arg(&keys.presence_prefix)
             .arg(limit.map(|l| l.to_string()).unwrap_or_default())
@@ -472,11 +478,7 @@ impl Locker {
     /// restarted) it answers a `Panic` error saying how many failures
     /// there were and what the last one was. The locker keeps working.
     pub fn health(&self) -> Result<()> {
-        let faults = self
-            .core()
-            .faults
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let faults = self.core().faults.lock().unwrap_or_else(|e| e.into_inner());
         if faults.0 == 0 {
             return Ok(());
         }

@@ -41,9 +41,10 @@ struct State {
     /// Tickets expecting their nonce on the locker's channel, by nonce;
     /// entered before the draw is sent, so that no message is missed.
     expected: HashMap<String, Expected>,
-    /// Counts the subscriptions of the locker's channel; odd while it is
-    /// subscribed.
-    own: u64,
+    /// Counts the subscriptions of the locker's channel.
+    own_epoch: u64,
+    /// The locker's channel is subscribed now.
+    own_live: bool,
 }
 
 #[derive(Default)]
@@ -103,8 +104,10 @@ impl Notifier {
     /// subscription count of the locker's channel when it is subscribed.
     pub fn expect(&self, nonce: &str) -> Option<u64> {
         let mut state = self.lock();
-        state.expected.insert(nonce.to_string(), Expected::default());
-        (state.own % 2 == 1).then_some(state.own)
+        state
+            .expected
+            .insert(nonce.to_string(), Expected::default());
+        state.own_live.then_some(state.own_epoch)
     }
 
     /// Attaches the drawn ticket to its nonce; calls it when the message
@@ -117,7 +120,7 @@ impl Notifier {
                 t.call();
             }
         }
-        (state.own % 2 == 1).then_some(state.own)
+        state.own_live.then_some(state.own_epoch)
     }
 
     /// Stops expecting `nonce`.
@@ -127,7 +130,8 @@ impl Notifier {
 
     fn own_subscribed(&self) {
         let mut state = self.lock();
-        state.own += if state.own % 2 == 0 { 1 } else { 2 };
+        state.own_epoch += 1;
+        state.own_live = true;
     }
 
     fn call(&self, nonce: &[u8]) {
@@ -249,9 +253,7 @@ impl Notifier {
     /// may have been missed, so every waiter re-reads its queue.
     fn disconnected(&self) {
         let state = &mut *self.lock();
-        if state.own % 2 == 1 {
-            state.own += 1;
-        }
+        state.own_live = false;
         for c in state.channels.values_mut() {
             c.subscribed = false;
             c.wake_all();

@@ -461,11 +461,19 @@ mod tests {
     fn a_draw_reads_the_granted_pair_and_the_waiting_quadruple() {
         let ints = |v: &[i64]| Value::Array(v.iter().map(|&n| Value::Int(n)).collect());
         let granted = Drawn::from_redis_value(&ints(&[7, 100])).unwrap();
-        assert_eq!((granted.serial, granted.token, granted.indicator), (7, 107, 7));
+        assert_eq!(
+            (granted.serial, granted.token, granted.indicator),
+            (7, 107, 7)
+        );
         assert!(granted.granted());
         let waiting = Drawn::from_redis_value(&ints(&[9, -2, 7, 2500])).unwrap();
         assert_eq!(
-            (waiting.serial, waiting.token, waiting.indicator, waiting.pttl),
+            (
+                waiting.serial,
+                waiting.token,
+                waiting.indicator,
+                waiting.pttl
+            ),
             (9, 7, 7, 2500)
         );
         assert!(!waiting.granted());

@@ -1,5 +1,5 @@
 //! The C ABI: a thin layer over the Rust API. Every exported body runs
-//! inside [`guard`], so no panic crosses the boundary.
+//! inside `guard`, so no panic crosses the boundary.
 #![allow(non_camel_case_types)]
 
 use std::cell::RefCell;
