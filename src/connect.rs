@@ -8,8 +8,7 @@ use std::time::Duration;
 use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConnection};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
-    Client, Cmd, Connection, ConnectionAddr, ConnectionLike, Pipeline, RedisResult,
-    TlsCertificates, Value,
+    Client, Cmd, Connection, ConnectionAddr, ConnectionLike, RedisResult, TlsCertificates, Value,
 };
 
 use crate::error::{Error, Result};
@@ -94,15 +93,6 @@ impl ConnectionLike for Conn {
             Conn::Single(c) => c.is_open(),
             Conn::Cluster(c) => c.is_open(),
         }
-    }
-}
-
-/// Runs a pipeline: in one round trip on a single server; command by
-/// command on a cluster (each routed by its key).
-pub(crate) fn run_pipeline(conn: &mut Conn, pipe: &Pipeline) -> RedisResult<Vec<Value>> {
-    match conn {
-        Conn::Single(c) => pipe.query(c),
-        Conn::Cluster(c) => pipe.cmd_iter().map(|cmd| cmd.query(&mut **c)).collect(),
     }
 }
 

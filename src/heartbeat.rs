@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use crate::connect::{Conn, run_pipeline};
+use crate::connect::Conn;
 
 use crate::locker::Core;
 use crate::scripts::{self, Call};
@@ -28,21 +28,10 @@ pub(crate) fn run(core: Arc<Core>) {
         if core.inject_panic[0].swap(false, Ordering::AcqRel) {
             panic!("injected into the heartbeat thread");
         }
-        let Work {
-            beat: batch,
-            starts,
-        } = work;
-        if batch.is_empty() {
-            say_started(&core, &mut conn, &starts);
-            continue;
-        }
+        let batch = work;
         let sent_ms = core.now_ms();
         if conn.is_none() {
-            conn = core
-                .pool
-                .connect(Some(core.options.command_timeout))
-                .ok()
-                .and_then(|mut c| scripts::HEARTBEAT.load(&mut c).ok().map(|_| c));
+            conn = connect(&core);
         }
         let result = match conn.as_mut() {
             Some(c) => beat(c, &batch),
@@ -51,13 +40,6 @@ pub(crate) fn run(core: Arc<Core>) {
                 "not connected",
             ))),
         };
-        // Announcements wait until the due refreshes are done.
-        if !starts.is_empty() {
-            core.starts
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .extend(starts);
-        }
         match result {
             Ok(alive) => {
                 failed = false;
@@ -79,47 +61,6 @@ pub(crate) fn run(core: Arc<Core>) {
     }
 }
 
-/// What the heartbeat thread has to do next: refreshes first, always.
-struct Work {
-    /// Refresh these tickets (due, or due soon).
-    beat: Vec<Arc<Ticket>>,
-    /// Say "N started" for these tickets, granted by a message; only when
-    /// no refresh is due (else they wait for the next turn of the loop).
-    starts: Vec<Arc<Ticket>>,
-}
-
-/// Says "N started" for tickets granted by a message, unless their release
-/// said it already; one pipeline. Best effort: the log line is all it is.
-fn say_started(core: &Core, conn: &mut Option<Conn>, starts: &[Arc<Ticket>]) {
-    let mut guards = Vec::with_capacity(starts.len());
-    let mut pipe = redis::pipe();
-    for t in starts {
-        let guard = t.start_unsaid.lock().unwrap_or_else(|e| e.into_inner());
-        if *guard {
-            pipe.cmd("PUBLISH")
-                .arg(&t.keys.external)
-                .arg(format!("{}: {} started", t.keys.name, t.serial))
-                .ignore();
-            guards.push(guard);
-        }
-    }
-    if guards.is_empty() {
-        return;
-    }
-    if conn.is_none() {
-        *conn = connect(core);
-    }
-    let ok = conn
-        .as_mut()
-        .is_some_and(|c| run_pipeline(c, &pipe).is_ok());
-    if !ok {
-        *conn = None;
-    }
-    for mut g in guards {
-        *g = false;
-    }
-}
-
 fn connect(core: &Core) -> Option<Conn> {
     let mut c = core.pool.connect(Some(core.options.command_timeout)).ok()?;
     if let Conn::Single(single) = &mut c {
@@ -128,9 +69,9 @@ fn connect(core: &Core) -> Option<Conn> {
     Some(c)
 }
 
-/// Waits until some tickets are due (or starts are to be said) and returns
-/// the work; None on shutdown.
-fn next_batch(core: &Core, failed: bool) -> Option<Work> {
+/// Waits until some tickets are due and returns them; None on shutdown.
+/// Renewals are all this thread does, so nothing else can delay them.
+fn next_batch(core: &Core, failed: bool) -> Option<Vec<Arc<Ticket>>> {
     let mut tickets = core.tickets.lock().unwrap_or_else(|e| e.into_inner());
     if failed {
         tickets = core
@@ -143,7 +84,6 @@ fn next_batch(core: &Core, failed: bool) -> Option<Work> {
         if core.is_closed() {
             return None;
         }
-        let starts = std::mem::take(&mut *core.starts.lock().unwrap_or_else(|e| e.into_inner()));
         let now = core.now_ms();
         let mut due = Vec::new();
         let mut next: Option<u64> = None;
@@ -165,9 +105,9 @@ fn next_batch(core: &Core, failed: bool) -> Option<Work> {
                 next = Some(next.map_or(due_at, |n| n.min(due_at)));
             }
         }
-        if !due.is_empty() || !starts.is_empty() {
+        if !due.is_empty() {
             core.next_beat_ms.store(0, Ordering::Release);
-            return Some(Work { beat: due, starts });
+            return Some(due);
         }
         let sleep = next.map_or(IDLE, |n| {
             Duration::from_millis(n.saturating_sub(now)).min(IDLE)
@@ -180,6 +120,19 @@ fn next_batch(core: &Core, failed: bool) -> Option<Work> {
             .unwrap_or_else(|e| e.into_inner())
             .0;
     }
+}
+
+/// The heartbeat script's arguments for one ticket (see `scripts`).
+fn renewal(cmd: &mut redis::Pipeline, t: &Ticket) {
+    cmd.arg(t.keys.presence(t.serial))
+        .arg(t.expire_ms())
+        .arg(if t.is_held() { "h" } else { "w" })
+        .arg(&t.keys.indicator)
+        .arg(t.serial)
+        .arg(t.keys.ticket(t.serial))
+        .arg(&t.identity)
+        .arg(&t.keys.incarnation)
+        .arg(&t.base);
 }
 
 /// One beat: one pipeline of script calls, CHUNK tickets each.
@@ -195,13 +148,7 @@ fn beat(conn: &mut Conn, batch: &[Arc<Ticket>]) -> redis::RedisResult<Vec<i64>> 
             .arg(scripts::HEARTBEAT.get_hash())
             .arg(0);
         for t in chunk {
-            cmd.arg(t.keys.presence(t.serial))
-                .arg(t.expire_ms())
-                .arg(if t.is_held() { "h" } else { "w" })
-                .arg(&t.keys.indicator)
-                .arg(t.serial)
-                .arg(t.keys.ticket(t.serial))
-                .arg(&t.identity);
+            renewal(cmd, t);
         }
     }
     let replies: Vec<Vec<i64>> = pipe.query(conn)?;
@@ -227,7 +174,9 @@ fn beat_cluster(conn: &mut Conn, batch: &[Arc<Ticket>]) -> redis::RedisResult<Ve
                 .arg(&t.keys.indicator)
                 .arg(t.serial)
                 .arg(t.keys.ticket(t.serial))
-                .arg(&t.identity);
+                .arg(&t.identity)
+                .arg(&t.keys.incarnation)
+                .arg(&t.base);
         }
         let replies: Vec<i64> = call.invoke(conn)?;
         for (&i, ok) in members.iter().zip(replies) {

@@ -62,8 +62,6 @@ pub(crate) struct Core {
     pub tickets: Mutex<HashMap<u64, Arc<Ticket>>>,
     /// Wakes the heartbeat when tickets come or the locker closes.
     pub beat: Condvar,
-    /// Tickets granted by a message whose "N started" is to be said.
-    pub starts: Mutex<Vec<Arc<Ticket>>>,
     /// When the heartbeat means to wake next (ms since the epoch): a new
     /// ticket due earlier wakes it, later ones do not.
     pub next_beat_ms: AtomicU64,
@@ -136,18 +134,27 @@ impl Core {
 
     /// Runs `f` on a pooled connection. When an idle connection turns out
     /// to have been closed by the server (a restart, an idle timeout), `f`
-    /// runs once more on a new connection: the server never saw the first
-    /// try. (Should a server execute a command and then drop the connection
-    /// before replying, the second try repeats it: a draw leaves an extra
-    /// ticket that lapses with its lease, a release answers `Lost`.)
+    /// runs again on another one: the server never saw the try. (A broken
+    /// connection empties the pool's idle ones, but a connection in use
+    /// elsewhere during a restart comes back stale: so it tries up to the
+    /// pool's size, and a new connection's error is final. Should a server
+    /// execute a command and then drop the connection before replying, the
+    /// next try repeats it: a draw leaves an extra ticket that lapses with
+    /// its lease, a release answers `Lost`.)
     pub fn run<T>(&self, f: impl Fn(&mut Conn) -> redis::RedisResult<T>) -> Result<T> {
-        let mut conn = self.pool.get()?;
-        match conn.run(&f) {
-            Err(e) if conn.reused && (e.is_connection_dropped() || e.is_connection_refusal()) => {
-                drop(conn);
-                Ok(self.pool.get()?.run(&f)?)
+        let mut tries = 0;
+        loop {
+            let mut conn = self.pool.get()?;
+            match conn.run(&f) {
+                Err(e)
+                    if conn.reused
+                        && tries <= self.options.pool_size
+                        && (e.is_connection_dropped() || e.is_connection_refusal()) =>
+                {
+                    tries += 1;
+                }
+                result => return Ok(result?),
             }
-            result => Ok(result?),
         }
     }
 
@@ -158,12 +165,14 @@ impl Core {
     }
 
     /// Hands a drawn ticket to the heartbeat, held or waiting. False when
-    /// the locker is closing: the ticket is then the caller's to withdraw.
+    /// the locker is closing or the ticket's lease lapsed by the local clock
+    /// before the draw's reply came (it may have been passed): the ticket is
+    /// then the caller's to withdraw.
     /// (Closing sets its flag before it takes the tickets' mutex, so a
     /// ticket admitted here is drained by the closing, never missed.)
     fn admit(&self, ticket: &Arc<Ticket>, held: bool) -> bool {
         let mut tickets = self.tickets.lock().unwrap_or_else(|e| e.into_inner());
-        if self.is_closed() {
+        if self.is_closed() || ticket.lapsed(self.now_ms()) {
             return false;
         }
         if held {
@@ -204,30 +213,17 @@ impl Core {
             .remove(&ticket.id);
     }
 
-    /// Has the heartbeat thread say "N started" for a ticket granted by a
-    /// message.
-    fn announce_start(&self, t: &Arc<Ticket>) {
-        self.starts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(t.clone());
-        // Under the heartbeat's mutex, so the wake cannot slip between its
-        // look at the queue and its wait.
-        let _tickets = self.tickets.lock().unwrap_or_else(|e| e.into_inner());
-        self.beat.notify_all();
-    }
-
     /// Runs the release script; mode "release" or "abandon".
     /// Returns (indicator moved, presence key existed).
     fn leave(&self, t: &Ticket, mode: &str) -> Result<(bool, bool)> {
-        let say_start = if mode == "release" && t.claim_start() {
-            "1"
-        } else {
-            ""
-        };
         let call = Call::new(
             &scripts::RELEASE,
-            &[&t.keys.indicator, &t.keys.withdrawn, &t.keys.dispenser],
+            &[
+                &t.keys.indicator,
+                &t.keys.withdrawn,
+                &t.keys.dispenser,
+                &t.keys.incarnation,
+            ],
         )
         .arg(&t.keys.presence_prefix)
         .arg(t.serial)
@@ -236,9 +232,9 @@ impl Core {
         .arg(&t.keys.internal)
         .arg(&t.keys.name)
         .arg(mode)
-        .arg(say_start)
         .arg(&t.keys.ticket_prefix)
-        .arg(&t.identity);
+        .arg(&t.identity)
+        .arg(&t.base);
         let code: i64 = self.run(|c| call.invoke(c))?;
         Ok((code & 2 != 0, code & 1 != 0))
     }
@@ -259,16 +255,20 @@ impl Core {
         text: &str,
         by: Option<&Ticket>,
     ) -> Result<i64> {
-        let call = Call::new(&scripts::BUMP, &[&keys.indicator, &keys.dispenser])
-            .arg(&keys.presence_prefix)
-            .arg(limit.map(|l| l.to_string()).unwrap_or_default())
-            .arg(&keys.external)
-            .arg(&keys.internal)
-            .arg(&keys.name)
-            .arg(text)
-            .arg(&keys.ticket_prefix)
-            .arg(by.map(|t| t.keys.ticket(t.serial)).unwrap_or_default())
-            .arg(by.map_or("", |t| t.identity.as_str()));
+        let call = Call::new(
+            &scripts::BUMP,
+            &[&keys.indicator, &keys.dispenser, &keys.incarnation],
+        )
+        .arg(&keys.presence_prefix)
+        .arg(limit.map(|l| l.to_string()).unwrap_or_default())
+        .arg(&keys.external)
+        .arg(&keys.internal)
+        .arg(&keys.name)
+        .arg(text)
+        .arg(&keys.ticket_prefix)
+        .arg(by.map(|t| t.keys.ticket(t.serial)).unwrap_or_default())
+        .arg(by.map_or("", |t| t.identity.as_str()))
+        .arg(by.map_or("", |t| t.base.as_str()));
         self.run(|c| call.invoke(c))
     }
 
@@ -429,7 +429,6 @@ impl Locker {
             tickets: Mutex::new(HashMap::new()),
             beat: Condvar::new(),
             next_beat_ms: AtomicU64::new(u64::MAX),
-            starts: Mutex::new(Vec::new()),
             named: Mutex::new(HashMap::new()),
             nonces: RandomState::new(),
             faults: Mutex::new((0, String::new())),
@@ -530,9 +529,18 @@ impl Locker {
             _ => None,
         };
         let keys = core.shared_keys(resource);
+        let mut redraw: Option<Redraw> = None;
         loop {
             if core.is_closed() {
                 return Err(closed_during_wait(resource));
+            }
+            if let Some(d) = deadline
+                && Instant::now() >= d
+            {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!("\"{resource}\" was not granted in time"),
+                ));
             }
             if request
                 .cancel
@@ -578,16 +586,36 @@ impl Locker {
                 sent_ms: core.now_ms(),
                 ..draw
             };
-            let drawn: scripts::Drawn = core.run(|c| call.invoke(c))?;
+            let drawn: scripts::Drawn = match core.run(|c| call.invoke(c)) {
+                Ok(drawn) => drawn,
+                Err(e) => {
+                    // Drawing anew after a loss (Redis restarting, say):
+                    // ride the outage out for as long as a lease would.
+                    match redraw.as_mut() {
+                        Some(outage) if e.is_connection() => {
+                            outage.pause(e, deadline)?;
+                            continue;
+                        }
+                        _ => return Err(e),
+                    }
+                }
+            };
             let (serial, indicator, pttl) = (drawn.serial, drawn.indicator, drawn.pttl);
             let ticket = Arc::new(Ticket::new(draw, serial, drawn.token, Instant::now()));
             if drawn.granted() {
                 drop(expected);
-                if !core.admit(&ticket, true) {
-                    core.withdraw(&ticket);
+                if core.admit(&ticket, true) {
+                    return Ok(Lock::new(core.clone(), ticket));
+                }
+                // Closing, or the reply came after the lease lapsed.
+                core.withdraw(&ticket);
+                if core.is_closed() {
                     return Err(closed_during_wait(resource));
                 }
-                return Ok(Lock::new(core.clone(), ticket));
+                if request.wait == Wait::TryOnce {
+                    return Err(late_reply(resource, serial));
+                }
+                continue;
             }
             if request.wait == Wait::TryOnce {
                 drop(expected);
@@ -602,7 +630,10 @@ impl Locker {
             let own = expected.attach(&ticket);
             if !core.admit(&ticket, false) {
                 core.withdraw(&ticket);
-                return Err(closed_during_wait(resource));
+                if core.is_closed() {
+                    return Err(closed_during_wait(resource));
+                }
+                continue;
             }
             if let Some(cancel) = &request.cancel {
                 cancel.watch(&ticket);
@@ -625,6 +656,9 @@ impl Locker {
                     core.withdraw(&ticket);
                     if core.is_closed() {
                         return Err(closed_during_wait(resource));
+                    }
+                    if redraw.is_none() {
+                        redraw = Some(Redraw::new(expire));
                     }
                 }
                 Err(Some(e)) => {
@@ -682,32 +716,19 @@ impl Locker {
                 )));
             }
             t.clear_signal();
-            if t.was_called() {
-                // A release or bump set the indicator to this very ticket
-                // (its nonce came, on this locker's channel) after it was
-                // drawn; only its holder moves it on, and a bump passes it
-                // only once its lease lapsed, which `grant` rules out by
-                // the local clock. So the turn is ours without a round trip.
-                // "N started" is said by the heartbeat thread (or with the
-                // release, whichever comes first).
-                t.set_start_unsaid();
-                if !core.grant(t) {
-                    return Err(None);
-                }
-                core.announce_start(t);
-                return Ok(());
-            }
             let (indicator, pttl) = match known.take() {
                 Some(reading) => reading,
                 None => {
-                    let call = Call::new(&scripts::CHECK, &[&t.keys.indicator])
-                        .arg(&t.keys.presence_prefix)
-                        .arg(t.serial)
-                        .arg(&t.keys.external)
-                        .arg(&t.keys.name)
-                        .arg(&t.keys.ticket_prefix)
-                        .arg(&t.identity)
-                        .arg(t.expire_ms());
+                    let call =
+                        Call::new(&scripts::CHECK, &[&t.keys.indicator, &t.keys.incarnation])
+                            .arg(&t.keys.presence_prefix)
+                            .arg(t.serial)
+                            .arg(&t.keys.external)
+                            .arg(&t.keys.name)
+                            .arg(&t.keys.ticket_prefix)
+                            .arg(&t.identity)
+                            .arg(t.expire_ms())
+                            .arg(&t.base);
                     let sent_ms = core.now_ms();
                     let checked = core.run(|c| call.invoke(c));
                     let (indicator, code): (i64, i64) = match checked {
@@ -876,6 +897,46 @@ impl Locker {
     }
 }
 
+/// How an acquire that lost its ticket rides out Redis being unreachable
+/// while it draws anew: it retries with a growing pause for as long as a
+/// lease (from the loss) and its deadline allow.
+struct Redraw {
+    until: Instant,
+    pause: Duration,
+}
+
+impl Redraw {
+    fn new(lease: Duration) -> Redraw {
+        let now = Instant::now();
+        Redraw {
+            until: now.checked_add(lease).unwrap_or(now),
+            pause: Duration::ZERO,
+        }
+    }
+
+    /// Sleeps before the next try, or gives `e` back when the time is up.
+    fn pause(&mut self, e: Error, deadline: Option<Instant>) -> Result<()> {
+        let now = Instant::now();
+        let until = deadline.map_or(self.until, |d| d.min(self.until));
+        if now >= until {
+            return Err(e);
+        }
+        self.pause = (self.pause * 2).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        std::thread::sleep(self.pause.min(until - now));
+        Ok(())
+    }
+}
+
+/// The error of a try-lock whose draw was answered after its lease lapsed.
+fn late_reply(resource: &str, serial: u64) -> Error {
+    Error::new(
+        ErrorKind::WouldBlock,
+        format!(
+            "\"{resource}\": the reply to ticket {serial} came after its lease lapsed (withdrawn)"
+        ),
+    )
+}
+
 /// The error of an acquire whose locker was closed (freed) meanwhile.
 fn closed_during_wait(resource: &str) -> Error {
     Error::new(
@@ -903,11 +964,11 @@ impl<'a> Expected<'a> {
     }
 
     /// Attaches the drawn ticket. True when the locker's channel was
-    /// subscribed before the draw and has stayed so: then no call for the
-    /// ticket can have been missed.
+    /// subscribed before the draw and has stayed so, and no call for the
+    /// ticket came yet: then the draw's reading still holds.
     fn attach(&self, t: &Arc<Ticket>) -> bool {
-        let after = self.notifier.attach(&self.nonce, t);
-        self.before.is_some() && after == self.before
+        let (after, called) = self.notifier.attach(&self.nonce, t);
+        self.before.is_some() && after == self.before && !called
     }
 }
 

@@ -55,7 +55,9 @@ struct Expected {
 
 struct Channel {
     keys: Arc<Keys>,
-    waiters: BTreeMap<u64, Arc<Ticket>>,
+    /// Local waiters by (serial, ticket id): two tickets of one locker can
+    /// have one serial (one of a queue that vanished).
+    waiters: BTreeMap<(u64, u64), Arc<Ticket>>,
     subscribed: bool,
     /// Messages seen on this channel since it was subscribed.
     seq: u64,
@@ -110,17 +112,17 @@ impl Notifier {
         state.own_live.then_some(state.own_epoch)
     }
 
-    /// Attaches the drawn ticket to its nonce; calls it when the message
-    /// came already. Returns the subscription count as `expect` does.
-    pub fn attach(&self, nonce: &str, t: &Arc<Ticket>) -> Option<u64> {
+    /// Attaches the drawn ticket to its nonce. Returns the subscription
+    /// count as `expect` does, and whether its call came already (then the
+    /// draw's reading is stale).
+    pub fn attach(&self, nonce: &str, t: &Arc<Ticket>) -> (Option<u64>, bool) {
         let mut state = self.lock();
+        let mut called = false;
         if let Some(e) = state.expected.get_mut(nonce) {
             e.ticket = Some(t.clone());
-            if e.called {
-                t.call();
-            }
+            called = e.called;
         }
-        state.own_live.then_some(state.own_epoch)
+        (state.own_live.then_some(state.own_epoch), called)
     }
 
     /// Stops expecting `nonce`.
@@ -144,7 +146,7 @@ impl Notifier {
         };
         e.called = true;
         if let Some(t) = &e.ticket {
-            t.call();
+            t.signal();
         }
     }
 
@@ -165,7 +167,7 @@ impl Notifier {
             .channels
             .get(&t.keys.internal)
             .and_then(|c| c.waiters.keys().next().copied())
-            == Some(t.serial)
+            == Some((t.serial, t.id))
     }
 
     /// Makes the thread look at its subscriptions now.
@@ -186,7 +188,7 @@ impl Notifier {
                 seq: 0,
                 last_used: Instant::now(),
             });
-        channel.waiters.insert(t.serial, t.clone());
+        channel.waiters.insert((t.serial, t.id), t.clone());
         channel.last_used = Instant::now();
         channel.subscribed.then_some(channel.seq)
     }
@@ -194,8 +196,8 @@ impl Notifier {
     fn remove(&self, t: &Ticket) {
         let mut state = self.lock();
         if let Some(channel) = state.channels.get_mut(&t.keys.internal) {
-            let was_head = channel.waiters.keys().next() == Some(&t.serial);
-            channel.waiters.remove(&t.serial);
+            let was_head = channel.waiters.keys().next() == Some(&(t.serial, t.id));
+            channel.waiters.remove(&(t.serial, t.id));
             channel.last_used = Instant::now();
             if was_head {
                 // The next local ticket takes over watching the queue.
@@ -266,12 +268,14 @@ impl Notifier {
             return;
         };
         c.seq = c.seq.wrapping_add(1);
-        if let Some(t) = c
-            .keys
-            .serial_of_message(payload)
-            .and_then(|serial| c.waiters.get(&serial))
-        {
-            t.signal();
+        if let Some(serial) = c.keys.serial_of_message(payload) {
+            for t in c
+                .waiters
+                .range((serial, 0)..=(serial, u64::MAX))
+                .map(|(_, t)| t)
+            {
+                t.signal();
+            }
         }
         c.wake_head();
     }

@@ -49,22 +49,29 @@ local function fmt(n) return string.format('%d', n) end
 local function num(key)
   local v = redis.call('GET', key)
   if v == false then return nil end
-  local n = tonumber(v)
-  if n == nil or n < 0 or n ~= math.floor(n) then
+  if not string.match(v, '^%d+$') or #v > 16 or tonumber(v) > 9007199254740991 then
     return redis.error_reply('TURNPROTO ' .. key .. ' is not a serial number')
   end
-  return n
+  return tonumber(v)
+end
+-- True when ticket key tkey still holds this ticket's identity, in the
+-- incarnation whose token base it was drawn with.
+local function ours(tkey, identity, ikey, base)
+  if redis.call('GET', tkey) ~= identity then return false end
+  local inc = redis.call('GET', ikey)
+  return inc ~= false and string.sub(inc, 1, #base + 1) == base .. ' '
 end
 local function say(channel, resource, text)
   redis.call('PUBLISH', channel, resource .. ': ' .. text)
 end
 -- Moves the indicator to t and calls t: on `internal` (turn 1.0's message),
--- and, when t is one of ours, on its locker's channel with its nonce (the
--- one message its waiter trusts without a round trip).
-local function announce(ind_key, prefix, ticket_prefix, internal, external, resource, t)
+-- and, when t is one of ours (drawn: not past the dispenser), on its
+-- locker's channel with its nonce, which wakes that waiter alone.
+local function announce(ind_key, prefix, ticket_prefix, internal, external, resource, t, disp)
   local s = fmt(t)
   redis.call('SET', ind_key, s)
-  local id = redis.call('GET', ticket_prefix .. s)
+  local id = false
+  if t <= disp then id = redis.call('GET', ticket_prefix .. s) end
   if id then
     local sp = string.find(id, ' ', 1, true)
     if sp then redis.call('PUBLISH', string.sub(id, sp + 1), string.sub(id, 1, sp - 1)) end
@@ -79,10 +86,13 @@ fn script(body: &str) -> Script {
 }
 
 /// For bump and reset only (kept out of the hot scripts): the first ticket
-/// from `t` to `limit` whose presence key exists, or limit + 1.
+/// from `t` to `limit` whose presence key exists, or limit + 1; looking at
+/// 10,000 tickets at most (a gap written by hand must not block Redis): it
+/// then answers the next one to look at, and a later call goes on.
 const FIRST_LIVE: &str = r#"
 local function first_live(prefix, t, limit)
-  while t <= limit and redis.call('EXISTS', prefix .. fmt(t)) == 0 do t = t + 1 end
+  local stop = math.min(limit, t + 9999)
+  while t <= stop and redis.call('EXISTS', prefix .. fmt(t)) == 0 do t = t + 1 end
   return t
 end
 "#;
@@ -129,6 +139,9 @@ pub(crate) static DRAW: Lazy<Script> = Lazy::new(|| {
 if redis.replicate_commands then redis.replicate_commands() end
 local clock = ARGV[6] == 'clock'
 local n = redis.call('INCR', KEYS[1])
+if n > 9007199254740991 then
+  return redis.error_reply('TURNPROTO ' .. KEYS[1] .. ' is past 2^53')
+end
 if n == 1 and redis.call('EXISTS', KEYS[2]) == 0 then
   if clock then
     local t = redis.call('TIME')
@@ -136,6 +149,21 @@ if n == 1 and redis.call('EXISTS', KEYS[2]) == 0 then
     redis.call('SET', KEYS[1], string.format('%d', n))
   end
   redis.call('SET', KEYS[2], string.format('%d', n))
+end
+local v = redis.call('GET', KEYS[2])
+if v == false then
+  return redis.error_reply('TURNPROTO ' .. KEYS[2] .. ' is missing while ' .. KEYS[1] .. ' exists')
+end
+if not string.match(v, '^%d+$') or #v > 16 or tonumber(v) > 9007199254740991 then
+  return redis.error_reply('TURNPROTO ' .. KEYS[2] .. ' is not a serial number')
+end
+local ind = tonumber(v)
+if ind > n then
+  -- The indicator is past the dispenser (a turn 1.0 release into a queue
+  -- made anew, or a value written by hand): the serials up to it were never
+  -- drawn. Take the indicator's.
+  n = ind
+  redis.call('SET', KEYS[1], v)
 end
 local s = string.format('%d', n)
 redis.call('SET', ARGV[1] .. s, ARGV[2], 'PX', ARGV[3])
@@ -159,21 +187,11 @@ if base == nil or top == nil or n <= top then
   base = fresh
 end
 redis.call('SET', KEYS[3], string.format('%d %d', base, n))
-local v = redis.call('GET', KEYS[2])
-if v == false then
-  return redis.error_reply('TURNPROTO ' .. KEYS[2] .. ' is missing while ' .. KEYS[1] .. ' exists')
-end
-local ind = tonumber(v)
-if ind == nil or ind < 0 or ind ~= math.floor(ind) then
-  return redis.error_reply('TURNPROTO ' .. KEYS[2] .. ' is not a serial number')
-end
 if ind == n then
   redis.call('PUBLISH', ARGV[4], ARGV[5] .. ': ' .. s .. ' started')
   return {n, base}
 end
-local pttl = -2
-if ind < n then pttl = redis.call('PTTL', ARGV[1] .. string.format('%d', ind)) end
-return {n, base, ind, pttl}
+return {n, base, ind, redis.call('PTTL', ARGV[1] .. v)}
 "#,
     )
 });
@@ -231,19 +249,21 @@ fn protocol(what: &'static str, detail: &str) -> redis::RedisError {
     redis::RedisError::from((redis::ErrorKind::TypeError, what, detail.to_string()))
 }
 
-/// check: KEYS indicator; ARGV presence prefix, serial, external, resource,
-/// ticket prefix, ticket identity, expire ms.
+/// check: KEYS indicator, incarnation; ARGV presence prefix, serial,
+/// external, resource, ticket prefix, ticket identity, expire ms, token
+/// base.
 /// Returns {indicator, code}: code -3 = granted now ("N started" said and
 /// the lease renewed); indicator -1 = the ticket is not ours any more (its
-/// identity key is gone or names another ticket: the queue vanished, or a
-/// later ticket took the serial) or the queue is gone; otherwise code is
-/// the pttl of the indicator's presence key (-2 when it is missing). When
-/// the indicator is our serial but our presence key is gone, code is -2.
+/// identity key is gone or names another ticket, or the queue's
+/// incarnation changed: the queue vanished, or a later ticket took the
+/// serial) or the queue is gone; otherwise code is the pttl of the
+/// indicator's presence key (-2 when it is missing). When the indicator is
+/// our serial but our presence key is gone, code is -2.
 pub(crate) static CHECK: Lazy<Script> = Lazy::new(|| {
     script(&format!(
         "{CHECK_NUM}{}",
         r#"
-if redis.call('GET', ARGV[5] .. ARGV[2]) ~= ARGV[6] then return {-1, -2} end
+if not ours(ARGV[5] .. ARGV[2], ARGV[6], KEYS[2], ARGV[8]) then return {-1, -2} end
 local ind = num(KEYS[1])
 if bad(ind) then return ind end
 if ind == nil then return {-1, -2} end
@@ -260,36 +280,38 @@ return {ind, redis.call('PTTL', ARGV[1] .. fmt(ind))}
     ))
 });
 
-/// release / abandon: KEYS indicator, withdrawn, dispenser; ARGV presence
-/// prefix, serial, label, external, internal, resource, mode ('release' or
-/// 'abandon'), '1' to say "N started" first (when nobody said it yet),
-/// ticket prefix, ticket identity.
-/// Does nothing at all unless the ticket's identity key still names this
-/// ticket (a ticket of a vanished queue, or one whose serial a later ticket
-/// took, touches nothing). Else deletes the presence and identity keys;
-/// only when the indicator is this serial it moves the indicator on and
-/// calls the next ticket (see `announce`), passing over tickets that were
+/// release / abandon: KEYS indicator, withdrawn, dispenser, incarnation;
+/// ARGV presence prefix, serial, label, external, internal, resource, mode
+/// ('release' or 'abandon'), ticket prefix, ticket identity, token base.
+/// Does nothing at all unless the ticket is still ours: its identity key
+/// holds its identity and the queue's incarnation has its token base (a
+/// ticket of a vanished queue, or one whose serial a later ticket took,
+/// touches nothing). Else deletes the presence and identity keys; only
+/// when the indicator is this serial it moves the indicator on and calls
+/// the next ticket (see `announce`), passing over tickets that were
 /// withdrawn (timeout, cancel, try-lock) and so will never come. An
 /// abandoned ticket the indicator has not reached is recorded as withdrawn
 /// (a set that expires ten minutes after its last addition). The withdrawn
 /// set is consulted only for tickets the dispenser has handed out: past it
-/// nobody waits (when nobody waits, a GET of the dispenser is all it
-/// costs), and an entry left over from before a turn 1.0 `reset` cannot
-/// pass a ticket drawn afterwards.
+/// nobody waits, and an entry left over from before a turn 1.0 `reset`
+/// cannot pass a ticket drawn afterwards.
 /// Returns 2 x moved (0/1) + presence key existed (0/1).
 pub(crate) static RELEASE: Lazy<Script> = Lazy::new(|| {
     Script::new(
         r#"
-if redis.call('GET', ARGV[9] .. ARGV[2]) ~= ARGV[10] then return 0 end
-redis.call('DEL', ARGV[9] .. ARGV[2])
+local tkey = ARGV[8] .. ARGV[2]
+if redis.call('GET', tkey) ~= ARGV[9] then return 0 end
+local inc = redis.call('GET', KEYS[4])
+if inc == false or string.sub(inc, 1, #ARGV[10] + 1) ~= ARGV[10] .. ' ' then return 0 end
+redis.call('DEL', tkey)
 local present = redis.call('DEL', ARGV[1] .. ARGV[2])
 local v = redis.call('GET', KEYS[1])
 local ind = nil
 if v ~= false then
-  ind = tonumber(v)
-  if ind == nil or ind < 0 or ind ~= math.floor(ind) then
+  if not string.match(v, '^%d+$') or #v > 16 or tonumber(v) > 9007199254740991 then
     return redis.error_reply('TURNPROTO ' .. KEYS[1] .. ' is not a serial number')
   end
+  ind = tonumber(v)
 end
 local n = tonumber(ARGV[2])
 local abandon = ARGV[7] == 'abandon'
@@ -303,10 +325,7 @@ if ind ~= n then
   end
   return present
 end
-if ARGV[7] == 'release' then
-  if ARGV[8] == '1' then
-    redis.call('PUBLISH', ARGV[4], ARGV[6] .. ': ' .. ARGV[2] .. ' started')
-  end
+if not abandon then
   redis.call('PUBLISH', ARGV[4], ARGV[6] .. ': ' .. ARGV[2] .. ' completed by "' .. ARGV[3] .. '"')
 end
 local t = n + 1
@@ -318,10 +337,12 @@ while (disp == nil or t <= disp) and redis.call('SREM', KEYS[2], s) == 1
   s = string.format('%d', t)
 end
 redis.call('SET', KEYS[1], s)
-local id = redis.call('GET', ARGV[9] .. s)
-if id then
-  local sp = string.find(id, ' ', 1, true)
-  if sp then redis.call('PUBLISH', string.sub(id, sp + 1), string.sub(id, 1, sp - 1)) end
+if disp ~= nil and t <= disp then
+  local id = redis.call('GET', ARGV[8] .. s)
+  if id then
+    local sp = string.find(id, ' ', 1, true)
+    if sp then redis.call('PUBLISH', string.sub(id, sp + 1), string.sub(id, 1, sp - 1)) end
+  end
 end
 redis.call('PUBLISH', ARGV[5], ARGV[1] .. s)
 redis.call('PUBLISH', ARGV[4], ARGV[6] .. ': ' .. s .. ' granted')
@@ -330,10 +351,11 @@ return 2 + present
     )
 });
 
-/// bump: KEYS indicator, dispenser; ARGV presence prefix, limit ('' for the
-/// dispenser), external, internal, resource, text to say first ('' for
-/// none), ticket prefix, the bumping ticket's identity key and identity
-/// ('' for a bump by nobody's ticket, such as the tool's).
+/// bump: KEYS indicator, dispenser, incarnation; ARGV presence prefix,
+/// limit ('' for the dispenser), external, internal, resource, text to say
+/// first ('' for none), ticket prefix, the bumping ticket's identity key,
+/// identity and token base ('' for a bump by nobody's ticket, such as the
+/// tool's).
 /// Moves the indicator forward past tickets up to `limit` whose presence key
 /// is missing, never back, and announces the result (as turn 1.0 does).
 /// Returns the indicator, -1 when there is no queue, -2 when the bumping
@@ -342,7 +364,7 @@ pub(crate) static BUMP: Lazy<Script> = Lazy::new(|| {
     script(&format!(
         "{CHECK_NUM}{FIRST_LIVE}{}",
         r#"
-if ARGV[8] ~= '' and redis.call('GET', ARGV[8]) ~= ARGV[9] then return -2 end
+if ARGV[8] ~= '' and not ours(ARGV[8], ARGV[9], KEYS[3], ARGV[10]) then return -2 end
 local ind = num(KEYS[1])
 if bad(ind) then return ind end
 local disp = num(KEYS[2])
@@ -352,7 +374,7 @@ local limit = disp
 if ARGV[2] ~= '' then limit = math.min(tonumber(ARGV[2]), disp) end
 if ARGV[6] ~= '' then say(ARGV[3], ARGV[5], ARGV[6]) end
 local t = first_live(ARGV[1], ind, limit)
-announce(KEYS[1], ARGV[1], ARGV[7], ARGV[4], ARGV[3], ARGV[5], t)
+announce(KEYS[1], ARGV[1], ARGV[7], ARGV[4], ARGV[3], ARGV[5], t, disp)
 return t
 "#
     ))
@@ -379,7 +401,7 @@ if ARGV[2] ~= '' and fmt(disp) ~= ARGV[2] then return {-2} end
 if disp - ind + 1 > 0 then
   say(ARGV[3], ARGV[5], 'Reset tool bumps.')
   local t = first_live(ARGV[1], ind, disp)
-  announce(KEYS[1], ARGV[1], ARGV[6], ARGV[4], ARGV[3], ARGV[5], t)
+  announce(KEYS[1], ARGV[1], ARGV[6], ARGV[4], ARGV[3], ARGV[5], t, disp)
   ind = t
 end
 local size = disp - ind + 1
@@ -418,20 +440,21 @@ return out
     ))
 });
 
-/// heartbeat: ARGV groups of 7: presence key, expire ms, mode ('h' held,
-/// 'w' waiting), indicator key, serial, identity key, identity. Renews the
-/// presence and identity keys of each ticket that is still ours. Returns
-/// one integer per ticket: 1 alive, 0 lost (identity key gone or naming
-/// another ticket; presence key gone; or held and the indicator is not the
-/// serial; or waiting and the indicator passed the serial). A ticket that
-/// is not ours any more is left alone: its keys may be a later ticket's.
+/// heartbeat: ARGV groups of 9: presence key, expire ms, mode ('h' held,
+/// 'w' waiting), indicator key, serial, identity key, identity,
+/// incarnation key, token base. Renews the presence and identity keys of
+/// each ticket that is still ours (see `ours`). Returns one integer per
+/// ticket: 1 alive, 0 lost (not ours any more; presence key gone; or held
+/// and the indicator is not the serial; or waiting and the indicator
+/// passed the serial). A ticket that is not ours any more is left alone:
+/// its keys may be a later ticket's.
 pub(crate) static HEARTBEAT: Lazy<Script> = Lazy::new(|| {
     script(
         r#"
 local out = {}
-for i = 1, #ARGV, 7 do
+for i = 1, #ARGV, 9 do
   local ok = 0
-  if redis.call('GET', ARGV[i + 5]) == ARGV[i + 6] then
+  if ours(ARGV[i + 5], ARGV[i + 6], ARGV[i + 7], ARGV[i + 8]) then
     ok = redis.call('PEXPIRE', ARGV[i], ARGV[i + 1])
     redis.call('PEXPIRE', ARGV[i + 5], ARGV[i + 1])
   end

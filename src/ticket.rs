@@ -1,7 +1,7 @@
 //! One ticket this locker drew: waiting for its turn, or holding the lock.
 //! Shared between the caller, the heartbeat and the notifier.
 
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,9 @@ pub(crate) struct Ticket {
     pub serial: u64,
     /// The fencing token of this ticket (see `Lock::token`).
     pub token: u64,
+    /// The token base of the queue's incarnation it was drawn in (token -
+    /// serial), as the scripts compare it.
+    pub base: String,
     /// The value of its identity key: `NONCE CHANNEL` (see `Keys`).
     pub identity: String,
     pub label: String,
@@ -47,14 +50,6 @@ pub(crate) struct Ticket {
     refreshed_ms: AtomicU64,
     signaled: Mutex<bool>,
     wake: Condvar,
-    /// A message with this ticket's nonce came on the locker's channel: a
-    /// release or bump set the indicator to this very ticket (not merely to
-    /// its serial) after it was drawn.
-    called: AtomicBool,
-    /// "N started" is still to be said (granted by a message: it is said
-    /// later, off the hand-off's path). Held while saying it, so that the
-    /// release's "completed" never comes first.
-    pub start_unsaid: Mutex<bool>,
 }
 
 impl Ticket {
@@ -74,6 +69,7 @@ impl Ticket {
             keys,
             serial,
             token,
+            base: (token as i128 - serial as i128).to_string(),
             identity,
             label,
             expire,
@@ -82,8 +78,6 @@ impl Ticket {
             refreshed_ms: AtomicU64::new(drawn_ms),
             signaled: Mutex::new(false),
             wake: Condvar::new(),
-            called: AtomicBool::new(false),
-            start_unsaid: Mutex::new(false),
         }
     }
 
@@ -140,27 +134,6 @@ impl Ticket {
     /// confirmed for longer than `expire`.
     pub fn lapsed(&self, now_ms: u64) -> bool {
         now_ms.saturating_sub(self.refreshed_ms()) > self.expire_ms()
-    }
-
-    /// Records that a message with this ticket's nonce came, and wakes it.
-    pub fn call(&self) {
-        self.called.store(true, Ordering::Release);
-        self.signal();
-    }
-
-    pub fn was_called(&self) -> bool {
-        self.called.load(Ordering::Acquire)
-    }
-
-    /// Marks "N started" as still to be said.
-    pub fn set_start_unsaid(&self) {
-        *self.start_unsaid.lock().unwrap_or_else(|e| e.into_inner()) = true;
-    }
-
-    /// Claims saying "N started": true for the one caller that should. Waits
-    /// while the heartbeat thread is saying it.
-    pub fn claim_start(&self) -> bool {
-        std::mem::take(&mut *self.start_unsaid.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Wakes the thread waiting on this ticket.
