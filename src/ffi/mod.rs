@@ -91,19 +91,22 @@ impl From<ErrorKind> for turn_result {
 /// A handle is a number, never dereferenced. On 64-bit targets it packs a
 /// 40-bit id, never given to another object of this process or of its
 /// forked children (after 2^40 lockers `turn_locker_new` fails with
-/// `TURN_ERR_INVALID_ARGUMENT` rather than reuse one), its kind (locker,
-/// lock or cancel token), 4 bits of the fork generation, and an 18-bit
-/// check keyed with a secret drawn once per process (a made-up value
-/// passes it with a chance of 1 in 2^18). Every call checks the handle and
-/// answers `TURN_ERR_INVALID_ARGUMENT`, touching nothing, for a value that
-/// fails the check (made up or damaged), a `turn_lock` or `turn_cancel`
-/// handle, or a locker freed already; `TURN_ERR_FORKED` only for a real
-/// locker of the parent (up to 15 forks up) used in a child after fork().
-/// On 32-bit targets a handle has a 20-bit id, 2 bits of the fork
-/// generation (3 forks up) and an 8-bit check, and an id is given again
-/// after 2^20 newer lockers, so a handle kept after its free may then
-/// name a newer locker. `turn_locker_free` of a value that is not a live
-/// locker does nothing.
+/// `TURN_ERR_INVALID_ARGUMENT` rather than reuse one) and drawn through a
+/// permutation keyed with a secret drawn once per process, so that the ids
+/// of earlier handles do not tell the next one; its kind (locker, lock,
+/// cancel token, status or options); 3 bits of the fork generation; and an
+/// 18-bit check keyed with the same secret. A made-up value passes the
+/// check with a chance of 1 in 2^18, and must then also name a live object
+/// (1 in 2^40 per live one). Every call checks the handle and answers
+/// `TURN_ERR_INVALID_ARGUMENT`, touching nothing, for a value that fails
+/// the check (made up or damaged), a handle of another kind, or a locker
+/// freed already; `TURN_ERR_FORKED` only for a real locker of the parent
+/// (up to 7 forks up) used in a child after fork(). On 32-bit targets a
+/// handle has a 20-bit id (permuted likewise), 1 bit of the fork generation
+/// (`TURN_ERR_FORKED` for the parent's lockers only) and an 8-bit check,
+/// and an id is given again after 2^20 newer lockers, so a handle kept
+/// after its free may then name a newer locker. `turn_locker_free` of a
+/// value that is not a live locker does nothing.
 ///
 /// After `turn_locker_free`, waits in progress in other threads end with
 /// `TURN_ERR_CANCELED` (their tickets withdrawn; never `TURN_OK`), and the
