@@ -162,6 +162,16 @@ typedef struct turn_locker turn_locker;
  * Settings for `turn_locker_new_with_options`. Owned by the caller, created
  * by `turn_options_new` with the defaults, freed with `turn_options_free`.
  * Not thread-safe; it is only read by `turn_locker_new_with_options`.
+ *
+ * The handle is a checked number like a `turn_locker`'s (see there), with
+ * the kind options: options freed already, a value this library did not
+ * return, or a handle of another kind answers `TURN_ERR_INVALID_ARGUMENT`
+ * (also from `turn_locker_new_with_options`) and touches nothing, and
+ * `turn_options_free` of it does nothing (a second free is harmless).
+ * Calls on one options object from several threads at once remain
+ * unsupported (which setting wins is not said) but cannot crash. Options
+ * are plain data: after fork() the child may still use and free the
+ * options its parent had (its own copies).
  */
 typedef struct turn_options turn_options;
 
@@ -169,6 +179,14 @@ typedef struct turn_options turn_options;
  * A snapshot of one queue from `turn_status_get`. Owned by the caller,
  * freed with `turn_status_free`; immutable, so it may be read from several
  * threads at once. Strings it returns live as long as it does.
+ *
+ * The handle is a checked number like a `turn_locker`'s (see there), with
+ * the kind status: a status freed already, a value this library did not
+ * return, or a handle of another kind makes each reader answer its
+ * fallback (0, or NULL from `turn_status_label_at`) and touches nothing,
+ * and `turn_status_free` of it does nothing (a second free is harmless).
+ * A status is plain data: after fork() the child may still read and free
+ * the statuses its parent had (its own copies).
  */
 typedef struct turn_status turn_status;
 
