@@ -132,19 +132,22 @@ typedef struct turn_lock turn_lock;
  * A handle is a number, never dereferenced. On 64-bit targets it packs a
  * 40-bit id, never given to another object of this process or of its
  * forked children (after 2^40 lockers `turn_locker_new` fails with
- * `TURN_ERR_INVALID_ARGUMENT` rather than reuse one), its kind (locker,
- * lock or cancel token), 4 bits of the fork generation, and an 18-bit
- * check keyed with a secret drawn once per process (a made-up value
- * passes it with a chance of 1 in 2^18). Every call checks the handle and
- * answers `TURN_ERR_INVALID_ARGUMENT`, touching nothing, for a value that
- * fails the check (made up or damaged), a `turn_lock` or `turn_cancel`
- * handle, or a locker freed already; `TURN_ERR_FORKED` only for a real
- * locker of the parent (up to 15 forks up) used in a child after fork().
- * On 32-bit targets a handle has a 20-bit id, 2 bits of the fork
- * generation (3 forks up) and an 8-bit check, and an id is given again
- * after 2^20 newer lockers, so a handle kept after its free may then
- * name a newer locker. `turn_locker_free` of a value that is not a live
- * locker does nothing.
+ * `TURN_ERR_INVALID_ARGUMENT` rather than reuse one) and drawn through a
+ * permutation keyed with a secret drawn once per process, so that the ids
+ * of earlier handles do not tell the next one; its kind (locker, lock,
+ * cancel token, status or options); 3 bits of the fork generation; and an
+ * 18-bit check keyed with the same secret. A made-up value passes the
+ * check with a chance of 1 in 2^18, and must then also name a live object
+ * (1 in 2^40 per live one). Every call checks the handle and answers
+ * `TURN_ERR_INVALID_ARGUMENT`, touching nothing, for a value that fails
+ * the check (made up or damaged), a handle of another kind, or a locker
+ * freed already; `TURN_ERR_FORKED` only for a real locker of the parent
+ * (up to 7 forks up) used in a child after fork(). On 32-bit targets a
+ * handle has a 20-bit id (permuted likewise), 1 bit of the fork generation
+ * (`TURN_ERR_FORKED` for the parent's lockers only) and an 8-bit check,
+ * and an id is given again after 2^20 newer lockers, so a handle kept
+ * after its free may then name a newer locker. `turn_locker_free` of a
+ * value that is not a live locker does nothing.
  *
  * After `turn_locker_free`, waits in progress in other threads end with
  * `TURN_ERR_CANCELED` (their tickets withdrawn; never `TURN_OK`), and the
@@ -159,6 +162,16 @@ typedef struct turn_locker turn_locker;
  * Settings for `turn_locker_new_with_options`. Owned by the caller, created
  * by `turn_options_new` with the defaults, freed with `turn_options_free`.
  * Not thread-safe; it is only read by `turn_locker_new_with_options`.
+ *
+ * The handle is a checked number like a `turn_locker`'s (see there), with
+ * the kind options: options freed already, a value this library did not
+ * return, or a handle of another kind answers `TURN_ERR_INVALID_ARGUMENT`
+ * (also from `turn_locker_new_with_options`) and touches nothing, and
+ * `turn_options_free` of it does nothing (a second free is harmless).
+ * Calls on one options object from several threads at once remain
+ * unsupported (which setting wins is not said) but cannot crash. Options
+ * are plain data: after fork() the child may still use and free the
+ * options its parent had (its own copies).
  */
 typedef struct turn_options turn_options;
 
@@ -166,6 +179,14 @@ typedef struct turn_options turn_options;
  * A snapshot of one queue from `turn_status_get`. Owned by the caller,
  * freed with `turn_status_free`; immutable, so it may be read from several
  * threads at once. Strings it returns live as long as it does.
+ *
+ * The handle is a checked number like a `turn_locker`'s (see there), with
+ * the kind status: a status freed already, a value this library did not
+ * return, or a handle of another kind makes each reader answer its
+ * fallback (0, or NULL from `turn_status_label_at`) and touches nothing,
+ * and `turn_status_free` of it does nothing (a second free is harmless).
+ * A status is plain data: after fork() the child may still read and free
+ * the statuses its parent had (its own copies).
  */
 typedef struct turn_status turn_status;
 

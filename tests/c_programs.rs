@@ -198,3 +198,28 @@ fn c_unknown_result_codes_have_a_static_name() {
 fn c_in_a_forked_child_only_real_handles_are_forked() {
     c_handles_check("in_a_forked_child_only_real_handles_are_forked");
 }
+
+#[test]
+fn c_a_status_freed_twice_or_read_after_free_gives_the_fallback() {
+    c_handles_check("a_status_freed_twice_or_read_after_free_gives_the_fallback");
+}
+
+#[test]
+fn c_options_freed_twice_then_used_are_invalid() {
+    c_handles_check("options_freed_twice_then_used_are_invalid");
+}
+
+#[test]
+fn c_made_up_or_other_kinds_as_status_or_options_are_invalid() {
+    c_handles_check("made_up_or_other_kinds_as_status_or_options_are_invalid");
+}
+
+#[test]
+fn c_guessing_the_next_locks_finds_nothing() {
+    c_handles_check("guessing_the_next_locks_finds_nothing");
+}
+
+#[test]
+fn c_in_a_forked_child_parent_status_and_options_still_work() {
+    c_handles_check("in_a_forked_child_parent_status_and_options_still_work");
+}

@@ -66,9 +66,22 @@ static turn_result go_bump(uintptr_t l, const char *resource, uint64_t *out) {
 static turn_result go_reset(uintptr_t l, const char *resource) {
 	return turn_reset((turn_locker *)l, resource);
 }
-static turn_result go_status(uintptr_t l, const char *resource, turn_status **out) {
-	return turn_status_get((turn_locker *)l, resource, out);
+static turn_result go_status(uintptr_t l, const char *resource, uintptr_t *out) {
+	turn_status *s = NULL;
+	turn_result rc = turn_status_get((turn_locker *)l, resource, &s);
+	if (rc == TURN_OK) *out = (uintptr_t)s;
+	return rc;
 }
+static uint64_t go_status_indicator(uintptr_t s) { return turn_status_indicator((turn_status *)s); }
+static uint64_t go_status_dispenser(uintptr_t s) { return turn_status_dispenser((turn_status *)s); }
+static size_t go_status_len(uintptr_t s) { return turn_status_len((turn_status *)s); }
+static uint64_t go_status_serial_at(uintptr_t s, size_t i) {
+	return turn_status_serial_at((turn_status *)s, i);
+}
+static const char *go_status_label_at(uintptr_t s, size_t i) {
+	return turn_status_label_at((turn_status *)s, i);
+}
+static void go_status_free(uintptr_t s) { turn_status_free((turn_status *)s); }
 */
 import "C"
 
@@ -389,17 +402,17 @@ func (l *Locker) Status(resource string) (*Status, error) {
 	}
 	cres := C.CString(resource)
 	defer C.free(unsafe.Pointer(cres))
-	var s *C.turn_status
+	var s C.uintptr_t
 	if err := call(func() C.turn_result { return C.go_status(h, cres, &s) }); err != nil {
 		return nil, err
 	}
-	defer C.turn_status_free(s)
-	out := &Status{Indicator: uint64(C.turn_status_indicator(s)), Dispenser: uint64(C.turn_status_dispenser(s))}
-	n := int(C.turn_status_len(s))
+	defer C.go_status_free(s)
+	out := &Status{Indicator: uint64(C.go_status_indicator(s)), Dispenser: uint64(C.go_status_dispenser(s))}
+	n := int(C.go_status_len(s))
 	for i := 0; i < n; i++ {
 		out.Tickets = append(out.Tickets, Ticket{
-			Serial: uint64(C.turn_status_serial_at(s, C.size_t(i))),
-			Label:  C.GoString(C.turn_status_label_at(s, C.size_t(i))),
+			Serial: uint64(C.go_status_serial_at(s, C.size_t(i))),
+			Label:  C.GoString(C.go_status_label_at(s, C.size_t(i))),
 		})
 	}
 	return out, nil

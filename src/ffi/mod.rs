@@ -20,12 +20,30 @@ static LOCKERS: Table<Locker> = Table::new(Kind::Locker);
 static LOCKS: Table<LockCell> = Table::new(Kind::Lock);
 /// The cancel tokens handed out, by handle.
 static CANCELS: Table<crate::Cancel> = Table::new(Kind::Cancel);
+/// The statuses handed out, by handle.
+static STATUSES: Table<StatusCell> = Table::new(Kind::Status);
+/// The options handed out, by handle.
+static OPTIONS: Table<OptionsCell> = Table::new(Kind::Options);
 
 /// A lock behind a `turn_lock` handle; release takes it out.
 struct LockCell {
     serial: u64,
     token: u64,
     lock: std::sync::Mutex<Option<Lock>>,
+}
+
+/// A status behind a `turn_status` handle, with the strings handed out
+/// from it (they live as long as it stays in the table).
+struct StatusCell {
+    status: Status,
+    labels: Vec<CString>,
+}
+
+/// Options behind a `turn_options` handle. Behind a mutex only so that
+/// calls from several threads at once, which the C contract does not
+/// allow, cannot break memory.
+struct OptionsCell {
+    options: std::sync::Mutex<Options>,
 }
 
 /// Result of every fallible function. Values are fixed and never
@@ -91,19 +109,22 @@ impl From<ErrorKind> for turn_result {
 /// A handle is a number, never dereferenced. On 64-bit targets it packs a
 /// 40-bit id, never given to another object of this process or of its
 /// forked children (after 2^40 lockers `turn_locker_new` fails with
-/// `TURN_ERR_INVALID_ARGUMENT` rather than reuse one), its kind (locker,
-/// lock or cancel token), 4 bits of the fork generation, and an 18-bit
-/// check keyed with a secret drawn once per process (a made-up value
-/// passes it with a chance of 1 in 2^18). Every call checks the handle and
-/// answers `TURN_ERR_INVALID_ARGUMENT`, touching nothing, for a value that
-/// fails the check (made up or damaged), a `turn_lock` or `turn_cancel`
-/// handle, or a locker freed already; `TURN_ERR_FORKED` only for a real
-/// locker of the parent (up to 15 forks up) used in a child after fork().
-/// On 32-bit targets a handle has a 20-bit id, 2 bits of the fork
-/// generation (3 forks up) and an 8-bit check, and an id is given again
-/// after 2^20 newer lockers, so a handle kept after its free may then
-/// name a newer locker. `turn_locker_free` of a value that is not a live
-/// locker does nothing.
+/// `TURN_ERR_INVALID_ARGUMENT` rather than reuse one) and drawn through a
+/// permutation keyed with a secret drawn once per process, so that the ids
+/// of earlier handles do not tell the next one; its kind (locker, lock,
+/// cancel token, status or options); 3 bits of the fork generation; and an
+/// 18-bit check keyed with the same secret. A made-up value passes the
+/// check with a chance of 1 in 2^18, and must then also name a live object
+/// (1 in 2^40 per live one). Every call checks the handle and answers
+/// `TURN_ERR_INVALID_ARGUMENT`, touching nothing, for a value that fails
+/// the check (made up or damaged), a handle of another kind, or a locker
+/// freed already; `TURN_ERR_FORKED` only for a real locker of the parent
+/// (up to 7 forks up) used in a child after fork(). On 32-bit targets a
+/// handle has a 20-bit id (permuted likewise), 1 bit of the fork generation
+/// (`TURN_ERR_FORKED` for the parent's lockers only) and an 8-bit check,
+/// and an id is given again after 2^20 newer lockers, so a handle kept
+/// after its free may then name a newer locker. `turn_locker_free` of a
+/// value that is not a live locker does nothing.
 ///
 /// After `turn_locker_free`, waits in progress in other threads end with
 /// `TURN_ERR_CANCELED` (their tickets withdrawn; never `TURN_OK`), and the
@@ -146,16 +167,33 @@ pub struct turn_cancel {
 /// A snapshot of one queue from `turn_status_get`. Owned by the caller,
 /// freed with `turn_status_free`; immutable, so it may be read from several
 /// threads at once. Strings it returns live as long as it does.
+///
+/// The handle is a checked number like a `turn_locker`'s (see there), with
+/// the kind status: a status freed already, a value this library did not
+/// return, or a handle of another kind makes each reader answer its
+/// fallback (0, or NULL from `turn_status_label_at`) and touches nothing,
+/// and `turn_status_free` of it does nothing (a second free is harmless).
+/// A status is plain data: after fork() the child may still read and free
+/// the statuses its parent had (its own copies).
 pub struct turn_status {
-    status: Status,
-    labels: Vec<CString>,
+    _opaque: [u8; 0],
 }
 
 /// Settings for `turn_locker_new_with_options`. Owned by the caller, created
 /// by `turn_options_new` with the defaults, freed with `turn_options_free`.
 /// Not thread-safe; it is only read by `turn_locker_new_with_options`.
+///
+/// The handle is a checked number like a `turn_locker`'s (see there), with
+/// the kind options: options freed already, a value this library did not
+/// return, or a handle of another kind answers `TURN_ERR_INVALID_ARGUMENT`
+/// (also from `turn_locker_new_with_options`) and touches nothing, and
+/// `turn_options_free` of it does nothing (a second free is harmless).
+/// Calls on one options object from several threads at once remain
+/// unsupported (which setting wins is not said) but cannot crash. Options
+/// are plain data: after fork() the child may still use and free the
+/// options its parent had (its own copies).
 pub struct turn_options {
-    options: Options,
+    _opaque: [u8; 0],
 }
 
 thread_local! {
@@ -261,10 +299,12 @@ pub unsafe extern "C" fn turn_locker_new_with_options(
             // SAFETY: non-NULL, NUL-terminated per the contract.
             Some(unsafe { text(redis_url, "redis_url")? })
         };
-        // SAFETY: NULL or a live turn_options per the contract.
-        let options = match unsafe { options.as_ref() } {
-            Some(o) => o.options.clone(),
-            None => Options::default(),
+        let options = if options.is_null() {
+            Options::default()
+        } else {
+            let cell = OPTIONS.get(options as usize)?;
+            let options = cell.options.lock().unwrap_or_else(|e| e.into_inner());
+            options.clone()
         };
         let locker = Locker::with_options(url, options)?;
         let handle = LOCKERS.insert(locker)?;
@@ -308,6 +348,14 @@ fn locker_of(locker: *const turn_locker) -> Result<Locker> {
         return Err(null("locker"));
     }
     Ok((*LOCKERS.get(locker as usize)?).clone())
+}
+
+/// The status behind a handle, if it is a live one.
+fn status_of(status: *const turn_status) -> Option<std::sync::Arc<StatusCell>> {
+    if status.is_null() {
+        return None;
+    }
+    STATUSES.get(status as usize).ok()
 }
 
 fn lock_of(lock: *const turn_lock) -> Result<std::sync::Arc<LockCell>> {
@@ -550,8 +598,9 @@ pub unsafe extern "C" fn turn_status_get(
                 CString::new(clean).unwrap_or_default()
             })
             .collect();
+        let handle = STATUSES.insert(StatusCell { status, labels })?;
         // SAFETY: out is non-NULL and writable per the contract.
-        unsafe { *out = Box::into_raw(Box::new(turn_status { status, labels })) };
+        unsafe { *out = handle as *mut turn_status };
         Ok(())
     })
 }
@@ -562,10 +611,7 @@ pub unsafe extern "C" fn turn_status_get(
 /// `status` is NULL or a live status.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn turn_status_indicator(status: *const turn_status) -> u64 {
-    // SAFETY: NULL or a live status per the contract.
-    quiet(0, || {
-        unsafe { status.as_ref() }.map_or(0, |s| s.status.indicator)
-    })
+    quiet(0, || status_of(status).map_or(0, |s| s.status.indicator))
 }
 
 /// The last serial handed out. 0 for NULL.
@@ -574,10 +620,7 @@ pub unsafe extern "C" fn turn_status_indicator(status: *const turn_status) -> u6
 /// `status` is NULL or a live status.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn turn_status_dispenser(status: *const turn_status) -> u64 {
-    // SAFETY: NULL or a live status per the contract.
-    quiet(0, || {
-        unsafe { status.as_ref() }.map_or(0, |s| s.status.dispenser)
-    })
+    quiet(0, || status_of(status).map_or(0, |s| s.status.dispenser))
 }
 
 /// The number of live tickets (holder and waiters), in ascending serial
@@ -587,9 +630,8 @@ pub unsafe extern "C" fn turn_status_dispenser(status: *const turn_status) -> u6
 /// `status` is NULL or a live status.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn turn_status_len(status: *const turn_status) -> usize {
-    // SAFETY: NULL or a live status per the contract.
     quiet(0, || {
-        unsafe { status.as_ref() }.map_or(0, |s| s.status.tickets.len())
+        status_of(status).map_or(0, |s| s.status.tickets.len())
     })
 }
 
@@ -600,10 +642,9 @@ pub unsafe extern "C" fn turn_status_len(status: *const turn_status) -> usize {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn turn_status_serial_at(status: *const turn_status, i: usize) -> u64 {
     quiet(0, || {
-        // SAFETY: NULL or a live status per the contract.
-        unsafe { status.as_ref() }
-            .and_then(|s| s.status.tickets.get(i))
-            .map_or(0, |t| t.serial)
+        status_of(status)
+            .and_then(|s| s.status.tickets.get(i).map(|t| t.serial))
+            .unwrap_or(0)
     })
 }
 
@@ -617,11 +658,12 @@ pub unsafe extern "C" fn turn_status_label_at(
     status: *const turn_status,
     i: usize,
 ) -> *const c_char {
+    // The string belongs to the status held by the table, which keeps it
+    // until turn_status_free.
     quiet(std::ptr::null(), || {
-        // SAFETY: NULL or a live status per the contract.
-        unsafe { status.as_ref() }
-            .and_then(|s| s.labels.get(i))
-            .map_or(std::ptr::null(), |l| l.as_ptr())
+        status_of(status)
+            .and_then(|s| s.labels.get(i).map(|l| l.as_ptr()))
+            .unwrap_or(std::ptr::null())
     })
 }
 
@@ -632,8 +674,7 @@ pub unsafe extern "C" fn turn_status_label_at(
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn turn_status_free(status: *mut turn_status) {
     if !status.is_null() {
-        // SAFETY: from Box::into_raw in turn_status_get, freed once.
-        quiet((), || drop(unsafe { Box::from_raw(status) }))
+        quiet((), || drop(STATUSES.remove(status as usize)))
     }
 }
 
@@ -728,11 +769,11 @@ pub extern "C" fn turn_version() -> *const c_char {
 pub unsafe extern "C" fn turn_options_new(out: *mut *mut turn_options) -> turn_result {
     guard(|| {
         out_ptr(out, "out")?;
-        let options = Box::new(turn_options {
-            options: Options::default(),
-        });
+        let handle = OPTIONS.insert(OptionsCell {
+            options: std::sync::Mutex::new(Options::default()),
+        })?;
         // SAFETY: non-NULL and writable per the contract.
-        unsafe { *out = Box::into_raw(options) };
+        unsafe { *out = handle as *mut turn_options };
         Ok(())
     })
 }
@@ -744,8 +785,7 @@ pub unsafe extern "C" fn turn_options_new(out: *mut *mut turn_options) -> turn_r
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn turn_options_free(options: *mut turn_options) {
     if !options.is_null() {
-        // SAFETY: from Box::into_raw in turn_options_new, freed once.
-        quiet((), || drop(unsafe { Box::from_raw(options) }))
+        quiet((), || drop(OPTIONS.remove(options as usize)))
     }
 }
 
@@ -754,12 +794,15 @@ fn with_options(
     f: impl FnOnce(&mut Options) -> Result<()>,
 ) -> turn_result {
     guard(|| {
-        // SAFETY: NULL or a live turn_options (callers' contract).
-        let o = unsafe { options.as_mut() }.ok_or_else(|| null("options"))?;
-        let mut next = o.options.clone();
+        if options.is_null() {
+            return Err(null("options"));
+        }
+        let cell = OPTIONS.get(options as usize)?;
+        let mut o = cell.options.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = o.clone();
         f(&mut next)?;
         next.validate()?;
-        o.options = next;
+        *o = next;
         Ok(())
     })
 }
