@@ -240,10 +240,14 @@ impl Core {
     }
 
     /// Withdraws a ticket that will not be used (timeout, failure, loss).
+    /// A ticket known lost touches nothing (see `release`).
     fn withdraw(&self, t: &Ticket) {
         self.unregister(t);
+        let lost = t.is_lost();
         t.set_done();
-        let _ = self.leave(t, "abandon");
+        if !lost {
+            let _ = self.leave(t, "abandon");
+        }
     }
 
     /// Bumps past dead tickets up to `limit`; for a ticket (`by`), only
@@ -286,7 +290,16 @@ impl Core {
                 "the locker was closed; the lock was released then",
             ));
         }
-        let was_lost = t.is_lost() || t.lapsed(self.now_ms());
+        if t.is_lost() || t.lapsed(self.now_ms()) {
+            // Its keys may be someone else's by now (a queue made anew by
+            // turn 1.0 clients is one case no check can tell): touch
+            // nothing; they expire by themselves.
+            t.set_done();
+            return Err(Error::lost(format!(
+                "lock {} on \"{}\" was lost before the release; nothing was touched",
+                t.serial, t.resource
+            )));
+        }
         let result = self.leave(t, "release");
         t.set_done();
         let (moved, present) = result?;
@@ -296,7 +309,7 @@ impl Core {
                 t.serial, t.resource
             )));
         }
-        if !present || was_lost {
+        if !present {
             return Err(Error::lost(format!(
                 "lock {} on \"{}\" was lost: its lease lapsed before the release",
                 t.serial, t.resource
@@ -308,20 +321,28 @@ impl Core {
     /// Stops the background threads' work and releases the locks still held.
     fn shutdown(&self) {
         self.closed.store(true, Ordering::Release);
-        let held: Vec<Arc<Ticket>> = self
+        let tickets: Vec<Arc<Ticket>> = self
             .tickets
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .drain()
             .map(|(_, t)| t)
             .collect();
-        // Release what is held; once Redis proves unreachable, stop trying
-        // (the leases run out by themselves), so that closing stays quick.
+        // Release what is held and withdraw what waits; once Redis proves
+        // unreachable, stop trying (the leases run out by themselves), so
+        // that closing stays quick.
         let mut reachable = true;
-        for t in held {
+        for t in tickets {
+            let mode = if t.is_held() {
+                Some("release")
+            } else if t.is_active() {
+                Some("abandon")
+            } else {
+                None
+            };
             if reachable
-                && t.is_held()
-                && let Err(e) = self.leave(&t, "release")
+                && let Some(mode) = mode
+                && let Err(e) = self.leave(&t, mode)
             {
                 reachable = !e.is_connection();
             }
@@ -581,7 +602,8 @@ impl Locker {
                 ""
             })
             .arg(&keys.ticket_prefix)
-            .arg(&draw.identity);
+            .arg(&draw.identity)
+            .arg(&keys.withdrawn);
             let draw = Draw {
                 sent_ms: core.now_ms(),
                 ..draw

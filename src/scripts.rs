@@ -105,7 +105,7 @@ local function bad(x) return type(x) == 'table' end
 /// draw: KEYS dispenser, indicator, incarnation; ARGV presence prefix,
 /// label, expire ms, external channel, resource, 'clock' to seed a new
 /// queue from the server's clock ('' for turn 1.0's 1), ticket prefix,
-/// ticket identity (`NONCE CHANNEL`).
+/// ticket identity (`NONCE CHANNEL`), withdrawn set (in the queue's slot).
 /// Returns {serial, base} when the lock was granted right away, else
 /// {serial, base, indicator, pttl of the indicator's presence key}; see
 /// [`Drawn`].
@@ -120,15 +120,18 @@ local function bad(x) return type(x) == 'table' end
 /// turn 1.0) the draw writes the ticket's identity key with the same
 /// lease; every later step for this ticket compares it.
 ///
-/// Fencing tokens: token = base + serial. The incarnation key holds the
-/// base and the highest serial drawn here. While it lives, a draw whose
-/// serial is not above that highest one (the dispenser went back: a turn
-/// 1.0 reset, a queue made anew) takes a new base that puts its token above
-/// every earlier one; when it is missing (a new queue, a restart without
-/// persistence, FLUSHDB) the base makes the token the server time in
-/// microseconds, above every token of an earlier incarnation as long as
-/// the server clock does not go back and fewer than one ticket per
-/// microsecond was drawn.
+/// Fencing tokens: token = base + serial, never above the server time in
+/// microseconds. The incarnation key holds the base and the highest serial
+/// drawn here. The base stays while serials grow one by one (fewer than one
+/// draw per microsecond keeps the token below the clock). A draw takes a
+/// new base, making its token the server time (or the last token + 1 if
+/// that is higher), when the key is missing (a new queue, a restart without
+/// persistence, FLUSHDB, our reset), when its serial is not above the
+/// highest (the dispenser went back: a turn 1.0 reset, a queue made anew;
+/// the withdrawn set, now stale, is deleted), or when the token would pass
+/// the clock (the serial jumped to an indicator past the dispenser). So a
+/// new incarnation's first token, the server time, is above every earlier
+/// token, as long as the server clock does not go back.
 ///
 /// Draw and release are every lock's two round trips, so they are written
 /// out without the shared helpers (no closures to build per call): the
@@ -178,13 +181,19 @@ if inc then
     top = tonumber(string.sub(inc, sp + 1))
   end
 end
-if base == nil or top == nil or n <= top then
-  local t = redis.call('TIME')
-  local fresh = tonumber(t[1]) * 1000000 + tonumber(t[2]) - n
-  if base ~= nil and top ~= nil and base + top + 1 - n > fresh then
-    fresh = base + top + 1 - n
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+if base == nil or top == nil or n <= top or base + n > now then
+  -- A new incarnation, a dispenser that went back, or a serial that
+  -- jumped (to the indicator): the token becomes the server time, and
+  -- stays above the last one.
+  local token = now
+  if base ~= nil and top ~= nil and base + top + 1 > token then token = base + top + 1 end
+  if base ~= nil and n <= top then
+    -- The queue was made anew under the withdrawn set: forget it.
+    redis.call('DEL', ARGV[9])
   end
-  base = fresh
+  base = token - n
 end
 redis.call('SET', KEYS[3], string.format('%d %d', base, n))
 if ind == n then

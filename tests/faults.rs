@@ -120,6 +120,9 @@ fn redis_restart_without_persistence_reports_lost_locks_and_tokens_keep_growing(
         .map(|x| x.token())
     });
     assert!(queued(&l, "res", 2));
+    // The draw is in Redis; let its reply reach the waiter before the
+    // restart (a draw cut off mid-reply fails with a connection error).
+    thread::sleep(Duration::from_millis(300));
     r.restart();
     assert!(
         eventually(Duration::from_secs(30), || held.is_lost()),

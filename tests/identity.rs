@@ -108,6 +108,9 @@ fn an_old_waiter_is_not_granted_by_a_new_queue_with_its_serial() {
         )
     });
     assert!(queued(&a, "r", 2));
+    // The draw is in Redis; let its reply reach the waiter before the
+    // restart (a draw cut off mid-reply fails with a connection error).
+    thread::sleep(Duration::from_millis(300));
     r.restart();
     let b = locker(&r);
     let one = b.lock("r", "b1").unwrap();

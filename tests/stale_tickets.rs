@@ -323,3 +323,59 @@ fn a_hand_written_gap_is_passed_without_blocking_redis() {
         "the bystander's heartbeat was served"
     );
 }
+
+#[test]
+fn tokens_keep_growing_after_a_serial_jumped_to_the_indicator_and_a_reset() {
+    // A turn 1.0 holder of a long queue's serial 30,000,000 releases after
+    // FLUSHDB into the new queue (its release sets the indicator blindly);
+    // our next draw takes the indicator's serial; our reset then starts a
+    // new incarnation from the server clock.
+    let r = Redis::start();
+    let l = locker(&r.url());
+    let mut tokens = Vec::new();
+    let a = l.lock("r", "a").unwrap();
+    tokens.push(a.token());
+    a.release().unwrap();
+    let _: () = r.conn().set("turn:r:indicator", "30000001").unwrap();
+    let b = l.lock("r", "b").unwrap();
+    assert_eq!(b.serial(), 30_000_001);
+    tokens.push(b.token());
+    b.release().unwrap();
+    l.reset("r").unwrap();
+    let c = l.lock("r", "c").unwrap();
+    tokens.push(c.token());
+    c.release().unwrap();
+    assert!(
+        tokens.windows(2).all(|w| w[1] > w[0]),
+        "tokens of successive holds: {tokens:?}"
+    );
+}
+
+#[test]
+fn a_queue_made_anew_forgets_the_withdrawn_tickets_of_the_old_one() {
+    let r = Redis::start();
+    let l = locker(&r.url());
+    let held = l.lock("r", "holder").unwrap();
+    // Serial 2 gives up: it is noted as withdrawn.
+    let e = l
+        .acquire(
+            "r",
+            &Acquire::label("impatient").wait(Wait::For(Duration::from_millis(200))),
+        )
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout);
+    held.release().unwrap();
+    // turn 1.0's reset: only the dispenser and the indicator go.
+    let _: () = r
+        .conn()
+        .del(&["turn:r:dispenser", "turn:r:indicator"])
+        .unwrap();
+    let one = l.lock("r", "new 1").unwrap();
+    assert_eq!(one.serial(), 1);
+    // A turn 1.0 client draws 2 and has not set its presence key yet.
+    let two: u64 = r.conn().incr("turn:r:dispenser", 1).unwrap();
+    assert_eq!(two, 2);
+    one.release().unwrap();
+    let indicator: String = r.conn().get("turn:r:indicator").unwrap();
+    assert_eq!(indicator, "2", "the turn 1.0 ticket is not passed over");
+}
