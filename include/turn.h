@@ -238,6 +238,26 @@ void turn_locker_free(turn_locker *locker);
 turn_result turn_locker_health(const turn_locker *locker);
 
 /**
+ * Moves the indicator of `resource` past tickets whose presence key is
+ * missing (never back), announces it, and writes it to `*indicator_out`
+ * (which may be NULL). `TURN_ERR_NOT_FOUND` when there is no queue.
+ *
+ * # Safety
+ * `resource` is NULL or NUL-terminated; `indicator_out` NULL or writable.
+ */
+turn_result turn_bump(turn_locker *locker, const char *resource, uint64_t *indicator_out);
+
+/**
+ * Removes the queue of `resource` (after bumping past dead tickets) when
+ * nobody is in it, atomically. `TURN_ERR_BUSY` while in use,
+ * `TURN_ERR_NOT_FOUND` when there is no queue.
+ *
+ * # Safety
+ * `resource` is NULL or NUL-terminated.
+ */
+turn_result turn_reset(turn_locker *locker, const char *resource);
+
+/**
  * Takes a ticket for `resource` and waits for its turn; on success writes
  * the held lock to `*out`.
  *
@@ -283,27 +303,6 @@ turn_result turn_lock_acquire_cancelable(turn_locker *locker,
                                          turn_lock **out);
 
 /**
- * A new cancel token for `turn_lock_acquire_cancelable`, written to `*out`.
- * Free it with `turn_cancel_free` once no call uses it.
- *
- * # Safety
- * `out` points to writable storage for a pointer.
- */
-turn_result turn_cancel_new(turn_cancel **out);
-
-/**
- * Cancels every wait using this token, now and later (callable from any
- * thread, also while another thread waits with it).
- */
-turn_result turn_cancel_fire(turn_cancel *cancel);
-
-/**
- * Frees a cancel token. NULL, or a token freed already, is a no-op. A wait
- * still using it keeps working (it holds its own reference).
- */
-void turn_cancel_free(turn_cancel *cancel);
-
-/**
  * Gives the turn to the next ticket (one round trip) and ends the handle,
  * whatever the outcome. `TURN_ERR_LOST` when the lock had been lost (the
  * indicator is then left alone unless it still showed this ticket);
@@ -342,6 +341,27 @@ turn_result turn_lock_token(const turn_lock *lock, uint64_t *out);
  * trip), so it can be polled before each write to the resource.
  */
 turn_result turn_lock_check(const turn_lock *lock);
+
+/**
+ * A new cancel token for `turn_lock_acquire_cancelable`, written to `*out`.
+ * Free it with `turn_cancel_free` once no call uses it.
+ *
+ * # Safety
+ * `out` points to writable storage for a pointer.
+ */
+turn_result turn_cancel_new(turn_cancel **out);
+
+/**
+ * Cancels every wait using this token, now and later (callable from any
+ * thread, also while another thread waits with it).
+ */
+turn_result turn_cancel_fire(turn_cancel *cancel);
+
+/**
+ * Frees a cancel token. NULL, or a token freed already, is a no-op. A wait
+ * still using it keeps working (it holds its own reference).
+ */
+void turn_cancel_free(turn_cancel *cancel);
 
 /**
  * Reads a snapshot of the queue of `resource` atomically and writes it to
@@ -401,44 +421,6 @@ const char *turn_status_label_at(const turn_status *status, size_t i);
  * `status` is NULL or from `turn_status_get` and not yet freed.
  */
 void turn_status_free(turn_status *status);
-
-/**
- * Moves the indicator of `resource` past tickets whose presence key is
- * missing (never back), announces it, and writes it to `*indicator_out`
- * (which may be NULL). `TURN_ERR_NOT_FOUND` when there is no queue.
- *
- * # Safety
- * `resource` is NULL or NUL-terminated; `indicator_out` NULL or writable.
- */
-turn_result turn_bump(turn_locker *locker, const char *resource, uint64_t *indicator_out);
-
-/**
- * Removes the queue of `resource` (after bumping past dead tickets) when
- * nobody is in it, atomically. `TURN_ERR_BUSY` while in use,
- * `TURN_ERR_NOT_FOUND` when there is no queue.
- *
- * # Safety
- * `resource` is NULL or NUL-terminated.
- */
-turn_result turn_reset(turn_locker *locker, const char *resource);
-
-/**
- * A static name for a result code ("TURN_OK", ...); the static string
- * "TURN_ERR_UNKNOWN" for any other value. Takes an `int`, so that any
- * value a caller holds (a `turn_result` converts to it) is safe to pass.
- */
-const char *turn_result_str(int code);
-
-/**
- * The detail message of the last failure on this thread, or "". Valid until
- * the next failing call on this thread.
- */
-const char *turn_last_error(void);
-
-/**
- * The library's version, a static string such as "0.1.0".
- */
-const char *turn_version(void);
 
 /**
  * New options with the defaults (prefix "turn", connect timeout 2000 ms,
@@ -526,6 +508,24 @@ turn_result turn_options_set_tls(turn_options *options,
                                  const char *ca_file,
                                  const char *cert_file,
                                  const char *key_file);
+
+/**
+ * A static name for a result code ("TURN_OK", ...); the static string
+ * "TURN_ERR_UNKNOWN" for any other value. Takes an `int`, so that any
+ * value a caller holds (a `turn_result` converts to it) is safe to pass.
+ */
+const char *turn_result_str(int code);
+
+/**
+ * The detail message of the last failure on this thread, or "". Valid until
+ * the next failing call on this thread.
+ */
+const char *turn_last_error(void);
+
+/**
+ * The library's version, a static string such as "0.1.0".
+ */
+const char *turn_version(void);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -1,0 +1,212 @@
+//! `turn_lock`: taking a turn, holding it and giving it back.
+
+use std::ffi::c_char;
+
+use super::cancel::{CANCELS, turn_cancel};
+use super::export::{guard, ms, null, out_ptr, quiet, text};
+use super::handles::{Kind, Table};
+use super::locker::{locker_of, turn_locker};
+use super::result::turn_result;
+use crate::error::{Error, Result};
+use crate::{Acquire, Lock, Wait};
+
+/// The locks handed out, by handle.
+static LOCKS: Table<LockCell> = Table::new(Kind::Lock);
+
+/// A lock behind a `turn_lock` handle; release takes it out.
+struct LockCell {
+    serial: u64,
+    token: u64,
+    lock: std::sync::Mutex<Option<Lock>>,
+}
+
+/// One held lock. Owned by the caller from `turn_lock_acquire` until
+/// `turn_lock_release`, which always ends it. May be used from any thread.
+///
+/// The handle is a checked number like a `turn_locker`'s (see there), with
+/// the kind lock: a second release, any use after release, a value this
+/// library did not return, or a `turn_locker` or `turn_cancel` handle
+/// passed as a lock answers `TURN_ERR_INVALID_ARGUMENT` (`turn_lock_serial`
+/// answers 0) and touches nothing; a lock of the parent used in a child
+/// after fork() answers `TURN_ERR_FORKED`. A released handle never names a
+/// later lock (on 32-bit targets: until 2^20 newer locks were taken).
+pub struct turn_lock {
+    _opaque: [u8; 0],
+}
+
+fn lock_of(lock: *const turn_lock) -> Result<std::sync::Arc<LockCell>> {
+    if lock.is_null() {
+        return Err(null("lock"));
+    }
+    LOCKS.get(lock as usize)
+}
+
+/// Takes a ticket for `resource` and waits for its turn; on success writes
+/// the held lock to `*out`.
+///
+/// - `label`: shown in status and messages (NULL for "").
+/// - `expire_ms`: the lease; 0 for the default, 10000 ms. At least 100 ms.
+///   The heartbeat renews it every third of it while waiting and holding.
+/// - `patience_ms`: the longest wait without news before re-reading the
+///   queue; 0 for the default, 60000 ms.
+/// - `timeout_ms`: < 0 waits forever; 0 tries once (`TURN_ERR_WOULD_BLOCK`
+///   when someone else has the turn); > 0 gives up after that long with
+///   `TURN_ERR_TIMEOUT`. A ticket given up leaves no trace.
+///
+/// Resource names are 1 to 1024 bytes of UTF-8 without control characters;
+/// labels at most 4096 bytes.
+///
+/// # Safety
+/// Strings are NULL or NUL-terminated; `out` points to writable storage for
+/// a pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_lock_acquire(
+    locker: *mut turn_locker,
+    resource: *const c_char,
+    label: *const c_char,
+    expire_ms: u32,
+    patience_ms: u32,
+    timeout_ms: i64,
+    out: *mut *mut turn_lock,
+) -> turn_result {
+    // SAFETY: same contract as this function's.
+    unsafe {
+        turn_lock_acquire_cancelable(
+            locker,
+            resource,
+            label,
+            expire_ms,
+            patience_ms,
+            timeout_ms,
+            std::ptr::null(),
+            out,
+        )
+    }
+}
+
+/// Like `turn_lock_acquire`, and `turn_cancel_fire(cancel)` from another
+/// thread ends the wait: the ticket is withdrawn and the call answers
+/// `TURN_ERR_CANCELED`. `cancel` may be NULL (not cancelable).
+///
+/// # Safety
+/// As `turn_lock_acquire`.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn turn_lock_acquire_cancelable(
+    locker: *mut turn_locker,
+    resource: *const c_char,
+    label: *const c_char,
+    expire_ms: u32,
+    patience_ms: u32,
+    timeout_ms: i64,
+    cancel: *const turn_cancel,
+    out: *mut *mut turn_lock,
+) -> turn_result {
+    guard(|| {
+        // The arguments first (no round trip), then the handles.
+        // SAFETY: NUL-terminated per the contract.
+        let resource = unsafe { text(resource, "resource")? };
+        let label = if label.is_null() {
+            ""
+        } else {
+            // SAFETY: NUL-terminated per the contract.
+            unsafe { text(label, "label")? }
+        };
+        crate::validate_resource(resource)?;
+        crate::validate_label(label)?;
+        out_ptr(out, "out")?;
+        let locker = locker_of(locker)?;
+        let cancel = if cancel.is_null() {
+            None
+        } else {
+            Some((*CANCELS.get(cancel as usize)?).clone())
+        };
+        let request = Acquire {
+            label: label.to_string(),
+            expire: (expire_ms > 0).then(|| ms(expire_ms.into())),
+            patience: (patience_ms > 0).then(|| ms(patience_ms.into())),
+            wait: match timeout_ms {
+                t if t < 0 => Wait::Forever,
+                0 => Wait::TryOnce,
+                t => Wait::For(ms(t as u64)),
+            },
+            cancel,
+        };
+        let lock = locker.acquire(resource, &request)?;
+        let handle = LOCKS.insert(LockCell {
+            serial: lock.serial(),
+            token: lock.token(),
+            lock: std::sync::Mutex::new(Some(lock)),
+        })?;
+        // SAFETY: out is non-NULL and writable per the contract.
+        unsafe { *out = handle as *mut turn_lock };
+        Ok(())
+    })
+}
+
+/// Gives the turn to the next ticket (one round trip) and ends the handle,
+/// whatever the outcome. `TURN_ERR_LOST` when the lock had been lost (the
+/// indicator is then left alone unless it still showed this ticket);
+/// `TURN_ERR_CONNECTION` when Redis could not be told within the command
+/// timeout (the lease then runs out by itself). NULL gives
+/// `TURN_ERR_NULL_ARGUMENT`; a handle released already gives
+/// `TURN_ERR_INVALID_ARGUMENT`.
+#[unsafe(no_mangle)]
+pub extern "C" fn turn_lock_release(lock: *mut turn_lock) -> turn_result {
+    guard(|| {
+        if lock.is_null() {
+            return Err(null("lock"));
+        }
+        let cell = LOCKS.remove(lock as usize)?;
+        let taken = cell.lock.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match taken {
+            Some(lock) => lock.release(),
+            None => Err(Error::invalid("the lock was released already")),
+        }
+    })
+}
+
+/// The lock's ticket number: strictly increasing per queue while the
+/// queue's dispenser survives, so usable as a fencing token. 0 for NULL or
+/// a handle that is not a live lock.
+#[unsafe(no_mangle)]
+pub extern "C" fn turn_lock_serial(lock: *const turn_lock) -> u64 {
+    quiet(0, || lock_of(lock).map_or(0, |l| l.serial))
+}
+
+/// Writes the lock's fencing token to `*out`: strictly greater than the
+/// token of every lock granted before it on this resource, also across a
+/// Redis restart without persistence (the README's Guarantees say exactly
+/// what holds). Not the ticket number (`turn_lock_serial`). Pass it to the
+/// resource with each write, and have the resource refuse a token not
+/// greater than the last one it accepted.
+///
+/// # Safety
+/// `out` points to writable storage for a `uint64_t`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_lock_token(lock: *const turn_lock, out: *mut u64) -> turn_result {
+    guard(|| {
+        out_ptr(out, "out")?;
+        let token = lock_of(lock)?.token;
+        // SAFETY: out is non-NULL and writable per the contract.
+        unsafe { *out = token };
+        Ok(())
+    })
+}
+
+/// `TURN_OK` while the lock is held; `TURN_ERR_LOST` once the heartbeat
+/// found its presence key gone or the indicator moved on, or its lease
+/// lapsed without a confirmed renewal (a process paused past its lease
+/// sees this at once when it resumes). Reads local state only (no round
+/// trip), so it can be polled before each write to the resource.
+#[unsafe(no_mangle)]
+pub extern "C" fn turn_lock_check(lock: *const turn_lock) -> turn_result {
+    guard(|| {
+        let cell = lock_of(lock)?;
+        let held = cell.lock.lock().unwrap_or_else(|e| e.into_inner());
+        match held.as_ref() {
+            Some(lock) => lock.check(),
+            None => Err(Error::invalid("the lock was released already")),
+        }
+    })
+}

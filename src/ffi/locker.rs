@@ -1,0 +1,182 @@
+//! `turn_locker`: a connection to Redis and the calls made through it.
+
+use std::ffi::c_char;
+
+use super::export::{guard, null, out_ptr, quiet, text};
+use super::handles::{Kind, Table};
+use super::options::{OPTIONS, turn_options};
+use super::result::turn_result;
+use crate::error::Result;
+use crate::{Locker, Options};
+
+/// The lockers handed out, by handle.
+static LOCKERS: Table<Locker> = Table::new(Kind::Locker);
+
+/// A connection to Redis with its two background threads (heartbeat and
+/// notifier), shared by every lock taken through it.
+///
+/// Created by `turn_locker_new`, owned by the caller, freed with
+/// `turn_locker_free`. Thread-safe: share one locker between threads.
+///
+/// A handle is a number, never dereferenced. On 64-bit targets it packs a
+/// 40-bit id, never given to another object of this process or of its
+/// forked children (after 2^40 lockers `turn_locker_new` fails with
+/// `TURN_ERR_INVALID_ARGUMENT` rather than reuse one) and drawn through a
+/// permutation keyed with a secret drawn once per process, so that the ids
+/// of earlier handles do not tell the next one; its kind (locker, lock,
+/// cancel token, status or options); 3 bits of the fork generation; and an
+/// 18-bit check keyed with the same secret. A made-up value passes the
+/// check with a chance of 1 in 2^18, and must then also name a live object
+/// (1 in 2^40 per live one). Every call checks the handle and answers
+/// `TURN_ERR_INVALID_ARGUMENT`, touching nothing, for a value that fails
+/// the check (made up or damaged), a handle of another kind, or a locker
+/// freed already; `TURN_ERR_FORKED` only for a real locker of the parent
+/// (up to 7 forks up) used in a child after fork(). On 32-bit targets a
+/// handle has a 20-bit id (permuted likewise), 1 bit of the fork generation
+/// (`TURN_ERR_FORKED` for the parent's lockers only) and an 8-bit check,
+/// and an id is given again after 2^20 newer lockers, so a handle kept
+/// after its free may then name a newer locker. `turn_locker_free` of a
+/// value that is not a live locker does nothing.
+///
+/// After `turn_locker_free`, waits in progress in other threads end with
+/// `TURN_ERR_CANCELED` (their tickets withdrawn; never `TURN_OK`), and the
+/// threads and connections go when the last such call returns. Locks still
+/// held when it is freed are released then; their handles stay valid until
+/// passed to `turn_lock_release`, which answers `TURN_ERR_LOST` (as
+/// `turn_lock_check` does from then on).
+pub struct turn_locker {
+    _opaque: [u8; 0],
+}
+
+/// Connects a new locker to `redis_url`
+/// (`redis://[user:password@]host:port/db`; NULL for
+/// `redis://127.0.0.1:6379/0`) with default options, and writes it to
+/// `*out`. Fails with `TURN_ERR_CONNECTION` when Redis cannot be reached
+/// within the connect timeout (2 s), `TURN_ERR_INVALID_ARGUMENT` for a bad
+/// URL.
+///
+/// # Safety
+/// `redis_url` is NULL or a NUL-terminated string; `out` points to writable
+/// storage for a pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_locker_new(
+    redis_url: *const c_char,
+    out: *mut *mut turn_locker,
+) -> turn_result {
+    // SAFETY: same contract as this function's.
+    unsafe { turn_locker_new_with_options(redis_url, std::ptr::null(), out) }
+}
+
+/// Like `turn_locker_new`, with options (NULL for the defaults). The options
+/// are copied; free them when convenient.
+///
+/// # Safety
+/// As `turn_locker_new`; `options` is NULL or from `turn_options_new`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_locker_new_with_options(
+    redis_url: *const c_char,
+    options: *const turn_options,
+    out: *mut *mut turn_locker,
+) -> turn_result {
+    guard(|| {
+        out_ptr(out, "out")?;
+        let url = if redis_url.is_null() {
+            None
+        } else {
+            // SAFETY: non-NULL, NUL-terminated per the contract.
+            Some(unsafe { text(redis_url, "redis_url")? })
+        };
+        let options = if options.is_null() {
+            Options::default()
+        } else {
+            let cell = OPTIONS.get(options as usize)?;
+            let options = cell.options.lock().unwrap_or_else(|e| e.into_inner());
+            options.clone()
+        };
+        let locker = Locker::with_options(url, options)?;
+        let handle = LOCKERS.insert(locker)?;
+        // SAFETY: out is non-NULL and writable per the contract.
+        unsafe { *out = handle as *mut turn_locker };
+        Ok(())
+    })
+}
+
+/// Stops the locker's threads, releases locks still held, closes its
+/// connections and frees it; with Redis unreachable it gives up after the
+/// connect timeout. NULL, or a handle freed already, is a no-op. In a
+/// child process after fork() it frees nothing of the parent's and returns
+/// at once.
+#[unsafe(no_mangle)]
+pub extern "C" fn turn_locker_free(locker: *mut turn_locker) {
+    if locker.is_null() {
+        return;
+    }
+    quiet((), || {
+        if let Ok(locker) = LOCKERS.remove(locker as usize) {
+            locker.close();
+            drop(locker);
+        }
+    })
+}
+
+/// `TURN_OK` while the locker's background threads (heartbeat, notifier)
+/// never failed. After a failure (a bug: a panic in one of them, which was
+/// then restarted; the locker keeps working) it answers `TURN_ERR_PANIC`,
+/// and `turn_last_error` says how many failures there were and what the
+/// last one was.
+#[unsafe(no_mangle)]
+pub extern "C" fn turn_locker_health(locker: *const turn_locker) -> turn_result {
+    guard(|| locker_of(locker)?.health())
+}
+
+/// The locker behind a handle (a clone: the handle may be freed meanwhile).
+pub(super) fn locker_of(locker: *const turn_locker) -> Result<Locker> {
+    if locker.is_null() {
+        return Err(null("locker"));
+    }
+    Ok((*LOCKERS.get(locker as usize)?).clone())
+}
+
+/// Moves the indicator of `resource` past tickets whose presence key is
+/// missing (never back), announces it, and writes it to `*indicator_out`
+/// (which may be NULL). `TURN_ERR_NOT_FOUND` when there is no queue.
+///
+/// # Safety
+/// `resource` is NULL or NUL-terminated; `indicator_out` NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_bump(
+    locker: *mut turn_locker,
+    resource: *const c_char,
+    indicator_out: *mut u64,
+) -> turn_result {
+    guard(|| {
+        let locker = locker_of(locker)?;
+        // SAFETY: NUL-terminated per the contract.
+        let resource = unsafe { text(resource, "resource")? };
+        let indicator = locker.bump(resource)?;
+        if !indicator_out.is_null() {
+            // SAFETY: non-NULL and writable per the contract.
+            unsafe { *indicator_out = indicator };
+        }
+        Ok(())
+    })
+}
+
+/// Removes the queue of `resource` (after bumping past dead tickets) when
+/// nobody is in it, atomically. `TURN_ERR_BUSY` while in use,
+/// `TURN_ERR_NOT_FOUND` when there is no queue.
+///
+/// # Safety
+/// `resource` is NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_reset(
+    locker: *mut turn_locker,
+    resource: *const c_char,
+) -> turn_result {
+    guard(|| {
+        let locker = locker_of(locker)?;
+        // SAFETY: NUL-terminated per the contract.
+        let resource = unsafe { text(resource, "resource")? };
+        locker.reset(resource)
+    })
+}

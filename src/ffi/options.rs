@@ -1,0 +1,215 @@
+//! `turn_options`: settings for `turn_locker_new_with_options`.
+
+use std::ffi::c_char;
+
+use super::export::{guard, ms, null, out_ptr, quiet, text};
+use super::handles::{Kind, Table};
+use super::result::turn_result;
+use crate::Options;
+use crate::error::Result;
+
+/// The options handed out, by handle.
+pub(super) static OPTIONS: Table<OptionsCell> = Table::new(Kind::Options);
+
+/// Options behind a `turn_options` handle. Behind a mutex only so that
+/// calls from several threads at once, which the C contract does not
+/// allow, cannot break memory.
+pub(super) struct OptionsCell {
+    pub(super) options: std::sync::Mutex<Options>,
+}
+
+/// Settings for `turn_locker_new_with_options`. Owned by the caller, created
+/// by `turn_options_new` with the defaults, freed with `turn_options_free`.
+/// Not thread-safe; it is only read by `turn_locker_new_with_options`.
+///
+/// The handle is a checked number like a `turn_locker`'s (see there), with
+/// the kind options: options freed already, a value this library did not
+/// return, or a handle of another kind answers `TURN_ERR_INVALID_ARGUMENT`
+/// (also from `turn_locker_new_with_options`) and touches nothing, and
+/// `turn_options_free` of it does nothing (a second free is harmless).
+/// Calls on one options object from several threads at once remain
+/// unsupported (which setting wins is not said) but cannot crash. Options
+/// are plain data: after fork() the child may still use and free the
+/// options its parent had (its own copies).
+pub struct turn_options {
+    _opaque: [u8; 0],
+}
+
+/// New options with the defaults (prefix "turn", connect timeout 2000 ms,
+/// command timeout 5000 ms, pool of 8 connections, grace 500 ms), written
+/// to `*out`.
+///
+/// # Safety
+/// `out` points to writable storage for a pointer.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_options_new(out: *mut *mut turn_options) -> turn_result {
+    guard(|| {
+        out_ptr(out, "out")?;
+        let handle = OPTIONS.insert(OptionsCell {
+            options: std::sync::Mutex::new(Options::default()),
+        })?;
+        // SAFETY: non-NULL and writable per the contract.
+        unsafe { *out = handle as *mut turn_options };
+        Ok(())
+    })
+}
+
+/// Frees options. NULL is a no-op.
+///
+/// # Safety
+/// `options` is NULL or from `turn_options_new` and not yet freed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_options_free(options: *mut turn_options) {
+    if !options.is_null() {
+        quiet((), || drop(OPTIONS.remove(options as usize)))
+    }
+}
+
+fn with_options(
+    options: *mut turn_options,
+    f: impl FnOnce(&mut Options) -> Result<()>,
+) -> turn_result {
+    guard(|| {
+        if options.is_null() {
+            return Err(null("options"));
+        }
+        let cell = OPTIONS.get(options as usize)?;
+        let mut o = cell.options.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = o.clone();
+        f(&mut next)?;
+        next.validate()?;
+        *o = next;
+        Ok(())
+    })
+}
+
+/// Sets the key prefix (default "turn"; 1 to 256 bytes, no control
+/// characters).
+///
+/// # Safety
+/// `options` is a live options object; `prefix` NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_options_set_prefix(
+    options: *mut turn_options,
+    prefix: *const c_char,
+) -> turn_result {
+    with_options(options, |o| {
+        // SAFETY: NUL-terminated per the contract.
+        o.prefix = unsafe { text(prefix, "prefix")? }.to_string();
+        Ok(())
+    })
+}
+
+/// Sets the time allowed to connect (default 2000 ms; must be > 0).
+///
+/// # Safety
+/// `options` is a live options object.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_options_set_connect_timeout_ms(
+    options: *mut turn_options,
+    millis: u32,
+) -> turn_result {
+    with_options(options, |o| {
+        o.connect_timeout = ms(millis.into());
+        Ok(())
+    })
+}
+
+/// Sets the time allowed for a reply, and for a free pooled connection
+/// (default 5000 ms; must be > 0). Calls fail with `TURN_ERR_CONNECTION`
+/// after it.
+///
+/// # Safety
+/// `options` is a live options object.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_options_set_command_timeout_ms(
+    options: *mut turn_options,
+    millis: u32,
+) -> turn_result {
+    with_options(options, |o| {
+        o.command_timeout = ms(millis.into());
+        Ok(())
+    })
+}
+
+/// Sets the most command connections open at once (default 8, 1 to 1024).
+///
+/// # Safety
+/// `options` is a live options object.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_options_set_pool_size(
+    options: *mut turn_options,
+    size: u32,
+) -> turn_result {
+    with_options(options, |o| {
+        o.pool_size = size as usize;
+        Ok(())
+    })
+}
+
+/// Sets how long a ticket must exist before a missing presence key marks it
+/// dead (default 500 ms; turn 1.0 clients set theirs a moment after drawing).
+///
+/// # Safety
+/// `options` is a live options object.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_options_set_grace_ms(
+    options: *mut turn_options,
+    millis: u32,
+) -> turn_result {
+    with_options(options, |o| {
+        o.grace = ms(millis.into());
+        Ok(())
+    })
+}
+
+/// Seeds the serials of queues this locker creates from the server's clock
+/// (microseconds) when `enabled` is non-zero, so that fencing tokens keep
+/// increasing when a queue is lost with a Redis restart without persistence
+/// (or reset). Default off: new queues start at 1, as with turn 1.0.
+///
+/// # Safety
+/// `options` is a live options object.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_options_set_clock_serials(
+    options: *mut turn_options,
+    enabled: i32,
+) -> turn_result {
+    with_options(options, |o| {
+        o.clock_serials = enabled != 0;
+        Ok(())
+    })
+}
+
+/// Sets the TLS files (PEM) for a `rediss://` URL: `ca_file` the CA to
+/// trust instead of the system's roots, `cert_file` and `key_file` a client
+/// certificate for mutual TLS. Each may be NULL; all NULL turns the files
+/// off. The files are read when the locker is made.
+///
+/// # Safety
+/// `options` is a live options object; the paths are NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_options_set_tls(
+    options: *mut turn_options,
+    ca_file: *const c_char,
+    cert_file: *const c_char,
+    key_file: *const c_char,
+) -> turn_result {
+    with_options(options, |o| {
+        let path = |p: *const c_char, what: &str| -> Result<Option<std::path::PathBuf>> {
+            if p.is_null() {
+                Ok(None)
+            } else {
+                // SAFETY: NUL-terminated per the contract.
+                Ok(Some(unsafe { text(p, what)? }.into()))
+            }
+        };
+        let tls = crate::Tls {
+            ca_file: path(ca_file, "ca_file")?,
+            cert_file: path(cert_file, "cert_file")?,
+            key_file: path(key_file, "key_file")?,
+        };
+        o.tls = (tls != crate::Tls::default()).then_some(tls);
+        Ok(())
+    })
+}
