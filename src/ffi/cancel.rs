@@ -1,11 +1,14 @@
 //! `turn_cancel`: tokens that end waits from another thread.
 
-use super::export::{guard, null, out_ptr, quiet};
+use super::args::Handle;
+use super::export::{Out, guard, guard_out};
 use super::handles::{Kind, Table};
 use super::result::turn_result;
+use crate::Cancel;
+use crate::error::Result;
 
 /// The cancel tokens handed out, by handle.
-pub(super) static CANCELS: Table<crate::Cancel> = Table::new(Kind::Cancel);
+static CANCELS: Table<Cancel> = Table::new(Kind::Cancel);
 
 /// A cancel token: `turn_cancel_fire` ends the waits of
 /// `turn_lock_acquire_cancelable` calls given it. Owned by the caller, freed
@@ -21,6 +24,20 @@ pub struct turn_cancel {
     _opaque: [u8; 0],
 }
 
+impl Handle for turn_cancel {
+    type Object = Cancel;
+    const PARAM: &'static str = "cancel";
+    fn table() -> &'static Table<Cancel> {
+        &CANCELS
+    }
+}
+
+/// The token behind a handle (a clone: the handle may be freed meanwhile);
+/// none for NULL.
+pub(super) fn cancel_or_none(cancel: *const turn_cancel) -> Result<Option<Cancel>> {
+    Ok(turn_cancel::optional(cancel)?.map(|cancel| (*cancel).clone()))
+}
+
 /// A new cancel token for `turn_lock_acquire_cancelable`, written to `*out`.
 /// Free it with `turn_cancel_free` once no call uses it.
 ///
@@ -28,13 +45,9 @@ pub struct turn_cancel {
 /// `out` points to writable storage for a pointer.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn turn_cancel_new(out: *mut *mut turn_cancel) -> turn_result {
-    guard(|| {
-        out_ptr(out, "out")?;
-        let handle = CANCELS.insert(crate::Cancel::new())?;
-        // SAFETY: non-NULL and writable per the contract.
-        unsafe { *out = handle as *mut turn_cancel };
-        Ok(())
-    })
+    // SAFETY: out is NULL or writable per the contract.
+    let out = unsafe { Out::new(out) };
+    guard_out(out, || turn_cancel::insert(Cancel::new()))
 }
 
 /// Cancels every wait using this token, now and later (callable from any
@@ -42,10 +55,7 @@ pub unsafe extern "C" fn turn_cancel_new(out: *mut *mut turn_cancel) -> turn_res
 #[unsafe(no_mangle)]
 pub extern "C" fn turn_cancel_fire(cancel: *mut turn_cancel) -> turn_result {
     guard(|| {
-        if cancel.is_null() {
-            return Err(null("cancel"));
-        }
-        CANCELS.get(cancel as usize)?.cancel();
+        turn_cancel::get(cancel)?.cancel();
         Ok(())
     })
 }
@@ -54,7 +64,5 @@ pub extern "C" fn turn_cancel_fire(cancel: *mut turn_cancel) -> turn_result {
 /// still using it keeps working (it holds its own reference).
 #[unsafe(no_mangle)]
 pub extern "C" fn turn_cancel_free(cancel: *mut turn_cancel) {
-    if !cancel.is_null() {
-        quiet((), || drop(CANCELS.remove(cancel as usize)));
-    }
+    turn_cancel::free(cancel, drop)
 }

@@ -1,20 +1,22 @@
 //! `turn_lock`: taking a turn, holding it and giving it back.
 
 use std::ffi::c_char;
+use std::time::Duration;
 
-use super::cancel::{CANCELS, turn_cancel};
-use super::export::{guard, ms, null, out_ptr, quiet, text};
+use super::args::{Handle, optional_text, text};
+use super::cancel::{cancel_or_none, turn_cancel};
+use super::export::{Out, guard, guard_out, guard_out_after, quiet};
 use super::handles::{Kind, Table};
 use super::locker::{locker_of, turn_locker};
 use super::result::turn_result;
-use crate::error::{Error, Result};
+use crate::error::Error;
 use crate::{Acquire, Lock, Wait};
 
 /// The locks handed out, by handle.
 static LOCKS: Table<LockCell> = Table::new(Kind::Lock);
 
 /// A lock behind a `turn_lock` handle; release takes it out.
-struct LockCell {
+pub(super) struct LockCell {
     serial: u64,
     token: u64,
     lock: std::sync::Mutex<Option<Lock>>,
@@ -34,11 +36,12 @@ pub struct turn_lock {
     _opaque: [u8; 0],
 }
 
-fn lock_of(lock: *const turn_lock) -> Result<std::sync::Arc<LockCell>> {
-    if lock.is_null() {
-        return Err(null("lock"));
+impl Handle for turn_lock {
+    type Object = LockCell;
+    const PARAM: &'static str = "lock";
+    fn table() -> &'static Table<LockCell> {
+        &LOCKS
     }
-    LOCKS.get(lock as usize)
 }
 
 /// Takes a ticket for `resource` and waits for its turn; on success writes
@@ -102,45 +105,37 @@ pub unsafe extern "C" fn turn_lock_acquire_cancelable(
     cancel: *const turn_cancel,
     out: *mut *mut turn_lock,
 ) -> turn_result {
-    guard(|| {
-        // The arguments first (no round trip), then the handles.
+    // The arguments first (no round trip), then out, then the handles.
+    let args = || {
         // SAFETY: NUL-terminated per the contract.
         let resource = unsafe { text(resource, "resource")? };
-        let label = if label.is_null() {
-            ""
-        } else {
-            // SAFETY: NUL-terminated per the contract.
-            unsafe { text(label, "label")? }
-        };
+        // SAFETY: NULL or NUL-terminated per the contract.
+        let label = unsafe { optional_text(label, "label")? }.unwrap_or("");
         crate::validate_resource(resource)?;
         crate::validate_label(label)?;
-        out_ptr(out, "out")?;
+        Ok((resource, label))
+    };
+    // SAFETY: out is NULL or writable per the contract.
+    let out = unsafe { Out::new(out) };
+    guard_out_after(args, out, |(resource, label)| {
         let locker = locker_of(locker)?;
-        let cancel = if cancel.is_null() {
-            None
-        } else {
-            Some((*CANCELS.get(cancel as usize)?).clone())
-        };
         let request = Acquire {
             label: label.to_string(),
-            expire: (expire_ms > 0).then(|| ms(expire_ms.into())),
-            patience: (patience_ms > 0).then(|| ms(patience_ms.into())),
+            expire: (expire_ms > 0).then(|| Duration::from_millis(expire_ms.into())),
+            patience: (patience_ms > 0).then(|| Duration::from_millis(patience_ms.into())),
             wait: match timeout_ms {
                 t if t < 0 => Wait::Forever,
                 0 => Wait::TryOnce,
-                t => Wait::For(ms(t as u64)),
+                t => Wait::For(Duration::from_millis(t as u64)),
             },
-            cancel,
+            cancel: cancel_or_none(cancel)?,
         };
         let lock = locker.acquire(resource, &request)?;
-        let handle = LOCKS.insert(LockCell {
+        turn_lock::insert(LockCell {
             serial: lock.serial(),
             token: lock.token(),
             lock: std::sync::Mutex::new(Some(lock)),
-        })?;
-        // SAFETY: out is non-NULL and writable per the contract.
-        unsafe { *out = handle as *mut turn_lock };
-        Ok(())
+        })
     })
 }
 
@@ -154,10 +149,7 @@ pub unsafe extern "C" fn turn_lock_acquire_cancelable(
 #[unsafe(no_mangle)]
 pub extern "C" fn turn_lock_release(lock: *mut turn_lock) -> turn_result {
     guard(|| {
-        if lock.is_null() {
-            return Err(null("lock"));
-        }
-        let cell = LOCKS.remove(lock as usize)?;
+        let cell = turn_lock::remove(lock)?;
         let taken = cell.lock.lock().unwrap_or_else(|e| e.into_inner()).take();
         match taken {
             Some(lock) => lock.release(),
@@ -171,7 +163,7 @@ pub extern "C" fn turn_lock_release(lock: *mut turn_lock) -> turn_result {
 /// a handle that is not a live lock.
 #[unsafe(no_mangle)]
 pub extern "C" fn turn_lock_serial(lock: *const turn_lock) -> u64 {
-    quiet(0, || lock_of(lock).map_or(0, |l| l.serial))
+    quiet(0, || turn_lock::get(lock).map_or(0, |l| l.serial))
 }
 
 /// Writes the lock's fencing token to `*out`: strictly greater than the
@@ -185,13 +177,9 @@ pub extern "C" fn turn_lock_serial(lock: *const turn_lock) -> u64 {
 /// `out` points to writable storage for a `uint64_t`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn turn_lock_token(lock: *const turn_lock, out: *mut u64) -> turn_result {
-    guard(|| {
-        out_ptr(out, "out")?;
-        let token = lock_of(lock)?.token;
-        // SAFETY: out is non-NULL and writable per the contract.
-        unsafe { *out = token };
-        Ok(())
-    })
+    // SAFETY: out is NULL or writable per the contract.
+    let out = unsafe { Out::new(out) };
+    guard_out(out, || Ok(turn_lock::get(lock)?.token))
 }
 
 /// `TURN_OK` while the lock is held; `TURN_ERR_LOST` once the heartbeat
@@ -202,7 +190,7 @@ pub unsafe extern "C" fn turn_lock_token(lock: *const turn_lock, out: *mut u64) 
 #[unsafe(no_mangle)]
 pub extern "C" fn turn_lock_check(lock: *const turn_lock) -> turn_result {
     guard(|| {
-        let cell = lock_of(lock)?;
+        let cell = turn_lock::get(lock)?;
         let held = cell.lock.lock().unwrap_or_else(|e| e.into_inner());
         match held.as_ref() {
             Some(lock) => lock.check(),

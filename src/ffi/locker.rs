@@ -2,12 +2,13 @@
 
 use std::ffi::c_char;
 
-use super::export::{guard, null, out_ptr, quiet, text};
+use super::args::{Handle, optional_text, text};
+use super::export::{Out, guard, guard_optional_out, guard_out};
 use super::handles::{Kind, Table};
-use super::options::{OPTIONS, turn_options};
+use super::options::{options_or_default, turn_options};
 use super::result::turn_result;
+use crate::Locker;
 use crate::error::Result;
-use crate::{Locker, Options};
 
 /// The lockers handed out, by handle.
 static LOCKERS: Table<Locker> = Table::new(Kind::Locker);
@@ -48,6 +49,14 @@ pub struct turn_locker {
     _opaque: [u8; 0],
 }
 
+impl Handle for turn_locker {
+    type Object = Locker;
+    const PARAM: &'static str = "locker";
+    fn table() -> &'static Table<Locker> {
+        &LOCKERS
+    }
+}
+
 /// Connects a new locker to `redis_url`
 /// (`redis://[user:password@]host:port/db`; NULL for
 /// `redis://127.0.0.1:6379/0`) with default options, and writes it to
@@ -78,26 +87,13 @@ pub unsafe extern "C" fn turn_locker_new_with_options(
     options: *const turn_options,
     out: *mut *mut turn_locker,
 ) -> turn_result {
-    guard(|| {
-        out_ptr(out, "out")?;
-        let url = if redis_url.is_null() {
-            None
-        } else {
-            // SAFETY: non-NULL, NUL-terminated per the contract.
-            Some(unsafe { text(redis_url, "redis_url")? })
-        };
-        let options = if options.is_null() {
-            Options::default()
-        } else {
-            let cell = OPTIONS.get(options as usize)?;
-            let options = cell.options.lock().unwrap_or_else(|e| e.into_inner());
-            options.clone()
-        };
-        let locker = Locker::with_options(url, options)?;
-        let handle = LOCKERS.insert(locker)?;
-        // SAFETY: out is non-NULL and writable per the contract.
-        unsafe { *out = handle as *mut turn_locker };
-        Ok(())
+    // SAFETY: out is NULL or writable per the contract.
+    let out = unsafe { Out::new(out) };
+    guard_out(out, || {
+        // SAFETY: NULL or NUL-terminated per the contract.
+        let url = unsafe { optional_text(redis_url, "redis_url")? };
+        let options = options_or_default(options)?;
+        turn_locker::insert(Locker::with_options(url, options)?)
     })
 }
 
@@ -108,15 +104,7 @@ pub unsafe extern "C" fn turn_locker_new_with_options(
 /// at once.
 #[unsafe(no_mangle)]
 pub extern "C" fn turn_locker_free(locker: *mut turn_locker) {
-    if locker.is_null() {
-        return;
-    }
-    quiet((), || {
-        if let Ok(locker) = LOCKERS.remove(locker as usize) {
-            locker.close();
-            drop(locker);
-        }
-    })
+    turn_locker::free(locker, |locker| locker.close())
 }
 
 /// `TURN_OK` while the locker's background threads (heartbeat, notifier)
@@ -131,10 +119,7 @@ pub extern "C" fn turn_locker_health(locker: *const turn_locker) -> turn_result 
 
 /// The locker behind a handle (a clone: the handle may be freed meanwhile).
 pub(super) fn locker_of(locker: *const turn_locker) -> Result<Locker> {
-    if locker.is_null() {
-        return Err(null("locker"));
-    }
-    Ok((*LOCKERS.get(locker as usize)?).clone())
+    Ok((*turn_locker::get(locker)?).clone())
 }
 
 /// Moves the indicator of `resource` past tickets whose presence key is
@@ -149,16 +134,13 @@ pub unsafe extern "C" fn turn_bump(
     resource: *const c_char,
     indicator_out: *mut u64,
 ) -> turn_result {
-    guard(|| {
+    // SAFETY: indicator_out is NULL or writable per the contract.
+    let indicator_out = unsafe { Out::new(indicator_out) };
+    guard_optional_out(indicator_out, || {
         let locker = locker_of(locker)?;
         // SAFETY: NUL-terminated per the contract.
         let resource = unsafe { text(resource, "resource")? };
-        let indicator = locker.bump(resource)?;
-        if !indicator_out.is_null() {
-            // SAFETY: non-NULL and writable per the contract.
-            unsafe { *indicator_out = indicator };
-        }
-        Ok(())
+        locker.bump(resource)
     })
 }
 

@@ -1,13 +1,15 @@
 //! The C ABI: a thin layer over the Rust API, one file per C type
 //! (`result`, `locker`, `lock`, `cancel`, `status`, `options`) and the
 //! version, over the checked handles of `handles`. Every exported body runs
-//! inside `export`'s guard, so no panic crosses the boundary.
+//! inside `export`'s guard, so no panic crosses the boundary, and reads its
+//! arguments with `args`.
 //!
 //! cbindgen reads these files as they are, following the `mod` items below
 //! (without expanding macros): each exported function is written out as a
 //! `#[unsafe(no_mangle)] extern "C" fn`.
 #![allow(non_camel_case_types)]
 
+mod args;
 mod export;
 mod handles;
 

@@ -1,21 +1,23 @@
 //! `turn_options`: settings for `turn_locker_new_with_options`.
 
 use std::ffi::c_char;
+use std::time::Duration;
 
-use super::export::{guard, ms, null, out_ptr, quiet, text};
+use super::args::{Handle, optional_text, text};
+use super::export::{Out, guard, guard_out};
 use super::handles::{Kind, Table};
 use super::result::turn_result;
 use crate::Options;
 use crate::error::Result;
 
 /// The options handed out, by handle.
-pub(super) static OPTIONS: Table<OptionsCell> = Table::new(Kind::Options);
+static OPTIONS: Table<OptionsCell> = Table::new(Kind::Options);
 
 /// Options behind a `turn_options` handle. Behind a mutex only so that
 /// calls from several threads at once, which the C contract does not
 /// allow, cannot break memory.
 pub(super) struct OptionsCell {
-    pub(super) options: std::sync::Mutex<Options>,
+    options: std::sync::Mutex<Options>,
 }
 
 /// Settings for `turn_locker_new_with_options`. Owned by the caller, created
@@ -35,6 +37,14 @@ pub struct turn_options {
     _opaque: [u8; 0],
 }
 
+impl Handle for turn_options {
+    type Object = OptionsCell;
+    const PARAM: &'static str = "options";
+    fn table() -> &'static Table<OptionsCell> {
+        &OPTIONS
+    }
+}
+
 /// New options with the defaults (prefix "turn", connect timeout 2000 ms,
 /// command timeout 5000 ms, pool of 8 connections, grace 500 ms), written
 /// to `*out`.
@@ -43,14 +53,12 @@ pub struct turn_options {
 /// `out` points to writable storage for a pointer.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn turn_options_new(out: *mut *mut turn_options) -> turn_result {
-    guard(|| {
-        out_ptr(out, "out")?;
-        let handle = OPTIONS.insert(OptionsCell {
+    // SAFETY: out is NULL or writable per the contract.
+    let out = unsafe { Out::new(out) };
+    guard_out(out, || {
+        turn_options::insert(OptionsCell {
             options: std::sync::Mutex::new(Options::default()),
-        })?;
-        // SAFETY: non-NULL and writable per the contract.
-        unsafe { *out = handle as *mut turn_options };
-        Ok(())
+        })
     })
 }
 
@@ -60,20 +68,28 @@ pub unsafe extern "C" fn turn_options_new(out: *mut *mut turn_options) -> turn_r
 /// `options` is NULL or from `turn_options_new` and not yet freed.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn turn_options_free(options: *mut turn_options) {
-    if !options.is_null() {
-        quiet((), || drop(OPTIONS.remove(options as usize)))
-    }
+    turn_options::free(options, drop)
 }
 
+/// A copy of the options behind a handle; the defaults for NULL.
+pub(super) fn options_or_default(options: *const turn_options) -> Result<Options> {
+    Ok(match turn_options::optional(options)? {
+        None => Options::default(),
+        Some(cell) => {
+            let options = cell.options.lock().unwrap_or_else(|e| e.into_inner());
+            options.clone()
+        }
+    })
+}
+
+/// Runs a setter on a copy of the options behind a handle, which replaces
+/// them only when it succeeds and the result is valid.
 fn with_options(
     options: *mut turn_options,
     f: impl FnOnce(&mut Options) -> Result<()>,
 ) -> turn_result {
     guard(|| {
-        if options.is_null() {
-            return Err(null("options"));
-        }
-        let cell = OPTIONS.get(options as usize)?;
+        let cell = turn_options::get(options)?;
         let mut o = cell.options.lock().unwrap_or_else(|e| e.into_inner());
         let mut next = o.clone();
         f(&mut next)?;
@@ -110,7 +126,7 @@ pub unsafe extern "C" fn turn_options_set_connect_timeout_ms(
     millis: u32,
 ) -> turn_result {
     with_options(options, |o| {
-        o.connect_timeout = ms(millis.into());
+        o.connect_timeout = Duration::from_millis(millis.into());
         Ok(())
     })
 }
@@ -127,7 +143,7 @@ pub unsafe extern "C" fn turn_options_set_command_timeout_ms(
     millis: u32,
 ) -> turn_result {
     with_options(options, |o| {
-        o.command_timeout = ms(millis.into());
+        o.command_timeout = Duration::from_millis(millis.into());
         Ok(())
     })
 }
@@ -158,7 +174,7 @@ pub unsafe extern "C" fn turn_options_set_grace_ms(
     millis: u32,
 ) -> turn_result {
     with_options(options, |o| {
-        o.grace = ms(millis.into());
+        o.grace = Duration::from_millis(millis.into());
         Ok(())
     })
 }
@@ -197,12 +213,8 @@ pub unsafe extern "C" fn turn_options_set_tls(
 ) -> turn_result {
     with_options(options, |o| {
         let path = |p: *const c_char, what: &str| -> Result<Option<std::path::PathBuf>> {
-            if p.is_null() {
-                Ok(None)
-            } else {
-                // SAFETY: NUL-terminated per the contract.
-                Ok(Some(unsafe { text(p, what)? }.into()))
-            }
+            // SAFETY: NULL or NUL-terminated per the contract.
+            Ok(unsafe { optional_text(p, what)? }.map(Into::into))
         };
         let tls = crate::Tls {
             ca_file: path(ca_file, "ca_file")?,

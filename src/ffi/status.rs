@@ -1,8 +1,10 @@
 //! `turn_status`: snapshots of a queue.
 
 use std::ffi::{CString, c_char};
+use std::sync::Arc;
 
-use super::export::{guard, out_ptr, quiet, text};
+use super::args::{Handle, text};
+use super::export::{Out, guard_out_after, quiet};
 use super::handles::{Kind, Table};
 use super::locker::{locker_of, turn_locker};
 use super::result::turn_result;
@@ -13,7 +15,7 @@ static STATUSES: Table<StatusCell> = Table::new(Kind::Status);
 
 /// A status behind a `turn_status` handle, with the strings handed out
 /// from it (they live as long as it stays in the table).
-struct StatusCell {
+pub(super) struct StatusCell {
     status: Status,
     labels: Vec<CString>,
 }
@@ -33,12 +35,17 @@ pub struct turn_status {
     _opaque: [u8; 0],
 }
 
-/// The status behind a handle, if it is a live one.
-fn status_of(status: *const turn_status) -> Option<std::sync::Arc<StatusCell>> {
-    if status.is_null() {
-        return None;
+impl Handle for turn_status {
+    type Object = StatusCell;
+    const PARAM: &'static str = "status";
+    fn table() -> &'static Table<StatusCell> {
+        &STATUSES
     }
-    STATUSES.get(status as usize).ok()
+}
+
+/// The status behind a handle, if it is a live one.
+fn status_of(status: *const turn_status) -> Option<Arc<StatusCell>> {
+    turn_status::get(status).ok()
 }
 
 /// Reads a snapshot of the queue of `resource` atomically and writes it to
@@ -52,11 +59,15 @@ pub unsafe extern "C" fn turn_status_get(
     resource: *const c_char,
     out: *mut *mut turn_status,
 ) -> turn_result {
-    guard(|| {
+    let args = || {
         let locker = locker_of(locker)?;
         // SAFETY: NUL-terminated per the contract.
         let resource = unsafe { text(resource, "resource")? };
-        out_ptr(out, "out")?;
+        Ok((locker, resource))
+    };
+    // SAFETY: out is NULL or writable per the contract.
+    let out = unsafe { Out::new(out) };
+    guard_out_after(args, out, |(locker, resource)| {
         let status = locker.status(resource)?;
         let labels = status
             .tickets
@@ -66,10 +77,7 @@ pub unsafe extern "C" fn turn_status_get(
                 CString::new(clean).unwrap_or_default()
             })
             .collect();
-        let handle = STATUSES.insert(StatusCell { status, labels })?;
-        // SAFETY: out is non-NULL and writable per the contract.
-        unsafe { *out = handle as *mut turn_status };
-        Ok(())
+        turn_status::insert(StatusCell { status, labels })
     })
 }
 
@@ -141,7 +149,5 @@ pub unsafe extern "C" fn turn_status_label_at(
 /// `status` is NULL or from `turn_status_get` and not yet freed.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn turn_status_free(status: *mut turn_status) {
-    if !status.is_null() {
-        quiet((), || drop(STATUSES.remove(status as usize)))
-    }
+    turn_status::free(status, drop)
 }

@@ -1,0 +1,102 @@
+//! Arguments as C passes them: strings, and handles of the C types, each
+//! read in one call that answers the error the C API documents (NULL:
+//! `TURN_ERR_NULL_ARGUMENT`, not UTF-8 or not a live handle:
+//! `TURN_ERR_INVALID_ARGUMENT`, a handle of the parent after fork():
+//! `TURN_ERR_FORKED`).
+
+use std::ffi::{CStr, c_char};
+use std::sync::Arc;
+
+use super::export::quiet;
+use super::handles::Table;
+use crate::error::{Error, ErrorKind, Result};
+
+/// `TURN_ERR_NULL_ARGUMENT`, naming the parameter.
+pub(super) fn null(what: &str) -> Error {
+    Error::new(ErrorKind::NullArgument, format!("{what} is NULL"))
+}
+
+/// Reads a C string argument as UTF-8.
+///
+/// # Safety
+/// `p` is NULL or points to a NUL-terminated string.
+pub(super) unsafe fn text<'a>(p: *const c_char, what: &str) -> Result<&'a str> {
+    if p.is_null() {
+        return Err(null(what));
+    }
+    // SAFETY: the caller passes a NUL-terminated string.
+    let s = unsafe { CStr::from_ptr(p) };
+    s.to_str()
+        .map_err(|_| Error::invalid(format!("{what} is not valid UTF-8")))
+}
+
+/// Reads a C string argument that may be NULL (`None`) as UTF-8.
+///
+/// # Safety
+/// As `text`.
+pub(super) unsafe fn optional_text<'a>(p: *const c_char, what: &str) -> Result<Option<&'a str>> {
+    if p.is_null() {
+        Ok(None)
+    } else {
+        // SAFETY: non-NULL, NUL-terminated per the caller.
+        unsafe { text(p, what) }.map(Some)
+    }
+}
+
+/// A C handle type (`turn_locker`, ...) and the table of the objects its
+/// handles name. A handle is a checked number from the table (see
+/// `handles`), never an address: these calls never dereference it.
+pub(super) trait Handle: Sized + 'static {
+    /// What a handle names.
+    type Object: 'static;
+
+    /// The name of such a parameter, for messages ("locker is NULL").
+    const PARAM: &'static str;
+
+    /// The table of the live objects.
+    fn table() -> &'static Table<Self::Object>;
+
+    /// Stores `object` and returns its new handle.
+    fn insert(object: Self::Object) -> Result<*mut Self> {
+        Ok(Self::table().insert(object)? as *mut Self)
+    }
+
+    /// The object of a live handle.
+    fn get(handle: *const Self) -> Result<Arc<Self::Object>> {
+        if handle.is_null() {
+            return Err(null(Self::PARAM));
+        }
+        Self::table().get(handle as usize)
+    }
+
+    /// The object of a live handle, or `None` for NULL (a parameter that may
+    /// be NULL).
+    fn optional(handle: *const Self) -> Result<Option<Arc<Self::Object>>> {
+        if handle.is_null() {
+            return Ok(None);
+        }
+        Self::table().get(handle as usize).map(Some)
+    }
+
+    /// Takes the object of a live handle out of the table; the handle is
+    /// dead from then on.
+    fn remove(handle: *const Self) -> Result<Arc<Self::Object>> {
+        if handle.is_null() {
+            return Err(null(Self::PARAM));
+        }
+        Self::table().remove(handle as usize)
+    }
+
+    /// Ends a handle for a `_free` function, which reports nothing: NULL,
+    /// or a value that is not a live handle, does nothing; otherwise `end`
+    /// gets the object taken out of the table.
+    fn free(handle: *mut Self, end: impl FnOnce(Arc<Self::Object>)) {
+        if !handle.is_null() {
+            quiet((), || {
+                if let Ok(object) = Self::table().remove(handle as usize) {
+                    end(object)
+                }
+            })
+        }
+    }
+}
