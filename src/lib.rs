@@ -14,7 +14,9 @@
 //! # Ok::<(), turn::Error>(())
 //! ```
 
+mod admin;
 mod connect;
+mod core;
 mod error;
 mod fork;
 mod heartbeat;
@@ -23,9 +25,11 @@ mod locker;
 mod notifier;
 mod options;
 mod pool;
+mod runtime;
 mod scripts;
 mod status;
 mod ticket;
+mod wait;
 
 pub mod ffi;
 
