@@ -240,3 +240,103 @@ fn record(batch: &[Arc<Ticket>], alive: &[bool], sent_ms: u64) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::Keys;
+
+    /// A ticket with a lease of `expire_ms`, last renewed at `refreshed_ms`.
+    fn ticket(id: u64, expire_ms: u64, refreshed_ms: u64) -> Arc<Ticket> {
+        let keys = Arc::new(Keys::new("turn", "r"));
+        Ticket::for_test(&keys, id, id, expire_ms, refreshed_ms)
+    }
+
+    fn ids(tickets: &[Arc<Ticket>]) -> Vec<u64> {
+        let mut ids: Vec<u64> = tickets.iter().map(|t| t.id).collect();
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn a_ticket_is_due_a_third_of_its_lease_after_its_renewal() {
+        let t = ticket(1, 3000, 0);
+        assert_eq!(due_at(&t), 1000);
+        let plan = schedule([&t], 0);
+        assert!(plan.due.is_empty());
+        assert_eq!(plan.next, Some(1000));
+        assert_eq!(ids(&schedule([&t], 1000).due), vec![1]);
+        t.refreshed(1000);
+        assert_eq!(schedule([&t], 1200).next, Some(2000));
+    }
+
+    #[test]
+    fn tickets_due_within_half_an_interval_share_the_beat() {
+        // Intervals of 1000 ms: due at 1000, 1400 (early by 400, within
+        // 500) and 1600 (too far).
+        let a = ticket(1, 3000, 0);
+        let b = ticket(2, 3000, 400);
+        let c = ticket(3, 3000, 600);
+        let plan = schedule([&a, &b, &c], 1000);
+        assert_eq!(ids(&plan.due), vec![1, 2]);
+        assert_eq!(plan.next, Some(1600));
+        // A short lease is not renewed early by a long one's half interval.
+        let short = ticket(4, 300, 0);
+        let plan = schedule([&short], 40);
+        assert!(plan.due.is_empty());
+        assert_eq!(plan.next, Some(100));
+        assert_eq!(ids(&schedule([&short], 50).due), vec![4]);
+    }
+
+    #[test]
+    fn lapsed_tickets_are_marked_lost_and_not_renewed() {
+        let lapsed = ticket(1, 300, 0);
+        let alive = ticket(2, 3000, 0);
+        let plan = schedule([&lapsed, &alive], 301);
+        assert!(lapsed.is_lost());
+        assert!(!alive.is_lost());
+        assert!(plan.due.is_empty());
+        assert_eq!(plan.next, Some(1000));
+        // At the lease's last millisecond the ticket is still renewed.
+        let edge = ticket(3, 300, 0);
+        assert_eq!(ids(&schedule([&edge], 300).due), vec![3]);
+        assert!(!edge.is_lost());
+    }
+
+    #[test]
+    fn tickets_no_longer_active_are_left_out() {
+        let done = ticket(1, 300, 0);
+        done.set_done();
+        let lost = ticket(2, 300, 0);
+        lost.mark_lost();
+        let plan = schedule([&done, &lost], 1000);
+        assert!(plan.due.is_empty());
+        assert_eq!(plan.next, None);
+    }
+
+    #[test]
+    fn the_thread_sleeps_until_the_next_due_ticket_or_a_second() {
+        let plan = |next| Schedule {
+            due: Vec::new(),
+            next,
+        };
+        assert_eq!(plan(None).sleep(5000), IDLE);
+        assert_eq!(plan(Some(5250)).sleep(5000), Duration::from_millis(250));
+        assert_eq!(plan(Some(9000)).sleep(5000), IDLE);
+        assert_eq!(plan(Some(4000)).sleep(5000), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_beat_renews_the_tickets_found_alive_and_loses_the_others() {
+        let a = ticket(1, 3000, 0);
+        let b = ticket(2, 3000, 0);
+        b.set_held();
+        record(&[a.clone(), b.clone()], &[true, false], 700);
+        assert_eq!(a.refreshed_ms(), 700);
+        assert!(a.is_active() && !a.is_lost());
+        assert!(b.is_lost());
+        // A late answer never moves a renewal back.
+        record(std::slice::from_ref(&a), &[true], 500);
+        assert_eq!(a.refreshed_ms(), 700);
+    }
+}
