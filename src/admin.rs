@@ -1,12 +1,19 @@
 //! The tools' operations on queues, beside locking: snapshots, discovery
-//! of every queue under the prefix, bump and reset. Behind the `Locker`
-//! methods of the same names.
+//! of every queue under the prefix, bump, reset and following the log
+//! lines. Behind the `Locker` methods of the same names.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::time::Duration;
 
 use crate::core::Core;
 use crate::error::{Error, ErrorKind, Result};
-use crate::keys::{glob_escape, resource_of_dispenser};
+use crate::keys::{glob_escape, resource_of_dispenser, validate_resource};
 use crate::scripts::{self, Bumped, Reset};
 use crate::status::Status;
+
+/// How long a follow waits for a line before it calls back without one.
+const FOLLOW_POLL: Duration = Duration::from_millis(200);
 
 /// What became of a reset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +26,17 @@ pub enum ResetOutcome {
     Busy(u64),
     /// The dispenser moved since it was read: someone drew a ticket.
     Activity,
+}
+
+/// One log line of a queue, as published on its `external` channel (by
+/// this library or by turn 1.0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// The resource whose channel carried the line.
+    pub resource: String,
+    /// The line as published, `RESOURCE: TEXT` (such as `printer: 5
+    /// started`); invalid UTF-8 is replaced.
+    pub text: String,
 }
 
 fn not_found(resource: &str) -> Error {
@@ -122,4 +140,42 @@ pub(crate) fn reset_queue(
         Reset::Activity => ResetOutcome::Activity,
         Reset::Busy(n) => ResetOutcome::Busy(n),
     })
+}
+
+/// Subscribes to the `external` channels of `resources` on a connection
+/// of its own and hands each line to `f`, and `None` after each
+/// [`FOLLOW_POLL`] without one, until `f` breaks or the connection fails.
+pub(crate) fn follow(
+    core: &Core,
+    resources: &[String],
+    mut f: impl FnMut(Option<LogLine>) -> ControlFlow<()>,
+) -> Result<()> {
+    let mut channels = Vec::with_capacity(resources.len());
+    let mut named = HashMap::with_capacity(resources.len());
+    for r in resources {
+        validate_resource(r)?;
+        let channel = core.keys(r).external;
+        named.insert(channel.clone(), r.clone());
+        channels.push(channel);
+    }
+    let mut conn = core.pool.connect_pubsub(None)?;
+    let mut pubsub = conn.as_pubsub();
+    pubsub.subscribe(&channels)?;
+    pubsub.set_read_timeout(Some(FOLLOW_POLL))?;
+    loop {
+        let line = match pubsub.get_message() {
+            Ok(msg) => Some(LogLine {
+                resource: named
+                    .get(msg.get_channel_name())
+                    .cloned()
+                    .unwrap_or_default(),
+                text: String::from_utf8_lossy(msg.get_payload_bytes()).into_owned(),
+            }),
+            Err(e) if crate::error::is_retryable_read(&e) => None,
+            Err(e) => return Err(e.into()),
+        };
+        if f(line).is_break() {
+            return Ok(());
+        }
+    }
 }

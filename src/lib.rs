@@ -33,7 +33,8 @@ mod wait;
 
 pub mod ffi;
 
-pub use error::{Error, ErrorKind, Result, is_retryable_read};
+pub use admin::LogLine;
+pub use error::{Error, ErrorKind, Result};
 pub use keys::{
     MAX_LABEL_LEN, MAX_PREFIX_LEN, MAX_RESOURCE_LEN, validate_label, validate_resource,
 };

@@ -3,9 +3,10 @@
 //! guard. The work is done by `wait` (acquiring), `admin` (the tools'
 //! operations) and `runtime` (the running parts).
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
-use crate::admin;
+use crate::admin::{self, LogLine};
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::validate_resource;
 use crate::options::{Acquire, Options};
@@ -155,11 +156,34 @@ impl Locker {
         self.rt().core.keys(resource).external
     }
 
-    /// Opens a connection of its own (not from the pool), for tools that
-    /// subscribe, such as `turn follow`.
-    pub fn connect(&self) -> Result<redis::Connection> {
+    /// Follows the log lines of `resources` (`5 assigned to "job"`, `5
+    /// started`, ...) as they are published, on a connection of its own:
+    /// `f` is given each line, and `None` after each 200 ms without one,
+    /// so that it can stop (answer `Break`) without waiting for a line.
+    /// Returns when `f` breaks, or with the error that ended the
+    /// connection.
+    ///
+    /// ```no_run
+    /// use std::ops::ControlFlow;
+    ///
+    /// let locker = turn::Locker::new(None)?;
+    /// let mut seen = 0;
+    /// locker.follow(&["printer".to_string()], |line| {
+    ///     if let Some(line) = line {
+    ///         println!("{}", line.text);
+    ///         seen += 1;
+    ///     }
+    ///     if seen < 10 { ControlFlow::Continue(()) } else { ControlFlow::Break(()) }
+    /// })?;
+    /// # Ok::<(), turn::Error>(())
+    /// ```
+    pub fn follow(
+        &self,
+        resources: &[String],
+        f: impl FnMut(Option<LogLine>) -> ControlFlow<()>,
+    ) -> Result<()> {
         self.rt().core.usable()?;
-        self.rt().core.pool.connect_pubsub(None)
+        admin::follow(&self.rt().core, resources, f)
     }
 }
 
