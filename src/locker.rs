@@ -26,6 +26,22 @@ pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379/0";
 /// threads, shared by every lock it takes. Cheap to clone and to share
 /// between threads; the last clone to go stops the threads, releases locks
 /// still held and closes the connections.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use turn::{Acquire, Locker, Wait};
+///
+/// let locker = Locker::new(Some("redis://127.0.0.1:6379/0"))?;
+/// let job = Acquire::label("nightly report").wait(Wait::For(Duration::from_secs(30)));
+/// let lock = locker.acquire("printer", &job)?;
+/// println!("printing with fencing token {}", lock.token());
+/// lock.release()?;
+///
+/// // Clones share the connections and threads: one per process is enough.
+/// let other = locker.clone();
+/// std::thread::spawn(move || other.lock("printer", "another job").map(drop));
+/// # Ok::<(), turn::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct Locker {
     handle: Arc<Handle>,
@@ -189,6 +205,19 @@ impl Locker {
 
 /// A held lock. Release it with [`Lock::release`] to learn whether it was
 /// still held; dropping it releases it too, ignoring the outcome.
+///
+/// ```no_run
+/// let locker = turn::Locker::new(None)?;
+/// let lock = locker.lock("ledger", "month-end close")?;
+/// // Pass the token to the storage you write to, so that it can refuse a
+/// // holder that lost the lock and came back late.
+/// let token = lock.token();
+/// # let write = |_token: u64| Ok::<(), turn::Error>(());
+/// lock.check()?; // Lost once the lease lapsed or another ticket holds
+/// write(token)?;
+/// lock.release()?; // Lost when it had been lost meanwhile
+/// # Ok::<(), turn::Error>(())
+/// ```
 pub struct Lock {
     rt: Arc<Runtime>,
     ticket: Arc<Ticket>,

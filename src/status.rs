@@ -13,6 +13,16 @@ pub struct TicketInfo {
 }
 
 /// A snapshot of one queue, read atomically.
+///
+/// ```no_run
+/// let locker = turn::Locker::new(None)?;
+/// let status = locker.status("printer")?;
+/// println!("turn {} of {}, {} in line", status.indicator, status.dispenser, status.size());
+/// for ticket in &status.tickets {
+///     println!("{:>8} {}", ticket.serial, ticket.label);
+/// }
+/// # Ok::<(), turn::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
     /// The resource.
