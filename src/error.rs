@@ -3,9 +3,17 @@
 use std::fmt;
 
 /// What went wrong, in the categories the C ABI reports as `turn_result`.
+///
+/// More kinds may come: a `match` needs a wildcard arm. Two kinds are made
+/// by the C ABI alone and are not among what the Rust API promises:
+/// [`ErrorKind::NullArgument`], and [`ErrorKind::Panic`] for a panic caught
+/// at the C boundary (the Rust API answers `Panic` only from
+/// [`crate::Locker::health`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ErrorKind {
-    /// A required pointer was NULL (C ABI only).
+    /// A required pointer was NULL. Made by the C ABI only; the Rust API
+    /// never answers it.
     NullArgument,
     /// An argument was out of range, too long, not UTF-8 or otherwise unusable.
     InvalidArgument,
@@ -28,7 +36,8 @@ pub enum ErrorKind {
     Protocol,
     /// The wait was canceled (see [`crate::Cancel`]); the ticket was withdrawn.
     Canceled,
-    /// A panic was caught at the C boundary.
+    /// A panic was caught at the C boundary (C ABI only), or a background
+    /// thread failed and was restarted ([`crate::Locker::health`]).
     Panic,
 }
 
@@ -124,7 +133,7 @@ impl From<redis::RedisError> for Error {
 
 /// True when a Redis read was interrupted by a signal (EINTR) or timed out:
 /// nothing is wrong with the connection, the read may be tried again.
-pub fn is_retryable_read(e: &redis::RedisError) -> bool {
+pub(crate) fn is_retryable_read(e: &redis::RedisError) -> bool {
     e.is_timeout()
         || (e.kind() == redis::ErrorKind::IoError
             && matches!(e.retry_method(), redis::RetryMethod::RetryImmediately))

@@ -1,40 +1,123 @@
-//! The heartbeat: one background thread with one connection that keeps the
-//! presence key of every ticket of the locker alive, waiting or held, in one
-//! pipelined round trip per beat, and marks a ticket lost when its key is
-//! gone, the indicator moved past it, or its lease lapsed by the local clock.
+//! The heartbeat: the registry of every ticket of the locker, waiting or
+//! held, and one background thread with one connection that renews their
+//! leases in one pipelined round trip per beat, and marks a ticket lost
+//! when its key is gone, the indicator moved past it, or its lease lapsed
+//! by the local clock.
 
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::connect::Conn;
-
-use crate::locker::Core;
-use crate::scripts::{self, Call};
+use crate::core::Core;
+use crate::scripts;
 use crate::ticket::Ticket;
 
-/// Tickets refreshed by one script call (many calls go in one pipeline).
-const CHUNK: usize = 500;
 /// Pause before retrying after a failed beat.
 const RETRY: Duration = Duration::from_millis(100);
 /// Longest idle sleep (the thread also wakes for new tickets and shutdown).
 const IDLE: Duration = Duration::from_secs(1);
 
+/// The tickets the heartbeat keeps alive, and its thread's wake-up.
+pub(crate) struct Heartbeat {
+    /// Every active ticket of this locker, by id.
+    tickets: Mutex<HashMap<u64, Arc<Ticket>>>,
+    /// Wakes the thread when tickets come or the locker closes.
+    beat: Condvar,
+    /// When the thread means to wake next (ms since the locker's epoch): a
+    /// new ticket due earlier wakes it, later ones do not.
+    next_beat_ms: AtomicU64,
+    /// Makes the thread panic once (tests of its restart).
+    inject_panic: AtomicBool,
+}
+
+impl Heartbeat {
+    pub fn new() -> Heartbeat {
+        Heartbeat {
+            tickets: Mutex::new(HashMap::new()),
+            beat: Condvar::new(),
+            next_beat_ms: AtomicU64::new(u64::MAX),
+            inject_panic: AtomicBool::new(false),
+        }
+    }
+
+    fn registry(&self) -> MutexGuard<'_, HashMap<u64, Arc<Ticket>>> {
+        self.tickets.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes a drawn ticket in, held or waiting. False when the locker is
+    /// closing or the ticket's lease lapsed by the local clock before the
+    /// draw's reply came (it may have been passed): the ticket is then the
+    /// caller's to withdraw.
+    /// (Closing sets its flag before it takes the registry's mutex, so a
+    /// ticket admitted here is drained by the closing, never missed.)
+    pub fn admit(&self, core: &Core, ticket: &Arc<Ticket>, held: bool) -> bool {
+        let mut tickets = self.registry();
+        if core.is_closed() || ticket.lapsed(core.now_ms()) {
+            return false;
+        }
+        if held {
+            ticket.set_held();
+        }
+        tickets.insert(ticket.id, ticket.clone());
+        drop(tickets);
+        if due_at(ticket) < self.next_beat_ms.load(Ordering::Acquire) {
+            self.beat.notify_all();
+        }
+        true
+    }
+
+    /// Makes a waiting ticket held, when that is still true: its locker is
+    /// open, it was not found lost, and its lease has not lapsed by the
+    /// local clock (a waiter paused past its lease may have been passed).
+    pub fn grant(&self, core: &Core, t: &Ticket) -> bool {
+        let _tickets = self.registry();
+        if core.is_closed() || t.lapsed(core.now_ms()) {
+            return false;
+        }
+        t.set_held();
+        t.is_held()
+    }
+
+    /// Takes a ticket out (released, withdrawn).
+    pub fn unregister(&self, t: &Ticket) {
+        self.registry().remove(&t.id);
+    }
+
+    /// Takes every ticket out, for closing, whose flag is set before.
+    pub fn drain(&self) -> Vec<Arc<Ticket>> {
+        self.registry().drain().map(|(_, t)| t).collect()
+    }
+
+    /// Wakes the thread (under the registry's mutex, so that a thread about
+    /// to sleep cannot miss it).
+    pub fn wake(&self) {
+        let _tickets = self.registry();
+        self.beat.notify_all();
+    }
+
+    /// Makes the thread panic once, or not (tests of its restart).
+    pub fn inject_panic(&self, on: bool) {
+        self.inject_panic.store(on, Ordering::Release);
+        self.beat.notify_all();
+    }
+}
+
 /// The heartbeat thread's body.
-pub(crate) fn run(core: Arc<Core>) {
+pub(crate) fn run(core: &Core, hb: &Heartbeat) {
     let mut conn: Option<Conn> = None;
     let mut failed = false;
-    while let Some(work) = next_batch(&core, failed) {
-        if core.inject_panic[0].swap(false, Ordering::AcqRel) {
+    while let Some(batch) = next_batch(core, hb, failed) {
+        if hb.inject_panic.swap(false, Ordering::AcqRel) {
             panic!("injected into the heartbeat thread");
         }
-        let batch = work;
         let sent_ms = core.now_ms();
         if conn.is_none() {
-            conn = connect(&core);
+            conn = connect(core);
         }
         let result = match conn.as_mut() {
-            Some(c) => beat(c, &batch),
+            Some(c) => scripts::renew(c, &batch),
             None => Err(redis::RedisError::from((
                 redis::ErrorKind::IoError,
                 "not connected",
@@ -43,13 +126,7 @@ pub(crate) fn run(core: Arc<Core>) {
         match result {
             Ok(alive) => {
                 failed = false;
-                for (t, ok) in batch.iter().zip(alive) {
-                    if ok == 1 {
-                        t.refreshed(sent_ms);
-                    } else {
-                        t.mark_lost();
-                    }
-                }
+                record(&batch, &alive, sent_ms);
             }
             Err(_) => {
                 // Keep trying; tickets whose lease lapses meanwhile are
@@ -63,18 +140,16 @@ pub(crate) fn run(core: Arc<Core>) {
 
 fn connect(core: &Core) -> Option<Conn> {
     let mut c = core.pool.connect(Some(core.options.command_timeout)).ok()?;
-    if let Conn::Single(single) = &mut c {
-        scripts::HEARTBEAT.load(single).ok()?;
-    }
+    scripts::prepare_renewals(&mut c).ok()?;
     Some(c)
 }
 
 /// Waits until some tickets are due and returns them; None on shutdown.
 /// Renewals are all this thread does, so nothing else can delay them.
-fn next_batch(core: &Core, failed: bool) -> Option<Vec<Arc<Ticket>>> {
-    let mut tickets = core.tickets.lock().unwrap_or_else(|e| e.into_inner());
+fn next_batch(core: &Core, hb: &Heartbeat, failed: bool) -> Option<Vec<Arc<Ticket>>> {
+    let mut tickets = hb.registry();
     if failed {
-        tickets = core
+        tickets = hb
             .beat
             .wait_timeout(tickets, RETRY)
             .unwrap_or_else(|e| e.into_inner())
@@ -85,36 +160,15 @@ fn next_batch(core: &Core, failed: bool) -> Option<Vec<Arc<Ticket>>> {
             return None;
         }
         let now = core.now_ms();
-        let mut due = Vec::new();
-        let mut next: Option<u64> = None;
-        for t in tickets.values() {
-            if !t.is_active() {
-                continue;
-            }
-            if t.lapsed(now) {
-                t.mark_lost();
-                continue;
-            }
-            let interval = (t.expire_ms() / 3).max(1);
-            let due_at = t.refreshed_ms() + interval;
-            // Refresh early by up to half an interval, so that tickets
-            // with the same lease share a beat.
-            if due_at <= now + interval / 2 {
-                due.push(t.clone());
-            } else {
-                next = Some(next.map_or(due_at, |n| n.min(due_at)));
-            }
+        let plan = schedule(tickets.values(), now);
+        if !plan.due.is_empty() {
+            hb.next_beat_ms.store(0, Ordering::Release);
+            return Some(plan.due);
         }
-        if !due.is_empty() {
-            core.next_beat_ms.store(0, Ordering::Release);
-            return Some(due);
-        }
-        let sleep = next.map_or(IDLE, |n| {
-            Duration::from_millis(n.saturating_sub(now)).min(IDLE)
-        });
-        core.next_beat_ms
+        let sleep = plan.sleep(now);
+        hb.next_beat_ms
             .store(now + sleep.as_millis() as u64, Ordering::Release);
-        tickets = core
+        tickets = hb
             .beat
             .wait_timeout(tickets, sleep)
             .unwrap_or_else(|e| e.into_inner())
@@ -122,66 +176,167 @@ fn next_batch(core: &Core, failed: bool) -> Option<Vec<Arc<Ticket>>> {
     }
 }
 
-/// The heartbeat script's arguments for one ticket (see `scripts`).
-fn renewal(cmd: &mut redis::Pipeline, t: &Ticket) {
-    cmd.arg(t.keys.presence(t.serial))
-        .arg(t.expire_ms())
-        .arg(if t.is_held() { "h" } else { "w" })
-        .arg(&t.keys.indicator)
-        .arg(t.serial)
-        .arg(t.keys.ticket(t.serial))
-        .arg(&t.identity)
-        .arg(&t.keys.incarnation)
-        .arg(&t.base);
+/// A ticket's lease is renewed every third of it.
+fn interval(t: &Ticket) -> u64 {
+    (t.expire_ms() / 3).max(1)
 }
 
-/// One beat: one pipeline of script calls, CHUNK tickets each.
-fn beat(conn: &mut Conn, batch: &[Arc<Ticket>]) -> redis::RedisResult<Vec<i64>> {
-    let conn = match conn {
-        Conn::Single(c) => c,
-        Conn::Cluster(_) => return beat_cluster(conn, batch),
-    };
-    let mut pipe = redis::pipe();
-    for chunk in batch.chunks(CHUNK) {
-        let cmd = pipe
-            .cmd("EVALSHA")
-            .arg(scripts::HEARTBEAT.get_hash())
-            .arg(0);
-        for t in chunk {
-            renewal(cmd, t);
-        }
-    }
-    let replies: Vec<Vec<i64>> = pipe.query(conn)?;
-    Ok(replies.into_iter().flatten().collect())
+/// When a ticket is due for its next renewal (ms since the epoch).
+fn due_at(t: &Ticket) -> u64 {
+    t.refreshed_ms() + interval(t)
 }
 
-/// One beat on a cluster: a script call per resource, routed to the node of
-/// its keys (the resource's hash tag) by its declared indicator key.
-fn beat_cluster(conn: &mut Conn, batch: &[Arc<Ticket>]) -> redis::RedisResult<Vec<i64>> {
-    let mut alive = vec![0; batch.len()];
-    let mut groups: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
-    for (i, t) in batch.iter().enumerate() {
-        groups.entry(t.keys.indicator.as_str()).or_default().push(i);
+/// What one look at the registry found.
+struct Schedule {
+    /// The tickets to renew now.
+    due: Vec<Arc<Ticket>>,
+    /// When the next of the others is due.
+    next: Option<u64>,
+}
+
+impl Schedule {
+    /// How long to sleep from `now` when nothing is due: until the next
+    /// ticket is, at most [`IDLE`].
+    fn sleep(&self, now: u64) -> Duration {
+        self.next.map_or(IDLE, |n| {
+            Duration::from_millis(n.saturating_sub(now)).min(IDLE)
+        })
     }
-    for (indicator, members) in groups {
-        let mut call = Call::new(&scripts::HEARTBEAT, &[indicator]);
-        for &i in &members {
-            let t = &batch[i];
-            call = call
-                .arg(t.keys.presence(t.serial))
-                .arg(t.expire_ms())
-                .arg(if t.is_held() { "h" } else { "w" })
-                .arg(&t.keys.indicator)
-                .arg(t.serial)
-                .arg(t.keys.ticket(t.serial))
-                .arg(&t.identity)
-                .arg(&t.keys.incarnation)
-                .arg(&t.base);
+}
+
+/// Which active tickets are due at `now`; the ones whose lease lapsed by
+/// the local clock are marked lost instead.
+fn schedule<'a>(tickets: impl IntoIterator<Item = &'a Arc<Ticket>>, now: u64) -> Schedule {
+    let mut due = Vec::new();
+    let mut next: Option<u64> = None;
+    for t in tickets {
+        if !t.is_active() {
+            continue;
         }
-        let replies: Vec<i64> = call.invoke(conn)?;
-        for (&i, ok) in members.iter().zip(replies) {
-            alive[i] = ok;
+        if t.lapsed(now) {
+            t.mark_lost();
+            continue;
+        }
+        let due_at = due_at(t);
+        // Refresh early by up to half an interval, so that tickets with
+        // the same lease share a beat.
+        if due_at <= now + interval(t) / 2 {
+            due.push(t.clone());
+        } else {
+            next = Some(next.map_or(due_at, |n| n.min(due_at)));
         }
     }
-    Ok(alive)
+    Schedule { due, next }
+}
+
+/// Applies a beat's answers: a ticket found alive counts as renewed when
+/// the beat was sent; one found gone is lost.
+fn record(batch: &[Arc<Ticket>], alive: &[bool], sent_ms: u64) {
+    for (t, &ok) in batch.iter().zip(alive) {
+        if ok {
+            t.refreshed(sent_ms);
+        } else {
+            t.mark_lost();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::Keys;
+
+    /// A ticket with a lease of `expire_ms`, last renewed at `refreshed_ms`.
+    fn ticket(id: u64, expire_ms: u64, refreshed_ms: u64) -> Arc<Ticket> {
+        let keys = Arc::new(Keys::new("turn", "r"));
+        Ticket::for_test(&keys, id, id, expire_ms, refreshed_ms)
+    }
+
+    fn ids(tickets: &[Arc<Ticket>]) -> Vec<u64> {
+        let mut ids: Vec<u64> = tickets.iter().map(|t| t.id).collect();
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn a_ticket_is_due_a_third_of_its_lease_after_its_renewal() {
+        let t = ticket(1, 3000, 0);
+        assert_eq!(due_at(&t), 1000);
+        let plan = schedule([&t], 0);
+        assert!(plan.due.is_empty());
+        assert_eq!(plan.next, Some(1000));
+        assert_eq!(ids(&schedule([&t], 1000).due), vec![1]);
+        t.refreshed(1000);
+        assert_eq!(schedule([&t], 1200).next, Some(2000));
+    }
+
+    #[test]
+    fn tickets_due_within_half_an_interval_share_the_beat() {
+        // Intervals of 1000 ms: due at 1000, 1400 (early by 400, within
+        // 500) and 1600 (too far).
+        let a = ticket(1, 3000, 0);
+        let b = ticket(2, 3000, 400);
+        let c = ticket(3, 3000, 600);
+        let plan = schedule([&a, &b, &c], 1000);
+        assert_eq!(ids(&plan.due), vec![1, 2]);
+        assert_eq!(plan.next, Some(1600));
+        // A short lease is not renewed early by a long one's half interval.
+        let short = ticket(4, 300, 0);
+        let plan = schedule([&short], 40);
+        assert!(plan.due.is_empty());
+        assert_eq!(plan.next, Some(100));
+        assert_eq!(ids(&schedule([&short], 50).due), vec![4]);
+    }
+
+    #[test]
+    fn lapsed_tickets_are_marked_lost_and_not_renewed() {
+        let lapsed = ticket(1, 300, 0);
+        let alive = ticket(2, 3000, 0);
+        let plan = schedule([&lapsed, &alive], 301);
+        assert!(lapsed.is_lost());
+        assert!(!alive.is_lost());
+        assert!(plan.due.is_empty());
+        assert_eq!(plan.next, Some(1000));
+        // At the lease's last millisecond the ticket is still renewed.
+        let edge = ticket(3, 300, 0);
+        assert_eq!(ids(&schedule([&edge], 300).due), vec![3]);
+        assert!(!edge.is_lost());
+    }
+
+    #[test]
+    fn tickets_no_longer_active_are_left_out() {
+        let done = ticket(1, 300, 0);
+        done.set_done();
+        let lost = ticket(2, 300, 0);
+        lost.mark_lost();
+        let plan = schedule([&done, &lost], 1000);
+        assert!(plan.due.is_empty());
+        assert_eq!(plan.next, None);
+    }
+
+    #[test]
+    fn the_thread_sleeps_until_the_next_due_ticket_or_a_second() {
+        let plan = |next| Schedule {
+            due: Vec::new(),
+            next,
+        };
+        assert_eq!(plan(None).sleep(5000), IDLE);
+        assert_eq!(plan(Some(5250)).sleep(5000), Duration::from_millis(250));
+        assert_eq!(plan(Some(9000)).sleep(5000), IDLE);
+        assert_eq!(plan(Some(4000)).sleep(5000), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_beat_renews_the_tickets_found_alive_and_loses_the_others() {
+        let a = ticket(1, 3000, 0);
+        let b = ticket(2, 3000, 0);
+        b.set_held();
+        record(&[a.clone(), b.clone()], &[true, false], 700);
+        assert_eq!(a.refreshed_ms(), 700);
+        assert!(a.is_active() && !a.is_lost());
+        assert!(b.is_lost());
+        // A late answer never moves a renewal back.
+        record(std::slice::from_ref(&a), &[true], 500);
+        assert_eq!(a.refreshed_ms(), 700);
+    }
 }

@@ -14,7 +14,9 @@
 //! # Ok::<(), turn::Error>(())
 //! ```
 
+mod admin;
 mod connect;
+mod core;
 mod error;
 mod fork;
 mod heartbeat;
@@ -23,13 +25,16 @@ mod locker;
 mod notifier;
 mod options;
 mod pool;
+mod runtime;
 mod scripts;
 mod status;
 mod ticket;
+mod wait;
 
 pub mod ffi;
 
-pub use error::{Error, ErrorKind, Result, is_retryable_read};
+pub use admin::LogLine;
+pub use error::{Error, ErrorKind, Result};
 pub use keys::{
     MAX_LABEL_LEN, MAX_PREFIX_LEN, MAX_RESOURCE_LEN, validate_label, validate_resource,
 };

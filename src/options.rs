@@ -23,6 +23,20 @@ pub const MIN_PATIENCE: Duration = Duration::from_millis(10);
 pub const DEFAULT_GRACE: Duration = Duration::from_millis(500);
 
 /// Settings of a [`crate::Locker`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use turn::{Locker, Options};
+///
+/// let options = Options {
+///     prefix: "jobs".to_string(),
+///     command_timeout: Duration::from_secs(2),
+///     pool_size: 4,
+///     ..Options::default()
+/// };
+/// let locker = Locker::with_options(Some("redis://10.0.0.5:6379/2"), options)?;
+/// # Ok::<(), turn::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     /// Key prefix (`turn`, as turn 1.0).
@@ -106,6 +120,26 @@ pub enum Wait {
 /// Cancels the acquires it is given to, from another thread: a waiting
 /// acquire withdraws its ticket and fails with `Canceled`. Cheap to clone;
 /// clones cancel together.
+///
+/// ```no_run
+/// use turn::{Acquire, Cancel, ErrorKind, Locker};
+///
+/// let locker = Locker::new(None)?;
+/// let cancel = Cancel::new();
+/// let request = Acquire::label("report").cancel(&cancel);
+/// let waiter = {
+///     let locker = locker.clone();
+///     std::thread::spawn(move || locker.acquire("printer", &request))
+/// };
+/// // Later, from this thread: the waiter gives up its ticket.
+/// cancel.cancel();
+/// match waiter.join().unwrap() {
+///     Ok(lock) => println!("got it first: ticket {}", lock.serial()),
+///     Err(e) if e.kind() == ErrorKind::Canceled => println!("canceled"),
+///     Err(e) => return Err(e),
+/// }
+/// # Ok::<(), turn::Error>(())
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct Cancel {
     inner: Arc<CancelInner>,
@@ -158,6 +192,21 @@ impl Cancel {
 }
 
 /// Settings of one acquire.
+///
+/// ```
+/// use std::time::Duration;
+/// use turn::{Acquire, Wait};
+///
+/// // Wait at most 30 s, with a lease of 5 s (renewed while the lock is
+/// // held; a crashed holder is passed 5 s after its last renewal).
+/// let request = Acquire::label("nightly report")
+///     .expire(Duration::from_secs(5))
+///     .wait(Wait::For(Duration::from_secs(30)));
+/// assert_eq!(request.label, "nightly report");
+/// // A try-lock: `WouldBlock` at once when someone else holds the turn.
+/// let try_once = Acquire::label("probe").wait(Wait::TryOnce);
+/// assert_eq!(try_once.expire, None); // the default lease, DEFAULT_EXPIRE
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Acquire {
     /// Label shown in status and messages (may be empty).

@@ -168,3 +168,27 @@ impl Ticket {
         true
     }
 }
+
+#[cfg(test)]
+impl Ticket {
+    /// A ticket of `keys` for unit tests: drawn (its lease running) at
+    /// `sent_ms`, with a lease of `expire_ms`.
+    pub fn for_test(
+        keys: &Arc<Keys>,
+        id: u64,
+        serial: u64,
+        expire_ms: u64,
+        sent_ms: u64,
+    ) -> Arc<Ticket> {
+        let draw = Draw {
+            id,
+            resource: keys.name.clone(),
+            keys: keys.clone(),
+            identity: format!("nonce{id} channel"),
+            label: String::new(),
+            expire: Duration::from_millis(expire_ms),
+            sent_ms,
+        };
+        Arc::new(Ticket::new(draw, serial, 1000 + serial, Instant::now()))
+    }
+}

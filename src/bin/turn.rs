@@ -1,6 +1,7 @@
 //! `turn`: inspect, follow, reset and lock turn queues in Redis.
 
 use std::io::Write;
+use std::ops::ControlFlow;
 use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::Duration;
@@ -300,29 +301,16 @@ fn follow(locker: &Locker, resources: Vec<String>) -> turn::Result<()> {
         turn::validate_resource(r)?;
     }
     let stop = interrupts();
-    let channels: Vec<String> = resources
-        .iter()
-        .map(|r| locker.external_channel(r))
-        .collect();
-    let mut conn = locker.connect()?;
-    let mut pubsub = conn.as_pubsub();
-    pubsub.subscribe(&channels).map_err(turn::Error::from)?;
-    pubsub
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .map_err(turn::Error::from)?;
-    loop {
+    locker.follow(&resources, |line| {
+        if let Some(line) = line {
+            println!("{}", clean(&line.text));
+        }
         if stop.try_recv().is_ok() {
-            return Ok(());
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
         }
-        match pubsub.get_message() {
-            Ok(msg) => println!(
-                "{}",
-                clean(&String::from_utf8_lossy(msg.get_payload_bytes()))
-            ),
-            Err(e) if turn::is_retryable_read(&e) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+    })
 }
 
 fn reset(locker: &Locker, resources: Vec<String>) -> turn::Result<()> {

@@ -1,0 +1,189 @@
+//! What every part of a locker shares: its options, its pool of command
+//! connections, its clock, the fork generation it was made in, its closing
+//! flag, the nonces of its tickets and the record of its background
+//! threads' failures.
+
+use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::connect::{Conn, Connector};
+use crate::error::{Error, ErrorKind, Result};
+use crate::keys::Keys;
+use crate::options::Options;
+use crate::pool::Pool;
+
+/// Resources whose key names a locker keeps ready (it forgets them all
+/// when there are more).
+const KEYS_CACHED: usize = 1024;
+
+pub(crate) struct Core {
+    pub options: Options,
+    pub pool: Pool,
+    /// The fork generation this locker was made in (see `fork.rs`).
+    generation: u64,
+    epoch: Instant,
+    closed: AtomicBool,
+    next_id: AtomicU64,
+    /// The key names of recently locked resources, built once.
+    named: Mutex<HashMap<String, Arc<Keys>>>,
+    /// Keyed at random: makes the tickets' nonces.
+    nonces: RandomState,
+    /// Failures of the background threads (each restarted): how many, and
+    /// the last one's text.
+    faults: Mutex<(u64, String)>,
+}
+
+impl Core {
+    /// Checks the options and connects to `url` once, so that a wrong
+    /// address is reported here.
+    pub fn new(url: &str, options: Options) -> Result<Core> {
+        options.validate()?;
+        let connector = Connector::open(url, options.tls.as_ref())?;
+        let pool = Pool::new(
+            connector,
+            options.pool_size,
+            options.connect_timeout,
+            options.command_timeout,
+        );
+        drop(pool.get()?);
+        Ok(Core {
+            options,
+            pool,
+            generation: crate::fork::generation(),
+            epoch: Instant::now(),
+            closed: AtomicBool::new(false),
+            next_id: AtomicU64::new(1),
+            named: Mutex::new(HashMap::new()),
+            nonces: RandomState::new(),
+            faults: Mutex::new((0, String::new())),
+        })
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.ms_at(Instant::now())
+    }
+
+    /// `at` in ms since the locker's epoch.
+    pub fn ms_at(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.epoch).as_millis() as u64
+    }
+
+    /// The keys of `resource` (hash-tagged on a Redis Cluster).
+    pub fn keys(&self, resource: &str) -> Keys {
+        if self.pool.is_cluster() {
+            Keys::tagged(&self.options.prefix, resource)
+        } else {
+            Keys::new(&self.options.prefix, resource)
+        }
+    }
+
+    /// The keys of `resource`, shared: built once per resource and kept
+    /// for the next acquire.
+    pub fn shared_keys(&self, resource: &str) -> Arc<Keys> {
+        let mut named = self.named.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(keys) = named.get(resource) {
+            return keys.clone();
+        }
+        if named.len() >= KEYS_CACHED {
+            named.clear();
+        }
+        let keys = Arc::new(self.keys(resource));
+        named.insert(resource.to_string(), keys.clone());
+        keys
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// The closing flag itself, for the notifier thread, which watches it.
+    pub fn closed_flag(&self) -> &AtomicBool {
+        &self.closed
+    }
+
+    /// Sets the closing flag (the first step of closing: see
+    /// `Runtime::shutdown`).
+    pub fn set_closed(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
+    pub fn in_owner_process(&self) -> bool {
+        crate::fork::generation() == self.generation
+    }
+
+    /// Ok when the locker may be used: in the process that made it, and
+    /// not closed.
+    pub fn usable(&self) -> Result<()> {
+        if !self.in_owner_process() {
+            return Err(Error::new(
+                ErrorKind::Forked,
+                "this locker was created in another process (before fork); create a new locker in this one",
+            ));
+        }
+        if self.is_closed() {
+            return Err(Error::connection("the locker is closed"));
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on a pooled connection. When an idle connection turns out
+    /// to have been closed by the server (a restart, an idle timeout), `f`
+    /// runs again on another one: the server never saw the try. (A broken
+    /// connection empties the pool's idle ones, but a connection in use
+    /// elsewhere during a restart comes back stale: so it tries up to the
+    /// pool's size, and a new connection's error is final. Should a server
+    /// execute a command and then drop the connection before replying, the
+    /// next try repeats it: a draw leaves an extra ticket that lapses with
+    /// its lease, a release answers `Lost`.)
+    pub fn run<T>(&self, f: impl Fn(&mut Conn) -> redis::RedisResult<T>) -> Result<T> {
+        let mut tries = 0;
+        loop {
+            let mut conn = self.pool.get()?;
+            match conn.run(&f) {
+                Err(e)
+                    if conn.reused
+                        && tries <= self.options.pool_size
+                        && (e.is_connection_dropped() || e.is_connection_refusal()) =>
+                {
+                    tries += 1;
+                }
+                result => return Ok(result?),
+            }
+        }
+    }
+
+    /// A number unique to this locker (tickets' ids).
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A nonce for a new ticket: 64 random bits and a count, unique to it.
+    pub fn nonce(&self) -> String {
+        let n = self.next_id();
+        format!("{:016x}{n:x}", self.nonces.hash_one(n))
+    }
+
+    /// Records that a background thread failed and was restarted.
+    pub fn fault(&self, text: String) {
+        let mut faults = self.faults.lock().unwrap_or_else(|e| e.into_inner());
+        faults.0 += 1;
+        faults.1 = text;
+    }
+
+    /// Ok while the background threads never failed; else a `Panic` error
+    /// saying how many failures there were and what the last one was.
+    pub fn health(&self) -> Result<()> {
+        let faults = self.faults.lock().unwrap_or_else(|e| e.into_inner());
+        if faults.0 == 0 {
+            return Ok(());
+        }
+        Err(Error::new(
+            ErrorKind::Panic,
+            format!("{} background failure(s); the last: {}", faults.0, faults.1),
+        ))
+    }
+}

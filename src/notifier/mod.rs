@@ -1,0 +1,195 @@
+//! The notifier: one background thread with one pubsub connection,
+//! subscribed to the `internal` channel of each resource that has a local
+//! waiter, waking the right waiter when a message names its ticket.
+//!
+//! The thread also listens on the locker's own channel, where a release or
+//! bump that sets the indicator to one of this locker's tickets publishes
+//! that ticket's nonce. That message is the one a waiter trusts without a
+//! round trip: the nonce was made for its draw, so the message cannot
+//! predate the draw nor be meant for another ticket with the same serial.
+//!
+//! An `internal` message (turn 1.0's "N may go now") only wakes the waiter
+//! it names and the local head (the lowest local ticket of that resource,
+//! which watches the queue for dead tickets); they re-read the queue. Every
+//! waiter sleeps only for bounded times.
+//!
+//! The bookkeeping (`state.rs`) knows no connection; this file holds it
+//! behind a mutex, and runs the thread.
+
+mod state;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::pool::Pool;
+use crate::ticket::Ticket;
+
+use state::State;
+
+/// How long the pubsub read blocks before the thread looks at its work.
+const POLL: Duration = Duration::from_millis(250);
+
+pub(crate) struct Notifier {
+    state: Mutex<State>,
+    /// A channel of this locker's own: a message on it makes the thread
+    /// look at new subscriptions at once.
+    wake_channel: String,
+    /// Makes the thread panic once (tests of its restart).
+    inject_panic: AtomicBool,
+}
+
+static UNIQUE: AtomicU64 = AtomicU64::new(0);
+
+impl Notifier {
+    pub fn new(prefix: &str) -> Notifier {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        let n = UNIQUE.fetch_add(1, Ordering::Relaxed);
+        Notifier {
+            state: Mutex::new(State::default()),
+            wake_channel: format!("{prefix}:notifier:{}.{nanos}.{n}:wake", std::process::id()),
+            inject_panic: AtomicBool::new(false),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The locker's own channel (the identity keys of its tickets name it;
+    /// a message on it with no nonce makes the thread look at its
+    /// subscriptions now).
+    pub fn channel(&self) -> &str {
+        &self.wake_channel
+    }
+
+    /// Expects a message with `nonce` (before the draw is sent). Returns the
+    /// subscription count of the locker's channel when it is subscribed.
+    pub fn expect(&self, nonce: &str) -> Option<u64> {
+        self.lock().expect(nonce)
+    }
+
+    /// Attaches the drawn ticket to its nonce. Returns the subscription
+    /// count as `expect` does, and whether its call came already (then the
+    /// draw's reading is stale).
+    pub fn attach(&self, nonce: &str, t: &Arc<Ticket>) -> (Option<u64>, bool) {
+        self.lock().attach(nonce, t)
+    }
+
+    /// Stops expecting `nonce`.
+    pub fn forget(&self, nonce: &str) {
+        self.lock().forget(nonce);
+    }
+
+    /// The message count of `channel` when it is subscribed, else None.
+    pub fn snapshot(&self, channel: &str) -> Option<u64> {
+        self.lock().snapshot(channel)
+    }
+
+    /// True when `t` is the lowest local waiter of its resource.
+    pub fn is_head(&self, t: &Ticket) -> bool {
+        self.lock().is_head(t)
+    }
+
+    /// Makes the thread panic once, or not (tests of its restart).
+    pub fn inject_panic(&self, on: bool) {
+        self.inject_panic.store(on, Ordering::Release);
+    }
+
+    /// The notifier thread's body: connects with `pool`, serves until the
+    /// connection fails, and again, until `closed` is set.
+    pub fn run(&self, pool: &Pool, closed: &AtomicBool) {
+        let is_closed = || closed.load(Ordering::Acquire);
+        let mut backoff = Duration::from_millis(20);
+        while !is_closed() {
+            match pool.connect_pubsub(Some(POLL)) {
+                Ok(mut conn) => {
+                    backoff = Duration::from_millis(20);
+                    let _ = self.serve(&mut conn, closed);
+                    self.lock().disconnected();
+                }
+                Err(_) => {
+                    self.lock().disconnected();
+                    let end = Instant::now() + backoff;
+                    while !is_closed() && Instant::now() < end {
+                        std::thread::sleep(Duration::from_millis(10).min(end - Instant::now()));
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    fn serve(&self, conn: &mut redis::Connection, closed: &AtomicBool) -> redis::RedisResult<()> {
+        let mut pubsub = conn.as_pubsub();
+        pubsub.subscribe(&self.wake_channel)?;
+        self.lock().own_subscribed();
+        let mut current: HashSet<String> = HashSet::new();
+        loop {
+            if closed.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            if self.inject_panic.swap(false, Ordering::AcqRel) {
+                panic!("injected into the notifier thread");
+            }
+            let (subscribe, unsubscribe) = self.lock().plan(&current, Instant::now());
+            if !subscribe.is_empty() {
+                pubsub.subscribe(&subscribe)?;
+                current.extend(subscribe.iter().cloned());
+                self.lock().subscribed(&subscribe);
+            }
+            if !unsubscribe.is_empty() {
+                pubsub.unsubscribe(&unsubscribe)?;
+                for name in &unsubscribe {
+                    current.remove(name);
+                }
+                self.lock().unsubscribed(&unsubscribe);
+            }
+            match pubsub.get_message() {
+                Ok(msg) => {
+                    let channel = msg.get_channel_name();
+                    if channel == self.wake_channel {
+                        self.lock().call(msg.get_payload_bytes());
+                    } else {
+                        self.lock().deliver(channel, msg.get_payload_bytes());
+                    }
+                }
+                Err(e) if crate::error::is_retryable_read(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// A waiter's entry in the notifier, removed on drop.
+pub(crate) struct Registration<'a> {
+    notifier: &'a Notifier,
+    ticket: &'a Ticket,
+    seq: Option<u64>,
+}
+
+impl<'a> Registration<'a> {
+    pub fn new(notifier: &'a Notifier, ticket: &'a Arc<Ticket>) -> Registration<'a> {
+        let seq = notifier.lock().add(ticket, Instant::now());
+        Registration {
+            notifier,
+            ticket,
+            seq,
+        }
+    }
+
+    /// The message count when registered, if the channel was subscribed.
+    pub fn seq(&self) -> Option<u64> {
+        self.seq
+    }
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.notifier.lock().remove(self.ticket, Instant::now());
+    }
+}

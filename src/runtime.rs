@@ -1,0 +1,144 @@
+//! One locker's running parts: the shared core, the heartbeat's registry
+//! and the notifier, with the two background threads that serve them;
+//! their start, their supervision (a thread that panics is restarted) and
+//! the locker's closing.
+
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::core::Core;
+use crate::error::{Error, Result};
+use crate::heartbeat::{self, Heartbeat};
+use crate::notifier::Notifier;
+use crate::options::Options;
+use crate::scripts::{self, Mode};
+
+/// Pause before a background thread that failed is run again.
+const FAULT_PAUSE: Duration = Duration::from_millis(100);
+
+pub(crate) struct Runtime {
+    pub core: Core,
+    pub heartbeat: Heartbeat,
+    pub notifier: Notifier,
+}
+
+impl Runtime {
+    /// Stops the background threads' work and releases the locks still
+    /// held (and withdraws the tickets still waiting).
+    pub fn shutdown(&self) {
+        // The flag first: a ticket admitted after it was set is refused,
+        // one admitted before is in the registry drained here.
+        self.core.set_closed();
+        let tickets = self.heartbeat.drain();
+        // Release what is held and withdraw what waits; once Redis proves
+        // unreachable, stop trying (the leases run out by themselves), so
+        // that closing stays quick.
+        let mut reachable = true;
+        for t in tickets {
+            let mode = if t.is_held() {
+                Some(Mode::Release)
+            } else if t.is_active() {
+                Some(Mode::Abandon)
+            } else {
+                None
+            };
+            if reachable
+                && let Some(mode) = mode
+                && let Err(e) = scripts::release(&self.core, &t, mode)
+            {
+                reachable = !e.is_connection();
+            }
+            t.mark_lost();
+        }
+        self.heartbeat.wake();
+    }
+}
+
+/// The body of a background thread.
+type Body = fn(&Runtime);
+
+/// The running locker: its parts and its threads. Dropping it closes the
+/// locker, joins the threads and closes the connections.
+pub(crate) struct Handle {
+    pub runtime: Arc<Runtime>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// Connects and starts the two background threads.
+pub(crate) fn start(url: &str, options: Options) -> Result<Handle> {
+    let core = Core::new(url, options)?;
+    let runtime = Arc::new(Runtime {
+        notifier: Notifier::new(&core.options.prefix),
+        heartbeat: Heartbeat::new(),
+        core,
+    });
+    let bodies: [(&str, Body); 2] = [
+        ("heartbeat", |rt| heartbeat::run(&rt.core, &rt.heartbeat)),
+        ("notifier", |rt| {
+            rt.notifier.run(&rt.core.pool, rt.core.closed_flag())
+        }),
+    ];
+    let mut threads = Vec::with_capacity(2);
+    for (name, body) in bodies {
+        let rt = runtime.clone();
+        match std::thread::Builder::new()
+            .name(format!("turn-{name}"))
+            .spawn(move || supervise(name, body, &rt))
+        {
+            Ok(t) => threads.push(t),
+            Err(e) => {
+                runtime.shutdown();
+                for t in threads {
+                    let _ = t.join();
+                }
+                return Err(Error::connection(format!("cannot start a thread: {e}")));
+            }
+        }
+    }
+    Ok(Handle {
+        runtime,
+        threads: Mutex::new(threads),
+    })
+}
+
+/// Runs a background thread's body, and again after a panic (after a short
+/// pause), until the locker closes. Each failure is counted and its text
+/// kept for `Locker::health`, and said on standard error.
+fn supervise(name: &str, body: Body, rt: &Runtime) {
+    loop {
+        let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(rt))) else {
+            return;
+        };
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown".to_string());
+        let text = format!("the {name} thread failed ({what}) and was restarted");
+        eprintln!("turn: {text}");
+        rt.core.fault(text);
+        if rt.core.is_closed() {
+            return;
+        }
+        std::thread::sleep(FAULT_PAUSE);
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        if !self.runtime.core.in_owner_process() {
+            // After fork the threads do not exist here and the parent's
+            // mutexes may be held: touch nothing.
+            std::mem::forget(threads);
+            std::mem::forget(self.runtime.clone());
+            return;
+        }
+        self.runtime.shutdown();
+        for t in threads {
+            let _ = t.join();
+        }
+        self.runtime.core.pool.close();
+    }
+}

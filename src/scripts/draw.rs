@@ -1,0 +1,233 @@
+//! draw: a new ticket, and the queue as it stands.
+
+use once_cell::sync::Lazy;
+use redis::{FromRedisValue, RedisResult, Script, Value};
+
+use super::{Call, Holder, Reading, protocol};
+use crate::core::Core;
+use crate::error::Result;
+use crate::ticket::Draw;
+
+/// draw: KEYS dispenser, indicator, incarnation; ARGV presence prefix,
+/// label, expire ms, external channel, resource, 'clock' to seed a new
+/// queue from the server's clock ('' for turn 1.0's 1), ticket prefix,
+/// ticket identity (`NONCE CHANNEL`), withdrawn set (in the queue's slot).
+/// Returns {serial, base} when the lock was granted right away, else
+/// {serial, base, indicator, pttl of the indicator's presence key}; see
+/// [`Drawn`].
+///
+/// Bootstrap: INCR answering 1 means the dispenser was missing (or 0, as
+/// turn 1.0's MSETNX leaves it); when the indicator is missing too, the
+/// queue is new: the indicator becomes 1 (what MSETNX of dispenser 0 and
+/// indicator 1 followed by INCR leaves), or with 'clock' both become the
+/// server time in microseconds.
+///
+/// Identity: beside the presence key (whose value stays the label, for
+/// turn 1.0) the draw writes the ticket's identity key with the same
+/// lease; every later step for this ticket compares it.
+///
+/// Fencing tokens: token = base + serial, never above the server time in
+/// microseconds. The incarnation key holds the base and the highest serial
+/// drawn here. The base stays while serials grow one by one (fewer than one
+/// draw per microsecond keeps the token below the clock). A draw takes a
+/// new base, making its token the server time (or the last token + 1 if
+/// that is higher), when the key is missing (a new queue, a restart without
+/// persistence, FLUSHDB, our reset), when its serial is not above the
+/// highest (the dispenser went back: a turn 1.0 reset, a queue made anew;
+/// the withdrawn set, now stale, is deleted), or when the token would pass
+/// the clock (the serial jumped to an indicator past the dispenser). So a
+/// new incarnation's first token, the server time, is above every earlier
+/// token, as long as the server clock does not go back.
+///
+/// Draw and release are every lock's two round trips, so they are written
+/// out without the shared helpers (no closures to build per call): the
+/// `protocol floor` line of the benchmark measures what is left.
+static DRAW: Lazy<Script> = Lazy::new(|| {
+    Script::new(
+        r#"
+if redis.replicate_commands then redis.replicate_commands() end
+local clock = ARGV[6] == 'clock'
+local n = redis.call('INCR', KEYS[1])
+if n > 9007199254740991 then
+  return redis.error_reply('TURNPROTO ' .. KEYS[1] .. ' is past 2^53')
+end
+if n == 1 and redis.call('EXISTS', KEYS[2]) == 0 then
+  if clock then
+    local t = redis.call('TIME')
+    n = tonumber(t[1]) * 1000000 + tonumber(t[2])
+    redis.call('SET', KEYS[1], string.format('%d', n))
+  end
+  redis.call('SET', KEYS[2], string.format('%d', n))
+end
+local v = redis.call('GET', KEYS[2])
+if v == false then
+  return redis.error_reply('TURNPROTO ' .. KEYS[2] .. ' is missing while ' .. KEYS[1] .. ' exists')
+end
+if not string.match(v, '^%d+$') or #v > 16 or tonumber(v) > 9007199254740991 then
+  return redis.error_reply('TURNPROTO ' .. KEYS[2] .. ' is not a serial number')
+end
+local ind = tonumber(v)
+if ind > n then
+  -- The indicator is past the dispenser (a turn 1.0 release into a queue
+  -- made anew, or a value written by hand): the serials up to it were never
+  -- drawn. Take the indicator's.
+  n = ind
+  redis.call('SET', KEYS[1], v)
+end
+local s = string.format('%d', n)
+redis.call('SET', ARGV[1] .. s, ARGV[2], 'PX', ARGV[3])
+redis.call('SET', ARGV[7] .. s, ARGV[8], 'PX', ARGV[3])
+redis.call('PUBLISH', ARGV[4], ARGV[5] .. ': ' .. s .. ' assigned to "' .. ARGV[2] .. '"')
+local base, top
+local inc = redis.call('GET', KEYS[3])
+if inc then
+  local sp = string.find(inc, ' ', 1, true)
+  if sp then
+    base = tonumber(string.sub(inc, 1, sp - 1))
+    top = tonumber(string.sub(inc, sp + 1))
+  end
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+if base == nil or top == nil or n <= top or base + n > now then
+  -- A new incarnation, a dispenser that went back, or a serial that
+  -- jumped (to the indicator): the token becomes the server time, and
+  -- stays above the last one.
+  local token = now
+  if base ~= nil and top ~= nil and base + top + 1 > token then token = base + top + 1 end
+  if base ~= nil and n <= top then
+    -- The queue was made anew under the withdrawn set: forget it.
+    redis.call('DEL', ARGV[9])
+  end
+  base = token - n
+end
+redis.call('SET', KEYS[3], string.format('%d %d', base, n))
+if ind == n then
+  redis.call('PUBLISH', ARGV[4], ARGV[5] .. ': ' .. s .. ' started')
+  return {n, base}
+end
+return {n, base, ind, redis.call('PTTL', ARGV[1] .. v)}
+"#,
+    )
+});
+
+/// What a draw answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Drawn {
+    pub serial: u64,
+    /// The fencing token: the incarnation's base + the serial.
+    pub token: u64,
+    pub turn: Turn,
+}
+
+/// Whether a draw or check found its ticket's turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Turn {
+    /// The indicator shows the ticket: the lock is held.
+    Granted,
+    /// Another ticket comes first.
+    Waiting(Reading),
+}
+
+/// Draws a ticket for `draw` (its keys, label, lease and identity): one
+/// round trip.
+pub(crate) fn draw(core: &Core, draw: &Draw) -> Result<Drawn> {
+    let keys = &draw.keys;
+    let call = Call::new(
+        &DRAW,
+        &[&keys.dispenser, &keys.indicator, &keys.incarnation],
+    )
+    .arg(&keys.presence_prefix)
+    .arg(&draw.label)
+    .arg(draw.expire.as_millis() as u64)
+    .arg(&keys.external)
+    .arg(&keys.name)
+    .arg(if core.options.clock_serials {
+        "clock"
+    } else {
+        ""
+    })
+    .arg(&keys.ticket_prefix)
+    .arg(&draw.identity)
+    .arg(&keys.withdrawn);
+    core.run(|c| call.invoke(c))
+}
+
+impl FromRedisValue for Drawn {
+    fn from_redis_value(v: &Value) -> RedisResult<Drawn> {
+        let reply: Vec<i64> = FromRedisValue::from_redis_value(v)?;
+        let (serial, base, turn) = match reply.as_slice() {
+            [serial, base] => (*serial, *base, Turn::Granted),
+            [serial, base, indicator, pttl] => {
+                let indicator = u64::try_from(*indicator).map_err(|_| {
+                    protocol("a draw read an indicator below 0", &indicator.to_string())
+                })?;
+                let holder = Holder::from_pttl(*pttl);
+                (*serial, *base, Turn::Waiting(Reading { indicator, holder }))
+            }
+            _ => return Err(protocol("a draw answered a reply of the wrong shape", "")),
+        };
+        // A dispenser below 0 (written by someone else) would draw one.
+        let serial = u64::try_from(serial)
+            .ok()
+            .filter(|&s| s > 0)
+            .ok_or_else(|| protocol("the dispenser drew a serial below 1", &serial.to_string()))?;
+        let token = base
+            .checked_add(serial as i64)
+            .and_then(|t| u64::try_from(t).ok())
+            .filter(|&t| t > 0)
+            .ok_or_else(|| protocol("the incarnation gave a token below 1", &base.to_string()))?;
+        Ok(Drawn {
+            serial,
+            token,
+            turn,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn ints(v: &[i64]) -> Value {
+        Value::Array(v.iter().map(|&n| Value::Int(n)).collect())
+    }
+
+    #[test]
+    fn a_draw_reads_the_granted_pair_and_the_waiting_quadruple() {
+        let granted = Drawn::from_redis_value(&ints(&[7, 100])).unwrap();
+        assert_eq!((granted.serial, granted.token), (7, 107));
+        assert_eq!(granted.turn, Turn::Granted);
+        let waiting = Drawn::from_redis_value(&ints(&[9, -2, 7, 2500])).unwrap();
+        assert_eq!((waiting.serial, waiting.token), (9, 7));
+        assert_eq!(
+            waiting.turn,
+            Turn::Waiting(Reading {
+                indicator: 7,
+                holder: Holder::Expires(Duration::from_millis(2500))
+            })
+        );
+        assert!(Drawn::from_redis_value(&ints(&[-4, 100])).is_err());
+        assert!(Drawn::from_redis_value(&ints(&[4, -4])).is_err());
+        assert!(Drawn::from_redis_value(&ints(&[4])).is_err());
+        assert!(Drawn::from_redis_value(&Value::Int(7)).is_err());
+        assert!(Drawn::from_redis_value(&Value::Nil).is_err());
+    }
+
+    #[test]
+    fn a_waiting_draw_reads_the_holders_presence_key() {
+        let holder = |pttl| match Drawn::from_redis_value(&ints(&[9, 0, 7, pttl]))
+            .unwrap()
+            .turn
+        {
+            Turn::Waiting(r) => r.holder,
+            Turn::Granted => panic!("granted"),
+        };
+        assert_eq!(holder(-2), Holder::Missing);
+        assert_eq!(holder(-1), Holder::NoExpiry);
+        assert_eq!(holder(0), Holder::Expires(Duration::ZERO));
+        assert!(Drawn::from_redis_value(&ints(&[9, 0, -1, 10])).is_err());
+    }
+}

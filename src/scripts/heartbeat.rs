@@ -1,0 +1,113 @@
+//! heartbeat: the leases of many tickets renewed in one round trip.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use once_cell::sync::Lazy;
+use redis::{RedisResult, Script};
+
+use super::{Call, script};
+use crate::connect::Conn;
+use crate::ticket::Ticket;
+
+/// Tickets renewed by one script call (many calls go in one pipeline).
+const CHUNK: usize = 500;
+
+/// heartbeat: ARGV groups of 9: presence key, expire ms, mode ('h' held,
+/// 'w' waiting), indicator key, serial, identity key, identity,
+/// incarnation key, token base. Renews the presence and identity keys of
+/// each ticket that is still ours (see `ours`). Returns one integer per
+/// ticket: 1 alive, 0 lost (not ours any more; presence key gone; or held
+/// and the indicator is not the serial; or waiting and the indicator
+/// passed the serial). A ticket that is not ours any more is left alone:
+/// its keys may be a later ticket's.
+static HEARTBEAT: Lazy<Script> = Lazy::new(|| {
+    script(
+        r#"
+local out = {}
+for i = 1, #ARGV, 9 do
+  local ok = 0
+  if ours(ARGV[i + 5], ARGV[i + 6], ARGV[i + 7], ARGV[i + 8]) then
+    ok = redis.call('PEXPIRE', ARGV[i], ARGV[i + 1])
+    redis.call('PEXPIRE', ARGV[i + 5], ARGV[i + 1])
+  end
+  if ok == 1 then
+    local ind = redis.pcall('GET', ARGV[i + 3])
+    if type(ind) ~= 'string' then
+      ok = 0
+    elseif ARGV[i + 2] == 'h' then
+      if ind ~= ARGV[i + 4] then ok = 0 end
+    else
+      local n = tonumber(ind)
+      if n == nil or n > tonumber(ARGV[i + 4]) then ok = 0 end
+    end
+  end
+  out[#out + 1] = ok
+end
+return out
+"#,
+    )
+});
+
+/// The script's argument group for one ticket (see `HEARTBEAT`).
+fn renewal(cmd: &mut redis::Cmd, t: &Ticket) {
+    cmd.arg(t.keys.presence(t.serial))
+        .arg(t.expire_ms())
+        .arg(if t.is_held() { "h" } else { "w" })
+        .arg(&t.keys.indicator)
+        .arg(t.serial)
+        .arg(t.keys.ticket(t.serial))
+        .arg(&t.identity)
+        .arg(&t.keys.incarnation)
+        .arg(&t.base);
+}
+
+/// Readies a new connection for [`renew`]: loads the script, which the
+/// pipeline calls by its hash alone.
+pub(crate) fn prepare_renewals(conn: &mut Conn) -> RedisResult<()> {
+    if let Conn::Single(single) = conn {
+        HEARTBEAT.load(single)?;
+    }
+    Ok(())
+}
+
+/// Renews the leases of `batch` in one pipeline of script calls, CHUNK
+/// tickets each; true for each ticket found alive (see `HEARTBEAT`).
+pub(crate) fn renew(conn: &mut Conn, batch: &[Arc<Ticket>]) -> RedisResult<Vec<bool>> {
+    let conn = match conn {
+        Conn::Single(c) => c,
+        Conn::Cluster(_) => return renew_cluster(conn, batch),
+    };
+    let mut pipe = redis::pipe();
+    for chunk in batch.chunks(CHUNK) {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(HEARTBEAT.get_hash()).arg(0);
+        for t in chunk {
+            renewal(&mut cmd, t);
+        }
+        pipe.add_command(cmd);
+    }
+    let replies: Vec<Vec<i64>> = pipe.query(conn)?;
+    Ok(replies.into_iter().flatten().map(|ok| ok == 1).collect())
+}
+
+/// [`renew`] on a cluster: a script call per resource, routed to the node
+/// of its keys (the resource's hash tag) by its declared indicator key.
+fn renew_cluster(conn: &mut Conn, batch: &[Arc<Ticket>]) -> RedisResult<Vec<bool>> {
+    let mut alive = vec![false; batch.len()];
+    let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, t) in batch.iter().enumerate() {
+        groups.entry(t.keys.indicator.as_str()).or_default().push(i);
+    }
+    for (indicator, members) in groups {
+        let mut call = Call::new(&HEARTBEAT, &[indicator]);
+        for &i in &members {
+            renewal(call.cmd(), &batch[i]);
+        }
+        let replies: Vec<i64> = call.invoke(conn)?;
+        for (&i, ok) in members.iter().zip(replies) {
+            alive[i] = ok == 1;
+        }
+    }
+    Ok(alive)
+}

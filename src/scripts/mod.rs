@@ -1,0 +1,164 @@
+//! The protocol's state changes, each one server-side Lua script (EVALSHA,
+//! falling back to EVAL), so that each is one round trip and atomic.
+//!
+//! Texts published on the `external` channel are those of turn 1.0, so that
+//! `turn follow` looks the same whichever client acted. Serials are formatted
+//! with `%d` so that large numbers never print in exponent form.
+//!
+//! One file per script: its Lua text, the order of its keys and arguments
+//! (written in one place, the function that calls it), and the typed reply
+//! it answers. Nothing outside this folder builds a script call or reads a
+//! reply's codes.
+
+use std::time::Duration;
+
+use redis::{ConnectionLike, FromRedisValue, RedisResult, Script, ToRedisArgs};
+
+mod bump;
+mod check;
+mod draw;
+mod heartbeat;
+mod release;
+mod reset;
+mod status;
+
+pub(crate) use bump::{Bumped, bump, bump_before};
+pub(crate) use check::{Checked, check};
+pub(crate) use draw::{Turn, draw};
+pub(crate) use heartbeat::{prepare_renewals, renew};
+pub(crate) use release::{Mode, release};
+pub(crate) use reset::{Reset, reset};
+pub(crate) use status::status;
+
+/// One EVALSHA of a script, written straight into one command buffer: the
+/// declared keys, then the arguments. Built once and run as often as needed
+/// (a retry sends the same bytes); loads the script when Redis answers
+/// NOSCRIPT (a restarted or flushed server) and sends it again.
+struct Call {
+    script: &'static Script,
+    cmd: redis::Cmd,
+}
+
+impl Call {
+    fn new(script: &'static Script, keys: &[&str]) -> Call {
+        let mut cmd = redis::Cmd::with_capacity(3 + keys.len() + 8, 256);
+        cmd.arg("EVALSHA").arg(script.get_hash()).arg(keys.len());
+        for key in keys {
+            cmd.arg(*key);
+        }
+        Call { script, cmd }
+    }
+
+    fn arg<T: ToRedisArgs>(mut self, arg: T) -> Call {
+        self.cmd.arg(arg);
+        self
+    }
+
+    /// The command, for arguments written in a loop.
+    fn cmd(&mut self) -> &mut redis::Cmd {
+        &mut self.cmd
+    }
+
+    fn invoke<T: FromRedisValue>(&self, con: &mut dyn ConnectionLike) -> RedisResult<T> {
+        match self.cmd.query(con) {
+            Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
+                self.script.load(con)?;
+                self.cmd.query(con)
+            }
+            result => result,
+        }
+    }
+}
+
+/// Shared helpers, prepended to every script but draw and release.
+const HELPERS: &str = r#"
+local function fmt(n) return string.format('%d', n) end
+local function num(key)
+  local v = redis.call('GET', key)
+  if v == false then return nil end
+  if not string.match(v, '^%d+$') or #v > 16 or tonumber(v) > 9007199254740991 then
+    return redis.error_reply('TURNPROTO ' .. key .. ' is not a serial number')
+  end
+  return tonumber(v)
+end
+-- True when ticket key tkey still holds this ticket's identity, in the
+-- incarnation whose token base it was drawn with.
+local function ours(tkey, identity, ikey, base)
+  if redis.call('GET', tkey) ~= identity then return false end
+  local inc = redis.call('GET', ikey)
+  return inc ~= false and string.sub(inc, 1, #base + 1) == base .. ' '
+end
+local function say(channel, resource, text)
+  redis.call('PUBLISH', channel, resource .. ': ' .. text)
+end
+-- Moves the indicator to t and calls t: on `internal` (turn 1.0's message),
+-- and, when t is one of ours (drawn: not past the dispenser), on its
+-- locker's channel with its nonce, which wakes that waiter alone.
+local function announce(ind_key, prefix, ticket_prefix, internal, external, resource, t, disp)
+  local s = fmt(t)
+  redis.call('SET', ind_key, s)
+  local id = false
+  if t <= disp then id = redis.call('GET', ticket_prefix .. s) end
+  if id then
+    local sp = string.find(id, ' ', 1, true)
+    if sp then redis.call('PUBLISH', string.sub(id, sp + 1), string.sub(id, 1, sp - 1)) end
+  end
+  redis.call('PUBLISH', internal, prefix .. s)
+  redis.call('PUBLISH', external, resource .. ': ' .. s .. ' granted')
+end
+"#;
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{HELPERS}{body}"))
+}
+
+/// For bump and reset only (kept out of the hot scripts): the first ticket
+/// from `t` to `limit` whose presence key exists, or limit + 1; looking at
+/// 10,000 tickets at most (a gap written by hand must not block Redis): it
+/// then answers the next one to look at, and a later call goes on.
+const FIRST_LIVE: &str = r#"
+local function first_live(prefix, t, limit)
+  local stop = math.min(limit, t + 9999)
+  while t <= stop and redis.call('EXISTS', prefix .. fmt(t)) == 0 do t = t + 1 end
+  return t
+end
+"#;
+
+/// A wrong-shaped value read by `num` comes back as an error table.
+const CHECK_NUM: &str = r#"
+local function bad(x) return type(x) == 'table' end
+"#;
+
+fn protocol(what: &'static str, detail: &str) -> redis::RedisError {
+    redis::RedisError::from((redis::ErrorKind::TypeError, what, detail.to_string()))
+}
+
+/// What a waiter's draw or check read of its queue: an indicator below its
+/// serial, and the presence key of the ticket at the indicator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Reading {
+    pub indicator: u64,
+    pub holder: Holder,
+}
+
+/// The presence key of the ticket at the indicator, as PTTL answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Holder {
+    /// Missing: that ticket is dead, or was drawn a moment ago by a turn
+    /// 1.0 client that has not set its key yet.
+    Missing,
+    /// It lapses after this long unless renewed.
+    Expires(Duration),
+    /// It has no expiry (written by hand).
+    NoExpiry,
+}
+
+impl Holder {
+    fn from_pttl(pttl: i64) -> Holder {
+        match pttl {
+            -2 => Holder::Missing,
+            ms if ms >= 0 => Holder::Expires(Duration::from_millis(ms as u64)),
+            _ => Holder::NoExpiry,
+        }
+    }
+}

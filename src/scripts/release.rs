@@ -1,0 +1,151 @@
+//! release / abandon: a ticket leaves its queue.
+
+use once_cell::sync::Lazy;
+use redis::Script;
+
+use crate::core::Core;
+use crate::error::Result;
+use crate::ticket::Ticket;
+
+use super::Call;
+
+/// release / abandon: KEYS indicator, withdrawn, dispenser, incarnation;
+/// ARGV presence prefix, serial, label, external, internal, resource, mode
+/// ('release' or 'abandon'), ticket prefix, ticket identity, token base.
+/// Does nothing at all unless the ticket is still ours: its identity key
+/// holds its identity and the queue's incarnation has its token base (a
+/// ticket of a vanished queue, or one whose serial a later ticket took,
+/// touches nothing). Else deletes the presence and identity keys; only
+/// when the indicator is this serial it moves the indicator on and calls
+/// the next ticket (see `announce`), passing over tickets that were
+/// withdrawn (timeout, cancel, try-lock) and so will never come. An
+/// abandoned ticket the indicator has not reached is recorded as withdrawn
+/// (a set that expires ten minutes after its last addition). The withdrawn
+/// set is consulted only for tickets the dispenser has handed out: past it
+/// nobody waits, and an entry left over from before a turn 1.0 `reset`
+/// cannot pass a ticket drawn afterwards.
+/// Returns 2 x moved (0/1) + presence key existed (0/1).
+static RELEASE: Lazy<Script> = Lazy::new(|| {
+    Script::new(
+        r#"
+local tkey = ARGV[8] .. ARGV[2]
+if redis.call('GET', tkey) ~= ARGV[9] then return 0 end
+local inc = redis.call('GET', KEYS[4])
+if inc == false or string.sub(inc, 1, #ARGV[10] + 1) ~= ARGV[10] .. ' ' then return 0 end
+redis.call('DEL', tkey)
+local present = redis.call('DEL', ARGV[1] .. ARGV[2])
+local v = redis.call('GET', KEYS[1])
+local ind = nil
+if v ~= false then
+  if not string.match(v, '^%d+$') or #v > 16 or tonumber(v) > 9007199254740991 then
+    return redis.error_reply('TURNPROTO ' .. KEYS[1] .. ' is not a serial number')
+  end
+  ind = tonumber(v)
+end
+local n = tonumber(ARGV[2])
+local abandon = ARGV[7] == 'abandon'
+if abandon then
+  redis.call('PUBLISH', ARGV[4], ARGV[6] .. ': ' .. ARGV[2] .. ' canceled')
+end
+if ind ~= n then
+  if abandon and ind ~= nil and ind < n then
+    redis.call('SADD', KEYS[2], ARGV[2])
+    redis.call('PEXPIRE', KEYS[2], 600000)
+  end
+  return present
+end
+if not abandon then
+  redis.call('PUBLISH', ARGV[4], ARGV[6] .. ': ' .. ARGV[2] .. ' completed by "' .. ARGV[3] .. '"')
+end
+local t = n + 1
+local s = string.format('%d', t)
+local disp = tonumber(redis.call('GET', KEYS[3]))
+while (disp == nil or t <= disp) and redis.call('SREM', KEYS[2], s) == 1
+    and redis.call('EXISTS', ARGV[1] .. s) == 0 do
+  t = t + 1
+  s = string.format('%d', t)
+end
+redis.call('SET', KEYS[1], s)
+if disp ~= nil and t <= disp then
+  local id = redis.call('GET', ARGV[8] .. s)
+  if id then
+    local sp = string.find(id, ' ', 1, true)
+    if sp then redis.call('PUBLISH', string.sub(id, sp + 1), string.sub(id, 1, sp - 1)) end
+  end
+end
+redis.call('PUBLISH', ARGV[5], ARGV[1] .. s)
+redis.call('PUBLISH', ARGV[4], ARGV[6] .. ': ' .. s .. ' granted')
+return 2 + present
+"#,
+    )
+});
+
+/// Why a ticket leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// It held the lock: "N completed by LABEL".
+    Release,
+    /// It gives up (timeout, cancel, failure, closing): "N canceled"; a
+    /// ticket the indicator has not reached is noted as withdrawn.
+    Abandon,
+}
+
+/// What became of a ticket that left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Left {
+    /// The indicator showed the ticket and was moved on.
+    pub moved: bool,
+    /// Its presence key still existed.
+    pub present: bool,
+}
+
+impl Left {
+    fn from_code(code: i64) -> Left {
+        Left {
+            moved: code & 2 != 0,
+            present: code & 1 != 0,
+        }
+    }
+}
+
+/// Takes `t` out of its queue: one round trip.
+pub(crate) fn release(core: &Core, t: &Ticket, mode: Mode) -> Result<Left> {
+    let call = Call::new(
+        &RELEASE,
+        &[
+            &t.keys.indicator,
+            &t.keys.withdrawn,
+            &t.keys.dispenser,
+            &t.keys.incarnation,
+        ],
+    )
+    .arg(&t.keys.presence_prefix)
+    .arg(t.serial)
+    .arg(&t.label)
+    .arg(&t.keys.external)
+    .arg(&t.keys.internal)
+    .arg(&t.keys.name)
+    .arg(match mode {
+        Mode::Release => "release",
+        Mode::Abandon => "abandon",
+    })
+    .arg(&t.keys.ticket_prefix)
+    .arg(&t.identity)
+    .arg(&t.base);
+    let code: i64 = core.run(|c| call.invoke(c))?;
+    Ok(Left::from_code(code))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_release_reads_moved_and_present() {
+        let left = |moved, present| Left { moved, present };
+        assert_eq!(Left::from_code(0), left(false, false));
+        assert_eq!(Left::from_code(1), left(false, true));
+        assert_eq!(Left::from_code(2), left(true, false));
+        assert_eq!(Left::from_code(3), left(true, true));
+    }
+}
