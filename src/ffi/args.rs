@@ -7,8 +7,8 @@
 use std::ffi::{CStr, c_char};
 use std::sync::Arc;
 
-use super::export::quiet;
 use super::handles::Table;
+use super::panic::quiet;
 use crate::error::{Error, ErrorKind, Result};
 
 /// `TURN_ERR_NULL_ARGUMENT`, naming the parameter.

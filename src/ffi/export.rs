@@ -15,6 +15,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use super::args::null;
+pub(super) use super::panic::quiet;
 use super::result::{set_last_error, turn_result};
 use crate::error::Result;
 
@@ -103,11 +104,6 @@ pub(super) fn guard_optional_out<T>(out: Out<T>, body: impl FnOnce() -> Result<T
         out.write(body()?);
         Ok(())
     })
-}
-
-/// Runs a body that cannot report an error, returning `fallback` on panic.
-pub(super) fn quiet<T>(fallback: T, body: impl FnOnce() -> T) -> T {
-    catch_unwind(AssertUnwindSafe(body)).unwrap_or(fallback)
 }
 
 #[cfg(test)]

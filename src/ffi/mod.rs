@@ -12,6 +12,7 @@
 mod args;
 mod export;
 mod handles;
+mod panic;
 
 // One module per C type, each apart so that rustfmt keeps their order:
 // cbindgen writes the functions into the header in this order, the order

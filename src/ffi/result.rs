@@ -3,7 +3,7 @@
 use std::cell::RefCell;
 use std::ffi::{CStr, CString, c_char, c_int};
 
-use super::export::quiet;
+use super::panic::quiet;
 use crate::error::ErrorKind;
 
 /// Result of every fallible function. Values are fixed and never
