@@ -117,7 +117,15 @@ pub(crate) fn run(core: &Core, hb: &Heartbeat) {
             conn = connect(core);
         }
         let result = match conn.as_mut() {
-            Some(c) => scripts::renew(c, &batch),
+            // After a SCRIPT FLUSH (or a server that lost its scripts), the
+            // script is loaded again and the beat sent again at once: short
+            // leases cannot wait for a reconnection.
+            Some(c) => match scripts::renew(c, &batch) {
+                Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
+                    scripts::prepare_renewals(c).and_then(|_| scripts::renew(c, &batch))
+                }
+                result => result,
+            },
             None => Err(redis::RedisError::from((
                 redis::ErrorKind::IoError,
                 "not connected",

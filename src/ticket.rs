@@ -143,8 +143,9 @@ impl Ticket {
         self.wake.notify_one();
     }
 
-    pub fn clear_signal(&self) {
-        *self.signaled.lock().unwrap_or_else(|e| e.into_inner()) = false;
+    /// Clears the signal; true when one had come since the last take.
+    pub fn take_signal(&self) -> bool {
+        std::mem::take(&mut *self.signaled.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Sleeps until signaled or `timeout` passed; true when signaled.

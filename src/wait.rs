@@ -195,6 +195,12 @@ fn wait_turn(
         t.wait_signal(wait);
     }
     loop {
+        // Taken before the flags are read: a signal that comes after this
+        // (a call, a cancel, the locker closing) ends the sleep below; one
+        // that came before it makes the draw's reading stale.
+        if t.take_signal() {
+            known = None;
+        }
         if t.is_lost() || !core.in_owner_process() || core.is_closed() {
             return Err(None);
         }
@@ -207,7 +213,6 @@ fn wait_turn(
                 ),
             )));
         }
-        t.clear_signal();
         let reading = match known.take() {
             Some(reading) => reading,
             None => {

@@ -84,9 +84,9 @@ end
 -- True when ticket key tkey still holds this ticket's identity, in the
 -- incarnation whose token base it was drawn with.
 local function ours(tkey, identity, ikey, base)
-  if redis.call('GET', tkey) ~= identity then return false end
-  local inc = redis.call('GET', ikey)
-  return inc ~= false and string.sub(inc, 1, #base + 1) == base .. ' '
+  if redis.pcall('GET', tkey) ~= identity then return false end
+  local inc = redis.pcall('GET', ikey)
+  return type(inc) == 'string' and string.sub(inc, 1, #base + 1) == base .. ' '
 end
 local function say(channel, resource, text)
   redis.call('PUBLISH', channel, resource .. ': ' .. text)
@@ -98,8 +98,8 @@ local function announce(ind_key, prefix, ticket_prefix, internal, external, reso
   local s = fmt(t)
   redis.call('SET', ind_key, s)
   local id = false
-  if t <= disp then id = redis.call('GET', ticket_prefix .. s) end
-  if id then
+  if t <= disp then id = redis.pcall('GET', ticket_prefix .. s) end
+  if type(id) == 'string' then
     local sp = string.find(id, ' ', 1, true)
     if sp then redis.call('PUBLISH', string.sub(id, sp + 1), string.sub(id, 1, sp - 1)) end
   end

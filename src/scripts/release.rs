@@ -29,9 +29,9 @@ static RELEASE: Lazy<Script> = Lazy::new(|| {
     Script::new(
         r#"
 local tkey = ARGV[8] .. ARGV[2]
-if redis.call('GET', tkey) ~= ARGV[9] then return 0 end
-local inc = redis.call('GET', KEYS[4])
-if inc == false or string.sub(inc, 1, #ARGV[10] + 1) ~= ARGV[10] .. ' ' then return 0 end
+if redis.pcall('GET', tkey) ~= ARGV[9] then return 0 end
+local inc = redis.pcall('GET', KEYS[4])
+if type(inc) ~= 'string' or string.sub(inc, 1, #ARGV[10] + 1) ~= ARGV[10] .. ' ' then return 0 end
 redis.call('DEL', tkey)
 local present = redis.call('DEL', ARGV[1] .. ARGV[2])
 local v = redis.call('GET', KEYS[1])
@@ -67,8 +67,8 @@ while (disp == nil or t <= disp) and redis.call('SREM', KEYS[2], s) == 1
 end
 redis.call('SET', KEYS[1], s)
 if disp ~= nil and t <= disp then
-  local id = redis.call('GET', ARGV[8] .. s)
-  if id then
+  local id = redis.pcall('GET', ARGV[8] .. s)
+  if type(id) == 'string' then
     local sp = string.find(id, ' ', 1, true)
     if sp then redis.call('PUBLISH', string.sub(id, sp + 1), string.sub(id, 1, sp - 1)) end
   end

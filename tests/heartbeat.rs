@@ -1,0 +1,56 @@
+//! The heartbeat keeps every healthy lock through what happens to others:
+//! a server that forgot its scripts, and a damaged key in another queue.
+
+mod support;
+
+use std::thread::sleep;
+use std::time::Duration;
+
+use support::Redis;
+use turn::{Acquire, Locker};
+
+#[test]
+fn a_script_flush_loses_no_lock_even_with_the_shortest_leases() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    // 150 ms: a beat every 50 ms, so a renewal cannot wait for a
+    // reconnection after the server forgot the script.
+    let lease = Duration::from_millis(150);
+    let mut lost = 0;
+    for _ in 0..5 {
+        let lock = l.acquire("x", &Acquire::label("a").expire(lease)).unwrap();
+        sleep(lease / 2);
+        let _: () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query(&mut r.conn())
+            .unwrap();
+        sleep(Duration::from_millis(1000));
+        if lock.check().is_err() {
+            lost += 1;
+        }
+        let _ = lock.release();
+    }
+    assert_eq!(lost, 0, "{lost} of 5 locks lost to a SCRIPT FLUSH");
+}
+
+#[test]
+fn a_damaged_key_of_one_queue_loses_no_lock_of_another() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    let lease = Acquire::label("a").expire(Duration::from_secs(1));
+    let good = l.acquire("good", &lease).unwrap();
+    let bad = l.acquire("bad", &lease).unwrap();
+    // The identity key of "bad" becomes a list.
+    let key = format!("turn:bad:ticket:{}", bad.serial());
+    let mut c = r.conn();
+    let _: () = redis::cmd("DEL").arg(&key).query(&mut c).unwrap();
+    let _: () = redis::cmd("RPUSH")
+        .arg(&key)
+        .arg("x")
+        .query(&mut c)
+        .unwrap();
+    sleep(Duration::from_secs(3));
+    assert!(bad.check().is_err(), "the damaged lock is reported lost");
+    assert!(good.check().is_ok(), "the healthy lock was lost with it");
+    good.release().unwrap();
+}
