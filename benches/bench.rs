@@ -283,6 +283,11 @@ fn worker(args: &[String]) {
         let t = cycle(&locker, resource);
         writeln!(out, "{} {} {}", t.serial, t.acquired, t.releasing).unwrap();
     }
+    out.flush().unwrap();
+    // A failed release is the run's failure, not only this process's.
+    if FAILED.load(Ordering::SeqCst) {
+        std::process::exit(1);
+    }
 }
 
 /// Sleeps until CLOCK_MONOTONIC reads `t` (ns).
