@@ -559,13 +559,11 @@ fn main() {
     }
     let quick = std::env::var_os("TURN_BENCH_QUICK").is_some();
     let secs = if quick { 0.3 } else { 2.0 };
-    let server;
+    // Killed on drop: the exits below drop it first.
+    let mut server = None;
     let url = match std::env::var("TURN_REDIS_URL") {
         Ok(u) => u,
-        Err(_) => {
-            server = support::Redis::start();
-            server.url()
-        }
+        Err(_) => server.insert(support::Redis::start()).url(),
     };
     println!("turn {} benchmark against {url}", turn::VERSION);
     // The herd scenario's window per P, in seconds.
@@ -584,10 +582,12 @@ fn main() {
                 "yardstick"
             );
             herd(&url, rt_us, herd_window);
+            drop(server);
             std::process::exit(if FAILED.load(Ordering::SeqCst) { 1 } else { 0 });
         }
         Ok(other) => {
             eprintln!("TURN_BENCH_ONLY={other}: the only scenario that runs alone is herd");
+            drop(server);
             std::process::exit(2);
         }
     }
@@ -892,6 +892,7 @@ fn main() {
     }
 
     if FAILED.load(Ordering::SeqCst) {
+        drop(server);
         std::process::exit(1);
     }
 }
