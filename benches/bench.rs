@@ -6,8 +6,14 @@
 //! Scenarios (see BENCHMARKS.md): solo cycles, beside the protocol floor
 //! (the same Redis commands in two bare scripts); contended processes and
 //! threads with hand-off latency; many resources; a deep queue of 1,000
-//! waiting threads; 10,000 held locks and their heartbeat cost; turn 1.0
-//! (Python) solo cycles when its virtualenv is there.
+//! waiting threads; 10,000 held locks and their heartbeat cost; the herd
+//! (P = 1, 4, 16, 64 processes on one resource: cost per hand-off against
+//! the number of waiting processes); turn 1.0 (Python) solo cycles when its
+//! virtualenv is there.
+//!
+//! `TURN_BENCH_QUICK=1` makes a short run; `TURN_BENCH_ONLY=herd` runs the
+//! yardstick and the herd alone; `TURN_BENCH_HERD_SECS` sets the herd's
+//! window per P (default 10 s, 2 s quick).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -63,6 +69,11 @@ struct Turn {
 }
 
 fn cycle(locker: &Locker, resource: &str) -> Turn {
+    cycle_holding(locker, resource, Duration::ZERO)
+}
+
+/// Acquire, hold for `hold` (asleep, so that it costs no CPU), release.
+fn cycle_holding(locker: &Locker, resource: &str, hold: Duration) -> Turn {
     let lock = locker
         .acquire(
             resource,
@@ -71,6 +82,9 @@ fn cycle(locker: &Locker, resource: &str) -> Turn {
         .unwrap_or_else(|e| panic!("acquire failed: {e}"));
     let acquired = now_ns();
     let serial = lock.serial();
+    if !hold.is_zero() {
+        thread::sleep(hold);
+    }
     let releasing = now_ns();
     if let Err(e) = lock.release() {
         fail(format!("release of {serial} failed: {e}"));
@@ -85,7 +99,16 @@ fn cycle(locker: &Locker, resource: &str) -> Turn {
 /// A number from `INFO section`: the value of `field`, or of its entry
 /// `part` (as `usec` in `cmdstat_evalsha:calls=3,usec=40,...`); 0 when absent.
 fn info_number(c: &mut redis::Connection, section: &str, field: &str, part: Option<&str>) -> f64 {
-    let info: String = redis::cmd("INFO").arg(section).query(c).unwrap();
+    info_value(&info(c, &[section]), field, part)
+}
+
+/// The text of `INFO` for `sections` (one round trip for all of them).
+fn info(c: &mut redis::Connection, sections: &[&str]) -> String {
+    redis::cmd("INFO").arg(sections).query(c).unwrap()
+}
+
+/// The number that [`info_number`] reads, from an `INFO` text read before.
+fn info_value(info: &str, field: &str, part: Option<&str>) -> f64 {
     let value = info
         .lines()
         .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'));
@@ -260,6 +283,255 @@ fn worker(args: &[String]) {
         let t = cycle(&locker, resource);
         writeln!(out, "{} {} {}", t.serial, t.acquired, t.releasing).unwrap();
     }
+    out.flush().unwrap();
+    // A failed release is the run's failure, not only this process's.
+    if FAILED.load(Ordering::SeqCst) {
+        std::process::exit(1);
+    }
+}
+
+/// Sleeps until CLOCK_MONOTONIC reads `t` (ns).
+fn sleep_until_ns(t: u64) {
+    let now = now_ns();
+    if t > now {
+        thread::sleep(Duration::from_nanos(t - now));
+    }
+}
+
+/// CPU time of this whole process (all its threads), user + system, in µs.
+fn cpu_of_this_process_us() -> u64 {
+    // SAFETY: an all-zero rusage is a valid value to write into.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: ru is a valid rusage to write into.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let us = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    us(ru.ru_utime) + us(ru.ru_stime)
+}
+
+/// A worker process of the herd scenario (arguments: url, resource). It
+/// makes its locker, warms it up on a resource of its own, says "ready",
+/// reads "go end" (CLOCK_MONOTONIC ns) from its standard input, then
+/// cycles on the resource (hold 0–500 µs, asleep) from go until end and
+/// finishes the cycle in progress. A thread of the bench's own reads the
+/// process's CPU time (getrusage RUSAGE_SELF: the locker's threads too) at
+/// go and at end. Then it prints "cpu µs" and "serial acquired releasing"
+/// lines, and exits non-zero if a release failed.
+fn herd_worker(args: &[String]) {
+    let (url, resource) = (&args[0], &args[1]);
+    let locker = Locker::new(Some(url)).unwrap();
+    cycle(&locker, &format!("{resource}-warm-{}", std::process::id()));
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "ready").unwrap();
+    stdout.flush().unwrap();
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).unwrap();
+    let times: Vec<u64> = line
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect();
+    let (go, end) = (times[0], times[1]);
+    let sampler = thread::spawn(move || {
+        sleep_until_ns(go);
+        let before = cpu_of_this_process_us();
+        sleep_until_ns(end);
+        cpu_of_this_process_us() - before
+    });
+    let mut rng = support::Rng((now_ns() ^ (u64::from(std::process::id()) << 32)) | 1);
+    let mut turns = Vec::new();
+    sleep_until_ns(go);
+    while now_ns() < end {
+        let hold = Duration::from_micros(rng.below(501));
+        turns.push(cycle_holding(&locker, resource, hold));
+    }
+    let cpu = sampler.join().unwrap();
+    let mut out = std::io::BufWriter::new(stdout);
+    writeln!(out, "cpu {cpu}").unwrap();
+    for t in turns {
+        writeln!(out, "{} {} {}", t.serial, t.acquired, t.releasing).unwrap();
+    }
+    out.flush().unwrap();
+    drop(locker);
+    if FAILED.load(Ordering::SeqCst) {
+        std::process::exit(1);
+    }
+}
+
+/// What Redis has done so far, from one `INFO commandstats cpu`.
+#[derive(Clone, Copy)]
+struct RedisUse {
+    /// EVALSHA and EVAL calls.
+    scripts: f64,
+    /// Calls of every command, those inside scripts too, but not the
+    /// meter's own INFO.
+    commands: f64,
+    /// Microseconds spent in EVALSHA and EVAL (commandstats usec; the
+    /// commands a script calls are inside its time, and counted again on
+    /// their own lines, so the lines are not summed).
+    script_us: f64,
+    /// The server process's CPU time, used_cpu_user + used_cpu_sys, in µs.
+    cpu_us: f64,
+}
+
+fn redis_use(c: &mut redis::Connection) -> RedisUse {
+    let text = info(c, &["commandstats", "cpu"]);
+    let mut commands = 0.0;
+    for line in text.lines().filter(|l| l.starts_with("cmdstat_")) {
+        let name = line.split(':').next().unwrap_or_default();
+        if name != "cmdstat_info" {
+            commands += info_value(line, name, Some("calls"));
+        }
+    }
+    RedisUse {
+        scripts: info_value(&text, "cmdstat_evalsha", Some("calls"))
+            + info_value(&text, "cmdstat_eval", Some("calls")),
+        commands,
+        script_us: info_value(&text, "cmdstat_evalsha", Some("usec"))
+            + info_value(&text, "cmdstat_eval", Some("usec")),
+        cpu_us: (info_value(&text, "used_cpu_user", None)
+            + info_value(&text, "used_cpu_sys", None))
+            * 1e6,
+    }
+}
+
+/// One line of the herd scenario: figures per hand-off at one P.
+struct HerdRow {
+    p: usize,
+    rate: f64,
+    scripts: f64,
+    commands: f64,
+    redis_us: f64,
+    redis_script_us: f64,
+    client_us: f64,
+    p99_rt: f64,
+}
+
+/// The herd scenario (issue 13): P worker processes, each with its own
+/// locker, cycle on one resource for `window` at P = 1, 4, 16, 64. Prints
+/// a line per P and the issue's ratios beside its targets (printed, not
+/// asserted; an overlap is a correctness failure).
+fn herd(url: &str, rt_us: f64, window: Duration) {
+    let mut meter = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let mut rows = Vec::new();
+    for p in [1usize, 4, 16, 64] {
+        let resource = format!("bench-herd-{p}");
+        let mut children: Vec<_> = (0..p)
+            .map(|_| {
+                let mut child = Command::new(&exe)
+                    .args(["--herd-worker", url, &resource])
+                    .stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                let out = std::io::BufReader::new(child.stdout.take().unwrap());
+                (child, out)
+            })
+            .collect();
+        for (_, out) in &mut children {
+            let mut line = String::new();
+            out.read_line(&mut line).unwrap();
+            if line.trim() != "ready" {
+                fail(format!("herd, {p} processes: a worker did not start"));
+            }
+        }
+        let go = now_ns() + 200_000_000;
+        let end = go + window.as_nanos() as u64;
+        for (child, _) in &mut children {
+            let mut stdin = child.stdin.take().unwrap();
+            writeln!(stdin, "{go} {end}").unwrap();
+        }
+        sleep_until_ns(go);
+        let t0 = now_ns();
+        let before = redis_use(&mut meter);
+        sleep_until_ns(end);
+        let t1 = now_ns();
+        let after = redis_use(&mut meter);
+        let (mut turns, mut client_us) = (Vec::new(), 0.0);
+        for (mut child, out) in children {
+            for line in out.lines() {
+                let line = line.unwrap();
+                if let Some(cpu) = line.strip_prefix("cpu ") {
+                    client_us += cpu.parse::<f64>().unwrap();
+                    continue;
+                }
+                let v: Vec<u64> = line.split(' ').map(|x| x.parse().unwrap()).collect();
+                turns.push(Turn {
+                    serial: v[0],
+                    acquired: v[1],
+                    releasing: v[2],
+                });
+            }
+            if !child.wait().unwrap().success() {
+                fail(format!("herd, {p} processes: a worker process failed"));
+            }
+        }
+        // Exclusion over every turn, the drain after `end` too.
+        handoffs(turns.clone());
+        turns.sort_by_key(|t| t.serial);
+        if turns.windows(2).any(|w| w[0].serial == w[1].serial) {
+            fail(format!("herd, {p} processes: a serial held twice"));
+        }
+        let within = |t: &Turn, a: u64, b: u64| (a..b).contains(&t.acquired);
+        // Hand-offs: turns that began in the window (the workers' one for
+        // the rate and client CPU, the meter's one for Redis's figures).
+        let n = turns.iter().filter(|t| within(t, go, end)).count().max(1) as f64;
+        let n_meter = turns.iter().filter(|t| within(t, t0, t1)).count().max(1) as f64;
+        let mut lat: Vec<f64> = turns
+            .windows(2)
+            .filter(|w| w[1].serial == w[0].serial + 1 && within(&w[1], go, end))
+            .map(|w| (w[1].acquired as f64 - w[0].releasing as f64) / 1000.0)
+            .collect();
+        lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
+        let secs = window.as_secs_f64();
+        let meter_secs = (t1 - t0) as f64 / 1e9;
+        let row = HerdRow {
+            p,
+            rate: n / secs,
+            scripts: (after.scripts - before.scripts) / n_meter,
+            commands: (after.commands - before.commands) / n_meter,
+            redis_us: (after.cpu_us - before.cpu_us) / n_meter,
+            redis_script_us: (after.script_us - before.script_us) / n_meter,
+            client_us: client_us / n,
+            p99_rt: p99 / rt_us,
+        };
+        println!(
+            "{:<34} {:>9.0} cycles/s; per hand-off: {:>5.1} script calls, {:>6.1} commands, Redis CPU {:>6.1} µs (INFO cpu; {:.1} µs in scripts), client CPU {:>6.1} µs; hand-off p50 {:>7.1} µs = {:>5.1} RT, p99 {:>8.1} µs = {:>5.1} RT; cores busy: Redis {:.2}, clients {:.2}",
+            format!("7 herd, {p} processes"),
+            row.rate,
+            row.scripts,
+            row.commands,
+            row.redis_us,
+            row.redis_script_us,
+            row.client_us,
+            p50,
+            p50 / rt_us,
+            p99,
+            row.p99_rt,
+            (after.cpu_us - before.cpu_us) / 1e6 / meter_secs,
+            client_us / 1e6 / secs,
+        );
+        rows.push(row);
+    }
+    let at = |p: usize| rows.iter().find(|r| r.p == p).unwrap();
+    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+    let scripts = rows.iter().map(|r| r.scripts).fold(0.0, f64::max);
+    let commands = rows.iter().map(|r| r.commands).fold(0.0, f64::max);
+    let redis = at(64).redis_us / at(1).redis_us;
+    let redis_scripts = at(64).redis_script_us / at(1).redis_script_us;
+    let client = at(64).client_us / at(1).client_us;
+    let cycles = at(64).rate / at(4).rate;
+    let p99 = at(64).p99_rt;
+    println!(
+        "{:<34} script calls per hand-off, most {scripts:.1} (target <= 3: {}); commands, most {commands:.1} (target <= 20: {}); Redis CPU 64/1 {redis:.1} (INFO cpu; target <= 2: {}; in scripts {redis_scripts:.1}); client CPU 64/1 {client:.1} (target <= 3: {}); cycles/s 64/4 {cycles:.2} (target >= 0.8: {}); p99 at 64 {p99:.1} RT (target <= 20: {})",
+        "  herd against issue 13",
+        verdict(scripts <= 3.0),
+        verdict(commands <= 20.0),
+        verdict(redis <= 2.0),
+        verdict(client <= 3.0),
+        verdict(cycles >= 0.8),
+        verdict(p99 <= 20.0),
+    );
 }
 
 fn threads_of_this_process() -> usize {
@@ -282,17 +554,43 @@ fn main() {
     if args.first().map(String::as_str) == Some("--worker") {
         return worker(&args[1..]);
     }
+    if args.first().map(String::as_str) == Some("--herd-worker") {
+        return herd_worker(&args[1..]);
+    }
     let quick = std::env::var_os("TURN_BENCH_QUICK").is_some();
     let secs = if quick { 0.3 } else { 2.0 };
-    let server;
+    // Killed on drop: the exits below drop it first.
+    let mut server = None;
     let url = match std::env::var("TURN_REDIS_URL") {
         Ok(u) => u,
-        Err(_) => {
-            server = support::Redis::start();
-            server.url()
-        }
+        Err(_) => server.insert(support::Redis::start()).url(),
     };
     println!("turn {} benchmark against {url}", turn::VERSION);
+    // The herd scenario's window per P, in seconds.
+    let herd_window = std::env::var("TURN_BENCH_HERD_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map(Duration::from_secs_f64)
+        .unwrap_or(Duration::from_secs(if quick { 2 } else { 10 }));
+    match std::env::var("TURN_BENCH_ONLY").as_deref() {
+        Err(_) => {}
+        Ok("herd") => {
+            let ping = ping_rate(&url, 1, secs);
+            let rt_us = 1e6 / ping;
+            println!(
+                "{:<34} {ping:>9.0} PING/s (one connection, sequential): round trip {rt_us:.1} µs",
+                "yardstick"
+            );
+            herd(&url, rt_us, herd_window);
+            drop(server);
+            std::process::exit(if FAILED.load(Ordering::SeqCst) { 1 } else { 0 });
+        }
+        Ok(other) => {
+            eprintln!("TURN_BENCH_ONLY={other}: the only scenario that runs alone is herd");
+            drop(server);
+            std::process::exit(2);
+        }
+    }
     // The yardstick, scenario 1 and its protocol floor are measured in
     // alternating slices, so that a noisy neighbour weighs on all alike.
     let locker = Locker::new(Some(&url)).unwrap();
@@ -548,6 +846,10 @@ fn main() {
         evalsha / window.as_secs_f64()
     );
     drop(locks);
+    drop(many);
+
+    // 7. Herd: P processes on one resource, P = 1, 4, 16, 64.
+    herd(&url, rt_us, herd_window);
 
     // turn 1.0 (Python), solo, when its virtualenv is there.
     // (made with pip like the tests' one unless TURN_BENCH_PYTHON names it)
@@ -590,6 +892,7 @@ fn main() {
     }
 
     if FAILED.load(Ordering::SeqCst) {
+        drop(server);
         std::process::exit(1);
     }
 }
