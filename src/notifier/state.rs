@@ -244,9 +244,7 @@ mod tests {
 
     /// True when `t` was signaled since the last look.
     fn woken(t: &Ticket) -> bool {
-        let signaled = t.wait_signal(Duration::ZERO);
-        t.clear_signal();
-        signaled
+        t.take_signal()
     }
 
     fn names(list: &[&str]) -> Vec<String> {
