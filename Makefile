@@ -9,8 +9,10 @@ PREFIX ?= /usr/local
 LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 BINDIR ?= $(PREFIX)/bin
+# Cargo's target directory (CARGO_TARGET_DIR when set, as cargo does).
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 # Where the built library is taken from by install-files and pkgconfig.
-BUILD_DIR ?= target/release
+BUILD_DIR ?= $(TARGET_DIR)/release
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 MAJOR := $(firstword $(subst ., ,$(VERSION)))
 NEED_DEMO := scripts/need.sh redis-server:redis-server redis-cli:redis-tools cc:gcc
@@ -34,11 +36,11 @@ test-deps: cargo
 build:
 	$(CARGO) build
 	$(CARGO) build --examples
-	ln -sf libturn.so target/debug/libturn.so.$(MAJOR)
+	ln -sf libturn.so $(TARGET_DIR)/debug/libturn.so.$(MAJOR)
 
 release:
 	$(CARGO) build --release
-	ln -sf libturn.so target/release/libturn.so.$(MAJOR)
+	ln -sf libturn.so $(TARGET_DIR)/release/libturn.so.$(MAJOR)
 
 # Installs like a C library: libturn.so.VERSION with its soname link
 # libturn.so.MAJOR, libturn.so, libturn.a, the headers, turn.pc and the

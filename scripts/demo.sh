@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-lib=target/release
+lib=$(realpath -m "${CARGO_TARGET_DIR:-target}/release")
 build=$(mktemp -d "${TMPDIR:-/tmp}/turn-demo.XXXXXX")
 port=""
 cleanup() {
@@ -24,7 +24,7 @@ else
 fi
 
 cc -Wall -Wextra -Werror -O2 -Iinclude examples/c/demo.c -L"$lib" \
-   -Wl,-rpath,"$PWD/$lib" -lturn -o "$build/demo"
+   -Wl,-rpath,"$lib" -lturn -o "$build/demo"
 
 workers=${WORKERS:-4}
 rounds=${ROUNDS:-3}

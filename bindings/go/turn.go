@@ -87,6 +87,7 @@ import "C"
 
 import (
 	"context"
+	"errors"
 	"runtime"
 	"sync"
 	"time"
@@ -147,8 +148,9 @@ var (
 	ErrProtocol        = &Error{Code: CodeProtocol}
 	ErrCanceled        = &Error{Code: CodeCanceled}
 	ErrPanic           = &Error{Code: CodePanic}
-	// ErrClosed: the Locker was closed.
-	ErrClosed = &Error{Code: CodeInvalidArgument, Message: "the locker is closed"}
+	// ErrClosed: the Locker was closed. Distinct from every other error
+	// (it is not an *Error, so errors.Is matches no code with it).
+	ErrClosed = errors.New("turn: the locker is closed")
 )
 
 // waitError is a wait ended by the context: it matches both the context's
@@ -357,29 +359,64 @@ func (l *Locker) Health() error {
 	return call(func() C.turn_result { return C.go_health(h) })
 }
 
+// withContext runs one call of the C library (one round trip, bounded by
+// the locker's command timeout) and returns its error, or ctx's error
+// when ctx is done first: before the call starts, nothing is sent; while
+// it runs, the call goes on in the background and may still take effect.
+func withContext(ctx context.Context, f func() error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if ctx.Done() == nil {
+		return f()
+	}
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // Bump moves the indicator of resource past dead tickets (never back) and
-// returns it.
-func (l *Locker) Bump(resource string) (uint64, error) {
+// returns it. See withContext for what ctx does.
+func (l *Locker) Bump(ctx context.Context, resource string) (uint64, error) {
 	h, err := l.use()
 	if err != nil {
 		return 0, err
 	}
-	cres := C.CString(resource)
-	defer C.free(unsafe.Pointer(cres))
-	var ind C.uint64_t
-	err = call(func() C.turn_result { return C.go_bump(h, cres, &ind) })
-	return uint64(ind), err
+	var ind uint64
+	err = withContext(ctx, func() error {
+		cres := C.CString(resource)
+		defer C.free(unsafe.Pointer(cres))
+		var out C.uint64_t
+		err := call(func() C.turn_result { return C.go_bump(h, cres, &out) })
+		runtime.KeepAlive(l)
+		ind = uint64(out)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return ind, nil
 }
 
 // Reset removes the queue of resource when idle (ErrBusy while in use).
-func (l *Locker) Reset(resource string) error {
+// When ctx ends while the reset is under way, it may still take effect.
+func (l *Locker) Reset(ctx context.Context, resource string) error {
 	h, err := l.use()
 	if err != nil {
 		return err
 	}
-	cres := C.CString(resource)
-	defer C.free(unsafe.Pointer(cres))
-	return call(func() C.turn_result { return C.go_reset(h, cres) })
+	return withContext(ctx, func() error {
+		cres := C.CString(resource)
+		defer C.free(unsafe.Pointer(cres))
+		err := call(func() C.turn_result { return C.go_reset(h, cres) })
+		runtime.KeepAlive(l)
+		return err
+	})
 }
 
 // Ticket is one live ticket of a queue.
@@ -395,25 +432,36 @@ type Status struct {
 }
 
 // Status reads the queue of resource (ErrNotFound when there is none).
-func (l *Locker) Status(resource string) (*Status, error) {
+// See withContext for what ctx does.
+func (l *Locker) Status(ctx context.Context, resource string) (*Status, error) {
 	h, err := l.use()
 	if err != nil {
 		return nil, err
 	}
-	cres := C.CString(resource)
-	defer C.free(unsafe.Pointer(cres))
-	var s C.uintptr_t
-	if err := call(func() C.turn_result { return C.go_status(h, cres, &s) }); err != nil {
+	var out *Status
+	err = withContext(ctx, func() error {
+		cres := C.CString(resource)
+		defer C.free(unsafe.Pointer(cres))
+		var s C.uintptr_t
+		err := call(func() C.turn_result { return C.go_status(h, cres, &s) })
+		runtime.KeepAlive(l)
+		if err != nil {
+			return err
+		}
+		defer C.go_status_free(s)
+		st := &Status{Indicator: uint64(C.go_status_indicator(s)), Dispenser: uint64(C.go_status_dispenser(s))}
+		n := int(C.go_status_len(s))
+		for i := 0; i < n; i++ {
+			st.Tickets = append(st.Tickets, Ticket{
+				Serial: uint64(C.go_status_serial_at(s, C.size_t(i))),
+				Label:  C.GoString(C.go_status_label_at(s, C.size_t(i))),
+			})
+		}
+		out = st
+		return nil
+	})
+	if err != nil {
 		return nil, err
-	}
-	defer C.go_status_free(s)
-	out := &Status{Indicator: uint64(C.go_status_indicator(s)), Dispenser: uint64(C.go_status_dispenser(s))}
-	n := int(C.go_status_len(s))
-	for i := 0; i < n; i++ {
-		out.Tickets = append(out.Tickets, Ticket{
-			Serial: uint64(C.go_status_serial_at(s, C.size_t(i))),
-			Label:  C.GoString(C.go_status_label_at(s, C.size_t(i))),
-		})
 	}
 	return out, nil
 }

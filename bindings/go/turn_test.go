@@ -17,7 +17,7 @@ func newLocker(t *testing.T) *Locker {
 	t.Helper()
 	url := os.Getenv("TURN_TEST_REDIS_URL")
 	if url == "" {
-		t.Fatal("TURN_TEST_REDIS_URL is not set: run these tests through `make test`")
+		t.Skip("TURN_TEST_REDIS_URL is not set: these tests need a redis-server (`make test` starts one)")
 	}
 	l, err := NewLocker(url, Prefix(fmt.Sprintf("go-%s", t.Name())))
 	if err != nil {
@@ -116,7 +116,7 @@ func TestContextEndsTheWaitAndLeavesNoTrace(t *testing.T) {
 	if !errors.Is(err, ErrWouldBlock) {
 		t.Fatalf("try: %v", err)
 	}
-	s, err := l.Status("r")
+	s, err := l.Status(context.Background(), "r")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,24 +127,32 @@ func TestContextEndsTheWaitAndLeavesNoTrace(t *testing.T) {
 
 func TestErrorsAndTools(t *testing.T) {
 	l := newLocker(t)
-	if _, err := l.Lock(context.Background(), ""); !errors.Is(err, ErrInvalidArgument) {
+	if _, err := l.Lock(context.Background(), ""); !errors.Is(err, ErrInvalidArgument) || errors.Is(err, ErrClosed) {
 		t.Fatalf("empty resource: %v", err)
 	}
-	if _, err := l.Status("none"); !errors.Is(err, ErrNotFound) {
+	if errors.Is(ErrClosed, ErrInvalidArgument) || errors.Is(ErrInvalidArgument, ErrClosed) {
+		t.Fatal("ErrClosed is not distinct")
+	}
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := l.Status(done, "r"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("status with a done context: %v", err)
+	}
+	if _, err := l.Status(context.Background(), "none"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("status of nothing: %v", err)
 	}
 	lock, err := l.Lock(context.Background(), "r")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Reset("r"); !errors.Is(err, ErrBusy) {
+	if err := l.Reset(context.Background(), "r"); !errors.Is(err, ErrBusy) {
 		t.Fatalf("reset busy: %v", err)
 	}
-	if ind, err := l.Bump("r"); err != nil || ind != 1 {
+	if ind, err := l.Bump(context.Background(), "r"); err != nil || ind != 1 {
 		t.Fatalf("bump: %d %v", ind, err)
 	}
 	lock.Unlock()
-	if err := l.Reset("r"); err != nil {
+	if err := l.Reset(context.Background(), "r"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := NewLocker("bogus://"); !errors.Is(err, ErrInvalidArgument) {
@@ -154,7 +162,10 @@ func TestErrorsAndTools(t *testing.T) {
 		t.Fatalf("TLS files with a redis:// URL: %v", err)
 	}
 	l.Close()
-	if _, err := l.Lock(context.Background(), "r"); !errors.Is(err, ErrClosed) {
+	if _, err := l.Lock(context.Background(), "r"); !errors.Is(err, ErrClosed) || errors.Is(err, ErrInvalidArgument) {
 		t.Fatalf("after close: %v", err)
+	}
+	if _, err := l.Status(context.Background(), "r"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("status after close: %v", err)
 	}
 }
