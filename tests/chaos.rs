@@ -9,25 +9,16 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use support::history::{History, Rules, Sink, What, parse};
-use support::{Redis, Rng, signal, target_dir};
-
-fn worker_binary() -> PathBuf {
-    let path = target_dir().join("examples/chaos_worker");
-    assert!(
-        path.exists(),
-        "build the examples first (make test does: cargo build --examples)"
-    );
-    path
-}
+use support::{Redis, Rng, chaos_worker, signal};
 
 fn spawn(r: &Redis, dir: &Path, n: usize, cycles: usize) -> Child {
-    Command::new(worker_binary())
+    Command::new(chaos_worker())
         .arg(r.url())
         .arg("chaos")
         .arg("2")

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use redis::Commands;
 use support::history::{Fence, History, Rules, Sink, What, Worker};
-use support::load::Load;
+use support::load::{Load, lockers};
 use support::proxy::Proxy;
 use support::sentinel::Sentinels;
 use support::{Redis, Rng, eventually, soak_duration};
@@ -34,17 +34,9 @@ fn request(lease: Duration) -> Acquire {
         .wait(Wait::For(Duration::from_secs(10)))
 }
 
-fn lockers(url: &str, n: usize) -> Vec<Locker> {
-    (0..n).map(|_| Locker::new(Some(url)).unwrap()).collect()
-}
-
 /// Two threads per locker cycling on `resource`.
 fn cycle_on(load: &mut Load, lockers: &[Locker], resource: &str, lease: Duration) {
-    for (i, l) in lockers.iter().enumerate() {
-        for _ in 0..2 {
-            load.spawn(&format!("l{i}"), l, resource, &request(lease), ms(5), ms(0));
-        }
-    }
+    load.cycle_on(lockers, resource, &request(lease), ms(5), ms(0));
 }
 
 /// Runs `fault` at random times (0.7 to 1.5 s apart) for the scenario's
@@ -66,6 +58,39 @@ fn schedule(name: &str, default: Duration, mut fault: impl FnMut()) -> usize {
 
 fn get(r: &Redis, key: &str) -> Option<String> {
     r.conn().get(key).unwrap()
+}
+
+/// Releases A's lock of the vanished queue, recording it: the release must
+/// answer Lost and leave B's ticket 1 of the new queue alone.
+fn release_touches_nothing(
+    r: &Redis,
+    a: &mut Worker,
+    a_id: &str,
+    a_lock: turn::Lock,
+    failures: &mut Vec<String>,
+) {
+    a.record(a_id, "res", What::ReleaseCalled);
+    let released = a_lock.release();
+    a.record(
+        a_id,
+        "res",
+        What::Released {
+            ok: released.is_ok(),
+        },
+    );
+    match &released {
+        Err(e) if e.kind() == turn::ErrorKind::Lost => {}
+        other => failures.push(format!("A's release answered {other:?}, not Lost")),
+    }
+    if get(r, "turn:res:serial:1").is_none() {
+        failures.push("A's release deleted B's presence key turn:res:serial:1".into());
+    }
+    let indicator = get(r, "turn:res:indicator");
+    if indicator.as_deref() != Some("1") {
+        failures.push(format!(
+            "A's release moved B's queue: indicator {indicator:?}, not 1"
+        ));
+    }
 }
 
 #[test]
@@ -149,28 +174,7 @@ fn serial_reused_after(name: &str, fault: impl FnOnce(&mut Redis)) {
             at_grant: false,
         },
     );
-    a.record(&a_id, "res", What::ReleaseCalled);
-    let released = a_lock.release();
-    a.record(
-        &a_id,
-        "res",
-        What::Released {
-            ok: released.is_ok(),
-        },
-    );
-    match &released {
-        Err(e) if e.kind() == turn::ErrorKind::Lost => {}
-        other => failures.push(format!("A's release answered {other:?}, not Lost")),
-    }
-    if get(&r, "turn:res:serial:1").is_none() {
-        failures.push("A's release deleted B's presence key turn:res:serial:1".into());
-    }
-    let indicator = get(&r, "turn:res:indicator");
-    if indicator.as_deref() != Some("1") {
-        failures.push(format!(
-            "A's release moved B's queue: indicator {indicator:?}, not 1"
-        ));
-    }
+    release_touches_nothing(&r, &mut a, &a_id, a_lock, &mut failures);
     let b_token = b_lock.token();
     let a_token = a_lock_token(&history, &a_id);
     if b_token <= a_token {
@@ -327,28 +331,7 @@ fn a_holder_passed_by_a_reset_cannot_touch_the_new_queue() {
     if a_lock.check().is_ok() {
         failures.push("A's check answers Ok after its lease lapsed".to_string());
     }
-    a.record(&a_id, "res", What::ReleaseCalled);
-    let released = a_lock.release();
-    a.record(
-        &a_id,
-        "res",
-        What::Released {
-            ok: released.is_ok(),
-        },
-    );
-    match &released {
-        Err(e) if e.kind() == turn::ErrorKind::Lost => {}
-        other => failures.push(format!("A's release answered {other:?}, not Lost")),
-    }
-    if get(&r, "turn:res:serial:1").is_none() {
-        failures.push("A's release deleted B's presence key turn:res:serial:1".into());
-    }
-    let indicator = get(&r, "turn:res:indicator");
-    if indicator.as_deref() != Some("1") {
-        failures.push(format!(
-            "A's release moved B's queue: indicator {indicator:?}, not 1"
-        ));
-    }
+    release_touches_nothing(&r, &mut a, &a_id, a_lock, &mut failures);
     b.finish(&b_id, b_lock, Duration::ZERO);
     let report = history.check(&Rules::default());
     println!("reset, serial reused: {report}");

@@ -13,7 +13,6 @@
 mod support;
 
 use std::ffi::CString;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -21,9 +20,9 @@ use std::thread::{self, sleep};
 use std::time::{Duration, Instant};
 
 use support::history::{FileFence, History, Rules, Sink, What, Worker, parse};
-use support::load::Load;
+use support::load::{Load, lockers};
 use support::proxy::{Direction, Proxy};
-use support::{Redis, Rng, queued, signal, soak_duration, target_dir};
+use support::{Redis, Rng, chaos_worker, queued, signal, soak_duration};
 use turn::ffi::{
     turn_lock, turn_lock_acquire, turn_lock_release, turn_lock_serial, turn_lock_token,
     turn_locker, turn_locker_free, turn_locker_new, turn_result,
@@ -39,10 +38,6 @@ fn request(lease: Duration) -> Acquire {
     Acquire::default()
         .expire(lease)
         .wait(Wait::For(Duration::from_secs(20)))
-}
-
-fn lockers(url: &str, n: usize) -> Vec<Locker> {
-    (0..n).map(|_| Locker::new(Some(url)).unwrap()).collect()
 }
 
 /// A server without persistence that takes DEBUG commands (Redis 7 wants
@@ -66,15 +61,6 @@ fn debuggable_redis() -> Redis {
         args.extend(["--enable-debug-command", "yes"]);
     }
     Redis::start_with(&args)
-}
-
-fn worker_binary() -> PathBuf {
-    let path = target_dir().join("examples/chaos_worker");
-    assert!(
-        path.exists(),
-        "build the examples first (make test does: cargo build --examples)"
-    );
-    path
 }
 
 #[test]
@@ -133,7 +119,7 @@ fn a_waiter_paused_while_its_turn_is_in_flight_does_not_take_the_passed_ticket()
     let (h_id, h_lock) = h.acquire(&l, "res", &request(Duration::from_secs(10)));
     let h_lock = h_lock.unwrap();
     let log = dir.path().join("log.w");
-    let mut w = Command::new(worker_binary())
+    let mut w = Command::new(chaos_worker())
         .arg(proxy.url())
         .args(["res", "1", "1"])
         .arg(&log)
@@ -224,18 +210,13 @@ fn debug_sleep_beyond_the_lease_breaks_no_guarantee() {
     let r = debuggable_redis();
     let mut load = Load::new();
     let ls = lockers(&r.url(), 3);
-    for (i, l) in ls.iter().enumerate() {
-        for _ in 0..2 {
-            load.spawn(
-                &format!("l{i}"),
-                l,
-                "res",
-                &request(Duration::from_secs(1)),
-                ms(5),
-                Duration::ZERO,
-            );
-        }
-    }
+    load.cycle_on(
+        &ls,
+        "res",
+        &request(Duration::from_secs(1)),
+        ms(5),
+        Duration::ZERO,
+    );
     let mut rng = Rng::seeded("DEBUG SLEEP");
     let run = soak_duration(Duration::from_secs(8));
     let start = Instant::now();
@@ -265,20 +246,15 @@ fn killing_pubsub_connections_under_load_strands_no_waiter() {
     let r = Redis::start();
     let mut load = Load::new();
     let ls = lockers(&r.url(), 3);
-    for (i, l) in ls.iter().enumerate() {
-        for _ in 0..2 {
-            // Patience stays at its 60 s default: only the library's own
-            // re-reads can save a waiter whose message was lost.
-            load.spawn(
-                &format!("l{i}"),
-                l,
-                "res",
-                &request(Duration::from_secs(2)),
-                ms(2),
-                Duration::ZERO,
-            );
-        }
-    }
+    // Patience stays at its 60 s default: only the library's own
+    // re-reads can save a waiter whose message was lost.
+    load.cycle_on(
+        &ls,
+        "res",
+        &request(Duration::from_secs(2)),
+        ms(2),
+        Duration::ZERO,
+    );
     let mut rng = Rng::seeded("CLIENT KILL TYPE pubsub");
     let run = soak_duration(Duration::from_secs(6));
     let start = Instant::now();

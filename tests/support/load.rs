@@ -25,7 +25,29 @@ impl Default for Load {
     }
 }
 
+/// `n` lockers on `url`, default options.
+pub fn lockers(url: &str, n: usize) -> Vec<Locker> {
+    (0..n).map(|_| Locker::new(Some(url)).unwrap()).collect()
+}
+
 impl Load {
+    /// Two threads per locker cycling on `resource` (see [`Load::spawn`]),
+    /// named after their locker (`l0`, `l1`, ...).
+    pub fn cycle_on(
+        &mut self,
+        lockers: &[Locker],
+        resource: &str,
+        request: &Acquire,
+        hold: Duration,
+        rest: Duration,
+    ) {
+        for (i, l) in lockers.iter().enumerate() {
+            for _ in 0..2 {
+                self.spawn(&format!("l{i}"), l, resource, request, hold, rest);
+            }
+        }
+    }
+
     pub fn new() -> Load {
         Load {
             history: History::new(),

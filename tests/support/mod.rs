@@ -192,6 +192,16 @@ pub fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// The chaos worker example (`cargo build --examples` builds it).
+pub fn chaos_worker() -> PathBuf {
+    let path = target_dir().join("examples/chaos_worker");
+    assert!(
+        path.exists(),
+        "build the examples first (make test does: cargo build --examples)"
+    );
+    path
+}
+
 /// The repository root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
