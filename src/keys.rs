@@ -30,10 +30,11 @@ pub(crate) struct Keys {
     /// turn 1.0 does not know it).
     pub withdrawn: String,
     /// `P:R:ticket:`; append a serial for the identity key of that ticket
-    /// (ours only): `NONCE CHANNEL`, the ticket's unique nonce and the
-    /// channel of the locker that drew it. A serial alone does not name a
-    /// ticket (a queue can vanish and hand the same numbers out again); the
-    /// nonce does. Outside `P:R:serial:*`, which turn 1.0's status scans.
+    /// (ours only): `NONCE BASE CHANNEL`, the ticket's unique nonce, the
+    /// token base of the incarnation it was drawn in, and the channel of
+    /// the locker that drew it. A serial alone does not name a ticket (a
+    /// queue can vanish and hand the same numbers out again); the nonce
+    /// does. Outside `P:R:serial:*`, which turn 1.0's status scans.
     pub ticket_prefix: String,
     /// `P:R:incarnation`: `BASE TOP`, the fencing-token base of the queue
     /// and the highest serial one of our draws took (ours only).

@@ -1,7 +1,7 @@
 //! One ticket this locker drew: waiting for its turn, or holding the lock.
 //! Shared between the caller, the heartbeat and the notifier.
 
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,8 +17,10 @@ pub(crate) struct Draw {
     pub id: u64,
     pub resource: String,
     pub keys: Arc<Keys>,
-    /// `NONCE CHANNEL`.
-    pub identity: String,
+    /// Made for this draw alone: the message that calls the ticket.
+    pub nonce: String,
+    /// The drawing locker's channel, where the ticket is called.
+    pub channel: String,
     pub label: String,
     pub expire: Duration,
     /// When the draw was sent, in ms since the locker's epoch: the lease
@@ -37,7 +39,7 @@ pub(crate) struct Ticket {
     /// The token base of the queue's incarnation it was drawn in (token -
     /// serial), as the scripts compare it.
     pub base: String,
-    /// The value of its identity key: `NONCE CHANNEL` (see `Keys`).
+    /// The value of its identity key: `NONCE BASE CHANNEL` (see `Keys`).
     pub identity: String,
     pub label: String,
     pub expire: Duration,
@@ -48,6 +50,10 @@ pub(crate) struct Ticket {
     /// When the last confirmed refresh was sent, in ms since the locker's
     /// epoch: the lease runs from there.
     refreshed_ms: AtomicU64,
+    /// Its nonce came on the locker's channel since the waiter last
+    /// looked: a release or bump set the indicator to it (a hint, to be
+    /// confirmed: the message may be old).
+    called: AtomicBool,
     signaled: Mutex<bool>,
     wake: Condvar,
 }
@@ -58,24 +64,27 @@ impl Ticket {
             id,
             resource,
             keys,
-            identity,
+            nonce,
+            channel,
             label,
             expire,
             sent_ms: drawn_ms,
         } = draw;
+        let base = (token as i128 - serial as i128).to_string();
         Ticket {
             id,
             resource,
             keys,
             serial,
             token,
-            base: (token as i128 - serial as i128).to_string(),
-            identity,
+            identity: format!("{nonce} {base} {channel}"),
+            base,
             label,
             expire,
             drawn_at,
             state: AtomicU8::new(WAITING),
             refreshed_ms: AtomicU64::new(drawn_ms),
+            called: AtomicBool::new(false),
             signaled: Mutex::new(false),
             wake: Condvar::new(),
         }
@@ -136,6 +145,17 @@ impl Ticket {
         now_ms.saturating_sub(self.refreshed_ms()) > self.expire_ms()
     }
 
+    /// Its nonce came: notes it and wakes the waiter.
+    pub fn call(&self) {
+        self.called.store(true, Ordering::Release);
+        self.signal();
+    }
+
+    /// True when its nonce came since the last take.
+    pub fn take_call(&self) -> bool {
+        self.called.swap(false, Ordering::AcqRel)
+    }
+
     /// Wakes the thread waiting on this ticket.
     pub fn signal(&self) {
         let mut s = self.signaled.lock().unwrap_or_else(|e| e.into_inner());
@@ -185,7 +205,8 @@ impl Ticket {
             id,
             resource: keys.name.clone(),
             keys: keys.clone(),
-            identity: format!("nonce{id} channel"),
+            nonce: format!("nonce{id}"),
+            channel: "channel".to_string(),
             label: String::new(),
             expire: Duration::from_millis(expire_ms),
             sent_ms,

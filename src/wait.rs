@@ -1,9 +1,16 @@
 //! Waiting for the turn: an acquire draws a ticket and, unless it was
-//! granted at once, waits until the indicator shows it, re-reading the
-//! queue when the notifier wakes it and at bounded times; the lowest local
-//! waiter of a resource bumps past a dead holder. A ticket lost while
-//! waiting is withdrawn and drawn anew; one given up (timeout, cancel,
-//! try-lock, closing) is withdrawn.
+//! granted at once, waits for its call: the message with its nonce that the
+//! release (or bump) setting the indicator to it sends to this locker
+//! alone; it then confirms its turn with one plain read.
+//! Meanwhile it watches the nearest ticket ahead of it that is alive, and
+//! re-reads the queue on silence: when that ticket's lease would lapse, and
+//! after its patience. A watched ticket found dead is stepped past (bumped
+//! when it is at the indicator, recorded as withdrawn otherwise, so that
+//! the release before it passes it). A watched ticket that is not ours (a
+//! turn 1.0 client's) announces its leaving only on `internal`, so then
+//! the waiter listens there too. A ticket lost while waiting is withdrawn
+//! and drawn anew; one given up (timeout, cancel, try-lock, closing) is
+//! withdrawn.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -67,7 +74,8 @@ pub(crate) fn acquire(rt: &Runtime, resource: &str, request: &Acquire) -> Result
             id,
             resource: resource.to_string(),
             keys: keys.clone(),
-            identity: format!("{nonce} {}", rt.notifier.channel()),
+            nonce: nonce.clone(),
+            channel: rt.notifier.channel().to_string(),
             label: request.label.clone(),
             expire,
             sent_ms: core.now_ms(),
@@ -163,7 +171,8 @@ pub(crate) fn acquire(rt: &Runtime, resource: &str, request: &Acquire) -> Result
 /// Waits until `t` has the turn. Err(None): the ticket was lost.
 /// `drawn`: what the draw read. `seen`: the `internal` channel's message
 /// count before the draw, and whether the locker's channel stayed
-/// subscribed since before the draw.
+/// subscribed since before the draw with no call yet (so the draw's
+/// reading still holds).
 fn wait_turn(
     rt: &Runtime,
     t: &Arc<Ticket>,
@@ -175,29 +184,14 @@ fn wait_turn(
 ) -> std::result::Result<(), Option<Error>> {
     let core = &rt.core;
     let waiter = Registration::new(&rt.notifier, t);
-    let subscribed = waiter.seq();
-    // The draw's reading still holds if the `internal` subscription was
-    // active before the draw and no message came since, and the locker's
-    // own channel was subscribed before the draw and still is (so a call
-    // for this ticket cannot have been missed).
-    let (internal_seen, own) = seen;
-    let mut known = match (internal_seen, subscribed) {
-        (Some(a), Some(b)) if a == b && own => Some(drawn),
-        _ => None,
-    };
+    let (mut internal_seen, own) = seen;
+    let mut known = own.then_some(drawn);
+    let mut listening = false;
     let mut outage = Outage::default();
-    if subscribed.is_none() {
-        kick(rt);
-        let mut wait = SUBSCRIBE_WAIT;
-        if let Some(d) = deadline {
-            wait = wait.min(d.saturating_duration_since(Instant::now()));
-        }
-        t.wait_signal(wait);
-    }
     loop {
         // Taken before the flags are read: a signal that comes after this
-        // (a call, a cancel, the locker closing) ends the sleep below; one
-        // that came before it makes the draw's reading stale.
+        // (a call, a message, a cancel, the locker closing) ends the sleep
+        // below; one that came before it makes the last reading stale.
         if t.take_signal() {
             known = None;
         }
@@ -213,15 +207,36 @@ fn wait_turn(
                 ),
             )));
         }
+        if t.take_call() {
+            // Its nonce came: the indicator was set to it. One plain read
+            // confirms it (the message may have sat in a socket while this
+            // process was paused, and the queue may have vanished since).
+            match scripts::confirm(core, t) {
+                Ok(true) => {
+                    return if rt.heartbeat.grant(core, t) {
+                        Ok(())
+                    } else {
+                        Err(None)
+                    };
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    outage.endure(e, t, core, deadline)?;
+                    t.call();
+                    continue;
+                }
+            }
+        }
         let reading = match known.take() {
             Some(reading) => reading,
             None => {
-                let sent_ms = core.now_ms();
-                match scripts::check(core, t) {
+                internal_seen = rt.notifier.snapshot(&t.keys.internal);
+                // Old enough to tell a dead ticket ahead from a turn 1.0
+                // one whose presence key is not set yet.
+                let record = t.drawn_at.elapsed() >= core.options.grace;
+                match scripts::check(core, t, record) {
                     Ok(Checked::Waiting(reading)) => reading,
                     Ok(Checked::Granted) => {
-                        // The check renewed the lease.
-                        t.refreshed(sent_ms);
                         return if rt.heartbeat.grant(core, t) {
                             Ok(())
                         } else {
@@ -236,6 +251,24 @@ fn wait_turn(
                 }
             }
         };
+        if !reading.ours && !listening {
+            // The watched ticket announces its leaving on `internal` only:
+            // listen there from now on, and read again unless the channel
+            // was subscribed before this reading with no message since.
+            listening = true;
+            let now = waiter.listen();
+            if now.is_none() || now != internal_seen {
+                if now.is_none() {
+                    kick(rt);
+                    let mut wait = SUBSCRIBE_WAIT;
+                    if let Some(d) = deadline {
+                        wait = wait.min(d.saturating_duration_since(Instant::now()));
+                    }
+                    t.wait_signal(wait);
+                }
+                continue;
+            }
+        }
         let now = Instant::now();
         if let Some(d) = deadline
             && now >= d
@@ -249,25 +282,28 @@ fn wait_turn(
             )));
         }
         let mut sleep = patience;
-        if rt.notifier.is_head(t) {
-            match reading.holder {
-                Holder::Missing => {
-                    let age = now.duration_since(t.drawn_at);
-                    if age >= core.options.grace {
-                        // The ticket at the indicator is dead: step past it
-                        // and every other dead ticket before ours.
-                        match scripts::bump_before(core, t) {
-                            Ok(Bumped::NotOurs) => return Err(None),
-                            Ok(Bumped::To(_) | Bumped::NoQueue) => {}
-                            Err(e) => outage.endure(e, t, core, deadline)?,
-                        }
-                        continue;
+        match reading.holder {
+            Holder::Missing => {
+                let age = now.duration_since(t.drawn_at);
+                if age < core.options.grace {
+                    sleep = sleep.min(core.options.grace - age);
+                } else if reading.watched == reading.indicator {
+                    // The ticket at the indicator is dead, and every one
+                    // between it and ours: step past them.
+                    match scripts::bump_before(core, t) {
+                        Ok(Bumped::NotOurs) => return Err(None),
+                        Ok(Bumped::To(_) | Bumped::NoQueue) => {}
+                        Err(e) => outage.endure(e, t, core, deadline)?,
                     }
-                    sleep = core.options.grace - age;
+                    continue;
+                } else {
+                    // The ticket before ours is gone: read again, recording
+                    // the dead ones as withdrawn, and watch the next alive.
+                    continue;
                 }
-                Holder::Expires(left) => sleep = sleep.min(left + LEASE_MARGIN),
-                Holder::NoExpiry => {}
             }
+            Holder::Expires(left) => sleep = sleep.min(left + LEASE_MARGIN),
+            Holder::NoExpiry => {}
         }
         if let Some(d) = deadline {
             sleep = sleep.min(d.saturating_duration_since(now));

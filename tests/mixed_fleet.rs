@@ -277,3 +277,33 @@ fn a_killed_holder_of_ours_is_passed_by_a_python_waiter() {
     assert!(py_lines.wait_for("held 2", Duration::from_secs(60)));
     assert!(py.wait().unwrap().success());
 }
+
+#[test]
+fn a_python_release_calls_our_waiter_at_once() {
+    // Our waiter stands behind a turn 1.0 holder whose lease is 60 s, with
+    // a patience of an hour: only turn 1.0's `internal` message can bring
+    // its turn within the 20 s it waits.
+    let r = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let mut holder = python_worker(&r, "handoff", "python", 1, &log, (60, 60, 2.0));
+    let mut lines = Lines::new(holder.stdout.take().unwrap());
+    assert!(lines.wait_for("held 1", Duration::from_secs(30)));
+    let held_at = std::time::Instant::now();
+    let locker = Locker::new(Some(&r.url())).unwrap();
+    let lock = locker
+        .acquire(
+            "handoff",
+            &Acquire::label("ours")
+                .patience(Duration::from_secs(3600))
+                .wait(Wait::For(Duration::from_secs(20))),
+        )
+        .expect("called by the turn 1.0 release");
+    assert_eq!(lock.serial(), 2);
+    println!(
+        "granted {:?} after the turn 1.0 holder took its turn (it holds 2 s)",
+        held_at.elapsed()
+    );
+    assert!(holder.wait().unwrap().success());
+    lock.release().unwrap();
+}

@@ -1,17 +1,19 @@
 //! The notifier: one background thread with one pubsub connection,
-//! subscribed to the `internal` channel of each resource that has a local
-//! waiter, waking the right waiter when a message names its ticket.
+//! subscribed to the locker's own channel, and to the `internal` channel of
+//! a resource only while a local waiter there watches a ticket that is not
+//! ours (a turn 1.0 ticket).
 //!
-//! The thread also listens on the locker's own channel, where a release or
-//! bump that sets the indicator to one of this locker's tickets publishes
-//! that ticket's nonce. That message is the one a waiter trusts without a
-//! round trip: the nonce was made for its draw, so the message cannot
-//! predate the draw nor be meant for another ticket with the same serial.
+//! On the locker's own channel a release or bump that sets the indicator to
+//! one of this locker's tickets publishes that ticket's nonce, which wakes
+//! that waiter alone: it then takes its turn with one check. So a hand-off
+//! wakes one process, the next ticket's, however many wait. (No message
+//! grants by itself: a message can sit in a socket while its process is
+//! paused and the queue vanishes meanwhile.)
 //!
-//! An `internal` message (turn 1.0's "N may go now") only wakes the waiter
-//! it names and the local head (the lowest local ticket of that resource,
-//! which watches the queue for dead tickets); they re-read the queue. Every
-//! waiter sleeps only for bounded times.
+//! An `internal` message (turn 1.0's "N may go now") wakes the waiter it
+//! names and the listeners behind it; they re-read the queue. Every waiter
+//! also re-reads on silence: when the ticket it watches would lapse, and
+//! after its patience.
 //!
 //! The bookkeeping (`state.rs`) knows no connection; this file holds it
 //! behind a mutex, and runs the thread.
@@ -90,11 +92,6 @@ impl Notifier {
         self.lock().snapshot(channel)
     }
 
-    /// True when `t` is the lowest local waiter of its resource.
-    pub fn is_head(&self, t: &Ticket) -> bool {
-        self.lock().is_head(t)
-    }
-
     /// Makes the thread panic once, or not (tests of its restart).
     pub fn inject_panic(&self, on: bool) {
         self.inject_panic.store(on, Ordering::Release);
@@ -169,22 +166,18 @@ impl Notifier {
 pub(crate) struct Registration<'a> {
     notifier: &'a Notifier,
     ticket: &'a Ticket,
-    seq: Option<u64>,
 }
 
 impl<'a> Registration<'a> {
     pub fn new(notifier: &'a Notifier, ticket: &'a Arc<Ticket>) -> Registration<'a> {
-        let seq = notifier.lock().add(ticket, Instant::now());
-        Registration {
-            notifier,
-            ticket,
-            seq,
-        }
+        notifier.lock().add(ticket);
+        Registration { notifier, ticket }
     }
 
-    /// The message count when registered, if the channel was subscribed.
-    pub fn seq(&self) -> Option<u64> {
-        self.seq
+    /// Listens on the resource's `internal` channel from now on; the
+    /// channel's message count when it is subscribed.
+    pub fn listen(&self) -> Option<u64> {
+        self.notifier.lock().listen(self.ticket, Instant::now())
     }
 }
 

@@ -1,6 +1,6 @@
 //! The notifier's bookkeeping, without a connection: who waits on which
-//! channel, which channels to subscribe, which nonces are expected on the
-//! locker's own channel, and whom a message wakes.
+//! resource, which `internal` channels to subscribe, which nonces are
+//! expected on the locker's own channel, and whom a message wakes.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -9,12 +9,14 @@ use std::time::{Duration, Instant};
 use crate::keys::Keys;
 use crate::ticket::Ticket;
 
-/// A channel stays subscribed this long after its last local waiter left,
-/// so that a busy resource does not resubscribe for every wait.
+/// A channel stays subscribed this long after its last local waiter that
+/// wanted it left, so that a busy resource does not resubscribe for every
+/// wait.
 pub(super) const LINGER: Duration = Duration::from_secs(30);
 
 #[derive(Default)]
 pub(super) struct State {
+    /// By `internal` channel name: the resources with local waiters.
     channels: HashMap<String, Channel>,
     /// Tickets expecting their nonce on the locker's channel, by nonce;
     /// entered before the draw is sent, so that no message is missed.
@@ -31,27 +33,44 @@ struct Expected {
     called: bool,
 }
 
+struct Waiter {
+    ticket: Arc<Ticket>,
+    /// It watches a ticket whose leaving only `internal` announces (a turn
+    /// 1.0 ticket, or one not known to be ours).
+    internal: bool,
+}
+
 struct Channel {
     keys: Arc<Keys>,
     /// Local waiters by (serial, ticket id): two tickets of one locker can
     /// have one serial (one of a queue that vanished).
-    waiters: BTreeMap<(u64, u64), Arc<Ticket>>,
+    waiters: BTreeMap<(u64, u64), Waiter>,
     subscribed: bool,
     /// Messages seen on this channel since it was subscribed.
     seq: u64,
-    last_used: Instant,
+    /// When a waiter last wanted the channel (None: never).
+    last_wanted: Option<Instant>,
 }
 
 impl Channel {
+    fn wants(&self) -> bool {
+        self.waiters.values().any(|w| w.internal)
+    }
+
+    fn lingers(&self, now: Instant) -> bool {
+        self.last_wanted
+            .is_some_and(|at| now.duration_since(at) < LINGER)
+    }
+
     fn wake_all(&self) {
-        for t in self.waiters.values() {
-            t.signal();
+        for w in self.waiters.values() {
+            w.ticket.signal();
         }
     }
 
-    fn wake_head(&self) {
-        if let Some((_, t)) = self.waiters.iter().next() {
-            t.signal();
+    fn wake_listeners(&self) {
+        for w in self.waiters.values().filter(|w| w.internal) {
+            w.ticket.signal();
         }
     }
 }
@@ -61,6 +80,17 @@ impl State {
     /// subscribed, else None.
     fn own(&self) -> Option<u64> {
         self.own_live.then_some(self.own_epoch)
+    }
+
+    /// Wakes every waiter and every drawn ticket expecting its call: a
+    /// message may have been missed.
+    fn wake_everyone(&self) {
+        for c in self.channels.values() {
+            c.wake_all();
+        }
+        for t in self.expected.values().filter_map(|e| e.ticket.as_ref()) {
+            t.signal();
+        }
     }
 
     /// Expects a message with `nonce` (before the draw is sent). Returns the
@@ -79,6 +109,9 @@ impl State {
             e.ticket = Some(t.clone());
             called = e.called;
         }
+        if called {
+            t.call();
+        }
         (self.own(), called)
     }
 
@@ -87,10 +120,12 @@ impl State {
         self.expected.remove(nonce);
     }
 
-    /// The locker's channel was subscribed (again).
+    /// The locker's channel was subscribed (again): calls sent while it
+    /// was not were missed, so everyone looks again.
     pub fn own_subscribed(&mut self) {
         self.own_epoch += 1;
         self.own_live = true;
+        self.wake_everyone();
     }
 
     /// A message on the locker's channel: the call of the ticket whose
@@ -104,7 +139,7 @@ impl State {
         };
         e.called = true;
         if let Some(t) = &e.ticket {
-            t.signal();
+            t.call();
         }
     }
 
@@ -116,17 +151,8 @@ impl State {
             .map(|c| c.seq)
     }
 
-    /// True when `t` is the lowest local waiter of its resource.
-    pub fn is_head(&self, t: &Ticket) -> bool {
-        self.channels
-            .get(&t.keys.internal)
-            .and_then(|c| c.waiters.keys().next().copied())
-            == Some((t.serial, t.id))
-    }
-
-    /// A waiter comes: its resource's channel is wanted. Returns the
-    /// channel's message count when it is subscribed.
-    pub fn add(&mut self, t: &Arc<Ticket>, now: Instant) -> Option<u64> {
+    /// A waiter comes (not listening on `internal` yet).
+    pub fn add(&mut self, t: &Arc<Ticket>) {
         let channel = self
             .channels
             .entry(t.keys.internal.clone())
@@ -135,39 +161,49 @@ impl State {
                 waiters: BTreeMap::new(),
                 subscribed: false,
                 seq: 0,
-                last_used: now,
+                last_wanted: None,
             });
-        channel.waiters.insert((t.serial, t.id), t.clone());
-        channel.last_used = now;
-        channel.subscribed.then_some(channel.seq)
+        channel.waiters.insert(
+            (t.serial, t.id),
+            Waiter {
+                ticket: t.clone(),
+                internal: false,
+            },
+        );
     }
 
-    /// A waiter leaves; when it was the head, the next takes over.
+    /// A waiter listens on its resource's `internal` channel from now on.
+    /// Returns the channel's message count when it is subscribed.
+    pub fn listen(&mut self, t: &Ticket, now: Instant) -> Option<u64> {
+        let c = self.channels.get_mut(&t.keys.internal)?;
+        if let Some(w) = c.waiters.get_mut(&(t.serial, t.id)) {
+            w.internal = true;
+        }
+        c.last_wanted = Some(now);
+        c.subscribed.then_some(c.seq)
+    }
+
+    /// A waiter leaves.
     pub fn remove(&mut self, t: &Ticket, now: Instant) {
-        if let Some(channel) = self.channels.get_mut(&t.keys.internal) {
-            let was_head = channel.waiters.keys().next() == Some(&(t.serial, t.id));
-            channel.waiters.remove(&(t.serial, t.id));
-            channel.last_used = now;
-            if was_head {
-                // The next local ticket takes over watching the queue.
-                channel.wake_head();
-            }
+        if let Some(c) = self.channels.get_mut(&t.keys.internal)
+            && let Some(w) = c.waiters.remove(&(t.serial, t.id))
+            && w.internal
+        {
+            c.last_wanted = Some(now);
         }
     }
 
     /// Which channels to subscribe and unsubscribe at `now`, given the
-    /// current ones: those with waiters or used within [`LINGER`] are
-    /// wanted; the others are forgotten once unsubscribed.
+    /// current ones: those a waiter listens on, or did within [`LINGER`],
+    /// are wanted; channels nobody waits on are forgotten once
+    /// unsubscribed.
     pub fn plan(&mut self, current: &HashSet<String>, now: Instant) -> (Vec<String>, Vec<String>) {
-        self.channels.retain(|name, c| {
-            !c.waiters.is_empty()
-                || now.duration_since(c.last_used) < LINGER
-                || current.contains(name)
-        });
+        self.channels
+            .retain(|name, c| !c.waiters.is_empty() || c.lingers(now) || current.contains(name));
         let mut subscribe = Vec::new();
         let mut unsubscribe = Vec::new();
         for (name, c) in &self.channels {
-            let wanted = !c.waiters.is_empty() || now.duration_since(c.last_used) < LINGER;
+            let wanted = c.wants() || c.lingers(now);
             if wanted && !current.contains(name) {
                 subscribe.push(name.clone());
             } else if !wanted && current.contains(name) {
@@ -177,14 +213,14 @@ impl State {
         (subscribe, unsubscribe)
     }
 
-    /// The server confirmed these subscriptions: their waiters re-read
-    /// their queues (messages before it were missed).
+    /// The server confirmed these subscriptions: their listeners look
+    /// again (messages before it were missed).
     pub fn subscribed(&mut self, names: &[String]) {
         for name in names {
             if let Some(c) = self.channels.get_mut(name) {
                 c.subscribed = true;
                 c.seq = c.seq.wrapping_add(1);
-                c.wake_all();
+                c.wake_listeners();
             }
         }
     }
@@ -201,32 +237,33 @@ impl State {
     }
 
     /// The connection went away: every subscription is gone and messages
-    /// may have been missed, so every waiter re-reads its queue.
+    /// may have been missed, so every waiter looks again.
     pub fn disconnected(&mut self) {
         self.own_live = false;
         for c in self.channels.values_mut() {
             c.subscribed = false;
-            c.wake_all();
         }
+        self.wake_everyone();
     }
 
-    /// A message on a resource's `internal` channel: it wakes the waiters
-    /// whose serial it names, and the head.
+    /// A message on a resource's `internal` channel (turn 1.0's "N may go
+    /// now"): it wakes the waiters whose serial it names, and the
+    /// listeners from that serial on (a ticket named may be dead; those
+    /// behind it then step past it). A message naming nothing readable
+    /// wakes every listener.
     pub fn deliver(&mut self, channel: &str, payload: &[u8]) {
         let Some(c) = self.channels.get_mut(channel) else {
             return;
         };
         c.seq = c.seq.wrapping_add(1);
-        if let Some(serial) = c.keys.serial_of_message(payload) {
-            for t in c
-                .waiters
-                .range((serial, 0)..=(serial, u64::MAX))
-                .map(|(_, t)| t)
-            {
-                t.signal();
+        let from = c.keys.serial_of_message(payload);
+        for ((serial, _), w) in &c.waiters {
+            let named = from == Some(*serial);
+            let behind = w.internal && from.is_none_or(|x| *serial >= x);
+            if named || behind {
+                w.ticket.signal();
             }
         }
-        c.wake_head();
     }
 }
 
@@ -252,22 +289,35 @@ mod tests {
     }
 
     #[test]
-    fn a_waiters_channel_is_subscribed_and_lingers_after_it_leaves() {
+    fn waiters_that_watch_tickets_of_ours_subscribe_nothing() {
+        let mut state = State::default();
+        let k = keys("r");
+        let t0 = Instant::now();
+        for (id, serial) in [(1, 5), (2, 6), (3, 7)] {
+            state.add(&ticket(&k, id, serial));
+        }
+        assert_eq!(state.plan(&HashSet::new(), t0), (vec![], vec![]));
+    }
+
+    #[test]
+    fn a_listeners_channel_is_subscribed_and_lingers_after_it_leaves() {
         let mut state = State::default();
         let k = keys("r");
         let t = ticket(&k, 1, 5);
         let t0 = Instant::now();
         let mut current = HashSet::new();
+        state.add(&t);
         assert_eq!(state.plan(&current, t0), (vec![], vec![]));
-        assert_eq!(state.add(&t, t0), None);
+        assert_eq!(state.listen(&t, t0), None);
         assert_eq!(
             state.plan(&current, t0),
             (names(&["turn:r:internal"]), vec![])
         );
         current.insert(k.internal.clone());
         state.subscribed(&names(&["turn:r:internal"]));
+        assert!(woken(&t));
         assert_eq!(state.plan(&current, t0), (vec![], vec![]));
-        // The waiter leaves: the channel stays for LINGER, then goes.
+        // The listener leaves: the channel stays for LINGER, then goes.
         state.remove(&t, t0);
         let almost = t0 + LINGER - Duration::from_millis(1);
         assert_eq!(state.plan(&current, almost), (vec![], vec![]));
@@ -288,7 +338,8 @@ mod tests {
         let k = keys("r");
         let t = ticket(&k, 1, 5);
         let t0 = Instant::now();
-        state.add(&t, t0);
+        state.add(&t);
+        state.listen(&t, t0);
         state.remove(&t, t0);
         // Still wanted while it lingers, though nobody waits.
         assert_eq!(
@@ -300,25 +351,32 @@ mod tests {
     }
 
     #[test]
-    fn a_message_wakes_the_waiter_it_names_and_the_head() {
+    fn an_internal_message_wakes_the_waiter_it_names_and_the_listeners_behind_it() {
         let mut state = State::default();
         let k = keys("r");
         let t0 = Instant::now();
-        let (head, named, other) = (ticket(&k, 1, 3), ticket(&k, 2, 5), ticket(&k, 3, 7));
-        for t in [&head, &named, &other] {
-            state.add(t, t0);
+        let (before, named, quiet, listener) = (
+            ticket(&k, 1, 3),
+            ticket(&k, 2, 5),
+            ticket(&k, 3, 7),
+            ticket(&k, 4, 9),
+        );
+        for t in [&before, &named, &quiet, &listener] {
+            state.add(t);
         }
+        state.listen(&before, t0);
+        state.listen(&listener, t0);
         state.deliver(&k.internal, b"turn:r:serial:5");
-        assert!(woken(&head) && woken(&named) && !woken(&other));
-        // A message naming no local waiter, or nothing at all, wakes the
-        // head alone.
-        state.deliver(&k.internal, b"turn:r:serial:6");
-        assert!(woken(&head) && !woken(&named) && !woken(&other));
+        assert!(!woken(&before) && woken(&named) && !woken(&quiet) && woken(&listener));
+        // A message naming nobody local wakes the listeners from it on.
+        state.deliver(&k.internal, b"turn:r:serial:8");
+        assert!(!woken(&before) && !woken(&named) && !woken(&quiet) && woken(&listener));
+        // One naming nothing readable wakes every listener.
         state.deliver(&k.internal, b"turn:other:serial:7");
-        assert!(woken(&head) && !woken(&other));
+        assert!(woken(&before) && !woken(&named) && !woken(&quiet) && woken(&listener));
         // Another resource's channel wakes nobody here.
         state.deliver("turn:s:internal", b"turn:r:serial:7");
-        assert!(!woken(&head) && !woken(&other));
+        assert!(!woken(&before) && !woken(&quiet) && !woken(&listener));
     }
 
     #[test]
@@ -326,14 +384,17 @@ mod tests {
         let mut state = State::default();
         let k = keys("r");
         let t0 = Instant::now();
-        assert_eq!(state.add(&ticket(&k, 1, 3), t0), None);
+        let (a, b) = (ticket(&k, 1, 3), ticket(&k, 2, 4));
+        state.add(&a);
+        assert_eq!(state.listen(&a, t0), None);
         assert_eq!(state.snapshot(&k.internal), None);
         state.subscribed(&names(&["turn:r:internal"]));
         assert_eq!(state.snapshot(&k.internal), Some(1));
         state.deliver(&k.internal, b"turn:r:serial:9");
         state.deliver(&k.internal, b"junk");
         assert_eq!(state.snapshot(&k.internal), Some(3));
-        assert_eq!(state.add(&ticket(&k, 2, 4), t0), Some(3));
+        state.add(&b);
+        assert_eq!(state.listen(&b, t0), Some(3));
         // A new subscription counts on: a reading taken before it is stale.
         state.disconnected();
         assert_eq!(state.snapshot(&k.internal), None);
@@ -342,44 +403,19 @@ mod tests {
     }
 
     #[test]
-    fn the_lowest_local_ticket_is_the_head_and_the_next_takes_over() {
+    fn two_tickets_with_one_serial_are_both_woken() {
         let mut state = State::default();
         let k = keys("r");
-        let t0 = Instant::now();
-        let (a, b, c) = (ticket(&k, 1, 8), ticket(&k, 2, 4), ticket(&k, 3, 6));
-        for t in [&a, &b, &c] {
-            state.add(t, t0);
-        }
-        assert!(state.is_head(&b) && !state.is_head(&a) && !state.is_head(&c));
-        // A waiter that is not the head leaves: nobody is woken.
-        state.remove(&a, t0);
-        assert!(!woken(&b) && !woken(&c));
-        state.remove(&b, t0);
-        assert!(state.is_head(&c));
-        assert!(woken(&c));
-        // Another resource has its own head.
-        let other = ticket(&keys("s"), 4, 1);
-        assert!(!state.is_head(&other));
-        state.add(&other, t0);
-        assert!(state.is_head(&other) && state.is_head(&c));
-    }
-
-    #[test]
-    fn two_tickets_with_one_serial_are_both_woken_and_one_is_the_head() {
-        let mut state = State::default();
-        let k = keys("r");
-        let t0 = Instant::now();
         // Two tickets of this locker with serial 5: one of a queue that
         // vanished, one of the queue made anew.
         let (old, new) = (ticket(&k, 1, 5), ticket(&k, 2, 5));
-        state.add(&old, t0);
-        state.add(&new, t0);
-        assert!(state.is_head(&old) && !state.is_head(&new));
+        state.add(&old);
+        state.add(&new);
         state.deliver(&k.internal, b"turn:r:serial:5");
         assert!(woken(&old) && woken(&new));
-        state.remove(&old, t0);
-        assert!(state.is_head(&new));
-        assert!(woken(&new));
+        state.remove(&old, Instant::now());
+        state.deliver(&k.internal, b"turn:r:serial:5");
+        assert!(!woken(&old) && woken(&new));
     }
 
     #[test]
@@ -391,7 +427,7 @@ mod tests {
         assert_eq!(state.expect("n1"), Some(1));
         state.call(b"n1");
         assert_eq!(state.attach("n1", &t), (Some(1), true));
-        assert!(!woken(&t));
+        assert!(t.take_call());
     }
 
     #[test]
@@ -406,6 +442,7 @@ mod tests {
         assert_eq!(state.attach("n2", &other), (Some(1), false));
         state.call(b"n1");
         assert!(woken(&t) && !woken(&other));
+        assert!(t.take_call() && !t.take_call() && !other.take_call());
         // Unknown or forgotten nonces wake nobody.
         state.call(b"n3");
         state.call(&[0xff, 0xfe]);
@@ -434,24 +471,32 @@ mod tests {
     }
 
     #[test]
-    fn a_disconnect_wakes_every_waiter_and_drops_every_subscription() {
+    fn a_disconnect_or_a_new_subscription_wakes_every_waiter_and_drawn_ticket() {
         let mut state = State::default();
         let (k, l) = (keys("r"), keys("s"));
         let t0 = Instant::now();
         let (a, b, c) = (ticket(&k, 1, 3), ticket(&k, 2, 4), ticket(&l, 3, 1));
         for t in [&a, &b, &c] {
-            state.add(t, t0);
+            state.add(t);
         }
+        state.listen(&a, t0);
+        state.listen(&c, t0);
+        // Drawn, not registered as a waiter yet.
+        let drawn = ticket(&k, 4, 9);
+        state.expect("n4");
+        state.attach("n4", &drawn);
         state.subscribed(&names(&["turn:r:internal", "turn:s:internal"]));
-        for t in [&a, &b, &c] {
-            assert!(woken(t));
-        }
+        assert!(woken(&a) && !woken(&b) && woken(&c));
         state.disconnected();
-        for t in [&a, &b, &c] {
+        for t in [&a, &b, &c, &drawn] {
             assert!(woken(t));
         }
         assert_eq!(state.snapshot(&k.internal), None);
         assert_eq!(state.snapshot(&l.internal), None);
+        state.own_subscribed();
+        for t in [&a, &b, &c, &drawn] {
+            assert!(woken(t));
+        }
         // Every wanted channel is subscribed again on the next connection.
         let (mut subscribe, unsubscribe) = state.plan(&HashSet::new(), t0);
         subscribe.sort();

@@ -32,7 +32,7 @@ local limit = disp
 if ARGV[2] ~= '' then limit = math.min(tonumber(ARGV[2]), disp) end
 if ARGV[6] ~= '' then say(ARGV[3], ARGV[5], ARGV[6]) end
 local t = first_live(ARGV[1], ind, limit)
-announce(KEYS[1], ARGV[1], ARGV[7], ARGV[4], ARGV[3], ARGV[5], t, disp)
+announce(KEYS[1], KEYS[3], ARGV[1], ARGV[7], ARGV[4], ARGV[3], ARGV[5], t, disp)
 return t
 "#
     ))

@@ -3,7 +3,7 @@
 use once_cell::sync::Lazy;
 use redis::Script;
 
-use super::{CHECK_NUM, Call, Holder, Reading, script};
+use super::{Call, Holder, Reading, protocol, script};
 use crate::core::Core;
 use crate::error::Result;
 use crate::ticket::Ticket;
@@ -11,42 +11,73 @@ use crate::ticket::Ticket;
 /// The code of a check that was granted the lock.
 const GRANTED: i64 = -3;
 
-/// check: KEYS indicator, incarnation; ARGV presence prefix, serial,
-/// external, resource, ticket prefix, ticket identity, expire ms, token
-/// base.
-/// Returns {indicator, code}: code -3 = granted now ("N started" said and
-/// the lease renewed); indicator -1 = the ticket is not ours any more (its
-/// identity key is gone or names another ticket, or the queue's
-/// incarnation changed: the queue vanished, or a later ticket took the
-/// serial) or the queue is gone; otherwise code is the pttl of the
-/// indicator's presence key (-2 when it is missing). When the indicator is
-/// our serial but our presence key is gone, code is -2.
+/// Dead tickets a check steps over at most, looking for the one to watch.
+const WALK: u64 = 10_000;
+
+/// check: KEYS indicator, incarnation, withdrawn; ARGV presence prefix,
+/// serial, external, resource, ticket prefix, ticket identity, token base,
+/// '1' to record dead tickets passed over as withdrawn ('' not to: the
+/// waiter is too young to tell a dead ticket from a turn 1.0 one whose key
+/// is not set yet).
+/// Returns {indicator, -3} when granted now ("N started" said); {-1, -2}
+/// when the ticket is not ours any more (its identity key is gone or names
+/// another ticket, or the queue's incarnation changed: the queue vanished,
+/// or a later ticket took the serial) or the queue is gone; {indicator, -2}
+/// when the indicator reached or passed the serial but the presence key is
+/// gone. Otherwise {indicator, pttl, watched, ours}: the nearest ticket
+/// ahead that has a presence key (or the one at the indicator, pttl -2,
+/// when every ticket from there on is gone), its pttl, and 1 when it is one
+/// of ours in this incarnation. Past WALK dead tickets in a row the walk
+/// stops and answers the ticket at the indicator instead.
+///
+/// A grant is a hand-off's third script, so the granting path reads all it
+/// needs with one MGET. It does not renew the lease: the heartbeat renews
+/// waiting tickets as it does held ones.
 static CHECK: Lazy<Script> = Lazy::new(|| {
-    script(&format!(
-        "{CHECK_NUM}{}",
-        r#"
-if not ours(ARGV[5] .. ARGV[2], ARGV[6], KEYS[2], ARGV[8]) then return {-1, -2} end
-local ind = num(KEYS[1])
-if bad(ind) then return ind end
-if ind == nil then return {-1, -2} end
+    script(
+        &r#"
+local got = redis.call('MGET', ARGV[5] .. ARGV[2], KEYS[2], KEYS[1], ARGV[1] .. ARGV[2])
+if got[1] ~= ARGV[6] or base_of(got[2]) ~= ARGV[7] then return {-1, -2} end
+local v = got[3]
+if v == false then return {-1, -2} end
+if not string.match(v, '^%d+$') or #v > 16 or tonumber(v) > 9007199254740991 then
+  return redis.error_reply('TURNPROTO ' .. KEYS[1] .. ' is not a serial number')
+end
+local ind = tonumber(v)
 local n = tonumber(ARGV[2])
 if ind == n then
-  if redis.call('PEXPIRE', ARGV[1] .. ARGV[2], ARGV[7]) == 0 then return {ind, -2} end
-  redis.call('PEXPIRE', ARGV[5] .. ARGV[2], ARGV[7])
+  if got[4] == false then return {ind, -2} end
   say(ARGV[3], ARGV[4], ARGV[2] .. ' started')
   return {ind, -3}
 end
 if ind > n then return {ind, -2} end
-return {ind, redis.call('PTTL', ARGV[1] .. fmt(ind))}
+local function watch(p, pttl)
+  local mine = 0
+  if pttl ~= -2 and callee(redis.pcall('GET', ARGV[5] .. fmt(p)), ARGV[7]) then mine = 1 end
+  return {ind, pttl, p, mine}
+end
+local p = n - 1
+local stop = math.max(ind, n - WALK)
+while true do
+  local ps = fmt(p)
+  local pttl = redis.call('PTTL', ARGV[1] .. ps)
+  if pttl ~= -2 or p == ind then return watch(p, pttl) end
+  if p <= stop then return watch(ind, redis.call('PTTL', ARGV[1] .. fmt(ind))) end
+  if ARGV[8] == '1' then
+    redis.call('SADD', KEYS[3], ps)
+    redis.call('PEXPIRE', KEYS[3], 600000)
+  end
+  p = p - 1
+end
 "#
-    ))
+        .replace("WALK", &WALK.to_string()),
+    )
 });
 
 /// What a check found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Checked {
-    /// The ticket has its turn now: "N started" was said and its lease
-    /// renewed.
+    /// The ticket has its turn now: "N started" was said.
     Granted,
     /// The ticket is not ours any more, its queue is gone, or the indicator
     /// reached or passed it without granting it (its presence key is gone).
@@ -55,33 +86,77 @@ pub(crate) enum Checked {
     Waiting(Reading),
 }
 
-/// Checks whether `t` has its turn: one round trip.
-pub(crate) fn check(core: &Core, t: &Ticket) -> Result<Checked> {
-    let call = Call::new(&CHECK, &[&t.keys.indicator, &t.keys.incarnation])
-        .arg(&t.keys.presence_prefix)
-        .arg(t.serial)
-        .arg(&t.keys.external)
-        .arg(&t.keys.name)
-        .arg(&t.keys.ticket_prefix)
-        .arg(&t.identity)
-        .arg(t.expire_ms())
-        .arg(&t.base);
-    let (indicator, code): (i64, i64) = core.run(|c| call.invoke(c))?;
-    Ok(decode(indicator, code, t.serial))
+/// Checks whether `t` has its turn, and what it should watch until then;
+/// with `record`, the dead tickets it steps over are recorded as withdrawn
+/// (so that a release passes them). One round trip.
+pub(crate) fn check(core: &Core, t: &Ticket, record: bool) -> Result<Checked> {
+    let call = Call::new(
+        &CHECK,
+        &[&t.keys.indicator, &t.keys.incarnation, &t.keys.withdrawn],
+    )
+    .arg(&t.keys.presence_prefix)
+    .arg(t.serial)
+    .arg(&t.keys.external)
+    .arg(&t.keys.name)
+    .arg(&t.keys.ticket_prefix)
+    .arg(&t.identity)
+    .arg(&t.base)
+    .arg(if record { "1" } else { "" });
+    let reply: Vec<i64> = core.run(|c| call.invoke(c))?;
+    decode(&reply, t.serial)
 }
 
-/// Reads the reply {indicator, code} of a check for ticket `serial`.
-fn decode(indicator: i64, code: i64, serial: u64) -> Checked {
+/// Confirms the call of `t` (its nonce came: a release or bump set the
+/// indicator to it and said "N started"): true when, in one atomic read,
+/// its identity key still holds its identity, the queue's incarnation has
+/// its base, the indicator shows its serial and its presence key exists.
+/// No script: a hand-off costs the release and this one read. False means
+/// the message was stale or the ticket is gone; a [`check`] tells which.
+pub(crate) fn confirm(core: &Core, t: &Ticket) -> Result<bool> {
+    let keys = [
+        t.keys.ticket(t.serial),
+        t.keys.incarnation.clone(),
+        t.keys.indicator.clone(),
+        t.keys.presence(t.serial),
+    ];
+    let got: Vec<Option<String>> =
+        core.run(|c| redis::cmd("MGET").arg(&keys[..]).query(c))?;
+    Ok(confirmed(&got, t))
+}
+
+/// Reads [`confirm`]'s MGET reply.
+fn confirmed(got: &[Option<String>], t: &Ticket) -> bool {
+    let base_ok = |inc: &str| inc.split_once(' ').is_some_and(|(b, _)| b == t.base);
+    matches!(got, [Some(id), Some(inc), Some(ind), Some(_)]
+        if *id == t.identity && base_ok(inc) && *ind == t.serial.to_string())
+}
+
+/// Reads a check's reply for ticket `serial`.
+fn decode(reply: &[i64], serial: u64) -> Result<Checked> {
+    let (indicator, code, watched, mine) = match *reply {
+        [indicator, code] => (indicator, code, None, false),
+        [indicator, code, watched, mine] => (indicator, code, Some(watched), mine == 1),
+        _ => {
+            return Err(protocol("a check answered a reply of the wrong shape", "").into());
+        }
+    };
     if code == GRANTED {
-        return Checked::Granted;
+        return Ok(Checked::Granted);
     }
     if indicator < 0 || indicator as u64 >= serial {
-        return Checked::Lost;
+        return Ok(Checked::Lost);
     }
-    Checked::Waiting(Reading {
-        indicator: indicator as u64,
+    let indicator = indicator as u64;
+    let watched = match watched.map(u64::try_from) {
+        Some(Ok(w)) if w >= indicator && w < serial => w,
+        _ => return Err(protocol("a check named a ticket outside the queue", "").into()),
+    };
+    Ok(Checked::Waiting(Reading {
+        indicator,
+        watched,
         holder: Holder::from_pttl(code),
-    })
+        ours: mine,
+    }))
 }
 
 #[cfg(test)]
@@ -90,32 +165,58 @@ mod tests {
 
     use super::*;
 
+    fn waiting(indicator: u64, watched: u64, holder: Holder, ours: bool) -> Checked {
+        Checked::Waiting(Reading {
+            indicator,
+            watched,
+            holder,
+            ours,
+        })
+    }
+
     #[test]
     fn a_check_reads_granted_lost_and_waiting() {
-        assert_eq!(decode(5, -3, 5), Checked::Granted);
-        assert_eq!(decode(-1, -2, 5), Checked::Lost);
-        assert_eq!(decode(5, -2, 5), Checked::Lost);
-        assert_eq!(decode(6, -2, 5), Checked::Lost);
+        assert_eq!(decode(&[5, -3], 5).unwrap(), Checked::Granted);
+        assert_eq!(decode(&[-1, -2], 5).unwrap(), Checked::Lost);
+        assert_eq!(decode(&[5, -2], 5).unwrap(), Checked::Lost);
+        assert_eq!(decode(&[6, -2], 5).unwrap(), Checked::Lost);
         assert_eq!(
-            decode(4, 1500, 5),
-            Checked::Waiting(Reading {
-                indicator: 4,
-                holder: Holder::Expires(Duration::from_millis(1500))
-            })
+            decode(&[2, 1500, 4, 1], 5).unwrap(),
+            waiting(2, 4, Holder::Expires(Duration::from_millis(1500)), true)
         );
         assert_eq!(
-            decode(4, -2, 5),
-            Checked::Waiting(Reading {
-                indicator: 4,
-                holder: Holder::Missing
-            })
+            decode(&[4, -2, 4, 0], 5).unwrap(),
+            waiting(4, 4, Holder::Missing, false)
         );
         assert_eq!(
-            decode(4, -1, 5),
-            Checked::Waiting(Reading {
-                indicator: 4,
-                holder: Holder::NoExpiry
-            })
+            decode(&[3, -1, 4, 0], 5).unwrap(),
+            waiting(3, 4, Holder::NoExpiry, false)
         );
+    }
+
+    #[test]
+    fn a_call_is_confirmed_only_by_its_identity_incarnation_indicator_and_presence() {
+        let keys = std::sync::Arc::new(crate::keys::Keys::new("turn", "r"));
+        let t = Ticket::for_test(&keys, 1, 5, 10_000, 0);
+        let id = Some(t.identity.clone());
+        let inc = Some(format!("{} 5", t.base));
+        let s = |v: &str| Some(v.to_string());
+        assert!(confirmed(&[id.clone(), inc.clone(), s("5"), s("x")], &t));
+        assert!(!confirmed(&[s("other"), inc.clone(), s("5"), s("x")], &t));
+        assert!(!confirmed(&[id.clone(), s("7 5"), s("5"), s("x")], &t));
+        assert!(!confirmed(&[id.clone(), None, s("5"), s("x")], &t));
+        assert!(!confirmed(&[id.clone(), inc.clone(), s("6"), s("x")], &t));
+        assert!(!confirmed(&[id.clone(), inc.clone(), s("05"), s("x")], &t));
+        assert!(!confirmed(&[id.clone(), inc.clone(), s("5"), None], &t));
+        assert!(!confirmed(&[None, None, None, None], &t));
+        assert!(!confirmed(&[], &t));
+    }
+
+    #[test]
+    fn a_check_naming_a_ticket_outside_the_queue_is_a_protocol_error() {
+        assert!(decode(&[2, 100, 1, 0], 5).is_err());
+        assert!(decode(&[2, 100, 5, 0], 5).is_err());
+        assert!(decode(&[2, 100], 5).is_err());
+        assert!(decode(&[2], 5).is_err());
     }
 }

@@ -11,9 +11,10 @@ use crate::ticket::Draw;
 /// draw: KEYS dispenser, indicator, incarnation; ARGV presence prefix,
 /// label, expire ms, external channel, resource, 'clock' to seed a new
 /// queue from the server's clock ('' for turn 1.0's 1), ticket prefix,
-/// ticket identity (`NONCE CHANNEL`), withdrawn set (in the queue's slot).
+/// nonce, withdrawn set (in the queue's slot), the locker's channel.
 /// Returns {serial, base} when the lock was granted right away, else
-/// {serial, base, indicator, pttl of the indicator's presence key}; see
+/// {serial, base, indicator, pttl of the previous ticket's presence key,
+/// 1 if that ticket is ours (drawn in this incarnation) else 0}; see
 /// [`Drawn`].
 ///
 /// Bootstrap: INCR answering 1 means the dispenser was missing (or 0, as
@@ -23,20 +24,23 @@ use crate::ticket::Draw;
 /// server time in microseconds.
 ///
 /// Identity: beside the presence key (whose value stays the label, for
-/// turn 1.0) the draw writes the ticket's identity key with the same
-/// lease; every later step for this ticket compares it.
+/// turn 1.0) the draw writes the ticket's identity key, `NONCE BASE
+/// CHANNEL`, with the same lease; every later step for this ticket compares
+/// it, and a release calls the next ticket on CHANNEL with NONCE only when
+/// BASE is the queue's.
 ///
 /// Fencing tokens: token = base + serial, never above the server time in
 /// microseconds. The incarnation key holds the base and the highest serial
-/// drawn here. The base stays while serials grow one by one (fewer than one
-/// draw per microsecond keeps the token below the clock). A draw takes a
-/// new base, making its token the server time (or the last token + 1 if
-/// that is higher), when the key is missing (a new queue, a restart without
-/// persistence, FLUSHDB, our reset), when its serial is not above the
-/// highest (the dispenser went back: a turn 1.0 reset, a queue made anew;
-/// the withdrawn set, now stale, is deleted), or when the token would pass
-/// the clock (the serial jumped to an indicator past the dispenser). So a
-/// new incarnation's first token, the server time, is above every earlier
+/// drawn here. The base stays while serials grow one by one (a draw takes
+/// more than a microsecond, so the token stays below the clock without
+/// asking for the time). A draw takes a new base, making its token the
+/// server time (or the last token + 1 if that is higher), when the key is
+/// missing (a new queue, a restart without persistence, FLUSHDB, our
+/// reset), when its serial is not above the highest (the dispenser went
+/// back: a turn 1.0 reset, a queue made anew; the withdrawn set, now stale,
+/// is deleted), or when the token would pass the clock (the serial jumped:
+/// turn 1.0 draws in between, or an indicator past the dispenser). So a new
+/// incarnation's first token, the server time, is above every earlier
 /// token, as long as the server clock does not go back.
 ///
 /// Draw and release are every lock's two round trips, so they are written
@@ -59,7 +63,8 @@ if n == 1 and redis.call('EXISTS', KEYS[2]) == 0 then
   end
   redis.call('SET', KEYS[2], string.format('%d', n))
 end
-local v = redis.call('GET', KEYS[2])
+local got = redis.call('MGET', KEYS[2], KEYS[3], ARGV[7] .. string.format('%d', n - 1))
+local v = got[1]
 if v == false then
   return redis.error_reply('TURNPROTO ' .. KEYS[2] .. ' is missing while ' .. KEYS[1] .. ' exists')
 end
@@ -75,11 +80,8 @@ if ind > n then
   redis.call('SET', KEYS[1], v)
 end
 local s = string.format('%d', n)
-redis.call('SET', ARGV[1] .. s, ARGV[2], 'PX', ARGV[3])
-redis.call('SET', ARGV[7] .. s, ARGV[8], 'PX', ARGV[3])
-redis.call('PUBLISH', ARGV[4], ARGV[5] .. ': ' .. s .. ' assigned to "' .. ARGV[2] .. '"')
 local base, top
-local inc = redis.call('GET', KEYS[3])
+local inc = got[2]
 if inc then
   local sp = string.find(inc, ' ', 1, true)
   if sp then
@@ -87,26 +89,48 @@ if inc then
     top = tonumber(string.sub(inc, sp + 1))
   end
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-if base == nil or top == nil or n <= top or base + n > now then
+local fresh = base == nil or top == nil or n <= top
+local now = nil
+if not fresh and n ~= top + 1 then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  fresh = base + n > now
+end
+if fresh then
   -- A new incarnation, a dispenser that went back, or a serial that
-  -- jumped (to the indicator): the token becomes the server time, and
-  -- stays above the last one.
+  -- jumped: the token becomes the server time, and stays above the last
+  -- one.
+  if now == nil then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  end
   local token = now
   if base ~= nil and top ~= nil and base + top + 1 > token then token = base + top + 1 end
-  if base ~= nil and n <= top then
+  if base ~= nil and top ~= nil and n <= top then
     -- The queue was made anew under the withdrawn set: forget it.
     redis.call('DEL', ARGV[9])
   end
   base = token - n
 end
-redis.call('SET', KEYS[3], string.format('%d %d', base, n))
+local bs = string.format('%d', base)
+redis.call('SET', ARGV[1] .. s, ARGV[2], 'PX', ARGV[3])
+redis.call('SET', ARGV[7] .. s, ARGV[8] .. ' ' .. bs .. ' ' .. ARGV[10], 'PX', ARGV[3])
+redis.call('PUBLISH', ARGV[4], ARGV[5] .. ': ' .. s .. ' assigned to "' .. ARGV[2] .. '"')
+redis.call('SET', KEYS[3], bs .. ' ' .. s)
 if ind == n then
   redis.call('PUBLISH', ARGV[4], ARGV[5] .. ': ' .. s .. ' started')
   return {n, base}
 end
-return {n, base, ind, redis.call('PTTL', ARGV[1] .. v)}
+-- The ticket before this one: its lease, and whether it is ours (its
+-- identity names this incarnation), so the waiter knows what to watch.
+local mine = 0
+local prev = got[3]
+if type(prev) == 'string' then
+  local a = string.find(prev, ' ', 1, true)
+  local b = a and string.find(prev, ' ', a + 1, true)
+  if b and string.sub(prev, a + 1, b - 1) == bs then mine = 1 end
+end
+return {n, base, ind, redis.call('PTTL', ARGV[1] .. string.format('%d', n - 1)), mine}
 "#,
     )
 });
@@ -148,8 +172,9 @@ pub(crate) fn draw(core: &Core, draw: &Draw) -> Result<Drawn> {
         ""
     })
     .arg(&keys.ticket_prefix)
-    .arg(&draw.identity)
-    .arg(&keys.withdrawn);
+    .arg(&draw.nonce)
+    .arg(&keys.withdrawn)
+    .arg(&draw.channel);
     core.run(|c| call.invoke(c))
 }
 
@@ -158,12 +183,18 @@ impl FromRedisValue for Drawn {
         let reply: Vec<i64> = FromRedisValue::from_redis_value(v)?;
         let (serial, base, turn) = match reply.as_slice() {
             [serial, base] => (*serial, *base, Turn::Granted),
-            [serial, base, indicator, pttl] => {
+            [serial, base, indicator, pttl, mine] => {
                 let indicator = u64::try_from(*indicator).map_err(|_| {
                     protocol("a draw read an indicator below 0", &indicator.to_string())
                 })?;
-                let holder = Holder::from_pttl(*pttl);
-                (*serial, *base, Turn::Waiting(Reading { indicator, holder }))
+                let reading = Reading {
+                    indicator,
+                    // A waiting draw's serial is above the indicator.
+                    watched: u64::try_from(*serial).unwrap_or(0).saturating_sub(1),
+                    holder: Holder::from_pttl(*pttl),
+                    ours: *mine == 1,
+                };
+                (*serial, *base, Turn::Waiting(reading))
             }
             _ => return Err(protocol("a draw answered a reply of the wrong shape", "")),
         };
@@ -196,17 +227,19 @@ mod tests {
     }
 
     #[test]
-    fn a_draw_reads_the_granted_pair_and_the_waiting_quadruple() {
+    fn a_draw_reads_the_granted_pair_and_the_waiting_quintuple() {
         let granted = Drawn::from_redis_value(&ints(&[7, 100])).unwrap();
         assert_eq!((granted.serial, granted.token), (7, 107));
         assert_eq!(granted.turn, Turn::Granted);
-        let waiting = Drawn::from_redis_value(&ints(&[9, -2, 7, 2500])).unwrap();
+        let waiting = Drawn::from_redis_value(&ints(&[9, -2, 7, 2500, 1])).unwrap();
         assert_eq!((waiting.serial, waiting.token), (9, 7));
         assert_eq!(
             waiting.turn,
             Turn::Waiting(Reading {
                 indicator: 7,
-                holder: Holder::Expires(Duration::from_millis(2500))
+                watched: 8,
+                holder: Holder::Expires(Duration::from_millis(2500)),
+                ours: true,
             })
         );
         assert!(Drawn::from_redis_value(&ints(&[-4, 100])).is_err());
@@ -217,8 +250,8 @@ mod tests {
     }
 
     #[test]
-    fn a_waiting_draw_reads_the_holders_presence_key() {
-        let holder = |pttl| match Drawn::from_redis_value(&ints(&[9, 0, 7, pttl]))
+    fn a_waiting_draw_reads_the_previous_tickets_presence_key() {
+        let holder = |pttl| match Drawn::from_redis_value(&ints(&[9, 0, 7, pttl, 0]))
             .unwrap()
             .turn
         {
@@ -228,6 +261,7 @@ mod tests {
         assert_eq!(holder(-2), Holder::Missing);
         assert_eq!(holder(-1), Holder::NoExpiry);
         assert_eq!(holder(0), Holder::Expires(Duration::ZERO));
-        assert!(Drawn::from_redis_value(&ints(&[9, 0, -1, 10])).is_err());
+        assert!(Drawn::from_redis_value(&ints(&[9, 0, -1, 10, 0])).is_err());
+        assert!(Drawn::from_redis_value(&ints(&[9, 0, 7, 10])).is_err());
     }
 }

@@ -23,7 +23,7 @@ mod reset;
 mod status;
 
 pub(crate) use bump::{Bumped, bump, bump_before};
-pub(crate) use check::{Checked, check};
+pub(crate) use check::{Checked, check, confirm};
 pub(crate) use draw::{Turn, draw};
 pub(crate) use heartbeat::{prepare_renewals, renew};
 pub(crate) use release::{Mode, release};
@@ -81,30 +81,51 @@ local function num(key)
   end
   return tonumber(v)
 end
+-- The base of an incarnation value `BASE TOP`, or nil.
+local function base_of(inc)
+  if type(inc) ~= 'string' then return nil end
+  local sp = string.find(inc, ' ', 1, true)
+  if not sp then return nil end
+  return string.sub(inc, 1, sp - 1)
+end
+-- The nonce and channel of an identity value `NONCE BASE CHANNEL` drawn in
+-- the incarnation with token base `base`; nil for anything else (a missing
+-- key, a ticket of an earlier incarnation, a value written by hand).
+local function callee(id, base)
+  if type(id) ~= 'string' then return nil end
+  local a = string.find(id, ' ', 1, true)
+  if not a then return nil end
+  local b = string.find(id, ' ', a + 1, true)
+  if not b or string.sub(id, a + 1, b - 1) ~= base then return nil end
+  return string.sub(id, 1, a - 1), string.sub(id, b + 1)
+end
 -- True when ticket key tkey still holds this ticket's identity, in the
 -- incarnation whose token base it was drawn with.
 local function ours(tkey, identity, ikey, base)
-  if redis.pcall('GET', tkey) ~= identity then return false end
-  local inc = redis.pcall('GET', ikey)
-  return type(inc) == 'string' and string.sub(inc, 1, #base + 1) == base .. ' '
+  local v = redis.pcall('MGET', tkey, ikey)
+  if type(v) ~= 'table' or v.err then return false end
+  return v[1] == identity and base_of(v[2]) == base
 end
 local function say(channel, resource, text)
   redis.call('PUBLISH', channel, resource .. ': ' .. text)
 end
 -- Moves the indicator to t and calls t: on `internal` (turn 1.0's message),
--- and, when t is one of ours (drawn: not past the dispenser), on its
--- locker's channel with its nonce, which wakes that waiter alone.
-local function announce(ind_key, prefix, ticket_prefix, internal, external, resource, t, disp)
+-- and, when t is one of ours (drawn in this incarnation, not past the
+-- dispenser), on its locker's channel with its nonce, which wakes that
+-- waiter alone; "t started" is said for it then (it confirms its turn with
+-- a plain read).
+local function announce(ind_key, inc_key, prefix, ticket_prefix, internal, external, resource, t, disp)
   local s = fmt(t)
   redis.call('SET', ind_key, s)
-  local id = false
-  if t <= disp then id = redis.pcall('GET', ticket_prefix .. s) end
-  if type(id) == 'string' then
-    local sp = string.find(id, ' ', 1, true)
-    if sp then redis.call('PUBLISH', string.sub(id, sp + 1), string.sub(id, 1, sp - 1)) end
+  local nonce, channel = nil, nil
+  if t <= disp then
+    local base = base_of(redis.pcall('GET', inc_key))
+    if base then nonce, channel = callee(redis.pcall('GET', ticket_prefix .. s), base) end
   end
+  if nonce then redis.call('PUBLISH', channel, nonce) end
   redis.call('PUBLISH', internal, prefix .. s)
   redis.call('PUBLISH', external, resource .. ': ' .. s .. ' granted')
+  if nonce then redis.call('PUBLISH', external, resource .. ': ' .. s .. ' started') end
 end
 "#;
 
@@ -134,14 +155,23 @@ fn protocol(what: &'static str, detail: &str) -> redis::RedisError {
 }
 
 /// What a waiter's draw or check read of its queue: an indicator below its
-/// serial, and the presence key of the ticket at the indicator.
+/// serial, and the ticket it watches: the nearest one ahead of it that
+/// still has a presence key (or the one at the indicator, when every
+/// ticket from there on is gone).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Reading {
     pub indicator: u64,
+    /// The serial of the watched ticket.
+    pub watched: u64,
+    /// Its presence key.
     pub holder: Holder,
+    /// It is one of ours, drawn in the same incarnation: when it releases,
+    /// the ticket after it is called by its nonce. Otherwise (a turn 1.0
+    /// ticket, or one not known) only `internal` may say that it left.
+    pub ours: bool,
 }
 
-/// The presence key of the ticket at the indicator, as PTTL answered.
+/// The presence key of a watched ticket, as PTTL answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Holder {
     /// Missing: that ticket is dead, or was drawn a moment ago by a turn

@@ -17,24 +17,34 @@ use super::Call;
 /// ticket of a vanished queue, or one whose serial a later ticket took,
 /// touches nothing). Else deletes the presence and identity keys; only
 /// when the indicator is this serial it moves the indicator on and calls
-/// the next ticket (see `announce`), passing over tickets that were
-/// withdrawn (timeout, cancel, try-lock) and so will never come. An
-/// abandoned ticket the indicator has not reached is recorded as withdrawn
-/// (a set that expires ten minutes after its last addition). The withdrawn
-/// set is consulted only for tickets the dispenser has handed out: past it
-/// nobody waits, and an entry left over from before a turn 1.0 `reset`
-/// cannot pass a ticket drawn afterwards.
+/// the next ticket. It passes over tickets withdrawn (timeout, cancel,
+/// try-lock, or found dead by the waiter behind them) whose presence key is
+/// gone. The next ticket, when it is ours (its identity names this
+/// incarnation), is called on its locker's channel with its nonce, which
+/// wakes that waiter alone, and "N started" is said for it (it confirms its
+/// turn with a plain read, see `confirm`); turn 1.0's message on `internal`
+/// and "granted" are published in every case. An abandoned ticket the
+/// indicator has not reached is recorded as withdrawn (a set that expires
+/// ten minutes after its last addition). The withdrawn set is consulted
+/// only for tickets the dispenser has handed out: past it nobody waits,
+/// and an entry left over from before a turn 1.0 `reset` cannot pass a
+/// ticket drawn afterwards.
 /// Returns 2 x moved (0/1) + presence key existed (0/1).
+///
+/// Every hand-off pays for this script, so it reads what it needs with one
+/// MGET (its identity, the incarnation, the indicator, the dispenser and
+/// the next ticket's identity) and is written out without the helpers.
 static RELEASE: Lazy<Script> = Lazy::new(|| {
     Script::new(
         r#"
+local n = tonumber(ARGV[2])
 local tkey = ARGV[8] .. ARGV[2]
-if redis.pcall('GET', tkey) ~= ARGV[9] then return 0 end
-local inc = redis.pcall('GET', KEYS[4])
+local got = redis.call('MGET', tkey, KEYS[4], KEYS[1], KEYS[3], ARGV[8] .. string.format('%d', n + 1))
+if got[1] ~= ARGV[9] then return 0 end
+local inc = got[2]
 if type(inc) ~= 'string' or string.sub(inc, 1, #ARGV[10] + 1) ~= ARGV[10] .. ' ' then return 0 end
-redis.call('DEL', tkey)
-local present = redis.call('DEL', ARGV[1] .. ARGV[2])
-local v = redis.call('GET', KEYS[1])
+local present = redis.call('DEL', tkey, ARGV[1] .. ARGV[2]) - 1
+local v = got[3]
 local ind = nil
 if v ~= false then
   if not string.match(v, '^%d+$') or #v > 16 or tonumber(v) > 9007199254740991 then
@@ -42,7 +52,6 @@ if v ~= false then
   end
   ind = tonumber(v)
 end
-local n = tonumber(ARGV[2])
 local abandon = ARGV[7] == 'abandon'
 if abandon then
   redis.call('PUBLISH', ARGV[4], ARGV[6] .. ': ' .. ARGV[2] .. ' canceled')
@@ -59,22 +68,35 @@ if not abandon then
 end
 local t = n + 1
 local s = string.format('%d', t)
-local disp = tonumber(redis.call('GET', KEYS[3]))
-while (disp == nil or t <= disp) and redis.call('SREM', KEYS[2], s) == 1
-    and redis.call('EXISTS', ARGV[1] .. s) == 0 do
+local disp = nil
+if type(got[4]) == 'string' and string.match(got[4], '^%d+$') and #got[4] <= 16 then
+  disp = tonumber(got[4])
+end
+local id = got[5]
+local nonce, channel = nil, nil
+while disp ~= nil and t <= disp do
+  -- id is `NONCE BASE CHANNEL` for a ticket of ours in this incarnation.
+  nonce = nil
+  if type(id) == 'string' then
+    local a = string.find(id, ' ', 1, true)
+    local b = a and string.find(id, ' ', a + 1, true)
+    if b and string.sub(id, a + 1, b - 1) == ARGV[10] then
+      nonce = string.sub(id, 1, a - 1)
+      channel = string.sub(id, b + 1)
+    end
+  end
+  if nonce or redis.call('SREM', KEYS[2], s) == 0 or redis.call('EXISTS', ARGV[1] .. s) == 1 then
+    break
+  end
   t = t + 1
   s = string.format('%d', t)
+  id = redis.pcall('GET', ARGV[8] .. s)
 end
 redis.call('SET', KEYS[1], s)
-if disp ~= nil and t <= disp then
-  local id = redis.pcall('GET', ARGV[8] .. s)
-  if type(id) == 'string' then
-    local sp = string.find(id, ' ', 1, true)
-    if sp then redis.call('PUBLISH', string.sub(id, sp + 1), string.sub(id, 1, sp - 1)) end
-  end
-end
+if nonce then redis.call('PUBLISH', channel, nonce) end
 redis.call('PUBLISH', ARGV[5], ARGV[1] .. s)
 redis.call('PUBLISH', ARGV[4], ARGV[6] .. ': ' .. s .. ' granted')
+if nonce then redis.call('PUBLISH', ARGV[4], ARGV[6] .. ': ' .. s .. ' started') end
 return 2 + present
 "#,
     )

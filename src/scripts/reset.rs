@@ -29,7 +29,7 @@ if ARGV[2] ~= '' and fmt(disp) ~= ARGV[2] then return {-2} end
 if disp - ind + 1 > 0 then
   say(ARGV[3], ARGV[5], 'Reset tool bumps.')
   local t = first_live(ARGV[1], ind, disp)
-  announce(KEYS[1], ARGV[1], ARGV[6], ARGV[4], ARGV[3], ARGV[5], t, disp)
+  announce(KEYS[1], KEYS[4], ARGV[1], ARGV[6], ARGV[4], ARGV[3], ARGV[5], t, disp)
   ind = t
 end
 local size = disp - ind + 1
