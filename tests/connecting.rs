@@ -231,7 +231,7 @@ fn tls_with_a_ca_refusing_untrusted_servers_and_mutual_tls() {
 }
 
 /// The ACL rule the README gives for a turn user.
-pub const ACL_RULE: &str = "on ~turn:* &turn:* -@all +eval +evalsha +script|load +ping +scan +select +subscribe +unsubscribe +publish +incr +setnx +set +get +exists +pttl +del +sadd +srem +pexpire +time";
+pub const ACL_RULE: &str = "on ~turn:* &turn:* -@all +eval +evalsha +script|load +ping +scan +select +subscribe +unsubscribe +publish +incr +setnx +set +get +mget +exists +pttl +del +sadd +srem +pexpire +time";
 
 #[test]
 fn an_acl_user_limited_to_turn_keys_and_channels() {

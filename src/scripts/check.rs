@@ -119,8 +119,7 @@ pub(crate) fn confirm(core: &Core, t: &Ticket) -> Result<bool> {
         t.keys.indicator.clone(),
         t.keys.presence(t.serial),
     ];
-    let got: Vec<Option<String>> =
-        core.run(|c| redis::cmd("MGET").arg(&keys[..]).query(c))?;
+    let got: Vec<Option<String>> = core.run(|c| redis::cmd("MGET").arg(&keys[..]).query(c))?;
     Ok(confirmed(&got, t))
 }
 
