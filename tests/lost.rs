@@ -156,8 +156,7 @@ fn a_lost_fd_asked_for_after_the_loss_is_readable_at_once() {
         .arg(format!("turn:late:serial:{}", lock.serial()))
         .query(&mut r.conn())
         .unwrap();
-    assert!(support::eventually(Duration::from_secs(30), || lock
-        .is_lost()));
+    assert!(support::eventually(Duration::from_secs(30), || lock.is_lost()));
     let fd = lock.lost_fd().unwrap().as_raw_fd();
     assert!(readable_within(fd, Duration::ZERO));
 }
