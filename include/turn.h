@@ -343,6 +343,28 @@ turn_result turn_lock_token(const turn_lock *lock, uint64_t *out);
 turn_result turn_lock_check(const turn_lock *lock);
 
 /**
+ * A file descriptor that becomes readable once the lock is known lost, for
+ * an event loop (epoll, poll, select, libuv, asyncio) to watch instead of
+ * polling `turn_lock_check`; -1 for NULL, a handle that is not a live lock,
+ * a lock of the parent after fork(), or when no descriptor could be made
+ * (`turn_last_error` says which).
+ *
+ * It turns readable within one heartbeat (a third of the lease) after the
+ * loss is detectable (the presence key gone, the indicator moved on), at
+ * once when the lease lapses by the local clock (on Linux a kernel timer
+ * makes it readable then, even while Redis stalls the heartbeat), and
+ * when the locker is freed. Level-triggered: once readable it stays so;
+ * `turn_lock_check` then answers `TURN_ERR_LOST`.
+ *
+ * Owned by the library: made on the first call (later calls answer the same
+ * number), close-on-exec. Watch it for readability; do not read from it,
+ * write to it or close it. A lock released normally never makes it
+ * readable; `turn_lock_release` closes it, so take it out of your poll set
+ * (epoll_ctl DEL, uv_poll_stop, remove_reader) before the release.
+ */
+int turn_lock_lost_fd(const turn_lock *lock);
+
+/**
  * A new cancel token for `turn_lock_acquire_cancelable`, written to `*out`.
  * Free it with `turn_cancel_free` once no call uses it.
  *

@@ -80,6 +80,12 @@ public:
     bool held() const noexcept { return handle_ && turn_lock_check(handle_) == TURN_OK; }
     /// Throws turn::error (TURN_ERR_LOST) once the lock is lost.
     void check() const { detail::check(turn_lock_check(handle_), "turn_lock_check"); }
+    /// A file descriptor that becomes readable once the lock is known lost
+    /// (see turn_lock_lost_fd): watch it with poll/epoll or your event loop,
+    /// never read or close it. It stays readable once lost, never turns
+    /// readable for a lock held normally, and is closed when this object
+    /// releases the lock: take it out of your poll set first. -1 when empty.
+    int lost_fd() const noexcept { return handle_ ? turn_lock_lost_fd(handle_) : -1; }
     /// Gives the turn back now; throws turn::error (TURN_ERR_LOST) when the
     /// lock had been lost. The object is empty afterwards either way.
     void release() {

@@ -63,6 +63,11 @@ impl Core {
         })
     }
 
+    /// The zero of this locker's clock (`now_ms`).
+    pub fn epoch(&self) -> Instant {
+        self.epoch
+    }
+
     pub fn now_ms(&self) -> u64 {
         self.ms_at(Instant::now())
     }

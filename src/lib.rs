@@ -22,6 +22,7 @@ mod fork;
 mod heartbeat;
 mod keys;
 mod locker;
+mod lost;
 mod notifier;
 mod options;
 mod pool;

@@ -4,6 +4,7 @@
 //! operations) and `runtime` (the running parts).
 
 use std::ops::ControlFlow;
+use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 
 use crate::admin::{self, LogLine};
@@ -279,6 +280,50 @@ impl Lock {
         self.check().is_err()
     }
 
+    /// A file descriptor that becomes readable once the lock is known lost,
+    /// for an event loop (epoll, poll, an async runtime's reactor) to watch
+    /// instead of polling [`Lock::check`]: within one heartbeat (a third of
+    /// the lease) after the presence key vanished or the indicator moved
+    /// on, at once when the lease lapses by the local clock (on Linux the
+    /// kernel's timer makes it readable then, even while Redis stalls the
+    /// heartbeat), and when the locker is closed. Level-triggered: it stays
+    /// readable. Watch it, do not read from it or close it.
+    ///
+    /// Made on the first call (later calls answer the same descriptor),
+    /// close-on-exec, owned by the lock: it never turns readable for a lock
+    /// released normally, and is closed when the lock is released or
+    /// dropped (the borrow ends there). Fails when no descriptor can be
+    /// made, or in a child after `fork()`.
+    ///
+    /// ```no_run
+    /// use std::os::fd::AsRawFd;
+    ///
+    /// let locker = turn::Locker::new(None)?;
+    /// let lock = locker.lock("ledger", "month-end close")?;
+    /// let mut watch = libc::pollfd {
+    ///     fd: lock.lost_fd()?.as_raw_fd(),
+    ///     events: libc::POLLIN,
+    ///     revents: 0,
+    /// };
+    /// // SAFETY: one valid pollfd.
+    /// if unsafe { libc::poll(&mut watch, 1, 1000) } == 1 {
+    ///     eprintln!("lost: {:?}", lock.check());
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn lost_fd(&self) -> std::io::Result<BorrowedFd<'_>> {
+        if !self.rt.core.in_owner_process() {
+            return Err(std::io::Error::other(
+                "this lock belongs to another process (before fork)",
+            ));
+        }
+        let raw = self.ticket.lost_fd(self.rt.core.epoch())?;
+        // SAFETY: the descriptor lives in the ticket until `close_lost_fd`,
+        // which only the release or drop of this lock calls: not while
+        // this borrow of the lock lasts.
+        Ok(unsafe { BorrowedFd::borrow_raw(raw) })
+    }
+
     /// Gives the turn to the next ticket, in one round trip. `Lost` when the
     /// lock had been lost; then the indicator is left alone unless it still
     /// pointed at this ticket.
@@ -293,6 +338,7 @@ impl Drop for Lock {
         if !self.released {
             let _ = release(&self.rt, &self.ticket);
         }
+        self.ticket.close_lost_fd();
     }
 }
 

@@ -6,6 +6,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::keys::Keys;
+use crate::lost::{LostSignal, Renewal};
 
 const WAITING: u8 = 0;
 const HELD: u8 = 1;
@@ -56,6 +57,8 @@ pub(crate) struct Ticket {
     called: AtomicBool,
     signaled: Mutex<bool>,
     wake: Condvar,
+    /// The lost fd, made when a lock's holder asks for it.
+    lost: LostSignal,
 }
 
 impl Ticket {
@@ -87,6 +90,7 @@ impl Ticket {
             called: AtomicBool::new(false),
             signaled: Mutex::new(false),
             wake: Condvar::new(),
+            lost: LostSignal::new(),
         }
     }
 
@@ -112,11 +116,15 @@ impl Ticket {
             .compare_exchange(WAITING, HELD, Ordering::AcqRel, Ordering::Acquire);
     }
 
+    /// Released or withdrawn: its lost fd (if it had not fired) never
+    /// turns readable.
     pub fn set_done(&self) {
         self.state.store(DONE, Ordering::Release);
+        self.lost.disarm();
     }
 
-    /// Marks the ticket lost (once waiting or held) and wakes its waiter.
+    /// Marks the ticket lost (once waiting or held), makes its lost fd
+    /// readable and wakes its waiter.
     pub fn mark_lost(&self) {
         let mut s = self.state.load(Ordering::Acquire);
         while s == WAITING || s == HELD {
@@ -128,6 +136,9 @@ impl Ticket {
                 Err(now) => s = now,
             }
         }
+        if self.is_lost() {
+            self.lost.fire();
+        }
         self.signal();
     }
 
@@ -135,8 +146,44 @@ impl Ticket {
         self.refreshed_ms.load(Ordering::Acquire)
     }
 
+    /// A renewal sent at `sent_ms` was confirmed. When the lost fd had
+    /// been armed for a lapse that passed before this (a late reply), the
+    /// ticket is lost: once the local clock said so, every view agrees.
     pub fn refreshed(&self, sent_ms: u64) {
-        self.refreshed_ms.fetch_max(sent_ms, Ordering::AcqRel);
+        let now = self
+            .refreshed_ms
+            .fetch_max(sent_ms, Ordering::AcqRel)
+            .max(sent_ms);
+        if self.lost.renewed(self.lapse_ms(now)) == Renewal::Lapsed {
+            self.mark_lost();
+        }
+    }
+
+    /// When a lease renewed at `refreshed_ms` lapses by the local clock:
+    /// the first millisecond at which `lapsed` is true.
+    fn lapse_ms(&self, refreshed_ms: u64) -> u64 {
+        refreshed_ms
+            .saturating_add(self.expire_ms())
+            .saturating_add(1)
+    }
+
+    /// The lost fd (made on the first call; see `lost.rs`): readable once
+    /// the ticket is lost, at once when its lease lapses by the local clock
+    /// (`epoch`: the locker's clock's zero).
+    pub fn lost_fd(&self, epoch: Instant) -> std::io::Result<std::os::fd::RawFd> {
+        self.lost.fd(epoch, || {
+            let state = self.state.load(Ordering::Acquire);
+            (
+                self.lapse_ms(self.refreshed_ms()),
+                state == LOST,
+                state == DONE,
+            )
+        })
+    }
+
+    /// Closes the lost fd (its lock is gone).
+    pub fn close_lost_fd(&self) {
+        self.lost.close();
     }
 
     /// True when the lease has run out by the local clock: no refresh was

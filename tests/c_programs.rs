@@ -97,6 +97,16 @@ fn c_paused_holder_loses_its_lock() {
 }
 
 #[test]
+fn c_lost_fd_quiet_while_held_readable_once_lost() {
+    let r = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = compile("cc", &root().join("tests/c/lost.c"), dir.path(), &[]);
+    let out = run(&bin, &[&r.url(), "redis-cli", &r.port.to_string()]);
+    println!("{out}");
+    assert!(out.contains("lost: all checks passed"), "{out}");
+}
+
+#[test]
 fn c_example_builds_and_runs() {
     let r = Redis::start();
     let dir = tempfile::tempdir().unwrap();

@@ -218,3 +218,208 @@ fn host_port_and_password_options_make_the_url() {
     assert!(!bad.status.success());
     assert!(!String::from_utf8_lossy(&bad.stderr).contains("wrong"));
 }
+
+/// Deletes the presence key of the ticket holding `resource`.
+fn delete_holder_key(r: &Redis, l: &Locker, resource: &str) {
+    let serial = l.status(resource).unwrap().tickets[0].serial;
+    let n: i64 = r
+        .conn()
+        .del(format!("turn:{resource}:serial:{serial}"))
+        .unwrap();
+    assert_eq!(n, 1);
+}
+
+#[test]
+fn lock_command_exit_status_is_the_command_s() {
+    let r = Redis::start();
+    let o = turn(&r, &["lock", "job", "--", "sh", "-c", "exit 7"]);
+    assert_eq!(o.status.code(), Some(7));
+    // Killed by a signal: 128 + its number, as shells say.
+    let o = turn(&r, &["lock", "job", "--", "sh", "-c", "kill -TERM $$"]);
+    assert_eq!(o.status.code(), Some(128 + 15));
+    let o = turn(&r, &["lock", "job", "--", "true"]);
+    assert_eq!(o.status.code(), Some(0));
+    let o = turn(&r, &["lock", "job", "--", "/nonexistent/command"]);
+    assert_eq!(o.status.code(), Some(127));
+    // Each run released its lock: the queue is idle.
+    let l = Locker::new(Some(&r.url())).unwrap();
+    assert!(l.status("job").unwrap().tickets.is_empty());
+}
+
+#[test]
+fn lock_command_finds_its_fencing_token_and_serial_in_the_environment() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    l.lock("env", "before").unwrap().release().unwrap();
+    let out = stdout(&turn(
+        &r,
+        &[
+            "lock",
+            "env",
+            "--label",
+            "env job",
+            "--",
+            "sh",
+            "-c",
+            "echo $TURN_LOCK_TOKEN $TURN_LOCK_SERIAL",
+        ],
+    ));
+    let words: Vec<u64> = out.split_whitespace().map(|w| w.parse().unwrap()).collect();
+    assert_eq!(words.len(), 2, "{out}");
+    assert_eq!(words[1], 2, "the second ticket of the queue");
+    let after = l.lock("env", "after").unwrap();
+    assert!(
+        words[0] < after.token(),
+        "token {} not below the next lock's",
+        words[0]
+    );
+    assert_eq!(after.token() - after.serial(), words[0] - words[1]);
+}
+
+#[test]
+fn lock_wait_0_against_a_held_lock_exits_75_and_runs_nothing() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    let held = l.lock("busy", "holder").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let touch = format!("touch {}", marker.display());
+    let o = turn(
+        &r,
+        &["lock", "busy", "--wait", "0", "--", "sh", "-c", &touch],
+    );
+    assert_eq!(o.status.code(), Some(75));
+    assert!(!marker.exists(), "the command ran");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("busy: not locked"));
+    let o = turn(
+        &r,
+        &["lock", "busy", "--wait", "0.3", "--", "sh", "-c", &touch],
+    );
+    assert_eq!(o.status.code(), Some(75));
+    assert!(!marker.exists(), "the command ran");
+    assert_eq!(l.status("busy").unwrap().tickets.len(), 1, "tickets left");
+    held.release().unwrap();
+    let o = turn(
+        &r,
+        &["lock", "busy", "--wait", "0", "--", "sh", "-c", &touch],
+    );
+    assert_eq!(o.status.code(), Some(0));
+    assert!(marker.exists());
+}
+
+#[test]
+fn lock_command_hears_at_once_when_the_lock_is_lost_while_it_runs() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    let script = format!(
+        "echo started; while [ ! -e {} ]; do sleep 0.05; done; echo finished",
+        go.display()
+    );
+    let mut child = turn_cmd(
+        &r,
+        &["lock", "lose", "--expire", "1", "--", "sh", "-c", &script],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut out = Lines::new(child.stdout.take().unwrap());
+    let mut err = Lines::new(child.stderr.take().unwrap());
+    assert!(out.wait_for("started", Duration::from_secs(10)));
+    delete_holder_key(&r, &l, "lose");
+    assert!(
+        err.wait_for(
+            "lock was lost while the command ran",
+            Duration::from_secs(30)
+        ),
+        "{:?}",
+        err.seen
+    );
+    // Without --kill-on-loss the command runs on to its end.
+    std::fs::write(&go, "").unwrap();
+    assert!(out.wait_for("finished", Duration::from_secs(10)));
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+#[test]
+fn lock_kill_on_loss_sends_the_command_sigterm() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    let mut child = turn_cmd(
+        &r,
+        &[
+            "lock",
+            "kill",
+            "--expire",
+            "1",
+            "--kill-on-loss",
+            "--",
+            "sh",
+            "-c",
+            "echo started; exec sleep 60",
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut out = Lines::new(child.stdout.take().unwrap());
+    let mut err = Lines::new(child.stderr.take().unwrap());
+    assert!(out.wait_for("started", Duration::from_secs(10)));
+    delete_holder_key(&r, &l, "kill");
+    assert_eq!(child.wait().unwrap().code(), Some(128 + 15));
+    let said = err.rest(Duration::from_secs(2)).join("\n");
+    assert!(
+        said.contains("lock was lost while the command ran"),
+        "{said}"
+    );
+    assert!(said.contains("sending SIGTERM"), "{said}");
+}
+
+#[test]
+fn lock_shows_its_place_while_waiting_and_ctrl_c_withdraws_the_ticket() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    let held = l.lock("queue", "holder").unwrap();
+    // A second waiter ahead of the tool.
+    let cancel = turn::Cancel::new();
+    let waiter = {
+        let (l, request) = (l.clone(), Acquire::label("waiter").cancel(&cancel));
+        std::thread::spawn(move || l.acquire("queue", &request).map(drop))
+    };
+    assert!(queued(&l, "queue", 2));
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let touch = format!("touch {}", marker.display());
+    let mut child = turn_cmd(&r, &["lock", "queue", "--", "sh", "-c", &touch])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = Lines::new(child.stderr.take().unwrap());
+    assert!(
+        err.wait_for("queue: waiting, 2 ahead", Duration::from_secs(10)),
+        "{:?}",
+        err.seen
+    );
+    cancel.cancel();
+    assert_eq!(
+        waiter.join().unwrap().unwrap_err().kind(),
+        turn::ErrorKind::Canceled
+    );
+    assert!(
+        err.wait_for("queue: waiting, 1 ahead", Duration::from_secs(10)),
+        "{:?}",
+        err.seen
+    );
+    signal(child.id(), "INT");
+    assert_eq!(child.wait().unwrap().code(), Some(128 + 2));
+    assert!(!marker.exists(), "the command ran");
+    let s = l.status("queue").unwrap();
+    assert_eq!(s.tickets.len(), 1, "the tool's ticket was left: {s:?}");
+    assert_eq!(s.dispenser, 3, "the tool had drawn ticket 3");
+    held.release().unwrap();
+    // The queue moves on past the withdrawn tickets.
+    l.lock("queue", "after").unwrap().release().unwrap();
+}

@@ -53,6 +53,7 @@ static turn_result go_acquire(uintptr_t l, const char *resource, const char *lab
 }
 static turn_result go_release(uintptr_t lock) { return turn_lock_release((turn_lock *)lock); }
 static turn_result go_check(uintptr_t lock) { return turn_lock_check((turn_lock *)lock); }
+static int go_lost_fd(uintptr_t lock) { return turn_lock_lost_fd((turn_lock *)lock); }
 static uint64_t go_serial(uintptr_t lock) { return turn_lock_serial((turn_lock *)lock); }
 static uint64_t go_token(uintptr_t lock) {
 	uint64_t token = 0;
@@ -473,6 +474,10 @@ type Lock struct {
 	handle C.uintptr_t
 	serial uint64
 	token  uint64
+	// lost is the channel of Lost, made on its first call; stop ends its
+	// watch (before the release closes the lost fd).
+	lost chan struct{}
+	stop func()
 }
 
 // Serial is the ticket number (turn 1.0's): it starts over when the queue
@@ -501,10 +506,45 @@ func (k *Lock) Unlock() error {
 	k.mu.Lock()
 	h := k.handle
 	k.handle = 0
+	stop := k.stop
+	k.stop = nil
 	k.mu.Unlock()
 	if h == 0 {
 		return &Error{Code: CodeInvalidArgument, Message: "unlocked already"}
 	}
+	if stop != nil {
+		stop()
+	}
 	runtime.SetFinalizer(k, nil)
 	return call(func() C.turn_result { return C.go_release(h) })
+}
+
+// Lost returns a channel that is closed once the lock is known lost, like
+// etcd's Session.Done(): within one heartbeat (a third of the lease) after
+// its presence key vanished or the indicator moved on, at once when the
+// lease lapses by the local clock, and when the locker is closed. Each call
+// returns the same channel. It is never closed for a lock unlocked
+// normally, so select on it beside your own work:
+//
+//	select {
+//	case <-lock.Lost():
+//		cancel() // stop writing: someone else may hold the resource
+//	case <-done:
+//	}
+//
+// The library's lost fd is watched by one goroutine for all locks of the
+// process (epoll on Linux), not by a thread per lock.
+func (k *Lock) Lost() <-chan struct{} {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.lost != nil {
+		return k.lost
+	}
+	k.lost = make(chan struct{})
+	if k.handle == 0 {
+		return k.lost
+	}
+	fd := int(C.go_lost_fd(k.handle))
+	k.stop = watchLost(fd, k.lost, k.Check)
+	return k.lost
 }

@@ -7,13 +7,33 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use turn::{Acquire, Cancel, ErrorKind, Locker, Options, ResetOutcome, Status};
+use turn::{Acquire, Cancel, ErrorKind, Locker, Options, ResetOutcome, Status, Wait};
+
+#[path = "turn/run_locked.rs"]
+mod run_locked;
+use run_locked::run_locked;
 
 const SEPARATOR: &str = "------------------------------------------------------------";
 
+/// Exit statuses of `turn lock RESOURCE -- COMMAND`, shown in the help.
+const LOCK_EXIT_STATUS: &str = "\
+`turn lock RESOURCE [--wait SECONDS] [--kill-on-loss] -- COMMAND [ARGS...]` runs
+COMMAND while holding the lock (like flock(1)), with TURN_LOCK_TOKEN (the
+fencing token) and TURN_LOCK_SERIAL in its environment. Its exit status:
+  the command's       when it ran (128+N when signal N killed it)
+  75 (EX_TEMPFAIL)    the lock was not had within --wait (--wait 0: taken);
+                      nothing was run
+  126, 127            the command could not be run, or was not found
+  128+N               signal N (Ctrl-C: 130) came while waiting; the ticket
+                      was withdrawn and nothing was run
+  1                   any other failure (Redis unreachable, bad arguments)";
+
+/// Not had within --wait (sysexits.h EX_TEMPFAIL).
+const EXIT_NOT_LOCKED: u8 = 75;
+
 /// Inspect, follow, reset and lock turn queues (FIFO locks kept in Redis).
 #[derive(Parser)]
-#[command(name = "turn", version)]
+#[command(name = "turn", version, after_help = LOCK_EXIT_STATUS)]
 struct Cli {
     /// Redis URL, redis://[user:password@]host:port/db (overrides --host,
     /// --port, --db and --password)
@@ -72,8 +92,11 @@ enum Command {
     Follow { resources: Vec<String> },
     /// Bump, then remove idle queues (every queue when none is given)
     Reset { resources: Vec<String> },
-    /// Take the lock on each resource (every queue when none is given) and
-    /// hold them until interrupted
+    /// Run a command while holding the lock on RESOURCE (`turn lock RESOURCE
+    /// -- COMMAND [ARGS...]`); without a command, take the lock on each
+    /// resource (every queue when none is given) and hold them until
+    /// interrupted
+    #[command(after_help = LOCK_EXIT_STATUS)]
     Lock {
         resources: Vec<String>,
         /// Label of the locks
@@ -82,13 +105,24 @@ enum Command {
         /// Lease in seconds (renewed while held; passed this long after a crash)
         #[arg(long, default_value_t = 10.0)]
         expire: f64,
+        /// Seconds to wait for the turn (0: take it only if free now); when
+        /// not had in time, exit 75 and run nothing. Default: as long as it
+        /// takes
+        #[arg(long)]
+        wait: Option<f64>,
+        /// Send the command SIGTERM when the lock is lost while it runs
+        #[arg(long)]
+        kill_on_loss: bool,
+        /// The command to run while holding the lock, after `--`
+        #[arg(last = true, value_name = "COMMAND")]
+        command: Vec<std::ffi::OsString>,
     },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("turn: {}", clean(e.message()));
             ExitCode::FAILURE
@@ -96,7 +130,27 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> turn::Result<()> {
+/// Runs the subcommand; the exit status.
+fn run(cli: Cli) -> turn::Result<u8> {
+    // The command's own arguments are checked before Redis is reached.
+    if let Command::Lock {
+        resources,
+        wait,
+        kill_on_loss,
+        command,
+        ..
+    } = &cli.command
+    {
+        if !command.is_empty() && resources.len() != 1 {
+            return Err(invalid("with a COMMAND, name exactly one RESOURCE"));
+        }
+        if *kill_on_loss && command.is_empty() {
+            return Err(invalid("--kill-on-loss needs a COMMAND (after --)"));
+        }
+        if wait.is_some_and(|w| !(0.0..=31_536_000.0).contains(&w)) {
+            return Err(invalid("--wait must be between 0 and 31536000 seconds"));
+        }
+    }
     let url = cli.url.clone().unwrap_or_else(|| url_of(&cli));
     let tls = turn::Tls {
         ca_file: cli.tls_ca.clone(),
@@ -117,7 +171,7 @@ fn run(cli: Cli) -> turn::Result<()> {
             interval,
         } => {
             if !watch {
-                return print_status(&locker, &resources, json);
+                return print_status(&locker, &resources, json).map(|()| 0);
             }
             let stop = interrupts();
             let pause = Duration::from_secs_f64(interval.clamp(0.05, 3600.0));
@@ -126,27 +180,42 @@ fn run(cli: Cli) -> turn::Result<()> {
                 print_status(&locker, &resources, json)?;
                 let _ = std::io::stdout().flush();
                 if stop.recv_timeout(pause).is_ok() {
-                    return Ok(());
+                    return Ok(0);
                 }
             }
         }
-        Command::Follow { resources } => follow(&locker, resources),
-        Command::Reset { resources } => reset(&locker, resources),
+        Command::Follow { resources } => follow(&locker, resources).map(|()| 0),
+        Command::Reset { resources } => reset(&locker, resources).map(|()| 0),
         Command::Lock {
             resources,
             label,
             expire,
+            wait,
+            kill_on_loss,
+            command,
         } => {
             if !(0.1..=86_400.0).contains(&expire) {
-                return Err(turn::Error::new(
-                    ErrorKind::InvalidArgument,
-                    "--expire must be between 0.1 and 86400 seconds",
-                ));
+                return Err(invalid("--expire must be between 0.1 and 86400 seconds"));
             }
-            let request = Acquire::label(label).expire(Duration::from_secs_f64(expire));
-            lock(&locker, resources, request)
+            let mut request = Acquire::label(label).expire(Duration::from_secs_f64(expire));
+            if let Some(w) = wait {
+                request = request.wait(if w == 0.0 {
+                    Wait::TryOnce
+                } else {
+                    Wait::For(Duration::from_secs_f64(w))
+                });
+            }
+            if command.is_empty() {
+                return lock(&locker, resources, request).map(|()| 0);
+            }
+            let resource = resources.into_iter().next().unwrap_or_default();
+            run_locked(&locker, &resource, request, &command, kill_on_loss)
         }
     }
+}
+
+fn invalid(text: &str) -> turn::Error {
+    turn::Error::new(ErrorKind::InvalidArgument, text)
 }
 
 /// Builds a URL from --host, --port, --db and --password.

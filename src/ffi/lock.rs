@@ -1,6 +1,7 @@
 //! `turn_lock`: taking a turn, holding it and giving it back.
 
-use std::ffi::c_char;
+use std::ffi::{c_char, c_int};
+use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use super::args::{Handle, optional_text, text};
@@ -8,7 +9,7 @@ use super::cancel::{cancel_or_none, turn_cancel};
 use super::export::{Out, guard, guard_out, guard_out_after, quiet};
 use super::handles::{Kind, Table};
 use super::locker::{locker_of, turn_locker};
-use super::result::turn_result;
+use super::result::{set_last_error, turn_result};
 use crate::error::Error;
 use crate::{Acquire, Lock, Wait};
 
@@ -196,5 +197,44 @@ pub extern "C" fn turn_lock_check(lock: *const turn_lock) -> turn_result {
             Some(lock) => lock.check(),
             None => Err(Error::invalid("the lock was released already")),
         }
+    })
+}
+
+/// A file descriptor that becomes readable once the lock is known lost, for
+/// an event loop (epoll, poll, select, libuv, asyncio) to watch instead of
+/// polling `turn_lock_check`; -1 for NULL, a handle that is not a live lock,
+/// a lock of the parent after fork(), or when no descriptor could be made
+/// (`turn_last_error` says which).
+///
+/// It turns readable within one heartbeat (a third of the lease) after the
+/// loss is detectable (the presence key gone, the indicator moved on), at
+/// once when the lease lapses by the local clock (on Linux a kernel timer
+/// makes it readable then, even while Redis stalls the heartbeat), and
+/// when the locker is freed. Level-triggered: once readable it stays so;
+/// `turn_lock_check` then answers `TURN_ERR_LOST`.
+///
+/// Owned by the library: made on the first call (later calls answer the same
+/// number), close-on-exec. Watch it for readability; do not read from it,
+/// write to it or close it. A lock released normally never makes it
+/// readable; `turn_lock_release` closes it, so take it out of your poll set
+/// (epoll_ctl DEL, uv_poll_stop, remove_reader) before the release.
+#[unsafe(no_mangle)]
+pub extern "C" fn turn_lock_lost_fd(lock: *const turn_lock) -> c_int {
+    quiet(-1, || {
+        let fd = (|| {
+            let cell = turn_lock::get(lock)?;
+            let held = cell.lock.lock().unwrap_or_else(|e| e.into_inner());
+            match held.as_ref() {
+                Some(lock) => lock
+                    .lost_fd()
+                    .map(|fd| fd.as_raw_fd())
+                    .map_err(|e| Error::invalid(format!("no lost fd: {e}"))),
+                None => Err(Error::invalid("the lock was released already")),
+            }
+        })();
+        fd.unwrap_or_else(|e| {
+            set_last_error(e.message());
+            -1
+        })
     })
 }

@@ -33,8 +33,8 @@ mod version;
 
 pub use cancel::{turn_cancel, turn_cancel_fire, turn_cancel_free, turn_cancel_new};
 pub use lock::{
-    turn_lock, turn_lock_acquire, turn_lock_acquire_cancelable, turn_lock_check, turn_lock_release,
-    turn_lock_serial, turn_lock_token,
+    turn_lock, turn_lock_acquire, turn_lock_acquire_cancelable, turn_lock_check, turn_lock_lost_fd,
+    turn_lock_release, turn_lock_serial, turn_lock_token,
 };
 pub use locker::{
     turn_bump, turn_locker, turn_locker_free, turn_locker_health, turn_locker_new,

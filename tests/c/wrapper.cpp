@@ -19,9 +19,12 @@ int main(int argc, char **argv) {
     {
         turn::lock a = locker.acquire("cpp", "first");
         EXPECT(a && a.held() && a.serial() == 1);
+        int fd = a.lost_fd();
+        EXPECT(fd >= 0 && a.lost_fd() == fd);
         EXPECT(!locker.try_acquire("cpp", "second"));  // would block
         turn::lock moved = std::move(a);
         EXPECT(!a && moved.serial() == 1 && moved.token() > 1);
+        EXPECT(a.lost_fd() == -1 && moved.lost_fd() == fd);
         auto s = locker.get_status("cpp");
         EXPECT(s && s->indicator == 1 && s->tickets.size() == 1 && s->tickets[0].label == "first");
     }  // released by the destructor

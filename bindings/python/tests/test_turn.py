@@ -134,3 +134,70 @@ def test_processes_exclude_each_other(url, tmp_path, request):
         assert (e, l) == ("enter", "leave") and s1 == s2, "overlap near %s" % s1
         assert int(s1) > last
         last = int(s1)
+
+
+def _redis(url, *args):
+    """One command on a raw connection (the tests need no Redis client)."""
+    import socket
+    host, port = url[len("redis://"):].split("/")[0].rsplit(":", 1)
+    words = [str(a).encode() for a in args]
+    cmd = b"*%d\r\n" % len(words) + b"".join(b"$%d\r\n%s\r\n" % (len(w), w) for w in words)
+    with socket.create_connection((host, int(port))) as s:
+        s.sendall(cmd)
+        return s.recv(4096)
+
+
+def test_lost_future_completes_when_the_presence_key_is_deleted(locker, url, request):
+    import asyncio
+
+    async def main():
+        lock = locker.acquire("lost", expire=0.6)
+        lost = lock.lost()
+        assert lock.lost() is lost
+        assert not lost.done()
+        key = "py-%s:lost:serial:%d" % (request.node.name, lock.serial)
+        assert _redis(url, "DEL", key) == b":1\r\n"
+        await asyncio.wait_for(lost, 30)
+        assert lost.result() is None
+        assert not lock.held
+        with pytest.raises(turn.Lost):
+            lock.check()
+        with pytest.raises(turn.Lost):
+            lock.release()
+
+    asyncio.run(main())
+
+
+def test_lost_future_stays_pending_for_a_lock_held_normally(locker):
+    import asyncio
+
+    async def main():
+        lock = locker.acquire("held", expire=0.3)  # renewed every 100 ms
+        assert lock.lost_fd() >= 0
+        lost = lock.lost()
+        done, _ = await asyncio.wait([lost], timeout=1.0)
+        assert not done and lock.held
+        lock.release()
+        await asyncio.sleep(0.2)
+        assert not lost.done()
+        with pytest.raises(turn.InvalidArgument):
+            lock.lost_fd()
+
+    asyncio.run(main())
+
+
+def test_a_canceled_lost_future_is_replaced(locker):
+    import asyncio
+
+    async def main():
+        lock = locker.acquire("again", expire=0.3)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(lock.lost(), 0.2)
+        again = lock.lost()
+        assert not again.done()
+        locker.close()  # the locker freed under the lock: lost
+        await asyncio.wait_for(again, 30)
+        with pytest.raises(turn.Lost):
+            lock.release()
+
+    asyncio.run(main())

@@ -9,10 +9,14 @@ needed)::
     with locker.lock(resource='printer', label='report job') as lock:
         write(lock.token)  # a fencing token
 
+On asyncio, ``await lock.lost()`` completes once the lock is known lost
+(the library's lost fd, watched with ``loop.add_reader``).
+
 The library is found through TURN_LIBRARY, next to this package, or on the
 system's library path.
 """
 
+import asyncio
 import ctypes
 import threading
 
@@ -112,6 +116,64 @@ class Lock:
         #: resource, also across a Redis restart (``serial`` is the ticket
         #: number, turn 1.0's; it starts over when the queue does).
         self.token = token.value
+        # The lost() futures and their readers, by event loop.
+        self._watches = {}
+
+    def lost_fd(self):
+        """A file descriptor that becomes readable once the lock is known
+        lost (presence key gone, indicator moved on: within one heartbeat;
+        the lease lapsed by the local clock: at once). Owned by the library:
+        watch it (select, selectors, an event loop), never read or close it.
+        It stays readable once lost, never turns readable for a lock held
+        normally, and is closed by release()."""
+        with self._guard:
+            if not self._handle:
+                raise InvalidArgument(2, "released already")
+            fd = _lib.turn_lock_lost_fd(self._handle)
+        if fd < 0:
+            detail = (_lib.turn_last_error() or b"").decode("utf-8", "replace")
+            raise InvalidArgument(2, detail)
+        return fd
+
+    def lost(self):
+        """An asyncio future, of the running loop, that completes (with None)
+        once the lock is known lost; the same future on each call. It stays
+        pending after a normal release. Watch it beside your work::
+
+            work = asyncio.ensure_future(write_ledger(lock.token))
+            await asyncio.wait([work, lock.lost()], return_when=asyncio.FIRST_COMPLETED)
+
+        Release the lock from the loop's thread (release() takes its reader
+        off the loop before the fd is closed)."""
+        loop = asyncio.get_running_loop()
+        watch = self._watches.get(loop)
+        if watch is not None and not watch[1].cancelled():
+            return watch[1]
+        fd = self.lost_fd()
+        future = loop.create_future()
+
+        def readable():
+            loop.remove_reader(fd)
+            if not future.done():
+                future.set_result(None)
+
+        def done(f):
+            # Canceled by its waiter (asyncio.wait_for, say): stop watching.
+            if f.cancelled() and self._watches.get(loop, (None, None))[1] is f:
+                loop.remove_reader(fd)
+                del self._watches[loop]
+
+        loop.add_reader(fd, readable)
+        future.add_done_callback(done)
+        self._watches[loop] = (fd, future)
+        return future
+
+    def _unwatch(self):
+        """Takes the lost fd off every loop watching it (before release)."""
+        watches, self._watches = self._watches, {}
+        for loop, (fd, _future) in watches.items():
+            if not loop.is_closed():
+                loop.remove_reader(fd)
 
     def check(self):
         """Raises Lost once the lock is lost (no round trip)."""
@@ -133,6 +195,7 @@ class Lock:
             handle, self._handle = self._handle, None
         if not handle:
             raise InvalidArgument(2, "released already")
+        self._unwatch()
         _check(_lib.turn_lock_release(handle))
 
     def __enter__(self):
@@ -146,6 +209,7 @@ class Lock:
     def __del__(self):
         handle, self._handle = getattr(self, "_handle", None), None
         if handle:
+            self._unwatch()
             _lib.turn_lock_release(handle)
 
 

@@ -27,6 +27,7 @@ PROTOTYPES = {
     "turn_lock_token": (c_int, [c_void_p, P(c_uint64)]),
     "turn_locker_health": (c_int, [c_void_p]),
     "turn_lock_check": (c_int, [c_void_p]),
+    "turn_lock_lost_fd": (c_int, [c_void_p]),
     "turn_status_get": (c_int, [c_void_p, c_char_p, P(c_void_p)]),
     "turn_status_indicator": (c_uint64, [c_void_p]),
     "turn_status_dispenser": (c_uint64, [c_void_p]),

@@ -1,0 +1,364 @@
+//! `turn lock RESOURCE -- COMMAND [ARGS...]`: takes the lock, runs the
+//! command while holding it (the heartbeat keeps the lease), releases when
+//! the command exits and exits with its status, as flock(1) does.
+//!
+//! While it waits it shows its place in the queue on standard error, and
+//! Ctrl-C (SIGINT), SIGTERM or SIGHUP withdraw the ticket. While the
+//! command runs, a loss of the lock is said on standard error at once
+//! (from the lock's lost fd) and, with --kill-on-loss, the command gets
+//! SIGTERM; SIGTERM and SIGHUP sent to the tool are passed on to the
+//! command, and SIGINT is left to the command (a terminal sends it to both).
+
+use std::ffi::OsString;
+use std::io::{IsTerminal, Read, Write};
+use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::ExitStatusExt;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use turn::{Acquire, Cancel, ErrorKind, Lock, Locker};
+
+use super::{EXIT_NOT_LOCKED, clean};
+
+/// How often the place in the queue is read while waiting.
+const POSITION_EVERY: Duration = Duration::from_millis(250);
+
+/// What the main thread hears about.
+enum Event {
+    Acquired(turn::Result<Lock>),
+    Signal(i32),
+    Lost,
+    /// The command exited (not reaped yet: its pid stays its own).
+    Exited,
+}
+
+/// Takes the lock on `resource`, runs `command` under it; the exit status.
+pub fn run_locked(
+    locker: &Locker,
+    resource: &str,
+    request: Acquire,
+    command: &[OsString],
+    kill_on_loss: bool,
+) -> turn::Result<u8> {
+    turn::validate_resource(resource)?;
+    turn::validate_label(&request.label)?;
+    let name = clean(resource);
+    let (tx, events) = mpsc::channel();
+    catch_signals(tx.clone()).map_err(|e| io_error("cannot catch signals", e))?;
+
+    // Waiting: the acquire blocks on a thread of its own, while this one
+    // shows the place in the queue and takes signals.
+    let cancel = Cancel::new();
+    let request = request.cancel(&cancel);
+    let waiting = {
+        let (locker, resource, tx) = (locker.clone(), resource.to_string(), tx.clone());
+        std::thread::spawn(move || {
+            let _ = tx.send(Event::Acquired(locker.acquire(&resource, &request)));
+        })
+    };
+    let mut progress = Progress::new(&name);
+    let mut interrupted = None;
+    let acquired = loop {
+        match events.recv_timeout(POSITION_EVERY) {
+            Ok(Event::Acquired(result)) => break result,
+            Ok(Event::Signal(signo)) => {
+                interrupted.get_or_insert(signo);
+                cancel.cancel();
+            }
+            Ok(_) => {}
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if interrupted.is_none() {
+                    progress.show(locker, resource, &cancel);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(turn::Error::new(
+                    ErrorKind::Panic,
+                    "the waiting thread died",
+                ));
+            }
+        }
+    };
+    let _ = waiting.join();
+    progress.done();
+    if let Some(signo) = interrupted {
+        // A lock granted just as the signal came is given back at once.
+        if let Ok(lock) = acquired {
+            let _ = lock.release();
+        }
+        eprintln!("turn: {name}: interrupted while waiting; the ticket was withdrawn");
+        return Ok(128u8.saturating_add(signo as u8));
+    }
+    let lock = match acquired {
+        Ok(lock) => lock,
+        Err(e) if matches!(e.kind(), ErrorKind::Timeout | ErrorKind::WouldBlock) => {
+            eprintln!("turn: {name}: not locked: {}", clean(e.message()));
+            return Ok(EXIT_NOT_LOCKED);
+        }
+        Err(e) => return Err(e),
+    };
+
+    // Holding: run the command.
+    let mut child = match std::process::Command::new(&command[0])
+        .args(&command[1..])
+        .env("TURN_LOCK_TOKEN", lock.token().to_string())
+        .env("TURN_LOCK_SERIAL", lock.serial().to_string())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => {
+            let _ = lock.release();
+            let shown = clean(&command[0].to_string_lossy());
+            eprintln!("turn: cannot run {shown}: {e}");
+            return Ok(if e.kind() == std::io::ErrorKind::NotFound {
+                127
+            } else {
+                126
+            });
+        }
+    };
+    let pid = child.id() as libc::pid_t;
+    {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            wait_exit(pid);
+            let _ = tx.send(Event::Exited);
+        });
+    }
+    let stop_watch = watch_lost(&lock, tx);
+    let mut lost_said = false;
+    loop {
+        match events.recv() {
+            Ok(Event::Exited) | Err(_) => break,
+            Ok(Event::Lost) => {
+                lost_said = true;
+                let why = lock.check().err().map(|e| clean(e.message()));
+                eprintln!(
+                    "turn: {name}: the lock was lost while the command ran ({})",
+                    why.unwrap_or_else(|| "lost".to_string())
+                );
+                if kill_on_loss {
+                    eprintln!("turn: {name}: sending SIGTERM to the command (pid {pid})");
+                    // SAFETY: plain kill(2); the child is not reaped yet
+                    // (its exit is awaited without reaping), so the pid is
+                    // still its own.
+                    unsafe { libc::kill(pid, libc::SIGTERM) };
+                }
+            }
+            Ok(Event::Signal(signo)) => {
+                if signo != libc::SIGINT {
+                    // SAFETY: as above.
+                    unsafe { libc::kill(pid, signo) };
+                }
+            }
+            Ok(Event::Acquired(_)) => {}
+        }
+    }
+    drop(stop_watch);
+    let status = child
+        .wait()
+        .map_err(|e| io_error("cannot wait for the command", e))?;
+    if let Err(e) = lock.release()
+        && !lost_said
+    {
+        eprintln!(
+            "turn: {name}: the lock was lost before the release: {}",
+            clean(e.message())
+        );
+    }
+    Ok(match (status.code(), status.signal()) {
+        (Some(code), _) => code as u8,
+        (None, Some(signo)) => 128u8.saturating_add(signo as u8),
+        (None, None) => 1,
+    })
+}
+
+fn io_error(what: &str, e: std::io::Error) -> turn::Error {
+    turn::Error::new(ErrorKind::InvalidArgument, format!("{what}: {e}"))
+}
+
+/// The place in the queue, on standard error: updated in place on a
+/// terminal, one line per change otherwise.
+struct Progress<'a> {
+    name: &'a str,
+    terminal: bool,
+    shown: Option<usize>,
+}
+
+impl<'a> Progress<'a> {
+    fn new(name: &'a str) -> Progress<'a> {
+        Progress {
+            name,
+            terminal: std::io::stderr().is_terminal(),
+            shown: None,
+        }
+    }
+
+    /// Reads the queue and shows how many live tickets are ahead (the
+    /// holder included) when that changed.
+    fn show(&mut self, locker: &Locker, resource: &str, cancel: &Cancel) {
+        let Some(mine) = cancel.waiting_serials().into_iter().max() else {
+            return;
+        };
+        let Ok(status) = locker.status(resource) else {
+            return;
+        };
+        let ahead = status.tickets.iter().filter(|t| t.serial < mine).count();
+        if self.shown == Some(ahead) {
+            return;
+        }
+        self.shown = Some(ahead);
+        let mut err = std::io::stderr().lock();
+        let text = format!("{}: waiting, {ahead} ahead", self.name);
+        if self.terminal {
+            let _ = write!(err, "\r\x1b[K{text}");
+        } else {
+            let _ = writeln!(err, "{text}");
+        }
+        let _ = err.flush();
+    }
+
+    /// Clears the line shown in place.
+    fn done(&mut self) {
+        if self.terminal && self.shown.is_some() {
+            let _ = write!(std::io::stderr(), "\r\x1b[K");
+        }
+    }
+}
+
+/// The write end of the signal pipe, for the handler.
+static SIGNAL_PIPE: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_signal(signo: libc::c_int) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: the calling thread's errno, saved and restored around write.
+    let saved = unsafe { *libc::__errno_location() };
+    let fd = SIGNAL_PIPE.load(Ordering::Relaxed);
+    if fd >= 0 {
+        let byte = signo as u8;
+        // SAFETY: write(2) is async-signal-safe; one byte from the stack.
+        unsafe { libc::write(fd, (&byte as *const u8).cast(), 1) };
+    }
+    #[cfg(target_os = "linux")]
+    // SAFETY: as above.
+    unsafe {
+        *libc::__errno_location() = saved
+    };
+}
+
+/// Catches SIGINT, SIGTERM and SIGHUP: each becomes an `Event::Signal`
+/// (through a pipe the handler writes to and a thread reads). Commands
+/// run later get the default handling back at exec.
+fn catch_signals(tx: mpsc::Sender<Event>) -> std::io::Result<()> {
+    let (mut read, write) = UnixStream::pair()?;
+    write.set_nonblocking(true)?;
+    SIGNAL_PIPE.store(write.into_raw_fd(), Ordering::Relaxed);
+    std::thread::spawn(move || {
+        let mut byte = [0u8];
+        while read.read_exact(&mut byte).is_ok() {
+            if tx.send(Event::Signal(byte[0] as i32)).is_err() {
+                break;
+            }
+        }
+    });
+    for signo in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: a zeroed sigaction with a handler that only writes to a
+        // pipe, installed with plain sigaction(2).
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            if libc::sigaction(signo, &action, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Waits until the process `pid` exits, without reaping it.
+fn wait_exit(pid: libc::pid_t) {
+    loop {
+        // SAFETY: a zeroed siginfo_t to be written by waitid(2).
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: plain waitid(2) on our own child; WNOWAIT leaves it to
+        // be reaped by Child::wait.
+        let rc = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                pid as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOWAIT,
+            )
+        };
+        if rc == 0 || std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return;
+        }
+    }
+}
+
+/// A watch of a lock's lost fd; dropping it ends the watch and waits for
+/// its thread (so the fd is not polled once the lock is released).
+struct LostWatch {
+    stop: Option<UnixStream>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for LostWatch {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Watches the lock's lost fd on a thread: sends `Event::Lost` once it is
+/// readable.
+fn watch_lost(lock: &Lock, tx: mpsc::Sender<Event>) -> Option<LostWatch> {
+    let fd: RawFd = match lock.lost_fd() {
+        Ok(fd) => fd.as_raw_fd(),
+        Err(e) => {
+            eprintln!("turn: cannot watch the lock for loss: {e}");
+            return None;
+        }
+    };
+    let (stop, stopped) = UnixStream::pair().ok()?;
+    let thread = std::thread::spawn(move || {
+        let mut fds = [
+            libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: stopped.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        loop {
+            // SAFETY: two valid pollfds. The lost fd stays open until the
+            // lock is released, which waits for this thread to end (see
+            // `LostWatch`); a closed `stop` makes `stopped` readable.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+            if n < 0 {
+                continue; // EINTR
+            }
+            if fds[1].revents != 0 {
+                return;
+            }
+            if fds[0].revents != 0 {
+                let _ = tx.send(Event::Lost);
+                return;
+            }
+        }
+    });
+    Some(LostWatch {
+        stop: Some(stop),
+        thread: Some(thread),
+    })
+}

@@ -1,0 +1,162 @@
+//! The lost fd of a held lock (`Lock::lost_fd`, `turn_lock_lost_fd`): it
+//! turns readable when the heartbeat finds the lock gone, at once when the
+//! lease lapses by the local clock while Redis stalls, and never for a lock
+//! held and released normally. Delays are printed (run with --nocapture),
+//! never asserted beyond generous bounds.
+
+mod support;
+
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::{Duration, Instant};
+
+use support::Redis;
+use support::proxy::Proxy;
+use turn::{Acquire, ErrorKind, Locker, Options};
+
+/// Waits (at most `limit`) for `fd` to turn readable; true when it did.
+fn readable_within(fd: RawFd, limit: Duration) -> bool {
+    let end = Instant::now() + limit;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut p, 1, left.as_millis() as libc::c_int) };
+        if n == 1 {
+            assert_eq!(p.revents & (libc::POLLNVAL | libc::POLLERR), 0);
+            return p.revents & libc::POLLIN != 0;
+        }
+        if n == 0 || left.is_zero() {
+            return false;
+        }
+        // EINTR: poll again.
+    }
+}
+
+fn lease(ms: u64) -> Acquire {
+    Acquire::label("lost fd").expire(Duration::from_millis(ms))
+}
+
+#[test]
+fn lost_fd_turns_readable_within_a_beat_after_the_presence_key_is_deleted() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    // A beat every second.
+    let lock = l.acquire("del", &lease(3000)).unwrap();
+    let fd = lock.lost_fd().unwrap().as_raw_fd();
+    assert_eq!(
+        lock.lost_fd().unwrap().as_raw_fd(),
+        fd,
+        "one fd per lock, made once"
+    );
+    assert!(!readable_within(fd, Duration::ZERO));
+    let deleted = Instant::now();
+    let n: i64 = redis::cmd("DEL")
+        .arg(format!("turn:del:serial:{}", lock.serial()))
+        .query(&mut r.conn())
+        .unwrap();
+    assert_eq!(n, 1);
+    // Generous: one beat is a second.
+    assert!(readable_within(fd, Duration::from_secs(30)));
+    println!(
+        "lost fd readable {:?} after the DEL of the presence key (beat: 1 s)",
+        deleted.elapsed()
+    );
+    assert!(readable_within(fd, Duration::ZERO), "it stays readable");
+    assert_eq!(lock.check().unwrap_err().kind(), ErrorKind::Lost);
+    assert_eq!(lock.release().unwrap_err().kind(), ErrorKind::Lost);
+}
+
+#[test]
+fn lost_fd_turns_readable_when_the_indicator_moves_on() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    let lock = l.acquire("moved", &lease(600)).unwrap();
+    let fd = lock.lost_fd().unwrap().as_raw_fd();
+    let _: () = redis::cmd("SET")
+        .arg("turn:moved:indicator")
+        .arg(lock.serial() + 1)
+        .query(&mut r.conn())
+        .unwrap();
+    assert!(readable_within(fd, Duration::from_secs(30)));
+    assert_eq!(lock.check().unwrap_err().kind(), ErrorKind::Lost);
+}
+
+#[test]
+fn lost_fd_turns_readable_at_once_when_the_lease_lapses_while_redis_stalls() {
+    let r = Redis::start();
+    let proxy = Proxy::start(r.port);
+    // Replies may take a minute: the heartbeat thread waits for its stalled
+    // renewal all that time, so only the local lease clock can tell.
+    let options = Options {
+        command_timeout: Duration::from_secs(60),
+        ..Options::default()
+    };
+    let l = Locker::with_options(Some(&proxy.url()), options).unwrap();
+    let lock = l.acquire("stall", &lease(1000)).unwrap();
+    let fd = lock.lost_fd().unwrap().as_raw_fd();
+    assert!(lock.check().is_ok());
+    let stalled = Instant::now();
+    proxy.stall();
+    // Well before the heartbeat's command timeout.
+    assert!(readable_within(fd, Duration::from_secs(20)));
+    println!(
+        "lost fd readable {:?} after Redis stalled (lease: 1 s, renewed every 333 ms)",
+        stalled.elapsed()
+    );
+    assert_eq!(lock.check().unwrap_err().kind(), ErrorKind::Lost);
+    // Redis answers again: the late renewal revives nothing.
+    proxy.resume();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(readable_within(fd, Duration::ZERO));
+    assert_eq!(lock.check().unwrap_err().kind(), ErrorKind::Lost);
+    assert_eq!(lock.release().unwrap_err().kind(), ErrorKind::Lost);
+}
+
+#[test]
+fn lost_fd_stays_quiet_for_a_lock_held_and_released_normally() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    // Renewed every 100 ms: five leases pass while it is watched.
+    let lock = l.acquire("held", &lease(300)).unwrap();
+    let fd = lock.lost_fd().unwrap().as_raw_fd();
+    // SAFETY: a live descriptor; F_GETFD reads its flags.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    assert!(flags >= 0 && flags & libc::FD_CLOEXEC != 0, "close-on-exec");
+    assert!(!readable_within(fd, Duration::from_millis(1500)));
+    assert!(lock.check().is_ok());
+    lock.release().unwrap();
+    // A lock made afterwards has its own quiet fd.
+    let next = l.acquire("held", &lease(300)).unwrap();
+    let fd = next.lost_fd().unwrap().as_raw_fd();
+    assert!(!readable_within(fd, Duration::from_millis(300)));
+    next.release().unwrap();
+}
+
+#[test]
+fn lost_fd_turns_readable_when_the_locker_is_closed() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    let lock = l.acquire("closed", &lease(10_000)).unwrap();
+    let fd = lock.lost_fd().unwrap().as_raw_fd();
+    l.close();
+    assert!(readable_within(fd, Duration::from_secs(10)));
+    assert_eq!(lock.check().unwrap_err().kind(), ErrorKind::Lost);
+}
+
+#[test]
+fn a_lost_fd_asked_for_after_the_loss_is_readable_at_once() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    let lock = l.acquire("late", &lease(300)).unwrap();
+    let _: i64 = redis::cmd("DEL")
+        .arg(format!("turn:late:serial:{}", lock.serial()))
+        .query(&mut r.conn())
+        .unwrap();
+    assert!(support::eventually(Duration::from_secs(30), || lock.is_lost()));
+    let fd = lock.lost_fd().unwrap().as_raw_fd();
+    assert!(readable_within(fd, Duration::ZERO));
+}
