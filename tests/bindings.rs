@@ -90,18 +90,83 @@ fn install_pkg_config_cmake_and_static() {
     let shown = run(Command::new(cmake_build.join("demo")).args([&r.url(), "pc", "cmake", "1"]));
     assert!(shown.contains("round 1: done with ticket 2"), "{shown}");
 
-    // Static linking with the private libraries turn.pc names.
-    let private = pkg_config(&pc, &["--libs-only-l", "--static", "turn"]);
+    // Static linking, the README's recipe as written:
+    //   cc prog.c $(pkg-config --cflags turn) -Wl,-Bstatic $(pkg-config --static --libs turn)
     let exe = out.path().join("demo-static");
-    run(Command::new("cc")
-        .arg(root().join("examples/c/demo.c"))
-        .arg(format!("-I{}", p.join("include").display()))
-        .arg(lib.join("libturn.a"))
-        .args(private.iter().filter(|f| *f != "-lturn"))
-        .arg("-o")
-        .arg(&exe));
+    let recipe = format!(
+        "cc {} $(pkg-config --cflags turn) -Wl,-Bstatic $(pkg-config --static --libs turn) -o {}",
+        root().join("examples/c/demo.c").display(),
+        exe.display()
+    );
+    run(Command::new("sh")
+        .args(["-c", &recipe])
+        .env("PKG_CONFIG_PATH", &pc));
+    let needed = run(Command::new("readelf").arg("-d").arg(&exe));
+    assert!(!needed.contains("libturn.so"), "not static:\n{needed}");
     let shown = run(Command::new(&exe).args([&r.url(), "pc", "static", "1"]));
     assert!(shown.contains("round 1: done with ticket 3"), "{shown}");
+
+    // CMake's find_package with the installed turnConfig.cmake: the shared
+    // library (turn::turn) and the archive (turn::turn_static).
+    for f in ["turnConfig.cmake", "turnConfigVersion.cmake"] {
+        assert!(lib.join("cmake/turn").join(f).exists(), "{f} not installed");
+    }
+    let project = out.path().join("find-package");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(
+        project.join("CMakeLists.txt"),
+        format!(
+            "cmake_minimum_required(VERSION 3.13)\n\
+             project(uses_turn C)\n\
+             find_package(turn {version} CONFIG REQUIRED)\n\
+             add_executable(app_shared {demo})\n\
+             target_compile_options(app_shared PRIVATE -Wall -Wextra -Werror)\n\
+             target_link_libraries(app_shared PRIVATE turn::turn)\n\
+             add_executable(app_static {demo})\n\
+             target_compile_options(app_static PRIVATE -Wall -Wextra -Werror)\n\
+             target_link_libraries(app_static PRIVATE turn::turn_static)\n",
+            demo = root().join("examples/c/demo.c").display()
+        ),
+    )
+    .unwrap();
+    let cmake_out = out.path().join("find-package-build");
+    run(Command::new("cmake")
+        .arg("-S")
+        .arg(&project)
+        .arg("-B")
+        .arg(&cmake_out)
+        .arg(format!("-DCMAKE_PREFIX_PATH={}", p.display())));
+    run(Command::new("cmake").arg("--build").arg(&cmake_out));
+    let needed = run(Command::new("readelf")
+        .arg("-d")
+        .arg(cmake_out.join("app_static")));
+    assert!(!needed.contains("libturn.so"), "not static:\n{needed}");
+    let needed = run(Command::new("readelf")
+        .arg("-d")
+        .arg(cmake_out.join("app_shared")));
+    assert!(needed.contains("libturn.so"), "not shared:\n{needed}");
+    let shown =
+        run(Command::new(cmake_out.join("app_shared")).args([&r.url(), "pc", "shared", "1"]));
+    assert!(shown.contains("round 1: done with ticket 4"), "{shown}");
+    let shown =
+        run(Command::new(cmake_out.join("app_static")).args([&r.url(), "pc", "static", "1"]));
+    assert!(shown.contains("round 1: done with ticket 5"), "{shown}");
+    // A version it is not refuses.
+    std::fs::write(
+        project.join("CMakeLists.txt"),
+        "cmake_minimum_required(VERSION 3.13)\nproject(uses_turn C)\n\
+         find_package(turn 99 CONFIG REQUIRED)\n",
+    )
+    .unwrap();
+    let refused = Command::new("cmake")
+        .arg("-S")
+        .arg(&project)
+        .arg("-B")
+        .arg(out.path().join("find-package-99"))
+        .arg(format!("-DCMAKE_PREFIX_PATH={}", p.display()))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success(), "turn 99 was found");
 
     // The build tree through turn-uninstalled.pc.
     soname_link();
@@ -124,7 +189,7 @@ fn install_pkg_config_cmake_and_static() {
         .arg("-o")
         .arg(&exe));
     let shown = run(Command::new(&exe).args([&r.url(), "pc", "tree", "1"]));
-    assert!(shown.contains("round 1: done with ticket 4"), "{shown}");
+    assert!(shown.contains("round 1: done with ticket 6"), "{shown}");
 }
 
 #[test]
