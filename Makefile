@@ -15,11 +15,15 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 BUILD_DIR ?= $(TARGET_DIR)/release
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 MAJOR := $(firstword $(subst ., ,$(VERSION)))
+MINOR := $(word 2,$(subst ., ,$(VERSION)))
+# The CMake package file finds the headers relative to itself.
+INCLUDE_FROM_LIB = $(shell realpath -m --relative-to=$(LIBDIR) $(INCLUDEDIR))
+STRIP ?= strip
 NEED_DEMO := scripts/need.sh redis-server:redis-server redis-cli:redis-tools cc:gcc
 NEED_TEST := $(NEED_DEMO) c++:g++ python3:python3 venv:python3-venv go:golang-go \
 	cmake:cmake pkg-config:pkg-config readelf:binutils openssl:openssl
 
-.PHONY: all build release install install-files pkgconfig demo test bench soak fuzz lint header cargo demo-deps test-deps clean
+.PHONY: all build release release-debug install install-debug install-files pkgconfig demo test bench soak fuzz lint header cargo demo-deps test-deps clean
 
 all: release
 
@@ -42,22 +46,44 @@ release:
 	$(CARGO) build --release
 	ln -sf libturn.so $(TARGET_DIR)/release/libturn.so.$(MAJOR)
 
+# The release build with debug info (profile release-debug in Cargo.toml).
+release-debug:
+	$(CARGO) build --profile release-debug
+	ln -sf libturn.so $(TARGET_DIR)/release-debug/libturn.so.$(MAJOR)
+
 # Installs like a C library: libturn.so.VERSION with its soname link
-# libturn.so.MAJOR, libturn.so, libturn.a, the headers, turn.pc and the
-# turn tool. DESTDIR is honoured.
+# libturn.so.MAJOR, libturn.so, libturn.a, the headers, turn.pc, the CMake
+# package files (LIBDIR/cmake/turn) and the turn tool, without debug info
+# (the release profile strips the library and the tool; the archive's
+# objects are stripped here, STRIP_ARCHIVE= keeps them). DESTDIR is
+# honoured.
 install: release install-files
 
+# The same with debug info everywhere (profile release-debug).
+install-debug: release-debug
+	$(MAKE) install-files BUILD_DIR=$(TARGET_DIR)/release-debug STRIP_ARCHIVE=
+
+STRIP_ARCHIVE ?= $(STRIP) --strip-debug
+
 install-files:
-	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(BINDIR)
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(LIBDIR)/cmake/turn \
+	    $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(BINDIR)
 	install -m 755 $(BUILD_DIR)/libturn.so $(DESTDIR)$(LIBDIR)/libturn.so.$(VERSION)
 	ln -sf libturn.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libturn.so.$(MAJOR)
 	ln -sf libturn.so.$(MAJOR) $(DESTDIR)$(LIBDIR)/libturn.so
 	install -m 644 $(BUILD_DIR)/libturn.a $(DESTDIR)$(LIBDIR)/libturn.a
+	$(if $(STRIP_ARCHIVE),$(STRIP_ARCHIVE) $(DESTDIR)$(LIBDIR)/libturn.a)
 	install -m 644 include/turn.h include/turn.hpp $(DESTDIR)$(INCLUDEDIR)/
 	install -m 755 $(BUILD_DIR)/turn $(DESTDIR)$(BINDIR)/turn
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
 	    turn.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/turn.pc
+	sed -e 's|@INCLUDE_FROM_LIB@|$(INCLUDE_FROM_LIB)|' -e 's|@VERSION@|$(VERSION)|' \
+	    -e 's|@MAJOR@|$(MAJOR)|' cmake/turnConfig.cmake.in \
+	    > $(DESTDIR)$(LIBDIR)/cmake/turn/turnConfig.cmake
+	sed -e 's|@VERSION@|$(VERSION)|' -e 's|@MAJOR@|$(MAJOR)|' -e 's|@MINOR@|$(MINOR)|' \
+	    -e 's|@SIZEOF_VOID_P@|$(shell expr $$(getconf LONG_BIT) / 8)|' \
+	    cmake/turnConfigVersion.cmake.in > $(DESTDIR)$(LIBDIR)/cmake/turn/turnConfigVersion.cmake
 
 # target/pkgconfig/turn-uninstalled.pc: with PKG_CONFIG_PATH=$(CURDIR)/target/pkgconfig,
 # `pkg-config turn` finds the headers and library of this build tree.

@@ -258,6 +258,17 @@ turn_result turn_bump(turn_locker *locker, const char *resource, uint64_t *indic
 turn_result turn_reset(turn_locker *locker, const char *resource);
 
 /**
+ * Publishes the log line `RESOURCE: line` on the `external` channel of
+ * `resource` (where `turn follow` shows the library's own lines, such as
+ * `5 started`): the bindings say turn 1.0's `N crashed!` with it. `line`
+ * is at most 4096 bytes of UTF-8 without control characters.
+ *
+ * # Safety
+ * `resource` and `line` are NULL or NUL-terminated.
+ */
+turn_result turn_announce(turn_locker *locker, const char *resource, const char *line);
+
+/**
  * Takes a ticket for `resource` and waits for its turn; on success writes
  * the held lock to `*out`.
  *

@@ -10,6 +10,18 @@
  * Errors are thrown as turn::error, which carries the turn_result code.
  * A turn::locker may be shared between threads (its calls are thread-safe);
  * a turn::lock is move-only and releases in its destructor.
+ *
+ * Settings of a locker (key prefix, timeouts, TLS files, ...) go in a
+ * turn::locker_options; a turn::cancel_token named in acquire_options ends
+ * a wait from another thread:
+ *
+ *   turn::locker_options o;
+ *   o.prefix = "myapp";
+ *   o.connect_timeout = std::chrono::seconds(1);
+ *   turn::locker locker("rediss://redis.example:6380/0", o);
+ *   turn::cancel_token stop;
+ *   // elsewhere: stop.fire();  -> acquire throws TURN_ERR_CANCELED
+ *   turn::lock lock = locker.acquire("printer", "job", {turn::forever, {}, {}, &stop});
  */
 #ifndef TURN_HPP
 #define TURN_HPP
@@ -49,6 +61,35 @@ inline void check(turn_result rc, const char *call) {
 inline constexpr std::chrono::milliseconds forever{-1};
 /// Try once, without waiting.
 inline constexpr std::chrono::milliseconds no_wait{0};
+
+/// Ends waits from another thread (turn_cancel): name it in
+/// acquire_options::cancel, and fire() from any thread ends every wait
+/// using it, now and later, with turn::error TURN_ERR_CANCELED (the ticket
+/// withdrawn). Move-only; fire() is thread-safe. Keep it alive while an
+/// acquire uses it.
+class cancel_token {
+public:
+    cancel_token() { detail::check(turn_cancel_new(&handle_), "turn_cancel_new"); }
+    cancel_token(const cancel_token &) = delete;
+    cancel_token &operator=(const cancel_token &) = delete;
+    cancel_token(cancel_token &&other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}
+    cancel_token &operator=(cancel_token &&other) noexcept {
+        if (this != &other) {
+            turn_cancel_free(handle_);
+            handle_ = std::exchange(other.handle_, nullptr);
+        }
+        return *this;
+    }
+    ~cancel_token() { turn_cancel_free(handle_); }
+
+    /// Cancels every wait using this token, now and later.
+    void fire() { detail::check(turn_cancel_fire(handle_), "turn_cancel_fire"); }
+    /// The C handle (owned by this object).
+    turn_cancel *handle() const noexcept { return handle_; }
+
+private:
+    turn_cancel *handle_ = nullptr;
+};
 
 /// One held lock; releases in its destructor. Move-only.
 class lock {
@@ -123,6 +164,29 @@ struct acquire_options {
     std::chrono::milliseconds timeout = forever;
     std::chrono::milliseconds expire{0};
     std::chrono::milliseconds patience{0};
+    /// When set, its fire() ends the wait (TURN_ERR_CANCELED).
+    const cancel_token *cancel = nullptr;
+};
+
+/// Settings of a locker (turn_options); an empty string or a zero keeps
+/// the library's default (see turn_options_new in turn.h).
+struct locker_options {
+    /// Key prefix (default "turn", as turn 1.0).
+    std::string prefix;
+    /// Time allowed to connect (default 2 s).
+    std::chrono::milliseconds connect_timeout{0};
+    /// Time allowed for a reply or a free pooled connection (default 5 s).
+    std::chrono::milliseconds command_timeout{0};
+    /// Most command connections open at once (default 8, at most 1024).
+    std::uint32_t pool_size = 0;
+    /// How long a ticket must exist before a missing presence key marks it
+    /// dead (default 500 ms).
+    std::chrono::milliseconds grace{0};
+    /// Seed the serials of new queues from the server's clock.
+    bool clock_serials = false;
+    /// PEM files for a rediss:// URL: the CA to trust instead of the
+    /// system's roots, and a client certificate and key for mutual TLS.
+    std::string tls_ca_file, tls_cert_file, tls_key_file;
 };
 
 /// A connection to Redis and its two background threads. Move-only;
@@ -132,6 +196,20 @@ public:
     /// Connects to url ("redis://[user:password@]host:port/db").
     explicit locker(const std::string &url = "redis://127.0.0.1:6379/0") {
         detail::check(turn_locker_new(url.c_str(), &handle_), "turn_locker_new");
+    }
+    /// Connects to url with options; throws turn::error
+    /// (TURN_ERR_INVALID_ARGUMENT for an option out of range).
+    locker(const std::string &url, const locker_options &options) {
+        turn_options *o = nullptr;
+        detail::check(turn_options_new(&o), "turn_options_new");
+        turn_result rc = set(o, options);
+        if (rc == TURN_OK) rc = turn_locker_new_with_options(url.c_str(), o, &handle_);
+        // The detail message belongs to the failed call, not to the free.
+        std::string detail = rc == TURN_OK ? "" : turn_last_error();
+        turn_options_free(o);
+        if (rc != TURN_OK) {
+            throw error(rc, std::string("turn_locker_new_with_options: ") + turn_result_str(rc) + ": " + detail);
+        }
     }
     locker(const locker &) = delete;
     locker &operator=(const locker &) = delete;
@@ -150,10 +228,12 @@ public:
     lock acquire(const std::string &resource, const std::string &label = "",
                  const acquire_options &options = {}) {
         turn_lock *h = nullptr;
-        detail::check(turn_lock_acquire(handle_, resource.c_str(), label.c_str(),
-                                        static_cast<std::uint32_t>(options.expire.count()),
-                                        static_cast<std::uint32_t>(options.patience.count()),
-                                        static_cast<std::int64_t>(options.timeout.count()), &h),
+        detail::check(turn_lock_acquire_cancelable(
+                          handle_, resource.c_str(), label.c_str(),
+                          static_cast<std::uint32_t>(options.expire.count()),
+                          static_cast<std::uint32_t>(options.patience.count()),
+                          static_cast<std::int64_t>(options.timeout.count()),
+                          options.cancel ? options.cancel->handle() : nullptr, &h),
                       "turn_lock_acquire");
         return lock(h);
     }
@@ -199,6 +279,32 @@ public:
     turn_locker *handle() const noexcept { return handle_; }
 
 private:
+    static turn_result set(turn_options *o, const locker_options &options) {
+        // Out of range (negative, or past 2^32 - 1 ms) is refused by the
+        // library as 0, or capped.
+        auto ms = [](std::chrono::milliseconds d) {
+            return d.count() < 0 ? 0u
+                   : d.count() > 0xFFFFFFFFLL ? 0xFFFFFFFFu
+                                              : static_cast<std::uint32_t>(d.count());
+        };
+        auto path = [](const std::string &p) { return p.empty() ? nullptr : p.c_str(); };
+        turn_result rc = TURN_OK;
+        if (rc == TURN_OK && !options.prefix.empty())
+            rc = turn_options_set_prefix(o, options.prefix.c_str());
+        if (rc == TURN_OK && options.connect_timeout.count() != 0)
+            rc = turn_options_set_connect_timeout_ms(o, ms(options.connect_timeout));
+        if (rc == TURN_OK && options.command_timeout.count() != 0)
+            rc = turn_options_set_command_timeout_ms(o, ms(options.command_timeout));
+        if (rc == TURN_OK && options.pool_size != 0) rc = turn_options_set_pool_size(o, options.pool_size);
+        if (rc == TURN_OK && options.grace.count() != 0) rc = turn_options_set_grace_ms(o, ms(options.grace));
+        if (rc == TURN_OK && options.clock_serials) rc = turn_options_set_clock_serials(o, 1);
+        if (rc == TURN_OK && !(options.tls_ca_file.empty() && options.tls_cert_file.empty() &&
+                               options.tls_key_file.empty()))
+            rc = turn_options_set_tls(o, path(options.tls_ca_file), path(options.tls_cert_file),
+                                      path(options.tls_key_file));
+        return rc;
+    }
+
     turn_locker *handle_ = nullptr;
 };
 

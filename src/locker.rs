@@ -168,6 +168,29 @@ impl Locker {
         admin::reset_queue(&self.rt().core, resource, expected_dispenser)
     }
 
+    /// Publishes the log line `RESOURCE: text` on the `external` channel of
+    /// `resource`, beside the library's own (`follow` shows it). The Python
+    /// binding says turn 1.0's `N crashed!` with it. `text` is at most
+    /// [`MAX_LABEL_LEN`](crate::MAX_LABEL_LEN) bytes without control
+    /// characters.
+    pub fn announce(&self, resource: &str, text: &str) -> Result<()> {
+        self.rt().core.usable()?;
+        validate_resource(resource)?;
+        crate::keys::validate_label(text)?;
+        if text.chars().any(char::is_control) {
+            return Err(Error::invalid("log line contains a control character"));
+        }
+        let channel = self.external_channel(resource);
+        let line = format!("{resource}: {text}");
+        self.rt().core.run(|c| {
+            redis::cmd("PUBLISH")
+                .arg(&channel)
+                .arg(&line)
+                .query::<i64>(c)
+        })?;
+        Ok(())
+    }
+
     /// The `external` channel of `resource`, where its log lines go.
     pub fn external_channel(&self, resource: &str) -> String {
         self.rt().core.keys(resource).external

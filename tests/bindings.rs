@@ -90,18 +90,83 @@ fn install_pkg_config_cmake_and_static() {
     let shown = run(Command::new(cmake_build.join("demo")).args([&r.url(), "pc", "cmake", "1"]));
     assert!(shown.contains("round 1: done with ticket 2"), "{shown}");
 
-    // Static linking with the private libraries turn.pc names.
-    let private = pkg_config(&pc, &["--libs-only-l", "--static", "turn"]);
+    // Static linking, the README's recipe as written:
+    //   cc prog.c $(pkg-config --cflags turn) -Wl,-Bstatic $(pkg-config --static --libs turn)
     let exe = out.path().join("demo-static");
-    run(Command::new("cc")
-        .arg(root().join("examples/c/demo.c"))
-        .arg(format!("-I{}", p.join("include").display()))
-        .arg(lib.join("libturn.a"))
-        .args(private.iter().filter(|f| *f != "-lturn"))
-        .arg("-o")
-        .arg(&exe));
+    let recipe = format!(
+        "cc {} $(pkg-config --cflags turn) -Wl,-Bstatic $(pkg-config --static --libs turn) -o {}",
+        root().join("examples/c/demo.c").display(),
+        exe.display()
+    );
+    run(Command::new("sh")
+        .args(["-c", &recipe])
+        .env("PKG_CONFIG_PATH", &pc));
+    let needed = run(Command::new("readelf").arg("-d").arg(&exe));
+    assert!(!needed.contains("libturn.so"), "not static:\n{needed}");
     let shown = run(Command::new(&exe).args([&r.url(), "pc", "static", "1"]));
     assert!(shown.contains("round 1: done with ticket 3"), "{shown}");
+
+    // CMake's find_package with the installed turnConfig.cmake: the shared
+    // library (turn::turn) and the archive (turn::turn_static).
+    for f in ["turnConfig.cmake", "turnConfigVersion.cmake"] {
+        assert!(lib.join("cmake/turn").join(f).exists(), "{f} not installed");
+    }
+    let project = out.path().join("find-package");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(
+        project.join("CMakeLists.txt"),
+        format!(
+            "cmake_minimum_required(VERSION 3.13)\n\
+             project(uses_turn C)\n\
+             find_package(turn {version} CONFIG REQUIRED)\n\
+             add_executable(app_shared {demo})\n\
+             target_compile_options(app_shared PRIVATE -Wall -Wextra -Werror)\n\
+             target_link_libraries(app_shared PRIVATE turn::turn)\n\
+             add_executable(app_static {demo})\n\
+             target_compile_options(app_static PRIVATE -Wall -Wextra -Werror)\n\
+             target_link_libraries(app_static PRIVATE turn::turn_static)\n",
+            demo = root().join("examples/c/demo.c").display()
+        ),
+    )
+    .unwrap();
+    let cmake_out = out.path().join("find-package-build");
+    run(Command::new("cmake")
+        .arg("-S")
+        .arg(&project)
+        .arg("-B")
+        .arg(&cmake_out)
+        .arg(format!("-DCMAKE_PREFIX_PATH={}", p.display())));
+    run(Command::new("cmake").arg("--build").arg(&cmake_out));
+    let needed = run(Command::new("readelf")
+        .arg("-d")
+        .arg(cmake_out.join("app_static")));
+    assert!(!needed.contains("libturn.so"), "not static:\n{needed}");
+    let needed = run(Command::new("readelf")
+        .arg("-d")
+        .arg(cmake_out.join("app_shared")));
+    assert!(needed.contains("libturn.so"), "not shared:\n{needed}");
+    let shown =
+        run(Command::new(cmake_out.join("app_shared")).args([&r.url(), "pc", "shared", "1"]));
+    assert!(shown.contains("round 1: done with ticket 4"), "{shown}");
+    let shown =
+        run(Command::new(cmake_out.join("app_static")).args([&r.url(), "pc", "static", "1"]));
+    assert!(shown.contains("round 1: done with ticket 5"), "{shown}");
+    // A version it is not refuses.
+    std::fs::write(
+        project.join("CMakeLists.txt"),
+        "cmake_minimum_required(VERSION 3.13)\nproject(uses_turn C)\n\
+         find_package(turn 99 CONFIG REQUIRED)\n",
+    )
+    .unwrap();
+    let refused = Command::new("cmake")
+        .arg("-S")
+        .arg(&project)
+        .arg("-B")
+        .arg(out.path().join("find-package-99"))
+        .arg(format!("-DCMAKE_PREFIX_PATH={}", p.display()))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success(), "turn 99 was found");
 
     // The build tree through turn-uninstalled.pc.
     soname_link();
@@ -124,7 +189,7 @@ fn install_pkg_config_cmake_and_static() {
         .arg("-o")
         .arg(&exe));
     let shown = run(Command::new(&exe).args([&r.url(), "pc", "tree", "1"]));
-    assert!(shown.contains("round 1: done with ticket 4"), "{shown}");
+    assert!(shown.contains("round 1: done with ticket 6"), "{shown}");
 }
 
 #[test]
@@ -165,25 +230,114 @@ fn go_binding_under_the_race_detector() {
     );
 }
 
-#[test]
-fn python_binding_under_pytest() {
-    let r = Redis::start();
-    let venv = target_dir().join("py-bindings");
-    if !venv.join("ready").exists() {
+/// A virtualenv under the target directory with `packages` installed,
+/// made once (again when the list changes).
+fn venv(name: &str, packages: &[&str]) -> std::path::PathBuf {
+    let venv = target_dir().join(name);
+    let want = packages.join(" ");
+    let ready = venv.join("ready");
+    if std::fs::read_to_string(&ready).ok().as_deref() != Some(want.as_str()) {
         let _ = std::fs::remove_dir_all(&venv);
         run(Command::new("python3").args(["-m", "venv"]).arg(&venv));
-        run(Command::new(venv.join("bin/pip")).args([
-            "install",
-            "-q",
-            "--disable-pip-version-check",
-            "pytest==8.3.4",
-        ]));
-        std::fs::write(venv.join("ready"), "").unwrap();
+        run(Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", "--disable-pip-version-check"])
+            .args(packages));
+        std::fs::write(&ready, &want).unwrap();
     }
+    venv
+}
+
+#[test]
+fn python_binding_under_pytest() {
+    // A unix socket too, for turn 1.0's unix_socket_path.
+    let r = Redis::start_with(&[
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--unixsocket",
+        "{dir}/redis.sock",
+        "--unixsocketperm",
+        "700",
+    ]);
+    // redis-py: turn 1.0 programs catch its ConnectionError.
+    let venv = venv("py-bindings", &["pytest==8.3.4", "redis==8.1.0"]);
     let out = run(Command::new(venv.join("bin/python"))
         .current_dir(root().join("bindings/python"))
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"])
+        .args([
+            "-m",
+            "pytest",
+            "-q",
+            "-s",
+            "-p",
+            "no:cacheprovider",
+            "tests",
+        ])
         .env("TURN_LIBRARY", target_dir().join("libturn.so"))
-        .env("TURN_TEST_REDIS_URL", r.url()));
+        .env("TURN_TEST_REDIS_URL", r.url())
+        .env("TURN_TEST_REDIS_SOCKET", r.dir.path().join("redis.sock")));
+    println!("{out}");
     assert!(out.contains("passed") && !out.contains("failed"), "{out}");
+}
+
+/// `pip install ./bindings/python` in a fresh virtualenv builds the library
+/// into the package, so that `import turn` works with no environment
+/// variable; `pip wheel` makes a wheel that carries it.
+#[test]
+fn python_package_installs_with_pip() {
+    let r = Redis::start();
+    let pyproject = std::fs::read_to_string(root().join("bindings/python/pyproject.toml")).unwrap();
+    assert!(
+        pyproject.contains(&format!("version = \"{}\"", env!("CARGO_PKG_VERSION"))),
+        "bindings/python/pyproject.toml's version is not Cargo.toml's"
+    );
+    let venv = target_dir().join("py-pip");
+    let _ = std::fs::remove_dir_all(&venv);
+    run(Command::new("python3").args(["-m", "venv"]).arg(&venv));
+    // cargo builds in a target directory of its own (this one is in use),
+    // kept between runs; the dev profile, to spare the test a release build.
+    let cargo_target = target_dir().join("py-cargo");
+    let pip = |args: &[&str]| {
+        run(Command::new(venv.join("bin/pip"))
+            .args(["-q", "--disable-pip-version-check"])
+            .args(args)
+            .arg(root().join("bindings/python"))
+            .env("CARGO_TARGET_DIR", &cargo_target)
+            .env("SETUPTOOLS_RUST_CARGO_PROFILE", "dev")
+            .env_remove("TURN_LIBRARY"))
+    };
+    pip(&["install"]);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let code = r#"
+import sys, turn, turn._ffi
+path = turn._ffi.library_path()
+assert path.startswith(sys.prefix), path
+locker = turn.Locker(url=sys.argv[1])
+with locker.lock("pip", label="installed") as lock:
+    assert locker.status("pip").tickets == [(lock.serial, "installed")]
+print("import turn %s from %s: ok" % (turn.version(), path))
+"#;
+    let out = run(Command::new(venv.join("bin/python"))
+        .current_dir(elsewhere.path())
+        .args(["-c", code, &r.url()])
+        .env_remove("TURN_LIBRARY")
+        .env_remove("LD_LIBRARY_PATH"));
+    println!("{out}");
+    assert!(out.contains(": ok"), "{out}");
+
+    let wheels = tempfile::tempdir().unwrap();
+    pip(&["wheel", "--no-deps", "-w", wheels.path().to_str().unwrap()]);
+    let wheel = std::fs::read_dir(wheels.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "whl"))
+        .expect("pip wheel made a wheel");
+    let listing = run(Command::new(venv.join("bin/python"))
+        .args(["-m", "zipfile", "-l"])
+        .arg(&wheel));
+    assert!(
+        listing.contains("turn/_libturn") && listing.contains("turn/__init__.py"),
+        "{listing}"
+    );
+    println!("{}", wheel.display());
 }

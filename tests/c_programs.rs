@@ -146,6 +146,21 @@ fn cplusplus_wrapper_under_asan() {
 }
 
 #[test]
+fn cplusplus_options_and_cancel_under_asan() {
+    let r = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = compile(
+        "c++",
+        &root().join("tests/c/options_cancel.cpp"),
+        dir.path(),
+        &["-std=c++17", "-pthread"],
+    );
+    let out = run(&bin, &[&r.url()]);
+    println!("{out}");
+    assert!(out.contains("all checks passed"), "{out}");
+}
+
+#[test]
 fn cplusplus_example_builds_and_runs() {
     let r = Redis::start();
     let dir = tempfile::tempdir().unwrap();

@@ -162,3 +162,26 @@ pub unsafe extern "C" fn turn_reset(
         locker.reset(resource)
     })
 }
+
+/// Publishes the log line `RESOURCE: line` on the `external` channel of
+/// `resource` (where `turn follow` shows the library's own lines, such as
+/// `5 started`): the bindings say turn 1.0's `N crashed!` with it. `line`
+/// is at most 4096 bytes of UTF-8 without control characters.
+///
+/// # Safety
+/// `resource` and `line` are NULL or NUL-terminated.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_announce(
+    locker: *mut turn_locker,
+    resource: *const c_char,
+    line: *const c_char,
+) -> turn_result {
+    guard(|| {
+        let locker = locker_of(locker)?;
+        // SAFETY: NUL-terminated per the contract.
+        let resource = unsafe { text(resource, "resource")? };
+        // SAFETY: NUL-terminated per the contract.
+        let line = unsafe { text(line, "text")? };
+        locker.announce(resource, line)
+    })
+}

@@ -37,7 +37,7 @@ pub use lock::{
     turn_lock_release, turn_lock_serial, turn_lock_token,
 };
 pub use locker::{
-    turn_bump, turn_locker, turn_locker_free, turn_locker_health, turn_locker_new,
+    turn_announce, turn_bump, turn_locker, turn_locker_free, turn_locker_health, turn_locker_new,
     turn_locker_new_with_options, turn_reset,
 };
 pub use options::{

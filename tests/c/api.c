@@ -109,6 +109,12 @@ static void bad_input(turn_locker *locker) {
     EXPECT_RC(turn_reset(NULL, "r"), TURN_ERR_NULL_ARGUMENT);
     EXPECT_RC(turn_reset(locker, NULL), TURN_ERR_NULL_ARGUMENT);
     EXPECT_RC(turn_reset(locker, ""), TURN_ERR_INVALID_ARGUMENT);
+    EXPECT_RC(turn_announce(NULL, "r", "x"), TURN_ERR_NULL_ARGUMENT);
+    EXPECT_RC(turn_announce(locker, "r", NULL), TURN_ERR_NULL_ARGUMENT);
+    EXPECT_RC(turn_announce(locker, "", "x"), TURN_ERR_INVALID_ARGUMENT);
+    EXPECT_RC(turn_announce(locker, "r", "two\nlines"), TURN_ERR_INVALID_ARGUMENT);
+    EXPECT_RC(turn_announce(locker, "r", huge), TURN_ERR_INVALID_ARGUMENT);
+    EXPECT_RC(turn_announce(locker, "r", "7 crashed!"), TURN_OK);
 
     turn_options *opts = NULL;
     EXPECT_RC(turn_options_new(NULL), TURN_ERR_NULL_ARGUMENT);

@@ -105,6 +105,7 @@ static void a_lock_where_a_locker_is_expected_is_invalid(turn_locker *locker, tu
     EXPECT(status == NULL);
     EXPECT_RC(turn_bump((turn_locker *)lock, "c-handles", &indicator), TURN_ERR_INVALID_ARGUMENT);
     EXPECT_RC(turn_reset((turn_locker *)lock, "c-handles"), TURN_ERR_INVALID_ARGUMENT);
+    EXPECT_RC(turn_announce((turn_locker *)lock, "c-handles", "x"), TURN_ERR_INVALID_ARGUMENT);
     EXPECT_RC(turn_cancel_fire((turn_cancel *)lock), TURN_ERR_INVALID_ARGUMENT);
     EXPECT_RC(turn_lock_check(lock), TURN_OK);
     locker_still_works(locker, "c-handles-other");

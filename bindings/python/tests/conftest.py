@@ -21,3 +21,12 @@ def locker(url, request):
     import turn
     with turn.Locker(url=url, prefix="py-" + request.node.name) as locker:
         yield locker
+
+
+@pytest.fixture
+def unix_socket():
+    """The unix socket of the same redis-server (TURN_TEST_REDIS_SOCKET)."""
+    value = os.environ.get("TURN_TEST_REDIS_SOCKET")
+    if not value:
+        pytest.fail("TURN_TEST_REDIS_SOCKET is not set: run these tests through `make test`")
+    return value

@@ -47,16 +47,10 @@ def test_bad_input(locker, url):
         locker.acquire("a\nb")
     with pytest.raises(turn.InvalidArgument):
         locker.acquire("r", expire=0.01)
-    with pytest.raises(TypeError):
-        locker.acquire(42)
     with pytest.raises(turn.InvalidArgument):
         turn.Locker(url="nonsense://")
-    import socket
-    with socket.socket() as s:  # a free port, closed again: nothing listens
-        s.bind(("127.0.0.1", 0))
-        dead = s.getsockname()[1]
-    with pytest.raises(turn.ConnectionFailed):
-        turn.Locker(url="redis://127.0.0.1:%d/0" % dead)
+    with pytest.raises(TypeError):
+        turn.Locker(prefix=42)
     with pytest.raises(turn.Busy):
         with locker.lock("busy"):
             locker.reset("busy")

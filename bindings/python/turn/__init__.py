@@ -1,7 +1,6 @@
 """turn: a FIFO, take-a-number lock for shared resources, kept in Redis.
 
-The API of the Python package turn 1.0, over libturn (ctypes, no compiler
-needed)::
+The API of the Python package turn 1.0, over libturn (ctypes)::
 
     import turn
 
@@ -9,23 +8,28 @@ needed)::
     with locker.lock(resource='printer', label='report job') as lock:
         write(lock.token)  # a fencing token
 
+    @locker.lock('printer')          # as a decorator, as turn 1.0's
+    def report(): ...
+
 On asyncio, ``await lock.lost()`` completes once the lock is known lost
 (the library's lost fd, watched with ``loop.add_reader``).
 
-The library is found through TURN_LIBRARY, next to this package, or on the
+`pip install` builds libturn into this package; the library is found
+through TURN_LIBRARY, else in this package, else next to it, else on the
 system's library path.
 """
 
 import asyncio
 import ctypes
 import threading
+from urllib.parse import quote, urlsplit
 
 from . import _ffi
 
 __all__ = [
     "Locker", "Lock", "Status", "TurnError", "NullArgument", "InvalidArgument",
     "ConnectionFailed", "Timeout", "WouldBlock", "Lost", "Busy", "NotFound",
-    "Forked", "ProtocolError", "Canceled", "Panic", "version",
+    "Forked", "ProtocolError", "Canceled", "Panic", "UnsupportedOption", "version",
 ]
 
 _lib = _ffi.load()
@@ -42,9 +46,19 @@ class TurnError(Exception):
         super().__init__("%s: %s" % (self.name, message))
 
 
+try:  # turn 1.0 programs catch redis-py's ConnectionError
+    from redis.exceptions import ConnectionError as _RedisConnectionError
+    _CONNECTION_BASES = (_RedisConnectionError, ConnectionError)
+except ImportError:
+    _CONNECTION_BASES = (ConnectionError,)
+
+
 class NullArgument(TurnError): pass
 class InvalidArgument(TurnError, ValueError): pass
-class ConnectionFailed(TurnError, ConnectionError): pass
+class ConnectionFailed(TurnError, *_CONNECTION_BASES):
+    """Redis could not be reached or answered too late: caught by
+    ``except ConnectionError`` and, when redis-py is installed, by
+    ``except redis.exceptions.ConnectionError``."""
 class Timeout(TurnError, TimeoutError): pass
 class WouldBlock(TurnError): pass
 class Lost(TurnError): pass
@@ -54,6 +68,11 @@ class Forked(TurnError): pass
 class ProtocolError(TurnError): pass
 class Canceled(TurnError): pass
 class Panic(TurnError): pass
+
+
+class UnsupportedOption(TypeError):
+    """A keyword of redis-py's client that has no meaning here (the library
+    makes its own connections); the message names each one."""
 
 
 _ERRORS = {1: NullArgument, 2: InvalidArgument, 3: ConnectionFailed, 4: Timeout,
@@ -69,11 +88,15 @@ def _check(code):
 
 
 def _text(value, what):
-    if isinstance(value, bytes):
-        return value
     if not isinstance(value, str):
         raise TypeError("%s must be str, not %s" % (what, type(value).__name__))
     return value.encode("utf-8")
+
+
+def _name(value):
+    """A resource name or label as turn 1.0 writes it: str() of anything
+    (42 is "42"; bytes b"x" is "b'x'", as turn 1.0's format() makes it)."""
+    return (value if isinstance(value, str) else str(value)).encode("utf-8")
 
 
 def _millis(seconds, what):
@@ -106,8 +129,10 @@ class Status:
 class Lock:
     """A held lock. Release it (or leave its `with` block) when done."""
 
-    def __init__(self, handle):
+    def __init__(self, handle, locker=None, resource=None):
         self._handle = handle
+        # The locker stays open while one of its locks is held.
+        self._locker, self.resource = locker, resource
         self._guard = threading.Lock()
         self.serial = _lib.turn_lock_serial(handle)
         token = ctypes.c_uint64()
@@ -214,7 +239,9 @@ class Lock:
 
 
 class _Pending:
-    """What Locker.lock returns: acquires on entering the `with` block."""
+    """What Locker.lock returns: acquires on entering the `with` block and
+    releases on leaving it; used as a decorator, it does so around each
+    call of the function (as turn 1.0's)."""
 
     def __init__(self, locker, args):
         self._locker, self._args, self._lock = locker, args, None
@@ -223,46 +250,213 @@ class _Pending:
         self._lock = self._locker.acquire(*self._args)
         return self._lock
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
         lock, self._lock = self._lock, None
-        if lock is not None and lock._handle:
+        if lock is None or not lock._handle:
+            return False
+        if exc_type is None or not issubclass(exc_type, Exception):
             lock.release()
+            return False
+        # As turn 1.0: "N crashed!" on the external channel. Then, unlike
+        # turn 1.0 (whose waiters sat out their patience), the turn goes
+        # to the next ticket at once. The block's exception is the one
+        # raised: a failure to tell Redis is left to the lease.
+        try:
+            self._locker._call(_lib.turn_announce, _name(lock.resource),
+                               b"%d crashed!" % lock.serial)
+        except TurnError:
+            pass
+        try:
+            lock.release()
+        except TurnError:
+            pass
         return False
+
+    def __call__(self, func):
+        import functools
+
+        @functools.wraps(func)
+        def locked(*args, **kwargs):
+            with _Pending(self._locker, self._args):
+                return func(*args, **kwargs)
+        return locked
+
+
+# redis-py client keywords (turn 1.0 passes its keywords to redis.Redis):
+# these are mapped onto the URL and options; the ones after them have no
+# meaning here and raise UnsupportedOption.
+_REDIS_KEYWORDS = {
+    "username", "socket_timeout", "socket_connect_timeout", "unix_socket_path",
+    "ssl", "ssl_keyfile", "ssl_certfile", "ssl_ca_certs", "ssl_cert_reqs",
+    "ssl_check_hostname", "max_connections", "decode_responses", "encoding",
+    "encoding_errors",
+}
+_REDIS_UNSUPPORTED = {
+    "socket_keepalive", "socket_keepalive_options", "connection_pool", "retry_on_timeout",
+    "retry_on_error", "retry", "ssl_password", "ssl_ca_path", "ssl_ca_data",
+    "ssl_include_verify_flags", "ssl_exclude_verify_flags", "ssl_validate_ocsp",
+    "ssl_validate_ocsp_stapled", "ssl_ocsp_context", "ssl_ocsp_expected_cert",
+    "ssl_min_version", "ssl_ciphers", "single_connection_client", "health_check_interval",
+    "client_name", "lib_name", "lib_version", "driver_info", "redis_connect_func",
+    "credential_provider", "protocol", "cache", "cache_config", "event_dispatcher",
+    "maint_notifications_config", "charset", "errors", "connection_class",
+}
+
+
+def _seconds_ms(value, what):
+    ms = int(round(float(value) * 1000))
+    if ms <= 0 or ms > 0xFFFFFFFF:
+        raise ValueError("%s out of range: %r" % (what, value))
+    return ms
+
+
+def _cert_reqs_none(value):
+    import ssl as _ssl
+    if value is None:
+        return False
+    if isinstance(value, str):
+        return value.lower() == "none"
+    return value == _ssl.CERT_NONE
 
 
 class Locker:
-    """A connection to Redis with the library's two background threads;
-    share it between threads. Arguments as turn 1.0's (host, port, db,
-    password), or a `url` (redis://, rediss://, unix://, redis+sentinel://);
-    `prefix` for the key prefix; `tls_ca`, `tls_cert`, `tls_key` for
-    rediss:// URLs."""
+    """A client of one Redis with the library's two background threads;
+    share it between threads. It connects on first use (as turn 1.0's), so
+    a connection failure is raised by the first lock, status, bump or
+    reset, as ConnectionFailed.
+
+    Arguments as turn 1.0's, which are redis-py's: host, port, db, username,
+    password, unix_socket_path, socket_timeout (replies),
+    socket_connect_timeout, ssl with ssl_ca_certs, ssl_certfile,
+    ssl_keyfile, ssl_cert_reqs and ssl_check_hostname, max_connections (the
+    pool), decode_responses and encoding (labels are always UTF-8 text);
+    redis-py's others raise UnsupportedOption. Or a `url` (redis://,
+    rediss://, unix://, redis+sentinel://, redis+cluster://). Also:
+    `prefix` for the key prefix; `tls_ca`, `tls_cert`, `tls_key` (PEM
+    files) for rediss:// URLs; `clock_serials`."""
 
     def __init__(self, host="localhost", port=6379, db=0, password=None, url=None,
-                 prefix="turn", clock_serials=False, tls_ca=None, tls_cert=None, tls_key=None):
+                 prefix="turn", clock_serials=False, tls_ca=None, tls_cert=None,
+                 tls_key=None, **redis_kwargs):
+        unknown = sorted(k for k in redis_kwargs
+                         if k not in _REDIS_KEYWORDS and k not in _REDIS_UNSUPPORTED)
+        if unknown:
+            raise TypeError("Locker() got an unexpected keyword argument %r" % unknown[0])
+        unsupported = sorted(k for k in redis_kwargs if k in _REDIS_UNSUPPORTED)
+        kw = dict(redis_kwargs)
+        encoding = kw.pop("encoding", "utf-8")
+        if str(encoding).lower().replace("_", "-") not in ("utf-8", "utf8"):
+            unsupported.append("encoding=%r (labels are UTF-8)" % (encoding,))
+        if kw.pop("encoding_errors", "strict") != "strict":
+            unsupported.append("encoding_errors (labels are valid UTF-8)")
+        kw.pop("decode_responses", None)
+        ssl = bool(kw.pop("ssl", False))
+        ca = kw.pop("ssl_ca_certs", None) or tls_ca
+        cert = kw.pop("ssl_certfile", None) or tls_cert
+        key = kw.pop("ssl_keyfile", None) or tls_key
+        insecure = _cert_reqs_none(kw.pop("ssl_cert_reqs", None))
+        if kw.pop("ssl_check_hostname", True) is False and not insecure:
+            unsupported.append("ssl_check_hostname=False (without ssl_cert_reqs='none')")
+        if unsupported:
+            raise UnsupportedOption(
+                "turn.Locker: these redis-py options have no meaning here (turn makes "
+                "its own connections): " + ", ".join(unsupported))
+
         if url is None:
+            user = kw.pop("username", None)
             auth = ""
-            if password is not None:
-                from urllib.parse import quote
-                auth = ":%s@" % quote(str(password), safe="")
-            url = "redis://%s%s:%d/%d" % (auth, host, int(port), int(db))
-        opts = ctypes.c_void_p()
+            if password is not None or user is not None:
+                auth = "%s:%s@" % (quote(str(user or ""), safe=""),
+                                   quote(str(password or ""), safe=""))
+            socket = kw.pop("unix_socket_path", None)
+            if socket is not None:
+                if ssl:
+                    raise UnsupportedOption("turn.Locker: ssl over unix_socket_path")
+                query = "db=%d" % int(db)
+                if password is not None:
+                    query += "&pass=" + quote(str(password), safe="")
+                if user is not None:
+                    query += "&user=" + quote(str(user), safe="")
+                url = "unix://%s?%s" % (quote(str(socket), safe="/"), query)
+            else:
+                host = str(host)
+                if ":" in host and not host.startswith("["):
+                    host = "[%s]" % host
+                url = "%s://%s%s:%d/%d" % ("rediss" if ssl else "redis", auth, host,
+                                           int(port), int(db))
+                if insecure:
+                    url += "#insecure"
+        elif ssl or insecure or "username" in kw or "unix_socket_path" in kw:
+            raise UnsupportedOption("turn.Locker: ssl, ssl_cert_reqs, username and "
+                                    "unix_socket_path go in the url when one is given")
+        scheme = urlsplit(url).scheme
+        if scheme not in ("redis", "rediss", "unix", "redis+unix", "redis+sentinel",
+                          "rediss+sentinel", "redis+cluster", "rediss+cluster"):
+            raise InvalidArgument(2, "unsupported redis URL scheme %r" % scheme)
+        connect_timeout = kw.pop("socket_connect_timeout", None)
+        command_timeout = kw.pop("socket_timeout", None)
+        if connect_timeout is None:  # redis-py connects within socket_timeout too
+            connect_timeout = command_timeout
+        pool = kw.pop("max_connections", None)
+
+        # Checked now, used at the first call.
+        self._url = url
+        self._handle = None
+        self._connecting = threading.Lock()
+        self._options = opts = ctypes.c_void_p()
         _check(_lib.turn_options_new(ctypes.byref(opts)))
         try:
             _check(_lib.turn_options_set_prefix(opts, _text(prefix, "prefix")))
             _check(_lib.turn_options_set_clock_serials(opts, 1 if clock_serials else 0))
-            if tls_ca or tls_cert or tls_key:
+            if connect_timeout is not None:
+                _check(_lib.turn_options_set_connect_timeout_ms(
+                    opts, _seconds_ms(connect_timeout, "socket_connect_timeout")))
+            if command_timeout is not None:
+                _check(_lib.turn_options_set_command_timeout_ms(
+                    opts, _seconds_ms(command_timeout, "socket_timeout")))
+            if pool is not None:
+                _check(_lib.turn_options_set_pool_size(opts, int(pool)))
+            if ca or cert or key:
                 _check(_lib.turn_options_set_tls(
                     opts, *[None if f is None else _text(str(f), "TLS file")
-                            for f in (tls_ca, tls_cert, tls_key)]))
-            handle = ctypes.c_void_p()
-            _check(_lib.turn_locker_new_with_options(_text(url, "url"), opts, ctypes.byref(handle)))
-        finally:
+                            for f in (ca, cert, key)]))
+        except BaseException:
+            self._free_options()
+            raise
+
+    def _free_options(self):
+        opts, self._options = getattr(self, "_options", None), None
+        if opts:
             _lib.turn_options_free(opts)
-        self._handle = handle.value
+
+    def _get(self):
+        """The C locker, made (connected) at the first call."""
+        handle = self._handle
+        if handle:
+            return handle
+        with self._connecting:
+            if self._handle:
+                return self._handle
+            if self._options is None:
+                raise InvalidArgument(2, "the locker is closed")
+            handle = ctypes.c_void_p()
+            _check(_lib.turn_locker_new_with_options(
+                _text(self._url, "url"), self._options, ctypes.byref(handle)))
+            self._handle = handle.value
+            self._free_options()
+            return self._handle
+
+    def _call(self, fn, *args):
+        _check(fn(self._get(), *args))
 
     def close(self):
         """Stops the threads, releases locks still held, closes connections."""
-        handle, self._handle = getattr(self, "_handle", None), None
+        guard = getattr(self, "_connecting", None)
+        if guard is None:
+            return
+        with guard:
+            handle, self._handle = self._handle, None
+            self._free_options()
         if handle:
             _lib.turn_locker_free(handle)
 
@@ -270,8 +464,10 @@ class Locker:
 
     def health(self):
         """Raises Panic (with the count and the last failure) once one of the
-        locker's background threads failed and was restarted; None before."""
-        _check(_lib.turn_locker_health(self._handle))
+        locker's background threads failed and was restarted; None before
+        (and before the first connection)."""
+        if self._handle:
+            _check(_lib.turn_locker_health(self._handle))
 
     def __enter__(self):
         return self
@@ -280,32 +476,42 @@ class Locker:
         self.close()
         return False
 
-    def lock(self, resource, label="", expire=None, patience=None, timeout=None):
+    def lock(self, resource, label="", expire=60, patience=60, timeout=None):
         """A context manager that takes the lock on entry and gives it back on
-        exit, as turn 1.0's. `expire` (the lease) and `patience` are seconds
-        (None: 10 s and 60 s); `timeout` seconds (None waits forever, 0 tries
-        once and raises WouldBlock)."""
+        exit, as turn 1.0's, and also a decorator. `resource` and `label`
+        are str()-ed as turn 1.0 does. `expire` (the lease) and `patience`
+        are seconds (turn 1.0's defaults, 60 and 60; None for the same);
+        `timeout` seconds (None waits forever, 0 tries once and raises
+        WouldBlock). Should the block raise an exception, turn 1.0's
+        "N crashed!" line is published and the turn goes to the next ticket
+        at once."""
         return _Pending(self, (resource, label, expire, patience, timeout))
 
-    def acquire(self, resource, label="", expire=None, patience=None, timeout=None):
-        """Takes the lock now and returns the Lock (see lock())."""
+    def acquire(self, resource, label="", expire=60, patience=60, timeout=None):
+        """Takes the lock now and returns the Lock (see lock()). Ctrl-C
+        (KeyboardInterrupt) ends the wait at once, withdrawing the ticket."""
         if timeout is None:
             wait = -1
         else:
             wait = max(0, int(round(float(timeout) * 1000)))
             if timeout > 0 and wait == 0:
                 wait = 1
-        handle = ctypes.c_void_p()
-        _check(_lib.turn_lock_acquire(
-            self._handle, _text(resource, "resource"), _text(label or "", "label"),
-            _millis(expire, "expire"), _millis(patience, "patience"), wait,
-            ctypes.byref(handle)))
-        return Lock(handle.value)
+        resource = _name(resource)
+        args = (resource, _name(label), _millis(60 if expire is None else expire, "expire"),
+                _millis(60 if patience is None else patience, "patience"), wait)
+        handle = self._get()
+        if threading.current_thread() is threading.main_thread():
+            handle = _interruptible_acquire(handle, args)
+        else:
+            out = ctypes.c_void_p()
+            _check(_lib.turn_lock_acquire(handle, *args, ctypes.byref(out)))
+            handle = out.value
+        return Lock(handle, self, resource.decode("utf-8"))
 
     def status(self, resource):
         """The queue of `resource`, or None when there is none."""
         out = ctypes.c_void_p()
-        code = _lib.turn_status_get(self._handle, _text(resource, "resource"), ctypes.byref(out))
+        code = _lib.turn_status_get(self._get(), _name(resource), ctypes.byref(out))
         if code == 8:
             return None
         _check(code)
@@ -321,9 +527,53 @@ class Locker:
     def bump(self, resource):
         """Moves the indicator past dead tickets; returns it."""
         ind = ctypes.c_uint64()
-        _check(_lib.turn_bump(self._handle, _text(resource, "resource"), ctypes.byref(ind)))
+        self._call(_lib.turn_bump, _name(resource), ctypes.byref(ind))
         return ind.value
 
     def reset(self, resource):
         """Removes the queue when idle; raises Busy while in use."""
-        _check(_lib.turn_reset(self._handle, _text(resource, "resource")))
+        self._call(_lib.turn_reset, _name(resource))
+
+
+# How often the main thread looks up from a wait to let Python's signal
+# handlers run (a KeyboardInterrupt interrupts the wait anyway on POSIX).
+_SLICE = 0.05
+
+
+def _interruptible_acquire(locker, args):
+    """Acquires in a helper thread while the calling (main) thread waits in
+    short slices, so that Python's signal handlers run: on Ctrl-C (or any
+    exception raised by a handler) the wait is cancelled, the ticket
+    withdrawn, a lock taken meanwhile released, and the exception goes on."""
+    cancel = ctypes.c_void_p()
+    _check(_lib.turn_cancel_new(ctypes.byref(cancel)))
+    done = threading.Event()
+    result = {}
+
+    def wait():
+        out = ctypes.c_void_p()
+        code = _lib.turn_lock_acquire_cancelable(locker, *args, cancel, ctypes.byref(out))
+        # turn_last_error is per thread: read it on this one.
+        result["code"], result["lock"] = code, out.value
+        if code != 0:
+            result["detail"] = (_lib.turn_last_error() or b"").decode("utf-8", "replace")
+        done.set()
+
+    helper = threading.Thread(target=wait, name="turn-acquire", daemon=True)
+    try:
+        helper.start()
+        while not done.wait(_SLICE):
+            pass
+    except BaseException:
+        _lib.turn_cancel_fire(cancel)
+        helper.join()
+        if result.get("code") == 0 and result.get("lock"):
+            _lib.turn_lock_release(result["lock"])
+        raise
+    finally:
+        if not helper.is_alive():
+            _lib.turn_cancel_free(cancel)
+    code = result["code"]
+    if code != 0:
+        raise _ERRORS.get(code, TurnError)(code, result.get("detail", ""))
+    return result["lock"]

@@ -3,6 +3,7 @@ include/turn.h; tests/test_header.py checks that they agree)."""
 
 import ctypes
 import ctypes.util
+import glob
 import os
 
 c_int, c_char_p, c_void_p = ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p
@@ -36,6 +37,7 @@ PROTOTYPES = {
     "turn_status_label_at": (c_char_p, [c_void_p, c_size_t]),
     "turn_status_free": (None, [c_void_p]),
     "turn_bump": (c_int, [c_void_p, c_char_p, P(c_uint64)]),
+    "turn_announce": (c_int, [c_void_p, c_char_p, c_char_p]),
     "turn_reset": (c_int, [c_void_p, c_char_p]),
     "turn_result_str": (c_char_p, [c_int]),
     "turn_last_error": (c_char_p, []),
@@ -52,12 +54,18 @@ PROTOTYPES = {
 }
 
 
-def _find():
-    """TURN_LIBRARY, else a libturn next to this package, else the system's."""
+def library_path():
+    """TURN_LIBRARY, else the library pip built into this package
+    (``_libturn*.so``), else a libturn next to this package, else the
+    system's."""
     path = os.environ.get("TURN_LIBRARY")
     if path:
         return path
     here = os.path.dirname(os.path.abspath(__file__))
+    bundled = sorted(glob.glob(os.path.join(here, "_libturn*.so")) +
+                     glob.glob(os.path.join(here, "_libturn*.dylib")))
+    if bundled:
+        return bundled[0]
     for name in ("libturn.so", "libturn.so.0", "libturn.dylib"):
         candidate = os.path.join(here, name)
         if os.path.exists(candidate):
@@ -68,7 +76,7 @@ def _find():
 def load(path=None):
     """Loads libturn and declares every function. CDLL releases the GIL
     during each call, so a blocking acquire lets other threads run."""
-    lib = ctypes.CDLL(path or _find())
+    lib = ctypes.CDLL(path or library_path())
     for name, (restype, argtypes) in PROTOTYPES.items():
         fn = getattr(lib, name)
         fn.restype = restype
