@@ -176,6 +176,24 @@ typedef struct turn_locker turn_locker;
 typedef struct turn_options turn_options;
 
 /**
+ * An acquire in progress that no thread waits in: its ticket is drawn, its
+ * wait goes on in the locker's notifier thread (no thread per pending; any
+ * number may wait, and are granted in ticket order), and
+ * `turn_pending_fd` becomes readable once its outcome is known. Owned by
+ * the caller from `turn_acquire_start` until `turn_pending_finish` gives
+ * the outcome or `turn_pending_cancel` withdraws it; either ends the
+ * handle. May be used from any thread.
+ *
+ * The handle is a checked number like a `turn_locker`'s (see there), with
+ * the kind pending: a pending that ended, a value this library did not
+ * return, or another kind's handle answers `TURN_ERR_INVALID_ARGUMENT`
+ * (`turn_pending_fd` answers -1); one of the parent used in a child after
+ * fork() answers `TURN_ERR_FORKED`. Freeing its locker ends the wait:
+ * `turn_pending_finish` then answers `TURN_ERR_CANCELED`.
+ */
+typedef struct turn_pending turn_pending;
+
+/**
  * A snapshot of one queue from `turn_status_get`. Owned by the caller,
  * freed with `turn_status_free`; immutable, so it may be read from several
  * threads at once. Strings it returns live as long as it does.
@@ -395,6 +413,78 @@ turn_result turn_cancel_fire(turn_cancel *cancel);
  * still using it keeps working (it holds its own reference).
  */
 void turn_cancel_free(turn_cancel *cancel);
+
+/**
+ * Takes a ticket for `resource` and returns without waiting for the turn:
+ * it blocks for the draw's one round trip, no longer. On success writes
+ * the pending acquire to `*out`; when the turn came with the draw, its fd
+ * is readable at once.
+ *
+ * - `label`, `expire_ms`, `patience_ms`: as `turn_lock_acquire`'s.
+ * - `timeout_ms`: < 0 waits forever; > 0 ends the wait after that long
+ *   with `TURN_ERR_TIMEOUT` (the ticket withdrawn); 0 is
+ *   `TURN_ERR_INVALID_ARGUMENT` (a try-lock is `turn_lock_acquire` with
+ *   timeout 0).
+ *
+ * ```c
+ * turn_pending *p;
+ * if (turn_acquire_start(locker, "printer", "job 7", 0, 0, -1, &p) == TURN_OK) {
+ *     struct epoll_event ev = { .events = EPOLLIN, .data.ptr = p };
+ *     epoll_ctl(ep, EPOLL_CTL_ADD, turn_pending_fd(p), &ev);
+ * }
+ * ```
+ *
+ * # Safety
+ * Strings are NULL or NUL-terminated; `out` points to writable storage for
+ * a pointer.
+ */
+turn_result turn_acquire_start(turn_locker *locker,
+                               const char *resource,
+                               const char *label,
+                               uint32_t expire_ms,
+                               uint32_t patience_ms,
+                               int64_t timeout_ms,
+                               turn_pending **out);
+
+/**
+ * A file descriptor that becomes readable once the outcome is known
+ * (level-triggered: readable until the pending is finished or canceled,
+ * which closes it). Watch it, do not read from it or close it. -1 for an
+ * invalid handle.
+ */
+int turn_pending_fd(const turn_pending *pending);
+
+/**
+ * `TURN_ERR_WOULD_BLOCK` while still waiting (the pending stays valid).
+ * Any other result ends it and frees the handle: `TURN_OK` with the held
+ * lock written to `*out`, or why not (`TURN_ERR_TIMEOUT`,
+ * `TURN_ERR_CONNECTION`, `TURN_ERR_CANCELED` when its locker was freed,
+ * ...). A NULL `out` answers `TURN_ERR_NULL_ARGUMENT` and ends nothing.
+ *
+ * # Safety
+ * `out` points to writable storage for a pointer.
+ */
+turn_result turn_pending_finish(turn_pending *pending, turn_lock **out);
+
+/**
+ * Withdraws the ticket (no trace, no stall for those behind; a turn that
+ * came meanwhile is handed on at once) and frees the pending: one round
+ * trip. `TURN_ERR_CONNECTION` when Redis could not be told (the ticket's
+ * lease then runs out by itself); the handle ends in every case.
+ */
+turn_result turn_pending_cancel(turn_pending *pending);
+
+/**
+ * Writes the number of live tickets ahead of this one, the holder
+ * included, as last read, for progress displays: read when the ticket was
+ * drawn and each time its waiter looked at the queue since (not at each
+ * hand-off); tickets withdrawn or dead count until the queue passes them.
+ * 0 once the outcome is known.
+ *
+ * # Safety
+ * `ahead` points to writable storage for a `uint64_t`.
+ */
+turn_result turn_pending_position(const turn_pending *pending, uint64_t *ahead);
 
 /**
  * Reads a snapshot of the queue of `resource` atomically and writes it to

@@ -18,6 +18,7 @@ mod admin;
 mod connect;
 mod core;
 mod error;
+mod event_fd;
 mod fork;
 mod heartbeat;
 mod keys;
@@ -25,6 +26,7 @@ mod locker;
 mod lost;
 mod notifier;
 mod options;
+mod pending;
 mod pool;
 mod runtime;
 mod scripts;
@@ -39,7 +41,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use keys::{
     MAX_LABEL_LEN, MAX_PREFIX_LEN, MAX_RESOURCE_LEN, validate_label, validate_resource,
 };
-pub use locker::{DEFAULT_URL, Lock, Locker, ResetOutcome};
+pub use locker::{DEFAULT_URL, Lock, Locker, Pending, ResetOutcome};
 pub use options::{
     Acquire, Cancel, DEFAULT_EXPIRE, DEFAULT_GRACE, DEFAULT_PATIENCE, MAX_EXPIRE, MIN_EXPIRE,
     MIN_PATIENCE, Options, Tls, Wait,

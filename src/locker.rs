@@ -11,6 +11,7 @@ use crate::admin::{self, LogLine};
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::validate_resource;
 use crate::options::{Acquire, Options};
+use crate::pending;
 use crate::runtime::{self, Handle, Runtime};
 use crate::scripts::{self, Mode};
 use crate::status::Status;
@@ -123,6 +124,34 @@ impl Locker {
             rt: self.rt().clone(),
             ticket,
             released: false,
+        })
+    }
+
+    /// Takes a ticket for `resource` and returns without waiting for the
+    /// turn: it blocks for the draw's one round trip, no longer. The wait
+    /// goes on in the locker's notifier thread (no thread per pending
+    /// acquire: any number may wait); [`Pending::fd`] becomes readable once
+    /// the outcome is known, and [`Pending::finish`] takes it. `request`
+    /// must wait ([`Wait::Forever`](crate::Wait::Forever) or a timeout above zero: a try-lock is
+    /// [`Locker::acquire`] with [`Wait::TryOnce`](crate::Wait::TryOnce)).
+    ///
+    /// ```no_run
+    /// use std::os::fd::AsRawFd;
+    ///
+    /// let locker = turn::Locker::new(None)?;
+    /// let pending = locker.start_acquire("ledger", &turn::Acquire::label("close"))?;
+    /// let mut watch = libc::pollfd { fd: pending.fd().as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    /// // SAFETY: one valid pollfd.
+    /// while unsafe { libc::poll(&mut watch, 1, -1) } < 1 {}
+    /// let lock = pending.finish()?.expect("the outcome is known once readable");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn start_acquire(&self, resource: &str, request: &Acquire) -> Result<Pending> {
+        let inner = pending::Pending::start(self.rt(), resource, request)?;
+        Ok(Pending {
+            rt: self.rt().clone(),
+            inner,
+            ended: false,
         })
     }
 
@@ -405,4 +434,72 @@ fn release(rt: &Runtime, t: &Ticket) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// An acquire in progress that no thread waits in (see
+/// [`Locker::start_acquire`]). Dropping it withdraws its ticket, as
+/// [`Pending::cancel`] does.
+pub struct Pending {
+    rt: Arc<Runtime>,
+    inner: Arc<pending::Pending>,
+    ended: bool,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("fd", &self.inner.fd())
+            .finish()
+    }
+}
+
+impl Pending {
+    /// A file descriptor that becomes readable once the outcome is known
+    /// (level-triggered: it stays readable until the pending ends). Watch
+    /// it, do not read from it or close it; it is closed with the pending.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        // SAFETY: the descriptor lives as long as `inner`, which this
+        // borrow of self keeps.
+        unsafe { BorrowedFd::borrow_raw(self.inner.fd()) }
+    }
+
+    /// `Ok(None)` while still waiting. Otherwise the outcome: the held lock,
+    /// or why not (`Timeout`, `Canceled` when the locker was closed,
+    /// `Connection`, ...); the pending has ended then, and a later call
+    /// answers `InvalidArgument`.
+    pub fn finish(&self) -> Result<Option<Lock>> {
+        match self.inner.finish()? {
+            pending::Finished::Waiting => Ok(None),
+            pending::Finished::Held(ticket) => Ok(Some(Lock {
+                rt: self.rt.clone(),
+                ticket,
+                released: false,
+            })),
+        }
+    }
+
+    /// Withdraws the ticket (no trace, no stall for those behind; a turn
+    /// that came meanwhile is handed on) and ends the pending: one round
+    /// trip. `InvalidArgument` when it had ended already.
+    pub fn cancel(mut self) -> Result<()> {
+        self.ended = true;
+        self.inner.cancel()
+    }
+
+    /// Tickets ahead of this one as last read (the holder included), for
+    /// progress displays; 0 once the outcome is known. Read when the
+    /// ticket was drawn and each time its waiter looked at the queue since,
+    /// not at each hand-off: tickets withdrawn or dead count until the
+    /// queue passes them.
+    pub fn ahead(&self) -> u64 {
+        self.inner.ahead()
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.ended {
+            let _ = self.inner.cancel();
+        }
+    }
 }

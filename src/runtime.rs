@@ -3,9 +3,9 @@
 //! their start, their supervision (a thread that panics is restarted) and
 //! the locker's closing.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::core::Core;
 use crate::error::{Error, Result};
@@ -21,9 +21,53 @@ pub(crate) struct Runtime {
     pub core: Core,
     pub heartbeat: Heartbeat,
     pub notifier: Notifier,
+    /// Work the notifier thread steps between messages (pending acquires).
+    driven: Mutex<Vec<Arc<dyn Driven>>>,
+}
+
+/// Work stepped by the notifier thread between messages: a pending
+/// acquire.
+pub(crate) trait Driven: Send + Sync {
+    /// Steps when due at `now` or signaled; the time it wants its next
+    /// step, None once it has ended.
+    fn drive(&self, now: Instant) -> Option<Instant>;
+    /// The locker is closing: end now.
+    fn close(&self);
 }
 
 impl Runtime {
+    fn driven(&self) -> MutexGuard<'_, Vec<Arc<dyn Driven>>> {
+        self.driven.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hands `work` to the notifier thread.
+    pub fn drive(&self, work: Arc<dyn Driven>) {
+        self.driven().push(work);
+    }
+
+    /// Steps the work that is due (in the notifier thread); how long until
+    /// the next is due, None when there is none.
+    pub fn step_driven(&self) -> Option<Duration> {
+        let work: Vec<Arc<dyn Driven>> = self.driven().clone();
+        if work.is_empty() {
+            return None;
+        }
+        let now = Instant::now();
+        let mut next: Option<Instant> = None;
+        let mut ended = Vec::new();
+        for w in &work {
+            match w.drive(now) {
+                Some(due) => next = Some(next.map_or(due, |n| n.min(due))),
+                None => ended.push(w.clone()),
+            }
+        }
+        if !ended.is_empty() {
+            self.driven()
+                .retain(|w| !ended.iter().any(|e| Arc::ptr_eq(e, w)));
+        }
+        next.map(|n| n.saturating_duration_since(Instant::now()))
+    }
+
     /// Stops the background threads' work and releases the locks still
     /// held (and withdraws the tickets still waiting).
     pub fn shutdown(&self) {
@@ -52,6 +96,11 @@ impl Runtime {
             t.mark_lost();
         }
         self.heartbeat.wake();
+        // Pending acquires end now (their tickets were withdrawn above).
+        let work = std::mem::take(&mut *self.driven());
+        for w in work {
+            w.close();
+        }
     }
 }
 
@@ -71,12 +120,14 @@ pub(crate) fn start(url: &str, options: Options) -> Result<Handle> {
     let runtime = Arc::new(Runtime {
         notifier: Notifier::new(&core.options.prefix),
         heartbeat: Heartbeat::new(),
+        driven: Mutex::new(Vec::new()),
         core,
     });
     let bodies: [(&str, Body); 2] = [
         ("heartbeat", |rt| heartbeat::run(&rt.core, &rt.heartbeat)),
         ("notifier", |rt| {
-            rt.notifier.run(&rt.core.pool, rt.core.closed_flag())
+            rt.notifier
+                .run(&rt.core.pool, rt.core.closed_flag(), &|| rt.step_driven())
         }),
     ];
     let mut threads = Vec::with_capacity(2);

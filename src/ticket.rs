@@ -210,6 +210,11 @@ impl Ticket {
         self.wake.notify_one();
     }
 
+    /// True when a signal came since the last take (it stays).
+    pub fn is_signaled(&self) -> bool {
+        *self.signaled.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Clears the signal; true when one had come since the last take.
     pub fn take_signal(&self) -> bool {
         std::mem::take(&mut *self.signaled.lock().unwrap_or_else(|e| e.into_inner()))

@@ -11,304 +11,557 @@
 //! the waiter listens there too. A ticket lost while waiting is withdrawn
 //! and drawn anew; one given up (timeout, cancel, try-lock, closing) is
 //! withdrawn.
+//!
+//! The wait is a state machine, [`Acquiring`], which never sleeps itself:
+//! each [`Acquiring::step`] does what can be done now (round trips
+//! included) and says how long nothing needs doing unless the ticket is
+//! signaled. A blocking acquire steps it in the calling thread and sleeps
+//! on the ticket's signal between steps; a pending acquire (see
+//! `pending.rs`) is stepped by the notifier thread.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::core::Core;
 use crate::error::{Error, ErrorKind, Result};
-use crate::keys::{validate_label, validate_resource};
-use crate::notifier::{Notifier, Registration};
+use crate::keys::{Keys, validate_label, validate_resource};
 use crate::options::{Acquire, Cancel, Wait};
 use crate::runtime::Runtime;
 use crate::scripts::{self, Bumped, Checked, Holder, Mode, Reading, Turn};
 use crate::ticket::{Draw, Ticket};
 
-/// How long a new waiter waits for its channel subscription to be confirmed
-/// before it reads the queue anyway (it then relies on bounded waits).
+/// How long a new listener waits for the `internal` subscription to be
+/// confirmed before it reads the queue anyway (it then relies on bounded
+/// waits).
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(1);
-/// Slack added to a holder's remaining lease before looking again.
+/// Slack added to a watched ticket's remaining lease before looking again.
 const LEASE_MARGIN: Duration = Duration::from_millis(2);
 
-/// Takes a ticket for `resource` and waits for its turn, as `request`
-/// says; the held ticket, admitted to the heartbeat. On timeout, failure
-/// or a try-lock that would block, the ticket is withdrawn.
-pub(crate) fn acquire(rt: &Runtime, resource: &str, request: &Acquire) -> Result<Arc<Ticket>> {
-    let core = &rt.core;
-    core.usable()?;
-    validate_resource(resource)?;
-    validate_label(&request.label)?;
-    let expire = request.expire_or_default()?;
-    let patience = request.patience_or_default();
-    let deadline = match request.wait {
-        Wait::For(d) => Instant::now().checked_add(d),
-        _ => None,
-    };
-    let keys = core.shared_keys(resource);
-    let mut redraw: Option<Redraw> = None;
+/// Takes a ticket for `resource` and waits for its turn in the calling
+/// thread, as `request` says; the held ticket, admitted to the heartbeat.
+/// On timeout, failure or a try-lock that would block, the ticket is
+/// withdrawn.
+pub(crate) fn acquire(rt: &Arc<Runtime>, resource: &str, request: &Acquire) -> Result<Arc<Ticket>> {
+    let mut acquiring = Acquiring::new(rt, resource, request)?;
     loop {
-        if core.is_closed() {
-            return Err(closed_during_wait(resource));
+        match acquiring.step() {
+            Step::Done(outcome) => return outcome,
+            Step::Sleep(d) => acquiring.sleep(d),
         }
-        if let Some(d) = deadline
-            && Instant::now() >= d
+    }
+}
+
+/// What a step of an acquire came to.
+pub(crate) enum Step {
+    /// The acquire ended: the held ticket, or why not.
+    Done(Result<Arc<Ticket>>),
+    /// Nothing to do for this long, unless the ticket is signaled.
+    Sleep(Duration),
+}
+
+/// One acquire, from its first draw to its end.
+pub(crate) struct Acquiring {
+    rt: Arc<Runtime>,
+    resource: String,
+    request: Acquire,
+    keys: Arc<Keys>,
+    expire: Duration,
+    patience: Duration,
+    deadline: Option<Instant>,
+    /// Set once a ticket was lost: drawing anew rides out an outage.
+    redraw: Option<Redraw>,
+    /// No draw before then (an outage while drawing anew).
+    draw_after: Option<Instant>,
+    /// The ticket waiting now.
+    waiter: Option<Waiter>,
+    /// Round trips allowed before the step must stop (None: any number).
+    budget: Option<u32>,
+    done: bool,
+}
+
+/// A drawn ticket waiting for its turn.
+struct Waiter {
+    ticket: Arc<Ticket>,
+    nonce: String,
+    /// A reading still known to hold (nothing came since it was taken).
+    known: Option<Reading>,
+    /// The last reading, for the position.
+    last: Reading,
+    /// The `internal` channel's message count before the last reading.
+    internal_seen: Option<u64>,
+    listening: bool,
+    outage: Outage,
+    /// Nothing to do before then unless signaled (an outage's pause, a
+    /// subscription awaited).
+    resume_at: Option<Instant>,
+    /// The call is to be confirmed again (its read failed).
+    recall: bool,
+}
+
+/// What a waiter's poll came to.
+enum Poll {
+    Granted,
+    /// The ticket was lost (or passed while this process was paused).
+    Lost,
+    Failed(Error),
+    Sleep(Duration),
+    /// The round-trip budget is spent: step again at once.
+    Spent,
+}
+
+impl Acquiring {
+    pub fn new(rt: &Arc<Runtime>, resource: &str, request: &Acquire) -> Result<Acquiring> {
+        let core = &rt.core;
+        core.usable()?;
+        validate_resource(resource)?;
+        validate_label(&request.label)?;
+        let expire = request.expire_or_default()?;
+        let deadline = match request.wait {
+            Wait::For(d) => Instant::now().checked_add(d),
+            _ => None,
+        };
+        Ok(Acquiring {
+            rt: rt.clone(),
+            resource: resource.to_string(),
+            request: request.clone(),
+            keys: core.shared_keys(resource),
+            expire,
+            patience: request.patience_or_default(),
+            deadline,
+            redraw: None,
+            draw_after: None,
+            waiter: None,
+            budget: None,
+            done: false,
+        })
+    }
+
+    /// Allows only `n` round trips per step from now on (None: any).
+    pub fn limit(&mut self, n: Option<u32>) {
+        self.budget = n;
+    }
+
+    /// True when no step is needed: nothing signaled the ticket and the
+    /// flags that end a wait are not set (for a driver deciding whether to
+    /// step before the time `step` asked for).
+    pub fn quiet(&self) -> bool {
+        let core = &self.rt.core;
+        if core.is_closed()
+            || self
+                .request
+                .cancel
+                .as_ref()
+                .is_some_and(Cancel::is_canceled)
         {
-            return Err(Error::new(
-                ErrorKind::Timeout,
-                format!("\"{resource}\" was not granted in time"),
-            ));
+            return false;
         }
-        if request.cancel.as_ref().is_some_and(Cancel::is_canceled) {
-            return Err(Error::new(
-                ErrorKind::Canceled,
-                format!("acquiring \"{resource}\" was canceled"),
-            ));
+        self.waiter
+            .as_ref()
+            .is_none_or(|w| !w.ticket.is_signaled() && !w.ticket.is_lost())
+    }
+
+    /// Tickets ahead of the waiting one as last read (the holder included;
+    /// tickets withdrawn or dead count until the queue passes them). None
+    /// before the first reading.
+    pub fn ahead(&self) -> Option<u64> {
+        self.waiter
+            .as_ref()
+            .map(|w| w.ticket.serial.saturating_sub(w.last.indicator))
+    }
+
+    /// Sleeps in the calling thread for up to `d`, or until the ticket is
+    /// signaled.
+    pub fn sleep(&self, d: Duration) {
+        match &self.waiter {
+            Some(w) => {
+                w.ticket.wait_signal(d);
+            }
+            None => std::thread::sleep(d),
         }
+    }
+
+    /// Spends a round trip; false when the budget is spent.
+    fn spend(&mut self) -> bool {
+        match &mut self.budget {
+            None => true,
+            Some(0) => false,
+            Some(n) => {
+                *n -= 1;
+                true
+            }
+        }
+    }
+
+    /// Does what can be done now.
+    pub fn step(&mut self) -> Step {
+        if self.done {
+            return Step::Done(Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "this acquire has ended",
+            )));
+        }
+        loop {
+            if self.rt.core.is_closed() {
+                return self.fail(closed_during_wait(&self.resource));
+            }
+            if let Some(d) = self.deadline
+                && Instant::now() >= d
+            {
+                let e = match &self.waiter {
+                    Some(w) => Error::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "\"{}\" was not granted in time (turn {}, ticket {} withdrawn)",
+                            self.resource, w.last.indicator, w.ticket.serial
+                        ),
+                    ),
+                    None => Error::new(
+                        ErrorKind::Timeout,
+                        format!("\"{}\" was not granted in time", self.resource),
+                    ),
+                };
+                return self.fail(e);
+            }
+            if self
+                .request
+                .cancel
+                .as_ref()
+                .is_some_and(Cancel::is_canceled)
+            {
+                let e = match &self.waiter {
+                    Some(w) => Error::new(
+                        ErrorKind::Canceled,
+                        format!(
+                            "waiting for \"{}\" was canceled (ticket {} withdrawn)",
+                            self.resource, w.ticket.serial
+                        ),
+                    ),
+                    None => Error::new(
+                        ErrorKind::Canceled,
+                        format!("acquiring \"{}\" was canceled", self.resource),
+                    ),
+                };
+                return self.fail(e);
+            }
+            if self.waiter.is_none() {
+                if let Some(at) = self.draw_after {
+                    let now = Instant::now();
+                    if now < at {
+                        return Step::Sleep(at - now);
+                    }
+                    self.draw_after = None;
+                }
+                if !self.spend() {
+                    return Step::Sleep(Duration::ZERO);
+                }
+                if let Some(step) = self.draw() {
+                    return step;
+                }
+                continue;
+            }
+            match self.poll() {
+                Poll::Granted => {
+                    let w = self.waiter.take().expect("a waiter polled");
+                    self.rt.notifier.unregister(&w.ticket);
+                    self.rt.notifier.forget(&w.nonce);
+                    self.done = true;
+                    return Step::Done(Ok(w.ticket));
+                }
+                Poll::Lost => {
+                    // Drawn anew, unless the locker is closing.
+                    self.drop_waiter();
+                    if self.rt.core.is_closed() {
+                        return self.fail(closed_during_wait(&self.resource));
+                    }
+                    if self.redraw.is_none() {
+                        self.redraw = Some(Redraw::new(self.expire));
+                    }
+                }
+                Poll::Failed(e) => return self.fail(e),
+                Poll::Sleep(d) => return Step::Sleep(d),
+                Poll::Spent => return Step::Sleep(Duration::ZERO),
+            }
+        }
+    }
+
+    /// Ends the acquire with `e`, withdrawing the waiting ticket.
+    fn fail(&mut self, e: Error) -> Step {
+        self.drop_waiter();
+        self.done = true;
+        Step::Done(Err(e))
+    }
+
+    /// Withdraws the waiting ticket, if any.
+    fn drop_waiter(&mut self) {
+        if let Some(w) = self.waiter.take() {
+            self.rt.notifier.unregister(&w.ticket);
+            self.rt.notifier.forget(&w.nonce);
+            withdraw(&self.rt, &w.ticket);
+        }
+    }
+
+    /// Draws a ticket. Some: the acquire ends (granted, would block, an
+    /// error). None: a ticket waits now, or the draw is to be made again.
+    fn draw(&mut self) -> Option<Step> {
+        let rt = self.rt.clone();
+        let core = &rt.core;
         let nonce = core.nonce();
-        let id = core.next_id();
         // Expected before the draw is sent, so that the call that may
         // follow it at once is not missed.
-        let expected = Expected::new(&rt.notifier, &nonce);
-        let seen = rt.notifier.snapshot(&keys.internal);
+        let before = rt.notifier.expect(&nonce);
+        let seen = rt.notifier.snapshot(&self.keys.internal);
         let draw = Draw {
-            id,
-            resource: resource.to_string(),
-            keys: keys.clone(),
+            id: core.next_id(),
+            resource: self.resource.clone(),
+            keys: self.keys.clone(),
             nonce: nonce.clone(),
             channel: rt.notifier.channel().to_string(),
-            label: request.label.clone(),
-            expire,
+            label: self.request.label.clone(),
+            expire: self.expire,
             sent_ms: core.now_ms(),
         };
         let drawn = match scripts::draw(core, &draw) {
             Ok(drawn) => drawn,
             Err(e) => {
-                // Drawing anew after a loss (Redis restarting, say):
-                // ride the outage out for as long as a lease would.
-                match redraw.as_mut() {
-                    Some(outage) if e.is_connection() => {
-                        outage.pause(e, deadline)?;
-                        continue;
-                    }
-                    _ => return Err(e),
-                }
+                rt.notifier.forget(&nonce);
+                // Drawing anew after a loss (Redis restarting, say): ride
+                // the outage out for as long as a lease would.
+                return match self.redraw.as_mut() {
+                    Some(outage) if e.is_connection() => match outage.pause(e, self.deadline) {
+                        Ok(pause) => {
+                            self.draw_after = Some(Instant::now() + pause);
+                            None
+                        }
+                        Err(e) => Some(self.fail(e)),
+                    },
+                    _ => Some(self.fail(e)),
+                };
             }
         };
         let serial = drawn.serial;
         let ticket = Arc::new(Ticket::new(draw, serial, drawn.token, Instant::now()));
         let reading = match drawn.turn {
             Turn::Granted => {
-                drop(expected);
+                rt.notifier.forget(&nonce);
                 if rt.heartbeat.admit(core, &ticket, true) {
-                    return Ok(ticket);
+                    self.done = true;
+                    return Some(Step::Done(Ok(ticket)));
                 }
                 // Closing, or the reply came after the lease lapsed.
-                withdraw(rt, &ticket);
+                withdraw(&rt, &ticket);
                 if core.is_closed() {
-                    return Err(closed_during_wait(resource));
+                    return Some(self.fail(closed_during_wait(&self.resource)));
                 }
-                if request.wait == Wait::TryOnce {
-                    return Err(late_reply(resource, serial));
+                if self.request.wait == Wait::TryOnce {
+                    return Some(self.fail(late_reply(&self.resource, serial)));
                 }
-                continue;
+                return None;
             }
             Turn::Waiting(reading) => reading,
         };
-        if request.wait == Wait::TryOnce {
-            drop(expected);
-            withdraw(rt, &ticket);
-            return Err(Error::new(
+        if self.request.wait == Wait::TryOnce {
+            rt.notifier.forget(&nonce);
+            withdraw(&rt, &ticket);
+            return Some(self.fail(Error::new(
                 ErrorKind::WouldBlock,
                 format!(
-                    "\"{resource}\" is taken (turn {}, ticket {serial} withdrawn)",
-                    reading.indicator
+                    "\"{}\" is taken (turn {}, ticket {serial} withdrawn)",
+                    self.resource, reading.indicator
                 ),
-            ));
+            )));
         }
-        let own = expected.attach(&ticket);
+        // The draw's reading still holds if the locker's channel was
+        // subscribed before the draw and has stayed so, and no call came.
+        let (after, called) = rt.notifier.attach(&nonce, &ticket);
+        let own = before.is_some() && after == before && !called;
         if !rt.heartbeat.admit(core, &ticket, false) {
-            withdraw(rt, &ticket);
+            rt.notifier.forget(&nonce);
+            withdraw(&rt, &ticket);
             if core.is_closed() {
-                return Err(closed_during_wait(resource));
+                return Some(self.fail(closed_during_wait(&self.resource)));
             }
-            continue;
+            return None;
         }
-        if let Some(cancel) = &request.cancel {
+        if let Some(cancel) = &self.request.cancel {
             cancel.watch(&ticket);
         }
-        let outcome = wait_turn(
-            rt,
-            &ticket,
-            reading,
-            (seen, own),
-            patience,
-            deadline,
-            request.cancel.as_ref(),
-        );
-        drop(expected);
-        match outcome {
-            Ok(()) => return Ok(ticket),
-            Err(None) => {
-                // The ticket was lost while waiting (or passed while this
-                // process was paused): draw a new one, unless the locker
-                // is closing.
-                withdraw(rt, &ticket);
-                if core.is_closed() {
-                    return Err(closed_during_wait(resource));
+        rt.notifier.register(&ticket);
+        self.waiter = Some(Waiter {
+            ticket,
+            nonce,
+            known: own.then_some(reading),
+            last: reading,
+            internal_seen: seen,
+            listening: false,
+            outage: Outage::default(),
+            resume_at: None,
+            recall: false,
+        });
+        None
+    }
+
+    /// Advances the waiting ticket as far as it goes now.
+    fn poll(&mut self) -> Poll {
+        let rt = self.rt.clone();
+        let core = &rt.core;
+        let deadline = self.deadline;
+        loop {
+            let w = self.waiter.as_mut().expect("a waiter to poll");
+            let t = w.ticket.clone();
+            // Taken before the flags are read: a signal that comes after
+            // this (a call, a message, a cancel, the locker closing) ends
+            // the sleep that follows; one that came before it makes the
+            // last reading stale.
+            if t.take_signal() {
+                w.known = None;
+                w.resume_at = None;
+            }
+            let now = Instant::now();
+            if let Some(at) = w.resume_at {
+                if now < at {
+                    return Poll::Sleep(at - now);
                 }
-                if redraw.is_none() {
-                    redraw = Some(Redraw::new(expire));
+                w.resume_at = None;
+            }
+            if t.is_lost() || !core.in_owner_process() || core.is_closed() {
+                return Poll::Lost;
+            }
+            if t.take_call() || std::mem::take(&mut w.recall) {
+                // Its nonce came: the indicator was set to it. One plain
+                // read confirms it (the message may have sat in a socket
+                // while this process was paused, and the queue may have
+                // vanished since).
+                if !self.spend() {
+                    let w = self.waiter.as_mut().expect("a waiter");
+                    w.recall = true;
+                    return Poll::Spent;
+                }
+                let w = self.waiter.as_mut().expect("a waiter");
+                match scripts::confirm(core, &t) {
+                    Ok(true) => {
+                        return if rt.heartbeat.grant(core, &t) {
+                            Poll::Granted
+                        } else {
+                            Poll::Lost
+                        };
+                    }
+                    Ok(false) => {}
+                    Err(e) => match w.outage.pause(e, &t, core, deadline) {
+                        Ok(pause) => {
+                            w.recall = true;
+                            w.resume_at = Some(now + pause);
+                            continue;
+                        }
+                        Err(poll) => return poll,
+                    },
                 }
             }
-            Err(Some(e)) => {
-                withdraw(rt, &ticket);
-                return Err(e);
+            let w = self.waiter.as_mut().expect("a waiter");
+            let reading = match w.known.take() {
+                Some(reading) => reading,
+                None => {
+                    if !self.spend() {
+                        return Poll::Spent;
+                    }
+                    let w = self.waiter.as_mut().expect("a waiter");
+                    w.internal_seen = rt.notifier.snapshot(&t.keys.internal);
+                    // Old enough to tell a dead ticket ahead from a turn
+                    // 1.0 one whose presence key is not set yet.
+                    let record = t.drawn_at.elapsed() >= core.options.grace;
+                    match scripts::check(core, &t, record) {
+                        Ok(Checked::Waiting(reading)) => reading,
+                        Ok(Checked::Granted) => {
+                            return if rt.heartbeat.grant(core, &t) {
+                                Poll::Granted
+                            } else {
+                                Poll::Lost
+                            };
+                        }
+                        Ok(Checked::Lost) => return Poll::Lost,
+                        Err(e) => match w.outage.pause(e, &t, core, deadline) {
+                            Ok(pause) => {
+                                w.resume_at = Some(now + pause);
+                                continue;
+                            }
+                            Err(poll) => return poll,
+                        },
+                    }
+                }
+            };
+            let w = self.waiter.as_mut().expect("a waiter");
+            w.last = reading;
+            if !reading.ours && !w.listening {
+                // The watched ticket announces its leaving on `internal`
+                // only: listen there from now on, and read again unless the
+                // channel was subscribed before this reading with no
+                // message since.
+                w.listening = true;
+                let count = rt.notifier.listen(&t);
+                if count.is_none() || count != w.internal_seen {
+                    if count.is_none() {
+                        kick(&rt);
+                        let mut wait = SUBSCRIBE_WAIT;
+                        if let Some(d) = deadline {
+                            wait = wait.min(d.saturating_duration_since(now));
+                        }
+                        w.resume_at = Some(now + wait);
+                    }
+                    continue;
+                }
             }
+            let now = Instant::now();
+            if let Some(d) = deadline
+                && now >= d
+            {
+                // The step ends the acquire with a timeout.
+                return Poll::Sleep(Duration::ZERO);
+            }
+            let mut sleep = self.patience;
+            match reading.holder {
+                Holder::Missing => {
+                    let age = now.duration_since(t.drawn_at);
+                    if age < core.options.grace {
+                        sleep = sleep.min(core.options.grace - age);
+                    } else if reading.watched == reading.indicator {
+                        // The ticket at the indicator is dead, and every
+                        // one between it and ours: step past them.
+                        if !self.spend() {
+                            return Poll::Spent;
+                        }
+                        let w = self.waiter.as_mut().expect("a waiter");
+                        match scripts::bump_before(core, &t) {
+                            Ok(Bumped::NotOurs) => return Poll::Lost,
+                            Ok(Bumped::To(_) | Bumped::NoQueue) => {}
+                            Err(e) => match w.outage.pause(e, &t, core, deadline) {
+                                Ok(pause) => w.resume_at = Some(now + pause),
+                                Err(poll) => return poll,
+                            },
+                        }
+                        continue;
+                    } else {
+                        // The ticket before ours is gone: read again,
+                        // recording the dead ones as withdrawn, and watch
+                        // the next alive.
+                        continue;
+                    }
+                }
+                Holder::Expires(left) => sleep = sleep.min(left + LEASE_MARGIN),
+                Holder::NoExpiry => {}
+            }
+            if let Some(d) = deadline {
+                sleep = sleep.min(d.saturating_duration_since(now));
+            }
+            return Poll::Sleep(sleep);
         }
     }
 }
 
-/// Waits until `t` has the turn. Err(None): the ticket was lost.
-/// `drawn`: what the draw read. `seen`: the `internal` channel's message
-/// count before the draw, and whether the locker's channel stayed
-/// subscribed since before the draw with no call yet (so the draw's
-/// reading still holds).
-fn wait_turn(
-    rt: &Runtime,
-    t: &Arc<Ticket>,
-    drawn: Reading,
-    seen: (Option<u64>, bool),
-    patience: Duration,
-    deadline: Option<Instant>,
-    cancel: Option<&Cancel>,
-) -> std::result::Result<(), Option<Error>> {
-    let core = &rt.core;
-    let waiter = Registration::new(&rt.notifier, t);
-    let (mut internal_seen, own) = seen;
-    let mut known = own.then_some(drawn);
-    let mut listening = false;
-    let mut outage = Outage::default();
-    loop {
-        // Taken before the flags are read: a signal that comes after this
-        // (a call, a message, a cancel, the locker closing) ends the sleep
-        // below; one that came before it makes the last reading stale.
-        if t.take_signal() {
-            known = None;
+impl Drop for Acquiring {
+    fn drop(&mut self) {
+        // Given up before its end (a pending canceled or dropped).
+        if !self.done {
+            self.drop_waiter();
         }
-        if t.is_lost() || !core.in_owner_process() || core.is_closed() {
-            return Err(None);
-        }
-        if cancel.is_some_and(Cancel::is_canceled) {
-            return Err(Some(Error::new(
-                ErrorKind::Canceled,
-                format!(
-                    "waiting for \"{}\" was canceled (ticket {} withdrawn)",
-                    t.resource, t.serial
-                ),
-            )));
-        }
-        if t.take_call() {
-            // Its nonce came: the indicator was set to it. One plain read
-            // confirms it (the message may have sat in a socket while this
-            // process was paused, and the queue may have vanished since).
-            match scripts::confirm(core, t) {
-                Ok(true) => {
-                    return if rt.heartbeat.grant(core, t) {
-                        Ok(())
-                    } else {
-                        Err(None)
-                    };
-                }
-                Ok(false) => {}
-                Err(e) => {
-                    outage.endure(e, t, core, deadline)?;
-                    t.call();
-                    continue;
-                }
-            }
-        }
-        let reading = match known.take() {
-            Some(reading) => reading,
-            None => {
-                internal_seen = rt.notifier.snapshot(&t.keys.internal);
-                // Old enough to tell a dead ticket ahead from a turn 1.0
-                // one whose presence key is not set yet.
-                let record = t.drawn_at.elapsed() >= core.options.grace;
-                match scripts::check(core, t, record) {
-                    Ok(Checked::Waiting(reading)) => reading,
-                    Ok(Checked::Granted) => {
-                        return if rt.heartbeat.grant(core, t) {
-                            Ok(())
-                        } else {
-                            Err(None)
-                        };
-                    }
-                    Ok(Checked::Lost) => return Err(None),
-                    Err(e) => {
-                        outage.endure(e, t, core, deadline)?;
-                        continue;
-                    }
-                }
-            }
-        };
-        if !reading.ours && !listening {
-            // The watched ticket announces its leaving on `internal` only:
-            // listen there from now on, and read again unless the channel
-            // was subscribed before this reading with no message since.
-            listening = true;
-            let now = waiter.listen();
-            if now.is_none() || now != internal_seen {
-                if now.is_none() {
-                    kick(rt);
-                    let mut wait = SUBSCRIBE_WAIT;
-                    if let Some(d) = deadline {
-                        wait = wait.min(d.saturating_duration_since(Instant::now()));
-                    }
-                    t.wait_signal(wait);
-                }
-                continue;
-            }
-        }
-        let now = Instant::now();
-        if let Some(d) = deadline
-            && now >= d
-        {
-            return Err(Some(Error::new(
-                ErrorKind::Timeout,
-                format!(
-                    "\"{}\" was not granted in time (turn {}, ticket {} withdrawn)",
-                    t.resource, reading.indicator, t.serial
-                ),
-            )));
-        }
-        let mut sleep = patience;
-        match reading.holder {
-            Holder::Missing => {
-                let age = now.duration_since(t.drawn_at);
-                if age < core.options.grace {
-                    sleep = sleep.min(core.options.grace - age);
-                } else if reading.watched == reading.indicator {
-                    // The ticket at the indicator is dead, and every one
-                    // between it and ours: step past them.
-                    match scripts::bump_before(core, t) {
-                        Ok(Bumped::NotOurs) => return Err(None),
-                        Ok(Bumped::To(_) | Bumped::NoQueue) => {}
-                        Err(e) => outage.endure(e, t, core, deadline)?,
-                    }
-                    continue;
-                } else {
-                    // The ticket before ours is gone: read again, recording
-                    // the dead ones as withdrawn, and watch the next alive.
-                    continue;
-                }
-            }
-            Holder::Expires(left) => sleep = sleep.min(left + LEASE_MARGIN),
-            Holder::NoExpiry => {}
-        }
-        if let Some(d) = deadline {
-            sleep = sleep.min(d.saturating_duration_since(now));
-        }
-        t.wait_signal(sleep);
     }
 }
 
@@ -322,7 +575,7 @@ fn kick(rt: &Runtime) {
 
 /// Withdraws a ticket that will not be used (timeout, failure, loss).
 /// A ticket known lost touches nothing (see `Lock::release`).
-fn withdraw(rt: &Runtime, t: &Ticket) {
+pub(crate) fn withdraw(rt: &Runtime, t: &Ticket) {
     rt.heartbeat.unregister(t);
     let lost = t.is_lost();
     t.set_done();
@@ -332,7 +585,7 @@ fn withdraw(rt: &Runtime, t: &Ticket) {
 }
 
 /// How an acquire that lost its ticket rides out Redis being unreachable
-/// while it draws anew: it retries with a growing pause for as long as a
+/// while it draws anew: it retries after a growing pause for as long as a
 /// lease (from the loss) and its deadline allow.
 struct Redraw {
     until: Instant,
@@ -348,16 +601,15 @@ impl Redraw {
         }
     }
 
-    /// Sleeps before the next try, or gives `e` back when the time is up.
-    fn pause(&mut self, e: Error, deadline: Option<Instant>) -> Result<()> {
+    /// The pause before the next try, or `e` back when the time is up.
+    fn pause(&mut self, e: Error, deadline: Option<Instant>) -> Result<Duration> {
         let now = Instant::now();
         let until = deadline.map_or(self.until, |d| d.min(self.until));
         if now >= until {
             return Err(e);
         }
         self.pause = (self.pause * 2).clamp(Duration::from_millis(50), Duration::from_secs(1));
-        std::thread::sleep(self.pause.min(until - now));
-        Ok(())
+        Ok(self.pause.min(until - now))
     }
 }
 
@@ -379,39 +631,6 @@ fn closed_during_wait(resource: &str) -> Error {
     )
 }
 
-/// A ticket's nonce expected by the notifier, for as long as it waits.
-struct Expected<'a> {
-    notifier: &'a Notifier,
-    nonce: String,
-    /// The locker channel's subscription count before the draw.
-    before: Option<u64>,
-}
-
-impl<'a> Expected<'a> {
-    fn new(notifier: &'a Notifier, nonce: &str) -> Expected<'a> {
-        let before = notifier.expect(nonce);
-        Expected {
-            notifier,
-            nonce: nonce.to_string(),
-            before,
-        }
-    }
-
-    /// Attaches the drawn ticket. True when the locker's channel was
-    /// subscribed before the draw and has stayed so, and no call for the
-    /// ticket came yet: then the draw's reading still holds.
-    fn attach(&self, t: &Arc<Ticket>) -> bool {
-        let (after, called) = self.notifier.attach(&self.nonce, t);
-        self.before.is_some() && after == self.before && !called
-    }
-}
-
-impl Drop for Expected<'_> {
-    fn drop(&mut self) {
-        self.notifier.forget(&self.nonce);
-    }
-}
-
 /// How a waiter rides out Redis being unreachable: it retries with a growing
 /// pause while its ticket's lease may still hold and its deadline allows,
 /// then gives up (a lapsed ticket is drawn anew, which reports the outage if
@@ -422,29 +641,31 @@ struct Outage {
 }
 
 impl Outage {
-    fn endure(
+    /// The pause before the next try, or how the wait ends: given up when
+    /// the error is not a connection's or the deadline passed, lost when
+    /// the ticket's lease lapsed.
+    fn pause(
         &mut self,
         e: Error,
         t: &Ticket,
         core: &Core,
         deadline: Option<Instant>,
-    ) -> std::result::Result<(), Option<Error>> {
+    ) -> std::result::Result<Duration, Poll> {
         if !e.is_connection() {
-            return Err(Some(e));
+            return Err(Poll::Failed(e));
         }
         if t.lapsed(core.now_ms()) {
-            return Err(None);
+            return Err(Poll::Lost);
         }
         self.pause = (self.pause * 2).clamp(Duration::from_millis(50), Duration::from_secs(1));
         let mut pause = self.pause;
         if let Some(d) = deadline {
             let left = d.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(Some(e));
+                return Err(Poll::Failed(e));
             }
             pause = pause.min(left);
         }
-        t.wait_signal(pause);
-        Ok(())
+        Ok(pause)
     }
 }

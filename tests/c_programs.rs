@@ -107,6 +107,16 @@ fn c_lost_fd_quiet_while_held_readable_once_lost() {
 }
 
 #[test]
+fn c_pending_acquires_are_served_in_order_from_one_epoll_thread() {
+    let r = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = compile("cc", &root().join("tests/c/pending.c"), dir.path(), &[]);
+    let out = run(&bin, &[&r.url()]);
+    println!("{out}");
+    assert!(out.contains("pending: all checks passed"), "{out}");
+}
+
+#[test]
 fn c_example_builds_and_runs() {
     let r = Redis::start();
     let dir = tempfile::tempdir().unwrap();

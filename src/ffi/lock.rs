@@ -131,12 +131,16 @@ pub unsafe extern "C" fn turn_lock_acquire_cancelable(
             },
             cancel: cancel_or_none(cancel)?,
         };
-        let lock = locker.acquire(resource, &request)?;
-        turn_lock::insert(LockCell {
-            serial: lock.serial(),
-            token: lock.token(),
-            lock: std::sync::Mutex::new(Some(lock)),
-        })
+        insert_lock(locker.acquire(resource, &request)?)
+    })
+}
+
+/// A new `turn_lock` handle for a held lock.
+pub(super) fn insert_lock(lock: Lock) -> crate::error::Result<*mut turn_lock> {
+    turn_lock::insert(LockCell {
+        serial: lock.serial(),
+        token: lock.token(),
+        lock: std::sync::Mutex::new(Some(lock)),
     })
 }
 

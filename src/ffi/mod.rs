@@ -1,5 +1,5 @@
 //! The C ABI: a thin layer over the Rust API, one file per C type
-//! (`result`, `locker`, `lock`, `cancel`, `status`, `options`) and the
+//! (`result`, `locker`, `lock`, `cancel`, `pending`, `status`, `options`) and the
 //! version, over the checked handles of `handles`. Every exported body runs
 //! inside `export`'s guard, so no panic crosses the boundary, and reads its
 //! arguments with `args`.
@@ -23,6 +23,8 @@ mod lock;
 
 mod cancel;
 
+mod pending;
+
 mod status;
 
 mod options;
@@ -45,6 +47,10 @@ pub use options::{
     turn_options_set_command_timeout_ms, turn_options_set_connect_timeout_ms,
     turn_options_set_grace_ms, turn_options_set_pool_size, turn_options_set_prefix,
     turn_options_set_tls,
+};
+pub use pending::{
+    turn_acquire_start, turn_pending, turn_pending_cancel, turn_pending_fd, turn_pending_finish,
+    turn_pending_position,
 };
 pub use result::{turn_last_error, turn_result, turn_result_str};
 pub use status::{

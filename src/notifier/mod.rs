@@ -32,6 +32,13 @@ use state::State;
 
 /// How long the pubsub read blocks before the thread looks at its work.
 const POLL: Duration = Duration::from_millis(250);
+/// The same while it steps pending acquires: signals from other threads (a
+/// lost ticket, a cancel) reach them within this.
+const POLL_DRIVING: Duration = Duration::from_millis(25);
+
+/// The work the thread steps between messages (see `Runtime::step_driven`):
+/// how long until it is due next, None when there is none.
+pub(crate) type Tick<'a> = &'a dyn Fn() -> Option<Duration>;
 
 pub(crate) struct Notifier {
     state: Mutex<State>,
@@ -87,6 +94,22 @@ impl Notifier {
         self.lock().forget(nonce);
     }
 
+    /// A waiter comes: messages naming it wake it.
+    pub fn register(&self, t: &Arc<Ticket>) {
+        self.lock().add(t);
+    }
+
+    /// A waiter leaves.
+    pub fn unregister(&self, t: &Ticket) {
+        self.lock().remove(t, Instant::now());
+    }
+
+    /// The waiter `t` listens on its resource's `internal` channel from
+    /// now on; the channel's message count when it is subscribed.
+    pub fn listen(&self, t: &Ticket) -> Option<u64> {
+        self.lock().listen(t, Instant::now())
+    }
+
     /// The message count of `channel` when it is subscribed, else None.
     pub fn snapshot(&self, channel: &str) -> Option<u64> {
         self.lock().snapshot(channel)
@@ -99,18 +122,19 @@ impl Notifier {
 
     /// The notifier thread's body: connects with `pool`, serves until the
     /// connection fails, and again, until `closed` is set.
-    pub fn run(&self, pool: &Pool, closed: &AtomicBool) {
+    pub fn run(&self, pool: &Pool, closed: &AtomicBool, tick: Tick<'_>) {
         let is_closed = || closed.load(Ordering::Acquire);
         let mut backoff = Duration::from_millis(20);
         while !is_closed() {
             match pool.connect_pubsub(Some(POLL)) {
                 Ok(mut conn) => {
                     backoff = Duration::from_millis(20);
-                    let _ = self.serve(&mut conn, closed);
+                    let _ = self.serve(&mut conn, closed, tick);
                     self.lock().disconnected();
                 }
                 Err(_) => {
                     self.lock().disconnected();
+                    tick();
                     let end = Instant::now() + backoff;
                     while !is_closed() && Instant::now() < end {
                         std::thread::sleep(Duration::from_millis(10).min(end - Instant::now()));
@@ -121,11 +145,17 @@ impl Notifier {
         }
     }
 
-    fn serve(&self, conn: &mut redis::Connection, closed: &AtomicBool) -> redis::RedisResult<()> {
+    fn serve(
+        &self,
+        conn: &mut redis::Connection,
+        closed: &AtomicBool,
+        tick: Tick<'_>,
+    ) -> redis::RedisResult<()> {
         let mut pubsub = conn.as_pubsub();
         pubsub.subscribe(&self.wake_channel)?;
         self.lock().own_subscribed();
         let mut current: HashSet<String> = HashSet::new();
+        let mut timeout = POLL;
         loop {
             if closed.load(Ordering::Acquire) {
                 return Ok(());
@@ -158,31 +188,14 @@ impl Notifier {
                 Err(e) if crate::error::is_retryable_read(&e) => {}
                 Err(e) => return Err(e),
             }
+            let wanted = match tick() {
+                Some(due) => due.clamp(Duration::from_millis(1), POLL_DRIVING),
+                None => POLL,
+            };
+            if wanted != timeout {
+                pubsub.set_read_timeout(Some(wanted))?;
+                timeout = wanted;
+            }
         }
-    }
-}
-
-/// A waiter's entry in the notifier, removed on drop.
-pub(crate) struct Registration<'a> {
-    notifier: &'a Notifier,
-    ticket: &'a Ticket,
-}
-
-impl<'a> Registration<'a> {
-    pub fn new(notifier: &'a Notifier, ticket: &'a Arc<Ticket>) -> Registration<'a> {
-        notifier.lock().add(ticket);
-        Registration { notifier, ticket }
-    }
-
-    /// Listens on the resource's `internal` channel from now on; the
-    /// channel's message count when it is subscribed.
-    pub fn listen(&self) -> Option<u64> {
-        self.notifier.lock().listen(self.ticket, Instant::now())
-    }
-}
-
-impl Drop for Registration<'_> {
-    fn drop(&mut self) {
-        self.notifier.lock().remove(self.ticket, Instant::now());
     }
 }

@@ -1,11 +1,12 @@
 //! Checked handles for the C ABI. A `turn_locker *`, `turn_lock *`,
-//! `turn_cancel *`, `turn_status *` or `turn_options *` is not the address
+//! `turn_cancel *`, `turn_status *`, `turn_options *` or `turn_pending *`
+//! is not the address
 //! of anything: it is a number made of four fields, from the lowest bit up:
 //!
 //! | field | 64-bit targets | 32-bit targets |
 //! |---|---|---|
 //! | id: which object, never reused (see below) | 40 bits | 20 bits |
-//! | kind: locker 1, lock 2, cancel 3, status 4, options 5 (0, 6, 7 are never made) | 3 bits | 3 bits |
+//! | kind: locker 1, lock 2, cancel 3, status 4, options 5, pending 6 (0 and 7 are never made) | 3 bits | 3 bits |
 //! | fork generation (its lowest bits) | 3 bits | 1 bit |
 //! | check: a keyed hash of the kind, the whole fork generation and the id | 18 bits | 8 bits |
 //!
@@ -58,6 +59,7 @@ pub(crate) enum Kind {
     Cancel = 3,
     Status = 4,
     Options = 5,
+    Pending = 6,
 }
 
 impl Kind {
@@ -68,6 +70,7 @@ impl Kind {
             3 => Some(Kind::Cancel),
             4 => Some(Kind::Status),
             5 => Some(Kind::Options),
+            6 => Some(Kind::Pending),
             _ => None,
         }
     }
@@ -79,6 +82,7 @@ impl Kind {
             Kind::Cancel => "turn_cancel",
             Kind::Status => "turn_status",
             Kind::Options => "turn_options",
+            Kind::Pending => "turn_pending",
         }
     }
 

@@ -4,12 +4,13 @@ use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 
 use super::Kind;
 
-pub(super) const KINDS: [Kind; 5] = [
+pub(super) const KINDS: [Kind; 6] = [
     Kind::Locker,
     Kind::Lock,
     Kind::Cancel,
     Kind::Status,
     Kind::Options,
+    Kind::Pending,
 ];
 
 /// A fixed key, so that tests over many values are deterministic.

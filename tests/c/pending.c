@@ -1,0 +1,132 @@
+/*
+ * Pending acquires through the C ABI, served from one epoll thread: a
+ * holder takes the resource, 200 pending acquires queue behind it (one
+ * locker, no thread per pending: the process keeps its main thread and the
+ * locker's two), then the loop finishes each pending as its fd turns
+ * readable, checks that the turns come in ticket order, and releases. Also:
+ * the argument and handle checks, a position, a cancel, a timeout.
+ *
+ *   pending REDIS_URL
+ */
+#include <dirent.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "turn.h"
+
+#define N 200
+#define FAIL(...) do { fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); return 1; } while (0)
+
+/* The threads of this process. */
+static int threads(void) {
+    DIR *d = opendir("/proc/self/task");
+    if (!d) return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] != '.') n++;
+    }
+    closedir(d);
+    return n;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2) FAIL("usage: %s REDIS_URL", argv[0]);
+    turn_locker *locker = NULL, *other = NULL;
+    if (turn_locker_new(argv[1], &locker) != TURN_OK) FAIL("locker: %s", turn_last_error());
+    if (turn_locker_new(argv[1], &other) != TURN_OK) FAIL("other locker: %s", turn_last_error());
+
+    /* Misuse. */
+    turn_pending *p = NULL;
+    if (turn_acquire_start(locker, "c-pending", "x", 0, 0, 0, &p) != TURN_ERR_INVALID_ARGUMENT) FAIL("timeout 0 accepted");
+    if (turn_acquire_start(locker, "", "x", 0, 0, -1, &p) != TURN_ERR_INVALID_ARGUMENT) FAIL("empty resource accepted");
+    if (turn_acquire_start(locker, "c-pending", "x", 0, 0, -1, NULL) != TURN_ERR_NULL_ARGUMENT) FAIL("NULL out accepted");
+    if (turn_pending_fd(NULL) != -1) FAIL("NULL gave an fd");
+    if (turn_pending_fd((const turn_pending *)(uintptr_t)12345) != -1) FAIL("a made-up handle gave an fd");
+    if (turn_pending_fd((const turn_pending *)locker) != -1) FAIL("a locker gave a pending fd");
+    if (turn_pending_cancel((turn_pending *)locker) != TURN_ERR_INVALID_ARGUMENT) FAIL("a locker canceled as a pending");
+
+    /* The holder, then N pending acquires behind it, all on one thread. */
+    turn_lock *holder = NULL;
+    if (turn_lock_acquire(other, "c-pending", "holder", 0, 0, -1, &holder) != TURN_OK) FAIL("holder: %s", turn_last_error());
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+    if (ep < 0) FAIL("epoll");
+    turn_pending *pend[N];
+    for (int i = 0; i < N; i++) {
+        char label[32];
+        snprintf(label, sizeof label, "pending %d", i);
+        if (turn_acquire_start(locker, "c-pending", label, 0, 0, -1, &pend[i]) != TURN_OK) FAIL("start %d: %s", i, turn_last_error());
+        int fd = turn_pending_fd(pend[i]);
+        if (fd < 0) FAIL("no fd for %d", i);
+        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0) FAIL("epoll_ctl %d", i);
+    }
+    uint64_t ahead = 0;
+    if (turn_pending_position(pend[2], &ahead) != TURN_OK) FAIL("position: %s", turn_last_error());
+    if (ahead != 3) FAIL("pending 2 has %llu ahead, not 3 (the holder and two)", (unsigned long long)ahead);
+    turn_lock *early = NULL;
+    if (turn_pending_finish(pend[0], &early) != TURN_ERR_WOULD_BLOCK) FAIL("finished while the holder holds");
+    int t = threads();
+    printf("pending: %d pending acquires, %d threads in the process\n", N, t);
+    if (t != 1 + 2 + 2) FAIL("%d threads: want the main thread and two per locker", t);
+
+    /* Served in order from this one thread. */
+    if (turn_lock_release(holder) != TURN_OK) FAIL("release holder: %s", turn_last_error());
+    uint64_t last = 0;
+    int served = 0;
+    while (served < N) {
+        struct epoll_event evs[16];
+        int n = epoll_wait(ep, evs, 16, 30000);
+        if (n <= 0) FAIL("nothing readable within 30 s after %d served", served);
+        for (int k = 0; k < n; k++) {
+            int i = (int)evs[k].data.u32;
+            turn_lock *lock = NULL;
+            turn_result r = turn_pending_finish(pend[i], &lock);
+            if (r == TURN_ERR_WOULD_BLOCK) FAIL("readable but still waiting (%d)", i);
+            if (r != TURN_OK) FAIL("finish %d: %s", i, turn_last_error());
+            if (i != served) FAIL("pending %d served as number %d", i, served);
+            uint64_t serial = turn_lock_serial(lock);
+            if (serial <= last) FAIL("serial %llu after %llu", (unsigned long long)serial, (unsigned long long)last);
+            last = serial;
+            if (turn_pending_fd(pend[i]) != -1) FAIL("a finished pending still has an fd");
+            if (turn_lock_release(lock) != TURN_OK) FAIL("release %d: %s", i, turn_last_error());
+            served++;
+        }
+    }
+    close(ep);
+
+    /* A cancel withdraws: the one behind it is served. */
+    if (turn_lock_acquire(other, "c-pending", "holder", 0, 0, -1, &holder) != TURN_OK) FAIL("holder 2: %s", turn_last_error());
+    turn_pending *gone = NULL, *next = NULL;
+    if (turn_acquire_start(locker, "c-pending", "canceled", 0, 0, -1, &gone) != TURN_OK) FAIL("start gone");
+    if (turn_acquire_start(locker, "c-pending", "next", 0, 0, -1, &next) != TURN_OK) FAIL("start next");
+    if (turn_pending_cancel(gone) != TURN_OK) FAIL("cancel: %s", turn_last_error());
+    if (turn_pending_cancel(gone) != TURN_ERR_INVALID_ARGUMENT) FAIL("canceled twice");
+    if (turn_lock_release(holder) != TURN_OK) FAIL("release holder 2");
+    ep = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event ev = {.events = EPOLLIN};
+    epoll_ctl(ep, EPOLL_CTL_ADD, turn_pending_fd(next), &ev);
+    if (epoll_wait(ep, &ev, 1, 30000) != 1) FAIL("the one behind the canceled one was not served");
+    turn_lock *lock = NULL;
+    if (turn_pending_finish(next, &lock) != TURN_OK) FAIL("finish next: %s", turn_last_error());
+    close(ep);
+
+    /* A timeout ends a pending with TURN_ERR_TIMEOUT. */
+    turn_pending *late = NULL;
+    if (turn_acquire_start(other, "c-pending", "late", 0, 0, 200, &late) != TURN_OK) FAIL("start late");
+    ep = epoll_create1(EPOLL_CLOEXEC);
+    epoll_ctl(ep, EPOLL_CTL_ADD, turn_pending_fd(late), &ev);
+    if (epoll_wait(ep, &ev, 1, 30000) != 1) FAIL("the timeout did not make the fd readable");
+    turn_lock *never = NULL;
+    if (turn_pending_finish(late, &never) != TURN_ERR_TIMEOUT) FAIL("not a timeout: %s", turn_last_error());
+    close(ep);
+    if (turn_lock_release(lock) != TURN_OK) FAIL("release next");
+
+    turn_locker_free(locker);
+    turn_locker_free(other);
+    printf("pending: all checks passed\n");
+    return 0;
+}
