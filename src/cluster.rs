@@ -363,6 +363,9 @@ impl Router {
                 }
             }
             for (to, slot) in moved {
+                if slot as usize >= SLOTS {
+                    continue;
+                }
                 let n = self.node_index(&to);
                 self.owner[slot as usize] = Some(n);
                 // The rest of the table may have moved too.
