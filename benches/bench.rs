@@ -8,11 +8,15 @@
 //! threads with hand-off latency; many resources; a deep queue of 1,000
 //! waiting threads; 10,000 held locks and their heartbeat cost; the herd
 //! (P = 1, 4, 16, 64 processes on one resource: cost per hand-off against
-//! the number of waiting processes); turn 1.0 (Python) solo cycles when its
+//! the number of waiting processes); the beat (one server beside a
+//! 3-master cluster, 10,000 locks: a beat's duration and round trips);
+//! turn 1.0 (Python) solo cycles when its
 //! virtualenv is there.
 //!
 //! `TURN_BENCH_QUICK=1` makes a short run; `TURN_BENCH_ONLY=herd` runs the
-//! yardstick and the herd alone; `TURN_BENCH_HERD_SECS` sets the herd's
+//! yardstick and the herd alone; `TURN_BENCH_ONLY=beat` the heartbeat of
+//! 10,000 held locks alone (one server and a 3-master cluster, on loopback
+//! and at 1 ms each way); `TURN_BENCH_HERD_SECS` sets the herd's
 //! window per P (default 10 s, 2 s quick).
 
 #[path = "../tests/support/mod.rs"]
@@ -546,6 +550,106 @@ fn client_count(url: &str) -> usize {
     list.lines().count() - 1
 }
 
+/// Takes `n` locks on distinct resources with the default lease, from 16
+/// threads; the seconds it took.
+fn take_many(locker: &Locker, n: usize, prefix: &str) -> (Vec<turn::Lock>, f64) {
+    let start = Instant::now();
+    let locks = Arc::new(Mutex::new(Vec::with_capacity(n)));
+    let threads: Vec<_> = (0..16)
+        .map(|t| {
+            let (l, locks, prefix) = (locker.clone(), locks.clone(), prefix.to_string());
+            thread::spawn(move || {
+                for i in (t..n).step_by(16) {
+                    let lock = l
+                        .acquire(&format!("{prefix}-{i}"), &Acquire::label("h"))
+                        .unwrap();
+                    locks.lock().unwrap().push(lock);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let locks = Arc::try_unwrap(locks).ok().unwrap().into_inner().unwrap();
+    (locks, start.elapsed().as_secs_f64())
+}
+
+/// One row of the beat scenario: `n` locks held by one locker on `url`
+/// (default lease, 10 s: a beat every 3.3 s), watched for two thirds of
+/// the lease after they are taken; the largest beat seen is printed.
+fn beat_row(name: &str, url: &str, ping_url: &str, n: usize) {
+    let rt_us = 1e6 / ping_rate(ping_url, 1, 0.5);
+    let locker = Locker::new(Some(url)).unwrap();
+    let (locks, took) = take_many(&locker, n, "bench-beat");
+    let before = locker.last_beat().map_or(0, |b| b.beats);
+    let mut largest: Option<turn::Beat> = None;
+    let mut seen = 0u64;
+    let mut last = before;
+    let start = Instant::now();
+    while start.elapsed() < turn::DEFAULT_EXPIRE * 2 / 3 {
+        thread::sleep(Duration::from_millis(20));
+        if let Some(b) = locker.last_beat()
+            && b.beats != last
+        {
+            seen += b.beats - last;
+            last = b.beats;
+            if largest.is_none_or(|l| b.tickets > l.tickets) {
+                largest = Some(b);
+            }
+        }
+    }
+    let lost = locks.iter().filter(|l| l.check().is_err()).count();
+    if lost > 0 {
+        fail(format!("{name}: {lost} held locks lost"));
+    }
+    match largest {
+        Some(b) => println!(
+            "{name:<34} {:>9.1} ms per beat of {} tickets, {} round trips per beat (PING round trip {rt_us:.0} µs); {seen} beats seen, {} slow; {n} locks taken in {took:.1} s; {lost} lost",
+            b.duration.as_secs_f64() * 1000.0,
+            b.tickets,
+            b.round_trips,
+            b.slow_beats
+        ),
+        None => fail(format!("{name}: no beat seen")),
+    }
+    drop(locks);
+    drop(locker);
+}
+
+/// The heartbeat with 10,000 held locks: one server and a 3-master
+/// cluster, on loopback and through proxies at 1 ms each way (the nodes
+/// announce their proxy, so redirects cross it too).
+fn beat(url: &str, quick: bool) {
+    let n = if quick { 1000 } else { 10_000 };
+    beat_row("beat, one server", url, url, n);
+    let cluster = support::cluster::Cluster::start(3);
+    let seed = cluster.proxies[0].url();
+    beat_row("beat, cluster of 3", &cluster.url(), &seed, n);
+    let port: u16 = url
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.split('/').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(6379);
+    let proxy = support::proxy::Proxy::start(port);
+    proxy.latency(Duration::from_millis(1), Duration::ZERO);
+    beat_row(
+        "beat, one server, 1 ms each way",
+        &proxy.url(),
+        &proxy.url(),
+        n,
+    );
+    drop(proxy);
+    cluster.latency(Duration::from_millis(1));
+    beat_row(
+        "beat, cluster of 3, 1 ms each way",
+        &cluster.url(),
+        &seed,
+        n,
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -585,8 +689,13 @@ fn main() {
             drop(server);
             std::process::exit(if FAILED.load(Ordering::SeqCst) { 1 } else { 0 });
         }
+        Ok("beat") => {
+            beat(&url, quick);
+            drop(server);
+            std::process::exit(if FAILED.load(Ordering::SeqCst) { 1 } else { 0 });
+        }
         Ok(other) => {
-            eprintln!("TURN_BENCH_ONLY={other}: the only scenario that runs alone is herd");
+            eprintln!("TURN_BENCH_ONLY={other}: the scenarios that run alone are herd and beat");
             drop(server);
             std::process::exit(2);
         }
@@ -850,6 +959,9 @@ fn main() {
 
     // 7. Herd: P processes on one resource, P = 1, 4, 16, 64.
     herd(&url, rt_us, herd_window);
+
+    // 8. The heartbeat of 10,000 locks: one server and a cluster.
+    beat(&url, quick);
 
     // turn 1.0 (Python), solo, when its virtualenv is there.
     // (made with pip like the tests' one unless TURN_BENCH_PYTHON names it)

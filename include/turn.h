@@ -248,10 +248,15 @@ void turn_locker_free(turn_locker *locker);
 
 /**
  * `TURN_OK` while the locker's background threads (heartbeat, notifier)
- * never failed. After a failure (a bug: a panic in one of them, which was
- * then restarted; the locker keeps working) it answers `TURN_ERR_PANIC`,
- * and `turn_last_error` says how many failures there were and what the
- * last one was.
+ * never failed and the heartbeat keeps up. After a failure (a bug: a
+ * panic in one of them, which was then restarted; the locker keeps
+ * working) it answers `TURN_ERR_PANIC`, and `turn_last_error` says how
+ * many failures there were and what the last one was. For a minute after
+ * a slow beat (one that took longer than a third of the shortest lease
+ * among the tickets it renewed: renewals came late, locks may be lost) it
+ * answers `TURN_ERR_CONNECTION`, and `turn_last_error` says how long the
+ * beat took, in how many round trips, for how many tickets (also said on
+ * standard error, at most one line a minute).
  */
 turn_result turn_locker_health(const turn_locker *locker);
 

@@ -11,6 +11,7 @@ use redis::{
     Client, Cmd, Connection, ConnectionAddr, ConnectionLike, RedisResult, TlsCertificates, Value,
 };
 
+use crate::cluster::{Prepare, Router};
 use crate::error::{Error, Result};
 use crate::options::Tls;
 
@@ -142,6 +143,31 @@ impl Connector {
     /// True for a Redis Cluster (keys get a hash tag per resource).
     pub fn is_cluster(&self) -> bool {
         matches!(self, Connector::Cluster { .. })
+    }
+
+    /// Per-master pipelines over the cluster (the heartbeat's); None for
+    /// one server. Connects lazily, at its first send.
+    pub fn router(
+        &self,
+        connect_timeout: Duration,
+        read_timeout: Option<Duration>,
+        write_timeout: Duration,
+        prepare: Prepare,
+    ) -> Option<Router> {
+        let Connector::Cluster { seeds, auth, .. } = self else {
+            return None;
+        };
+        Some(Router::new(
+            seeds
+                .iter()
+                .map(|s| s.get_connection_info().clone())
+                .collect(),
+            auth.clone(),
+            connect_timeout,
+            read_timeout,
+            write_timeout,
+            prepare,
+        ))
     }
 
     /// A new command connection (to the current master with Sentinel).

@@ -7,10 +7,12 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use crate::cluster::Router;
 use crate::connect::Conn;
 use crate::core::Core;
+use crate::error::{Error, ErrorKind, Result};
 use crate::scripts;
 use crate::ticket::Ticket;
 
@@ -18,6 +20,46 @@ use crate::ticket::Ticket;
 const RETRY: Duration = Duration::from_millis(100);
 /// Longest idle sleep (the thread also wakes for new tickets and shutdown).
 const IDLE: Duration = Duration::from_secs(1);
+/// How long `Locker::health` reports a slow beat after it, and the least
+/// time between two lines on standard error about slow beats.
+const SLOW_NOTICE_MS: u64 = 60_000;
+
+/// The heartbeat's last beat, as [`crate::Locker::last_beat`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Beat {
+    /// Tickets (waiting and held) it renewed or tried to.
+    pub tickets: usize,
+    /// From its first request to its last reply.
+    pub duration: Duration,
+    /// Requests it waited for one after another: 1 on one server; on a
+    /// Redis Cluster one per master whose queues it renewed (all written
+    /// before any is read), more after a redirect (MOVED, ASK), a new
+    /// connection or a slot table read.
+    pub round_trips: usize,
+    /// The shortest lease among its tickets. A beat longer than a third of
+    /// it is slow: said on standard error and by [`crate::Locker::health`].
+    pub shortest_lease: Duration,
+    /// Beats since the locker was made, this one included.
+    pub beats: u64,
+    /// Slow beats since the locker was made, this one included.
+    pub slow_beats: u64,
+}
+
+/// What the heartbeat tells of its beats.
+#[derive(Default)]
+struct Watch {
+    last: Option<Beat>,
+    beats: u64,
+    slow_beats: u64,
+    /// When the last slow beat ended (ms since the epoch), and what was
+    /// said of it.
+    last_slow: Option<(u64, String)>,
+    /// When a slow beat was last said on standard error, and how many
+    /// slow beats were not said since.
+    said_ms: Option<u64>,
+    unsaid: u64,
+}
 
 /// The tickets the heartbeat keeps alive, and its thread's wake-up.
 pub(crate) struct Heartbeat {
@@ -30,6 +72,7 @@ pub(crate) struct Heartbeat {
     next_beat_ms: AtomicU64,
     /// Makes the thread panic once (tests of its restart).
     inject_panic: AtomicBool,
+    watch: Mutex<Watch>,
 }
 
 impl Heartbeat {
@@ -39,6 +82,7 @@ impl Heartbeat {
             beat: Condvar::new(),
             next_beat_ms: AtomicU64::new(u64::MAX),
             inject_panic: AtomicBool::new(false),
+            watch: Mutex::new(Watch::default()),
         }
     }
 
@@ -97,6 +141,79 @@ impl Heartbeat {
         self.beat.notify_all();
     }
 
+    fn watch(&self) -> MutexGuard<'_, Watch> {
+        self.watch.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keeps the figures of a beat; a slow one (longer than a third of the
+    /// shortest lease among its tickets: the next renewal of those tickets
+    /// is due before it ended) is said on standard error, at most one line
+    /// a minute, and reported by [`Heartbeat::health`] for a minute.
+    fn note(&self, now: u64, batch: &[Arc<Ticket>], took: Duration, round_trips: usize) {
+        let Some(shortest) = batch.iter().map(|t| t.expire_ms()).min() else {
+            return;
+        };
+        let mut watch = self.watch();
+        let slow = took.as_millis() as u64 * 3 > shortest;
+        watch.beats += 1;
+        if slow {
+            watch.slow_beats += 1;
+        }
+        watch.last = Some(Beat {
+            tickets: batch.len(),
+            duration: took,
+            round_trips,
+            shortest_lease: Duration::from_millis(shortest),
+            beats: watch.beats,
+            slow_beats: watch.slow_beats,
+        });
+        if !slow {
+            return;
+        }
+        let text = format!(
+            "the heartbeat is too slow: a beat of {} ticket(s) took {} ms in {round_trips} round trip(s), more than a third of the shortest lease among them ({shortest} ms); locks may be lost",
+            batch.len(),
+            took.as_millis(),
+        );
+        if watch
+            .said_ms
+            .is_none_or(|said| now >= said + SLOW_NOTICE_MS)
+        {
+            let unsaid = std::mem::take(&mut watch.unsaid);
+            if unsaid > 0 {
+                eprintln!("turn: {text} ({unsaid} more slow beat(s) since the last line)");
+            } else {
+                eprintln!("turn: {text}");
+            }
+            watch.said_ms = Some(now);
+        } else {
+            watch.unsaid += 1;
+        }
+        watch.last_slow = Some((now, text));
+    }
+
+    /// The figures of the last beat.
+    pub fn last_beat(&self) -> Option<Beat> {
+        self.watch().last
+    }
+
+    /// Ok unless a beat in the last minute was slow: then a `Connection`
+    /// error saying so.
+    pub fn health(&self, now_ms: u64) -> Result<()> {
+        let watch = self.watch();
+        match &watch.last_slow {
+            Some((at, text)) if now_ms < at + SLOW_NOTICE_MS => Err(Error::new(
+                ErrorKind::Connection,
+                format!(
+                    "{text} ({} slow beat(s) so far; the last {} s ago)",
+                    watch.slow_beats,
+                    (now_ms - at) / 1000
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Makes the thread panic once, or not (tests of its restart).
     pub fn inject_panic(&self, on: bool) {
         self.inject_panic.store(on, Ordering::Release);
@@ -104,52 +221,82 @@ impl Heartbeat {
     }
 }
 
+/// The heartbeat's connection: to one server, or a connection per master
+/// of a cluster.
+enum Link {
+    Server(Conn),
+    Cluster(Router),
+}
+
 /// The heartbeat thread's body.
 pub(crate) fn run(core: &Core, hb: &Heartbeat) {
-    let mut conn: Option<Conn> = None;
+    let mut link: Option<Link> = None;
     let mut failed = false;
     while let Some(batch) = next_batch(core, hb, failed) {
         if hb.inject_panic.swap(false, Ordering::AcqRel) {
             panic!("injected into the heartbeat thread");
         }
         let sent_ms = core.now_ms();
-        if conn.is_none() {
-            conn = connect(core);
+        let started = Instant::now();
+        // Opening a connection to one server in this beat costs its
+        // set-up and the script's load (the cluster's router counts its
+        // own).
+        let mut opened = 0;
+        if link.is_none() {
+            link = connect(core);
+            if matches!(link, Some(Link::Server(_))) {
+                opened = 2;
+            }
         }
-        let result = match conn.as_mut() {
-            // After a SCRIPT FLUSH (or a server that lost its scripts), the
-            // script is loaded again and the beat sent again at once: short
-            // leases cannot wait for a reconnection.
-            Some(c) => match scripts::renew(c, &batch) {
-                Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
-                    scripts::prepare_renewals(c).and_then(|_| scripts::renew(c, &batch))
+        let (alive, round_trips) = match link.as_mut() {
+            Some(Link::Server(c)) => {
+                // After a SCRIPT FLUSH (or a server that lost its scripts),
+                // the script is loaded again and the beat sent again at
+                // once: short leases cannot wait for a reconnection.
+                let (result, round_trips) = match scripts::renew(c, &batch) {
+                    Err(e) if e.kind() == redis::ErrorKind::NoScriptError => (
+                        scripts::prepare_renewals(c).and_then(|_| scripts::renew(c, &batch)),
+                        3,
+                    ),
+                    result => (result, 1),
+                };
+                match result {
+                    Ok(alive) => (alive.into_iter().map(Some).collect(), round_trips),
+                    Err(_) => (vec![None; batch.len()], round_trips),
                 }
-                result => result,
-            },
-            None => Err(redis::RedisError::from((
-                redis::ErrorKind::IoError,
-                "not connected",
-            ))),
+            }
+            Some(Link::Cluster(router)) => {
+                let renewed = scripts::renew_routed(router, &batch);
+                (renewed.alive, renewed.round_trips)
+            }
+            None => (vec![None; batch.len()], 0),
         };
-        match result {
-            Ok(alive) => {
-                failed = false;
-                record(&batch, &alive, sent_ms);
-            }
-            Err(_) => {
-                // Keep trying; tickets whose lease lapses meanwhile are
-                // marked lost by the local clock.
-                conn = None;
-                failed = true;
-            }
+        hb.note(
+            core.now_ms(),
+            &batch,
+            started.elapsed(),
+            opened + round_trips,
+        );
+        // Keep trying the tickets not confirmed (soon, after a pause);
+        // those whose lease lapses meanwhile are marked lost by the local
+        // clock. On one server a failed beat opens a new connection; the
+        // cluster's router drops and reopens its own per node.
+        failed = alive.iter().any(Option::is_none);
+        if failed && matches!(link, Some(Link::Server(_))) {
+            link = None;
         }
+        record(&batch, &alive, sent_ms);
     }
 }
 
-fn connect(core: &Core) -> Option<Conn> {
-    let mut c = core.pool.connect(Some(core.options.command_timeout)).ok()?;
+fn connect(core: &Core) -> Option<Link> {
+    let read_timeout = Some(core.options.command_timeout);
+    if let Some(router) = core.pool.router(read_timeout, scripts::prepare_node) {
+        return Some(Link::Cluster(router));
+    }
+    let mut c = core.pool.connect(read_timeout).ok()?;
     scripts::prepare_renewals(&mut c).ok()?;
-    Some(c)
+    Some(Link::Server(c))
 }
 
 /// Waits until some tickets are due and returns them; None on shutdown.
@@ -238,13 +385,14 @@ fn schedule<'a>(tickets: impl IntoIterator<Item = &'a Arc<Ticket>>, now: u64) ->
 }
 
 /// Applies a beat's answers: a ticket found alive counts as renewed when
-/// the beat was sent; one found gone is lost.
-fn record(batch: &[Arc<Ticket>], alive: &[bool], sent_ms: u64) {
+/// the beat was sent; one found gone is lost; one not answered for sure
+/// (None) is neither, and stays due.
+fn record(batch: &[Arc<Ticket>], alive: &[Option<bool>], sent_ms: u64) {
     for (t, &ok) in batch.iter().zip(alive) {
-        if ok {
-            t.refreshed(sent_ms);
-        } else {
-            t.mark_lost();
+        match ok {
+            Some(true) => t.refreshed(sent_ms),
+            Some(false) => t.mark_lost(),
+            None => {}
         }
     }
 }
@@ -335,16 +483,48 @@ mod tests {
     }
 
     #[test]
+    fn a_beat_longer_than_a_third_of_the_shortest_lease_is_reported_for_a_minute() {
+        let hb = Heartbeat::new();
+        assert_eq!(hb.last_beat(), None);
+        let batch = [ticket(1, 3000, 0), ticket(2, 900, 0)];
+        // 300 ms is a third of the shortest lease: not slow yet.
+        hb.note(1000, &batch, Duration::from_millis(300), 3);
+        let beat = hb.last_beat().unwrap();
+        assert_eq!((beat.tickets, beat.round_trips, beat.beats), (2, 3, 1));
+        assert_eq!(beat.shortest_lease, Duration::from_millis(900));
+        assert_eq!(beat.slow_beats, 0);
+        assert!(hb.health(1000).is_ok());
+        hb.note(2000, &batch, Duration::from_millis(301), 4);
+        assert_eq!(hb.last_beat().unwrap().slow_beats, 1);
+        let e = hb.health(2500).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Connection);
+        assert!(e.message().contains("301 ms"), "{}", e.message());
+        assert!(e.message().contains("900 ms"), "{}", e.message());
+        // A fast beat since does not hide it; a minute later it is gone.
+        hb.note(3000, &batch, Duration::from_millis(10), 3);
+        assert!(hb.health(3000).is_err());
+        assert!(hb.health(2000 + SLOW_NOTICE_MS).is_ok());
+    }
+
+    #[test]
     fn a_beat_renews_the_tickets_found_alive_and_loses_the_others() {
         let a = ticket(1, 3000, 0);
         let b = ticket(2, 3000, 0);
         b.set_held();
-        record(&[a.clone(), b.clone()], &[true, false], 700);
+        let c = ticket(3, 3000, 0);
+        record(
+            &[a.clone(), b.clone(), c.clone()],
+            &[Some(true), Some(false), None],
+            700,
+        );
         assert_eq!(a.refreshed_ms(), 700);
         assert!(a.is_active() && !a.is_lost());
         assert!(b.is_lost());
+        // Unsure: neither renewed nor lost.
+        assert_eq!(c.refreshed_ms(), 0);
+        assert!(c.is_active() && !c.is_lost());
         // A late answer never moves a renewal back.
-        record(std::slice::from_ref(&a), &[true], 500);
+        record(std::slice::from_ref(&a), &[Some(true)], 500);
         assert_eq!(a.refreshed_ms(), 700);
     }
 }

@@ -15,6 +15,7 @@
 //! ```
 
 mod admin;
+mod cluster;
 mod connect;
 mod core;
 mod error;
@@ -38,6 +39,7 @@ pub mod ffi;
 
 pub use admin::LogLine;
 pub use error::{Error, ErrorKind, Result};
+pub use heartbeat::Beat;
 pub use keys::{
     MAX_LABEL_LEN, MAX_PREFIX_LEN, MAX_RESOURCE_LEN, validate_label, validate_resource,
 };

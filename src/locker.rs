@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::admin::{self, LogLine};
 use crate::error::{Error, ErrorKind, Result};
+use crate::heartbeat::Beat;
 use crate::keys::validate_resource;
 use crate::options::{Acquire, Options};
 use crate::pending;
@@ -82,12 +83,25 @@ impl Locker {
         &self.rt().core.options
     }
 
-    /// Ok while the background threads never failed. After a failure (a
-    /// bug: a panic in the heartbeat or notifier thread, which was then
-    /// restarted) it answers a `Panic` error saying how many failures
-    /// there were and what the last one was. The locker keeps working.
+    /// Ok while the background threads never failed and the heartbeat
+    /// keeps up. After a failure (a bug: a panic in the heartbeat or
+    /// notifier thread, which was then restarted) it answers a `Panic`
+    /// error saying how many failures there were and what the last one
+    /// was. For a minute after a slow beat (one that took longer than a
+    /// third of the shortest lease among its tickets: renewals then come
+    /// late, and locks may be lost) it answers a `Connection` error saying
+    /// how long the beat took (also said on standard error, at most one
+    /// line a minute). The locker keeps working.
     pub fn health(&self) -> Result<()> {
-        self.rt().core.health()
+        let rt = self.rt();
+        rt.core.health()?;
+        rt.heartbeat.health(rt.core.now_ms())
+    }
+
+    /// The figures of the heartbeat's last beat: how many tickets, how
+    /// long, how many round trips; None before the first.
+    pub fn last_beat(&self) -> Option<Beat> {
+        self.rt().heartbeat.last_beat()
     }
 
     /// Closes the locker now, whoever else holds a clone: waits in

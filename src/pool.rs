@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use redis::Connection;
 
+use crate::cluster::{Prepare, Router};
 use crate::connect::{Conn, Connector};
 
 use crate::error::{Error, Result};
@@ -94,6 +95,17 @@ impl Pool {
         self.connector
             .connect_masters(self.connect_timeout)
             .map_err(|e| Error::connection(format!("cannot connect to redis: {e}")))
+    }
+
+    /// The heartbeat's per-master pipelines over a cluster; None for one
+    /// server (see [`Router`]).
+    pub fn router(&self, read_timeout: Option<Duration>, prepare: Prepare) -> Option<Router> {
+        self.connector.router(
+            self.connect_timeout,
+            read_timeout,
+            self.command_timeout,
+            prepare,
+        )
     }
 
     /// True for a Redis Cluster.

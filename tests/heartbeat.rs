@@ -54,3 +54,32 @@ fn a_damaged_key_of_one_queue_loses_no_lock_of_another() {
     assert!(good.check().is_ok(), "the healthy lock was lost with it");
     good.release().unwrap();
 }
+
+#[test]
+fn a_beat_slower_than_a_third_of_the_shortest_lease_is_reported_by_health() {
+    let r = Redis::start();
+    let proxy = support::proxy::Proxy::start(r.port);
+    let l = Locker::new(Some(&proxy.url())).unwrap();
+    assert!(l.health().is_ok());
+    // A lease of 1.2 s: a beat every 400 ms, which a round trip of 500 ms
+    // (250 ms each way) cannot keep.
+    let lock = l
+        .acquire(
+            "slow",
+            &Acquire::label("a").expire(Duration::from_millis(1200)),
+        )
+        .unwrap();
+    proxy.latency(Duration::from_millis(250), Duration::ZERO);
+    assert!(
+        support::eventually(Duration::from_secs(5), || l.health().is_err()),
+        "a slow beat is reported"
+    );
+    let e = l.health().unwrap_err();
+    assert_eq!(e.kind(), turn::ErrorKind::Connection);
+    assert!(e.message().contains("too slow"), "{}", e.message());
+    let beat = l.last_beat().unwrap();
+    assert!(beat.slow_beats >= 1);
+    println!("{e}; last beat {beat:?}");
+    proxy.latency(Duration::ZERO, Duration::ZERO);
+    drop(lock);
+}

@@ -349,9 +349,11 @@ func (l *Locker) Lock(ctx context.Context, resource string, opts ...LockOption) 
 	return lock, nil
 }
 
-// Health returns nil while the locker's background threads never failed,
-// and an error with the count and the last failure once one of them
-// panicked (a bug) and was restarted; the locker keeps working.
+// Health returns nil while the locker's background threads never failed
+// and the heartbeat keeps up; an error with the count and the last failure
+// once one of them panicked (a bug) and was restarted (the locker keeps
+// working); and ErrConnection for a minute after a heartbeat beat
+// took longer than a third of the shortest lease among its tickets.
 func (l *Locker) Health() error {
 	h, err := l.use()
 	if err != nil {

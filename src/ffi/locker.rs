@@ -108,10 +108,15 @@ pub extern "C" fn turn_locker_free(locker: *mut turn_locker) {
 }
 
 /// `TURN_OK` while the locker's background threads (heartbeat, notifier)
-/// never failed. After a failure (a bug: a panic in one of them, which was
-/// then restarted; the locker keeps working) it answers `TURN_ERR_PANIC`,
-/// and `turn_last_error` says how many failures there were and what the
-/// last one was.
+/// never failed and the heartbeat keeps up. After a failure (a bug: a
+/// panic in one of them, which was then restarted; the locker keeps
+/// working) it answers `TURN_ERR_PANIC`, and `turn_last_error` says how
+/// many failures there were and what the last one was. For a minute after
+/// a slow beat (one that took longer than a third of the shortest lease
+/// among the tickets it renewed: renewals came late, locks may be lost) it
+/// answers `TURN_ERR_CONNECTION`, and `turn_last_error` says how long the
+/// beat took, in how many round trips, for how many tickets (also said on
+/// standard error, at most one line a minute).
 #[unsafe(no_mangle)]
 pub extern "C" fn turn_locker_health(locker: *const turn_locker) -> turn_result {
     guard(|| locker_of(locker)?.health())

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use once_cell::sync::Lazy;
 use redis::{RedisResult, Script};
 
-use super::{Call, script};
+use super::script;
+use crate::cluster::{self, Router};
 use crate::connect::Conn;
 use crate::ticket::Ticket;
 
@@ -71,12 +72,20 @@ pub(crate) fn prepare_renewals(conn: &mut Conn) -> RedisResult<()> {
     Ok(())
 }
 
+/// Readies a connection to a cluster node for [`renew_routed`].
+pub(crate) fn prepare_node(conn: &mut redis::Connection) -> RedisResult<()> {
+    HEARTBEAT.load(conn).map(drop)
+}
+
 /// Renews the leases of `batch` in one pipeline of script calls, CHUNK
-/// tickets each; true for each ticket found alive (see `HEARTBEAT`).
+/// tickets each; true for each ticket found alive (see `HEARTBEAT`). On
+/// one server (a cluster goes through [`renew_routed`]).
 pub(crate) fn renew(conn: &mut Conn, batch: &[Arc<Ticket>]) -> RedisResult<Vec<bool>> {
-    let conn = match conn {
-        Conn::Single(c) => c,
-        Conn::Cluster(_) => return renew_cluster(conn, batch),
+    let Conn::Single(conn) = conn else {
+        return Err(redis::RedisError::from((
+            redis::ErrorKind::ClientError,
+            "a cluster's renewals go through renew_routed",
+        )));
     };
     let mut pipe = redis::pipe();
     for chunk in batch.chunks(CHUNK) {
@@ -91,23 +100,67 @@ pub(crate) fn renew(conn: &mut Conn, batch: &[Arc<Ticket>]) -> RedisResult<Vec<b
     Ok(replies.into_iter().flatten().map(|ok| ok == 1).collect())
 }
 
-/// [`renew`] on a cluster: a script call per resource, routed to the node
-/// of its keys (the resource's hash tag) by its declared indicator key.
-fn renew_cluster(conn: &mut Conn, batch: &[Arc<Ticket>]) -> RedisResult<Vec<bool>> {
-    let mut alive = vec![false; batch.len()];
+/// What a routed beat learned: per ticket, Some(alive) or None when
+/// unsure (not renewed this time, not lost either); and its round trips.
+pub(crate) struct Renewed {
+    pub alive: Vec<Option<bool>>,
+    pub round_trips: usize,
+}
+
+/// [`renew`] on a cluster: a script call per resource (CHUNK tickets at
+/// most), routed by the slot of the resource's hash tag, in one pipeline
+/// per master (see [`Router`]). Each call declares every key the script
+/// touches (the same script, the same ARGV): Redis then answers ASK or
+/// TRYAGAIN while the queue's slot is half migrated, rather than running
+/// the script where some of its keys are missing and finding a live
+/// ticket gone.
+pub(crate) fn renew_routed(router: &mut Router, batch: &[Arc<Ticket>]) -> Renewed {
     let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, t) in batch.iter().enumerate() {
         groups.entry(t.keys.indicator.as_str()).or_default().push(i);
     }
-    for (indicator, members) in groups {
-        let mut call = Call::new(&HEARTBEAT, &[indicator]);
-        for &i in &members {
-            renewal(call.cmd(), &batch[i]);
-        }
-        let replies: Vec<i64> = call.invoke(conn)?;
-        for (&i, ok) in members.iter().zip(replies) {
-            alive[i] = ok == 1;
+    let mut calls: Vec<(u16, Vec<u8>)> = Vec::new();
+    let mut members: Vec<&[usize]> = Vec::new();
+    for (indicator, all) in &groups {
+        for chunk in all.chunks(CHUNK) {
+            let first = &batch[chunk[0]];
+            let mut cmd = redis::cmd("EVALSHA");
+            cmd.arg(HEARTBEAT.get_hash())
+                .arg(2 + 2 * chunk.len())
+                .arg(*indicator)
+                .arg(&first.keys.incarnation);
+            for &i in chunk {
+                let t = &batch[i];
+                cmd.arg(t.keys.presence(t.serial))
+                    .arg(t.keys.ticket(t.serial));
+            }
+            for &i in chunk {
+                renewal(&mut cmd, &batch[i]);
+            }
+            calls.push((
+                cluster::slot(indicator.as_bytes()),
+                cmd.get_packed_command(),
+            ));
+            members.push(chunk);
         }
     }
-    Ok(alive)
+    let sent = router.send(&calls);
+    let mut alive = vec![None; batch.len()];
+    for (reply, chunk) in sent.replies.into_iter().zip(members) {
+        let Some(reply) = reply else { continue };
+        // A reply of another shape is unsure too.
+        let Ok(oks) = redis::from_owned_redis_value::<Vec<i64>>(reply) else {
+            continue;
+        };
+        if oks.len() != chunk.len() {
+            continue;
+        }
+        for (&i, ok) in chunk.iter().zip(oks) {
+            alive[i] = Some(ok == 1);
+        }
+    }
+    Renewed {
+        alive,
+        round_trips: sent.round_trips,
+    }
 }

@@ -25,7 +25,7 @@ mod status;
 pub(crate) use bump::{Bumped, bump, bump_before};
 pub(crate) use check::{Checked, check, confirm};
 pub(crate) use draw::{Turn, draw};
-pub(crate) use heartbeat::{prepare_renewals, renew};
+pub(crate) use heartbeat::{prepare_node, prepare_renewals, renew, renew_routed};
 pub(crate) use release::{Mode, release};
 pub(crate) use reset::{Reset, reset};
 pub(crate) use status::status;
@@ -52,11 +52,6 @@ impl Call {
     fn arg<T: ToRedisArgs>(mut self, arg: T) -> Call {
         self.cmd.arg(arg);
         self
-    }
-
-    /// The command, for arguments written in a loop.
-    fn cmd(&mut self) -> &mut redis::Cmd {
-        &mut self.cmd
     }
 
     fn invoke<T: FromRedisValue>(&self, con: &mut dyn ConnectionLike) -> RedisResult<T> {

@@ -3,6 +3,7 @@
 //! another binary.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod history;
 pub mod load;
 pub mod proxy;

@@ -464,8 +464,10 @@ class Locker:
 
     def health(self):
         """Raises Panic (with the count and the last failure) once one of the
-        locker's background threads failed and was restarted; None before
-        (and before the first connection)."""
+        locker's background threads failed and was restarted, and
+        ConnectionFailed for a minute after a heartbeat slower than a third
+        of the shortest lease; None otherwise (and before the first
+        connection)."""
         if self._handle:
             _check(_lib.turn_locker_health(self._handle))
 
