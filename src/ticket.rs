@@ -44,9 +44,6 @@ pub(crate) struct Ticket {
     pub identity: String,
     pub label: String,
     pub expire: Duration,
-    /// When the draw's reply came: the grace for a missing presence key is
-    /// counted from here (the lease, from before the draw was sent).
-    pub drawn_at: Instant,
     state: AtomicU8,
     /// When the last confirmed refresh was sent, in ms since the locker's
     /// epoch: the lease runs from there.
@@ -62,7 +59,7 @@ pub(crate) struct Ticket {
 }
 
 impl Ticket {
-    pub fn new(draw: Draw, serial: u64, token: u64, drawn_at: Instant) -> Ticket {
+    pub fn new(draw: Draw, serial: u64, token: u64) -> Ticket {
         let Draw {
             id,
             resource,
@@ -84,7 +81,6 @@ impl Ticket {
             base,
             label,
             expire,
-            drawn_at,
             state: AtomicU8::new(WAITING),
             refreshed_ms: AtomicU64::new(drawn_ms),
             called: AtomicBool::new(false),
@@ -263,6 +259,6 @@ impl Ticket {
             expire: Duration::from_millis(expire_ms),
             sent_ms,
         };
-        Arc::new(Ticket::new(draw, serial, 1000 + serial, Instant::now()))
+        Arc::new(Ticket::new(draw, serial, 1000 + serial))
     }
 }

@@ -96,6 +96,10 @@ struct Waiter {
     resume_at: Option<Instant>,
     /// The call is to be confirmed again (its read failed).
     recall: bool,
+    /// Tickets between the watched one and this one are missing their
+    /// presence key: the watched serial, since when this gap was seen, and
+    /// whether it was recorded (its tickets noted withdrawn).
+    gap: Option<(u64, Instant, bool)>,
 }
 
 /// What a waiter's poll came to.
@@ -339,7 +343,7 @@ impl Acquiring {
             }
         };
         let serial = drawn.serial;
-        let ticket = Arc::new(Ticket::new(draw, serial, drawn.token, Instant::now()));
+        let ticket = Arc::new(Ticket::new(draw, serial, drawn.token));
         let reading = match drawn.turn {
             Turn::Granted => {
                 rt.notifier.forget(&nonce);
@@ -396,6 +400,7 @@ impl Acquiring {
             outage: Outage::default(),
             resume_at: None,
             recall: false,
+            gap: None,
         });
         None
     }
@@ -465,11 +470,19 @@ impl Acquiring {
                     }
                     let w = self.waiter.as_mut().expect("a waiter");
                     w.internal_seen = rt.notifier.snapshot(&t.keys.internal);
-                    // Old enough to tell a dead ticket ahead from a turn
-                    // 1.0 one whose presence key is not set yet.
-                    let record = t.drawn_at.elapsed() >= core.options.grace;
+                    // Tickets seen missing for a grace are dead (not turn
+                    // 1.0 ones whose presence key is not set yet): the
+                    // check records them withdrawn.
+                    let record = w.gap.is_some_and(|(_, since, recorded)| {
+                        !recorded && since.elapsed() >= core.options.grace
+                    });
                     match scripts::check(core, &t, record) {
-                        Ok(Checked::Waiting(reading)) => reading,
+                        Ok(Checked::Waiting(reading)) => {
+                            if record && let Some(gap) = w.gap.as_mut() {
+                                gap.2 = true;
+                            }
+                            reading
+                        }
                         Ok(Checked::Granted) => {
                             return if rt.heartbeat.grant(core, &t) {
                                 Poll::Granted
@@ -490,6 +503,16 @@ impl Acquiring {
             };
             let w = self.waiter.as_mut().expect("a waiter");
             w.last = reading;
+            let gapped = matches!(reading.holder, Holder::Missing | Holder::Withdrawn)
+                || reading.watched + 1 < t.serial;
+            if !gapped {
+                w.gap = None;
+            } else if w
+                .gap
+                .is_none_or(|(watched, _, _)| watched != reading.watched)
+            {
+                w.gap = Some((reading.watched, now, false));
+            }
             if !reading.ours && !w.listening {
                 // The watched ticket announces its leaving on `internal`
                 // only: listen there from now on, and read again unless the
@@ -517,11 +540,16 @@ impl Acquiring {
                 return Poll::Sleep(Duration::ZERO);
             }
             let mut sleep = self.patience;
+            let grace = core.options.grace;
+            let (gap_age, recorded) = match w.gap {
+                Some((_, since, recorded)) => (Some(now.duration_since(since)), recorded),
+                None => (None, true),
+            };
             match reading.holder {
-                Holder::Missing => {
-                    let age = now.duration_since(t.drawn_at);
-                    if age < core.options.grace {
-                        sleep = sleep.min(core.options.grace - age);
+                Holder::Missing | Holder::Withdrawn => {
+                    let age = gap_age.unwrap_or_default();
+                    if age < grace && reading.holder == Holder::Missing {
+                        sleep = sleep.min(grace - age);
                     } else if reading.watched == reading.indicator {
                         // The ticket at the indicator is dead, and every
                         // one between it and ours: step past them.
@@ -531,6 +559,15 @@ impl Acquiring {
                         let w = self.waiter.as_mut().expect("a waiter");
                         match scripts::bump_before(core, &t) {
                             Ok(Bumped::NotOurs) => return Poll::Lost,
+                            Ok(Bumped::To(to)) if to == t.serial => {
+                                // The bump reached this ticket, ours in the
+                                // same script: its turn ("N started" said).
+                                return if rt.heartbeat.grant(core, &t) {
+                                    Poll::Granted
+                                } else {
+                                    Poll::Lost
+                                };
+                            }
                             Ok(Bumped::To(_) | Bumped::NoQueue) => {}
                             Err(e) => match w.outage.pause(e, &t, core, deadline) {
                                 Ok(pause) => w.resume_at = Some(now + pause),
@@ -547,6 +584,17 @@ impl Acquiring {
                 }
                 Holder::Expires(left) => sleep = sleep.min(left + LEASE_MARGIN),
                 Holder::NoExpiry => {}
+            }
+            if let Some(age) = gap_age
+                && !recorded
+            {
+                // Dead tickets between the watched one and this one: once
+                // seen missing for a grace, read again to record them, so
+                // that the release before them passes them.
+                if age >= grace {
+                    continue;
+                }
+                sleep = sleep.min(grace - age);
             }
             if let Some(d) = deadline {
                 sleep = sleep.min(d.saturating_duration_since(now));

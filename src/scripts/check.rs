@@ -16,9 +16,9 @@ const WALK: u64 = 10_000;
 
 /// check: KEYS indicator, incarnation, withdrawn; ARGV presence prefix,
 /// serial, external, resource, ticket prefix, ticket identity, token base,
-/// '1' to record dead tickets passed over as withdrawn ('' not to: the
-/// waiter is too young to tell a dead ticket from a turn 1.0 one whose key
-/// is not set yet).
+/// '1' to record dead tickets passed over as withdrawn ('' not to: they
+/// were not seen missing for a grace yet, so they may be turn 1.0 ones
+/// whose key is not set yet).
 /// Returns {indicator, -3} when granted now ("N started" said); {-1, -2}
 /// when the ticket is not ours any more (its identity key is gone or names
 /// another ticket, or the queue's incarnation changed: the queue vanished,
@@ -26,8 +26,11 @@ const WALK: u64 = 10_000;
 /// when the indicator reached or passed the serial but the presence key is
 /// gone. Otherwise {indicator, pttl, watched, ours}: the nearest ticket
 /// ahead that has a presence key (or the one at the indicator, pttl -2,
-/// when every ticket from there on is gone), its pttl, and 1 when it is one
-/// of ours in this incarnation. Past WALK dead tickets in a row the walk
+/// when every ticket from there on is gone; then 2 instead of 0 when it is
+/// recorded withdrawn), its pttl, and 1 when it is one
+/// of ours in this incarnation and every ticket stepped over is recorded
+/// withdrawn (else a turn 1.0 ticket may be among them, whose release
+/// only `internal` announces). Past WALK dead tickets in a row the walk
 /// stops and answers the ticket at the indicator instead.
 ///
 /// A grant is a hand-off's third script, so the granting path reads all it
@@ -51,9 +54,15 @@ if ind == n then
   return {ind, -3}
 end
 if ind > n then return {ind, -2} end
+-- A ticket stepped over that is neither recorded nor withdrawn may be a
+-- turn 1.0 one whose key is not set yet: whoever releases to it then, its
+-- own release will say so on `internal` only.
+local unsure = false
 local function watch(p, pttl)
   local mine = 0
-  if pttl ~= -2 and callee(redis.pcall('GET', ARGV[5] .. fmt(p)), ARGV[7]) then mine = 1 end
+  if pttl ~= -2 and not unsure and callee(redis.pcall('GET', ARGV[5] .. fmt(p)), ARGV[7]) then
+    mine = 1
+  end
   return {ind, pttl, p, mine}
 end
 local p = n - 1
@@ -61,11 +70,20 @@ local stop = math.max(ind, n - WALK)
 while true do
   local ps = fmt(p)
   local pttl = redis.call('PTTL', ARGV[1] .. ps)
-  if pttl ~= -2 or p == ind then return watch(p, pttl) end
+  if pttl ~= -2 then return watch(p, pttl) end
+  if p == ind then
+    -- Dead or withdrawn at the indicator (a turn 1.0 release does not
+    -- skip withdrawn tickets): 2 when recorded withdrawn, gone for sure.
+    local gone = 0
+    if redis.call('SISMEMBER', KEYS[3], ps) == 1 then gone = 2 end
+    return {ind, -2, p, gone}
+  end
   if p <= stop then return watch(ind, redis.call('PTTL', ARGV[1] .. fmt(ind))) end
   if ARGV[8] == '1' then
     redis.call('SADD', KEYS[3], ps)
     redis.call('PEXPIRE', KEYS[3], 600000)
+  elseif not unsure and redis.call('SISMEMBER', KEYS[3], ps) == 0 then
+    unsure = true
   end
   p = p - 1
 end
@@ -133,8 +151,8 @@ fn confirmed(got: &[Option<String>], t: &Ticket) -> bool {
 /// Reads a check's reply for ticket `serial`.
 fn decode(reply: &[i64], serial: u64) -> Result<Checked> {
     let (indicator, code, watched, mine) = match *reply {
-        [indicator, code] => (indicator, code, None, false),
-        [indicator, code, watched, mine] => (indicator, code, Some(watched), mine == 1),
+        [indicator, code] => (indicator, code, None, 0),
+        [indicator, code, watched, mine] => (indicator, code, Some(watched), mine),
         _ => {
             return Err(protocol("a check answered a reply of the wrong shape", "").into());
         }
@@ -150,11 +168,15 @@ fn decode(reply: &[i64], serial: u64) -> Result<Checked> {
         Some(Ok(w)) if w >= indicator && w < serial => w,
         _ => return Err(protocol("a check named a ticket outside the queue", "").into()),
     };
+    let holder = match Holder::from_pttl(code) {
+        Holder::Missing if mine == 2 => Holder::Withdrawn,
+        holder => holder,
+    };
     Ok(Checked::Waiting(Reading {
         indicator,
         watched,
-        holder: Holder::from_pttl(code),
-        ours: mine,
+        holder,
+        ours: mine == 1,
     }))
 }
 
@@ -186,6 +208,10 @@ mod tests {
         assert_eq!(
             decode(&[4, -2, 4, 0], 5).unwrap(),
             waiting(4, 4, Holder::Missing, false)
+        );
+        assert_eq!(
+            decode(&[4, -2, 4, 2], 5).unwrap(),
+            waiting(4, 4, Holder::Withdrawn, false)
         );
         assert_eq!(
             decode(&[3, -1, 4, 0], 5).unwrap(),

@@ -172,6 +172,9 @@ pub(crate) enum Holder {
     /// Missing: that ticket is dead, or was drawn a moment ago by a turn
     /// 1.0 client that has not set its key yet.
     Missing,
+    /// Missing, and recorded withdrawn: gone for good (a turn 1.0 release
+    /// moved the indicator to it, not knowing our withdrawn set).
+    Withdrawn,
     /// It lapses after this long unless renewed.
     Expires(Duration),
     /// It has no expiry (written by hand).

@@ -60,6 +60,17 @@ if ind ~= n then
   if abandon and ind ~= nil and ind < n then
     redis.call('SADD', KEYS[2], ARGV[2])
     redis.call('PEXPIRE', KEYS[2], 600000)
+    -- The waiter behind, when ours, watched this ticket: it reads the
+    -- queue again (the ticket it must watch now may be a turn 1.0 one,
+    -- whose release only `internal` announces).
+    local id = got[5]
+    if type(id) == 'string' then
+      local a = string.find(id, ' ', 1, true)
+      local b = a and string.find(id, ' ', a + 1, true)
+      if b and string.sub(id, a + 1, b - 1) == ARGV[10] then
+        redis.call('PUBLISH', string.sub(id, b + 1), string.sub(id, 1, a - 1))
+      end
+    end
   end
   return present
 end

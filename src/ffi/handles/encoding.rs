@@ -204,10 +204,15 @@ mod tests {
                             );
                         }
                         let too_late = fork + (1 << layout.fork_bits);
-                        assert_eq!(
-                            layout.decode(&key, kind, too_late, h),
-                            Err(Misuse::NotAHandle)
-                        );
+                        let decoded = layout.decode(&key, kind, too_late, h);
+                        if layout == Layout::WIDE {
+                            assert_eq!(decoded, Err(Misuse::NotAHandle));
+                        } else {
+                            // An 8-bit check: one in 256 of these passes it
+                            // (as a handle of the later generation, never
+                            // as the one it was), as the module says.
+                            assert_ne!(decoded, Ok(made));
+                        }
                     }
                 }
             }

@@ -1,0 +1,348 @@
+//! Our waiters behind turn 1.0 tickets, withdrawn and dead ones: each
+//! waiter watches the ticket ahead of it, and must still get its turn at
+//! once when a turn 1.0 client releases to it (not after a lease).
+//!
+//! A turn 1.0 client is played here by plain commands, exactly as
+//! DESIGN.md section 2 describes it (MSETNX + INCR, then the presence key
+//! SET by its keeper; release = DEL presence, SET indicator N+1, PUBLISH
+//! internal), so that its timing can be placed at the worst moment.
+
+mod support;
+
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::{Redis, eventually};
+use turn::{Acquire, Locker, Options, Wait};
+
+fn key(res: &str, what: &str) -> String {
+    format!("turn:{res}:{what}")
+}
+
+/// turn 1.0's draw: the bootstrap and INCR (its presence key comes later).
+fn py_draw(c: &mut redis::Connection, res: &str) -> u64 {
+    let _: i64 = redis::cmd("MSETNX")
+        .arg(key(res, "dispenser"))
+        .arg(0)
+        .arg(key(res, "indicator"))
+        .arg(1)
+        .query(c)
+        .unwrap();
+    redis::cmd("INCR")
+        .arg(key(res, "dispenser"))
+        .query(c)
+        .unwrap()
+}
+
+/// turn 1.0's keeper: sets the presence key with its expiry.
+fn py_present(c: &mut redis::Connection, res: &str, n: u64, expire_s: u64) {
+    let _: () = redis::cmd("SET")
+        .arg(key(res, &format!("serial:{n}")))
+        .arg("python")
+        .arg("EX")
+        .arg(expire_s)
+        .query(c)
+        .unwrap();
+}
+
+/// turn 1.0's release of ticket n.
+fn py_release(c: &mut redis::Connection, res: &str, n: u64) {
+    let _: i64 = redis::cmd("DEL")
+        .arg(key(res, &format!("serial:{n}")))
+        .query(c)
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(key(res, "indicator"))
+        .arg(n + 1)
+        .query(c)
+        .unwrap();
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg(key(res, "internal"))
+        .arg(key(res, &format!("serial:{}", n + 1)))
+        .query(c)
+        .unwrap();
+}
+
+fn get_u64(c: &mut redis::Connection, k: &str) -> u64 {
+    let v: Option<u64> = redis::cmd("GET").arg(k).query(c).unwrap();
+    v.unwrap_or(0)
+}
+
+fn dispenser_at(r: &Redis, res: &str, n: u64) -> bool {
+    let mut c = r.conn();
+    eventually(Duration::from_secs(10), || {
+        get_u64(&mut c, &key(res, "dispenser")) >= n
+    })
+}
+
+/// Our waiter on its own thread and locker: sends (granted at, serial).
+/// `within`: how long it waits at most (shorter than the lease that a
+/// stalled waiter would sleep through), from its start.
+fn our_waiter(
+    url: String,
+    res: &'static str,
+    fresh: bool,
+    within: Duration,
+    tx: mpsc::Sender<(Instant, u64)>,
+) -> thread::JoinHandle<()> {
+    our_waiter_with(url, res, fresh, within, Options::default(), tx)
+}
+
+fn our_waiter_with(
+    url: String,
+    res: &'static str,
+    fresh: bool,
+    within: Duration,
+    options: Options,
+    tx: mpsc::Sender<(Instant, u64)>,
+) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let l = Locker::with_options(Some(&url), options).unwrap();
+        if !fresh {
+            // Let the notifier subscribe the locker's channel first.
+            thread::sleep(Duration::from_millis(500));
+        }
+        let lock = l
+            .acquire(res, &Acquire::label("w").wait(Wait::For(within)))
+            .expect("the waiter gets its turn in time");
+        tx.send((Instant::now(), lock.serial())).unwrap();
+        lock.release().unwrap();
+    })
+}
+
+/// A ticket of ours right behind a turn 1.0 holder gives up (timeout); the
+/// waiter behind it watched it. The turn 1.0 release sets the indicator to
+/// the withdrawn ticket and says so on `internal` only: the waiter must
+/// hear it and step past the withdrawn ticket at once, well within the 6 s
+/// it waits (the withdrawn ticket's old lease, 10 s, is what a waiter deaf
+/// to it would sleep through).
+#[test]
+fn a_waiter_behind_a_timed_out_ticket_is_called_by_a_turn_1_0_release() {
+    let r = Redis::start();
+    let mut c = r.conn();
+    const RES: &str = "cancel";
+    assert_eq!(py_draw(&mut c, RES), 1);
+    py_present(&mut c, RES, 1, 60);
+    let url = r.url();
+    let p = thread::spawn(move || {
+        let l = Locker::new(Some(&url)).unwrap();
+        l.acquire(
+            RES,
+            &Acquire::label("p").wait(Wait::For(Duration::from_millis(1500))),
+        )
+        .map(|l| l.serial())
+    });
+    assert!(dispenser_at(&r, RES, 2));
+    let (tx, rx) = mpsc::channel();
+    let w = our_waiter(r.url(), RES, false, Duration::from_secs(6), tx);
+    assert!(dispenser_at(&r, RES, 3));
+    let p = p.join().unwrap();
+    assert!(p.is_err(), "p timed out: {p:?}");
+    thread::sleep(Duration::from_millis(200));
+    let released = Instant::now();
+    py_release(&mut c, RES, 1);
+    w.join().expect("granted within its wait");
+    let (at, serial) = rx.recv().unwrap();
+    assert_eq!(serial, 3);
+    println!(
+        "waiter {serial} granted {:?} after the turn 1.0 release",
+        at.duration_since(released)
+    );
+}
+
+/// A fresh locker's first acquire reads the queue at once, while the turn
+/// 1.0 ticket ahead of it has not set its presence key yet (turn 1.0's
+/// draw window): stepping over a ticket it cannot place, the waiter must
+/// listen on `internal`, and get its turn when that ticket releases, well
+/// within the 6 s it waits (our holder's old lease, 10 s, is what a deaf
+/// waiter would sleep through).
+#[test]
+fn a_waiter_that_looked_in_a_turn_1_0_draw_window_hears_its_release() {
+    let r = Redis::start();
+    let mut c = r.conn();
+    const RES: &str = "window";
+    let holder_locker = Locker::new(Some(&r.url())).unwrap();
+    let holder = holder_locker.lock(RES, "h").unwrap();
+    assert_eq!(holder.serial(), 1);
+    let d = py_draw(&mut c, RES);
+    assert_eq!(d, 2);
+    let (tx, rx) = mpsc::channel();
+    let w = our_waiter(r.url(), RES, true, Duration::from_secs(6), tx);
+    assert!(dispenser_at(&r, RES, 3));
+    // turn 1.0's keeper sets its key a little later (a slow link, a GIL).
+    thread::sleep(Duration::from_millis(50));
+    py_present(&mut c, RES, d, 60);
+    thread::sleep(Duration::from_millis(500));
+    holder.release().unwrap();
+    assert_eq!(get_u64(&mut c, &key(RES, "indicator")), d);
+    thread::sleep(Duration::from_millis(200));
+    let released = Instant::now();
+    py_release(&mut c, RES, d);
+    w.join().expect("granted within its wait");
+    let (at, serial) = rx.recv().unwrap();
+    assert_eq!(serial, 3);
+    println!(
+        "waiter {serial} granted {:?} after the turn 1.0 release",
+        at.duration_since(released)
+    );
+}
+
+/// As above, with a warm locker, and a turn 1.0 client whose presence key
+/// comes 700 ms after its INCR, past the grace: the waiter must still hear
+/// its release once the key came and it holds.
+#[test]
+fn a_waiter_behind_a_slow_turn_1_0_draw_hears_its_release() {
+    let r = Redis::start();
+    let mut c = r.conn();
+    const RES: &str = "slow";
+    let holder_locker = Locker::new(Some(&r.url())).unwrap();
+    let holder = holder_locker.lock(RES, "h").unwrap();
+    let d = py_draw(&mut c, RES);
+    let (tx, rx) = mpsc::channel();
+    let w = our_waiter(r.url(), RES, false, Duration::from_secs(6), tx);
+    assert!(dispenser_at(&r, RES, 3));
+    thread::sleep(Duration::from_millis(700));
+    py_present(&mut c, RES, d, 60);
+    thread::sleep(Duration::from_millis(300));
+    holder.release().unwrap();
+    assert_eq!(get_u64(&mut c, &key(RES, "indicator")), d);
+    thread::sleep(Duration::from_millis(200));
+    let released = Instant::now();
+    py_release(&mut c, RES, d);
+    w.join().expect("granted within its wait");
+    let (at, serial) = rx.recv().unwrap();
+    assert_eq!(serial, 3);
+    println!(
+        "waiter {serial} granted {:?} after the turn 1.0 release",
+        at.duration_since(released)
+    );
+}
+
+/// A turn 1.0 ticket whose presence key comes 700 ms after its INCR (turn
+/// 1.0 sets it from a keeper thread after a publish: two round trips, so
+/// on a link slower than 250 ms a round trip) must not be passed by our
+/// waiter behind it when the grace is raised above that window (with the
+/// default 500 ms it would be: the README says to raise it on such links).
+#[test]
+fn a_raised_grace_keeps_a_slow_turn_1_0_ticket_in_its_place() {
+    let r = Redis::start();
+    let mut c = r.conn();
+    const RES: &str = "skip";
+    let t0 = Instant::now();
+    assert_eq!(py_draw(&mut c, RES), 1);
+    py_present(&mut c, RES, 1, 60);
+    let d = py_draw(&mut c, RES);
+    let (tx, rx) = mpsc::channel();
+    let options = Options {
+        grace: Duration::from_millis(1500),
+        ..Options::default()
+    };
+    let w = our_waiter_with(r.url(), RES, false, Duration::from_secs(30), options, tx);
+    assert!(dispenser_at(&r, RES, 3));
+    thread::sleep(Duration::from_millis(600));
+    // The turn 1.0 holder leaves: the indicator shows d, as turn 1.0 says.
+    println!("{:?} py release", t0.elapsed());
+    py_release(&mut c, RES, 1);
+    thread::sleep(Duration::from_millis(100));
+    // d's keeper sets its key 700 ms after its INCR.
+    py_present(&mut c, RES, d, 60);
+    let ind = get_u64(&mut c, &key(RES, "indicator"));
+    assert_eq!(ind, d, "the live turn 1.0 ticket {d} was passed");
+    py_release(&mut c, RES, d);
+    w.join().expect("our waiter gets its turn after it");
+    assert_eq!(rx.recv().unwrap().1, 3);
+}
+
+/// The first case with the real turn 1.0 client: a Python holder (holding
+/// 3 s, lease 60 s), our ticket behind it times out after 1 s, our waiter
+/// behind that one gets its turn when the Python holder leaves, within the
+/// 8 s it waits.
+#[test]
+fn a_python_release_past_a_timed_out_ticket_calls_our_waiter() {
+    use std::process::{Command, Stdio};
+    let r = Redis::start();
+    const RES: &str = "realpy";
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let mut py = Command::new(support::python_with_turn_1_0())
+        .arg(support::root().join("tests/python/worker.py"))
+        .args([&r.port.to_string(), RES, "python", "1"])
+        .arg(&log)
+        .args(["60", "60", "3.0"])
+        .env("PYTHONUNBUFFERED", "1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = support::Lines::new(py.stdout.take().unwrap());
+    assert!(lines.wait_for("held 1", Duration::from_secs(30)));
+    let held = Instant::now();
+    let url = r.url();
+    let p = thread::spawn(move || {
+        let l = Locker::new(Some(&url)).unwrap();
+        l.acquire(
+            RES,
+            &Acquire::label("p").wait(Wait::For(Duration::from_millis(1000))),
+        )
+        .map(|l| l.serial())
+    });
+    assert!(dispenser_at(&r, RES, 2));
+    let (tx, rx) = mpsc::channel();
+    let w = our_waiter(r.url(), RES, false, Duration::from_secs(8), tx);
+    assert!(dispenser_at(&r, RES, 3));
+    assert!(p.join().unwrap().is_err());
+    w.join().expect("granted within its wait");
+    let (at, serial) = rx.recv().unwrap();
+    assert_eq!(serial, 3);
+    assert!(py.wait().unwrap().success());
+    let lag = at
+        .duration_since(held)
+        .saturating_sub(Duration::from_secs(3));
+    println!("waiter {serial} granted {lag:?} after the Python holder left");
+}
+
+/// All ours, default options. The holder (a `turn lock` process) is
+/// SIGKILLed; the ticket right behind it gives up (timeout) before the
+/// holder's lease lapses; the waiter behind that one is granted within the
+/// holder's lease + 1 s of the kill (it waits 12 s from its start, half a
+/// second before the kill).
+#[test]
+fn a_killed_holder_followed_by_a_timed_out_ticket_is_passed_within_the_lease() {
+    use std::process::{Command, Stdio};
+    let r = Redis::start();
+    const RES: &str = "killed";
+    let mut holder = Command::new(env!("CARGO_BIN_EXE_turn"))
+        .env_remove("TURN_REDIS_URL")
+        .args(["--url", &r.url(), "lock", RES])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(dispenser_at(&r, RES, 1));
+    let url = r.url();
+    // p waits 8 s at most, then gives up.
+    let p = thread::spawn(move || {
+        let l = Locker::new(Some(&url)).unwrap();
+        l.acquire(
+            RES,
+            &Acquire::label("p").wait(Wait::For(Duration::from_secs(8))),
+        )
+        .map(|l| l.serial())
+    });
+    assert!(dispenser_at(&r, RES, 2));
+    let (tx, rx) = mpsc::channel();
+    let w = our_waiter(r.url(), RES, false, Duration::from_secs(12), tx);
+    assert!(dispenser_at(&r, RES, 3));
+    thread::sleep(Duration::from_millis(500));
+    support::signal(holder.id(), "KILL");
+    let killed = Instant::now();
+    let _ = holder.wait();
+    assert!(p.join().unwrap().is_err(), "p gave up");
+    w.join().expect("granted within the holder's lease + 1 s");
+    let (at, serial) = rx.recv().unwrap();
+    assert_eq!(serial, 3);
+    println!(
+        "waiter {serial} granted {:?} after the holder was killed (lease 10 s)",
+        at.duration_since(killed)
+    );
+}
