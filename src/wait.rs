@@ -96,10 +96,14 @@ struct Waiter {
     resume_at: Option<Instant>,
     /// The call is to be confirmed again (its read failed).
     recall: bool,
+    /// When the draw's reply came: a ticket ahead missing its presence key
+    /// counts as dead once this ticket is older than the grace (a turn 1.0
+    /// ticket drawn before it had that long to set its key).
+    drawn_at: Instant,
     /// Tickets between the watched one and this one are missing their
-    /// presence key: the watched serial, since when this gap was seen, and
-    /// whether it was recorded (its tickets noted withdrawn).
-    gap: Option<(u64, Instant, bool)>,
+    /// presence key: the watched serial, and whether the gap was recorded
+    /// (its tickets noted withdrawn).
+    gap: Option<(u64, bool)>,
 }
 
 /// What a waiter's poll came to.
@@ -400,6 +404,7 @@ impl Acquiring {
             outage: Outage::default(),
             resume_at: None,
             recall: false,
+            drawn_at: Instant::now(),
             gap: None,
         });
         None
@@ -470,16 +475,15 @@ impl Acquiring {
                     }
                     let w = self.waiter.as_mut().expect("a waiter");
                     w.internal_seen = rt.notifier.snapshot(&t.keys.internal);
-                    // Tickets seen missing for a grace are dead (not turn
-                    // 1.0 ones whose presence key is not set yet): the
-                    // check records them withdrawn.
-                    let record = w.gap.is_some_and(|(_, since, recorded)| {
-                        !recorded && since.elapsed() >= core.options.grace
-                    });
+                    // Missing tickets ahead of a ticket older than the grace
+                    // are dead (not turn 1.0 ones whose presence key is not
+                    // set yet): the check records them withdrawn.
+                    let record = w.drawn_at.elapsed() >= core.options.grace
+                        && w.gap.is_none_or(|(_, recorded)| !recorded);
                     match scripts::check(core, &t, record) {
                         Ok(Checked::Waiting(reading)) => {
                             if record && let Some(gap) = w.gap.as_mut() {
-                                gap.2 = true;
+                                gap.1 = true;
                             }
                             reading
                         }
@@ -507,11 +511,8 @@ impl Acquiring {
                 || reading.watched + 1 < t.serial;
             if !gapped {
                 w.gap = None;
-            } else if w
-                .gap
-                .is_none_or(|(watched, _, _)| watched != reading.watched)
-            {
-                w.gap = Some((reading.watched, now, false));
+            } else if w.gap.is_none_or(|(watched, _)| watched != reading.watched) {
+                w.gap = Some((reading.watched, false));
             }
             if !reading.ours && !w.listening {
                 // The watched ticket announces its leaving on `internal`
@@ -541,13 +542,9 @@ impl Acquiring {
             }
             let mut sleep = self.patience;
             let grace = core.options.grace;
-            let (gap_age, recorded) = match w.gap {
-                Some((_, since, recorded)) => (Some(now.duration_since(since)), recorded),
-                None => (None, true),
-            };
+            let age = now.duration_since(w.drawn_at);
             match reading.holder {
                 Holder::Missing | Holder::Withdrawn => {
-                    let age = gap_age.unwrap_or_default();
                     if age < grace && reading.holder == Holder::Missing {
                         sleep = sleep.min(grace - age);
                     } else if reading.watched == reading.indicator {
@@ -585,12 +582,10 @@ impl Acquiring {
                 Holder::Expires(left) => sleep = sleep.min(left + LEASE_MARGIN),
                 Holder::NoExpiry => {}
             }
-            if let Some(age) = gap_age
-                && !recorded
-            {
+            if w.gap.is_some_and(|(_, recorded)| !recorded) {
                 // Dead tickets between the watched one and this one: once
-                // seen missing for a grace, read again to record them, so
-                // that the release before them passes them.
+                // this ticket is older than the grace, read again to record
+                // them, so that the release before them passes them.
                 if age >= grace {
                     continue;
                 }

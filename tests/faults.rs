@@ -48,6 +48,38 @@ fn a_killed_holder_is_passed_within_its_lease_whatever_the_patience() {
 }
 
 #[test]
+fn a_killed_holder_is_passed_within_its_lease_with_many_waiting_lockers() {
+    // Sixteen lockers (each with its own notifier and channel, as processes
+    // have) wait behind a holder that is killed: only the waiter right
+    // behind it watches it, and the lease, not a patience, lets it in; the
+    // others follow in ticket order.
+    let r = Redis::start();
+    let watcher = Locker::new(Some(&r.url())).unwrap();
+    let (mut child, mut lines) = holder(&r, "many", "2");
+    assert!(lines.wait_for("many: locked", Duration::from_secs(30)));
+    let waiters: Vec<_> = (0..16)
+        .map(|i| {
+            let l = Locker::new(Some(&r.url())).unwrap();
+            let waiter = thread::spawn(move || {
+                let lock = l.acquire("many", &impatient_free(&format!("w{i}")))?;
+                let serial = lock.serial();
+                lock.release()?;
+                Ok::<u64, turn::Error>(serial)
+            });
+            assert!(queued(&watcher, "many", i + 2));
+            waiter
+        })
+        .collect();
+    signal(child.id(), "KILL");
+    let _ = child.wait();
+    let serials: Vec<u64> = waiters
+        .into_iter()
+        .map(|w| w.join().unwrap().unwrap())
+        .collect();
+    assert_eq!(serials, (2..18).collect::<Vec<u64>>());
+}
+
+#[test]
 fn a_killed_waiter_in_the_middle_is_skipped() {
     let r = Redis::start();
     let l = Locker::new(Some(&r.url())).unwrap();

@@ -58,6 +58,7 @@ if ind > n then return {ind, -2} end
 -- turn 1.0 one whose key is not set yet: whoever releases to it then, its
 -- own release will say so on `internal` only.
 local unsure = false
+local added = false
 local function watch(p, pttl)
   local mine = 0
   if pttl ~= -2 and not unsure and callee(redis.pcall('GET', ARGV[5] .. fmt(p)), ARGV[7]) then
@@ -80,8 +81,10 @@ while true do
   end
   if p <= stop then return watch(ind, redis.call('PTTL', ARGV[1] .. fmt(ind))) end
   if ARGV[8] == '1' then
-    redis.call('SADD', KEYS[3], ps)
-    redis.call('PEXPIRE', KEYS[3], 600000)
+    if redis.call('SADD', KEYS[3], ps) == 1 and not added then
+      redis.call('PEXPIRE', KEYS[3], 600000)
+      added = true
+    end
   elseif not unsure and redis.call('SISMEMBER', KEYS[3], ps) == 0 then
     unsure = true
   end
