@@ -130,6 +130,16 @@ impl Pending {
     }
 }
 
+impl Pending {
+    /// The serial of the ticket waiting now; None once the outcome is known.
+    pub fn serial(&self) -> Option<u64> {
+        match &*self.lock() {
+            State::Waiting { acquiring, .. } => acquiring.serial(),
+            _ => None,
+        }
+    }
+}
+
 impl Driven for Pending {
     fn drive(&self, now: Instant) -> Option<Instant> {
         let mut state = self.lock();
