@@ -156,6 +156,24 @@ fn cplusplus_wrapper_under_asan() {
 }
 
 #[test]
+fn cplusplus_pending_acquires_under_asan() {
+    let r = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = compile(
+        "c++",
+        &root().join("tests/c/pending.cpp"),
+        dir.path(),
+        &["-std=c++17"],
+    );
+    let out = run(&bin, &[&r.url()]);
+    println!("{out}");
+    assert!(
+        out.contains("pending (C++): served 8 in order, all checks passed"),
+        "{out}"
+    );
+}
+
+#[test]
 fn cplusplus_options_and_cancel_under_asan() {
     let r = Redis::start();
     let dir = tempfile::tempdir().unwrap();
