@@ -22,6 +22,14 @@
  *   turn::cancel_token stop;
  *   // elsewhere: stop.fire();  -> acquire throws TURN_ERR_CANCELED
  *   turn::lock lock = locker.acquire("printer", "job", {turn::forever, {}, {}, &stop});
+ *
+ * For an event loop, locker.acquire_start() takes a ticket and returns a
+ * turn::pending at once (no thread waits); poll its fd(), then finish():
+ *
+ *   turn::pending p = locker.acquire_start("printer", "job");
+ *   struct pollfd watch = {p.fd(), POLLIN, 0};
+ *   poll(&watch, 1, -1);                  // or epoll, libuv, asio...
+ *   if (std::optional<turn::lock> lock = p.finish()) use(lock->token());
  */
 #ifndef TURN_HPP
 #define TURN_HPP
@@ -91,6 +99,8 @@ private:
     turn_cancel *handle_ = nullptr;
 };
 
+class pending;
+
 /// One held lock; releases in its destructor. Move-only.
 class lock {
 public:
@@ -139,11 +149,87 @@ public:
 
 private:
     friend class locker;
+    friend class pending;
     explicit lock(turn_lock *h) noexcept : handle_(h) {}
     void drop() noexcept {
         if (handle_) turn_lock_release(std::exchange(handle_, nullptr));
     }
     turn_lock *handle_ = nullptr;
+};
+
+/// An acquire in progress that no thread waits in (turn_pending), from
+/// locker::acquire_start: its ticket is drawn, its wait goes on in the
+/// locker's notifier thread, and fd() becomes readable once the outcome is
+/// known; finish() takes it. Move-only; its destructor withdraws the ticket
+/// (as cancel()) unless the outcome was taken. Use it from one thread at a
+/// time.
+class pending {
+public:
+    pending() noexcept = default;
+    pending(const pending &) = delete;
+    pending &operator=(const pending &) = delete;
+    pending(pending &&other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}
+    pending &operator=(pending &&other) noexcept {
+        if (this != &other) {
+            drop();
+            handle_ = std::exchange(other.handle_, nullptr);
+        }
+        return *this;
+    }
+    ~pending() { drop(); }
+
+    /// True while this object owns a pending acquire (not moved from, not
+    /// finished with an outcome, not canceled).
+    explicit operator bool() const noexcept { return handle_ != nullptr; }
+    /// A file descriptor that becomes readable once the outcome is known
+    /// (level-triggered; see turn_pending_fd): watch it, never read or
+    /// close it. It is closed when the pending ends (an outcome taken by
+    /// finish(), cancel(), the destructor): take it out of your poll set
+    /// first. -1 when empty.
+    int fd() const noexcept { return handle_ ? turn_pending_fd(handle_) : -1; }
+    /// std::nullopt while still waiting (the object stays as it is).
+    /// Otherwise the outcome, after which the object is empty: the held
+    /// lock, or turn::error with why not (TURN_ERR_TIMEOUT,
+    /// TURN_ERR_CONNECTION, TURN_ERR_CANCELED when the locker was freed,
+    /// ...), as locker::try_acquire answers std::nullopt for
+    /// TURN_ERR_WOULD_BLOCK and throws the rest.
+    std::optional<lock> finish() {
+        if (!handle_) throw error(TURN_ERR_INVALID_ARGUMENT, "turn::pending::finish: no pending acquire");
+        turn_lock *h = nullptr;
+        turn_result rc = turn_pending_finish(handle_, &h);
+        if (rc == TURN_ERR_WOULD_BLOCK) return std::nullopt;
+        handle_ = nullptr;  // ended, whatever the outcome
+        detail::check(rc, "turn_pending_finish");
+        return lock(h);
+    }
+    /// Withdraws the ticket now (no trace, no stall for those behind; a
+    /// turn that came meanwhile is handed on): one round trip. The object
+    /// is empty afterwards; throws turn::error (TURN_ERR_CONNECTION) when
+    /// Redis could not be told (the ticket's lease then runs out by itself).
+    void cancel() {
+        turn_pending *h = std::exchange(handle_, nullptr);
+        if (!h) throw error(TURN_ERR_INVALID_ARGUMENT, "turn::pending::cancel: no pending acquire");
+        detail::check(turn_pending_cancel(h), "turn_pending_cancel");
+    }
+    /// Tickets ahead of this one (the holder included) as last read, for
+    /// progress displays (see turn_pending_position); 0 once the outcome is
+    /// known. Throws turn::error when empty.
+    std::uint64_t position() const {
+        if (!handle_) throw error(TURN_ERR_INVALID_ARGUMENT, "turn::pending::position: no pending acquire");
+        std::uint64_t ahead = 0;
+        detail::check(turn_pending_position(handle_, &ahead), "turn_pending_position");
+        return ahead;
+    }
+    /// The C handle (owned by this object).
+    turn_pending *handle() const noexcept { return handle_; }
+
+private:
+    friend class locker;
+    explicit pending(turn_pending *h) noexcept : handle_(h) {}
+    void drop() noexcept {
+        if (handle_) turn_pending_cancel(std::exchange(handle_, nullptr));
+    }
+    turn_pending *handle_ = nullptr;
 };
 
 /// One live ticket of a queue.
@@ -236,6 +322,28 @@ public:
                           options.cancel ? options.cancel->handle() : nullptr, &h),
                       "turn_lock_acquire");
         return lock(h);
+    }
+
+    /// Takes a ticket and returns without waiting for the turn (one round
+    /// trip): a turn::pending whose fd() an event loop watches. The
+    /// options' timeout ends the wait (forever by default; no_wait is
+    /// refused, TURN_ERR_INVALID_ARGUMENT: use try_acquire); a pending is
+    /// ended by its own cancel(), so options.cancel must stay unset
+    /// (TURN_ERR_INVALID_ARGUMENT). Throws turn::error.
+    pending acquire_start(const std::string &resource, const std::string &label = "",
+                          const acquire_options &options = {}) {
+        if (options.cancel) {
+            throw error(TURN_ERR_INVALID_ARGUMENT,
+                        "turn::locker::acquire_start: a pending acquire ends with pending::cancel(), "
+                        "not a cancel_token");
+        }
+        turn_pending *h = nullptr;
+        detail::check(turn_acquire_start(handle_, resource.c_str(), label.c_str(),
+                                         static_cast<std::uint32_t>(options.expire.count()),
+                                         static_cast<std::uint32_t>(options.patience.count()),
+                                         static_cast<std::int64_t>(options.timeout.count()), &h),
+                      "turn_acquire_start");
+        return pending(h);
     }
 
     /// The lock if it is free now, else std::nullopt.

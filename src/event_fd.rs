@@ -1,6 +1,7 @@
 //! A file descriptor owned by the library that becomes readable once set
-//! and stays readable (level-triggered) until it is closed: an eventfd on
-//! Linux, a pipe elsewhere. Nobody reads it; setting it twice is harmless.
+//! and stays readable (level-triggered) until it is cleared or closed: an
+//! eventfd on Linux, a pipe elsewhere. Only `clear` reads it; setting it
+//! twice is harmless.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -62,6 +63,18 @@ impl EventFd {
         // makes it readable, so the outcome needs no check.
         unsafe { libc::write(target.as_raw_fd(), (&one as *const u64).cast(), 8) };
     }
+
+    /// Makes it unreadable again: for an owner whose watchers must stop
+    /// hearing of it at once, while another holder may keep it open a
+    /// moment longer.
+    pub fn clear(&self) {
+        let mut buf = [0u8; 64];
+        // SAFETY: a live, non-blocking descriptor and a buffer of 64 bytes
+        // (an eventfd reads its u64 counter in 8 and resets it; a pipe is
+        // drained until it would block).
+        while unsafe { libc::read(self.read.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) } > 0 {
+        }
+    }
 }
 
 #[cfg(test)]
@@ -86,5 +99,9 @@ mod tests {
         assert!(readable(fd.raw()));
         fd.set();
         assert!(readable(fd.raw()));
+        fd.clear();
+        assert!(!readable(fd.raw()));
+        fd.clear();
+        assert!(!readable(fd.raw()));
     }
 }

@@ -508,6 +508,16 @@ impl Pending {
     pub fn ahead(&self) -> u64 {
         self.inner.ahead()
     }
+
+    /// The serial number of the ticket waiting now, `None` once the
+    /// outcome is known. With a [`Status`] of the queue it tells the live
+    /// tickets ahead at this moment (those of the status with a lower
+    /// serial), for displays that must move with each hand-off. A ticket
+    /// lost while waiting (its presence key gone) is drawn anew, under a
+    /// new serial.
+    pub fn serial(&self) -> Option<u64> {
+        self.inner.serial()
+    }
 }
 
 impl Drop for Pending {

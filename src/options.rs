@@ -180,21 +180,6 @@ impl Cancel {
         self.inner.canceled.load(Ordering::Acquire)
     }
 
-    /// The serial numbers of the tickets now waiting with this token (not
-    /// yet granted, not withdrawn), for progress displays: a status of the
-    /// queue then tells how many live tickets are ahead. For the `turn`
-    /// tool until the pending acquire offers a position of its own.
-    #[doc(hidden)]
-    pub fn waiting_serials(&self) -> Vec<u64> {
-        let waiting = self.inner.waiting.lock().unwrap_or_else(|e| e.into_inner());
-        waiting
-            .iter()
-            .filter_map(Weak::upgrade)
-            .filter(|t| t.is_active() && !t.is_held())
-            .map(|t| t.serial)
-            .collect()
-    }
-
     pub(crate) fn watch(&self, ticket: &Arc<crate::ticket::Ticket>) {
         let mut waiting = self.inner.waiting.lock().unwrap_or_else(|e| e.into_inner());
         waiting.retain(|w| w.strong_count() > 0);

@@ -101,7 +101,12 @@ impl Pending {
                 *state = waiting;
                 Ok(Finished::Waiting)
             }
-            State::Done(outcome) => outcome.map(Finished::Held),
+            State::Done(outcome) => {
+                // Ended: its watchers stop hearing of it now, though the
+                // notifier's step may keep the fd open a moment longer.
+                self.fd.clear();
+                outcome.map(Finished::Held)
+            }
             State::Ended => Err(Error::invalid("this pending acquire has ended")),
         }
     }
@@ -110,6 +115,8 @@ impl Pending {
     /// that came meanwhile is handed on at once.
     pub fn cancel(&self) -> Result<()> {
         let ended = std::mem::replace(&mut *self.lock(), State::Ended);
+        // Ended: no step sets the fd again (see finish).
+        self.fd.clear();
         match ended {
             // Dropping the wait withdraws its ticket.
             State::Waiting { acquiring, .. } => drop(acquiring),
@@ -126,6 +133,16 @@ impl Pending {
         match &*self.lock() {
             State::Waiting { acquiring, .. } => acquiring.ahead().unwrap_or(0),
             _ => 0,
+        }
+    }
+}
+
+impl Pending {
+    /// The serial of the ticket waiting now; None once the outcome is known.
+    pub fn serial(&self) -> Option<u64> {
+        match &*self.lock() {
+            State::Waiting { acquiring, .. } => acquiring.serial(),
+            _ => None,
         }
     }
 }

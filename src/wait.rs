@@ -177,6 +177,12 @@ impl Acquiring {
             .map(|w| w.ticket.serial.saturating_sub(w.last.indicator))
     }
 
+    /// The serial of the ticket waiting now (None before the draw and
+    /// once the wait ended; a ticket lost while waiting is drawn anew).
+    pub fn serial(&self) -> Option<u64> {
+        self.waiter.as_ref().map(|w| w.ticket.serial)
+    }
+
     /// Sleeps in the calling thread for up to `d`, or until the ticket is
     /// signaled.
     pub fn sleep(&self, d: Duration) {

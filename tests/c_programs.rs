@@ -128,6 +128,25 @@ fn c_example_builds_and_runs() {
     );
 }
 
+/// The README's epoll example (section Event loops) is examples/c/epoll.c's
+/// main, word for word; it builds cleanly and serves its tickets in order.
+#[test]
+fn c_epoll_example_builds_and_serves_in_order() {
+    let source = std::fs::read_to_string(root().join("examples/c/epoll.c")).unwrap();
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let main = &source[source.find("int main(").unwrap()..];
+    assert!(
+        readme.contains(main.trim_end()),
+        "README's Event loops example is not examples/c/epoll.c's main"
+    );
+    let r = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = compile("cc", &root().join("examples/c/epoll.c"), dir.path(), &[]);
+    let out = run(&bin, &[&r.url(), "50"]);
+    let expected: String = (1..=50).map(|n| format!("ticket {n}: my turn\n")).collect();
+    assert_eq!(out, expected);
+}
+
 #[test]
 fn header_compiles_as_cplusplus() {
     let dir = tempfile::tempdir().unwrap();
@@ -153,6 +172,24 @@ fn cplusplus_wrapper_under_asan() {
     );
     let out = run(&bin, &[&r.url()]);
     assert!(out.contains("all checks passed"), "{out}");
+}
+
+#[test]
+fn cplusplus_pending_acquires_under_asan() {
+    let r = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = compile(
+        "c++",
+        &root().join("tests/c/pending.cpp"),
+        dir.path(),
+        &["-std=c++17"],
+    );
+    let out = run(&bin, &[&r.url()]);
+    println!("{out}");
+    assert!(
+        out.contains("pending (C++): served 8 in order, all checks passed"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -44,12 +44,14 @@ fn a_pending_waits_behind_the_holder_with_its_position_and_is_called_on_release(
     let third = l.start_acquire("q", &Acquire::label("third")).unwrap();
     assert_eq!(third.ahead(), 3, "the holder and two waiters");
     assert_eq!(first.ahead(), 1);
+    assert_eq!((first.serial(), third.serial()), (Some(2), Some(4)));
     assert!(!readable(first.fd(), 200));
     assert!(first.finish().unwrap().is_none());
     holder.release().unwrap();
     assert!(readable(first.fd(), 30_000));
     let lock = first.finish().unwrap().expect("held");
     assert_eq!(lock.serial(), 2);
+    assert_eq!(first.serial(), None, "ended");
     assert!(!readable(second.fd(), 100), "one hand-off, one turn");
     lock.release().unwrap();
     assert!(readable(second.fd(), 30_000));

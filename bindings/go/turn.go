@@ -35,22 +35,29 @@ static turn_result go_locker_new(const char *url, const char *prefix, const char
 	return rc;
 }
 static void go_locker_free(uintptr_t l) { turn_locker_free((turn_locker *)l); }
-static turn_result go_cancel_new(uintptr_t *out) {
-	turn_cancel *c = NULL;
-	turn_result rc = turn_cancel_new(&c);
-	if (rc == TURN_OK) *out = (uintptr_t)c;
-	return rc;
-}
-static void go_cancel_fire(uintptr_t c) { turn_cancel_fire((turn_cancel *)c); }
-static void go_cancel_free(uintptr_t c) { turn_cancel_free((turn_cancel *)c); }
 static turn_result go_acquire(uintptr_t l, const char *resource, const char *label, uint32_t expire,
-                              uint32_t patience, int64_t timeout, uintptr_t cancel, uintptr_t *out) {
+                              uint32_t patience, int64_t timeout, uintptr_t *out) {
 	turn_lock *lock = NULL;
-	turn_result rc = turn_lock_acquire_cancelable((turn_locker *)l, resource, label, expire, patience,
-	                                              timeout, (turn_cancel *)cancel, &lock);
+	turn_result rc = turn_lock_acquire((turn_locker *)l, resource, label, expire, patience, timeout, &lock);
 	if (rc == TURN_OK) *out = (uintptr_t)lock;
 	return rc;
 }
+static turn_result go_acquire_start(uintptr_t l, const char *resource, const char *label,
+                                    uint32_t expire, uint32_t patience, int64_t timeout,
+                                    uintptr_t *out) {
+	turn_pending *p = NULL;
+	turn_result rc = turn_acquire_start((turn_locker *)l, resource, label, expire, patience, timeout, &p);
+	if (rc == TURN_OK) *out = (uintptr_t)p;
+	return rc;
+}
+static int go_pending_fd(uintptr_t p) { return turn_pending_fd((const turn_pending *)p); }
+static turn_result go_pending_finish(uintptr_t p, uintptr_t *out) {
+	turn_lock *lock = NULL;
+	turn_result rc = turn_pending_finish((turn_pending *)p, &lock);
+	if (rc == TURN_OK) *out = (uintptr_t)lock;
+	return rc;
+}
+static turn_result go_pending_cancel(uintptr_t p) { return turn_pending_cancel((turn_pending *)p); }
 static turn_result go_release(uintptr_t lock) { return turn_lock_release((turn_lock *)lock); }
 static turn_result go_check(uintptr_t lock) { return turn_lock_check((turn_lock *)lock); }
 static int go_lost_fd(uintptr_t lock) { return turn_lock_lost_fd((turn_lock *)lock); }
@@ -286,7 +293,14 @@ func millis(d time.Duration) C.uint32_t {
 // Lock takes a ticket for resource and waits for its turn until ctx is
 // done: a deadline gives up with an error matching ErrTimeout and
 // context.DeadlineExceeded, a cancellation with ErrCanceled and
-// context.Canceled. A ticket given up leaves no trace.
+// context.Canceled. A ticket given up leaves no trace (a turn that came
+// meanwhile is handed on).
+//
+// A waiting goroutine holds no OS thread: the ticket is drawn with
+// turn_acquire_start (one round trip), and the pending acquire's fd is
+// watched by the one goroutine that watches every fd of this package
+// (epoll on Linux; elsewhere the outcome is polled every 20 ms on a
+// timer), so 1,000 goroutines waiting take a handful of threads.
 func (l *Locker) Lock(ctx context.Context, resource string, opts ...LockOption) (*Lock, error) {
 	var o lockOptions
 	for _, f := range opts {
@@ -296,6 +310,7 @@ func (l *Locker) Lock(ctx context.Context, resource string, opts ...LockOption) 
 	if err != nil {
 		return nil, err
 	}
+	defer runtime.KeepAlive(l)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -312,41 +327,86 @@ func (l *Locker) Lock(ctx context.Context, resource string, opts ...LockOption) 
 	defer C.free(unsafe.Pointer(cres))
 	clabel := C.CString(o.label)
 	defer C.free(unsafe.Pointer(clabel))
+	expire, patience := millis(o.expire), millis(o.patience)
 
-	var cancel C.uintptr_t
-	if err := call(func() C.turn_result { return C.go_cancel_new(&cancel) }); err != nil {
+	if o.try {
+		// One round trip, no wait.
+		var lh C.uintptr_t
+		err := roundTrip(func() C.turn_result {
+			return C.go_acquire(h, cres, clabel, expire, patience, 0, &lh)
+		})
+		if err != nil {
+			return nil, err
+		}
+		return newLock(lh), nil
+	}
+
+	var p C.uintptr_t
+	err = roundTrip(func() C.turn_result {
+		return C.go_acquire_start(h, cres, clabel, expire, patience, timeout, &p)
+	})
+	if err != nil {
 		return nil, err
 	}
-	defer C.go_cancel_free(cancel)
-	done := make(chan struct{})
-	defer close(done)
-	if ctx.Done() != nil {
-		go func() {
-			select {
-			case <-ctx.Done():
-				C.go_cancel_fire(cancel)
-			case <-done:
-			}
-		}()
-	}
-	var lh C.uintptr_t
-	err = call(func() C.turn_result {
-		return C.go_acquire(h, cres, clabel, millis(o.expire), millis(o.patience), timeout, cancel, &lh)
-	})
-	runtime.KeepAlive(l)
-	if err != nil {
+	fd := int(C.go_pending_fd(p))
+	for {
+		ready, stop := watchReadable(fd)
+		select {
+		case <-ready:
+			stop()
+		case <-ctx.Done():
+			// Out of the poll set before the cancel closes the fd.
+			stop()
+			return nil, withdraw(ctx, p)
+		}
+		var lh C.uintptr_t
+		err := call(func() C.turn_result { return C.go_pending_finish(p, &lh) })
+		if err == nil {
+			return newLock(lh), nil
+		}
 		e := err.(*Error)
 		switch {
-		case e.Code == CodeCanceled && ctx.Err() != nil:
-			return nil, &waitError{ctx.Err(), e}
+		case e.Code == CodeWouldBlock:
+			continue // not yet (the pending stays)
 		case e.Code == CodeTimeout && timeout > 0:
 			return nil, &waitError{context.DeadlineExceeded, e}
 		}
 		return nil, err
 	}
+}
+
+// withdraw cancels the pending acquire p for ctx, which is done; the
+// error to return, matching ctx's error and ErrTimeout (a deadline) or
+// ErrCanceled.
+func withdraw(ctx context.Context, p C.uintptr_t) error {
+	e := &Error{Code: CodeCanceled, Message: "the context was canceled while waiting; the ticket was withdrawn"}
+	if ctx.Err() == context.DeadlineExceeded {
+		e = &Error{Code: CodeTimeout, Message: "the context's deadline passed while waiting; the ticket was withdrawn"}
+	}
+	if err := roundTrip(func() C.turn_result { return C.go_pending_cancel(p) }); err != nil {
+		e.Message += " (Redis was not told: " + err.Error() + "; its lease runs out by itself)"
+	}
+	return &waitError{ctx.Err(), e}
+}
+
+// blocking bounds the calls into the library that block for a round trip
+// on behalf of waits (drawing a ticket, withdrawing one): each holds an OS
+// thread while it runs, so 1,000 goroutines calling at once would make as
+// many threads. A handful run at once; the others queue on this channel,
+// which holds no thread.
+var blocking = make(chan struct{}, 4)
+
+// roundTrip is call, with at most cap(blocking) of them running at once.
+func roundTrip(f func() C.turn_result) error {
+	blocking <- struct{}{}
+	defer func() { <-blocking }()
+	return call(f)
+}
+
+func newLock(lh C.uintptr_t) *Lock {
 	lock := &Lock{handle: lh, serial: uint64(C.go_serial(lh)), token: uint64(C.go_token(lh))}
 	runtime.SetFinalizer(lock, func(k *Lock) { k.Unlock() })
-	return lock, nil
+	return lock
 }
 
 // Health returns nil while the locker's background threads never failed
@@ -534,8 +594,8 @@ func (k *Lock) Unlock() error {
 //	case <-done:
 //	}
 //
-// The library's lost fd is watched by one goroutine for all locks of the
-// process (epoll on Linux), not by a thread per lock.
+// The library's lost fd is watched by one goroutine for all locks and
+// waits of the process (epoll on Linux), not by a thread per lock.
 func (k *Lock) Lost() <-chan struct{} {
 	k.mu.Lock()
 	defer k.mu.Unlock()

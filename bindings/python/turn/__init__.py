@@ -11,8 +11,14 @@ The API of the Python package turn 1.0, over libturn (ctypes)::
     @locker.lock('printer')          # as a decorator, as turn 1.0's
     def report(): ...
 
-On asyncio, ``await lock.lost()`` completes once the lock is known lost
-(the library's lost fd, watched with ``loop.add_reader``).
+On asyncio, ``async with locker.alock(resource)`` waits without a thread
+(the library's pending acquire, its fd watched with ``loop.add_reader``;
+cancelling the task withdraws the ticket), and ``await lock.lost()``
+completes once the lock is known lost (the lost fd, watched the same way)::
+
+    async with locker.alock('printer', label='report job', timeout=30) as lock:
+        work = asyncio.ensure_future(write(lock.token))
+        await asyncio.wait([work, lock.lost()], return_when=asyncio.FIRST_COMPLETED)
 
 `pip install` builds libturn into this package; the library is found
 through TURN_LIBRARY, else in this package, else next to it, else on the
@@ -238,6 +244,27 @@ class Lock:
             _lib.turn_lock_release(handle)
 
 
+def _leave(locker, lock, exc_type):
+    """Releases the lock of a `with` block that ends, as turn 1.0 does."""
+    if lock is None or not lock._handle:
+        return
+    if exc_type is None or not issubclass(exc_type, Exception):
+        lock.release()
+        return
+    # As turn 1.0: "N crashed!" on the external channel. Then, unlike
+    # turn 1.0 (whose waiters sat out their patience), the turn goes to
+    # the next ticket at once. The block's exception is the one raised: a
+    # failure to tell Redis is left to the lease.
+    try:
+        locker._call(_lib.turn_announce, _name(lock.resource), b"%d crashed!" % lock.serial)
+    except TurnError:
+        pass
+    try:
+        lock.release()
+    except TurnError:
+        pass
+
+
 class _Pending:
     """What Locker.lock returns: acquires on entering the `with` block and
     releases on leaving it; used as a decorator, it does so around each
@@ -252,24 +279,7 @@ class _Pending:
 
     def __exit__(self, exc_type, exc, tb):
         lock, self._lock = self._lock, None
-        if lock is None or not lock._handle:
-            return False
-        if exc_type is None or not issubclass(exc_type, Exception):
-            lock.release()
-            return False
-        # As turn 1.0: "N crashed!" on the external channel. Then, unlike
-        # turn 1.0 (whose waiters sat out their patience), the turn goes
-        # to the next ticket at once. The block's exception is the one
-        # raised: a failure to tell Redis is left to the lease.
-        try:
-            self._locker._call(_lib.turn_announce, _name(lock.resource),
-                               b"%d crashed!" % lock.serial)
-        except TurnError:
-            pass
-        try:
-            lock.release()
-        except TurnError:
-            pass
+        _leave(self._locker, lock, exc_type)
         return False
 
     def __call__(self, func):
@@ -280,6 +290,29 @@ class _Pending:
             with _Pending(self._locker, self._args):
                 return func(*args, **kwargs)
         return locked
+
+
+class _AsyncLocked:
+    """What Locker.alock returns: an async context manager that takes the
+    lock on entry (awaiting its turn without a thread) and gives it back on
+    exit."""
+
+    def __init__(self, locker, args):
+        self._locker, self._args, self._lock = locker, args, None
+
+    async def __aenter__(self):
+        self._lock = await self._locker.aacquire(*self._args)
+        return self._lock
+
+    async def __aexit__(self, exc_type, exc, tb):
+        lock, self._lock = self._lock, None
+        _leave(self._locker, lock, exc_type)
+        return False
+
+
+def _wake(future):
+    if not future.done():
+        future.set_result(None)
 
 
 # redis-py client keywords (turn 1.0 passes its keywords to redis.Redis):
@@ -492,15 +525,8 @@ class Locker:
     def acquire(self, resource, label="", expire=60, patience=60, timeout=None):
         """Takes the lock now and returns the Lock (see lock()). Ctrl-C
         (KeyboardInterrupt) ends the wait at once, withdrawing the ticket."""
-        if timeout is None:
-            wait = -1
-        else:
-            wait = max(0, int(round(float(timeout) * 1000)))
-            if timeout > 0 and wait == 0:
-                wait = 1
-        resource = _name(resource)
-        args = (resource, _name(label), _millis(60 if expire is None else expire, "expire"),
-                _millis(60 if patience is None else patience, "patience"), wait)
+        args = _acquire_args(resource, label, expire, patience, timeout)
+        resource = args[0]
         handle = self._get()
         if threading.current_thread() is threading.main_thread():
             handle = _interruptible_acquire(handle, args)
@@ -509,6 +535,57 @@ class Locker:
             _check(_lib.turn_lock_acquire(handle, *args, ctypes.byref(out)))
             handle = out.value
         return Lock(handle, self, resource.decode("utf-8"))
+
+    def alock(self, resource, label="", expire=60, patience=60, timeout=None):
+        """lock() for asyncio: an async context manager that takes the lock
+        on entry and gives it back on exit (with turn 1.0's "N crashed!"
+        should the block raise an exception)::
+
+            async with locker.alock("printer", label="job 7", timeout=30) as lock:
+                await print_report(lock.token)
+
+        The wait holds no thread: see aacquire(). Arguments as lock()'s."""
+        return _AsyncLocked(self, (resource, label, expire, patience, timeout))
+
+    async def aacquire(self, resource, label="", expire=60, patience=60, timeout=None):
+        """acquire() for asyncio: takes a ticket (the library's
+        turn_acquire_start, one round trip, made on the loop's thread) and
+        awaits its turn with the pending acquire's fd watched by
+        ``loop.add_reader``: no thread per waiting task, any number of tasks
+        on one loop, served in ticket order. Cancelling the task (or
+        asyncio.wait_for's timeout) withdraws the ticket, handing on a turn
+        that came meanwhile; `timeout` seconds raises Timeout, and 0 tries
+        once (WouldBlock). Returns the Lock; its lost() is a future of this
+        loop."""
+        loop = asyncio.get_running_loop()
+        args = _acquire_args(resource, label, expire, patience, timeout)
+        name = args[0].decode("utf-8")
+        out = ctypes.c_void_p()
+        if args[4] == 0:  # a try-lock: one round trip, no wait
+            self._call(_lib.turn_lock_acquire, *args, ctypes.byref(out))
+            return Lock(out.value, self, name)
+        self._call(_lib.turn_acquire_start, *args, ctypes.byref(out))
+        pending = out.value
+        try:
+            fd = _lib.turn_pending_fd(pending)
+            while True:
+                ready = loop.create_future()
+                loop.add_reader(fd, _wake, ready)
+                try:
+                    await ready
+                finally:
+                    # Before finish or cancel close the fd.
+                    loop.remove_reader(fd)
+                lock = ctypes.c_void_p()
+                code = _lib.turn_pending_finish(pending, ctypes.byref(lock))
+                if code == 5:  # TURN_ERR_WOULD_BLOCK: not yet
+                    continue
+                pending = None  # ended, whatever the outcome
+                _check(code)
+                return Lock(lock.value, self, name)
+        finally:
+            if pending is not None:  # canceled (or failed) while waiting
+                _lib.turn_pending_cancel(pending)
 
     def status(self, resource):
         """The queue of `resource`, or None when there is none."""
@@ -535,6 +612,20 @@ class Locker:
     def reset(self, resource):
         """Removes the queue when idle; raises Busy while in use."""
         self._call(_lib.turn_reset, _name(resource))
+
+
+def _acquire_args(resource, label, expire, patience, timeout):
+    """The arguments of turn_lock_acquire after the locker: resource and
+    label as bytes, expire and patience in ms, the wait in ms (-1:
+    forever)."""
+    if timeout is None:
+        wait = -1
+    else:
+        wait = max(0, int(round(float(timeout) * 1000)))
+        if timeout > 0 and wait == 0:
+            wait = 1
+    return (_name(resource), _name(label), _millis(60 if expire is None else expire, "expire"),
+            _millis(60 if patience is None else patience, "patience"), wait)
 
 
 # How often the main thread looks up from a wait to let Python's signal

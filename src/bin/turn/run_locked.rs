@@ -15,10 +15,10 @@ use std::os::fd::{AsRawFd, IntoRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::ExitStatusExt;
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::mpsc;
+use std::sync::mpsc::{self, Receiver};
 use std::time::Duration;
 
-use turn::{Acquire, Cancel, ErrorKind, Lock, Locker};
+use turn::{Acquire, ErrorKind, Lock, Locker, Pending, Wait};
 
 use super::{EXIT_NOT_LOCKED, clean};
 
@@ -27,7 +27,6 @@ const POSITION_EVERY: Duration = Duration::from_millis(250);
 
 /// What the main thread hears about.
 enum Event {
-    Acquired(turn::Result<Lock>),
     Signal(i32),
     Lost,
     /// The command exited (not reaped yet: its pid stays its own).
@@ -46,51 +45,22 @@ pub fn run_locked(
     turn::validate_label(&request.label)?;
     let name = clean(resource);
     let (tx, events) = mpsc::channel();
-    catch_signals(tx.clone()).map_err(|e| io_error("cannot catch signals", e))?;
+    let wake = catch_signals(tx.clone()).map_err(|e| io_error("cannot catch signals", e))?;
 
-    // Waiting: the acquire blocks on a thread of its own, while this one
-    // shows the place in the queue and takes signals.
-    let cancel = Cancel::new();
-    let request = request.cancel(&cancel);
-    let waiting = {
-        let (locker, resource, tx) = (locker.clone(), resource.to_string(), tx.clone());
-        std::thread::spawn(move || {
-            let _ = tx.send(Event::Acquired(locker.acquire(&resource, &request)));
-        })
-    };
-    let mut progress = Progress::new(&name);
-    let mut interrupted = None;
-    let acquired = loop {
-        match events.recv_timeout(POSITION_EVERY) {
-            Ok(Event::Acquired(result)) => break result,
-            Ok(Event::Signal(signo)) => {
-                interrupted.get_or_insert(signo);
-                cancel.cancel();
-            }
-            Ok(_) => {}
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                if interrupted.is_none() {
-                    progress.show(locker, resource, &cancel);
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                return Err(turn::Error::new(
-                    ErrorKind::Panic,
-                    "the waiting thread died",
-                ));
+    // Waiting: a pending acquire, whose wait goes on in the locker's
+    // notifier thread, while this thread polls its fd beside the signals
+    // and shows the place in the queue. A try-lock does not wait.
+    let acquired = if matches!(request.wait, Wait::TryOnce | Wait::For(Duration::ZERO)) {
+        locker.acquire(resource, &request)
+    } else {
+        match wait_turn(locker, resource, &request, &name, &events, &wake) {
+            Waited::Done(result) => result,
+            Waited::Interrupted(signo) => {
+                eprintln!("turn: {name}: interrupted while waiting; the ticket was withdrawn");
+                return Ok(128u8.saturating_add(signo as u8));
             }
         }
     };
-    let _ = waiting.join();
-    progress.done();
-    if let Some(signo) = interrupted {
-        // A lock granted just as the signal came is given back at once.
-        if let Ok(lock) = acquired {
-            let _ = lock.release();
-        }
-        eprintln!("turn: {name}: interrupted while waiting; the ticket was withdrawn");
-        return Ok(128u8.saturating_add(signo as u8));
-    }
     let lock = match acquired {
         Ok(lock) => lock,
         Err(e) if matches!(e.kind(), ErrorKind::Timeout | ErrorKind::WouldBlock) => {
@@ -153,7 +123,6 @@ pub fn run_locked(
                     unsafe { libc::kill(pid, signo) };
                 }
             }
-            Ok(Event::Acquired(_)) => {}
         }
     }
     drop(stop_watch);
@@ -179,12 +148,96 @@ fn io_error(what: &str, e: std::io::Error) -> turn::Error {
     turn::Error::new(ErrorKind::InvalidArgument, format!("{what}: {e}"))
 }
 
+/// How a wait ended.
+enum Waited {
+    /// The outcome of the acquire.
+    Done(turn::Result<Lock>),
+    /// A signal came first: the ticket was withdrawn.
+    Interrupted(i32),
+}
+
+/// Takes a ticket with a pending acquire and waits for its outcome,
+/// polling its fd beside `wake` (readable when a signal came), and shows
+/// the place in the queue every `POSITION_EVERY` while it changes. A
+/// signal withdraws the ticket (a turn that came meanwhile is handed on).
+fn wait_turn(
+    locker: &Locker,
+    resource: &str,
+    request: &Acquire,
+    name: &str,
+    events: &Receiver<Event>,
+    wake: &UnixStream,
+) -> Waited {
+    let pending = match locker.start_acquire(resource, request) {
+        Ok(pending) => pending,
+        Err(e) => return Waited::Done(Err(e)),
+    };
+    let mut progress = Progress::new(name);
+    let waited = loop {
+        let mut fds = [
+            libc::pollfd {
+                fd: pending.fd().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: wake.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: two valid pollfds; the pending's fd lives as long as
+        // `pending`, the wake stream as long as this call.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, POSITION_EVERY.as_millis() as i32) };
+        if fds[1].revents != 0 {
+            let mut drain = [0u8; 64];
+            while (&*wake).read(&mut drain).is_ok_and(|n| n > 0) {}
+            let signal = events.try_iter().find_map(|e| match e {
+                Event::Signal(signo) => Some(signo),
+                _ => None,
+            });
+            if let Some(signo) = signal {
+                // Withdrawn, or handed on should the turn have come.
+                let _ = pending.cancel();
+                break Waited::Interrupted(signo);
+            }
+        }
+        if fds[0].revents != 0 {
+            match pending.finish() {
+                Ok(None) => {}
+                Ok(Some(lock)) => break Waited::Done(Ok(lock)),
+                Err(e) => break Waited::Done(Err(e)),
+            }
+        }
+        if n == 0 {
+            progress.show(position(locker, resource, &pending));
+        }
+    };
+    progress.done();
+    waited
+}
+
+/// Live tickets ahead of the pending one, the holder included: the
+/// pending's own count (as its waiter last read the queue), refined by a
+/// status of the queue, which moves with each hand-off and leaves out
+/// tickets withdrawn or dead.
+fn position(locker: &Locker, resource: &str, pending: &Pending) -> u64 {
+    let ahead = pending.ahead();
+    match (pending.serial(), locker.status(resource)) {
+        (Some(mine), Ok(status)) => {
+            let live = status.tickets.iter().filter(|t| t.serial < mine).count();
+            ahead.min(live as u64)
+        }
+        _ => ahead,
+    }
+}
+
 /// The place in the queue, on standard error: updated in place on a
 /// terminal, one line per change otherwise.
 struct Progress<'a> {
     name: &'a str,
     terminal: bool,
-    shown: Option<usize>,
+    shown: Option<u64>,
 }
 
 impl<'a> Progress<'a> {
@@ -196,16 +249,8 @@ impl<'a> Progress<'a> {
         }
     }
 
-    /// Reads the queue and shows how many live tickets are ahead (the
-    /// holder included) when that changed.
-    fn show(&mut self, locker: &Locker, resource: &str, cancel: &Cancel) {
-        let Some(mine) = cancel.waiting_serials().into_iter().max() else {
-            return;
-        };
-        let Ok(status) = locker.status(resource) else {
-            return;
-        };
-        let ahead = status.tickets.iter().filter(|t| t.serial < mine).count();
+    /// Shows how many live tickets are ahead when that changed.
+    fn show(&mut self, ahead: u64) {
         if self.shown == Some(ahead) {
             return;
         }
@@ -249,11 +294,15 @@ extern "C" fn on_signal(signo: libc::c_int) {
 }
 
 /// Catches SIGINT, SIGTERM and SIGHUP: each becomes an `Event::Signal`
-/// (through a pipe the handler writes to and a thread reads). Commands
-/// run later get the default handling back at exec.
-fn catch_signals(tx: mpsc::Sender<Event>) -> std::io::Result<()> {
+/// (through a pipe the handler writes to and a thread reads), and makes
+/// the stream returned readable (for a thread that polls descriptors).
+/// Commands run later get the default handling back at exec.
+fn catch_signals(tx: mpsc::Sender<Event>) -> std::io::Result<UnixStream> {
     let (mut read, write) = UnixStream::pair()?;
     write.set_nonblocking(true)?;
+    let (wake, mut ring) = UnixStream::pair()?;
+    wake.set_nonblocking(true)?;
+    ring.set_nonblocking(true)?;
     SIGNAL_PIPE.store(write.into_raw_fd(), Ordering::Relaxed);
     std::thread::spawn(move || {
         let mut byte = [0u8];
@@ -261,6 +310,7 @@ fn catch_signals(tx: mpsc::Sender<Event>) -> std::io::Result<()> {
             if tx.send(Event::Signal(byte[0] as i32)).is_err() {
                 break;
             }
+            let _ = ring.write(&[1]);
         }
     });
     for signo in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
@@ -276,7 +326,7 @@ fn catch_signals(tx: mpsc::Sender<Event>) -> std::io::Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(wake)
 }
 
 /// Waits until the process `pid` exits, without reaping it.

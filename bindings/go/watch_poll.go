@@ -31,3 +31,12 @@ func pollLost(ch chan struct{}, check func() error) func() {
 	}()
 	return func() { close(done) }
 }
+
+// pollSoon closes ch after 20 ms on a timer (no thread), unless the
+// returned function is called first: the fallback where an fd cannot be
+// watched, for a caller that then looks again (a pending acquire's
+// outcome: turn_pending_finish answers TURN_ERR_WOULD_BLOCK until known).
+func pollSoon(ch chan struct{}) (<-chan struct{}, func()) {
+	t := time.AfterFunc(20*time.Millisecond, func() { close(ch) })
+	return ch, func() { t.Stop() }
+}
