@@ -464,7 +464,15 @@ int turn_pending_fd(const turn_pending *pending);
  * Any other result ends it and frees the handle: `TURN_OK` with the held
  * lock written to `*out`, or why not (`TURN_ERR_TIMEOUT`,
  * `TURN_ERR_CONNECTION`, `TURN_ERR_CANCELED` when its locker was freed,
- * ...). A NULL `out` answers `TURN_ERR_NULL_ARGUMENT` and ends nothing.
+ * `TURN_ERR_LOST` when the turn came but the lock was lost before this
+ * call: its lease lapsed by the local clock or its ticket was found gone).
+ * A NULL `out` answers `TURN_ERR_NULL_ARGUMENT` and ends nothing.
+ *
+ * Never waits on a round trip: on Linux the fd turns readable at the
+ * deadline by the kernel's timer, and past it this answers
+ * `TURN_ERR_TIMEOUT` at once, even while Redis stalls; the locker's
+ * notifier thread withdraws the ticket right after (a status read at that
+ * very moment may still show it).
  *
  * # Safety
  * `out` points to writable storage for a pointer.
@@ -474,8 +482,10 @@ turn_result turn_pending_finish(turn_pending *pending, turn_lock **out);
 /**
  * Withdraws the ticket (no trace, no stall for those behind; a turn that
  * came meanwhile is handed on at once) and frees the pending: one round
- * trip. `TURN_ERR_CONNECTION` when Redis could not be told (the ticket's
- * lease then runs out by itself); the handle ends in every case.
+ * trip, or none when the notifier thread is stepping the wait at that
+ * moment (it withdraws the ticket as its step ends). `TURN_ERR_CONNECTION`
+ * when Redis could not be told (the ticket's lease then runs out by
+ * itself); the handle ends in every case.
  */
 turn_result turn_pending_cancel(turn_pending *pending);
 

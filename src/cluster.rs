@@ -13,7 +13,7 @@
 //! of 10,000 queues would cost thousands of round trips in one beat).
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::{Client, Connection, ConnectionAddr, ConnectionInfo, RedisError, Value};
 
@@ -88,6 +88,8 @@ pub(crate) struct Router {
     /// The slot table is to be read again before the next send.
     stale: bool,
     conns: HashMap<String, Connection>,
+    /// While a `send` runs: when it must be done reading.
+    deadline: Option<Instant>,
 }
 
 impl Router {
@@ -109,6 +111,7 @@ impl Router {
             owner: vec![None; SLOTS],
             nodes: Vec::new(),
             stale: true,
+            deadline: None,
             conns: HashMap::new(),
         }
     }
@@ -125,11 +128,27 @@ impl Router {
         })
     }
 
+    /// How long one connect or one side request (a connection readied,
+    /// the slot table read) may wait during a `send`: a quarter of what is
+    /// left of its budget, so that a stalled node leaves time for the
+    /// others; the configured timeouts otherwise.
+    fn slice(&self, configured: Duration) -> Duration {
+        match self.deadline {
+            Some(d) => configured
+                .min(d.saturating_duration_since(Instant::now()) / 4)
+                .max(Duration::from_millis(1)),
+            None => configured,
+        }
+    }
+
     fn open(&self, info: ConnectionInfo) -> redis::RedisResult<Connection> {
-        let mut c = Client::open(info)?.get_connection_with_timeout(self.connect_timeout)?;
-        c.set_read_timeout(self.read_timeout)?;
+        let read = self.read_timeout.unwrap_or(Duration::from_secs(3600));
+        let mut c =
+            Client::open(info)?.get_connection_with_timeout(self.slice(self.connect_timeout))?;
+        c.set_read_timeout(Some(self.slice(read)))?;
         c.set_write_timeout(Some(self.write_timeout))?;
         (self.prepare)(&mut c)?;
+        c.set_read_timeout(self.read_timeout)?;
         Ok(c)
     }
 
@@ -159,12 +178,17 @@ impl Router {
     fn refresh(&mut self, round_trips: &mut usize) -> bool {
         let mut table = None;
         let known: Vec<String> = self.conns.keys().cloned().collect();
+        let read = self.read_timeout.unwrap_or(Duration::from_secs(3600));
         for addr in known {
+            let limit = self.slice(read);
             let Some(c) = self.conns.get_mut(&addr) else {
                 continue;
             };
             *round_trips += 1;
-            match redis::cmd("CLUSTER").arg("SLOTS").query::<Value>(c) {
+            let _ = c.set_read_timeout(Some(limit));
+            let answer = redis::cmd("CLUSTER").arg("SLOTS").query::<Value>(c);
+            let _ = c.set_read_timeout(self.read_timeout);
+            match answer {
                 Ok(v) => {
                     let host = addr.rsplit_once(':').map_or("", |(h, _)| h).to_string();
                     table = Some((v, host));
@@ -184,10 +208,12 @@ impl Router {
                 let Ok(client) = Client::open(seed) else {
                     continue;
                 };
-                let Ok(mut c) = client.get_connection_with_timeout(self.connect_timeout) else {
+                let Ok(mut c) =
+                    client.get_connection_with_timeout(self.slice(self.connect_timeout))
+                else {
                     continue;
                 };
-                let _ = c.set_read_timeout(self.read_timeout);
+                let _ = c.set_read_timeout(Some(self.slice(read)));
                 *round_trips += 2;
                 if let Ok(v) = redis::cmd("CLUSTER").arg("SLOTS").query::<Value>(&mut c) {
                     table = Some((v, host));
@@ -235,8 +261,19 @@ impl Router {
 
     /// Sends `commands` (each a packed command and the slot of its keys):
     /// a pipeline per master, all written before any is read, then the
-    /// redirected ones again the same way. See [`Sent`].
-    pub fn send(&mut self, commands: &[(u16, Vec<u8>)]) -> Sent {
+    /// redirected ones again the same way. Replies are read for `budget` at
+    /// most in all: a master that has not answered by then counts as
+    /// unreachable (its connection is dropped), so that one stalled master
+    /// does not delay the reading of the others'. See [`Sent`].
+    pub fn send(&mut self, commands: &[(u16, Vec<u8>)], budget: Duration) -> Sent {
+        let deadline = Instant::now() + budget;
+        self.deadline = Some(deadline);
+        let sent = self.send_until(commands, deadline);
+        self.deadline = None;
+        sent
+    }
+
+    fn send_until(&mut self, commands: &[(u16, Vec<u8>)], deadline: Instant) -> Sent {
         let mut replies: Vec<Option<Value>> = vec![None; commands.len()];
         let mut round_trips = 0;
         if self.stale && !self.refresh(&mut round_trips) {
@@ -275,7 +312,13 @@ impl Router {
                 }
             }
             let mut next = Vec::new();
-            self.round(commands, &groups, &mut replies, &mut next, &mut round_trips);
+            self.round(
+                commands,
+                &groups,
+                (&mut replies, &mut next),
+                &mut round_trips,
+                deadline,
+            );
             pending = next;
         }
         Sent {
@@ -289,9 +332,9 @@ impl Router {
         &mut self,
         commands: &[(u16, Vec<u8>)],
         groups: &[(String, Vec<(usize, bool)>)],
-        replies: &mut [Option<Value>],
-        next: &mut Vec<(usize, Target)>,
+        (replies, next): (&mut [Option<Value>], &mut Vec<(usize, Target)>),
         round_trips: &mut usize,
+        deadline: Instant,
     ) {
         const ASKING: &[u8] = b"*1\r\n$6\r\nASKING\r\n";
         let mut written = Vec::with_capacity(groups.len());
@@ -324,7 +367,17 @@ impl Router {
             let Some(c) = self.conns.get_mut(addr.as_str()) else {
                 continue;
             };
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1));
+            let limit = self.read_timeout.map_or(left, |r| r.min(left));
+            if c.set_read_timeout(Some(limit)).is_err() {
+                broken = true;
+            }
             for &(i, asking) in members.iter() {
+                if broken {
+                    break;
+                }
                 if asking && !matches!(c.recv_response(), Ok(Value::Okay)) {
                     broken = true;
                     break;
@@ -376,7 +429,12 @@ impl Router {
                 // out of step: open another next time.
                 self.conns.remove(addr.as_str());
                 self.stale = true;
-            } else if reload {
+                continue;
+            }
+            if let Some(c) = self.conns.get_mut(addr.as_str()) {
+                let _ = c.set_read_timeout(self.read_timeout);
+            }
+            if reload {
                 *round_trips += 1;
                 let prepare = self.prepare;
                 if let Some(c) = self.conns.get_mut(addr.as_str())

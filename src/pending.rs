@@ -5,6 +5,7 @@
 //! `wait.rs`'s, the one blocking acquires step in their own thread.
 
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,11 @@ pub(crate) struct Pending {
     state: Mutex<State>,
     fd: EventFd,
     rt: Arc<Runtime>,
+    resource: String,
+    deadline: Option<Instant>,
+    /// Its owner gave it up (canceled it, or finished it past its deadline)
+    /// while it was still waiting: the notifier withdraws its ticket.
+    given_up: AtomicBool,
 }
 
 enum State {
@@ -28,6 +34,9 @@ enum State {
         /// No step is needed before then unless the ticket is signaled.
         due: Instant,
     },
+    /// The notifier thread is stepping it (without the lock: a step may
+    /// take round trips, and the owner must not wait on them).
+    Stepping,
     /// The outcome, not taken yet.
     Done(Result<Arc<Ticket>>),
     /// Taken by `finish`, or canceled.
@@ -58,6 +67,15 @@ impl Pending {
                 format!("no descriptor for the pending acquire: {e}"),
             )
         })?;
+        let deadline = match request.wait {
+            Wait::For(d) => Instant::now().checked_add(d),
+            _ => None,
+        };
+        if let Some(d) = deadline {
+            // Readable at the deadline by the kernel's hand, even while the
+            // notifier thread waits on a stalled server.
+            fd.arm_at(d);
+        }
         let mut acquiring = Box::new(Acquiring::new(rt, resource, request)?);
         acquiring.limit(Some(1));
         let first = acquiring.step();
@@ -77,6 +95,9 @@ impl Pending {
             state: Mutex::new(state),
             fd,
             rt: rt.clone(),
+            resource: resource.to_string(),
+            deadline,
+            given_up: AtomicBool::new(false),
         });
         if waiting {
             rt.drive(pending.clone());
@@ -88,57 +109,119 @@ impl Pending {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn ended() -> Error {
+        Error::invalid("this pending acquire has ended")
+    }
+
     /// The descriptor that becomes readable once the outcome is known.
     pub fn fd(&self) -> RawFd {
         self.fd.raw()
     }
 
     /// The outcome when it is known (the pending then ends), else Waiting.
+    /// Never waits on a round trip. A turn that came is given only while it
+    /// is still held: not once its lease lapsed by the local clock, its
+    /// ticket was found lost, or its locker was closed.
     pub fn finish(&self) -> Result<Finished> {
         let mut state = self.lock();
-        match std::mem::replace(&mut *state, State::Ended) {
-            waiting @ State::Waiting { .. } => {
-                *state = waiting;
-                Ok(Finished::Waiting)
-            }
-            State::Done(outcome) => {
-                // Ended: its watchers stop hearing of it now, though the
-                // notifier's step may keep the fd open a moment longer.
-                self.fd.clear();
-                outcome.map(Finished::Held)
-            }
-            State::Ended => Err(Error::invalid("this pending acquire has ended")),
+        if self.given_up.load(Ordering::Acquire) {
+            return Err(Self::ended());
         }
+        match &*state {
+            State::Waiting { .. } | State::Stepping => {
+                if self.deadline.is_some_and(|d| Instant::now() >= d) {
+                    // Past its deadline: it ends now, and the notifier
+                    // withdraws its ticket.
+                    self.given_up.store(true, Ordering::Release);
+                    self.fd.clear();
+                    return Err(Error::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "\"{}\" was not granted in time (the ticket is withdrawn)",
+                            self.resource
+                        ),
+                    ));
+                }
+                return Ok(Finished::Waiting);
+            }
+            State::Ended => return Err(Self::ended()),
+            State::Done(_) => {}
+        }
+        let State::Done(outcome) = std::mem::replace(&mut *state, State::Ended) else {
+            return Err(Self::ended());
+        };
+        drop(state);
+        // Ended: its watchers stop hearing of it now, though the notifier's
+        // step may keep the fd open a moment longer.
+        self.fd.clear();
+        let ticket = outcome?;
+        let core = &self.rt.core;
+        if ticket.lapsed(core.now_ms()) {
+            ticket.mark_lost();
+        }
+        if core.is_closed() || !ticket.is_held() {
+            // Closing released it, or it was lost: withdrawing a ticket
+            // known lost touches nothing (no round trip).
+            crate::wait::withdraw(&self.rt, &ticket);
+            return Err(if core.is_closed() {
+                Error::new(
+                    ErrorKind::Canceled,
+                    format!(
+                        "the locker was closed before \"{}\" was taken",
+                        self.resource
+                    ),
+                )
+            } else {
+                Error::lost(format!(
+                    "the turn on \"{}\" came (ticket {}) but was lost before it was taken",
+                    self.resource, ticket.serial
+                ))
+            });
+        }
+        Ok(Finished::Held(ticket))
     }
 
-    /// Withdraws the ticket (one round trip) and ends the pending. A turn
-    /// that came meanwhile is handed on at once.
+    /// Withdraws the ticket and ends the pending: one round trip (none
+    /// while the notifier thread is stepping it: it withdraws it then). A
+    /// turn that came meanwhile is handed on at once.
     pub fn cancel(&self) -> Result<()> {
-        let ended = std::mem::replace(&mut *self.lock(), State::Ended);
+        let mut state = self.lock();
+        if self.given_up.load(Ordering::Acquire) {
+            return Err(Self::ended());
+        }
         // Ended: no step sets the fd again (see finish).
         self.fd.clear();
-        match ended {
-            // Dropping the wait withdraws its ticket.
-            State::Waiting { acquiring, .. } => drop(acquiring),
-            State::Done(Ok(ticket)) => crate::wait::withdraw(&self.rt, &ticket),
+        match std::mem::replace(&mut *state, State::Ended) {
+            State::Waiting { acquiring, .. } => {
+                drop(state);
+                // Dropping the wait withdraws its ticket.
+                drop(acquiring);
+            }
+            State::Stepping => {
+                *state = State::Stepping;
+                self.given_up.store(true, Ordering::Release);
+            }
+            State::Done(Ok(ticket)) => {
+                drop(state);
+                crate::wait::withdraw(&self.rt, &ticket);
+            }
             State::Done(Err(_)) => {}
-            State::Ended => return Err(Error::invalid("this pending acquire has ended")),
+            State::Ended => return Err(Self::ended()),
         }
         Ok(())
     }
 
     /// Tickets ahead of this one as last read, the holder included; 0 once
-    /// the outcome is known.
+    /// the outcome is known (or while the notifier steps it).
     pub fn ahead(&self) -> u64 {
         match &*self.lock() {
             State::Waiting { acquiring, .. } => acquiring.ahead().unwrap_or(0),
             _ => 0,
         }
     }
-}
 
-impl Pending {
-    /// The serial of the ticket waiting now; None once the outcome is known.
+    /// The serial of the ticket waiting now; None once the outcome is known
+    /// (or while the notifier steps it).
     pub fn serial(&self) -> Option<u64> {
         match &*self.lock() {
             State::Waiting { acquiring, .. } => acquiring.serial(),
@@ -149,17 +232,50 @@ impl Pending {
 
 impl Driven for Pending {
     fn drive(&self, now: Instant) -> Option<Instant> {
-        let mut state = self.lock();
-        let State::Waiting { acquiring, due } = &mut *state else {
-            return None;
+        let mut acquiring = {
+            let mut state = self.lock();
+            match std::mem::replace(&mut *state, State::Stepping) {
+                State::Waiting { acquiring, due } => {
+                    if self.given_up.load(Ordering::Acquire) {
+                        *state = State::Ended;
+                        drop(state);
+                        // Dropping the wait withdraws its ticket.
+                        drop(acquiring);
+                        return None;
+                    }
+                    if now < due && acquiring.quiet() {
+                        *state = State::Waiting { acquiring, due };
+                        return Some(due);
+                    }
+                    acquiring
+                }
+                other => {
+                    *state = other;
+                    return None;
+                }
+            }
         };
-        if now < *due && acquiring.quiet() {
-            return Some(*due);
+        let mut step = acquiring.step();
+        if matches!(step, Step::Sleep(_)) && self.rt.core.is_closed() {
+            // Closing came during the step: the next one ends the wait.
+            step = acquiring.step();
         }
-        match acquiring.step() {
+        let mut state = self.lock();
+        if self.given_up.load(Ordering::Acquire) {
+            *state = State::Ended;
+            drop(state);
+            if let Step::Done(Ok(ticket)) = step {
+                crate::wait::withdraw(&self.rt, &ticket);
+            }
+            // Dropping a wait still going withdraws its ticket.
+            drop(acquiring);
+            return None;
+        }
+        match step {
             Step::Sleep(d) => {
-                *due = now + d;
-                Some(*due)
+                let due = now + d;
+                *state = State::Waiting { acquiring, due };
+                Some(due)
             }
             Step::Done(outcome) => {
                 *state = State::Done(outcome);

@@ -42,7 +42,12 @@ impl Runtime {
 
     /// Hands `work` to the notifier thread.
     pub fn drive(&self, work: Arc<dyn Driven>) {
-        self.driven().push(work);
+        self.driven().push(work.clone());
+        // Closing takes the list after it sets its flag: work added after
+        // that is ended here (ending twice does nothing).
+        if self.core.is_closed() {
+            work.close();
+        }
     }
 
     /// Steps the work that is due (in the notifier thread); how long until

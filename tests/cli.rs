@@ -423,3 +423,16 @@ fn lock_shows_its_place_while_waiting_and_ctrl_c_withdraws_the_ticket() {
     // The queue moves on past the withdrawn tickets.
     l.lock("queue", "after").unwrap().release().unwrap();
 }
+
+#[test]
+fn a_watch_interval_that_is_not_a_number_is_refused() {
+    let r = Redis::start();
+    for bad in ["nan", "inf"] {
+        let out = turn(&r, &["status", "--watch", "--interval", bad, "x"]);
+        assert_eq!(out.status.code(), Some(1), "{bad}: {out:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("--interval"),
+            "{out:?}"
+        );
+    }
+}

@@ -173,6 +173,11 @@ fn run(cli: Cli) -> turn::Result<u8> {
             if !watch {
                 return print_status(&locker, &resources, json).map(|()| 0);
             }
+            if !interval.is_finite() {
+                return Err(invalid(&format!(
+                    "--interval must be a number of seconds, not {interval}"
+                )));
+            }
             let stop = interrupts();
             let pause = Duration::from_secs_f64(interval.clamp(0.05, 3600.0));
             loop {

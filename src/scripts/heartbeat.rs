@@ -144,7 +144,15 @@ pub(crate) fn renew_routed(router: &mut Router, batch: &[Arc<Ticket>]) -> Renewe
             members.push(chunk);
         }
     }
-    let sent = router.send(&calls);
+    // A stalled master must not hold up the reading of the others'
+    // replies past a third of the shortest lease (their renewals were sent
+    // already; only their confirmation waits).
+    let shortest = batch
+        .iter()
+        .map(|t| t.expire)
+        .min()
+        .unwrap_or(std::time::Duration::from_secs(1));
+    let sent = router.send(&calls, shortest / 3);
     let mut alive = vec![None; batch.len()];
     for (reply, chunk) in sent.replies.into_iter().zip(members) {
         let Some(reply) = reply else { continue };
