@@ -116,6 +116,9 @@ func TestContextEndsTheWaitAndLeavesNoTrace(t *testing.T) {
 	if !errors.Is(err, ErrWouldBlock) {
 		t.Fatalf("try: %v", err)
 	}
+	// A wait that ended at its deadline is withdrawn by the locker's
+	// notifier thread right after (ending it never waits on a round trip).
+	waitQueued(t, l, "r", 1)
 	s, err := l.Status(context.Background(), "r")
 	if err != nil {
 		t.Fatal(err)
