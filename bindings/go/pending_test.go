@@ -189,6 +189,9 @@ func TestContextCancelWithdrawsWaitingTickets(t *testing.T) {
 	if canceled != n/2 {
 		t.Fatalf("%d canceled", canceled)
 	}
+	// A wait canceled while the notifier thread stepped it is withdrawn as
+	// that step ends (canceling never waits on a round trip).
+	waitQueued(t, l, "ctx", 0)
 	s, err := l.Status(bg, "ctx")
 	if err != nil {
 		t.Fatal(err)
