@@ -14,9 +14,11 @@
 //! when the heartbeat thread or a check notices it.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use crate::event_fd::EventFd;
 
 /// What the fd shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +32,7 @@ enum Phase {
 }
 
 struct Inner {
-    fd: Option<Fd>,
+    fd: Option<EventFd>,
     phase: Phase,
     /// When the lease lapses by the local clock.
     deadline: Option<Instant>,
@@ -91,7 +93,7 @@ impl LostSignal {
         if let Some(fd) = &inner.fd {
             return Ok(fd.raw());
         }
-        let fd = Fd::new()?;
+        let fd = EventFd::new()?;
         let raw = fd.raw();
         inner.fd = Some(fd);
         inner.epoch = Some(epoch);
@@ -105,7 +107,7 @@ impl LostSignal {
                 inner.deadline = epoch.checked_add(Duration::from_millis(lapse_ms));
             }
         }
-        apply(&mut inner)?;
+        apply(&inner);
         Ok(raw)
     }
 
@@ -114,7 +116,7 @@ impl LostSignal {
         let mut inner = self.inner();
         if inner.phase == Phase::Armed {
             inner.phase = Phase::Fired;
-            let _ = apply(&mut inner);
+            apply(&inner);
         }
     }
 
@@ -124,7 +126,7 @@ impl LostSignal {
         let mut inner = self.inner();
         if inner.phase == Phase::Armed {
             inner.phase = Phase::Disarmed;
-            let _ = apply(&mut inner);
+            apply(&inner);
         }
     }
 
@@ -139,7 +141,7 @@ impl LostSignal {
         }
         if inner.deadline.is_some_and(|d| Instant::now() >= d) {
             inner.phase = Phase::Fired;
-            let _ = apply(&mut inner);
+            apply(&inner);
             return Renewal::Lapsed;
         }
         let Some(epoch) = inner.epoch else {
@@ -150,7 +152,7 @@ impl LostSignal {
             return Renewal::Quiet;
         }
         inner.deadline = deadline;
-        let _ = apply(&mut inner);
+        apply(&inner);
         Renewal::Rearmed
     }
 
@@ -172,134 +174,17 @@ impl LostSignal {
 }
 
 /// Makes the fd show the phase.
-fn apply(inner: &mut Inner) -> io::Result<()> {
+fn apply(inner: &Inner) {
     let Some(fd) = &inner.fd else {
-        return Ok(());
+        return;
     };
     match inner.phase {
-        Phase::Fired => fd.fire(),
-        Phase::Disarmed => fd.disarm(),
+        Phase::Fired => fd.set(),
+        Phase::Disarmed => fd.clear(),
         Phase::Armed => match inner.deadline {
-            Some(d) => fd.arm(d),
-            None => fd.disarm(),
+            Some(d) => fd.arm_at(d),
+            None => fd.clear(),
         },
-    }
-}
-
-/// The descriptor itself: a timerfd on Linux.
-#[cfg(target_os = "linux")]
-struct Fd(OwnedFd);
-
-#[cfg(target_os = "linux")]
-impl Fd {
-    fn new() -> io::Result<Fd> {
-        use std::os::fd::FromRawFd;
-        // SAFETY: plain system call; the result is checked.
-        let raw = unsafe {
-            libc::timerfd_create(
-                libc::CLOCK_MONOTONIC,
-                libc::TFD_CLOEXEC | libc::TFD_NONBLOCK,
-            )
-        };
-        if raw < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: a new descriptor owned by nobody else.
-        Ok(Fd(unsafe { OwnedFd::from_raw_fd(raw) }))
-    }
-
-    fn raw(&self) -> RawFd {
-        self.0.as_raw_fd()
-    }
-
-    /// Sets the timer to expire `after` from now (zero: disarmed).
-    fn set(&self, after: Duration) -> io::Result<()> {
-        let value = libc::itimerspec {
-            it_interval: libc::timespec {
-                tv_sec: 0,
-                tv_nsec: 0,
-            },
-            it_value: libc::timespec {
-                tv_sec: after.as_secs().min(i32::MAX as u64) as libc::time_t,
-                tv_nsec: after.subsec_nanos() as libc::c_long,
-            },
-        };
-        // SAFETY: a live timerfd and a valid itimerspec; the old value is
-        // not asked for.
-        let rc = unsafe { libc::timerfd_settime(self.raw(), 0, &value, std::ptr::null_mut()) };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
-    }
-
-    fn fire(&self) -> io::Result<()> {
-        // Once expired, a timerfd stays readable until read: nobody here
-        // reads it, and it is never set again.
-        self.set(Duration::from_nanos(1))
-    }
-
-    fn disarm(&self) -> io::Result<()> {
-        self.set(Duration::ZERO)
-    }
-
-    fn arm(&self, deadline: Instant) -> io::Result<()> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        self.set(left.max(Duration::from_nanos(1)))
-    }
-}
-
-/// The descriptor itself: a pipe's read end, written once on loss
-/// (without a timer: see the module's description).
-#[cfg(not(target_os = "linux"))]
-struct Fd {
-    read: OwnedFd,
-    write: Option<OwnedFd>,
-}
-
-#[cfg(not(target_os = "linux"))]
-impl Fd {
-    fn new() -> io::Result<Fd> {
-        use std::os::fd::FromRawFd;
-        let mut fds = [0 as libc::c_int; 2];
-        // SAFETY: fds has room for two descriptors; the result is checked.
-        if unsafe { libc::pipe(fds.as_mut_ptr()) } < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: two new descriptors owned by nobody else.
-        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-        for fd in [&read, &write] {
-            // SAFETY: live descriptors; plain fcntl calls.
-            unsafe {
-                libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC);
-                let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
-                libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
-            }
-        }
-        Ok(Fd {
-            read,
-            write: Some(write),
-        })
-    }
-
-    fn raw(&self) -> RawFd {
-        self.read.as_raw_fd()
-    }
-
-    fn fire(&self) -> io::Result<()> {
-        if let Some(w) = &self.write {
-            // SAFETY: a live pipe and one byte to write.
-            unsafe { libc::write(w.as_raw_fd(), b"!".as_ptr().cast(), 1) };
-        }
-        Ok(())
-    }
-
-    fn disarm(&self) -> io::Result<()> {
-        Ok(())
-    }
-
-    fn arm(&self, _deadline: Instant) -> io::Result<()> {
-        Ok(())
     }
 }
 
