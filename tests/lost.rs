@@ -6,35 +6,12 @@
 
 mod support;
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use support::Redis;
 use support::proxy::Proxy;
+use support::{Redis, readable_within};
 use turn::{Acquire, ErrorKind, Locker, Options};
-
-/// Waits (at most `limit`) for `fd` to turn readable; true when it did.
-fn readable_within(fd: RawFd, limit: Duration) -> bool {
-    let end = Instant::now() + limit;
-    loop {
-        let left = end.saturating_duration_since(Instant::now());
-        let mut p = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        let n = unsafe { libc::poll(&mut p, 1, left.as_millis() as libc::c_int) };
-        if n == 1 {
-            assert_eq!(p.revents & (libc::POLLNVAL | libc::POLLERR), 0);
-            return p.revents & libc::POLLIN != 0;
-        }
-        if n == 0 || left.is_zero() {
-            return false;
-        }
-        // EINTR: poll again.
-    }
-}
 
 fn lease(ms: u64) -> Acquire {
     Acquire::label("lost fd").expire(Duration::from_millis(ms))

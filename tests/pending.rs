@@ -4,22 +4,10 @@
 
 mod support;
 
-use std::os::fd::{AsRawFd, BorrowedFd};
 use std::time::Duration;
 
-use support::{Redis, queued};
+use support::{Redis, queued, readable};
 use turn::{Acquire, ErrorKind, Locker, Wait};
-
-/// Waits up to `ms` for `fd` to be readable.
-fn readable(fd: BorrowedFd<'_>, ms: i32) -> bool {
-    let mut p = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd.
-    unsafe { libc::poll(&mut p, 1, ms) == 1 && p.revents & libc::POLLIN != 0 }
-}
 
 #[test]
 fn a_free_resource_is_granted_by_the_draw_and_the_fd_is_readable_at_once() {

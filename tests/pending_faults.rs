@@ -5,22 +5,10 @@
 
 mod support;
 
-use std::os::fd::{AsRawFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
-use support::{Redis, queued, signal};
+use support::{Redis, queued, readable, signal};
 use turn::{Acquire, ErrorKind, Locker, Wait};
-
-/// Waits up to `ms` for `fd` to be readable.
-fn readable(fd: BorrowedFd<'_>, ms: i32) -> bool {
-    let mut p = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd.
-    unsafe { libc::poll(&mut p, 1, ms) == 1 && p.revents & libc::POLLIN != 0 }
-}
 
 /// A pending granted but not finished yet; the locker is closed; finish
 /// must not answer a held lock.

@@ -6,10 +6,12 @@
 
 use std::ffi::{CStr, c_char};
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::handles::Table;
 use super::panic::quiet;
 use crate::error::{Error, ErrorKind, Result};
+use crate::{Acquire, Cancel, Wait};
 
 /// `TURN_ERR_NULL_ARGUMENT`, naming the parameter.
 pub(super) fn null(what: &str) -> Error {
@@ -40,6 +42,48 @@ pub(super) unsafe fn optional_text<'a>(p: *const c_char, what: &str) -> Result<O
     } else {
         // SAFETY: non-NULL, NUL-terminated per the caller.
         unsafe { text(p, what) }.map(Some)
+    }
+}
+
+/// The resource and label of an acquire, read and checked (no round trip):
+/// a resource of 1 to 1024 bytes of UTF-8 without control characters, a
+/// label (NULL for "") of at most 4096 bytes.
+///
+/// # Safety
+/// `resource` is NUL-terminated; `label` is NULL or NUL-terminated.
+pub(super) unsafe fn acquire_names<'a>(
+    resource: *const c_char,
+    label: *const c_char,
+) -> Result<(&'a str, &'a str)> {
+    // SAFETY: NUL-terminated per the contract.
+    let resource = unsafe { text(resource, "resource")? };
+    // SAFETY: NULL or NUL-terminated per the contract.
+    let label = unsafe { optional_text(label, "label")? }.unwrap_or("");
+    crate::validate_resource(resource)?;
+    crate::validate_label(label)?;
+    Ok((resource, label))
+}
+
+/// An acquire as the C functions describe it: `expire_ms` and
+/// `patience_ms` 0 for the defaults; `timeout_ms` < 0 waits forever, 0
+/// tries once, > 0 waits that long.
+pub(super) fn acquire_request(
+    label: &str,
+    expire_ms: u32,
+    patience_ms: u32,
+    timeout_ms: i64,
+    cancel: Option<Cancel>,
+) -> Acquire {
+    Acquire {
+        label: label.to_string(),
+        expire: (expire_ms > 0).then(|| Duration::from_millis(expire_ms.into())),
+        patience: (patience_ms > 0).then(|| Duration::from_millis(patience_ms.into())),
+        wait: match timeout_ms {
+            t if t < 0 => Wait::Forever,
+            0 => Wait::TryOnce,
+            t => Wait::For(Duration::from_millis(t as u64)),
+        },
+        cancel,
     }
 }
 

@@ -2,16 +2,15 @@
 
 use std::ffi::{c_char, c_int};
 use std::os::fd::AsRawFd;
-use std::time::Duration;
 
-use super::args::{Handle, optional_text, text};
+use super::args::{Handle, acquire_names, acquire_request};
 use super::cancel::{cancel_or_none, turn_cancel};
 use super::export::{Out, guard, guard_out, guard_out_after, quiet};
 use super::handles::{Kind, Table};
 use super::locker::{locker_of, turn_locker};
 use super::result::{set_last_error, turn_result};
+use crate::Lock;
 use crate::error::Error;
-use crate::{Acquire, Lock, Wait};
 
 /// The locks handed out, by handle.
 static LOCKS: Table<LockCell> = Table::new(Kind::Lock);
@@ -107,30 +106,14 @@ pub unsafe extern "C" fn turn_lock_acquire_cancelable(
     out: *mut *mut turn_lock,
 ) -> turn_result {
     // The arguments first (no round trip), then out, then the handles.
-    let args = || {
-        // SAFETY: NUL-terminated per the contract.
-        let resource = unsafe { text(resource, "resource")? };
-        // SAFETY: NULL or NUL-terminated per the contract.
-        let label = unsafe { optional_text(label, "label")? }.unwrap_or("");
-        crate::validate_resource(resource)?;
-        crate::validate_label(label)?;
-        Ok((resource, label))
-    };
+    // SAFETY: strings NULL or NUL-terminated per the contract.
+    let args = || unsafe { acquire_names(resource, label) };
     // SAFETY: out is NULL or writable per the contract.
     let out = unsafe { Out::new(out) };
     guard_out_after(args, out, |(resource, label)| {
         let locker = locker_of(locker)?;
-        let request = Acquire {
-            label: label.to_string(),
-            expire: (expire_ms > 0).then(|| Duration::from_millis(expire_ms.into())),
-            patience: (patience_ms > 0).then(|| Duration::from_millis(patience_ms.into())),
-            wait: match timeout_ms {
-                t if t < 0 => Wait::Forever,
-                0 => Wait::TryOnce,
-                t => Wait::For(Duration::from_millis(t as u64)),
-            },
-            cancel: cancel_or_none(cancel)?,
-        };
+        let cancel = cancel_or_none(cancel)?;
+        let request = acquire_request(label, expire_ms, patience_ms, timeout_ms, cancel);
         insert_lock(locker.acquire(resource, &request)?)
     })
 }

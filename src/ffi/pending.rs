@@ -3,16 +3,15 @@
 use std::ffi::{c_char, c_int};
 use std::os::fd::AsRawFd;
 use std::sync::Mutex;
-use std::time::Duration;
 
-use super::args::{Handle, optional_text, text};
+use super::args::{Handle, acquire_names, acquire_request};
 use super::export::{Out, guard, guard_out, guard_out_after, quiet};
 use super::handles::{Kind, Table};
 use super::lock::{insert_lock, turn_lock};
 use super::locker::{locker_of, turn_locker};
 use super::result::turn_result;
+use crate::Pending;
 use crate::error::{Error, ErrorKind};
-use crate::{Acquire, Pending, Wait};
 
 /// The pending acquires handed out, by handle.
 static PENDINGS: Table<PendingCell> = Table::new(Kind::Pending);
@@ -83,33 +82,20 @@ pub unsafe extern "C" fn turn_acquire_start(
 ) -> turn_result {
     // The arguments first (no round trip), then out, then the handles.
     let args = || {
-        // SAFETY: NUL-terminated per the contract.
-        let resource = unsafe { text(resource, "resource")? };
-        // SAFETY: NULL or NUL-terminated per the contract.
-        let label = unsafe { optional_text(label, "label")? }.unwrap_or("");
-        crate::validate_resource(resource)?;
-        crate::validate_label(label)?;
+        // SAFETY: strings NULL or NUL-terminated per the contract.
+        let names = unsafe { acquire_names(resource, label)? };
         if timeout_ms == 0 {
             return Err(Error::invalid(
                 "timeout_ms 0 is a try-lock: use turn_lock_acquire (a pending acquire waits)",
             ));
         }
-        Ok((resource, label))
+        Ok(names)
     };
     // SAFETY: out is NULL or writable per the contract.
     let out = unsafe { Out::new(out) };
     guard_out_after(args, out, |(resource, label)| {
         let locker = locker_of(locker)?;
-        let request = Acquire {
-            label: label.to_string(),
-            expire: (expire_ms > 0).then(|| Duration::from_millis(expire_ms.into())),
-            patience: (patience_ms > 0).then(|| Duration::from_millis(patience_ms.into())),
-            wait: match timeout_ms {
-                t if t < 0 => Wait::Forever,
-                t => Wait::For(Duration::from_millis(t as u64)),
-            },
-            cancel: None,
-        };
+        let request = acquire_request(label, expire_ms, patience_ms, timeout_ms, None);
         let pending = locker.start_acquire(resource, &request)?;
         turn_pending::insert(PendingCell {
             fd: pending.fd().as_raw_fd(),

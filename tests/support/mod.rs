@@ -10,6 +10,7 @@ pub mod proxy;
 pub mod sentinel;
 
 use std::net::TcpListener;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
@@ -219,6 +220,34 @@ pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
         sleep(Duration::from_millis(10));
     }
     f()
+}
+
+/// Waits (at most `limit`) for `fd` to turn readable; true when it did.
+pub fn readable_within(fd: RawFd, limit: Duration) -> bool {
+    let end = Instant::now() + limit;
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let n = unsafe { libc::poll(&mut p, 1, left.as_millis() as libc::c_int) };
+        if n == 1 {
+            assert_eq!(p.revents & (libc::POLLNVAL | libc::POLLERR), 0);
+            return p.revents & libc::POLLIN != 0;
+        }
+        if n == 0 || left.is_zero() {
+            return false;
+        }
+        // EINTR: poll again.
+    }
+}
+
+/// Waits up to `ms` for `fd` to be readable (0: is it now).
+pub fn readable(fd: BorrowedFd<'_>, ms: u64) -> bool {
+    readable_within(fd.as_raw_fd(), Duration::from_millis(ms))
 }
 
 /// True once `resource`'s queue holds `n` live tickets (within 30 s).
