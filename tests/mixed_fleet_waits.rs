@@ -151,34 +151,35 @@ fn a_waiter_behind_a_timed_out_ticket_is_called_by_a_turn_1_0_release() {
     );
 }
 
-/// A fresh locker's first acquire reads the queue at once, while the turn
-/// 1.0 ticket ahead of it has not set its presence key yet (turn 1.0's
-/// draw window): stepping over a ticket it cannot place, the waiter must
-/// listen on `internal`, and get its turn when that ticket releases, well
-/// within the 6 s it waits (our holder's old lease, 10 s, is what a deaf
-/// waiter would sleep through).
-#[test]
-fn a_waiter_that_looked_in_a_turn_1_0_draw_window_hears_its_release() {
+/// Our holder (1), a turn 1.0 ticket (2) whose presence key comes
+/// `key_after` its INCR, and our waiter (3, of a `fresh` locker or not):
+/// the holder releases to the turn 1.0 ticket, which releases to our
+/// waiter on `internal` only. The waiter must get its turn well within the
+/// 6 s it waits (our holder's old lease, 10 s, is what a deaf waiter would
+/// sleep through).
+fn a_turn_1_0_release_reaches_the_waiter_behind_a_late_key(
+    res: &'static str,
+    fresh: bool,
+    key_after: Duration,
+) {
     let r = Redis::start();
     let mut c = r.conn();
-    const RES: &str = "window";
     let holder_locker = Locker::new(Some(&r.url())).unwrap();
-    let holder = holder_locker.lock(RES, "h").unwrap();
+    let holder = holder_locker.lock(res, "h").unwrap();
     assert_eq!(holder.serial(), 1);
-    let d = py_draw(&mut c, RES);
+    let d = py_draw(&mut c, res);
     assert_eq!(d, 2);
     let (tx, rx) = mpsc::channel();
-    let w = our_waiter(r.url(), RES, true, Duration::from_secs(6), tx);
-    assert!(dispenser_at(&r, RES, 3));
-    // turn 1.0's keeper sets its key a little later (a slow link, a GIL).
-    thread::sleep(Duration::from_millis(50));
-    py_present(&mut c, RES, d, 60);
-    thread::sleep(Duration::from_millis(500));
+    let w = our_waiter(r.url(), res, fresh, Duration::from_secs(6), tx);
+    assert!(dispenser_at(&r, res, 3));
+    thread::sleep(key_after);
+    py_present(&mut c, res, d, 60);
+    thread::sleep(Duration::from_millis(300));
     holder.release().unwrap();
-    assert_eq!(get_u64(&mut c, &key(RES, "indicator")), d);
+    assert_eq!(get_u64(&mut c, &key(res, "indicator")), d);
     thread::sleep(Duration::from_millis(200));
     let released = Instant::now();
-    py_release(&mut c, RES, d);
+    py_release(&mut c, res, d);
     w.join().expect("granted within its wait");
     let (at, serial) = rx.recv().unwrap();
     assert_eq!(serial, 3);
@@ -188,34 +189,27 @@ fn a_waiter_that_looked_in_a_turn_1_0_draw_window_hears_its_release() {
     );
 }
 
-/// As above, with a warm locker, and a turn 1.0 client whose presence key
-/// comes 700 ms after its INCR, past the grace: the waiter must still hear
-/// its release once the key came and it holds.
+/// A fresh locker's first acquire reads the queue at once, while the turn
+/// 1.0 ticket ahead of it has not set its presence key yet (turn 1.0's
+/// draw window; its keeper sets it 50 ms later): stepping over a ticket it
+/// cannot place, the waiter must listen on `internal`.
+#[test]
+fn a_waiter_that_looked_in_a_turn_1_0_draw_window_hears_its_release() {
+    a_turn_1_0_release_reaches_the_waiter_behind_a_late_key(
+        "window",
+        true,
+        Duration::from_millis(50),
+    );
+}
+
+/// A warm locker, and a turn 1.0 client whose presence key comes 700 ms
+/// after its INCR, past the grace.
 #[test]
 fn a_waiter_behind_a_slow_turn_1_0_draw_hears_its_release() {
-    let r = Redis::start();
-    let mut c = r.conn();
-    const RES: &str = "slow";
-    let holder_locker = Locker::new(Some(&r.url())).unwrap();
-    let holder = holder_locker.lock(RES, "h").unwrap();
-    let d = py_draw(&mut c, RES);
-    let (tx, rx) = mpsc::channel();
-    let w = our_waiter(r.url(), RES, false, Duration::from_secs(6), tx);
-    assert!(dispenser_at(&r, RES, 3));
-    thread::sleep(Duration::from_millis(700));
-    py_present(&mut c, RES, d, 60);
-    thread::sleep(Duration::from_millis(300));
-    holder.release().unwrap();
-    assert_eq!(get_u64(&mut c, &key(RES, "indicator")), d);
-    thread::sleep(Duration::from_millis(200));
-    let released = Instant::now();
-    py_release(&mut c, RES, d);
-    w.join().expect("granted within its wait");
-    let (at, serial) = rx.recv().unwrap();
-    assert_eq!(serial, 3);
-    println!(
-        "waiter {serial} granted {:?} after the turn 1.0 release",
-        at.duration_since(released)
+    a_turn_1_0_release_reaches_the_waiter_behind_a_late_key(
+        "slow",
+        false,
+        Duration::from_millis(700),
     );
 }
 

@@ -20,9 +20,10 @@
 #define N 200
 #define FAIL(...) do { fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); return 1; } while (0)
 
-/* The threads of this process. */
-static int threads(void) {
-    DIR *d = opendir("/proc/self/task");
+/* The entries of a /proc directory: this process's threads or open
+ * descriptors. */
+static int entries(const char *dir) {
+    DIR *d = opendir(dir);
     if (!d) return -1;
     int n = 0;
     struct dirent *e;
@@ -33,18 +34,9 @@ static int threads(void) {
     return n;
 }
 
-/* The open descriptors of this process. */
-static int open_fds(void) {
-    DIR *d = opendir("/proc/self/fd");
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] != '.') n++;
-    }
-    closedir(d);
-    return n;
-}
+static int threads(void) { return entries("/proc/self/task"); }
+
+static int open_fds(void) { return entries("/proc/self/fd"); }
 
 int main(int argc, char **argv) {
     if (argc != 2) FAIL("usage: %s REDIS_URL", argv[0]);
