@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "turn.h"
@@ -74,6 +75,25 @@ int main(int argc, char **argv) {
     if (ahead != 3) FAIL("pending 2 has %llu ahead, not 3 (the holder and two)", (unsigned long long)ahead);
     turn_lock *early = NULL;
     if (turn_pending_finish(pend[0], &early) != TURN_ERR_WOULD_BLOCK) FAIL("finished while the holder holds");
+    if (turn_lock_release((turn_lock *)pend[0]) != TURN_ERR_INVALID_ARGUMENT) FAIL("a pending released as a lock");
+    if (turn_pending_finish((turn_pending *)holder, &early) != TURN_ERR_INVALID_ARGUMENT) FAIL("a lock finished as a pending");
+    if (turn_pending_finish((turn_pending *)((uintptr_t)pend[0] ^ 0x10000), &early) != TURN_ERR_INVALID_ARGUMENT) FAIL("a made-up pending finished");
+    /* A forked child cannot use its parent's pendings. */
+    fflush(stdout);
+    pid_t child = fork();
+    if (child == 0) {
+        turn_lock *l = NULL;
+        turn_pending *n = NULL;
+        uint64_t a = 0;
+        int ok = turn_pending_finish(pend[1], &l) == TURN_ERR_FORKED
+            && turn_pending_position(pend[1], &a) == TURN_ERR_FORKED
+            && turn_pending_cancel(pend[1]) == TURN_ERR_FORKED
+            && turn_pending_fd(pend[1]) == -1
+            && turn_acquire_start(locker, "c-pending", "child", 0, 0, -1, &n) == TURN_ERR_FORKED;
+        _exit(ok ? 0 : 1);
+    }
+    int st = 0;
+    if (child < 0 || waitpid(child, &st, 0) != child || !WIFEXITED(st) || WEXITSTATUS(st) != 0) FAIL("a forked child used its parent's pending");
     int t = threads();
     printf("pending: %d pending acquires, %d threads in the process\n", N, t);
     if (t != 1 + 2 + 2) FAIL("%d threads: want the main thread and two per locker", t);
