@@ -259,7 +259,10 @@ pub fn queued(l: &turn::Locker, resource: &str, n: usize) -> bool {
     })
 }
 
-/// Sends a signal (such as "INT" or "KILL") to a process.
+/// Sends a signal (such as "INT" or "KILL") to a process. After "STOP",
+/// returns once every thread of the process is stopped: a stop is not
+/// instant, and a thread still running could answer what the test sends
+/// next.
 pub fn signal(pid: u32, name: &str) {
     let status = Command::new("kill")
         .arg(format!("-{name}"))
@@ -267,6 +270,26 @@ pub fn signal(pid: u32, name: &str) {
         .status()
         .expect("kill runs");
     assert!(status.success(), "kill -{name} {pid}");
+    if name == "STOP" {
+        assert!(
+            eventually(Duration::from_secs(30), || all_stopped(pid)),
+            "process {pid} stopped"
+        );
+    }
+}
+
+/// True when no thread of `pid` can run: each is stopped (or the process
+/// is gone).
+fn all_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return true;
+    };
+    tasks.flatten().all(|task| {
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // The state follows the command's closing parenthesis.
+        let state = stat.rsplit_once(") ").map(|(_, rest)| &rest[..1]);
+        matches!(state, None | Some("T" | "t" | "Z" | "X"))
+    })
 }
 
 /// Reads lines from a child's stdout on a thread, so tests can wait for one.
@@ -312,6 +335,14 @@ impl Lines {
             }
         }
         false
+    }
+
+    /// Takes in the lines that came so far, without waiting.
+    pub fn arrived(&mut self) -> &[String] {
+        while let Ok(line) = self.rx.try_recv() {
+            self.seen.push(line);
+        }
+        &self.seen
     }
 
     /// Collects what remains until the stream ends (at most `limit`).
