@@ -3,7 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use super::poll::Poll;
 use crate::core::Core;
 use crate::error::{Error, Result};
 use crate::ticket::Ticket;
@@ -56,22 +55,30 @@ impl Outage {
         t: &Ticket,
         core: &Core,
         deadline: Option<Instant>,
-    ) -> std::result::Result<Duration, Poll> {
+    ) -> std::result::Result<Duration, GiveUp> {
         if !e.is_connection() {
-            return Err(Poll::Failed(e));
+            return Err(GiveUp::Failed(e));
         }
         if t.lapsed(core.now_ms()) {
-            return Err(Poll::Lost);
+            return Err(GiveUp::Lost);
         }
         self.pause = (self.pause * 2).clamp(Duration::from_millis(50), Duration::from_secs(1));
         let mut pause = self.pause;
         if let Some(d) = deadline {
             let left = d.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(Poll::Failed(e));
+                return Err(GiveUp::Failed(e));
             }
             pause = pause.min(left);
         }
         Ok(pause)
     }
+}
+
+/// How a wait that stops riding an outage out ends.
+pub(super) enum GiveUp {
+    /// With this error.
+    Failed(Error),
+    /// The ticket's lease lapsed: it is drawn anew.
+    Lost,
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::outage::Outage;
+use super::outage::{GiveUp, Outage};
 use super::{Acquiring, kick};
 use crate::error::Error;
 use crate::scripts::{self, Bumped, Checked, Holder, Reading};
@@ -53,6 +53,15 @@ pub(super) enum Poll {
     Sleep(Duration),
     /// The round-trip budget is spent: step again at once.
     Spent,
+}
+
+impl From<GiveUp> for Poll {
+    fn from(end: GiveUp) -> Poll {
+        match end {
+            GiveUp::Failed(e) => Poll::Failed(e),
+            GiveUp::Lost => Poll::Lost,
+        }
+    }
 }
 
 impl Acquiring {
@@ -108,7 +117,7 @@ impl Acquiring {
                             w.resume_at = Some(now + pause);
                             continue;
                         }
-                        Err(poll) => return poll,
+                        Err(end) => return end.into(),
                     },
                 }
             }
@@ -146,7 +155,7 @@ impl Acquiring {
                                 w.resume_at = Some(now + pause);
                                 continue;
                             }
-                            Err(poll) => return poll,
+                            Err(end) => return end.into(),
                         },
                     }
                 }
@@ -214,7 +223,7 @@ impl Acquiring {
                             Ok(Bumped::To(_) | Bumped::NoQueue) => {}
                             Err(e) => match w.outage.pause(e, &t, core, deadline) {
                                 Ok(pause) => w.resume_at = Some(now + pause),
-                                Err(poll) => return poll,
+                                Err(end) => return end.into(),
                             },
                         }
                         continue;
