@@ -2,7 +2,7 @@
 //! wait then stepped by the locker's notifier thread between messages (no
 //! thread of its own: any number may wait), its outcome shown by a file
 //! descriptor that becomes readable once it is known. The wait itself is
-//! `wait.rs`'s, the one blocking acquires step in their own thread.
+//! `wait`'s, the one blocking acquires step in their own thread.
 
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};

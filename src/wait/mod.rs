@@ -22,20 +22,18 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::core::Core;
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::{Keys, validate_label, validate_resource};
 use crate::options::{Acquire, Cancel, Wait};
 use crate::runtime::Runtime;
-use crate::scripts::{self, Bumped, Checked, Holder, Mode, Reading, Turn};
+use crate::scripts::{self, Mode, Turn};
 use crate::ticket::{Draw, Ticket};
 
-/// How long a new listener waits for the `internal` subscription to be
-/// confirmed before it reads the queue anyway (it then relies on bounded
-/// waits).
-const SUBSCRIBE_WAIT: Duration = Duration::from_secs(1);
-/// Slack added to a watched ticket's remaining lease before looking again.
-const LEASE_MARGIN: Duration = Duration::from_millis(2);
+mod outage;
+mod poll;
+
+use outage::{Outage, Redraw};
+use poll::{Poll, Waiter};
 
 /// Takes a ticket for `resource` and waits for its turn in the calling
 /// thread, as `request` says; the held ticket, admitted to the heartbeat.
@@ -77,44 +75,6 @@ pub(crate) struct Acquiring {
     /// Round trips allowed before the step must stop (None: any number).
     budget: Option<u32>,
     done: bool,
-}
-
-/// A drawn ticket waiting for its turn.
-struct Waiter {
-    ticket: Arc<Ticket>,
-    nonce: String,
-    /// A reading still known to hold (nothing came since it was taken).
-    known: Option<Reading>,
-    /// The last reading, for the position.
-    last: Reading,
-    /// The `internal` channel's message count before the last reading.
-    internal_seen: Option<u64>,
-    listening: bool,
-    outage: Outage,
-    /// Nothing to do before then unless signaled (an outage's pause, a
-    /// subscription awaited).
-    resume_at: Option<Instant>,
-    /// The call is to be confirmed again (its read failed).
-    recall: bool,
-    /// When the draw's reply came: a ticket ahead missing its presence key
-    /// counts as dead once this ticket is older than the grace (a turn 1.0
-    /// ticket drawn before it had that long to set its key).
-    drawn_at: Instant,
-    /// Tickets between the watched one and this one are missing their
-    /// presence key: the watched serial, and whether the gap was recorded
-    /// (its tickets noted withdrawn).
-    gap: Option<(u64, bool)>,
-}
-
-/// What a waiter's poll came to.
-enum Poll {
-    Granted,
-    /// The ticket was lost (or passed while this process was paused).
-    Lost,
-    Failed(Error),
-    Sleep(Duration),
-    /// The round-trip budget is spent: step again at once.
-    Spent,
 }
 
 impl Acquiring {
@@ -415,194 +375,6 @@ impl Acquiring {
         });
         None
     }
-
-    /// Advances the waiting ticket as far as it goes now.
-    fn poll(&mut self) -> Poll {
-        let rt = self.rt.clone();
-        let core = &rt.core;
-        let deadline = self.deadline;
-        loop {
-            let w = self.waiter.as_mut().expect("a waiter to poll");
-            let t = w.ticket.clone();
-            // Taken before the flags are read: a signal that comes after
-            // this (a call, a message, a cancel, the locker closing) ends
-            // the sleep that follows; one that came before it makes the
-            // last reading stale.
-            if t.take_signal() {
-                w.known = None;
-                w.resume_at = None;
-            }
-            let now = Instant::now();
-            if let Some(at) = w.resume_at {
-                if now < at {
-                    return Poll::Sleep(at - now);
-                }
-                w.resume_at = None;
-            }
-            if t.is_lost() || !core.in_owner_process() || core.is_closed() {
-                return Poll::Lost;
-            }
-            if t.take_call() || std::mem::take(&mut w.recall) {
-                // Its nonce came: the indicator was set to it. One plain
-                // read confirms it (the message may have sat in a socket
-                // while this process was paused, and the queue may have
-                // vanished since).
-                if !self.spend() {
-                    let w = self.waiter.as_mut().expect("a waiter");
-                    w.recall = true;
-                    return Poll::Spent;
-                }
-                let w = self.waiter.as_mut().expect("a waiter");
-                match scripts::confirm(core, &t) {
-                    Ok(true) => {
-                        return if rt.heartbeat.grant(core, &t) {
-                            Poll::Granted
-                        } else {
-                            Poll::Lost
-                        };
-                    }
-                    Ok(false) => {}
-                    Err(e) => match w.outage.pause(e, &t, core, deadline) {
-                        Ok(pause) => {
-                            w.recall = true;
-                            w.resume_at = Some(now + pause);
-                            continue;
-                        }
-                        Err(poll) => return poll,
-                    },
-                }
-            }
-            let w = self.waiter.as_mut().expect("a waiter");
-            let reading = match w.known.take() {
-                Some(reading) => reading,
-                None => {
-                    if !self.spend() {
-                        return Poll::Spent;
-                    }
-                    let w = self.waiter.as_mut().expect("a waiter");
-                    w.internal_seen = rt.notifier.snapshot(&t.keys.internal);
-                    // Missing tickets ahead of a ticket older than the grace
-                    // are dead (not turn 1.0 ones whose presence key is not
-                    // set yet): the check records them withdrawn.
-                    let record = w.drawn_at.elapsed() >= core.options.grace
-                        && w.gap.is_none_or(|(_, recorded)| !recorded);
-                    match scripts::check(core, &t, record) {
-                        Ok(Checked::Waiting(reading)) => {
-                            if record && let Some(gap) = w.gap.as_mut() {
-                                gap.1 = true;
-                            }
-                            reading
-                        }
-                        Ok(Checked::Granted) => {
-                            return if rt.heartbeat.grant(core, &t) {
-                                Poll::Granted
-                            } else {
-                                Poll::Lost
-                            };
-                        }
-                        Ok(Checked::Lost) => return Poll::Lost,
-                        Err(e) => match w.outage.pause(e, &t, core, deadline) {
-                            Ok(pause) => {
-                                w.resume_at = Some(now + pause);
-                                continue;
-                            }
-                            Err(poll) => return poll,
-                        },
-                    }
-                }
-            };
-            let w = self.waiter.as_mut().expect("a waiter");
-            w.last = reading;
-            let gapped = matches!(reading.holder, Holder::Missing | Holder::Withdrawn)
-                || reading.watched + 1 < t.serial;
-            if !gapped {
-                w.gap = None;
-            } else if w.gap.is_none_or(|(watched, _)| watched != reading.watched) {
-                w.gap = Some((reading.watched, false));
-            }
-            if !reading.ours && !w.listening {
-                // The watched ticket announces its leaving on `internal`
-                // only: listen there from now on, and read again unless the
-                // channel was subscribed before this reading with no
-                // message since.
-                w.listening = true;
-                let count = rt.notifier.listen(&t);
-                if count.is_none() || count != w.internal_seen {
-                    if count.is_none() {
-                        kick(&rt);
-                        let mut wait = SUBSCRIBE_WAIT;
-                        if let Some(d) = deadline {
-                            wait = wait.min(d.saturating_duration_since(now));
-                        }
-                        w.resume_at = Some(now + wait);
-                    }
-                    continue;
-                }
-            }
-            let now = Instant::now();
-            if let Some(d) = deadline
-                && now >= d
-            {
-                // The step ends the acquire with a timeout.
-                return Poll::Sleep(Duration::ZERO);
-            }
-            let mut sleep = self.patience;
-            let grace = core.options.grace;
-            let age = now.duration_since(w.drawn_at);
-            match reading.holder {
-                Holder::Missing | Holder::Withdrawn => {
-                    if age < grace && reading.holder == Holder::Missing {
-                        sleep = sleep.min(grace - age);
-                    } else if reading.watched == reading.indicator {
-                        // The ticket at the indicator is dead, and every
-                        // one between it and ours: step past them.
-                        if !self.spend() {
-                            return Poll::Spent;
-                        }
-                        let w = self.waiter.as_mut().expect("a waiter");
-                        match scripts::bump_before(core, &t) {
-                            Ok(Bumped::NotOurs) => return Poll::Lost,
-                            Ok(Bumped::To(to)) if to == t.serial => {
-                                // The bump reached this ticket, ours in the
-                                // same script: its turn ("N started" said).
-                                return if rt.heartbeat.grant(core, &t) {
-                                    Poll::Granted
-                                } else {
-                                    Poll::Lost
-                                };
-                            }
-                            Ok(Bumped::To(_) | Bumped::NoQueue) => {}
-                            Err(e) => match w.outage.pause(e, &t, core, deadline) {
-                                Ok(pause) => w.resume_at = Some(now + pause),
-                                Err(poll) => return poll,
-                            },
-                        }
-                        continue;
-                    } else {
-                        // The ticket before ours is gone: read again,
-                        // recording the dead ones as withdrawn, and watch
-                        // the next alive.
-                        continue;
-                    }
-                }
-                Holder::Expires(left) => sleep = sleep.min(left + LEASE_MARGIN),
-                Holder::NoExpiry => {}
-            }
-            if w.gap.is_some_and(|(_, recorded)| !recorded) {
-                // Dead tickets between the watched one and this one: once
-                // this ticket is older than the grace, read again to record
-                // them, so that the release before them passes them.
-                if age >= grace {
-                    continue;
-                }
-                sleep = sleep.min(grace - age);
-            }
-            if let Some(d) = deadline {
-                sleep = sleep.min(d.saturating_duration_since(now));
-            }
-            return Poll::Sleep(sleep);
-        }
-    }
 }
 
 impl Drop for Acquiring {
@@ -633,35 +405,6 @@ pub(crate) fn withdraw(rt: &Runtime, t: &Ticket) {
     }
 }
 
-/// How an acquire that lost its ticket rides out Redis being unreachable
-/// while it draws anew: it retries after a growing pause for as long as a
-/// lease (from the loss) and its deadline allow.
-struct Redraw {
-    until: Instant,
-    pause: Duration,
-}
-
-impl Redraw {
-    fn new(lease: Duration) -> Redraw {
-        let now = Instant::now();
-        Redraw {
-            until: now.checked_add(lease).unwrap_or(now),
-            pause: Duration::ZERO,
-        }
-    }
-
-    /// The pause before the next try, or `e` back when the time is up.
-    fn pause(&mut self, e: Error, deadline: Option<Instant>) -> Result<Duration> {
-        let now = Instant::now();
-        let until = deadline.map_or(self.until, |d| d.min(self.until));
-        if now >= until {
-            return Err(e);
-        }
-        self.pause = (self.pause * 2).clamp(Duration::from_millis(50), Duration::from_secs(1));
-        Ok(self.pause.min(until - now))
-    }
-}
-
 /// The error of a try-lock whose draw was answered after its lease lapsed.
 fn late_reply(resource: &str, serial: u64) -> Error {
     Error::new(
@@ -678,43 +421,4 @@ fn closed_during_wait(resource: &str) -> Error {
         ErrorKind::Canceled,
         format!("the locker was closed while acquiring \"{resource}\" (the ticket was withdrawn)"),
     )
-}
-
-/// How a waiter rides out Redis being unreachable: it retries with a growing
-/// pause while its ticket's lease may still hold and its deadline allows,
-/// then gives up (a lapsed ticket is drawn anew, which reports the outage if
-/// it goes on).
-#[derive(Default)]
-struct Outage {
-    pause: Duration,
-}
-
-impl Outage {
-    /// The pause before the next try, or how the wait ends: given up when
-    /// the error is not a connection's or the deadline passed, lost when
-    /// the ticket's lease lapsed.
-    fn pause(
-        &mut self,
-        e: Error,
-        t: &Ticket,
-        core: &Core,
-        deadline: Option<Instant>,
-    ) -> std::result::Result<Duration, Poll> {
-        if !e.is_connection() {
-            return Err(Poll::Failed(e));
-        }
-        if t.lapsed(core.now_ms()) {
-            return Err(Poll::Lost);
-        }
-        self.pause = (self.pause * 2).clamp(Duration::from_millis(50), Duration::from_secs(1));
-        let mut pause = self.pause;
-        if let Some(d) = deadline {
-            let left = d.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(Poll::Failed(e));
-            }
-            pause = pause.min(left);
-        }
-        Ok(pause)
-    }
 }

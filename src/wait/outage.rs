@@ -1,0 +1,84 @@
+//! Riding out Redis being unreachable: while a ticket waits, and while an
+//! acquire that lost its ticket draws anew.
+
+use std::time::{Duration, Instant};
+
+use crate::core::Core;
+use crate::error::{Error, Result};
+use crate::ticket::Ticket;
+
+/// How an acquire that lost its ticket rides out Redis being unreachable
+/// while it draws anew: it retries after a growing pause for as long as a
+/// lease (from the loss) and its deadline allow.
+pub(super) struct Redraw {
+    until: Instant,
+    pause: Duration,
+}
+
+impl Redraw {
+    pub(super) fn new(lease: Duration) -> Redraw {
+        let now = Instant::now();
+        Redraw {
+            until: now.checked_add(lease).unwrap_or(now),
+            pause: Duration::ZERO,
+        }
+    }
+
+    /// The pause before the next try, or `e` back when the time is up.
+    pub(super) fn pause(&mut self, e: Error, deadline: Option<Instant>) -> Result<Duration> {
+        let now = Instant::now();
+        let until = deadline.map_or(self.until, |d| d.min(self.until));
+        if now >= until {
+            return Err(e);
+        }
+        self.pause = (self.pause * 2).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        Ok(self.pause.min(until - now))
+    }
+}
+
+/// How a waiter rides out Redis being unreachable: it retries with a growing
+/// pause while its ticket's lease may still hold and its deadline allows,
+/// then gives up (a lapsed ticket is drawn anew, which reports the outage if
+/// it goes on).
+#[derive(Default)]
+pub(super) struct Outage {
+    pause: Duration,
+}
+
+impl Outage {
+    /// The pause before the next try, or how the wait ends: given up when
+    /// the error is not a connection's or the deadline passed, lost when
+    /// the ticket's lease lapsed.
+    pub(super) fn pause(
+        &mut self,
+        e: Error,
+        t: &Ticket,
+        core: &Core,
+        deadline: Option<Instant>,
+    ) -> std::result::Result<Duration, GiveUp> {
+        if !e.is_connection() {
+            return Err(GiveUp::Failed(e));
+        }
+        if t.lapsed(core.now_ms()) {
+            return Err(GiveUp::Lost);
+        }
+        self.pause = (self.pause * 2).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        let mut pause = self.pause;
+        if let Some(d) = deadline {
+            let left = d.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(GiveUp::Failed(e));
+            }
+            pause = pause.min(left);
+        }
+        Ok(pause)
+    }
+}
+
+/// How a wait that stops riding an outage out ends.
+pub(super) enum GiveUp {
+    /// With this error.
+    Failed(Error),
+    /// The ticket's lease lapsed: it is drawn anew.
+    Lost,
+}
