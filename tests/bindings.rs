@@ -282,7 +282,8 @@ fn python_binding_under_pytest() {
 
 /// `pip install ./bindings/python` in a fresh virtualenv builds the library
 /// into the package, so that `import turn` works with no environment
-/// variable; `pip wheel` makes a wheel that carries it.
+/// variable; `pip wheel` makes a wheel that carries it, tagged for any
+/// Python 3 on the platform.
 #[test]
 fn python_package_installs_with_pip() {
     let r = Redis::start();
@@ -332,6 +333,9 @@ print("import turn %s from %s: ok" % (turn.version(), path))
         .map(|e| e.unwrap().path())
         .find(|p| p.extension().is_some_and(|e| e == "whl"))
         .expect("pip wheel made a wheel");
+    // The library is loaded through ctypes: one wheel for any Python 3.
+    let name = wheel.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.contains("-py3-none-"), "the wheel's tag: {name}");
     let listing = run(Command::new(venv.join("bin/python"))
         .args(["-m", "zipfile", "-l"])
         .arg(&wheel));
