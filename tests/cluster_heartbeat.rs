@@ -149,8 +149,10 @@ fn move_slot(cluster: &Cluster, slot: u16, from: usize, to: usize, pause: Durati
 fn locks_whose_slots_move_between_masters_mid_beat_are_kept_and_a_gone_one_is_lost() {
     let cluster = Cluster::start(3);
     let l = Locker::with_options(Some(&cluster.url()), Options::default()).unwrap();
-    // A beat every 500 ms; a slot spends 200 ms in each half-moved state.
-    let lease = Duration::from_millis(1500);
+    // A beat every second; a slot spends 150 ms in each half-moved state
+    // (while its keys are split, a renewal meets TRYAGAIN and waits for the
+    // next beat: the lease leaves room for a few of those).
+    let lease = Duration::from_secs(3);
     let locks = take(&l, 60, 4, &Acquire::label("held").expire(lease));
     let slot_of = |lock: &Lock| {
         let key = format!("turn:{{{}}}:indicator", lock.resource());
@@ -170,7 +172,7 @@ fn locks_whose_slots_move_between_masters_mid_beat_are_kept_and_a_gone_one_is_lo
             slot,
             from,
             (from + 1) % 3,
-            Duration::from_millis(200),
+            Duration::from_millis(150),
         );
     }
     // The moved slots' old owners now answer MOVED until the table is

@@ -203,14 +203,20 @@ fn heartbeat_keeps_waiting_and_held_tickets_alive() {
     let r = Redis::start();
     let l = locker(&r);
     let held = l
-        .acquire("r", &Acquire::label("h").expire(Duration::from_millis(300)))
+        .acquire(
+            "r",
+            &Acquire::label("h").expire(Duration::from_millis(1500)),
+        )
         .unwrap();
     let l2 = l.clone();
     let waiter = thread::spawn(move || {
-        l2.acquire("r", &Acquire::label("w").expire(Duration::from_millis(300)))
-            .map(|lock| lock.serial())
+        l2.acquire(
+            "r",
+            &Acquire::label("w").expire(Duration::from_millis(1500)),
+        )
+        .map(|lock| lock.serial())
     });
-    thread::sleep(Duration::from_millis(1500));
+    thread::sleep(Duration::from_millis(4500));
     assert!(held.check().is_ok(), "held past several leases");
     let s = l.status("r").unwrap();
     let serials: Vec<u64> = s.tickets.iter().map(|t| t.serial).collect();

@@ -97,19 +97,20 @@ fn lost_fd_turns_readable_at_once_when_the_lease_lapses_while_redis_stalls() {
 fn lost_fd_stays_quiet_for_a_lock_held_and_released_normally() {
     let r = Redis::start();
     let l = Locker::new(Some(&r.url())).unwrap();
-    // Renewed every 100 ms: five leases pass while it is watched.
-    let lock = l.acquire("held", &lease(300)).unwrap();
+    // Renewed every 500 ms: three leases pass while it is watched (a
+    // shorter lease would leave too little slack on a loaded machine).
+    let lock = l.acquire("held", &lease(1500)).unwrap();
     let fd = lock.lost_fd().unwrap().as_raw_fd();
     // SAFETY: a live descriptor; F_GETFD reads its flags.
     let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
     assert!(flags >= 0 && flags & libc::FD_CLOEXEC != 0, "close-on-exec");
-    assert!(!readable_within(fd, Duration::from_millis(1500)));
+    assert!(!readable_within(fd, Duration::from_millis(4500)));
     assert!(lock.check().is_ok());
     lock.release().unwrap();
     // A lock made afterwards has its own quiet fd.
-    let next = l.acquire("held", &lease(300)).unwrap();
+    let next = l.acquire("held", &lease(1500)).unwrap();
     let fd = next.lost_fd().unwrap().as_raw_fd();
-    assert!(!readable_within(fd, Duration::from_millis(300)));
+    assert!(!readable_within(fd, Duration::from_millis(1500)));
     next.release().unwrap();
 }
 

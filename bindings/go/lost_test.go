@@ -71,8 +71,8 @@ func TestLostIsClosedWhenThePresenceKeyIsDeleted(t *testing.T) {
 
 func TestLostStaysOpenForALockHeldNormally(t *testing.T) {
 	l := newLocker(t)
-	// Renewed every 100 ms: a second is ten renewals.
-	lock, err := l.Lock(context.Background(), "r", Label("go"), Expire(300*time.Millisecond))
+	// Renewed every 500 ms: three seconds are six renewals.
+	lock, err := l.Lock(context.Background(), "r", Label("go"), Expire(1500*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestLostStaysOpenForALockHeldNormally(t *testing.T) {
 	select {
 	case <-lost:
 		t.Fatal("closed while held")
-	case <-time.After(time.Second):
+	case <-time.After(3 * time.Second):
 	}
 	if err := lock.Unlock(); err != nil {
 		t.Fatal(err)

@@ -45,12 +45,13 @@ int main(int argc, char **argv) {
     turn_locker *locker = NULL;
     turn_lock *lock = NULL;
     if (turn_locker_new(argv[1], &locker) != TURN_OK) FAIL("locker: %s", turn_last_error());
-    if (turn_lock_acquire(locker, "c-lost", "held", 300, 0, 10000, &lock) != TURN_OK) FAIL("acquire: %s", turn_last_error());
+    if (turn_lock_acquire(locker, "c-lost", "held", 1500, 0, 10000, &lock) != TURN_OK) FAIL("acquire: %s", turn_last_error());
     int fd = turn_lock_lost_fd(lock);
     if (fd < 0) FAIL("no lost fd: %s", turn_last_error());
     if (turn_lock_lost_fd(lock) != fd) FAIL("a second fd");
     if (!(fcntl(fd, F_GETFD) & FD_CLOEXEC)) FAIL("not close-on-exec");
-    if (readable(fd, 1500) != 0) FAIL("readable while held");
+    /* three leases, renewed every 500 ms */
+    if (readable(fd, 4500) != 0) FAIL("readable while held");
     if (turn_lock_check(lock) != TURN_OK) FAIL("check while held");
     if (turn_lock_release(lock) != TURN_OK) FAIL("release");
     if (turn_lock_lost_fd(lock) != -1) FAIL("a released lock gave an fd");

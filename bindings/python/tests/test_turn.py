@@ -166,10 +166,10 @@ def test_lost_future_stays_pending_for_a_lock_held_normally(locker):
     import asyncio
 
     async def main():
-        lock = locker.acquire("held", expire=0.3)  # renewed every 100 ms
+        lock = locker.acquire("held", expire=1.5)  # renewed every 500 ms
         assert lock.lost_fd() >= 0
         lost = lock.lost()
-        done, _ = await asyncio.wait([lost], timeout=1.0)
+        done, _ = await asyncio.wait([lost], timeout=3.0)
         assert not done and lock.held
         lock.release()
         await asyncio.sleep(0.2)
@@ -184,7 +184,7 @@ def test_a_canceled_lost_future_is_replaced(locker):
     import asyncio
 
     async def main():
-        lock = locker.acquire("again", expire=0.3)
+        lock = locker.acquire("again", expire=1.5)
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(lock.lost(), 0.2)
         again = lock.lost()
