@@ -319,7 +319,7 @@ fn lock_command_hears_at_once_when_the_lock_is_lost_while_it_runs() {
     );
     let mut child = turn_cmd(
         &r,
-        &["lock", "lose", "--expire", "1", "--", "sh", "-c", &script],
+        &["lock", "lose", "--expire", "5", "--", "sh", "-c", &script],
     )
     .stdout(Stdio::piped())
     .stderr(Stdio::piped())
@@ -353,7 +353,7 @@ fn lock_kill_on_loss_sends_the_command_sigterm() {
             "lock",
             "kill",
             "--expire",
-            "1",
+            "5",
             "--kill-on-loss",
             "--",
             "sh",

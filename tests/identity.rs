@@ -174,7 +174,7 @@ fn a_background_thread_that_fails_is_restarted_and_the_failure_is_visible() {
     let l = locker(&r);
     assert!(l.health().is_ok());
     let lock = l
-        .acquire("r", &Acquire::label("h").expire(Duration::from_secs(2)))
+        .acquire("r", &Acquire::label("h").expire(Duration::from_secs(3)))
         .unwrap();
     l.inject_background_panic(true, true);
     assert!(
@@ -183,8 +183,8 @@ fn a_background_thread_that_fails_is_restarted_and_the_failure_is_visible() {
     );
     let e = l.health().unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Panic);
-    // The heartbeat runs again: the lock outlives many leases.
-    thread::sleep(Duration::from_secs(5));
+    // The heartbeat runs again: the lock outlives two leases.
+    thread::sleep(Duration::from_secs(7));
     assert!(lock.check().is_ok(), "the restarted heartbeat keeps it");
     // The notifier runs again: a waiter is called by message.
     let l2 = l.clone();

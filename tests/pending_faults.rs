@@ -356,7 +356,7 @@ fn pendings_ride_out_a_restart() {
         .map(|i| {
             l.start_acquire(
                 "q",
-                &Acquire::label(format!("p{i}")).expire(Duration::from_millis(1000)),
+                &Acquire::label(format!("p{i}")).expire(Duration::from_secs(3)),
             )
             .unwrap()
         })
