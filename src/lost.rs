@@ -191,18 +191,7 @@ fn apply(inner: &Inner) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// True when `fd` is readable now.
-    fn readable(fd: RawFd) -> bool {
-        let mut p = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        let n = unsafe { libc::poll(&mut p, 1, 0) };
-        n == 1 && p.revents & libc::POLLIN != 0
-    }
+    use crate::event_fd::readable;
 
     fn ms_from(epoch: Instant) -> u64 {
         epoch.elapsed().as_millis() as u64

@@ -219,6 +219,20 @@ fn host_port_and_password_options_make_the_url() {
     assert!(!String::from_utf8_lossy(&bad.stderr).contains("wrong"));
 }
 
+/// Runs `turn ARGS` whose command prints "started" once it runs under the
+/// lock; returns when it did, with the tool's stdout and stderr lines.
+fn started(r: &Redis, args: &[&str]) -> (std::process::Child, Lines, Lines) {
+    let mut child = turn_cmd(r, args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = Lines::new(child.stdout.take().unwrap());
+    let err = Lines::new(child.stderr.take().unwrap());
+    assert!(out.wait_for("started", Duration::from_secs(10)));
+    (child, out, err)
+}
+
 /// Deletes the presence key of the ticket holding `resource`.
 fn delete_holder_key(r: &Redis, l: &Locker, resource: &str) {
     let serial = l.status(resource).unwrap().tickets[0].serial;
@@ -317,17 +331,10 @@ fn lock_command_hears_at_once_when_the_lock_is_lost_while_it_runs() {
         "echo started; while [ ! -e {} ]; do sleep 0.05; done; echo finished",
         go.display()
     );
-    let mut child = turn_cmd(
+    let (mut child, mut out, mut err) = started(
         &r,
         &["lock", "lose", "--expire", "5", "--", "sh", "-c", &script],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let mut out = Lines::new(child.stdout.take().unwrap());
-    let mut err = Lines::new(child.stderr.take().unwrap());
-    assert!(out.wait_for("started", Duration::from_secs(10)));
+    );
     delete_holder_key(&r, &l, "lose");
     assert!(
         err.wait_for(
@@ -347,7 +354,7 @@ fn lock_command_hears_at_once_when_the_lock_is_lost_while_it_runs() {
 fn lock_kill_on_loss_sends_the_command_sigterm() {
     let r = Redis::start();
     let l = Locker::new(Some(&r.url())).unwrap();
-    let mut child = turn_cmd(
+    let (mut child, _out, mut err) = started(
         &r,
         &[
             "lock",
@@ -360,14 +367,7 @@ fn lock_kill_on_loss_sends_the_command_sigterm() {
             "-c",
             "echo started; exec sleep 60",
         ],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let mut out = Lines::new(child.stdout.take().unwrap());
-    let mut err = Lines::new(child.stderr.take().unwrap());
-    assert!(out.wait_for("started", Duration::from_secs(10)));
+    );
     delete_holder_key(&r, &l, "kill");
     assert_eq!(child.wait().unwrap().code(), Some(128 + 15));
     let said = err.rest(Duration::from_secs(2)).join("\n");

@@ -10,8 +10,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use redis::Commands;
+use support::cluster::Cluster;
 use support::sentinel::Sentinels;
-use support::{Redis, eventually, queued};
+use support::{Redis, queued};
 use turn::{Acquire, ErrorKind, Locker, Options, Tls, Wait};
 
 /// Takes a lock while another thread waits for it, then status, bump and
@@ -321,43 +322,8 @@ fn sentinel_failover_is_followed() {
 
 #[test]
 fn a_cluster_keeps_each_queue_in_one_slot() {
-    let nodes: Vec<Redis> = (0..3)
-        .map(|_| {
-            Redis::start_with(&[
-                "--save",
-                "",
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                "{dir}/nodes.conf",
-            ])
-        })
-        .collect();
-    let addrs: Vec<String> = nodes
-        .iter()
-        .map(|n| format!("127.0.0.1:{}", n.port))
-        .collect();
-    let out = Command::new("redis-cli")
-        .arg("--cluster")
-        .arg("create")
-        .args(&addrs)
-        .args(["--cluster-replicas", "0", "--cluster-yes"])
-        .output()
-        .expect("redis-cli runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert!(eventually(Duration::from_secs(30), || {
-        nodes.iter().all(|n| {
-            redis::cmd("CLUSTER")
-                .arg("INFO")
-                .query::<String>(&mut n.conn())
-                .is_ok_and(|i| i.contains("cluster_state:ok"))
-        })
-    }));
-    let url = format!("redis+cluster://{}", addrs.join(","));
+    let cluster = Cluster::start(3);
+    let url = cluster.url();
     let l = Locker::new(Some(&url)).unwrap();
     exercise(&l);
 
@@ -411,19 +377,19 @@ fn a_cluster_keeps_each_queue_in_one_slot() {
     assert_eq!(found, want, "discovery over every master");
     assert_eq!(l.status("res-3").unwrap().dispenser, 24);
     // The keys carry the hash tag, and the queues are spread over the nodes.
-    for n in &nodes {
+    for n in &cluster.nodes {
         let size: i64 = redis::cmd("DBSIZE").query(&mut n.conn()).unwrap();
         assert!(size > 0, "a node holds no queue");
     }
     let slot: i64 = redis::cmd("CLUSTER")
         .arg("KEYSLOT")
         .arg("turn:{res-3}:dispenser")
-        .query(&mut nodes[0].conn())
+        .query(&mut cluster.nodes[0].conn())
         .unwrap();
     let slot2: i64 = redis::cmd("CLUSTER")
         .arg("KEYSLOT")
         .arg("turn:{res-3}:serial:7")
-        .query(&mut nodes[0].conn())
+        .query(&mut cluster.nodes[0].conn())
         .unwrap();
     assert_eq!(slot, slot2);
 }

@@ -6,15 +6,12 @@ mod support;
 use std::thread::sleep;
 use std::time::Duration;
 
-use support::{Redis, eventually};
+use support::{Redis, eventually, info_number};
 use turn::{Acquire, Locker};
 
 /// Connections the server accepted so far.
 fn connections(c: &mut redis::Connection) -> u64 {
-    let info: String = redis::cmd("INFO").arg("stats").query(c).unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix("total_connections_received:"))
-        .and_then(|v| v.trim().parse().ok())
+    info_number(c, "stats", "total_connections_received", None)
         .expect("INFO stats has total_connections_received")
 }
 

@@ -89,6 +89,20 @@ fn our_waiter(
     our_waiter_with(url, res, fresh, within, Options::default(), tx)
 }
 
+/// Our ticket "p", drawn now in a locker of its own, that gives up after
+/// `wait`: its serial, or why not.
+fn giving_up(
+    url: String,
+    res: &'static str,
+    wait: Duration,
+) -> thread::JoinHandle<turn::Result<u64>> {
+    thread::spawn(move || {
+        let l = Locker::new(Some(&url)).unwrap();
+        l.acquire(res, &Acquire::label("p").wait(Wait::For(wait)))
+            .map(|l| l.serial())
+    })
+}
+
 fn our_waiter_with(
     url: String,
     res: &'static str,
@@ -124,15 +138,7 @@ fn a_waiter_behind_a_timed_out_ticket_is_called_by_a_turn_1_0_release() {
     const RES: &str = "cancel";
     assert_eq!(py_draw(&mut c, RES), 1);
     py_present(&mut c, RES, 1, 60);
-    let url = r.url();
-    let p = thread::spawn(move || {
-        let l = Locker::new(Some(&url)).unwrap();
-        l.acquire(
-            RES,
-            &Acquire::label("p").wait(Wait::For(Duration::from_millis(1500))),
-        )
-        .map(|l| l.serial())
-    });
+    let p = giving_up(r.url(), RES, Duration::from_millis(1500));
     assert!(dispenser_at(&r, RES, 2));
     let (tx, rx) = mpsc::channel();
     let w = our_waiter(r.url(), RES, false, Duration::from_secs(6), tx);
@@ -271,15 +277,7 @@ fn a_python_release_past_a_timed_out_ticket_calls_our_waiter() {
     let mut lines = support::Lines::new(py.stdout.take().unwrap());
     assert!(lines.wait_for("held 1", Duration::from_secs(30)));
     let held = Instant::now();
-    let url = r.url();
-    let p = thread::spawn(move || {
-        let l = Locker::new(Some(&url)).unwrap();
-        l.acquire(
-            RES,
-            &Acquire::label("p").wait(Wait::For(Duration::from_millis(1000))),
-        )
-        .map(|l| l.serial())
-    });
+    let p = giving_up(r.url(), RES, Duration::from_millis(1000));
     assert!(dispenser_at(&r, RES, 2));
     let (tx, rx) = mpsc::channel();
     let w = our_waiter(r.url(), RES, false, Duration::from_secs(8), tx);
@@ -313,16 +311,7 @@ fn a_killed_holder_followed_by_a_timed_out_ticket_is_passed_within_the_lease() {
         .spawn()
         .unwrap();
     assert!(dispenser_at(&r, RES, 1));
-    let url = r.url();
-    // p waits 8 s at most, then gives up.
-    let p = thread::spawn(move || {
-        let l = Locker::new(Some(&url)).unwrap();
-        l.acquire(
-            RES,
-            &Acquire::label("p").wait(Wait::For(Duration::from_secs(8))),
-        )
-        .map(|l| l.serial())
-    });
+    let p = giving_up(r.url(), RES, Duration::from_secs(8));
     assert!(dispenser_at(&r, RES, 2));
     let (tx, rx) = mpsc::channel();
     let w = our_waiter(r.url(), RES, false, Duration::from_secs(20), tx);

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use redis::Commands;
 use support::proxy::{Direction, Proxy};
-use support::{Lines, Redis, eventually, queued, signal};
+use support::{Lines, Redis, eventually, info_number, queued, signal};
 use turn::{Acquire, ErrorKind, Locker, Wait};
 
 fn locker(url: &str) -> Locker {
@@ -331,20 +331,10 @@ fn a_hand_written_gap_is_passed_without_blocking_redis() {
 
 /// Script calls the server ran so far (EVAL and EVALSHA).
 fn script_calls(r: &Redis) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query(&mut r.conn())
-        .unwrap();
-    info.lines()
-        .filter(|l| l.starts_with("cmdstat_eval:") || l.starts_with("cmdstat_evalsha:"))
-        .filter_map(|l| {
-            l.split_once("calls=")?
-                .1
-                .split(',')
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
+    let mut c = r.conn();
+    ["cmdstat_eval", "cmdstat_evalsha"]
+        .into_iter()
+        .filter_map(|field| info_number(&mut c, "commandstats", field, Some("calls")))
         .sum()
 }
 

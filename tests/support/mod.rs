@@ -250,6 +250,28 @@ pub fn readable(fd: BorrowedFd<'_>, ms: u64) -> bool {
     readable_within(fd.as_raw_fd(), Duration::from_millis(ms))
 }
 
+/// A number from the server's `INFO section`: the value of `field`, or with
+/// `part` (`calls` of a `cmdstat_...` line, say) that part of it; None when
+/// the server shows no such field (a command never run has no line).
+pub fn info_number(
+    c: &mut redis::Connection,
+    section: &str,
+    field: &str,
+    part: Option<&str>,
+) -> Option<u64> {
+    let info: String = redis::cmd("INFO").arg(section).query(c).unwrap();
+    let value = info
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?;
+    let value = match part {
+        None => value,
+        Some(part) => value
+            .split(',')
+            .find_map(|kv| kv.strip_prefix(part)?.strip_prefix('='))?,
+    };
+    value.trim().parse().ok()
+}
+
 /// True once `resource`'s queue holds `n` live tickets (within 30 s).
 pub fn queued(l: &turn::Locker, resource: &str, n: usize) -> bool {
     eventually(Duration::from_secs(30), || {
