@@ -254,6 +254,17 @@ struct acquire_options {
     const cancel_token *cancel = nullptr;
 };
 
+/// Replica confirmation ("durable grants", turn_options_set_min_replicas):
+/// a grant, renewal or release counts once `replicas` replicas have it,
+/// waiting at most `timeout` for them (> 0, below the command timeout).
+/// 0 replicas: do not wait.
+///
+///   o.min_replicas = turn::min_replicas{1, std::chrono::milliseconds(500)};
+struct min_replicas {
+    std::uint32_t replicas = 0;
+    std::chrono::milliseconds timeout{1000};
+};
+
 /// Settings of a locker (turn_options); an empty string or a zero keeps
 /// the library's default (see turn_options_new in turn.h).
 struct locker_options {
@@ -273,6 +284,9 @@ struct locker_options {
     /// PEM files for a rediss:// URL: the CA to trust instead of the
     /// system's roots, and a client certificate and key for mutual TLS.
     std::string tls_ca_file, tls_cert_file, tls_key_file;
+    /// Replica confirmation; unset: the deployment's default (1 replica
+    /// within 1000 ms on a redis+sentinel:// URL, none otherwise).
+    std::optional<turn::min_replicas> min_replicas;
 };
 
 /// A connection to Redis and its two background threads. Move-only;
@@ -410,6 +424,10 @@ private:
                                options.tls_key_file.empty()))
             rc = turn_options_set_tls(o, path(options.tls_ca_file), path(options.tls_cert_file),
                                       path(options.tls_key_file));
+        // Last: its timeout is checked against the command timeout.
+        if (rc == TURN_OK && options.min_replicas)
+            rc = turn_options_set_min_replicas(o, options.min_replicas->replicas,
+                                               ms(options.min_replicas->timeout));
         return rc;
     }
 

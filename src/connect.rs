@@ -1,12 +1,10 @@
 //! Where connections come from: a Redis URL (TCP, TLS, Unix socket), a set
-//! of Sentinels naming the current master (asked anew at every connect, so
-//! that a failover is followed by reconnecting), or a Redis Cluster.
+//! of Sentinels naming the current master (followed: see `sentinel.rs`),
+//! or a Redis Cluster.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConnection};
-use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
     Client, Cmd, Connection, ConnectionAddr, ConnectionLike, RedisResult, TlsCertificates, Value,
 };
@@ -14,10 +12,11 @@ use redis::{
 use crate::cluster::{Prepare, Router};
 use crate::error::{Error, Result};
 use crate::options::Tls;
+use crate::sentinel::Sentinel;
 
 pub(crate) enum Connector {
     Direct(Client),
-    Sentinel(Mutex<SentinelClient>),
+    Sentinel(Sentinel),
     Cluster {
         client: ClusterClient,
         /// The seed nodes, for pubsub and for scanning every master.
@@ -140,6 +139,39 @@ impl Connector {
         Ok(Connector::Direct(client))
     }
 
+    /// True for a set of Sentinels naming the master.
+    pub fn is_sentinel(&self) -> bool {
+        matches!(self, Connector::Sentinel(_))
+    }
+
+    /// The master's epoch (see `sentinel.rs`): it grows when a Sentinel set
+    /// names another master; always 0 otherwise. Read it before connecting:
+    /// a connection made under an earlier epoch is to be retired.
+    pub fn epoch(&self) -> u64 {
+        match self {
+            Connector::Sentinel(s) => s.epoch(),
+            _ => 0,
+        }
+    }
+
+    /// Looks at the sentinels without blocking longer than an ask of
+    /// `timeout` (the notifier thread's, often); true when the master
+    /// changed. Nothing to do otherwise.
+    pub fn watch_master(&self, timeout: Duration) -> bool {
+        match self {
+            Connector::Sentinel(s) => s.watch(timeout),
+            _ => false,
+        }
+    }
+
+    /// Asks the sentinels now (a master that answered in a way only an
+    /// old master would); nothing to do otherwise.
+    pub fn ask_master(&self, timeout: Duration) {
+        if let Connector::Sentinel(s) = self {
+            let _ = s.ask(timeout);
+        }
+    }
+
     /// True for a Redis Cluster (keys get a hash tag per resource).
     pub fn is_cluster(&self) -> bool {
         matches!(self, Connector::Cluster { .. })
@@ -186,13 +218,7 @@ impl Connector {
     pub fn connect_one(&self, timeout: Duration) -> RedisResult<Connection> {
         match self {
             Connector::Direct(client) => client.get_connection_with_timeout(timeout),
-            Connector::Sentinel(sentinel) => {
-                let client = sentinel
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get_client()?;
-                client.get_connection_with_timeout(timeout)
-            }
+            Connector::Sentinel(sentinel) => sentinel.connect(timeout).map(|(c, _)| c),
             Connector::Cluster { seeds, .. } => {
                 let mut last = None;
                 for seed in seeds {
@@ -365,21 +391,17 @@ fn sentinel(url: &str) -> Result<Connector> {
             Error::invalid("the database in the redis+sentinel:// URL is not a number")
         })?,
     };
-    let addrs = n.hosts.into_iter().map(|(h, p)| ConnectionAddr::Tcp(h, p));
-    let mut builder =
-        SentinelClientBuilder::new(addrs, master.to_string(), SentinelServerType::Master)
-            .map_err(|_| Error::invalid("invalid sentinel settings"))?
-            .set_client_to_redis_db(db);
-    if let Some(user) = n.user {
-        builder = builder.set_client_to_redis_username(user);
-    }
-    if let Some(password) = n.password {
-        builder = builder.set_client_to_redis_password(password);
-    }
-    let client = builder
-        .build()
-        .map_err(|_| Error::invalid("invalid sentinel settings"))?;
-    Ok(Connector::Sentinel(Mutex::new(client)))
+    let redis = redis::RedisConnectionInfo {
+        db,
+        username: n.user,
+        password: n.password,
+        ..Default::default()
+    };
+    Ok(Connector::Sentinel(Sentinel::new(
+        n.hosts,
+        master.to_string(),
+        redis,
+    )))
 }
 
 /// `redis+cluster://[user:password@]host:port[,host:port...]`: seed nodes

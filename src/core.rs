@@ -13,7 +13,7 @@ use std::time::Instant;
 use crate::connect::{Conn, Connector};
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::Keys;
-use crate::options::Options;
+use crate::options::{MinReplicas, Options};
 use crate::pool::Pool;
 
 /// Resources whose key names a locker keeps ready (it forgets them all
@@ -22,6 +22,9 @@ const KEYS_CACHED: usize = 1024;
 
 pub(crate) struct Core {
     pub options: Options,
+    /// The replica confirmation in force: the options', or the default of
+    /// the deployment (see [`Options::min_replicas`]).
+    pub durable: MinReplicas,
     pub pool: Pool,
     /// The fork generation this locker was made in (see `fork.rs`).
     generation: u64,
@@ -43,6 +46,16 @@ impl Core {
     pub fn new(url: &str, options: Options) -> Result<Core> {
         options.validate()?;
         let connector = Connector::open(url, options.tls.as_ref())?;
+        let durable = options.min_replicas.unwrap_or(if connector.is_sentinel() {
+            MinReplicas::sentinel_default()
+        } else {
+            MinReplicas::off()
+        });
+        if durable.is_on() && connector.is_cluster() {
+            return Err(Error::invalid(
+                "replica confirmation (min_replicas) is not supported on a Redis Cluster: set it to 0 there",
+            ));
+        }
         let pool = Pool::new(
             connector,
             options.pool_size,
@@ -52,6 +65,7 @@ impl Core {
         drop(pool.get()?);
         Ok(Core {
             options,
+            durable,
             pool,
             generation: crate::fork::generation(),
             epoch: Instant::now(),

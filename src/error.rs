@@ -46,6 +46,10 @@ pub enum ErrorKind {
 pub struct Error {
     kind: ErrorKind,
     message: String,
+    /// A `Connection` error from a server that answered but refused for
+    /// now (NOREPLICAS, READONLY, LOADING, ...) or a write its replicas did
+    /// not confirm in time: an acquire rides it out from its first draw.
+    refusal: bool,
 }
 
 /// Result type of the Rust API.
@@ -57,6 +61,7 @@ impl Error {
         Error {
             kind,
             message: message.into(),
+            refusal: false,
         }
     }
 
@@ -86,6 +91,20 @@ impl Error {
         Error::new(ErrorKind::Connection, message)
     }
 
+    /// A `Connection` error from a server that refuses for now, or a write
+    /// its replicas did not confirm.
+    pub(crate) fn refusal(message: impl Into<String>) -> Error {
+        Error {
+            refusal: true,
+            ..Error::connection(message)
+        }
+    }
+
+    /// True for [`Error::refusal`]'s errors.
+    pub(crate) fn is_refusal(&self) -> bool {
+        self.refusal
+    }
+
     /// True for errors caused by the network or the server going away.
     pub(crate) fn is_connection(&self) -> bool {
         self.kind == ErrorKind::Connection
@@ -100,10 +119,38 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// The codes of replies from a server that cannot serve writes for now
+/// (a master without enough replicas, a replica, a server loading its
+/// data, a busy script, a cluster slot moving or down).
+const REFUSALS: [&str; 8] = [
+    "NOREPLICAS",
+    "READONLY",
+    "MASTERDOWN",
+    "LOADING",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "BUSY",
+    "NOTREADY",
+];
+
+/// True for a reply of a server that refuses for now (see [`REFUSALS`]).
+pub(crate) fn is_refusal(e: &redis::RedisError) -> bool {
+    e.code().is_some_and(|code| REFUSALS.contains(&code))
+        || matches!(
+            e.kind(),
+            redis::ErrorKind::BusyLoadingError
+                | redis::ErrorKind::TryAgain
+                | redis::ErrorKind::ClusterDown
+                | redis::ErrorKind::MasterDown
+                | redis::ErrorKind::ReadOnly
+        )
+}
+
 /// True for Redis errors that mean the connection or the server is not
 /// usable now (reported as `Connection`).
 pub(crate) fn is_connection_error(e: &redis::RedisError) -> bool {
-    e.is_io_error()
+    is_refusal(e)
+        || e.is_io_error()
         || e.is_timeout()
         || e.is_connection_dropped()
         || e.is_connection_refusal()
@@ -121,7 +168,9 @@ pub(crate) fn is_connection_error(e: &redis::RedisError) -> bool {
 impl From<redis::RedisError> for Error {
     fn from(e: redis::RedisError) -> Error {
         let text = format!("redis: {e}");
-        if is_connection_error(&e) {
+        if is_refusal(&e) {
+            Error::refusal(text)
+        } else if is_connection_error(&e) {
             Error::connection(text)
         } else if e.kind() == redis::ErrorKind::InvalidClientConfig {
             Error::invalid(text)
@@ -137,4 +186,43 @@ pub(crate) fn is_retryable_read(e: &redis::RedisError) -> bool {
     e.is_timeout()
         || (e.kind() == redis::ErrorKind::IoError
             && matches!(e.retry_method(), redis::RetryMethod::RetryImmediately))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The error a server's reply `-CODE something` makes.
+    fn reply(code: &str) -> redis::RedisError {
+        redis::parse_redis_value(format!("-{code} something\r\n").as_bytes())
+            .and_then(|v| v.extract_error())
+            .expect_err("an error reply")
+    }
+
+    #[test]
+    fn refusals_are_connection_errors_and_other_replies_are_protocol_errors() {
+        for code in ["NOREPLICAS", "MASTERDOWN", "BUSY", "NOTREADY"] {
+            let e = Error::from(reply(code));
+            assert_eq!(e.kind(), ErrorKind::Connection, "{code}");
+            assert!(e.is_refusal(), "{code}");
+        }
+        for kind in [
+            redis::ErrorKind::ReadOnly,
+            redis::ErrorKind::BusyLoadingError,
+            redis::ErrorKind::TryAgain,
+            redis::ErrorKind::ClusterDown,
+        ] {
+            let e = Error::from(redis::RedisError::from((kind, "refused")));
+            assert_eq!(e.kind(), ErrorKind::Connection, "{kind:?}");
+            assert!(e.is_refusal(), "{kind:?}");
+        }
+        let e = Error::from(reply("TURNPROTO"));
+        assert_eq!(e.kind(), ErrorKind::Protocol);
+        assert!(!e.is_refusal());
+        let io =
+            redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        let e = Error::from(io);
+        assert_eq!(e.kind(), ErrorKind::Connection);
+        assert!(!e.is_refusal());
+    }
 }

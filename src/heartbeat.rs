@@ -13,7 +13,7 @@ use crate::cluster::Router;
 use crate::connect::Conn;
 use crate::core::Core;
 use crate::error::{Error, ErrorKind, Result};
-use crate::scripts;
+use crate::scripts::{self, Confirm};
 use crate::ticket::Ticket;
 
 /// Pause before retrying after a failed beat.
@@ -231,6 +231,8 @@ enum Link {
 /// The heartbeat thread's body.
 pub(crate) fn run(core: &Core, hb: &Heartbeat) {
     let mut link: Option<Link> = None;
+    // The master's epoch the link was made under (see `sentinel.rs`).
+    let mut epoch = 0;
     let mut failed = false;
     while let Some(batch) = next_batch(core, hb, failed) {
         if hb.inject_panic.swap(false, Ordering::AcqRel) {
@@ -242,7 +244,12 @@ pub(crate) fn run(core: &Core, hb: &Heartbeat) {
         // set-up and the script's load (the cluster's router counts its
         // own).
         let mut opened = 0;
+        if epoch != core.pool.epoch() {
+            // The master changed: renew on the new one.
+            link = None;
+        }
         if link.is_none() {
+            epoch = core.pool.epoch();
             link = connect(core);
             if matches!(link, Some(Link::Server(_))) {
                 opened = 2;
@@ -253,16 +260,21 @@ pub(crate) fn run(core: &Core, hb: &Heartbeat) {
                 // After a SCRIPT FLUSH (or a server that lost its scripts),
                 // the script is loaded again and the beat sent again at
                 // once: short leases cannot wait for a reconnection.
-                let (result, round_trips) = match scripts::renew(c, &batch) {
+                // Renewals wait for the replicas the locker asks for, at
+                // most a third of the shortest lease among them.
+                let shortest = batch.iter().map(|t| t.expire).min();
+                let confirm = shortest.and_then(|lease| Confirm::of(core, lease));
+                let (result, round_trips) = match scripts::renew(c, &batch, confirm) {
                     Err(e) if e.kind() == redis::ErrorKind::NoScriptError => (
-                        scripts::prepare_renewals(c).and_then(|_| scripts::renew(c, &batch)),
+                        scripts::prepare_renewals(c)
+                            .and_then(|_| scripts::renew(c, &batch, confirm)),
                         3,
                     ),
                     result => (result, 1),
                 };
                 match result {
-                    Ok(alive) => (alive.into_iter().map(Some).collect(), round_trips),
-                    Err(_) => (vec![None; batch.len()], round_trips),
+                    Ok(alive) if alive.len() == batch.len() => (alive, round_trips),
+                    _ => (vec![None; batch.len()], round_trips),
                 }
             }
             Some(Link::Cluster(router)) => {

@@ -31,6 +31,7 @@ mod pending;
 mod pool;
 mod runtime;
 mod scripts;
+mod sentinel;
 mod status;
 mod ticket;
 mod wait;
@@ -45,8 +46,8 @@ pub use keys::{
 };
 pub use locker::{DEFAULT_URL, Lock, Locker, Pending, ResetOutcome};
 pub use options::{
-    Acquire, Cancel, DEFAULT_EXPIRE, DEFAULT_GRACE, DEFAULT_PATIENCE, MAX_EXPIRE, MIN_EXPIRE,
-    MIN_PATIENCE, Options, Tls, Wait,
+    Acquire, Cancel, DEFAULT_EXPIRE, DEFAULT_GRACE, DEFAULT_PATIENCE, DEFAULT_REPLICA_TIMEOUT,
+    MAX_EXPIRE, MIN_EXPIRE, MIN_PATIENCE, MinReplicas, Options, Tls, Wait,
 };
 pub use status::{MAX_STATUS_TICKETS, Status, TicketInfo};
 

@@ -11,7 +11,7 @@ use crate::admin::{self, LogLine};
 use crate::error::{Error, ErrorKind, Result};
 use crate::heartbeat::Beat;
 use crate::keys::validate_resource;
-use crate::options::{Acquire, Options};
+use crate::options::{Acquire, MinReplicas, Options};
 use crate::pending;
 use crate::runtime::{self, Handle, Runtime};
 use crate::scripts::{self, Mode};
@@ -81,6 +81,13 @@ impl Locker {
     /// The options this locker was made with.
     pub fn options(&self) -> &Options {
         &self.rt().core.options
+    }
+
+    /// The replica confirmation in force: [`Options::min_replicas`], or the
+    /// default of the deployment when that is None (one replica on a
+    /// Sentinel URL, none otherwise).
+    pub fn min_replicas(&self) -> MinReplicas {
+        self.rt().core.durable
     }
 
     /// Ok while the background threads never failed and the heartbeat
@@ -432,7 +439,20 @@ fn release(rt: &Runtime, t: &Ticket) -> Result<()> {
             t.serial, t.resource
         )));
     }
-    let result = scripts::release(&rt.core, t, Mode::Release);
+    let epoch = rt.core.pool.epoch();
+    let mut result = scripts::release(&rt.core, t, Mode::Release);
+    let doubtful = match &result {
+        Ok(left) => !left.moved || !left.present || left.unconfirmed.is_some(),
+        Err(e) => e.is_connection(),
+    };
+    if doubtful {
+        // Asked of an old master? With Sentinel, ask which is the master
+        // now, and release there when it changed (nothing else to do).
+        rt.core.pool.ask_master();
+        if rt.core.pool.epoch() != epoch {
+            result = scripts::release(&rt.core, t, Mode::Release);
+        }
+    }
     t.set_done();
     let left = result?;
     if !left.moved {
@@ -445,6 +465,17 @@ fn release(rt: &Runtime, t: &Ticket) -> Result<()> {
         return Err(Error::lost(format!(
             "lock {} on \"{}\" was lost: its lease lapsed before the release",
             t.serial, t.resource
+        )));
+    }
+    if let Some(confirm) = left.unconfirmed {
+        // Given up all the same; should the master fail before its
+        // replicas have the release, the next holder waits for the lease.
+        let e = confirm.missed(&format!(
+            "the release of lock {} on \"{}\"",
+            t.serial, t.resource
+        ));
+        return Err(Error::connection(format!(
+            "{e}; the lock is given up all the same"
         )));
     }
     Ok(())

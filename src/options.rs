@@ -21,6 +21,9 @@ pub const MIN_PATIENCE: Duration = Duration::from_millis(10);
 /// How long a ticket must have existed before a missing presence key marks
 /// it dead. turn 1.0 clients set their presence key a moment after drawing.
 pub const DEFAULT_GRACE: Duration = Duration::from_millis(500);
+/// How long a grant, renewal or release waits for its replicas when
+/// [`Options::min_replicas`] is left to the default on a Sentinel URL.
+pub const DEFAULT_REPLICA_TIMEOUT: Duration = Duration::from_millis(1000);
 
 /// Settings of a [`crate::Locker`].
 ///
@@ -60,6 +63,76 @@ pub struct Options {
     /// TLS files for a `rediss://` URL (None: the system's trusted roots,
     /// no client certificate).
     pub tls: Option<Tls>,
+    /// How many replicas must have a grant, a renewal or a release before
+    /// it counts (Redis `WAIT`, sent in the same round trip as the script).
+    /// None: the default of the deployment, one replica within
+    /// [`DEFAULT_REPLICA_TIMEOUT`] for a `redis+sentinel://` URL (a Sentinel
+    /// set has replicas by definition), none for one server and for a Redis
+    /// Cluster. See [`MinReplicas`].
+    pub min_replicas: Option<MinReplicas>,
+}
+
+/// Replica confirmation ("durable grants"): a write of the lock's counts
+/// only once `replicas` replicas have it, waiting at most `timeout` for
+/// them.
+///
+/// - A grant not confirmed in time is not a grant: the acquire keeps
+///   waiting (within its timeout and lease) and asks again, or fails with
+///   a `Connection` error when the confirmation never comes.
+/// - A renewal not confirmed does not extend the lease on the local clock,
+///   so the holder sees its lock lost before the lease on any replica
+///   can lapse.
+/// - A release not confirmed answers a `Connection` error (the lock is
+///   given up all the same: should the master fail now, the next holder
+///   waits for the lease to lapse).
+///
+/// So a failover onto a replica never loses a confirmed grant, and an old
+/// master that still accepts writes after a failover (it has no replica
+/// any more) confirms nothing. `replicas` 0 turns it off.
+///
+/// ```
+/// use std::time::Duration;
+/// use turn::{MinReplicas, Options};
+///
+/// let options = Options {
+///     min_replicas: Some(MinReplicas::new(1, Duration::from_millis(500))),
+///     ..Options::default()
+/// };
+/// assert_eq!(options.min_replicas.unwrap().replicas, 1);
+/// let off = MinReplicas::off();
+/// assert_eq!(off.replicas, 0);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MinReplicas {
+    /// Replicas that must have the write (0: do not wait).
+    pub replicas: u32,
+    /// How long to wait for them (more than 0, less than the command
+    /// timeout). A lease's renewals and grants wait at most a third of
+    /// the lease.
+    pub timeout: Duration,
+}
+
+impl MinReplicas {
+    /// No confirmation: writes count once the master has them.
+    pub const fn off() -> MinReplicas {
+        MinReplicas::new(0, DEFAULT_REPLICA_TIMEOUT)
+    }
+
+    /// `replicas` replicas within `timeout`.
+    pub const fn new(replicas: u32, timeout: Duration) -> MinReplicas {
+        MinReplicas { replicas, timeout }
+    }
+
+    /// The default on a Sentinel URL: one replica within
+    /// [`DEFAULT_REPLICA_TIMEOUT`].
+    pub const fn sentinel_default() -> MinReplicas {
+        MinReplicas::new(1, DEFAULT_REPLICA_TIMEOUT)
+    }
+
+    /// True when writes wait for replicas.
+    pub fn is_on(&self) -> bool {
+        self.replicas > 0
+    }
 }
 
 /// TLS files (PEM) for `rediss://` connections.
@@ -83,6 +156,7 @@ impl Default for Options {
             grace: DEFAULT_GRACE,
             clock_serials: false,
             tls: None,
+            min_replicas: None,
         }
     }
 }
@@ -100,6 +174,22 @@ impl Options {
         }
         if self.pool_size == 0 || self.pool_size > 1024 {
             return Err(Error::invalid("pool size must be between 1 and 1024"));
+        }
+        if let Some(m) = self.min_replicas
+            && m.replicas > 0
+        {
+            if m.timeout.is_zero() {
+                return Err(Error::invalid(
+                    "the replica timeout must be greater than zero",
+                ));
+            }
+            if m.timeout >= self.command_timeout {
+                return Err(Error::invalid(format!(
+                    "the replica timeout ({} ms) must be shorter than the command timeout ({} ms)",
+                    m.timeout.as_millis(),
+                    self.command_timeout.as_millis()
+                )));
+            }
         }
         Ok(())
     }

@@ -28,7 +28,9 @@ pub(crate) struct Pool {
 }
 
 struct State {
-    idle: Vec<(Conn, Instant)>,
+    /// Idle connections, when each went idle, and the master's epoch each
+    /// was made under (see `sentinel.rs`).
+    idle: Vec<(Conn, Instant, u64)>,
     total: usize,
     closed: bool,
     /// Threads waiting for a connection (notify only when there are some).
@@ -43,6 +45,8 @@ pub(crate) struct Pooled<'a> {
     broken: bool,
     /// Taken from the idle list (rather than connected just now).
     pub reused: bool,
+    /// The master's epoch it was made under.
+    epoch: u64,
 }
 
 impl Pool {
@@ -76,6 +80,47 @@ impl Pool {
             .map_err(|e| Error::connection(format!("cannot connect to redis: {e}")))?;
         conn.set_timeouts(read_timeout, self.command_timeout)?;
         Ok(conn)
+    }
+
+    /// The master's epoch (see `sentinel.rs`; always 0 but with Sentinel):
+    /// read before connecting, a connection made under an earlier epoch
+    /// is retired.
+    pub fn epoch(&self) -> u64 {
+        self.connector.epoch()
+    }
+
+    /// Looks at the sentinels (the notifier thread's, often): when the
+    /// master changed, the idle connections are closed now (the ones in
+    /// use are when they come back) and true is answered.
+    pub fn watch_master(&self) -> bool {
+        // An ask blocks this thread: a sentinel that does not answer soon
+        // is passed for the next.
+        let timeout = self.connect_timeout.min(Duration::from_millis(500));
+        if !self.connector.watch_master(timeout) {
+            return false;
+        }
+        self.retire();
+        true
+    }
+
+    /// Asks the sentinels now (after an answer only an old master would
+    /// give); closes the idle connections when the master changed.
+    pub fn ask_master(&self) {
+        let before = self.epoch();
+        self.connector.ask_master(self.connect_timeout);
+        if self.epoch() != before {
+            self.retire();
+        }
+    }
+
+    /// Closes the idle connections made under an earlier epoch.
+    fn retire(&self) {
+        let epoch = self.epoch();
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let before = state.idle.len();
+        state.idle.retain(|(_, _, e)| *e == epoch);
+        state.total -= before - state.idle.len();
+        self.available.notify_all();
     }
 
     /// Opens a connection to one server, for pubsub (the notifier, `turn
@@ -123,10 +168,11 @@ impl Pool {
             if state.closed {
                 return Err(Error::connection("the locker is closed"));
             }
-            if let Some((mut conn, since)) = state.idle.pop() {
+            if let Some((mut conn, since, epoch)) = state.idle.pop() {
                 drop(state);
-                if since.elapsed() >= STALE_AFTER
-                    && !redis::ConnectionLike::check_connection(&mut conn)
+                if epoch != self.epoch()
+                    || (since.elapsed() >= STALE_AFTER
+                        && !redis::ConnectionLike::check_connection(&mut conn))
                 {
                     self.discard_one();
                     state = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -137,17 +183,20 @@ impl Pool {
                     conn: Some(conn),
                     broken: false,
                     reused: true,
+                    epoch,
                 });
             }
             if state.total < self.max {
                 state.total += 1;
                 drop(state);
+                let epoch = self.epoch();
                 return match self.connect(Some(self.command_timeout)) {
                     Ok(conn) => Ok(Pooled {
                         pool: self,
                         conn: Some(conn),
                         broken: false,
                         reused: false,
+                        epoch,
                     }),
                     Err(e) => {
                         self.discard_one();
@@ -227,6 +276,12 @@ impl Pooled<'_> {
 impl Drop for Pooled<'_> {
     fn drop(&mut self) {
         let conn = self.conn.take();
+        if !self.broken && self.epoch != self.pool.epoch() {
+            // Made for a master that is not the master any more.
+            drop(conn);
+            self.pool.discard_one();
+            return;
+        }
         if self.broken {
             drop(conn);
             self.pool.discard_one();
@@ -238,7 +293,7 @@ impl Drop for Pooled<'_> {
             if state.closed {
                 state.total -= 1;
             } else {
-                state.idle.push((conn, Instant::now()));
+                state.idle.push((conn, Instant::now(), self.epoch));
             }
         }
         if state.waiting > 0 {

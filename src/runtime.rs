@@ -131,8 +131,12 @@ pub(crate) fn start(url: &str, options: Options) -> Result<Handle> {
     let bodies: [(&str, Body); 2] = [
         ("heartbeat", |rt| heartbeat::run(&rt.core, &rt.heartbeat)),
         ("notifier", |rt| {
-            rt.notifier
-                .run(&rt.core.pool, rt.core.closed_flag(), &|| rt.step_driven())
+            // Between messages it also follows the master of a Sentinel
+            // set (see `sentinel.rs`).
+            rt.notifier.run(&rt.core.pool, rt.core.closed_flag(), &|| {
+                rt.core.pool.watch_master();
+                rt.step_driven()
+            })
         }),
     ];
     let mut threads = Vec::with_capacity(2);

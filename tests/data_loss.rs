@@ -19,7 +19,7 @@ use redis::Commands;
 use support::history::{Fence, History, Rules, Sink, What, Worker};
 use support::load::{Load, lockers};
 use support::proxy::Proxy;
-use support::sentinel::Sentinels;
+use support::sentinel::{Sentinels, has_replica_online};
 use support::{Redis, Rng, eventually, soak_duration};
 use turn::{Acquire, Locker, ResetOutcome, Wait};
 
@@ -348,8 +348,16 @@ fn a_sentinel_failover_under_load_breaks_no_guarantee() {
     let ls = lockers(&set.url(), 2);
     cycle_on(&mut load, &ls, "res", ms(2000));
     sleep(ms(2000));
+    set.sync_at_once();
     load.history.fault_start("failover");
     assert!(set.fail_over(Duration::from_secs(60)), "no failover");
+    // Grants wait for a replica by default on Sentinel: the outage lasts
+    // until the old master is back as the new master's replica.
+    set.master.restart();
+    assert!(
+        eventually(Duration::from_secs(60), || has_replica_online(&set.replica)),
+        "the old master never came back as a replica"
+    );
     load.history.fault_end("failover");
     sleep(soak_duration(Duration::from_secs(3)));
     load.stop(Duration::from_secs(60));

@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use turn::{Acquire, Cancel, ErrorKind, Locker, Options, ResetOutcome, Status, Wait};
+use turn::{Acquire, Cancel, ErrorKind, Locker, MinReplicas, Options, ResetOutcome, Status, Wait};
 
 #[path = "turn/run_locked.rs"]
 mod run_locked;
@@ -68,6 +68,14 @@ struct Cli {
     /// The client certificate's key (PEM)
     #[arg(long, global = true)]
     tls_key: Option<std::path::PathBuf>,
+    /// Replicas that must have each grant, renewal and release (0: do not
+    /// wait). Default: 1 on a redis+sentinel:// URL, 0 otherwise
+    #[arg(long, global = true, value_name = "N")]
+    min_replicas: Option<u32>,
+    /// Seconds to wait for those replicas with --min-replicas (default 1;
+    /// below the command timeout, 5)
+    #[arg(long, global = true, value_name = "SECONDS")]
+    replica_timeout: Option<f64>,
     #[command(subcommand)]
     command: Command,
 }
@@ -160,6 +168,7 @@ fn run(cli: Cli) -> turn::Result<u8> {
     let options = Options {
         prefix: cli.prefix.clone(),
         tls: (tls != turn::Tls::default()).then_some(tls),
+        min_replicas: min_replicas(&cli)?,
         ..Options::default()
     };
     let locker = Locker::with_options(Some(&url), options)?;
@@ -221,6 +230,28 @@ fn run(cli: Cli) -> turn::Result<u8> {
 
 fn invalid(text: &str) -> turn::Error {
     turn::Error::new(ErrorKind::InvalidArgument, text)
+}
+
+/// --min-replicas and --replica-timeout; None: the deployment's default.
+fn min_replicas(cli: &Cli) -> turn::Result<Option<MinReplicas>> {
+    let Some(replicas) = cli.min_replicas else {
+        return match cli.replica_timeout {
+            Some(_) => Err(invalid("--replica-timeout needs --min-replicas")),
+            None => Ok(None),
+        };
+    };
+    let timeout = cli
+        .replica_timeout
+        .unwrap_or(turn::DEFAULT_REPLICA_TIMEOUT.as_secs_f64());
+    if !(timeout > 0.0 && timeout <= 86_400.0) {
+        return Err(invalid(
+            "--replica-timeout must be more than 0 and at most 86400 seconds",
+        ));
+    }
+    Ok(Some(MinReplicas::new(
+        replicas,
+        Duration::from_secs_f64(timeout),
+    )))
 }
 
 /// Builds a URL from --host, --port, --db and --password.

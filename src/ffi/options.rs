@@ -225,3 +225,34 @@ pub unsafe extern "C" fn turn_options_set_tls(
         Ok(())
     })
 }
+
+/// Sets replica confirmation ("durable grants"): `replicas` is how many
+/// replicas must have a grant, renewal or release before it counts;
+/// `timeout_ms` how long to wait for them (> 0, and below the command
+/// timeout). 0 replicas: do not wait (`timeout_ms` is then not used).
+///
+/// Default: 1 replica within 1000 ms for a `redis+sentinel://` URL, 0 for
+/// one server and for a Redis Cluster. A grant not confirmed in time is
+/// not `TURN_OK`: the acquire keeps waiting within its timeout and lease
+/// (and answers `TURN_ERR_CONNECTION` when confirmation never comes); a
+/// renewal not confirmed does not extend the lease on the local clock, so
+/// the holder sees `TURN_ERR_LOST` before the lease on any replica can
+/// lapse; a release not confirmed answers `TURN_ERR_CONNECTION` (the lock
+/// is given up all the same).
+///
+/// # Safety
+/// `options` is a live options object.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_options_set_min_replicas(
+    options: *mut turn_options,
+    replicas: u32,
+    timeout_ms: u32,
+) -> turn_result {
+    with_options(options, |o| {
+        o.min_replicas = Some(crate::MinReplicas::new(
+            replicas,
+            Duration::from_millis(timeout_ms.into()),
+        ));
+        Ok(())
+    })
+}

@@ -126,10 +126,11 @@ impl Notifier {
         let is_closed = || closed.load(Ordering::Acquire);
         let mut backoff = Duration::from_millis(20);
         while !is_closed() {
+            let epoch = pool.epoch();
             match pool.connect_pubsub(Some(POLL)) {
                 Ok(mut conn) => {
                     backoff = Duration::from_millis(20);
-                    let _ = self.serve(&mut conn, closed, tick);
+                    let _ = self.serve(&mut conn, closed, tick, || pool.epoch() != epoch);
                     self.lock().disconnected();
                 }
                 Err(_) => {
@@ -145,11 +146,14 @@ impl Notifier {
         }
     }
 
+    /// Serves on `conn` until it fails, the locker closes or `stale` says
+    /// the connection is to a master that is not the master any more.
     fn serve(
         &self,
         conn: &mut redis::Connection,
         closed: &AtomicBool,
         tick: Tick<'_>,
+        stale: impl Fn() -> bool,
     ) -> redis::RedisResult<()> {
         let mut pubsub = conn.as_pubsub();
         pubsub.subscribe(&self.wake_channel)?;
@@ -157,7 +161,7 @@ impl Notifier {
         let mut current: HashSet<String> = HashSet::new();
         let mut timeout = POLL;
         loop {
-            if closed.load(Ordering::Acquire) {
+            if closed.load(Ordering::Acquire) || stale() {
                 return Ok(());
             }
             if self.inject_panic.swap(false, Ordering::AcqRel) {

@@ -3,7 +3,7 @@
 use once_cell::sync::Lazy;
 use redis::Script;
 
-use super::{CHECK_NUM, Call, FIRST_LIVE, protocol, script};
+use super::{CHECK_NUM, Call, Confirm, FIRST_LIVE, protocol, script};
 use crate::core::Core;
 use crate::error::Result;
 use crate::keys::Keys;
@@ -79,8 +79,21 @@ fn run(core: &Core, keys: &Keys, by: Option<&Ticket>) -> Result<Bumped> {
     .arg(by.map(|t| t.keys.ticket(t.serial)).unwrap_or_default())
     .arg(by.map_or("", |t| t.identity.as_str()))
     .arg(by.map_or("", |t| t.base.as_str()));
-    let reply: i64 = core.run(|c| call.invoke(c))?;
-    Ok(decode(reply)?)
+    // A bump that reaches the ticket it was made for grants it: replicas
+    // confirm that grant.
+    let confirm = by.and_then(|t| Confirm::of(core, t.expire));
+    let (reply, confirmed): (i64, bool) = core.run(|c| call.invoke_confirmed(c, confirm))?;
+    let bumped = decode(reply)?;
+    if let (Some(t), Some(confirm)) = (by, confirm)
+        && bumped == Bumped::To(t.serial)
+        && !confirmed
+    {
+        return Err(confirm.missed(&format!(
+            "the grant of ticket {} on \"{}\"",
+            t.serial, t.resource
+        )));
+    }
+    Ok(bumped)
 }
 
 fn decode(reply: i64) -> redis::RedisResult<Bumped> {

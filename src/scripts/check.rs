@@ -3,7 +3,7 @@
 use once_cell::sync::Lazy;
 use redis::Script;
 
-use super::{Call, Holder, Reading, protocol, script};
+use super::{Call, Confirm, Holder, Reading, protocol, script};
 use crate::core::Core;
 use crate::error::Result;
 use crate::ticket::Ticket;
@@ -50,6 +50,9 @@ local ind = tonumber(v)
 local n = tonumber(ARGV[2])
 if ind == n then
   if got[4] == false then return {ind, -2} end
+  -- A write (the same value), so that a WAIT after this script covers
+  -- every write that made this grant (the release before it included).
+  redis.call('SET', KEYS[1], v)
   say(ARGV[3], ARGV[4], ARGV[2] .. ' started')
   return {ind, -3}
 end
@@ -109,7 +112,9 @@ pub(crate) enum Checked {
 
 /// Checks whether `t` has its turn, and what it should watch until then;
 /// with `record`, the dead tickets it steps over are recorded as withdrawn
-/// (so that a release passes them). One round trip.
+/// (so that a release passes them). One round trip. When the locker asks
+/// for replicas, a grant they do not confirm in time is an error (a
+/// refusal: the waiter rides it out and checks again).
 pub(crate) fn check(core: &Core, t: &Ticket, record: bool) -> Result<Checked> {
     let call = Call::new(
         &CHECK,
@@ -123,8 +128,19 @@ pub(crate) fn check(core: &Core, t: &Ticket, record: bool) -> Result<Checked> {
     .arg(&t.identity)
     .arg(&t.base)
     .arg(if record { "1" } else { "" });
-    let reply: Vec<i64> = core.run(|c| call.invoke(c))?;
-    decode(&reply, t.serial)
+    let confirm = Confirm::of(core, t.expire);
+    let (reply, confirmed): (Vec<i64>, bool) = core.run(|c| call.invoke_confirmed(c, confirm))?;
+    let checked = decode(&reply, t.serial)?;
+    if checked == Checked::Granted
+        && !confirmed
+        && let Some(confirm) = confirm
+    {
+        return Err(confirm.missed(&format!(
+            "the grant of ticket {} on \"{}\"",
+            t.serial, t.resource
+        )));
+    }
+    Ok(checked)
 }
 
 /// Confirms the call of `t` (its nonce came: a release or bump set the
@@ -133,7 +149,12 @@ pub(crate) fn check(core: &Core, t: &Ticket, record: bool) -> Result<Checked> {
 /// its base, the indicator shows its serial and its presence key exists.
 /// No script: a hand-off costs the release and this one read. False means
 /// the message was stale or the ticket is gone; a [`check`] tells which.
+/// When the locker asks for replicas, the grant is a [`check`] instead
+/// (it writes, so that its `WAIT` covers the release that called).
 pub(crate) fn confirm(core: &Core, t: &Ticket) -> Result<bool> {
+    if core.durable.is_on() {
+        return Ok(check(core, t, false)? == Checked::Granted);
+    }
     let keys = [
         t.keys.ticket(t.serial),
         t.keys.incarnation.clone(),

@@ -3,7 +3,7 @@
 use once_cell::sync::Lazy;
 use redis::{FromRedisValue, RedisResult, Script, Value};
 
-use super::{Call, Holder, Reading, protocol};
+use super::{Call, Confirm, Holder, Reading, protocol};
 use crate::core::Core;
 use crate::error::Result;
 use crate::ticket::Draw;
@@ -142,6 +142,9 @@ pub(crate) struct Drawn {
     /// The fencing token: the incarnation's base + the serial.
     pub token: u64,
     pub turn: Turn,
+    /// Enough replicas have the draw (always, when none are asked for):
+    /// a grant counts only then.
+    pub confirmed: bool,
 }
 
 /// Whether a draw or check found its ticket's turn.
@@ -154,7 +157,7 @@ pub(crate) enum Turn {
 }
 
 /// Draws a ticket for `draw` (its keys, label, lease and identity): one
-/// round trip.
+/// round trip (with `WAIT` in it when the locker asks for replicas).
 pub(crate) fn draw(core: &Core, draw: &Draw) -> Result<Drawn> {
     let keys = &draw.keys;
     let call = Call::new(
@@ -175,7 +178,10 @@ pub(crate) fn draw(core: &Core, draw: &Draw) -> Result<Drawn> {
     .arg(&draw.nonce)
     .arg(&keys.withdrawn)
     .arg(&draw.channel);
-    core.run(|c| call.invoke(c))
+    let confirm = Confirm::of(core, draw.expire);
+    let (mut drawn, confirmed): (Drawn, bool) = core.run(|c| call.invoke_confirmed(c, confirm))?;
+    drawn.confirmed = confirmed;
+    Ok(drawn)
 }
 
 impl FromRedisValue for Drawn {
@@ -212,6 +218,7 @@ impl FromRedisValue for Drawn {
             serial,
             token,
             turn,
+            confirmed: true,
         })
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use once_cell::sync::Lazy;
 use redis::{RedisResult, Script};
 
-use super::script;
+use super::{Confirm, script};
 use crate::cluster::{self, Router};
 use crate::connect::Conn;
 use crate::ticket::Ticket;
@@ -78,9 +78,16 @@ pub(crate) fn prepare_node(conn: &mut redis::Connection) -> RedisResult<()> {
 }
 
 /// Renews the leases of `batch` in one pipeline of script calls, CHUNK
-/// tickets each; true for each ticket found alive (see `HEARTBEAT`). On
-/// one server (a cluster goes through [`renew_routed`]).
-pub(crate) fn renew(conn: &mut Conn, batch: &[Arc<Ticket>]) -> RedisResult<Vec<bool>> {
+/// tickets each, and `WAIT` after them when `confirm` asks for replicas:
+/// per ticket, Some(true) when found alive (see `HEARTBEAT`), Some(false)
+/// when lost, None when found alive but the replicas did not confirm the
+/// renewal in time (not renewed: its lease on the local clock runs on).
+/// On one server (a cluster goes through [`renew_routed`]).
+pub(crate) fn renew(
+    conn: &mut Conn,
+    batch: &[Arc<Ticket>],
+    confirm: Option<Confirm>,
+) -> RedisResult<Vec<Option<bool>>> {
     let Conn::Single(conn) = conn else {
         return Err(redis::RedisError::from((
             redis::ErrorKind::ClientError,
@@ -96,8 +103,31 @@ pub(crate) fn renew(conn: &mut Conn, batch: &[Arc<Ticket>]) -> RedisResult<Vec<b
         }
         pipe.add_command(cmd);
     }
-    let replies: Vec<Vec<i64>> = pipe.query(conn)?;
-    Ok(replies.into_iter().flatten().map(|ok| ok == 1).collect())
+    let Some(confirm) = confirm else {
+        let replies: Vec<Vec<i64>> = pipe.query(conn)?;
+        return Ok(replies
+            .into_iter()
+            .flatten()
+            .map(|ok| Some(ok == 1))
+            .collect());
+    };
+    pipe.cmd("WAIT").arg(confirm.replicas).arg(confirm.wait_ms);
+    let mut replies: Vec<redis::Value> = pipe.query(conn)?;
+    let acked: i64 = match replies.pop() {
+        Some(v) => redis::from_owned_redis_value(v)?,
+        None => 0,
+    };
+    let confirmed = acked >= i64::from(confirm.replicas);
+    let mut alive = Vec::with_capacity(batch.len());
+    for reply in replies {
+        let oks: Vec<i64> = redis::from_owned_redis_value(reply)?;
+        alive.extend(oks.into_iter().map(|ok| match ok {
+            1 if confirmed => Some(true),
+            1 => None,
+            _ => Some(false),
+        }));
+    }
+    Ok(alive)
 }
 
 /// What a routed beat learned: per ticket, Some(alive) or None when

@@ -14,6 +14,9 @@ use std::time::Duration;
 
 use redis::{ConnectionLike, FromRedisValue, RedisResult, Script, ToRedisArgs};
 
+use crate::core::Core;
+use crate::error::Error;
+
 mod bump;
 mod check;
 mod draw;
@@ -62,6 +65,66 @@ impl Call {
             }
             result => result,
         }
+    }
+
+    /// [`Call::invoke`], followed in the same round trip by `WAIT` when
+    /// `confirm` asks for replicas: the reply, and whether enough replicas
+    /// have every write made on this connection so far (true when none
+    /// are asked for).
+    fn invoke_confirmed<T: FromRedisValue>(
+        &self,
+        con: &mut dyn ConnectionLike,
+        confirm: Option<Confirm>,
+    ) -> RedisResult<(T, bool)> {
+        let Some(confirm) = confirm else {
+            return Ok((self.invoke(con)?, true));
+        };
+        let mut pipe = redis::pipe();
+        pipe.add_command(self.cmd.clone())
+            .cmd("WAIT")
+            .arg(confirm.replicas)
+            .arg(confirm.wait_ms);
+        let (reply, acked): (T, i64) = match pipe.query(con) {
+            Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
+                self.script.load(con)?;
+                pipe.query(con)?
+            }
+            result => result?,
+        };
+        Ok((reply, acked >= i64::from(confirm.replicas)))
+    }
+}
+
+/// Replica confirmation of one call: `WAIT replicas wait_ms` after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Confirm {
+    pub replicas: u32,
+    /// At least 1 (`WAIT` with 0 would block for ever).
+    pub wait_ms: u64,
+}
+
+impl Confirm {
+    /// The confirmation `core` asks for a write of a ticket with lease
+    /// `lease`: None when it asks for none; it waits at most a third of the
+    /// lease.
+    pub fn of(core: &Core, lease: Duration) -> Option<Confirm> {
+        let durable = core.durable;
+        if !durable.is_on() {
+            return None;
+        }
+        let wait = durable.timeout.min(lease / 3);
+        Some(Confirm {
+            replicas: durable.replicas,
+            wait_ms: (wait.as_millis() as u64).max(1),
+        })
+    }
+
+    /// The error of a write not confirmed in time.
+    pub fn missed(&self, what: &str) -> Error {
+        Error::refusal(format!(
+            "{what} was not confirmed by {} replica(s) within {} ms",
+            self.replicas, self.wait_ms
+        ))
     }
 }
 

@@ -7,7 +7,7 @@ use crate::core::Core;
 use crate::error::Result;
 use crate::ticket::Ticket;
 
-use super::Call;
+use super::{Call, Confirm};
 
 /// release / abandon: KEYS indicator, withdrawn, dispenser, incarnation;
 /// ARGV presence prefix, serial, label, external, internal, resource, mode
@@ -130,6 +130,10 @@ pub(crate) struct Left {
     pub moved: bool,
     /// Its presence key still existed.
     pub present: bool,
+    /// Enough replicas have the release (always when none are asked for,
+    /// and for a withdrawal, which waits for none): when false, the
+    /// confirmation this asked for (see [`Confirm::missed`]).
+    pub unconfirmed: Option<Confirm>,
 }
 
 impl Left {
@@ -137,11 +141,14 @@ impl Left {
         Left {
             moved: code & 2 != 0,
             present: code & 1 != 0,
+            unconfirmed: None,
         }
     }
 }
 
-/// Takes `t` out of its queue: one round trip.
+/// Takes `t` out of its queue: one round trip. A release (not a
+/// withdrawal) waits for the replicas the locker asks for, in the same
+/// round trip.
 pub(crate) fn release(core: &Core, t: &Ticket, mode: Mode) -> Result<Left> {
     let call = Call::new(
         &RELEASE,
@@ -165,8 +172,15 @@ pub(crate) fn release(core: &Core, t: &Ticket, mode: Mode) -> Result<Left> {
     .arg(&t.keys.ticket_prefix)
     .arg(&t.identity)
     .arg(&t.base);
-    let code: i64 = core.run(|c| call.invoke(c))?;
-    Ok(Left::from_code(code))
+    let confirm = match mode {
+        Mode::Release => Confirm::of(core, t.expire),
+        Mode::Abandon => None,
+    };
+    let (code, confirmed): (i64, bool) = core.run(|c| call.invoke_confirmed(c, confirm))?;
+    Ok(Left {
+        unconfirmed: confirm.filter(|_| !confirmed),
+        ..Left::from_code(code)
+    })
 }
 
 #[cfg(test)]
@@ -175,7 +189,11 @@ mod tests {
 
     #[test]
     fn a_release_reads_moved_and_present() {
-        let left = |moved, present| Left { moved, present };
+        let left = |moved, present| Left {
+            moved,
+            present,
+            unconfirmed: None,
+        };
         assert_eq!(Left::from_code(0), left(false, false));
         assert_eq!(Left::from_code(1), left(false, true));
         assert_eq!(Left::from_code(2), left(true, false));

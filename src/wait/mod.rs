@@ -26,7 +26,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::keys::{Keys, validate_label, validate_resource};
 use crate::options::{Acquire, Cancel, Wait};
 use crate::runtime::Runtime;
-use crate::scripts::{self, Mode, Turn};
+use crate::scripts::{self, Confirm, Mode, Turn};
 use crate::ticket::{Draw, Ticket};
 
 mod outage;
@@ -181,15 +181,30 @@ impl Acquiring {
             if let Some(d) = self.deadline
                 && Instant::now() >= d
             {
-                let e = match &self.waiter {
-                    Some(w) => Error::new(
+                // Timed out while riding an outage out (a refusal, grants
+                // the replicas did not confirm): that is the error.
+                let outage = match (&self.waiter, &self.redraw) {
+                    (Some(w), _) => w.outage.last.as_ref(),
+                    (None, Some(r)) if self.draw_after.is_some() => r.last.as_ref(),
+                    _ => None,
+                };
+                let e = match (&self.waiter, outage) {
+                    (Some(w), Some(e)) => Error::connection(format!(
+                        "\"{}\" was not granted in time: {e} (ticket {} withdrawn)",
+                        self.resource, w.ticket.serial
+                    )),
+                    (None, Some(e)) => Error::connection(format!(
+                        "\"{}\" was not granted in time: {e}",
+                        self.resource
+                    )),
+                    (Some(w), None) => Error::new(
                         ErrorKind::Timeout,
                         format!(
                             "\"{}\" was not granted in time (turn {}, ticket {} withdrawn)",
                             self.resource, w.last.indicator, w.ticket.serial
                         ),
                     ),
-                    None => Error::new(
+                    (None, None) => Error::new(
                         ErrorKind::Timeout,
                         format!("\"{}\" was not granted in time", self.resource),
                     ),
@@ -300,6 +315,11 @@ impl Acquiring {
                 rt.notifier.forget(&nonce);
                 // Drawing anew after a loss (Redis restarting, say): ride
                 // the outage out for as long as a lease would.
+                // A server that refuses for now (no replicas, a replica,
+                // loading) is ridden out from the first draw on.
+                if self.redraw.is_none() && e.is_refusal() {
+                    self.redraw = Some(Redraw::new(self.expire));
+                }
                 return match self.redraw.as_mut() {
                     Some(outage) if e.is_connection() => match outage.pause(e, self.deadline) {
                         Ok(pause) => {
@@ -315,6 +335,27 @@ impl Acquiring {
         let serial = drawn.serial;
         let ticket = Arc::new(Ticket::new(draw, serial, drawn.token));
         let reading = match drawn.turn {
+            Turn::Granted if !drawn.confirmed => {
+                // The indicator shows the ticket, but the replicas do not
+                // have it yet: not a grant. The ticket waits and checks
+                // again (a check grants it once they confirm).
+                let confirm = Confirm::of(core, self.expire);
+                let e = confirm.map_or_else(
+                    || Error::refusal("the grant was not confirmed"),
+                    |c| {
+                        c.missed(&format!(
+                            "the grant of ticket {serial} on \"{}\"",
+                            self.resource
+                        ))
+                    },
+                );
+                if self.request.wait == Wait::TryOnce {
+                    rt.notifier.forget(&nonce);
+                    withdraw(&rt, &ticket);
+                    return Some(self.fail(e));
+                }
+                return self.wait_unconfirmed(ticket, nonce, seen, e);
+            }
             Turn::Granted => {
                 rt.notifier.forget(&nonce);
                 if rt.heartbeat.admit(core, &ticket, true) {
@@ -348,18 +389,9 @@ impl Acquiring {
         // subscribed before the draw and has stayed so, and no call came.
         let (after, called) = rt.notifier.attach(&nonce, &ticket);
         let own = before.is_some() && after == before && !called;
-        if !rt.heartbeat.admit(core, &ticket, false) {
-            rt.notifier.forget(&nonce);
-            withdraw(&rt, &ticket);
-            if core.is_closed() {
-                return Some(self.fail(closed_during_wait(&self.resource)));
-            }
-            return None;
+        if let Err(step) = self.admit_waiting(&ticket, &nonce) {
+            return step;
         }
-        if let Some(cancel) = &self.request.cancel {
-            cancel.watch(&ticket);
-        }
-        rt.notifier.register(&ticket);
         self.waiter = Some(Waiter {
             ticket,
             nonce,
@@ -369,6 +401,76 @@ impl Acquiring {
             listening: false,
             outage: Outage::default(),
             resume_at: None,
+            recall: false,
+            drawn_at: Instant::now(),
+            gap: None,
+        });
+        None
+    }
+}
+
+impl Acquiring {
+    /// Admits a drawn ticket as waiting (heartbeat, cancel token,
+    /// notifier); when it cannot be (closing, or its lease lapsed before
+    /// the draw's reply), withdraws it and says what the draw comes to.
+    fn admit_waiting(
+        &mut self,
+        ticket: &Arc<Ticket>,
+        nonce: &str,
+    ) -> std::result::Result<(), Option<Step>> {
+        let rt = self.rt.clone();
+        if !rt.heartbeat.admit(&rt.core, ticket, false) {
+            rt.notifier.forget(nonce);
+            withdraw(&rt, ticket);
+            if rt.core.is_closed() {
+                return Err(Some(self.fail(closed_during_wait(&self.resource))));
+            }
+            return Err(None);
+        }
+        if let Some(cancel) = &self.request.cancel {
+            cancel.watch(ticket);
+        }
+        rt.notifier.register(ticket);
+        Ok(())
+    }
+
+    /// A drawn ticket whose grant the replicas did not confirm: it waits,
+    /// checking again after an outage's pause.
+    fn wait_unconfirmed(
+        &mut self,
+        ticket: Arc<Ticket>,
+        nonce: String,
+        seen: Option<u64>,
+        e: Error,
+    ) -> Option<Step> {
+        let rt = self.rt.clone();
+        let core = &rt.core;
+        rt.notifier.forget(&nonce);
+        if let Err(step) = self.admit_waiting(&ticket, &nonce) {
+            return step;
+        }
+        let serial = ticket.serial;
+        let mut outage = Outage::default();
+        let resume_at = match outage.pause(e, &ticket, core, self.deadline) {
+            Ok(pause) => Some(Instant::now() + pause),
+            // The deadline: the next step ends the acquire.
+            Err(_) => None,
+        };
+        self.waiter = Some(Waiter {
+            ticket,
+            nonce,
+            known: None,
+            // Nothing ahead of it: the indicator showed it.
+            last: scripts::Reading {
+                indicator: serial,
+                watched: serial,
+                holder: scripts::Holder::Missing,
+                ours: true,
+            },
+            internal_seen: seen,
+            listening: false,
+            outage,
+            resume_at,
             recall: false,
             drawn_at: Instant::now(),
             gap: None,

@@ -13,6 +13,8 @@ use crate::ticket::Ticket;
 pub(super) struct Redraw {
     until: Instant,
     pause: Duration,
+    /// The error ridden out last: what a timeout reports.
+    pub(super) last: Option<Error>,
 }
 
 impl Redraw {
@@ -21,6 +23,7 @@ impl Redraw {
         Redraw {
             until: now.checked_add(lease).unwrap_or(now),
             pause: Duration::ZERO,
+            last: None,
         }
     }
 
@@ -31,6 +34,7 @@ impl Redraw {
         if now >= until {
             return Err(e);
         }
+        self.last = Some(e);
         self.pause = (self.pause * 2).clamp(Duration::from_millis(50), Duration::from_secs(1));
         Ok(self.pause.min(until - now))
     }
@@ -43,6 +47,9 @@ impl Redraw {
 #[derive(Default)]
 pub(super) struct Outage {
     pause: Duration,
+    /// The error ridden out now (None once a round trip succeeded): what a
+    /// timeout reports.
+    pub(super) last: Option<Error>,
 }
 
 impl Outage {
@@ -71,7 +78,13 @@ impl Outage {
             }
             pause = pause.min(left);
         }
+        self.last = Some(e);
         Ok(pause)
+    }
+
+    /// A round trip succeeded: the outage is over.
+    pub(super) fn over(&mut self) {
+        self.last = None;
     }
 }
 

@@ -137,6 +137,7 @@ impl Acquiring {
                         && w.gap.is_none_or(|(_, recorded)| !recorded);
                     match scripts::check(core, &t, record) {
                         Ok(Checked::Waiting(reading)) => {
+                            w.outage.over();
                             if record && let Some(gap) = w.gap.as_mut() {
                                 gap.1 = true;
                             }

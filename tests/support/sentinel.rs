@@ -104,3 +104,97 @@ impl Sentinels {
         eventually(limit, || master_port(&self.sentinels[0]) == Some(replica))
     }
 }
+
+/// The `role` a server's `INFO replication` shows ("master" or "slave");
+/// None when it does not answer. Never ask a stopped server: the
+/// connection has no read timeout.
+pub fn role(r: &Redis) -> Option<String> {
+    let mut c = redis::Client::open(r.url())
+        .ok()?
+        .get_connection_with_timeout(Duration::from_secs(2))
+        .ok()?;
+    let info: String = redis::cmd("INFO").arg("replication").query(&mut c).ok()?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("role:"))
+        .map(|r| r.trim().to_string())
+}
+
+/// True when `r` is a master with a replica in sync (`state=online`).
+pub fn has_replica_online(r: &Redis) -> bool {
+    let Ok(client) = redis::Client::open(r.url()) else {
+        return false;
+    };
+    let Ok(mut c) = client.get_connection_with_timeout(Duration::from_secs(2)) else {
+        return false;
+    };
+    let info: String = redis::cmd("INFO")
+        .arg("replication")
+        .query(&mut c)
+        .unwrap_or_default();
+    info.contains("role:master")
+        && info
+            .lines()
+            .any(|l| l.starts_with("slave") && l.contains("state=online"))
+}
+
+impl Sentinels {
+    /// True when every sentinel names the server on `port` as master.
+    pub fn all_name(&self, port: u16) -> bool {
+        self.sentinels.iter().all(|s| master_port(s) == Some(port))
+    }
+
+    /// Waits (at most `limit`) until every sentinel names the replica as
+    /// master; true when they do.
+    pub fn switched(&self, limit: Duration) -> bool {
+        let replica = self.replica.port;
+        eventually(limit, || self.all_name(replica))
+    }
+
+    /// Asks the first sentinel for a planned failover (`SENTINEL FAILOVER
+    /// mymaster`), asking again while it answers an error (no replica fit
+    /// to promote yet, a failover in progress) for at most 20 s. The master
+    /// stays up: Sentinel demotes it later (about 10 s after the switch).
+    pub fn planned_failover(&self) {
+        let mut last = String::new();
+        let ok = eventually(Duration::from_secs(20), || {
+            match redis::cmd("SENTINEL")
+                .arg("FAILOVER")
+                .arg("mymaster")
+                .query::<String>(&mut self.sentinels[0].conn())
+            {
+                Ok(_) => true,
+                Err(e) => {
+                    last = e.to_string();
+                    std::thread::sleep(Duration::from_millis(200));
+                    false
+                }
+            }
+        });
+        assert!(ok, "SENTINEL FAILOVER refused: {last}");
+    }
+
+    /// Makes both servers start a full sync at once
+    /// (`repl-diskless-sync-delay 0`; Redis 7 waits 5 s by default for
+    /// more replicas): a demoted master is in sync with the new one a
+    /// moment after it is told to replicate, not 5 s later.
+    pub fn sync_at_once(&self) {
+        for r in [&self.master, &self.replica] {
+            let _: () = redis::cmd("CONFIG")
+                .arg("SET")
+                .arg("repl-diskless-sync-delay")
+                .arg("0")
+                .query(&mut r.conn())
+                .unwrap();
+        }
+    }
+
+    /// Tells the old master (after a switch) to replicate the new one, as
+    /// Sentinel does about 10 s after the switch, or an operator at once.
+    pub fn demote_old_master(&self) {
+        let _: () = redis::cmd("REPLICAOF")
+            .arg("127.0.0.1")
+            .arg(self.replica.port)
+            .query(&mut self.master.conn())
+            .unwrap();
+    }
+}
