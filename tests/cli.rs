@@ -436,3 +436,37 @@ fn a_watch_interval_that_is_not_a_number_is_refused() {
         );
     }
 }
+
+#[test]
+fn min_replicas_is_passed_on_and_bad_values_are_refused() {
+    let r = Redis::start();
+    // One server has no replica: 0 turns replica confirmation off.
+    let out = stdout(&turn(
+        &r,
+        &["--min-replicas", "0", "lock", "job", "--", "true"],
+    ));
+    assert_eq!(out, "");
+    let refused = |args: &[&str], says: &str| {
+        let o = turn(&r, &[args, &["status"]].concat());
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {o:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.starts_with("turn: ") && err.contains(says),
+            "{args:?}: {err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+    };
+    for bad in ["0", "nan", "-1", "1e300"] {
+        let timeout = format!("--replica-timeout={bad}");
+        refused(&["--min-replicas", "1", &timeout], "--replica-timeout");
+    }
+    refused(&["--replica-timeout", "0.5"], "--min-replicas");
+    // Not below the command timeout (5 s): the library says so.
+    refused(
+        &["--min-replicas", "1", "--replica-timeout", "5"],
+        "command timeout",
+    );
+    // Not a count: clap's usage error.
+    let o = turn(&r, &["--min-replicas", "many", "status"]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+}

@@ -172,3 +172,36 @@ func TestErrorsAndTools(t *testing.T) {
 		t.Fatalf("status after close: %v", err)
 	}
 }
+
+func TestMinReplicas(t *testing.T) {
+	url := os.Getenv("TURN_TEST_REDIS_URL")
+	if url == "" {
+		t.Skip("TURN_TEST_REDIS_URL is not set: these tests need a redis-server (`make test` starts one)")
+	}
+	// One server has no replica: 0 turns replica confirmation off.
+	l, err := NewLocker(url, Prefix("go-"+t.Name()), MinReplicas(0, 0))
+	if err != nil {
+		t.Fatalf("MinReplicas(0, 0): %v", err)
+	}
+	defer l.Close()
+	lock, err := l.Lock(context.Background(), "r", Label("no replicas"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lock.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []struct {
+		replicas uint32
+		timeout  time.Duration
+	}{
+		{1, 0},
+		{1, 500 * time.Microsecond}, // whole milliseconds: 0
+		{1, -time.Second},
+		{1, 5 * time.Second}, // not below the command timeout
+	} {
+		if _, err := NewLocker(url, MinReplicas(bad.replicas, bad.timeout)); !errors.Is(err, ErrInvalidArgument) {
+			t.Fatalf("MinReplicas(%d, %v): %v", bad.replicas, bad.timeout, err)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 // turn.hpp's locker_options (prefix, timeouts, pool, grace, clock serials,
-// TLS files) and cancel_token: options reach the library (a prefix keeps
-// queues apart, out-of-range values and missing TLS files are refused), and
+// TLS files, min replicas) and cancel_token: options reach the library (a
+// prefix keeps queues apart, out-of-range values and missing TLS files are
+// refused), and
 // fire() from another thread ends a wait with TURN_ERR_CANCELED, leaving no
 // ticket behind.
 #include <chrono>
@@ -35,6 +36,7 @@ int main(int argc, char **argv) {
     o.pool_size = 4;
     o.grace = milliseconds(300);
     o.clock_serials = true;
+    o.min_replicas = turn::min_replicas{0, milliseconds(0)};  // off: one server has no replica
     turn::locker prefixed(url, o);
     turn::locker plain(url);
     {
@@ -61,6 +63,29 @@ int main(int argc, char **argv) {
                bad.connect_timeout = milliseconds(-5);
                turn::locker l(u, bad);
            }, url) == TURN_ERR_INVALID_ARGUMENT);
+    // Replica confirmation: a timeout of 0, or not below the command
+    // timeout, is refused.
+    EXPECT(code_of([](const std::string &u) {
+               turn::locker_options bad;
+               bad.min_replicas = turn::min_replicas{1, milliseconds(0)};
+               turn::locker l(u, bad);
+           }, url) == TURN_ERR_INVALID_ARGUMENT);
+    EXPECT(code_of([](const std::string &u) {
+               turn::locker_options bad;
+               bad.command_timeout = milliseconds(1000);
+               bad.min_replicas = turn::min_replicas{1, milliseconds(1000)};
+               turn::locker l(u, bad);
+           }, url) == TURN_ERR_INVALID_ARGUMENT);
+    std::string why;
+    try {
+        turn::locker_options bad;
+        bad.min_replicas = turn::min_replicas{1, milliseconds(0)};
+        turn::locker l(url, bad);
+    } catch (const turn::error &e) {
+        why = e.what();
+    }
+    EXPECT(why.find("replica timeout") != std::string::npos);
+    std::printf("replica timeout 0: %s\n", why.c_str());
     turn_result tls = code_of([](const std::string &u) {
         turn::locker_options t;
         t.tls_ca_file = "/nonexistent/turn-test-ca.pem";

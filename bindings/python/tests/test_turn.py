@@ -57,6 +57,25 @@ def test_bad_input(locker, url):
     assert locker.status("none") is None
 
 
+def test_min_replicas(url, request):
+    # One server has no replica: 0 turns replica confirmation off.
+    with turn.Locker(url=url, prefix="py-" + request.node.name, min_replicas=0) as locker:
+        with locker.lock("r", label="no replicas"):
+            assert locker.status("r").tickets[0][1] == "no replicas"
+    # Checked at once, used at the first call.
+    turn.Locker(url=url, min_replicas=2, replica_timeout=0.5, socket_timeout=3).close()
+    turn.Locker(url=url, min_replicas=1).close()  # within 1 s
+    for bad in [dict(min_replicas=1, replica_timeout=0),
+                dict(min_replicas=1, replica_timeout=5),  # not below socket_timeout (5 s)
+                dict(min_replicas=1, replica_timeout=2, socket_timeout=2),
+                dict(replica_timeout=0.5)]:
+        with pytest.raises(turn.InvalidArgument):
+            turn.Locker(url=url, **bad)
+    for bad in [dict(min_replicas=-1), dict(min_replicas=1, replica_timeout=-1)]:
+        with pytest.raises(ValueError):
+            turn.Locker(url=url, **bad)
+
+
 def test_threads_exclude_each_other_in_order(locker):
     inside, overlaps, grants = [0], [0], []
     guard = threading.Lock()

@@ -343,6 +343,19 @@ def _seconds_ms(value, what):
     return ms
 
 
+def _replicas(count, timeout):
+    """(replicas, timeout in ms) for turn_options_set_min_replicas, or None
+    for the deployment's default."""
+    if count is None:
+        if timeout is not None:
+            raise InvalidArgument(2, "replica_timeout needs min_replicas")
+        return None
+    count = int(count)
+    if count < 0 or count > 0xFFFFFFFF:
+        raise ValueError("min_replicas out of range: %r" % count)
+    return count, _millis(1 if timeout is None else timeout, "replica_timeout")
+
+
 def _cert_reqs_none(value):
     import ssl as _ssl
     if value is None:
@@ -366,11 +379,15 @@ class Locker:
     redis-py's others raise UnsupportedOption. Or a `url` (redis://,
     rediss://, unix://, redis+sentinel://, redis+cluster://). Also:
     `prefix` for the key prefix; `tls_ca`, `tls_cert`, `tls_key` (PEM
-    files) for rediss:// URLs; `clock_serials`."""
+    files) for rediss:// URLs; `clock_serials`; `min_replicas` and
+    `replica_timeout` (seconds, default 1) for replica confirmation: a
+    grant, renewal or release counts once that many replicas have it (None:
+    the deployment's default, 1 within 1 s on a redis+sentinel:// URL, 0
+    otherwise; 0: do not wait)."""
 
     def __init__(self, host="localhost", port=6379, db=0, password=None, url=None,
                  prefix="turn", clock_serials=False, tls_ca=None, tls_cert=None,
-                 tls_key=None, **redis_kwargs):
+                 tls_key=None, min_replicas=None, replica_timeout=None, **redis_kwargs):
         unknown = sorted(k for k in redis_kwargs
                          if k not in _REDIS_KEYWORDS and k not in _REDIS_UNSUPPORTED)
         if unknown:
@@ -431,6 +448,7 @@ class Locker:
         if connect_timeout is None:  # redis-py connects within socket_timeout too
             connect_timeout = command_timeout
         pool = kw.pop("max_connections", None)
+        replicas = _replicas(min_replicas, replica_timeout)
 
         # Checked now, used at the first call.
         self._url = url
@@ -453,6 +471,8 @@ class Locker:
                 _check(_lib.turn_options_set_tls(
                     opts, *[None if f is None else _text(str(f), "TLS file")
                             for f in (ca, cert, key)]))
+            if replicas is not None:  # last: checked against socket_timeout
+                _check(_lib.turn_options_set_min_replicas(opts, *replicas))
         except BaseException:
             self._free_options()
             raise

@@ -56,6 +56,7 @@ PROTOTYPES = {
     "turn_options_set_grace_ms": (c_int, [c_void_p, c_uint32]),
     "turn_options_set_clock_serials": (c_int, [c_void_p, c_int32]),
     "turn_options_set_tls": (c_int, [c_void_p, c_char_p, c_char_p, c_char_p]),
+    "turn_options_set_min_replicas": (c_int, [c_void_p, c_uint32, c_uint32]),
 }
 
 
