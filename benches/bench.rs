@@ -10,14 +10,17 @@
 //! (P = 1, 4, 16, 64 processes on one resource: cost per hand-off against
 //! the number of waiting processes); the beat (one server beside a
 //! 3-master cluster, 10,000 locks: a beat's duration and round trips);
-//! turn 1.0 (Python) solo cycles when its
-//! virtualenv is there.
+//! durability (a master with one replica: solo cycle and hand-off with
+//! replica confirmation off and on); turn 1.0 (Python) solo cycles when
+//! its virtualenv is there.
 //!
 //! `TURN_BENCH_QUICK=1` makes a short run; `TURN_BENCH_ONLY=herd` runs the
 //! yardstick and the herd alone; `TURN_BENCH_ONLY=beat` the heartbeat of
 //! 10,000 held locks alone (one server and a 3-master cluster, on loopback
-//! and at 1 ms each way); `TURN_BENCH_HERD_SECS` sets the herd's
-//! window per P (default 10 s, 2 s quick).
+//! and at 1 ms each way); `TURN_BENCH_ONLY=durability` the price of
+//! durability alone (its own master and replica);
+//! `TURN_BENCH_HERD_SECS` sets the herd's window per P (default 10 s, 2 s
+//! quick).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -650,6 +653,310 @@ fn beat(url: &str, quick: bool) {
     );
 }
 
+/// What the durability scenario counts on the master, from one `INFO stats
+/// commandstats` (the commands a script calls are counted too).
+#[derive(Clone, Copy, Default)]
+struct Traffic {
+    /// Read events on client connections (`total_reads_processed`): one per
+    /// round trip of a client that waits for each answer, a pipeline
+    /// (EVALSHA and its WAIT) being one.
+    reads: f64,
+    /// Every command, those inside scripts too (`total_commands_processed`).
+    commands: f64,
+    /// The replica's REPLCONF ACKs (commands, not a client's).
+    replconf: f64,
+    /// Write events on the replica (`total_writes_processed` there): its
+    /// acks to the master, a read event each there (a write can carry two
+    /// acks), and the replies to this meter's INFO.
+    replica_writes: f64,
+    /// EVALSHA and EVAL calls.
+    scripts: f64,
+    wait: f64,
+    /// MGET calls, those inside scripts too.
+    mget: f64,
+}
+
+impl Traffic {
+    /// Reads the master's counters on `c`, the replica's on `r`.
+    fn read(c: &mut redis::Connection, r: &mut redis::Connection) -> Traffic {
+        let text = info(c, &["stats", "commandstats"]);
+        let replica_writes = info_number(r, "stats", "total_writes_processed", None);
+        let calls = |name: &str| info_value(&text, name, Some("calls"));
+        Traffic {
+            reads: info_value(&text, "total_reads_processed", None),
+            commands: info_value(&text, "total_commands_processed", None),
+            replconf: calls("cmdstat_replconf"),
+            replica_writes,
+            scripts: calls("cmdstat_evalsha") + calls("cmdstat_eval"),
+            wait: calls("cmdstat_wait"),
+            mget: calls("cmdstat_mget"),
+        }
+    }
+
+    /// What the clients did between `before` and now (`self`): the replica's
+    /// acks and the INFO that read `before` taken out (on each server, the
+    /// INFO that read `before` is counted, the one that read `self` not).
+    fn since(&self, before: &Traffic) -> Traffic {
+        let replconf = self.replconf - before.replconf;
+        let replica_writes = self.replica_writes - before.replica_writes - 1.0;
+        Traffic {
+            reads: self.reads - before.reads - replica_writes - 1.0,
+            commands: self.commands - before.commands - replconf - 1.0,
+            replconf,
+            replica_writes,
+            scripts: self.scripts - before.scripts,
+            wait: self.wait - before.wait,
+            mget: self.mget - before.mget,
+        }
+    }
+
+    fn add(&mut self, d: &Traffic) {
+        self.reads += d.reads;
+        self.commands += d.commands;
+        self.replconf += d.replconf;
+        self.replica_writes += d.replica_writes;
+        self.scripts += d.scripts;
+        self.wait += d.wait;
+        self.mget += d.mget;
+    }
+
+    /// Per cycle, as printed.
+    fn per(&self, cycles: usize) -> String {
+        let n = cycles.max(1) as f64;
+        format!(
+            "per cycle {:.2} round trips ({:.2} EVALSHA, {:.2} WAIT), {:.2} MGET and {:.1} commands incl. in scripts",
+            self.reads / n,
+            self.scripts / n,
+            self.wait / n,
+            self.mget / n,
+            self.commands / n
+        )
+    }
+}
+
+/// One round of hand-offs between the two lockers `pair`, a thread each,
+/// on one resource: `per` cycles each, no hold. The hand-offs (µs, sorted;
+/// an overlap is a correctness failure), the cycles done, the wall time and
+/// the master's traffic (`meter` on the master, `replica_meter` on the
+/// replica).
+fn durable_handoffs(
+    pair: &[Locker; 2],
+    resource: &str,
+    per: usize,
+    meter: &mut redis::Connection,
+    replica_meter: &mut redis::Connection,
+) -> (Vec<f64>, usize, f64, Traffic) {
+    let barrier = Arc::new(Barrier::new(3));
+    let threads: Vec<_> = pair
+        .iter()
+        .map(|l| {
+            let (l, barrier, resource) = (l.clone(), barrier.clone(), resource.to_string());
+            thread::spawn(move || {
+                barrier.wait();
+                (0..per).map(|_| cycle(&l, &resource)).collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let before = Traffic::read(meter, replica_meter);
+    barrier.wait();
+    let start = Instant::now();
+    let mut turns = Vec::new();
+    for t in threads {
+        turns.extend(t.join().unwrap());
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let traffic = Traffic::read(meter, replica_meter).since(&before);
+    let n = turns.len();
+    (handoffs(turns), n, wall, traffic)
+}
+
+/// Scenario 9, the price of durability: a master with one replica; a
+/// locker with default options (no replica confirmation on a plain URL)
+/// and one with `min_replicas` 1 within 1 s, both on the master's URL.
+/// The solo cycle of each, measured in alternating slices with the
+/// master's PING rate, then a hand-off between two lockers of each kind.
+fn durability(quick: bool) {
+    // No 5 s pause before the replica's first (diskless) sync.
+    let master = support::Redis::start_with(&[
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--repl-diskless-sync-delay",
+        "0",
+    ]);
+    let master_port = master.port.to_string();
+    let replica =
+        support::Redis::start_with(&["--save", "", "--replicaof", "127.0.0.1", &master_port]);
+    let url = master.url();
+    println!(
+        "9 durability: master {url}, replica on port {}",
+        replica.port
+    );
+    let mut meter = master.conn();
+    let mut replica_meter = replica.conn();
+    let synced = support::eventually(Duration::from_secs(20), || {
+        info(&mut replica_meter, &["replication"]).contains("master_link_status:up")
+            && info_value(
+                &info(&mut meter, &["replication"]),
+                "connected_slaves",
+                None,
+            ) >= 1.0
+    });
+    if !synced {
+        println!("{:<34} skipped: the replica never synced", "9 durability");
+        return;
+    }
+    let confirmed = turn::Options {
+        min_replicas: Some(turn::MinReplicas::new(1, Duration::from_millis(1000))),
+        ..Default::default()
+    };
+    let kinds = [
+        ("replicas off", turn::Options::default()),
+        ("min_replicas 1", confirmed),
+    ];
+    let lockers: Vec<Locker> = kinds
+        .iter()
+        .map(|(_, o)| Locker::with_options(Some(&url), o.clone()).unwrap())
+        .collect();
+    for (l, (name, _)) in lockers.iter().zip(&kinds) {
+        println!(
+            "  {name:<32} the locker confirms with {} replica(s)",
+            l.min_replicas().replicas
+        );
+        cycle(
+            l,
+            &format!("bench-durable-warm-{}", l.min_replicas().replicas),
+        );
+    }
+
+    // The solo cycle: the master's PING and each locker in alternating
+    // slices, each cycle timed.
+    let (window, slices) = if quick { (0.3, 6) } else { (1.0, 20) };
+    let slice = window / slices as f64;
+    let (mut pings, mut ping_time) = (0usize, 0.0);
+    let mut lat = [Vec::new(), Vec::new()];
+    let mut time = [0.0; 2];
+    let mut traffic = [Traffic::default(); 2];
+    for _ in 0..slices {
+        let start = Instant::now();
+        while start.elapsed().as_secs_f64() < slice {
+            let _: String = redis::cmd("PING").query(&mut meter).unwrap();
+            pings += 1;
+        }
+        ping_time += start.elapsed().as_secs_f64();
+        for (k, l) in lockers.iter().enumerate() {
+            let resource = format!("bench-durable-solo-{k}");
+            let before = Traffic::read(&mut meter, &mut replica_meter);
+            let start = Instant::now();
+            while start.elapsed().as_secs_f64() < slice {
+                let t = Instant::now();
+                cycle(l, &resource);
+                lat[k].push(t.elapsed().as_secs_f64() * 1e6);
+            }
+            time[k] += start.elapsed().as_secs_f64();
+            traffic[k].add(&Traffic::read(&mut meter, &mut replica_meter).since(&before));
+        }
+    }
+    drop(lockers);
+    let ping = pings as f64 / ping_time;
+    let rt_us = 1e6 / ping;
+    println!(
+        "{:<34} {ping:>9.0} PING/s (the master, one connection, sequential): round trip {rt_us:.1} µs",
+        "  yardstick"
+    );
+    let mut solo_p50 = [0.0; 2];
+    let mut solo_rate = [0.0; 2];
+    for (k, (name, _)) in kinds.iter().enumerate() {
+        lat[k].sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let n = lat[k].len();
+        let rate = n as f64 / time[k];
+        let (p50, p99) = (percentile(&lat[k], 0.5), percentile(&lat[k], 0.99));
+        solo_p50[k] = p50;
+        solo_rate[k] = rate;
+        println!(
+            "{:<34} {rate:>9.0} cycles/s = {:.2} x PING/s; cycle p50 {p50:>7.1} µs = {:>4.1} RT, p99 {p99:>8.1} µs = {:>5.1} RT; {}",
+            format!("  solo, {name}"),
+            rate / ping,
+            p50 / rt_us,
+            p99 / rt_us,
+            traffic[k].per(n)
+        );
+    }
+
+    // The hand-off: two lockers of each kind, a thread each, one resource,
+    // in rounds that alternate between the kinds.
+    let (rounds, per) = if quick { (2, 25) } else { (5, 100) };
+    let pairs: Vec<[Locker; 2]> = kinds
+        .iter()
+        .map(|(_, o)| {
+            [0, 1].map(|i| {
+                let l = Locker::with_options(Some(&url), o.clone()).unwrap();
+                cycle(&l, &format!("bench-durable-warm-{i}"));
+                l
+            })
+        })
+        .collect();
+    let mut hand = [Vec::new(), Vec::new()];
+    let mut done = [0usize; 2];
+    let mut wall = [0.0; 2];
+    let mut hand_traffic = [Traffic::default(); 2];
+    for _ in 0..rounds {
+        for (k, pair) in pairs.iter().enumerate() {
+            let resource = format!("bench-durable-handoff-{k}");
+            let (h, n, w, t) =
+                durable_handoffs(pair, &resource, per, &mut meter, &mut replica_meter);
+            hand[k].extend(h);
+            done[k] += n;
+            wall[k] += w;
+            hand_traffic[k].add(&t);
+        }
+    }
+    drop(pairs);
+    let mut hand_p50 = [0.0; 2];
+    let mut hand_p99 = [0.0; 2];
+    for (k, (name, _)) in kinds.iter().enumerate() {
+        if done[k] != rounds * 2 * per {
+            fail(format!(
+                "durability, {name}: {} of {} cycles done",
+                done[k],
+                rounds * 2 * per
+            ));
+        }
+        hand[k].sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let (p50, p99) = (percentile(&hand[k], 0.5), percentile(&hand[k], 0.99));
+        hand_p50[k] = p50;
+        hand_p99[k] = p99;
+        println!(
+            "{:<34} {:>9.0} cycles/s; hand-off p50 {p50:>7.1} µs = {:>4.1} RT, p99 {p99:>8.1} µs = {:>5.1} RT; {}",
+            format!("  hand-off, {name}"),
+            done[k] as f64 / wall[k],
+            p50 / rt_us,
+            p99 / rt_us,
+            hand_traffic[k].per(done[k])
+        );
+    }
+    println!(
+        "{:<34} solo cycle p50 {:+.1} µs (x{:.2}), cycles/s x{:.2}; hand-off p50 {:+.1} µs ({:+.1} RT), p99 {:+.1} µs; WAIT per solo cycle {:.2}",
+        "  price of durability",
+        solo_p50[1] - solo_p50[0],
+        solo_p50[1] / solo_p50[0],
+        solo_rate[1] / solo_rate[0],
+        hand_p50[1] - hand_p50[0],
+        (hand_p50[1] - hand_p50[0]) / rt_us,
+        hand_p99[1] - hand_p99[0],
+        traffic[1].wait / lat[1].len().max(1) as f64
+    );
+    if traffic[1].wait == 0.0 {
+        println!(
+            "{:<34} the locker with min_replicas 1 sent no WAIT: the library does not confirm yet",
+            "  NOTE"
+        );
+    }
+    drop(replica);
+    drop(master);
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -663,6 +970,12 @@ fn main() {
     }
     let quick = std::env::var_os("TURN_BENCH_QUICK").is_some();
     let secs = if quick { 0.3 } else { 2.0 };
+    // Scenario 9 starts its own master and replica: no other server.
+    if std::env::var("TURN_BENCH_ONLY").as_deref() == Ok("durability") {
+        println!("turn {} benchmark, durability alone", turn::VERSION);
+        durability(quick);
+        std::process::exit(if FAILED.load(Ordering::SeqCst) { 1 } else { 0 });
+    }
     // Killed on drop: the exits below drop it first.
     let mut server = None;
     let url = match std::env::var("TURN_REDIS_URL") {
@@ -695,7 +1008,9 @@ fn main() {
             std::process::exit(if FAILED.load(Ordering::SeqCst) { 1 } else { 0 });
         }
         Ok(other) => {
-            eprintln!("TURN_BENCH_ONLY={other}: the scenarios that run alone are herd and beat");
+            eprintln!(
+                "TURN_BENCH_ONLY={other}: the scenarios that run alone are herd, beat and durability"
+            );
             drop(server);
             std::process::exit(2);
         }
@@ -962,6 +1277,10 @@ fn main() {
 
     // 8. The heartbeat of 10,000 locks: one server and a cluster.
     beat(&url, quick);
+
+    // 9. The price of durability: a master with one replica, replica
+    // confirmation off and on.
+    durability(quick);
 
     // turn 1.0 (Python), solo, when its virtualenv is there.
     // (made with pip like the tests' one unless TURN_BENCH_PYTHON names it)
