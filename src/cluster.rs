@@ -57,10 +57,21 @@ pub(crate) struct Sent {
     /// could not be reached, its slot is moving or the cluster is down, a
     /// redirect led to another redirect too often).
     pub replies: Vec<Option<Value>>,
+    /// Per command: its node's `WAIT` (see [`Router::send`]) answered fewer
+    /// replicas than asked for, or never came: its write is not confirmed.
+    pub unconfirmed: Vec<bool>,
     /// Pipelines written and read (one per master per round) and other
     /// requests made (slot table reads, script loads).
     pub round_trips: usize,
 }
+
+/// Where a round writes what it learned: each command's reply, whether
+/// its write is unconfirmed, and the commands for the next round.
+type Results<'a> = (
+    &'a mut [Option<Value>],
+    &'a mut [bool],
+    &'a mut Vec<(usize, Target)>,
+);
 
 /// Where a command goes in a round.
 #[derive(Clone)]
@@ -90,6 +101,8 @@ pub(crate) struct Router {
     conns: HashMap<String, Connection>,
     /// While a `send` runs: when it must be done reading.
     deadline: Option<Instant>,
+    /// While a `send` runs: `WAIT replicas ms` ends each node's pipeline.
+    wait: Option<(u32, u64)>,
 }
 
 impl Router {
@@ -112,6 +125,7 @@ impl Router {
             nodes: Vec::new(),
             stale: true,
             deadline: None,
+            wait: None,
             conns: HashMap::new(),
         }
     }
@@ -265,20 +279,33 @@ impl Router {
     /// most in all: a master that has not answered by then counts as
     /// unreachable (its connection is dropped), so that one stalled master
     /// does not delay the reading of the others'. See [`Sent`].
-    pub fn send(&mut self, commands: &[(u16, Vec<u8>)], budget: Duration) -> Sent {
+    ///
+    /// With `wait` (replicas, ms), each node's pipeline ends with `WAIT`:
+    /// the commands of a node whose replicas did not confirm are marked in
+    /// [`Sent::unconfirmed`].
+    pub fn send(
+        &mut self,
+        commands: &[(u16, Vec<u8>)],
+        budget: Duration,
+        wait: Option<(u32, u64)>,
+    ) -> Sent {
         let deadline = Instant::now() + budget;
         self.deadline = Some(deadline);
+        self.wait = wait;
         let sent = self.send_until(commands, deadline);
         self.deadline = None;
+        self.wait = None;
         sent
     }
 
     fn send_until(&mut self, commands: &[(u16, Vec<u8>)], deadline: Instant) -> Sent {
         let mut replies: Vec<Option<Value>> = vec![None; commands.len()];
+        let mut unconfirmed = vec![false; commands.len()];
         let mut round_trips = 0;
         if self.stale && !self.refresh(&mut round_trips) {
             return Sent {
                 replies,
+                unconfirmed,
                 round_trips,
             };
         }
@@ -315,7 +342,7 @@ impl Router {
             self.round(
                 commands,
                 &groups,
-                (&mut replies, &mut next),
+                (&mut replies, &mut unconfirmed, &mut next),
                 &mut round_trips,
                 deadline,
             );
@@ -323,6 +350,7 @@ impl Router {
         }
         Sent {
             replies,
+            unconfirmed,
             round_trips,
         }
     }
@@ -332,7 +360,7 @@ impl Router {
         &mut self,
         commands: &[(u16, Vec<u8>)],
         groups: &[(String, Vec<(usize, bool)>)],
-        (replies, next): (&mut [Option<Value>], &mut Vec<(usize, Target)>),
+        (replies, unconfirmed, next): Results<'_>,
         round_trips: &mut usize,
         deadline: Instant,
     ) {
@@ -346,6 +374,14 @@ impl Router {
                     buf.extend_from_slice(ASKING);
                 }
                 buf.extend_from_slice(&commands[i].1);
+            }
+            if let Some((replicas, ms)) = self.wait {
+                buf.extend_from_slice(
+                    &redis::cmd("WAIT")
+                        .arg(replicas)
+                        .arg(ms)
+                        .get_packed_command(),
+                );
             }
             let Some(c) = self.conn(addr, round_trips) else {
                 // Unreachable: unsure, and the table may have changed.
@@ -413,6 +449,27 @@ impl Router {
                     // TRYAGAIN (a slot half migrated), CLUSTERDOWN,
                     // LOADING, any other error: unsure this time.
                     _ => {}
+                }
+            }
+            if let Some((replicas, _)) = self.wait {
+                // The node's WAIT: the writes of this pipeline count only
+                // when enough replicas have them.
+                let acked = if broken {
+                    None
+                } else {
+                    match c.recv_response() {
+                        Ok(Value::Int(n)) => Some(n),
+                        Ok(_) => None,
+                        Err(_) => {
+                            broken = true;
+                            None
+                        }
+                    }
+                };
+                if acked.is_none_or(|n| n < i64::from(replicas)) {
+                    for &(i, _) in members.iter() {
+                        unconfirmed[i] = true;
+                    }
                 }
             }
             for (to, slot) in moved {

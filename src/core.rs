@@ -51,11 +51,6 @@ impl Core {
         } else {
             MinReplicas::off()
         });
-        if durable.is_on() && connector.is_cluster() {
-            return Err(Error::invalid(
-                "replica confirmation (min_replicas) is not supported on a Redis Cluster: set it to 0 there",
-            ));
-        }
         let pool = Pool::new(
             connector,
             options.pool_size,

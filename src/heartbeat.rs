@@ -278,7 +278,9 @@ pub(crate) fn run(core: &Core, hb: &Heartbeat) {
                 }
             }
             Some(Link::Cluster(router)) => {
-                let renewed = scripts::renew_routed(router, &batch);
+                let shortest = batch.iter().map(|t| t.expire).min();
+                let confirm = shortest.and_then(|lease| Confirm::of(core, lease));
+                let renewed = scripts::renew_routed(router, &batch, confirm);
                 (renewed.alive, renewed.round_trips)
             }
             None => (vec![None; batch.len()], 0),

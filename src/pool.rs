@@ -153,6 +153,11 @@ impl Pool {
         )
     }
 
+    /// True for a set of Sentinels naming the master.
+    pub fn is_sentinel(&self) -> bool {
+        self.connector.is_sentinel()
+    }
+
     /// True for a Redis Cluster.
     pub fn is_cluster(&self) -> bool {
         self.connector.is_cluster()

@@ -1,7 +1,8 @@
 //! The heartbeat on a Redis Cluster: a pipeline per master per beat, routed
-//! by slot, so that 10,000 locks over a slow link keep their leases; and
+//! by slot, so that 10,000 locks over a slow link keep their leases;
 //! redirects followed while a queue's slot moves between masters, without
-//! a live lock ever reported lost.
+//! a live lock ever reported lost; and replica confirmation when asked for
+//! (a `WAIT` ending each master's pipeline).
 
 mod support;
 
@@ -10,8 +11,8 @@ use std::thread::{self, sleep};
 use std::time::{Duration, Instant};
 
 use support::cluster::Cluster;
-use support::eventually;
-use turn::{Acquire, Lock, Locker, Options};
+use support::{eventually, signal};
+use turn::{Acquire, ErrorKind, Lock, Locker, MinReplicas, Options, Wait};
 
 /// Takes `n` locks on distinct resources from `threads` threads.
 fn take(l: &Locker, n: usize, threads: usize, request: &Acquire) -> Vec<Lock> {
@@ -212,4 +213,96 @@ fn locks_whose_slots_move_between_masters_mid_beat_are_kept_and_a_gone_one_is_lo
     let gone = locks.remove(0);
     assert!(gone.release().is_err(), "its release answers Lost");
     release_all(locks, 4);
+}
+
+/// The index of the master that holds `resource`'s queue.
+fn master_of(cluster: &Cluster, resource: &str) -> usize {
+    let slot: u16 = redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg(format!("turn:{{{resource}}}:indicator"))
+        .query(&mut cluster.nodes[0].conn())
+        .unwrap();
+    cluster.owner(slot)
+}
+
+#[test]
+fn replica_confirmation_on_a_cluster_grants_renews_and_hands_off_only_what_replicas_have() {
+    let cluster = Cluster::start_with_replicas(3, 1);
+    // The option under test: one replica within 300 ms (a Cluster's
+    // default is none).
+    let options = || Options {
+        min_replicas: Some(MinReplicas::new(1, Duration::from_millis(300))),
+        ..Options::default()
+    };
+    let a = Locker::with_options(Some(&cluster.url()), options()).unwrap();
+    let b = Locker::with_options(Some(&cluster.url()), options()).unwrap();
+    assert_eq!(a.min_replicas().replicas, 1);
+    let lease = Acquire::label("held").expire(Duration::from_millis(1500));
+    // Grants and renewals confirmed: locks on every master kept for two
+    // leases, and a hand-off from one locker to the other.
+    let locks: Vec<Lock> = (0..12)
+        .map(|i| a.acquire(&format!("r{i}"), &lease).unwrap())
+        .collect();
+    let waiter = {
+        let b = b.clone();
+        thread::spawn(move || {
+            b.acquire(
+                "r0",
+                &Acquire::label("next").wait(Wait::For(Duration::from_secs(20))),
+            )
+        })
+    };
+    assert!(support::queued(&a, "r0", 2), "the waiter queued");
+    sleep(Duration::from_secs(3));
+    for lock in &locks {
+        assert!(lock.check().is_ok(), "{} lost", lock.resource());
+    }
+    let mut locks = locks.into_iter();
+    let first = locks.next().unwrap();
+    let token = first.token();
+    first.release().unwrap();
+    let next = waiter.join().unwrap().expect("the hand-off");
+    assert!(next.token() > token);
+    next.release().unwrap();
+    // The replica of the master holding "r1" stops: its renewals are not
+    // confirmed any more, so the lock is reported lost by the local clock
+    // (its lease on the replica can lapse no later), and a new grant
+    // there is not Ok but a Connection error; locks on the other masters
+    // are kept.
+    let master = master_of(&cluster, "r1");
+    let replicas = cluster.replicas_of(master);
+    assert_eq!(replicas.len(), 1, "one replica of node {master}");
+    let replica = &cluster.nodes[replicas[0]];
+    let pid = replica.pid().unwrap();
+    signal(pid, "STOP");
+    let held: Vec<Lock> = locks.collect();
+    let r1 = held.iter().find(|l| l.resource() == "r1").unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || r1.check().is_err()),
+        "a lock whose renewals no replica confirms is reported lost"
+    );
+    // Long enough for the lost ticket's key to lapse on the master (it
+    // was renewed there, unconfirmed, until the loss): then the grant
+    // comes, and no replica confirms it.
+    let refused = a.acquire(
+        "r1",
+        &Acquire::label("again").wait(Wait::For(Duration::from_secs(5))),
+    );
+    let try_once = a.acquire("r1", &Acquire::label("try").wait(Wait::TryOnce));
+    signal(pid, "CONT");
+    match refused {
+        Err(e) => assert_eq!(e.kind(), ErrorKind::Connection, "{e}"),
+        Ok(lock) => panic!("granted without a replica: token {}", lock.token()),
+    }
+    match try_once {
+        Err(e) => assert_eq!(e.kind(), ErrorKind::Connection, "{e}"),
+        Ok(lock) => panic!("granted without a replica: token {}", lock.token()),
+    }
+    for lock in held {
+        let other_master = master_of(&cluster, lock.resource()) != master;
+        if other_master {
+            assert!(lock.check().is_ok(), "{} lost", lock.resource());
+            lock.release().unwrap();
+        }
+    }
 }

@@ -888,3 +888,218 @@ fn holder_process() {
         );
     }
 }
+
+/// With two replicas, Sentinel's own schedule is enough: the holder of a
+/// lock with the default lease (default options: each renewal confirmed
+/// by one replica) keeps it across a planned failover that nobody helps
+/// along (the old master is left for Sentinel to demote, about 10 s after
+/// the switch), because Sentinel moves the second replica under the new
+/// master as part of the failover, so renewals there are confirmed at
+/// once. (With one replica the new master has none until the old master
+/// is demoted, and the lock is lost: see `held_across`.)
+#[test]
+fn with_two_replicas_a_lock_held_across_a_planned_failover_stays_held() {
+    use std::sync::{Arc, Mutex};
+    use support::queued;
+    use support::sentinel::{role, synced_to};
+
+    let set = Sentinels::start_with_replicas(2);
+    let url = set.url();
+    let t0 = Instant::now();
+    let at = |t: Instant| format!("{:.2} s", t.duration_since(t0).as_secs_f64());
+    let waiter = Locker::new(Some(&url)).unwrap();
+    let holder = Locker::new(Some(&url)).unwrap();
+    assert!(
+        holder.min_replicas().is_on(),
+        "the premise: replica confirmation is on by default on a Sentinel URL"
+    );
+    let lock = holder
+        .acquire(
+            "held",
+            &Acquire::default().wait(Wait::For(Duration::from_secs(20))),
+        )
+        .unwrap_or_else(|e| panic!("the premise: the holder takes \"held\": {e}"));
+    let token = lock.token();
+
+    // The waiter: when it was granted, and the token or the error.
+    type Granted = Option<(Instant, Result<u64, String>)>;
+    let granted: Arc<Mutex<Granted>> = Arc::default();
+    let waiting = thread::spawn({
+        let granted = granted.clone();
+        move || {
+            let request = Acquire::default().wait(Wait::For(Duration::from_secs(180)));
+            let lock = waiter.acquire("held", &request);
+            *granted.lock().unwrap() = Some((
+                Instant::now(),
+                lock.as_ref().map(|l| l.token()).map_err(|e| e.to_string()),
+            ));
+            lock.map(|l| l.release())
+        }
+    });
+    assert!(
+        queued(&holder, "held", 2),
+        "the premise: the waiter queues behind the holder"
+    );
+
+    let new_master = set.replica.port;
+    let other = &set.more[0];
+    let mut log: Vec<String> = Vec::new();
+    let mut lost: Vec<String> = Vec::new();
+    let mut early: Option<String> = None;
+    let mut checks = 0;
+    let mut beats = 0;
+    let mut promoted_at = None;
+    let mut switch_at: Option<Instant> = None;
+    let mut other_online_at = None;
+    let mut demoted_at = None;
+
+    let failover_at = Instant::now();
+    set.planned_failover();
+    log.push(format!("{}: SENTINEL FAILOVER accepted", at(failover_at)));
+    let mut next_check = Instant::now();
+    loop {
+        let now = Instant::now();
+        if now >= next_check {
+            checks += 1;
+            if let Err(e) = lock.check() {
+                lost.push(format!("{}: check: {e}", at(now)));
+            }
+            if early.is_none()
+                && let Some((t, r)) = &*granted.lock().unwrap()
+            {
+                early = Some(format!("{}: the waiter got {r:?}", at(*t)));
+            }
+            next_check += ms(250);
+        }
+        if let Some(b) = holder.last_beat()
+            && b.beats != beats
+        {
+            beats = b.beats;
+            log.push(format!(
+                "{}: the holder's beat {}: {} ticket(s), {:?}, {} round trip(s), {} slow; health {:?}",
+                at(now),
+                b.beats,
+                b.tickets,
+                b.duration,
+                b.round_trips,
+                b.slow_beats,
+                holder.health()
+            ));
+        }
+        if promoted_at.is_none() && master_port(&set.sentinels[0]) == Some(new_master) {
+            promoted_at = Some(now);
+            log.push(format!(
+                "{}: the first sentinel names the new master",
+                at(now)
+            ));
+        }
+        if switch_at.is_none() && set.all_name(new_master) {
+            switch_at = Some(now);
+            log.push(format!(
+                "{}: every sentinel names the new master (the switch)",
+                at(now)
+            ));
+        }
+        if other_online_at.is_none() && synced_to(other, new_master) {
+            other_online_at = Some(now);
+            log.push(format!(
+                "{}: the other replica is in sync with the new master",
+                at(now)
+            ));
+        }
+        if demoted_at.is_none() && role(&set.master).as_deref() == Some("slave") {
+            demoted_at = Some(now);
+            log.push(format!("{}: Sentinel demoted the old master", at(now)));
+        }
+        match switch_at {
+            // Past a whole lease (and a margin) after the switch.
+            Some(s) if now >= s + DEFAULT_EXPIRE + Duration::from_secs(2) => break,
+            None => assert!(
+                now < failover_at + Duration::from_secs(60),
+                "the premise: the sentinels switch to the new master within a minute"
+            ),
+            _ => {}
+        }
+        sleep(ms(50));
+    }
+    let switch_at = switch_at.unwrap();
+    let since_switch = |t: Option<Instant>| {
+        t.map_or("not yet".to_string(), |t| {
+            let d = if t >= switch_at {
+                t.duration_since(switch_at).as_secs_f64()
+            } else {
+                -switch_at.duration_since(t).as_secs_f64()
+            };
+            format!("{d:+.2} s from the switch")
+        })
+    };
+    println!(
+        "failover at {}; first sentinel named the new master {}; switch at {}; \
+         the other replica in sync with the new master {}; old master demoted {}; \
+         {checks} checks, {} lost",
+        at(failover_at),
+        since_switch(promoted_at),
+        at(switch_at),
+        since_switch(other_online_at),
+        since_switch(demoted_at),
+        lost.len()
+    );
+    for l in &log {
+        println!("  {l}");
+    }
+    assert!(
+        lost.is_empty(),
+        "the holder lost its lock: {} of {checks} checks answered Lost, the first at {}\n  \
+         last beat {:?}, health {:?}",
+        lost.len(),
+        lost[0],
+        holder.last_beat(),
+        holder.health()
+    );
+    assert!(
+        early.is_none(),
+        "the waiter was granted while the holder held: {}",
+        early.unwrap()
+    );
+
+    // A locker made after the switch takes and releases another resource.
+    let after = Locker::new(Some(&url)).unwrap();
+    let other_lock = after
+        .acquire(
+            "other",
+            &Acquire::default().wait(Wait::For(Duration::from_secs(20))),
+        )
+        .unwrap_or_else(|e| panic!("a locker made after the switch takes \"other\": {e}"));
+    other_lock
+        .release()
+        .unwrap_or_else(|e| panic!("a locker made after the switch releases \"other\": {e}"));
+
+    let released_at = Instant::now();
+    lock.release()
+        .unwrap_or_else(|e| panic!("the holder releases \"held\": {e}"));
+    // Liveness only: well within a lease.
+    assert!(
+        eventually(DEFAULT_EXPIRE + Duration::from_secs(10), || granted
+            .lock()
+            .unwrap()
+            .is_some()),
+        "the waiter never got \"held\" after its release"
+    );
+    let (granted_at, waiter_token) = granted.lock().unwrap().clone().unwrap();
+    println!(
+        "released at {}; the waiter got \"held\" {:.3} s later: {waiter_token:?} (the holder's token {token})",
+        at(released_at),
+        granted_at.duration_since(released_at).as_secs_f64()
+    );
+    let waiter_token =
+        waiter_token.unwrap_or_else(|e| panic!("the waiter gets \"held\" after the release: {e}"));
+    assert!(
+        waiter_token > token,
+        "the waiter's token {waiter_token} is not above the holder's {token}"
+    );
+    waiting
+        .join()
+        .unwrap()
+        .expect("the waiter was granted")
+        .unwrap_or_else(|e| panic!("the waiter releases \"held\": {e}"));
+}

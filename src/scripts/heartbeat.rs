@@ -144,7 +144,11 @@ pub(crate) struct Renewed {
 /// TRYAGAIN while the queue's slot is half migrated, rather than running
 /// the script where some of its keys are missing and finding a live
 /// ticket gone.
-pub(crate) fn renew_routed(router: &mut Router, batch: &[Arc<Ticket>]) -> Renewed {
+pub(crate) fn renew_routed(
+    router: &mut Router,
+    batch: &[Arc<Ticket>],
+    confirm: Option<Confirm>,
+) -> Renewed {
     let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, t) in batch.iter().enumerate() {
         groups.entry(t.keys.indicator.as_str()).or_default().push(i);
@@ -182,9 +186,14 @@ pub(crate) fn renew_routed(router: &mut Router, batch: &[Arc<Ticket>]) -> Renewe
         .map(|t| t.expire)
         .min()
         .unwrap_or(std::time::Duration::from_secs(1));
-    let sent = router.send(&calls, shortest / 3);
+    let sent = router.send(
+        &calls,
+        shortest / 3,
+        confirm.map(|c| (c.replicas, c.wait_ms)),
+    );
     let mut alive = vec![None; batch.len()];
-    for (reply, chunk) in sent.replies.into_iter().zip(members) {
+    for ((reply, unconfirmed), chunk) in sent.replies.into_iter().zip(sent.unconfirmed).zip(members)
+    {
         let Some(reply) = reply else { continue };
         // A reply of another shape is unsure too.
         let Ok(oks) = redis::from_owned_redis_value::<Vec<i64>>(reply) else {
@@ -194,7 +203,12 @@ pub(crate) fn renew_routed(router: &mut Router, batch: &[Arc<Ticket>]) -> Renewe
             continue;
         }
         for (&i, ok) in chunk.iter().zip(oks) {
-            alive[i] = Some(ok == 1);
+            // Found alive but not confirmed: not renewed, not lost.
+            alive[i] = match ok {
+                1 if unconfirmed => None,
+                1 => Some(true),
+                _ => Some(false),
+            };
         }
     }
     Renewed {

@@ -316,8 +316,14 @@ impl Acquiring {
                 // Drawing anew after a loss (Redis restarting, say): ride
                 // the outage out for as long as a lease would.
                 // A server that refuses for now (no replicas, a replica,
-                // loading) is ridden out from the first draw on.
-                if self.redraw.is_none() && e.is_refusal() {
+                // loading), or with Sentinel a master that went away (a
+                // failover is on its way), is ridden out from the first
+                // draw on; not by a try-lock, which answers at once.
+                let failing_over = core.pool.is_sentinel() && e.is_connection();
+                if self.redraw.is_none()
+                    && self.request.wait != Wait::TryOnce
+                    && (e.is_refusal() || failing_over)
+                {
                     self.redraw = Some(Redraw::new(self.expire));
                 }
                 return match self.redraw.as_mut() {
@@ -451,11 +457,13 @@ impl Acquiring {
         }
         let serial = ticket.serial;
         let mut outage = Outage::default();
-        let resume_at = match outage.pause(e, &ticket, core, self.deadline) {
+        let resume_at = match outage.pause(e.clone(), &ticket, core, self.deadline) {
             Ok(pause) => Some(Instant::now() + pause),
             // The deadline: the next step ends the acquire.
             Err(_) => None,
         };
+        // What a timeout reports, whatever the pause said.
+        outage.last = Some(e);
         self.waiter = Some(Waiter {
             ticket,
             nonce,

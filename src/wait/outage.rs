@@ -69,6 +69,7 @@ impl Outage {
         if t.lapsed(core.now_ms()) {
             return Err(GiveUp::Lost);
         }
+        self.last = Some(e.clone());
         self.pause = (self.pause * 2).clamp(Duration::from_millis(50), Duration::from_secs(1));
         let mut pause = self.pause;
         if let Some(d) = deadline {

@@ -18,7 +18,13 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `masters` masters (no replicas), the slots spread evenly.
     pub fn start(masters: usize) -> Cluster {
-        let nodes: Vec<Redis> = (0..masters)
+        Cluster::start_with_replicas(masters, 0)
+    }
+
+    /// Starts `masters` masters with `replicas` replicas each (every node
+    /// behind its proxy), the slots spread evenly.
+    pub fn start_with_replicas(masters: usize, replicas: usize) -> Cluster {
+        let nodes: Vec<Redis> = (0..masters * (1 + replicas))
             .map(|_| {
                 Redis::start_with(&[
                     "--save",
@@ -52,7 +58,9 @@ impl Cluster {
             .arg("--cluster")
             .arg("create")
             .args(&addrs)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .arg("--cluster-replicas")
+            .arg(replicas.to_string())
+            .arg("--cluster-yes")
             .output()
             .expect("redis-cli runs");
         assert!(
@@ -61,7 +69,8 @@ impl Cluster {
             String::from_utf8_lossy(&out.stdout)
         );
         let cluster = Cluster { nodes, proxies };
-        // Up, and every node names every master by its proxy.
+        // Up, every node names `masters` masters by their proxies, and
+        // every replica is in sync.
         assert!(
             eventually(Duration::from_secs(30), || {
                 cluster.nodes.iter().all(|n| {
@@ -70,8 +79,20 @@ impl Cluster {
                         .arg("INFO")
                         .query::<String>(&mut c)
                         .is_ok_and(|i| i.contains("cluster_state:ok"));
-                    let ports = cluster.slot_ports(&mut c);
-                    ok && cluster.proxies.iter().all(|p| ports.contains(&p.port))
+                    let mut ports = cluster.slot_ports(&mut c);
+                    ports.sort();
+                    ports.dedup();
+                    let synced = redis::cmd("INFO")
+                        .arg("replication")
+                        .query::<String>(&mut c)
+                        .is_ok_and(|i| {
+                            i.contains("role:master") || i.contains("master_link_status:up")
+                        });
+                    ok && synced
+                        && ports.len() == masters
+                        && ports
+                            .iter()
+                            .all(|port| cluster.proxies.iter().any(|p| p.port == *port))
                 })
             }),
             "the cluster came up, announcing its proxies"
@@ -122,6 +143,26 @@ impl Cluster {
             .arg("MYID")
             .query(&mut self.nodes[i].conn())
             .unwrap()
+    }
+
+    /// The indices of the replicas of `nodes[master]`.
+    pub fn replicas_of(&self, master: usize) -> Vec<usize> {
+        let id = self.id(master);
+        let listed: Vec<String> = redis::cmd("CLUSTER")
+            .arg("REPLICAS")
+            .arg(&id)
+            .query(&mut self.nodes[master].conn())
+            .unwrap();
+        // Each line: id addr:port@bus flags master-id ...; addr:port is
+        // the proxy's.
+        listed
+            .iter()
+            .filter_map(|line| {
+                let addr = line.split(' ').nth(1)?;
+                let port: u16 = addr.split('@').next()?.rsplit_once(':')?.1.parse().ok()?;
+                self.proxies.iter().position(|p| p.port == port)
+            })
+            .collect()
     }
 
     /// The index of the node that owns `slot`.

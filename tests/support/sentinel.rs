@@ -1,5 +1,5 @@
-//! A master, a replica and three sentinels watching them as "mymaster",
-//! all on free loopback ports.
+//! A master, a replica (or more) and three sentinels watching them as
+//! "mymaster", all on free loopback ports.
 
 use std::time::Duration;
 
@@ -37,29 +37,86 @@ pub fn master_port(s: &Redis) -> Option<u16> {
     Some(port)
 }
 
-/// A replicated pair under three sentinels, ready for a failover.
+/// A replicated master under three sentinels, ready for a failover.
 pub struct Sentinels {
     pub master: Redis,
+    /// The replica Sentinel promotes in a failover.
     pub replica: Redis,
+    /// Replicas beyond the first (see [`Sentinels::start_with_replicas`]),
+    /// with a worse `replica-priority`, so that Sentinel promotes
+    /// `replica`; empty for [`Sentinels::start`].
+    pub more: Vec<Redis>,
     pub sentinels: Vec<Redis>,
 }
 
+/// True when `r` replicates the server on `master` and its link is up.
+/// Never ask a stopped server (see [`role`]).
+pub fn synced_to(r: &Redis, master: u16) -> bool {
+    let Ok(client) = redis::Client::open(r.url()) else {
+        return false;
+    };
+    let Ok(mut c) = client.get_connection_with_timeout(Duration::from_secs(2)) else {
+        return false;
+    };
+    let info: String = redis::cmd("INFO")
+        .arg("replication")
+        .query(&mut c)
+        .unwrap_or_default();
+    info.contains("master_link_status:up")
+        && info
+            .lines()
+            .any(|l| l.trim() == format!("master_port:{master}"))
+}
+
 impl Sentinels {
-    /// Starts them and waits until the replica is in sync and every
-    /// sentinel sees a quorum and the replica.
+    /// Starts them (one replica) and waits until the replica is in sync
+    /// and every sentinel sees a quorum and the replica.
     pub fn start() -> Sentinels {
-        let master = Redis::start();
+        Sentinels::start_set(1, &[])
+    }
+
+    /// Like [`Sentinels::start`] with `n` replicas (at least 1), every
+    /// server syncing at once (`repl-diskless-sync-delay 0`, as after
+    /// [`Sentinels::sync_at_once`]). The replicas beyond the first (in
+    /// `more`) have `replica-priority` 200 (the first has Redis's default,
+    /// 100), so that a failover promotes `replica` and the helpers naming
+    /// it hold. Returns once every replica is in sync and every sentinel
+    /// sees a quorum and all `n` replicas.
+    pub fn start_with_replicas(n: usize) -> Sentinels {
+        assert!(n >= 1, "a Sentinel set needs a replica");
+        Sentinels::start_set(n, &["--repl-diskless-sync-delay", "0"])
+    }
+
+    /// `n` replicas; `extra`: arguments of every server.
+    fn start_set(n: usize, extra: &[&str]) -> Sentinels {
+        let mut master_args = vec!["--save", "", "--appendonly", "no"];
+        master_args.extend_from_slice(extra);
+        let master = Redis::start_with(&master_args);
         let replica_of = master.port.to_string();
-        let replica = Redis::start_with(&["--save", "", "--replicaof", "127.0.0.1", &replica_of]);
+        let replica_args = |priority: &'static str| {
+            let mut args = vec![
+                "--save",
+                "",
+                "--replicaof",
+                "127.0.0.1",
+                &replica_of,
+                "--replica-priority",
+                priority,
+            ];
+            args.extend_from_slice(extra);
+            args
+        };
+        let replica = Redis::start_with(&replica_args("100"));
+        let more: Vec<Redis> = (1..n)
+            .map(|_| Redis::start_with(&replica_args("200")))
+            .collect();
         assert!(
             eventually(Duration::from_secs(20), || {
-                let info: String = redis::cmd("INFO")
-                    .arg("replication")
-                    .query(&mut replica.conn())
-                    .unwrap_or_default();
-                info.contains("master_link_status:up")
+                std::iter::once(&replica)
+                    .chain(&more)
+                    .all(|r| synced_to(r, master.port))
             }),
-            "the replica never synced"
+            "the replicas never synced"
         );
         let sentinels: Vec<Redis> = (0..3).map(|_| sentinel(master.port)).collect();
         assert!(
@@ -74,7 +131,7 @@ impl Sentinels {
                             .arg("REPLICAS")
                             .arg("mymaster")
                             .query::<Vec<redis::Value>>(&mut s.conn())
-                            .is_ok_and(|v| !v.is_empty())
+                            .is_ok_and(|v| v.len() >= n)
                 })
             }),
             "the sentinels never agreed"
@@ -82,6 +139,7 @@ impl Sentinels {
         Sentinels {
             master,
             replica,
+            more,
             sentinels,
         }
     }
@@ -173,12 +231,12 @@ impl Sentinels {
         assert!(ok, "SENTINEL FAILOVER refused: {last}");
     }
 
-    /// Makes both servers start a full sync at once
+    /// Makes every server start a full sync at once
     /// (`repl-diskless-sync-delay 0`; Redis 7 waits 5 s by default for
     /// more replicas): a demoted master is in sync with the new one a
     /// moment after it is told to replicate, not 5 s later.
     pub fn sync_at_once(&self) {
-        for r in [&self.master, &self.replica] {
+        for r in [&self.master, &self.replica].into_iter().chain(&self.more) {
             let _: () = redis::cmd("CONFIG")
                 .arg("SET")
                 .arg("repl-diskless-sync-delay")
