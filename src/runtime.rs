@@ -144,8 +144,10 @@ pub(crate) fn start(url: &str, options: Options) -> Result<Handle> {
         let rt = runtime.clone();
         match std::thread::Builder::new()
             .name(format!("turn-{name}"))
-            .spawn(move || supervise(name, body, &rt))
-        {
+            .spawn(move || {
+                block_async_signals();
+                supervise(name, body, &rt)
+            }) {
             Ok(t) => threads.push(t),
             Err(e) => {
                 runtime.shutdown();
@@ -160,6 +162,30 @@ pub(crate) fn start(url: &str, options: Options) -> Result<Handle> {
         runtime,
         threads: Mutex::new(threads),
     })
+}
+
+/// Blocks every asynchronous signal in the calling thread (one of the
+/// library's own): a signal sent to the process then reaches one of the
+/// host's threads, never ours. The signals a fault raises in the thread
+/// itself stay unblocked (blocking them would not stop them anyway).
+fn block_async_signals() {
+    // SAFETY: sigset_t is plain data filled by sigfillset before use;
+    // pthread_sigmask only changes this thread's mask.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut set);
+        for sync in [
+            libc::SIGSEGV,
+            libc::SIGBUS,
+            libc::SIGFPE,
+            libc::SIGILL,
+            libc::SIGTRAP,
+            libc::SIGSYS,
+        ] {
+            libc::sigdelset(&mut set, sync);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
 }
 
 /// Runs a background thread's body, and again after a panic (after a short

@@ -138,3 +138,50 @@ fn a_lost_fd_asked_for_after_the_loss_is_readable_at_once() {
     let fd = lock.lost_fd().unwrap().as_raw_fd();
     assert!(readable_within(fd, Duration::ZERO));
 }
+
+/// The signal mask of thread `tid` of this process, from /proc.
+fn blocked_signals(tid: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).unwrap();
+    let mask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigBlk:"))
+        .unwrap()
+        .trim();
+    u64::from_str_radix(mask, 16).unwrap()
+}
+
+#[test]
+fn the_library_threads_carry_names_and_block_the_hosts_signals() {
+    let r = Redis::start();
+    let l = turn::Locker::new(Some(&r.url())).unwrap();
+    let lock = l.lock("named", "x").unwrap();
+    let mut names = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let tid = task.unwrap().file_name().into_string().unwrap();
+        let Ok(comm) = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")) else {
+            continue;
+        };
+        let comm = comm.trim().to_string();
+        if !comm.starts_with("turn-") {
+            continue;
+        }
+        let mask = blocked_signals(&tid);
+        for sig in [
+            libc::SIGALRM,
+            libc::SIGINT,
+            libc::SIGTERM,
+            libc::SIGUSR1,
+            libc::SIGCHLD,
+        ] {
+            assert!(mask & (1 << (sig - 1)) != 0, "{comm} takes signal {sig}");
+        }
+        assert!(
+            mask & (1 << (libc::SIGSEGV - 1)) == 0,
+            "{comm} blocks SIGSEGV"
+        );
+        names.push(comm);
+    }
+    names.sort();
+    assert_eq!(names, ["turn-heartbeat", "turn-notifier"]);
+    lock.release().unwrap();
+}
