@@ -23,7 +23,7 @@ NEED_DEMO := scripts/need.sh redis-server:redis-server redis-cli:redis-tools cc:
 NEED_TEST := $(NEED_DEMO) c++:g++ python3:python3 venv:python3-venv go:golang-go \
 	cmake:cmake pkg-config:pkg-config readelf:binutils openssl:openssl
 
-.PHONY: all build release release-debug install install-debug install-files pkgconfig demo test bench soak fuzz lint header cargo demo-deps test-deps clean
+.PHONY: all build release release-debug install install-debug install-files install-ldconfig pkgconfig demo test bench soak fuzz lint header cargo demo-deps test-deps clean
 
 all: release
 
@@ -84,6 +84,33 @@ install-files:
 	sed -e 's|@VERSION@|$(VERSION)|' -e 's|@MAJOR@|$(MAJOR)|' -e 's|@MINOR@|$(MINOR)|' \
 	    -e 's|@SIZEOF_VOID_P@|$(shell expr $$(getconf LONG_BIT) / 8)|' \
 	    cmake/turnConfigVersion.cmake.in > $(DESTDIR)$(LIBDIR)/cmake/turn/turnConfigVersion.cmake
+	@$(MAKE) -s install-ldconfig
+
+# How installed programs find libturn.so.MAJOR. Into a directory the
+# dynamic linker searches (ld.so.conf, /lib, /usr/lib: a system prefix such
+# as /usr/local) as root and without DESTDIR: runs ldconfig, so they find
+# it at once. Into another directory: says so, and how (an rpath from
+# pkg-config's libdir, or ld.so.conf.d). With DESTDIR (packaging) it does
+# nothing: the package's own scripts run ldconfig.
+LDCONFIG ?= $(or $(shell command -v ldconfig 2>/dev/null),/sbin/ldconfig)
+
+install-ldconfig:
+	@if [ -n "$(DESTDIR)" ]; then exit 0; fi; \
+	libdir=$$(realpath -m "$(LIBDIR)"); \
+	searched=no; \
+	for d in $$($(LDCONFIG) -N -X -v 2>/dev/null | sed -n 's|^\(/[^:]*\):.*|\1|p'); do \
+	    [ "$$(realpath -m "$$d")" = "$$libdir" ] && searched=yes; \
+	done; \
+	if [ $$searched = no ]; then \
+	    echo "$(LIBDIR) is not a directory the dynamic linker searches: link programs with"; \
+	    echo "  -Wl,-rpath,$(LIBDIR)  (that is -Wl,-rpath,\$$(pkg-config --variable=libdir turn))"; \
+	    echo "or add $(LIBDIR) to a file in /etc/ld.so.conf.d/ and run ldconfig as root."; \
+	elif [ "$$(id -u)" = 0 ]; then \
+	    echo "$(LDCONFIG)"; \
+	    $(LDCONFIG) || echo "ldconfig failed: run it as root, or programs may not find libturn.so.$(MAJOR)" >&2; \
+	else \
+	    echo "Run ldconfig as root, so that programs find libturn.so.$(MAJOR) in $(LIBDIR)."; \
+	fi
 
 # target/pkgconfig/turn-uninstalled.pc: with PKG_CONFIG_PATH=$(CURDIR)/target/pkgconfig,
 # `pkg-config turn` finds the headers and library of this build tree.

@@ -34,6 +34,28 @@
 #define TURN_MAX_STATUS_TICKETS 100000
 
 /**
+ * Level of a message: something failed (a background thread of a locker
+ * failed and was restarted).
+ */
+#define TURN_LOG_ERROR 1
+
+/**
+ * Level of a message: something may go wrong (a heartbeat slower than a
+ * third of the shortest lease: locks may be lost).
+ */
+#define TURN_LOG_WARN 2
+
+/**
+ * Level of a message: for information.
+ */
+#define TURN_LOG_INFO 3
+
+/**
+ * Level of a message: for debugging.
+ */
+#define TURN_LOG_DEBUG 4
+
+/**
  * Result of every fallible function. Values are fixed and never
  * renumbered; 0 is success. `turn_result_str` names them and
  * `turn_last_error` gives the detail of the last failure on this thread.
@@ -172,6 +194,11 @@ typedef struct turn_locker turn_locker;
  * unsupported (which setting wins is not said) but cannot crash. Options
  * are plain data: after fork() the child may still use and free the
  * options its parent had (its own copies).
+ *
+ * Each setter checks its value against the limits it states, and against
+ * the other settings (a replica timeout must stay below the command
+ * timeout): a value out of them answers `TURN_ERR_INVALID_ARGUMENT` and
+ * leaves the options as they were; `turn_last_error` says which limit.
  */
 typedef struct turn_options turn_options;
 
@@ -208,6 +235,23 @@ typedef struct turn_pending turn_pending;
  */
 typedef struct turn_status turn_status;
 
+/**
+ * Receives the library's messages (see `turn_set_log_callback`):
+ * `context` as given to `turn_set_log_callback`, `level` one of
+ * `TURN_LOG_ERROR`, `TURN_LOG_WARN`, `TURN_LOG_INFO`, `TURN_LOG_DEBUG`,
+ * and `message` a NUL-terminated UTF-8 line without a trailing newline,
+ * owned by the library and valid only during the call (copy it to keep
+ * it).
+ *
+ * It may be called from any thread, the library's own background threads
+ * included, and from several threads at once. It is called with no lock
+ * of the library held, so it may call the library (`turn_locker_health`,
+ * say, or `turn_set_log_callback`), but it must not free a locker (nor a
+ * lock), and it should return soon: on a locker's heartbeat thread, time
+ * spent here delays the next renewal of that locker's leases.
+ */
+typedef void (*turn_log_fn)(void *context, int level, const char *message);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -218,7 +262,9 @@ extern "C" {
  * `redis://127.0.0.1:6379/0`) with default options, and writes it to
  * `*out`. Fails with `TURN_ERR_CONNECTION` when Redis cannot be reached
  * within the connect timeout (2 s), `TURN_ERR_INVALID_ARGUMENT` for a bad
- * URL.
+ * URL (one that does not parse or is not UTF-8, a scheme other than
+ * `redis://`, `rediss://`, `redis+unix://`, `unix://`, `redis+sentinel://`
+ * and `redis+cluster://`, port 0, a negative database number).
  *
  * # Safety
  * `redis_url` is NULL or a NUL-terminated string; `out` points to writable
@@ -263,7 +309,9 @@ turn_result turn_locker_health(const turn_locker *locker);
 /**
  * Moves the indicator of `resource` past tickets whose presence key is
  * missing (never back), announces it, and writes it to `*indicator_out`
- * (which may be NULL). `TURN_ERR_NOT_FOUND` when there is no queue.
+ * (which may be NULL). `TURN_ERR_NOT_FOUND` when there is no queue;
+ * `TURN_ERR_INVALID_ARGUMENT` for a resource that is not 1 to 1024 bytes
+ * of UTF-8 without control characters (as `turn_lock_acquire`'s).
  *
  * # Safety
  * `resource` is NULL or NUL-terminated; `indicator_out` NULL or writable.
@@ -273,7 +321,9 @@ turn_result turn_bump(turn_locker *locker, const char *resource, uint64_t *indic
 /**
  * Removes the queue of `resource` (after bumping past dead tickets) when
  * nobody is in it, atomically. `TURN_ERR_BUSY` while in use,
- * `TURN_ERR_NOT_FOUND` when there is no queue.
+ * `TURN_ERR_NOT_FOUND` when there is no queue, `TURN_ERR_INVALID_ARGUMENT`
+ * for a resource that is not 1 to 1024 bytes of UTF-8 without control
+ * characters.
  *
  * # Safety
  * `resource` is NULL or NUL-terminated.
@@ -284,7 +334,9 @@ turn_result turn_reset(turn_locker *locker, const char *resource);
  * Publishes the log line `RESOURCE: line` on the `external` channel of
  * `resource` (where `turn follow` shows the library's own lines, such as
  * `5 started`): the bindings say turn 1.0's `N crashed!` with it. `line`
- * is at most 4096 bytes of UTF-8 without control characters.
+ * is at most 4096 bytes of UTF-8 without control characters, `resource`
+ * 1 to 1024 bytes of UTF-8 without control characters; anything else
+ * answers `TURN_ERR_INVALID_ARGUMENT`.
  *
  * # Safety
  * `resource` and `line` are NULL or NUL-terminated.
@@ -296,16 +348,18 @@ turn_result turn_announce(turn_locker *locker, const char *resource, const char 
  * the held lock to `*out`.
  *
  * - `label`: shown in status and messages (NULL for "").
- * - `expire_ms`: the lease; 0 for the default, 10000 ms. At least 100 ms.
- *   The heartbeat renews it every third of it while waiting and holding.
+ * - `expire_ms`: the lease; 0 for the default, 10000 ms. At least 100 ms:
+ *   1 to 99 answer `TURN_ERR_INVALID_ARGUMENT`. The heartbeat renews it
+ *   every third of it while waiting and holding.
  * - `patience_ms`: the longest wait without news before re-reading the
- *   queue; 0 for the default, 60000 ms.
+ *   queue; 0 for the default, 60000 ms. Values below 10 ms count as 10 ms.
  * - `timeout_ms`: < 0 waits forever; 0 tries once (`TURN_ERR_WOULD_BLOCK`
  *   when someone else has the turn); > 0 gives up after that long with
  *   `TURN_ERR_TIMEOUT`. A ticket given up leaves no trace.
  *
  * Resource names are 1 to 1024 bytes of UTF-8 without control characters;
- * labels at most 4096 bytes.
+ * labels at most 4096 bytes of UTF-8. Anything else answers
+ * `TURN_ERR_INVALID_ARGUMENT`, before any round trip.
  *
  * # Safety
  * Strings are NULL or NUL-terminated; `out` points to writable storage for
@@ -348,9 +402,11 @@ turn_result turn_lock_acquire_cancelable(turn_locker *locker,
 turn_result turn_lock_release(turn_lock *lock);
 
 /**
- * The lock's ticket number: strictly increasing per queue while the
- * queue's dispenser survives, so usable as a fencing token. 0 for NULL or
- * a handle that is not a live lock.
+ * The lock's ticket number (turn 1.0's serial, shown by status): it
+ * starts over when the queue is made anew (a reset, a Redis restart
+ * without persistence, a failover that lost the queue), so it is not a
+ * fencing token: `turn_lock_token` is. 0 for NULL or a handle that is not
+ * a live lock.
  */
 uint64_t turn_lock_serial(const turn_lock *lock);
 
@@ -425,7 +481,8 @@ void turn_cancel_free(turn_cancel *cancel);
  * the pending acquire to `*out`; when the turn came with the draw, its fd
  * is readable at once.
  *
- * - `label`, `expire_ms`, `patience_ms`: as `turn_lock_acquire`'s.
+ * - `resource`, `label`, `expire_ms`, `patience_ms`: as
+ *   `turn_lock_acquire`'s, with the same limits.
  * - `timeout_ms`: < 0 waits forever; > 0 ends the wait after that long
  *   with `TURN_ERR_TIMEOUT` (the ticket withdrawn); 0 is
  *   `TURN_ERR_INVALID_ARGUMENT` (a try-lock is `turn_lock_acquire` with
@@ -503,7 +560,9 @@ turn_result turn_pending_position(const turn_pending *pending, uint64_t *ahead);
 
 /**
  * Reads a snapshot of the queue of `resource` atomically and writes it to
- * `*out`. `TURN_ERR_NOT_FOUND` when there is no queue.
+ * `*out`. `TURN_ERR_NOT_FOUND` when there is no queue;
+ * `TURN_ERR_INVALID_ARGUMENT` for a resource that is not 1 to 1024 bytes
+ * of UTF-8 without control characters.
  *
  * # Safety
  * `resource` is NULL or NUL-terminated; `out` writable.
@@ -579,8 +638,9 @@ turn_result turn_options_new(turn_options **out);
 void turn_options_free(turn_options *options);
 
 /**
- * Sets the key prefix (default "turn"; 1 to 256 bytes, no control
- * characters).
+ * Sets the key prefix (default "turn"; 1 to 256 bytes of UTF-8, no
+ * control characters). Anything else answers `TURN_ERR_INVALID_ARGUMENT`;
+ * NULL answers `TURN_ERR_NULL_ARGUMENT`.
  *
  * # Safety
  * `options` is a live options object; `prefix` NUL-terminated.
@@ -588,7 +648,8 @@ void turn_options_free(turn_options *options);
 turn_result turn_options_set_prefix(turn_options *options, const char *prefix);
 
 /**
- * Sets the time allowed to connect (default 2000 ms; must be > 0).
+ * Sets the time allowed to connect (default 2000 ms): 1 to 86400000 ms
+ * (a day). 0, or more than a day, answers `TURN_ERR_INVALID_ARGUMENT`.
  *
  * # Safety
  * `options` is a live options object.
@@ -597,8 +658,10 @@ turn_result turn_options_set_connect_timeout_ms(turn_options *options, uint32_t 
 
 /**
  * Sets the time allowed for a reply, and for a free pooled connection
- * (default 5000 ms; must be > 0). Calls fail with `TURN_ERR_CONNECTION`
- * after it.
+ * (default 5000 ms): 1 to 86400000 ms (a day), and above the replica
+ * timeout when `turn_options_set_min_replicas` set one with replicas > 0.
+ * Anything else answers `TURN_ERR_INVALID_ARGUMENT`. Calls fail with
+ * `TURN_ERR_CONNECTION` after it.
  *
  * # Safety
  * `options` is a live options object.
@@ -606,7 +669,8 @@ turn_result turn_options_set_connect_timeout_ms(turn_options *options, uint32_t 
 turn_result turn_options_set_command_timeout_ms(turn_options *options, uint32_t millis);
 
 /**
- * Sets the most command connections open at once (default 8, 1 to 1024).
+ * Sets the most command connections open at once (default 8): 1 to 1024.
+ * 0, or more than 1024, answers `TURN_ERR_INVALID_ARGUMENT`.
  *
  * # Safety
  * `options` is a live options object.
@@ -616,6 +680,7 @@ turn_result turn_options_set_pool_size(turn_options *options, uint32_t size);
 /**
  * Sets how long a ticket must exist before a missing presence key marks it
  * dead (default 500 ms; turn 1.0 clients set theirs a moment after drawing).
+ * Any value is accepted, 0 included.
  *
  * # Safety
  * `options` is a live options object.
@@ -624,9 +689,10 @@ turn_result turn_options_set_grace_ms(turn_options *options, uint32_t millis);
 
 /**
  * Seeds the serials of queues this locker creates from the server's clock
- * (microseconds) when `enabled` is non-zero, so that fencing tokens keep
- * increasing when a queue is lost with a Redis restart without persistence
- * (or reset). Default off: new queues start at 1, as with turn 1.0.
+ * (microseconds) when `enabled` is non-zero, so that serials (turn 1.0's
+ * ticket numbers) keep increasing when a queue is lost with a Redis
+ * restart without persistence (or reset). Default off: new queues start at
+ * 1, as with turn 1.0. Fencing tokens (`turn_lock_token`) need no option.
  *
  * # Safety
  * `options` is a live options object.
@@ -637,7 +703,12 @@ turn_result turn_options_set_clock_serials(turn_options *options, int32_t enable
  * Sets the TLS files (PEM) for a `rediss://` URL: `ca_file` the CA to
  * trust instead of the system's roots, `cert_file` and `key_file` a client
  * certificate for mutual TLS. Each may be NULL; all NULL turns the files
- * off. The files are read when the locker is made.
+ * off. A path that is not UTF-8 answers `TURN_ERR_INVALID_ARGUMENT`.
+ *
+ * The files are read when the locker is made: `turn_locker_new_with_options`
+ * answers `TURN_ERR_INVALID_ARGUMENT` for a file it cannot read, a client
+ * certificate without its key (or a key without its certificate), and TLS
+ * files with a `redis://`, `redis+unix://` or `unix://` URL.
  *
  * # Safety
  * `options` is a live options object; the paths are NULL or NUL-terminated.
@@ -649,9 +720,11 @@ turn_result turn_options_set_tls(turn_options *options,
 
 /**
  * Sets replica confirmation ("durable grants"): `replicas` is how many
- * replicas must have a grant, renewal or release before it counts;
- * `timeout_ms` how long to wait for them (> 0, and below the command
- * timeout). 0 replicas: do not wait (`timeout_ms` is then not used).
+ * replicas must have a grant, renewal or release before it counts (any
+ * number); `timeout_ms` how long to wait for them: with replicas > 0, at
+ * least 1 ms and below the command timeout set at that moment (set the
+ * command timeout first), else `TURN_ERR_INVALID_ARGUMENT`. 0 replicas: do
+ * not wait (`timeout_ms` is then not used).
  *
  * Default: 1 replica within 1000 ms for a `redis+sentinel://` URL, 0 for
  * one server and for a Redis Cluster. A grant not confirmed in time is
@@ -686,6 +759,32 @@ const char *turn_last_error(void);
  * The library's version, a static string such as "0.1.0".
  */
 const char *turn_version(void);
+
+/**
+ * Sends every message the library would write on standard error to `fn`
+ * instead, with its level and `context`, process-wide (for every locker,
+ * made before or after); `fn` NULL gives them back to standard error
+ * (each as one line `turn: <message>`), the default. Messages never
+ * contain a URL nor a password (whatever looks like the credentials of a
+ * URL is masked as `***`). Always answers `TURN_OK`.
+ *
+ * When it returns, no call of the callback it replaces is in progress nor
+ * will begin (so that callback's context may be freed then), except when
+ * it is called from within the callback itself: then it returns at once.
+ * It waits for those calls: do not call it while holding a lock that the
+ * callback takes.
+ *
+ * While a callback is set, a panic in one of the library's background
+ * threads writes nothing on standard error: the thread is restarted and
+ * the failure, with the panic's text, comes to the callback at
+ * `TURN_LOG_ERROR`.
+ *
+ * # Safety
+ * `fn` is NULL or a function of the type `turn_log_fn` that stays
+ * callable, with `context`, until this function is called again and has
+ * returned; `context` is passed back as it is.
+ */
+turn_result turn_set_log_callback(turn_log_fn fn, void *context);
 
 #ifdef __cplusplus
 }  // extern "C"

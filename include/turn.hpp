@@ -36,9 +36,13 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -433,6 +437,69 @@ private:
 
     turn_locker *handle_ = nullptr;
 };
+
+/// The level of a message of the library (TURN_LOG_*).
+enum class log_level : int {
+    error = TURN_LOG_ERROR,  ///< something failed (a background thread was restarted)
+    warn = TURN_LOG_WARN,    ///< something may go wrong (a slow heartbeat: locks may be lost)
+    info = TURN_LOG_INFO,
+    debug = TURN_LOG_DEBUG,
+};
+
+/// Receives the library's messages: see set_log_callback.
+using log_function = std::function<void(log_level level, std::string_view message)>;
+
+namespace detail {
+/// The function of set_log_callback; never destroyed (the library's
+/// threads may call it until the process ends).
+struct log_state {
+    std::mutex mutex;
+    std::shared_ptr<const log_function> function;
+};
+inline log_state &log_sink() {
+    static log_state *state = new log_state;
+    return *state;
+}
+inline void log_trampoline(void *, int level, const char *message) noexcept {
+    std::shared_ptr<const log_function> f;
+    {
+        std::lock_guard<std::mutex> hold(log_sink().mutex);
+        f = log_sink().function;
+    }
+    if (!f) return;
+    try {
+        (*f)(static_cast<log_level>(level), std::string_view(message));
+    } catch (...) {
+        // Never into the library's thread.
+    }
+}
+}  // namespace detail
+
+/// Sends every message the library would write on standard error (a slow
+/// heartbeat, a background thread restarted) to f instead, process-wide
+/// (turn_set_log_callback), with its level and without a trailing newline;
+/// an empty f gives them back to standard error. Messages never contain a
+/// password.
+///
+/// f may be called from any thread, the library's own included, several at
+/// once; it should return soon (on a locker's heartbeat thread, time spent
+/// in f delays that locker's lease renewals) and must not destroy a
+/// turn::locker; an exception it throws is caught and dropped. When this
+/// returns, the f it replaced is no longer running (unless called from
+/// within f: then it returns at once).
+inline void set_log_callback(log_function f) {
+    if (!f) {
+        detail::check(turn_set_log_callback(nullptr, nullptr), "turn_set_log_callback");
+        std::lock_guard<std::mutex> hold(detail::log_sink().mutex);
+        detail::log_sink().function.reset();
+        return;
+    }
+    {
+        std::lock_guard<std::mutex> hold(detail::log_sink().mutex);
+        detail::log_sink().function = std::make_shared<const log_function>(std::move(f));
+    }
+    detail::check(turn_set_log_callback(&detail::log_trampoline, nullptr), "turn_set_log_callback");
+}
 
 }  // namespace turn
 

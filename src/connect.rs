@@ -2,6 +2,7 @@
 //! of Sentinels naming the current master (followed: see `sentinel.rs`),
 //! or a Redis Cluster.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConnection};
@@ -21,6 +22,10 @@ pub(crate) enum Connector {
         client: ClusterClient,
         /// The seed nodes, for pubsub and for scanning every master.
         seeds: Vec<Client>,
+        /// The seed asked first next time: each new pubsub connection
+        /// starts at the next one, so that a node that accepts but never
+        /// answers (a stopped replica) is not picked again and again.
+        next_seed: AtomicUsize,
         auth: (Option<String>, Option<String>),
     },
 }
@@ -103,6 +108,12 @@ impl Connector {
     /// Parses `url`; errors never repeat the URL (it may hold a password).
     pub fn open(url: &str, tls: Option<&Tls>) -> Result<Connector> {
         let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or("");
+        if tls.is_some() && matches!(scheme, "redis+sentinel" | "redis+cluster") {
+            // Never plain text where the user asked for TLS.
+            return Err(Error::invalid(format!(
+                "TLS is not offered for {scheme}:// URLs yet; TLS files need a rediss:// URL"
+            )));
+        }
         match scheme {
             "redis" | "rediss" | "redis+unix" | "unix" => {}
             "redis+sentinel" => return sentinel(url),
@@ -219,9 +230,13 @@ impl Connector {
         match self {
             Connector::Direct(client) => client.get_connection_with_timeout(timeout),
             Connector::Sentinel(sentinel) => sentinel.connect(timeout).map(|(c, _)| c),
-            Connector::Cluster { seeds, .. } => {
+            Connector::Cluster {
+                seeds, next_seed, ..
+            } => {
                 let mut last = None;
-                for seed in seeds {
+                let first = next_seed.fetch_add(1, Ordering::Relaxed);
+                for i in 0..seeds.len() {
+                    let seed = &seeds[(first + i) % seeds.len()];
                     match seed.get_connection_with_timeout(timeout) {
                         Ok(c) => return Ok(c),
                         Err(e) => last = Some(e),
@@ -437,6 +452,7 @@ fn cluster(url: &str) -> Result<Connector> {
     Ok(Connector::Cluster {
         client,
         seeds,
+        next_seed: AtomicUsize::new(0),
         auth: (n.user, n.password),
     })
 }

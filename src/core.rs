@@ -46,11 +46,15 @@ impl Core {
     pub fn new(url: &str, options: Options) -> Result<Core> {
         options.validate()?;
         let connector = Connector::open(url, options.tls.as_ref())?;
-        let durable = options.min_replicas.unwrap_or(if connector.is_sentinel() {
+        let mut durable = options.min_replicas.unwrap_or(if connector.is_sentinel() {
             MinReplicas::sentinel_default()
         } else {
             MinReplicas::off()
         });
+        if options.min_replicas.is_none() && durable.timeout >= options.command_timeout {
+            // The deployment's default waits less than a command may take.
+            durable.timeout = options.command_timeout / 2;
+        }
         let pool = Pool::new(
             connector,
             options.pool_size,

@@ -122,7 +122,7 @@ impl std::error::Error for Error {}
 /// The codes of replies from a server that cannot serve writes for now
 /// (a master without enough replicas, a replica, a server loading its
 /// data, a busy script, a cluster slot moving or down).
-const REFUSALS: [&str; 8] = [
+const REFUSALS: [&str; 9] = [
     "NOREPLICAS",
     "READONLY",
     "MASTERDOWN",
@@ -131,6 +131,8 @@ const REFUSALS: [&str; 8] = [
     "CLUSTERDOWN",
     "BUSY",
     "NOTREADY",
+    // A blocked command (WAIT) ended by a master turned replica.
+    "UNBLOCKED",
 ];
 
 /// True for a reply of a server that refuses for now (see [`REFUSALS`]).
@@ -201,7 +203,7 @@ mod tests {
 
     #[test]
     fn refusals_are_connection_errors_and_other_replies_are_protocol_errors() {
-        for code in ["NOREPLICAS", "MASTERDOWN", "BUSY", "NOTREADY"] {
+        for code in ["NOREPLICAS", "MASTERDOWN", "BUSY", "NOTREADY", "UNBLOCKED"] {
             let e = Error::from(reply(code));
             assert_eq!(e.kind(), ErrorKind::Connection, "{code}");
             assert!(e.is_refusal(), "{code}");

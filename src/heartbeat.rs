@@ -175,21 +175,29 @@ impl Heartbeat {
             batch.len(),
             took.as_millis(),
         );
+        let mut said = None;
         if watch
             .said_ms
             .is_none_or(|said| now >= said + SLOW_NOTICE_MS)
         {
             let unsaid = std::mem::take(&mut watch.unsaid);
             if unsaid > 0 {
-                eprintln!("turn: {text} ({unsaid} more slow beat(s) since the last line)");
+                said = Some(format!(
+                    "{text} ({unsaid} more slow beat(s) since the last line)"
+                ));
             } else {
-                eprintln!("turn: {text}");
+                said = Some(text.clone());
             }
             watch.said_ms = Some(now);
         } else {
             watch.unsaid += 1;
         }
         watch.last_slow = Some((now, text));
+        // Said once the watch is let go: the log callback may ask for health.
+        drop(watch);
+        if let Some(said) = said {
+            crate::log::warn(&said);
+        }
     }
 
     /// The figures of the last beat.

@@ -9,7 +9,7 @@
 //! ```no_run
 //! let locker = turn::Locker::new(Some("redis://127.0.0.1:6379/0"))?;
 //! let lock = locker.lock("printer", "report job")?;
-//! println!("my turn, fencing token {}", lock.serial());
+//! println!("my turn, fencing token {}", lock.token());
 //! lock.release()?;
 //! # Ok::<(), turn::Error>(())
 //! ```
@@ -24,6 +24,7 @@ mod fork;
 mod heartbeat;
 mod keys;
 mod locker;
+mod log;
 mod lost;
 mod notifier;
 mod options;

@@ -308,8 +308,10 @@ impl std::fmt::Debug for Lock {
 }
 
 impl Lock {
-    /// The ticket number: strictly increasing per queue while its dispenser
-    /// survives, so usable as a fencing token.
+    /// The ticket number (turn 1.0's serial, shown by status): it starts
+    /// over when the queue is made anew (a reset, a Redis restart without
+    /// persistence, a failover that lost the queue), so it is not a fencing
+    /// token: [`Lock::token`] is.
     pub fn serial(&self) -> u64 {
         self.ticket.serial
     }
@@ -440,7 +442,7 @@ fn release(rt: &Runtime, t: &Ticket) -> Result<()> {
         )));
     }
     let epoch = rt.core.pool.epoch();
-    let mut result = scripts::release(&rt.core, t, Mode::Release);
+    let mut result = scripts::release(&rt.core, t, Mode::Release, true);
     let doubtful = match &result {
         Ok(left) => !left.moved || !left.present || left.unconfirmed.is_some(),
         Err(e) => e.is_connection(),
@@ -450,7 +452,7 @@ fn release(rt: &Runtime, t: &Ticket) -> Result<()> {
         // now, and release there when it changed (nothing else to do).
         rt.core.pool.ask_master();
         if rt.core.pool.epoch() != epoch {
-            result = scripts::release(&rt.core, t, Mode::Release);
+            result = scripts::release(&rt.core, t, Mode::Release, true);
         }
     }
     t.set_done();

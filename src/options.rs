@@ -56,9 +56,10 @@ pub struct Options {
     /// (default 500 ms), see [`DEFAULT_GRACE`].
     pub grace: Duration,
     /// Seed the serials of a queue this locker creates from the server's
-    /// clock (microseconds) instead of 1, so that fencing tokens keep
-    /// increasing when the queue is lost with a Redis restart without
-    /// persistence, or reset (default off, as turn 1.0).
+    /// clock (microseconds) instead of 1, so that serials (turn 1.0's
+    /// ticket numbers) keep increasing when the queue is lost with a Redis
+    /// restart without persistence, or reset (default off, as turn 1.0).
+    /// Fencing tokens ([`crate::Lock::token`]) need no option.
     pub clock_serials: bool,
     /// TLS files for a `rediss://` URL (None: the system's trusted roots,
     /// no client certificate).

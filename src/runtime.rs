@@ -94,13 +94,21 @@ impl Runtime {
             };
             if reachable
                 && let Some(mode) = mode
-                && let Err(e) = scripts::release(&self.core, &t, mode)
+                && let Err(e) = scripts::release(&self.core, &t, mode, false)
             {
                 reachable = !e.is_connection();
             }
             t.mark_lost();
         }
         self.heartbeat.wake();
+        // The notifier sleeps in a read of its pubsub connection: a
+        // message on its own channel ends it now, not after a poll.
+        if reachable {
+            let channel = self.notifier.channel();
+            let _ = self
+                .core
+                .run(|c| redis::cmd("PUBLISH").arg(channel).arg("").query::<i64>(c));
+        }
         // Pending acquires end now (their tickets were withdrawn above).
         let work = std::mem::take(&mut *self.driven());
         for w in work {
@@ -202,7 +210,7 @@ fn supervise(name: &str, body: Body, rt: &Runtime) {
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown".to_string());
         let text = format!("the {name} thread failed ({what}) and was restarted");
-        eprintln!("turn: {text}");
+        crate::log::error(&text);
         rt.core.fault(text);
         if rt.core.is_closed() {
             return;

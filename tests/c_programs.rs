@@ -295,3 +295,59 @@ fn c_guessing_the_next_locks_finds_nothing() {
 fn c_in_a_forked_child_parent_status_and_options_still_work() {
     c_handles_check("in_a_forked_child_parent_status_and_options_still_work");
 }
+
+/// The log callback (tests/c/log.c): a slow beat, made by stalling a
+/// server that asks for a password, is said to the callback at
+/// TURN_LOG_WARN or worse, never with the password, and nothing at all is
+/// written on standard error (the program's, captured here).
+#[test]
+fn c_log_callback_gets_the_warnings_without_the_password_and_stderr_stays_empty() {
+    let password = "log-test-s3cret";
+    // Redis 7 takes DEBUG only when enabled; older servers know no such
+    // option and allow it.
+    let version = Command::new(
+        std::env::var("TURN_TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into()),
+    )
+    .arg("--version")
+    .output()
+    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    .unwrap_or_default();
+    let major: u32 = version
+        .split("v=")
+        .nth(1)
+        .and_then(|v| v.split('.').next())
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(7);
+    let mut args = vec![
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--requirepass",
+        password,
+    ];
+    if major >= 7 {
+        args.extend(["--enable-debug-command", "yes"]);
+    }
+    let r = Redis::start_with(&args);
+    let url = format!("redis://:{password}@127.0.0.1:{}/0", r.port);
+    let dir = tempfile::tempdir().unwrap();
+    let bin = compile(
+        "cc",
+        &root().join("tests/c/log.c"),
+        dir.path(),
+        &["-pthread"],
+    );
+    let output = Command::new(&bin)
+        .args([&url, &r.port.to_string(), password])
+        .env("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
+        .output()
+        .expect("run the test program");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("log: all checks passed"), "{stdout}");
+    assert!(!stdout.contains(password), "{stdout}");
+    assert!(stderr.is_empty(), "written on standard error:\n{stderr}");
+}

@@ -2,7 +2,9 @@
 
 mod support;
 
-use std::process::{Command, Output, Stdio};
+use std::io::{BufRead, Read};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, ExitStatus, Output, Stdio};
 use std::time::Duration;
 
 use redis::Commands;
@@ -469,4 +471,194 @@ fn min_replicas_is_passed_on_and_bad_values_are_refused() {
     // Not a count: clap's usage error.
     let o = turn(&r, &["--min-replicas", "many", "status"]);
     assert_eq!(o.status.code(), Some(2), "{o:?}");
+}
+
+/// Waits at most `limit` for `child` to exit (killing it and failing the
+/// test past that); its exit status and what it said on stderr.
+fn finish(mut child: std::process::Child, limit: Duration) -> (ExitStatus, String) {
+    let mut stderr = child.stderr.take().expect("stderr piped");
+    let said = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let end = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("turn still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    (status, said.join().unwrap())
+}
+
+/// The tool ended as `ls` does when its reader went away: killed by
+/// SIGPIPE, silently (no panic message, no status 101).
+fn ended_quietly_by_sigpipe(what: &str, status: ExitStatus, stderr: &str) {
+    assert!(!stderr.contains("panicked"), "{what}: {stderr}");
+    assert_ne!(status.code(), Some(101), "{what}: a panic");
+    assert_eq!(
+        status.signal(),
+        Some(libc::SIGPIPE),
+        "{what}: {status:?}, stderr {stderr:?}"
+    );
+    assert_eq!(stderr, "", "{what}");
+}
+
+/// `turn ARGS` with standard output a pipe whose reader is gone already.
+fn with_closed_stdout(r: &Redis, args: &[&str]) -> std::process::Child {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    turn_cmd(r, args)
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn a_closed_standard_output_ends_every_command_quietly() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    // Several queues: every command below writes more than one line.
+    let held: Vec<_> = (0..5)
+        .map(|i| l.lock(&format!("q{i}"), "held").unwrap())
+        .collect();
+    l.lock("idle", "x").unwrap().release().unwrap();
+    for args in [
+        &["status"][..],
+        &["status", "--json"],
+        &["status", "q0", "q1", "q2"],
+        &["status", "--json", "q0", "q1"],
+        &["reset", "q0", "q1", "nope"],
+        &["status", "--watch", "--interval", "0.05"],
+        &["follow", "q0"],
+        &["lock", "free", "q0"],
+    ] {
+        let child = with_closed_stdout(&r, args);
+        let (status, stderr) = finish(child, Duration::from_secs(20));
+        ended_quietly_by_sigpipe(&format!("turn {args:?}"), status, &stderr);
+    }
+    // `turn lock free q0` gave back what it took, and left no ticket.
+    assert!(l.status("free").map_or(true, |s| s.tickets.is_empty()));
+    assert_eq!(l.status("q0").unwrap().tickets.len(), 1);
+    drop(held);
+}
+
+#[test]
+fn turn_status_piped_into_head_1_exits_quietly() {
+    let r = Redis::start();
+    // A queue whose status is more than a pipe holds (64 KiB; 160 KB of
+    // labels): the tool is still writing when the reader goes, as with
+    // `turn status R | head -1`.
+    let mut c = r.conn();
+    let label = "x".repeat(4000);
+    let _: () = c.set("turn:big:dispenser", 40).unwrap();
+    let _: () = c.set("turn:big:indicator", 1).unwrap();
+    for n in 1..=40 {
+        let _: () = c.set(format!("turn:big:serial:{n}"), &label).unwrap();
+    }
+    for args in [&["status", "big"][..], &["status", "--json", "big"]] {
+        let mut child = turn_cmd(&r, args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The start only (the JSON is one long line), as `head -c 1024`.
+        let mut out = child.stdout.take().unwrap();
+        let mut start = [0u8; 1024];
+        out.read_exact(&mut start).unwrap();
+        assert!(start.starts_with(b"big") || start.starts_with(b"["));
+        drop(out);
+        let (status, stderr) = finish(child, Duration::from_secs(20));
+        ended_quietly_by_sigpipe(&format!("turn {args:?} | head"), status, &stderr);
+    }
+}
+
+#[test]
+fn follow_and_lock_end_when_their_reader_goes_away() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    // `turn follow res | head -1`: it ends when head does, not at the next
+    // line (which never comes).
+    let mut child = turn_cmd(&r, &["follow", "res"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    assert!(eventually(Duration::from_secs(10), || subscribers(
+        &r,
+        "turn:res:external"
+    ) == 1));
+    l.lock("res", "lbl").unwrap().release().unwrap();
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    assert_eq!(first, "res: 1 assigned to \"lbl\"\n");
+    drop(out);
+    let (status, stderr) = finish(child, Duration::from_secs(10));
+    ended_quietly_by_sigpipe("turn follow | head -1", status, &stderr);
+
+    // `turn lock free | head -2`: the lock is given back when head ends.
+    let mut child = turn_cmd(&r, &["lock", "free"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut lines = String::new();
+    out.read_line(&mut lines).unwrap();
+    out.read_line(&mut lines).unwrap();
+    assert_eq!(lines, "free: acquiring\nfree: locked\n");
+    assert_eq!(l.status("free").unwrap().tickets.len(), 1);
+    drop(out);
+    let (status, stderr) = finish(child, Duration::from_secs(10));
+    ended_quietly_by_sigpipe("turn lock free | head -2", status, &stderr);
+    assert!(l.status("free").unwrap().tickets.is_empty(), "released");
+    l.acquire("free", &Acquire::label("after").wait(turn::Wait::TryOnce))
+        .unwrap()
+        .release()
+        .unwrap();
+}
+
+#[test]
+fn lock_with_nothing_after_the_double_dash_is_a_usage_error() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    // `turn lock R -- $CMD` with an empty $CMD: refused, not turn 1.0's
+    // hold-until-interrupted form.
+    for args in [
+        &["lock", "R", "--"][..],
+        &["lock", "--label", "x", "R", "--"],
+        &["lock", "--"],
+    ] {
+        let child = turn_cmd(&r, args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (status, stderr) = finish(child, Duration::from_secs(10));
+        assert_eq!(status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("nothing after `--`"), "{args:?}: {stderr}");
+        assert!(stderr.contains("Usage: turn lock"), "{args:?}: {stderr}");
+    }
+    assert_eq!(
+        l.status("R").unwrap_err().kind(),
+        turn::ErrorKind::NotFound,
+        "R was never queued for"
+    );
+    // Without `--`, turn 1.0's form still holds until interrupted.
+    let mut child = turn_cmd(&r, &["lock", "R"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Lines::new(child.stdout.take().unwrap());
+    assert!(lines.wait_for("R: locked", Duration::from_secs(10)));
+    signal(child.id(), "INT");
+    assert!(child.wait().unwrap().success());
 }

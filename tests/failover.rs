@@ -1,4 +1,4 @@
-//! The failover fault kit (issue 19): a Redis Sentinel set (a master, one
+//! The failover fault kit: a Redis Sentinel set (a master, one
 //! replica, three sentinels, down-after 1 s; tests/support/sentinel.rs)
 //! failing over under lockers with default options, where a locker
 //! follows the master and each grant, renewal and release is confirmed by

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use redis::Commands;
 use support::{Redis, eventually, queued};
-use turn::{Acquire, ErrorKind, Locker, ResetOutcome, Wait};
+use turn::{Acquire, ErrorKind, Locker, Options, ResetOutcome, Wait};
 
 fn locker(r: &Redis) -> Locker {
     Locker::new(Some(&r.url())).expect("locker connects")
@@ -39,7 +39,7 @@ fn uncontended_lock_writes_turn_1_0_keys() {
     assert_eq!(get(&r, "turn:printer:indicator").as_deref(), Some("2"));
     assert_eq!(get(&r, "turn:printer:serial:1"), None);
     let again = l.lock("printer", "job two").unwrap();
-    assert_eq!(again.serial(), 2, "serials increase: a fencing token");
+    assert_eq!(again.serial(), 2, "serials increase within a queue");
 }
 
 #[test]
@@ -425,4 +425,31 @@ fn cancel_withdraws_a_waiting_ticket() {
     );
     assert_eq!(get(&r, "turn:r:serial:2"), None);
     held.release().unwrap();
+}
+
+#[test]
+fn a_grant_no_replica_confirms_is_never_ok_and_ends_as_a_connection_error() {
+    // A server without replicas, and a locker asking for one (the option
+    // under test): every grant waits in vain.
+    let r = Redis::start();
+    let options = Options {
+        min_replicas: Some(turn::MinReplicas::new(1, Duration::from_millis(100))),
+        ..Options::default()
+    };
+    let l = Locker::with_options(Some(&r.url()), options).unwrap();
+    for request in [
+        Acquire::label("short lease")
+            .expire(Duration::from_millis(300))
+            .wait(Wait::For(Duration::from_secs(2))),
+        Acquire::label("default lease").wait(Wait::For(Duration::from_secs(1))),
+        Acquire::label("try").wait(Wait::TryOnce),
+    ] {
+        match l.acquire("unconfirmed", &request) {
+            Ok(lock) => panic!("{}: granted, token {}", request.label, lock.token()),
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::Connection, "{}: {e}", request.label);
+                assert!(e.message().contains("replica"), "{}: {e}", request.label);
+            }
+        }
+    }
 }

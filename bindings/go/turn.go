@@ -5,7 +5,7 @@
 //	locker, err := turn.NewLocker("redis://127.0.0.1:6379/0")
 //	lock, err := locker.Lock(ctx, "printer", turn.Label("report job"))
 //	defer lock.Unlock()
-//	write(lock.Serial()) // a fencing token
+//	write(lock.Token()) // the fencing token (lock.Serial() is the ticket number)
 //
 // It links libturn through cgo (#cgo pkg-config: turn), so PKG_CONFIG_PATH
 // must find turn.pc (an installed library) or turn-uninstalled.pc (the
@@ -93,6 +93,12 @@ static const char *go_status_label_at(uintptr_t s, size_t i) {
 	return turn_status_label_at((turn_status *)s, i);
 }
 static void go_status_free(uintptr_t s) { turn_status_free((turn_status *)s); }
+// The log callback: goTurnLog (log.go, exported) behind a turn_log_fn.
+extern void goTurnLog(void *context, int level, char *message);
+static void go_log(void *context, int level, const char *message) {
+	goTurnLog(context, level, (char *)message);
+}
+static turn_result go_set_log_callback(int on) { return turn_set_log_callback(on ? go_log : NULL, NULL); }
 */
 import "C"
 
@@ -100,6 +106,7 @@ import (
 	"context"
 	"errors"
 	"runtime"
+	"strconv"
 	"sync"
 	"time"
 	"unsafe"
@@ -636,4 +643,59 @@ func (k *Lock) Lost() <-chan struct{} {
 	fd := int(C.go_lost_fd(k.handle))
 	k.stop = watchLost(fd, k.lost, k.Check)
 	return k.lost
+}
+
+// LogLevel is the level of a message of the library (TURN_LOG_*).
+type LogLevel int
+
+// The levels of the library's messages.
+const (
+	LogError LogLevel = 1 // something failed (a background thread was restarted)
+	LogWarn  LogLevel = 2 // something may go wrong (a slow heartbeat: locks may be lost)
+	LogInfo  LogLevel = 3
+	LogDebug LogLevel = 4
+)
+
+func (l LogLevel) String() string {
+	switch l {
+	case LogError:
+		return "error"
+	case LogWarn:
+		return "warn"
+	case LogInfo:
+		return "info"
+	case LogDebug:
+		return "debug"
+	}
+	return "level " + strconv.Itoa(int(l))
+}
+
+var (
+	logMu sync.RWMutex
+	logFn func(LogLevel, string)
+)
+
+// SetLogFunc sends every message the library would write on standard error
+// (a slow heartbeat, a background thread restarted) to f instead,
+// process-wide, with its level and without a trailing newline; nil gives
+// them back to standard error. Messages never contain a password.
+//
+// f may be called from any goroutine and from the library's own threads,
+// several at once; it should return soon (on a locker's heartbeat thread,
+// time spent in f delays that locker's lease renewals), it must not close a
+// Locker, and a panic in it is recovered and ignored. When SetLogFunc
+// returns, the f it replaced is no longer running (unless SetLogFunc is
+// called from f itself).
+func SetLogFunc(f func(level LogLevel, message string)) error {
+	if f == nil {
+		err := call(func() C.turn_result { return C.go_set_log_callback(0) })
+		logMu.Lock()
+		logFn = nil
+		logMu.Unlock()
+		return err
+	}
+	logMu.Lock()
+	logFn = f
+	logMu.Unlock()
+	return call(func() C.turn_result { return C.go_set_log_callback(1) })
 }

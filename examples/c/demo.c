@@ -3,9 +3,10 @@
  *
  *   demo REDIS_URL RESOURCE NAME ROUNDS
  *
- * Each round takes the lock, shows its ticket (a fencing token), works a
- * moment and gives the turn back. Start several at once and watch them take
- * turns in ticket order.
+ * Each round takes the lock, shows its ticket number and its fencing token
+ * (turn_lock_token: it never goes back, while the ticket number starts over
+ * when the queue is made anew), works a moment and gives the turn back.
+ * Start several at once and watch them take turns in ticket order.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,8 +44,15 @@ int main(int argc, char **argv) {
             turn_locker_free(locker);
             return fail("turn_lock_acquire", rc);
         }
-        printf("%-10s round %d: my turn, ticket %llu\n", name, i,
-               (unsigned long long)turn_lock_serial(lock));
+        uint64_t token = 0;
+        rc = turn_lock_token(lock, &token);
+        if (rc != TURN_OK) {
+            turn_lock_release(lock);
+            turn_locker_free(locker);
+            return fail("turn_lock_token", rc);
+        }
+        printf("%-10s round %d: my turn, ticket %llu, fencing token %llu\n", name, i,
+               (unsigned long long)turn_lock_serial(lock), (unsigned long long)token);
         fflush(stdout);
         pause_ms(100); /* the careful work on the shared resource */
         rc = turn_lock_check(lock);

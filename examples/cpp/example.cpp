@@ -24,8 +24,9 @@ int main(int argc, char **argv) {
             workers.emplace_back([&locker, t, rounds] {
                 for (int i = 0; i < rounds; i++) {
                     turn::lock lock = locker.acquire("cpp-printer", "thread " + std::to_string(t));
-                    std::printf("thread %d: my turn, ticket %llu\n", t,
-                                static_cast<unsigned long long>(lock.serial()));
+                    std::printf("thread %d: my turn, ticket %llu, fencing token %llu\n", t,
+                                static_cast<unsigned long long>(lock.serial()),
+                                static_cast<unsigned long long>(lock.token()));
                 }  // released here
             });
         }

@@ -1,14 +1,33 @@
 //! `turn`: inspect, follow, reset and lock turn queues in Redis.
 
-use std::io::Write;
 use std::ops::ControlFlow;
 use std::process::ExitCode;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use turn::{Acquire, Cancel, ErrorKind, Locker, MinReplicas, Options, ResetOutcome, Status, Wait};
 
+/// `eprintln!` that never panics: a standard error nobody reads (a closed
+/// pipe) is no reason to fail.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// `println!` for a command with nothing to clean up: a reader that went
+/// away ends the tool quietly (see `output`), another write error is the
+/// command's error.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        output::line(format_args!($($arg)*))?
+    };
+}
+
+#[path = "turn/output.rs"]
+mod output;
 #[path = "turn/run_locked.rs"]
 mod run_locked;
 use run_locked::run_locked;
@@ -26,7 +45,15 @@ fencing token) and TURN_LOCK_SERIAL in its environment. Its exit status:
   126, 127            the command could not be run, or was not found
   128+N               signal N (Ctrl-C: 130) came while waiting; the ticket
                       was withdrawn and nothing was run
-  1                   any other failure (Redis unreachable, bad arguments)";
+  2                   a usage error (an unknown option, a value that is not
+                      a number, `--` with no COMMAND after it); nothing was
+                      locked
+  1                   any other failure (Redis unreachable, a value out of
+                      range)
+
+Every command: 0 on success, 1 on failure (one line on stderr), 2 on a usage
+error. A standard output whose reader went away (`turn status | head -1`)
+ends the tool quietly by SIGPIPE, as it ends ls (the shell says 141).";
 
 /// Not had within --wait (sysexits.h EX_TEMPFAIL).
 const EXIT_NOT_LOCKED: u8 = 75;
@@ -129,13 +156,37 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Lock { command, .. } = &cli.command
+        && command.is_empty()
+        && std::env::args_os().skip(1).any(|a| a == "--")
+    {
+        // `turn lock R -- $CMD` with an empty $CMD: not turn 1.0's form,
+        // which would hold R until interrupted.
+        usage_error(
+            "lock",
+            "nothing after `--`: name the COMMAND to run while holding the lock \
+             (`turn lock RESOURCE` without `--` holds it until interrupted)",
+        );
+    }
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("turn: {}", clean(e.message()));
+            say!("turn: {}", clean(e.message()));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Ends the tool with clap's usage error (exit status 2) of `subcommand`.
+fn usage_error(subcommand: &str, text: &str) -> ! {
+    let mut cli = Cli::command();
+    cli.build();
+    let command = cli
+        .find_subcommand_mut(subcommand)
+        .expect("a subcommand of turn");
+    command
+        .error(clap::error::ErrorKind::InvalidValue, text)
+        .exit()
 }
 
 /// Runs the subcommand; the exit status.
@@ -187,14 +238,15 @@ fn run(cli: Cli) -> turn::Result<u8> {
                     "--interval must be a number of seconds, not {interval}"
                 )));
             }
-            let stop = interrupts();
+            let (_open, stop) = stops();
             let pause = Duration::from_secs_f64(interval.clamp(0.05, 3600.0));
             loop {
-                print!("\x1b[2J\x1b[H");
+                output::raw("\x1b[2J\x1b[H")?;
                 print_status(&locker, &resources, json)?;
-                let _ = std::io::stdout().flush();
-                if stop.recv_timeout(pause).is_ok() {
-                    return Ok(0);
+                match stop.recv_timeout(pause) {
+                    Ok(Stop::ReaderGone) => output::reader_gone(),
+                    Ok(_) => return Ok(0),
+                    Err(_) => {}
                 }
             }
         }
@@ -291,13 +343,27 @@ fn clean(text: &str) -> String {
     out
 }
 
-/// A channel that receives one message per Ctrl-C (or SIGTERM).
-fn interrupts() -> mpsc::Receiver<()> {
+/// Why a command that runs until stopped stops.
+enum Stop {
+    /// Ctrl-C.
+    Interrupted,
+    /// Standard output's reader went away (see `output::watch_reader`).
+    ReaderGone,
+    /// A write to standard output failed (kept by the writer).
+    WriteFailed,
+}
+
+/// A channel that receives a `Stop` per Ctrl-C, and one when standard
+/// output's reader goes away; with a sender for more reasons (a failed
+/// write elsewhere), which also keeps the channel open.
+fn stops() -> (mpsc::Sender<Stop>, mpsc::Receiver<Stop>) {
     let (tx, rx) = mpsc::channel();
+    let interrupted = tx.clone();
     let _ = ctrlc::set_handler(move || {
-        let _ = tx.send(());
+        let _ = interrupted.send(Stop::Interrupted);
     });
-    rx
+    output::watch_reader(tx.clone(), Stop::ReaderGone);
+    (tx, rx)
 }
 
 fn row(left: &str, right: impl std::fmt::Display) -> String {
@@ -346,17 +412,17 @@ fn print_status(locker: &Locker, resources: &[String], json: bool) -> turn::Resu
                 })
             })
             .collect();
-        println!("{}", serde_json::Value::Array(list));
+        out!("{}", serde_json::Value::Array(list));
         return Ok(());
     }
     for (i, s) in found.iter().enumerate() {
         if i > 0 {
-            println!();
+            out!("");
         }
-        println!("{}", row(&clean(&s.resource), s.indicator));
-        println!("{SEPARATOR}");
+        out!("{}", row(&clean(&s.resource), s.indicator));
+        out!("{SEPARATOR}");
         for t in &s.tickets {
-            println!("{}", row(&clean(&t.label), t.serial));
+            out!("{}", row(&clean(&t.label), t.serial));
         }
     }
     Ok(())
@@ -383,16 +449,16 @@ fn print_summary(locker: &Locker, json: bool) -> turn::Result<()> {
                 })
             })
             .collect();
-        println!("{}", serde_json::Value::Array(list));
+        out!("{}", serde_json::Value::Array(list));
         return Ok(());
     }
     if queues.is_empty() {
         return Ok(());
     }
-    println!("{}", row("Resource", "Queue size"));
-    println!("{SEPARATOR}");
+    out!("{}", row("Resource", "Queue size"));
+    out!("{SEPARATOR}");
     for s in &queues {
-        println!("{}", row(&clean(&s.resource), s.size()));
+        out!("{}", row(&clean(&s.resource), s.size()));
     }
     Ok(())
 }
@@ -405,36 +471,44 @@ fn follow(locker: &Locker, resources: Vec<String>) -> turn::Result<()> {
     for r in &resources {
         turn::validate_resource(r)?;
     }
-    let stop = interrupts();
+    let (_open, stop) = stops();
+    let mut unwritten = None;
     locker.follow(&resources, |line| {
-        if let Some(line) = line {
-            println!("{}", clean(&line.text));
+        if let Some(line) = line
+            && let Err(e) = output::try_line(format_args!("{}", clean(&line.text)))
+        {
+            unwritten = Some(e);
+            return ControlFlow::Break(());
         }
-        if stop.try_recv().is_ok() {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
+        match stop.try_recv() {
+            Ok(Stop::ReaderGone) => output::reader_gone(),
+            Ok(_) => ControlFlow::Break(()),
+            Err(_) => ControlFlow::Continue(()),
         }
-    })
+    })?;
+    unwritten.map_or(Ok(()), |e| Err(output::failed(e)))
 }
 
 fn reset(locker: &Locker, resources: Vec<String>) -> turn::Result<()> {
     for r in chosen(locker, resources)? {
         let name = clean(&r);
         let Some(status) = status_of(locker, &r)? else {
-            println!("No such queue: \"{name}\".");
+            out!("No such queue: \"{name}\".");
             continue;
         };
         match locker.reset_queue(&r, Some(status.dispenser))? {
             ResetOutcome::Reset => {}
-            ResetOutcome::NotFound => println!("No such queue: \"{name}\"."),
-            ResetOutcome::Busy(n) => println!("\"{name}\" is in use by {n} user(s)."),
-            ResetOutcome::Activity => println!("Activity detected for \"{name}\"."),
+            ResetOutcome::NotFound => out!("No such queue: \"{name}\"."),
+            ResetOutcome::Busy(n) => out!("\"{name}\" is in use by {n} user(s)."),
+            ResetOutcome::Activity => out!("Activity detected for \"{name}\"."),
         }
     }
     Ok(())
 }
 
+/// `turn lock [RESOURCE...]`: takes each lock and holds them until Ctrl-C,
+/// or until standard output fails (its reader went away: the tool then
+/// ends by SIGPIPE, see `output`), and gives them back.
 fn lock(locker: &Locker, resources: Vec<String>, request: Acquire) -> turn::Result<()> {
     let resources = chosen(locker, resources)?;
     if resources.is_empty() {
@@ -444,36 +518,64 @@ fn lock(locker: &Locker, resources: Vec<String>, request: Acquire) -> turn::Resu
         turn::validate_resource(r)?;
     }
     turn::validate_label(&request.label)?;
-    let stop = interrupts();
+    let (stopper, stop) = stops();
+    // The first failed write to standard output, by any thread.
+    let unwritten = std::sync::Arc::new(std::sync::Mutex::new(None::<std::io::Error>));
+    let write = {
+        let unwritten = unwritten.clone();
+        move |text: String| {
+            if let Err(e) = output::try_line(format_args!("{text}")) {
+                let mut first = unwritten.lock().unwrap_or_else(|e| e.into_inner());
+                if first.is_none() {
+                    *first = Some(e);
+                    let _ = stopper.send(Stop::WriteFailed);
+                }
+            }
+        }
+    };
     let cancel = Cancel::new();
     let request = request.cancel(&cancel);
     let mut waiters = Vec::new();
     for r in resources {
-        println!("{}: acquiring", clean(&r));
-        let (locker, request) = (locker.clone(), request.clone());
+        write(format!("{}: acquiring", clean(&r)));
+        if unwritten
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+        {
+            break;
+        }
+        let (locker, request, write) = (locker.clone(), request.clone(), write.clone());
         waiters.push(std::thread::spawn(move || {
             let result = locker.acquire(&r, &request);
             match &result {
-                Ok(_) => println!("{}: locked", clean(&r)),
-                Err(e) if e.kind() == ErrorKind::Canceled => println!("{}: canceled", clean(&r)),
-                Err(e) => eprintln!("turn: {}: {}", clean(&r), clean(e.message())),
+                Ok(_) => write(format!("{}: locked", clean(&r))),
+                Err(e) if e.kind() == ErrorKind::Canceled => {
+                    write(format!("{}: canceled", clean(&r)))
+                }
+                Err(e) => say!("turn: {}: {}", clean(&r), clean(e.message())),
             }
             result.ok()
         }));
     }
-    let _ = stop.recv();
+    let why = stop.recv();
     cancel.cancel();
     let mut failed = None;
     for w in waiters {
         let Ok(Some(lock)) = w.join() else { continue };
         let name = clean(lock.resource());
         match lock.release() {
-            Ok(()) => println!("{name}: released"),
+            Ok(()) => write(format!("{name}: released")),
             Err(e) => {
-                println!("{name}: lost");
+                write(format!("{name}: lost"));
                 failed = Some(e);
             }
         }
     }
-    failed.map_or(Ok(()), Err)
+    let unwritten = unwritten.lock().unwrap_or_else(|e| e.into_inner()).take();
+    match (unwritten, why) {
+        (Some(e), _) => Err(output::failed(e)),
+        (None, Ok(Stop::ReaderGone)) => output::reader_gone(),
+        (None, _) => failed.map_or(Ok(()), Err),
+    }
 }

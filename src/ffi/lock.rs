@@ -48,16 +48,18 @@ impl Handle for turn_lock {
 /// the held lock to `*out`.
 ///
 /// - `label`: shown in status and messages (NULL for "").
-/// - `expire_ms`: the lease; 0 for the default, 10000 ms. At least 100 ms.
-///   The heartbeat renews it every third of it while waiting and holding.
+/// - `expire_ms`: the lease; 0 for the default, 10000 ms. At least 100 ms:
+///   1 to 99 answer `TURN_ERR_INVALID_ARGUMENT`. The heartbeat renews it
+///   every third of it while waiting and holding.
 /// - `patience_ms`: the longest wait without news before re-reading the
-///   queue; 0 for the default, 60000 ms.
+///   queue; 0 for the default, 60000 ms. Values below 10 ms count as 10 ms.
 /// - `timeout_ms`: < 0 waits forever; 0 tries once (`TURN_ERR_WOULD_BLOCK`
 ///   when someone else has the turn); > 0 gives up after that long with
 ///   `TURN_ERR_TIMEOUT`. A ticket given up leaves no trace.
 ///
 /// Resource names are 1 to 1024 bytes of UTF-8 without control characters;
-/// labels at most 4096 bytes.
+/// labels at most 4096 bytes of UTF-8. Anything else answers
+/// `TURN_ERR_INVALID_ARGUMENT`, before any round trip.
 ///
 /// # Safety
 /// Strings are NULL or NUL-terminated; `out` points to writable storage for
@@ -146,9 +148,11 @@ pub extern "C" fn turn_lock_release(lock: *mut turn_lock) -> turn_result {
     })
 }
 
-/// The lock's ticket number: strictly increasing per queue while the
-/// queue's dispenser survives, so usable as a fencing token. 0 for NULL or
-/// a handle that is not a live lock.
+/// The lock's ticket number (turn 1.0's serial, shown by status): it
+/// starts over when the queue is made anew (a reset, a Redis restart
+/// without persistence, a failover that lost the queue), so it is not a
+/// fencing token: `turn_lock_token` is. 0 for NULL or a handle that is not
+/// a live lock.
 #[unsafe(no_mangle)]
 pub extern "C" fn turn_lock_serial(lock: *const turn_lock) -> u64 {
     quiet(0, || turn_lock::get(lock).map_or(0, |l| l.serial))

@@ -62,7 +62,9 @@ impl Handle for turn_locker {
 /// `redis://127.0.0.1:6379/0`) with default options, and writes it to
 /// `*out`. Fails with `TURN_ERR_CONNECTION` when Redis cannot be reached
 /// within the connect timeout (2 s), `TURN_ERR_INVALID_ARGUMENT` for a bad
-/// URL.
+/// URL (one that does not parse or is not UTF-8, a scheme other than
+/// `redis://`, `rediss://`, `redis+unix://`, `unix://`, `redis+sentinel://`
+/// and `redis+cluster://`, port 0, a negative database number).
 ///
 /// # Safety
 /// `redis_url` is NULL or a NUL-terminated string; `out` points to writable
@@ -129,7 +131,9 @@ pub(super) fn locker_of(locker: *const turn_locker) -> Result<Locker> {
 
 /// Moves the indicator of `resource` past tickets whose presence key is
 /// missing (never back), announces it, and writes it to `*indicator_out`
-/// (which may be NULL). `TURN_ERR_NOT_FOUND` when there is no queue.
+/// (which may be NULL). `TURN_ERR_NOT_FOUND` when there is no queue;
+/// `TURN_ERR_INVALID_ARGUMENT` for a resource that is not 1 to 1024 bytes
+/// of UTF-8 without control characters (as `turn_lock_acquire`'s).
 ///
 /// # Safety
 /// `resource` is NULL or NUL-terminated; `indicator_out` NULL or writable.
@@ -151,7 +155,9 @@ pub unsafe extern "C" fn turn_bump(
 
 /// Removes the queue of `resource` (after bumping past dead tickets) when
 /// nobody is in it, atomically. `TURN_ERR_BUSY` while in use,
-/// `TURN_ERR_NOT_FOUND` when there is no queue.
+/// `TURN_ERR_NOT_FOUND` when there is no queue, `TURN_ERR_INVALID_ARGUMENT`
+/// for a resource that is not 1 to 1024 bytes of UTF-8 without control
+/// characters.
 ///
 /// # Safety
 /// `resource` is NULL or NUL-terminated.
@@ -171,7 +177,9 @@ pub unsafe extern "C" fn turn_reset(
 /// Publishes the log line `RESOURCE: line` on the `external` channel of
 /// `resource` (where `turn follow` shows the library's own lines, such as
 /// `5 started`): the bindings say turn 1.0's `N crashed!` with it. `line`
-/// is at most 4096 bytes of UTF-8 without control characters.
+/// is at most 4096 bytes of UTF-8 without control characters, `resource`
+/// 1 to 1024 bytes of UTF-8 without control characters; anything else
+/// answers `TURN_ERR_INVALID_ARGUMENT`.
 ///
 /// # Safety
 /// `resource` and `line` are NULL or NUL-terminated.

@@ -33,6 +33,12 @@ mod result;
 
 mod version;
 
+mod log;
+
+pub use self::log::{
+    TURN_LOG_DEBUG, TURN_LOG_ERROR, TURN_LOG_INFO, TURN_LOG_WARN, turn_log_fn,
+    turn_set_log_callback,
+};
 pub use cancel::{turn_cancel, turn_cancel_fire, turn_cancel_free, turn_cancel_new};
 pub use lock::{
     turn_lock, turn_lock_acquire, turn_lock_acquire_cancelable, turn_lock_check, turn_lock_lost_fd,

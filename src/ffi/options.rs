@@ -33,6 +33,11 @@ pub(super) struct OptionsCell {
 /// unsupported (which setting wins is not said) but cannot crash. Options
 /// are plain data: after fork() the child may still use and free the
 /// options its parent had (its own copies).
+///
+/// Each setter checks its value against the limits it states, and against
+/// the other settings (a replica timeout must stay below the command
+/// timeout): a value out of them answers `TURN_ERR_INVALID_ARGUMENT` and
+/// leaves the options as they were; `turn_last_error` says which limit.
 pub struct turn_options {
     _opaque: [u8; 0],
 }
@@ -99,8 +104,9 @@ fn with_options(
     })
 }
 
-/// Sets the key prefix (default "turn"; 1 to 256 bytes, no control
-/// characters).
+/// Sets the key prefix (default "turn"; 1 to 256 bytes of UTF-8, no
+/// control characters). Anything else answers `TURN_ERR_INVALID_ARGUMENT`;
+/// NULL answers `TURN_ERR_NULL_ARGUMENT`.
 ///
 /// # Safety
 /// `options` is a live options object; `prefix` NUL-terminated.
@@ -116,7 +122,8 @@ pub unsafe extern "C" fn turn_options_set_prefix(
     })
 }
 
-/// Sets the time allowed to connect (default 2000 ms; must be > 0).
+/// Sets the time allowed to connect (default 2000 ms): 1 to 86400000 ms
+/// (a day). 0, or more than a day, answers `TURN_ERR_INVALID_ARGUMENT`.
 ///
 /// # Safety
 /// `options` is a live options object.
@@ -132,8 +139,10 @@ pub unsafe extern "C" fn turn_options_set_connect_timeout_ms(
 }
 
 /// Sets the time allowed for a reply, and for a free pooled connection
-/// (default 5000 ms; must be > 0). Calls fail with `TURN_ERR_CONNECTION`
-/// after it.
+/// (default 5000 ms): 1 to 86400000 ms (a day), and above the replica
+/// timeout when `turn_options_set_min_replicas` set one with replicas > 0.
+/// Anything else answers `TURN_ERR_INVALID_ARGUMENT`. Calls fail with
+/// `TURN_ERR_CONNECTION` after it.
 ///
 /// # Safety
 /// `options` is a live options object.
@@ -148,7 +157,8 @@ pub unsafe extern "C" fn turn_options_set_command_timeout_ms(
     })
 }
 
-/// Sets the most command connections open at once (default 8, 1 to 1024).
+/// Sets the most command connections open at once (default 8): 1 to 1024.
+/// 0, or more than 1024, answers `TURN_ERR_INVALID_ARGUMENT`.
 ///
 /// # Safety
 /// `options` is a live options object.
@@ -165,6 +175,7 @@ pub unsafe extern "C" fn turn_options_set_pool_size(
 
 /// Sets how long a ticket must exist before a missing presence key marks it
 /// dead (default 500 ms; turn 1.0 clients set theirs a moment after drawing).
+/// Any value is accepted, 0 included.
 ///
 /// # Safety
 /// `options` is a live options object.
@@ -180,9 +191,10 @@ pub unsafe extern "C" fn turn_options_set_grace_ms(
 }
 
 /// Seeds the serials of queues this locker creates from the server's clock
-/// (microseconds) when `enabled` is non-zero, so that fencing tokens keep
-/// increasing when a queue is lost with a Redis restart without persistence
-/// (or reset). Default off: new queues start at 1, as with turn 1.0.
+/// (microseconds) when `enabled` is non-zero, so that serials (turn 1.0's
+/// ticket numbers) keep increasing when a queue is lost with a Redis
+/// restart without persistence (or reset). Default off: new queues start at
+/// 1, as with turn 1.0. Fencing tokens (`turn_lock_token`) need no option.
 ///
 /// # Safety
 /// `options` is a live options object.
@@ -200,7 +212,12 @@ pub unsafe extern "C" fn turn_options_set_clock_serials(
 /// Sets the TLS files (PEM) for a `rediss://` URL: `ca_file` the CA to
 /// trust instead of the system's roots, `cert_file` and `key_file` a client
 /// certificate for mutual TLS. Each may be NULL; all NULL turns the files
-/// off. The files are read when the locker is made.
+/// off. A path that is not UTF-8 answers `TURN_ERR_INVALID_ARGUMENT`.
+///
+/// The files are read when the locker is made: `turn_locker_new_with_options`
+/// answers `TURN_ERR_INVALID_ARGUMENT` for a file it cannot read, a client
+/// certificate without its key (or a key without its certificate), and TLS
+/// files with a `redis://`, `redis+unix://` or `unix://` URL.
 ///
 /// # Safety
 /// `options` is a live options object; the paths are NULL or NUL-terminated.
@@ -227,9 +244,11 @@ pub unsafe extern "C" fn turn_options_set_tls(
 }
 
 /// Sets replica confirmation ("durable grants"): `replicas` is how many
-/// replicas must have a grant, renewal or release before it counts;
-/// `timeout_ms` how long to wait for them (> 0, and below the command
-/// timeout). 0 replicas: do not wait (`timeout_ms` is then not used).
+/// replicas must have a grant, renewal or release before it counts (any
+/// number); `timeout_ms` how long to wait for them: with replicas > 0, at
+/// least 1 ms and below the command timeout set at that moment (set the
+/// command timeout first), else `TURN_ERR_INVALID_ARGUMENT`. 0 replicas: do
+/// not wait (`timeout_ms` is then not used).
 ///
 /// Default: 1 replica within 1000 ms for a `redis+sentinel://` URL, 0 for
 /// one server and for a Redis Cluster. A grant not confirmed in time is

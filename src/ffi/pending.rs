@@ -53,7 +53,8 @@ impl Handle for turn_pending {
 /// the pending acquire to `*out`; when the turn came with the draw, its fd
 /// is readable at once.
 ///
-/// - `label`, `expire_ms`, `patience_ms`: as `turn_lock_acquire`'s.
+/// - `resource`, `label`, `expire_ms`, `patience_ms`: as
+///   `turn_lock_acquire`'s, with the same limits.
 /// - `timeout_ms`: < 0 waits forever; > 0 ends the wait after that long
 ///   with `TURN_ERR_TIMEOUT` (the ticket withdrawn); 0 is
 ///   `TURN_ERR_INVALID_ARGUMENT` (a try-lock is `turn_lock_acquire` with

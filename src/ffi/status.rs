@@ -49,7 +49,9 @@ fn status_of(status: *const turn_status) -> Option<Arc<StatusCell>> {
 }
 
 /// Reads a snapshot of the queue of `resource` atomically and writes it to
-/// `*out`. `TURN_ERR_NOT_FOUND` when there is no queue.
+/// `*out`. `TURN_ERR_NOT_FOUND` when there is no queue;
+/// `TURN_ERR_INVALID_ARGUMENT` for a resource that is not 1 to 1024 bytes
+/// of UTF-8 without control characters.
 ///
 /// # Safety
 /// `resource` is NULL or NUL-terminated; `out` writable.

@@ -148,8 +148,9 @@ impl Left {
 
 /// Takes `t` out of its queue: one round trip. A release (not a
 /// withdrawal) waits for the replicas the locker asks for, in the same
-/// round trip.
-pub(crate) fn release(core: &Core, t: &Ticket, mode: Mode) -> Result<Left> {
+/// round trip, unless `confirm` is false (closing: what the replicas say
+/// would change nothing, and closing must be quick).
+pub(crate) fn release(core: &Core, t: &Ticket, mode: Mode, confirm: bool) -> Result<Left> {
     let call = Call::new(
         &RELEASE,
         &[
@@ -173,8 +174,8 @@ pub(crate) fn release(core: &Core, t: &Ticket, mode: Mode) -> Result<Left> {
     .arg(&t.identity)
     .arg(&t.base);
     let confirm = match mode {
-        Mode::Release => Confirm::of(core, t.expire),
-        Mode::Abandon => None,
+        Mode::Release if confirm => Confirm::of(core, t.expire),
+        _ => None,
     };
     let (code, confirmed): (i64, bool) = core.run(|c| call.invoke_confirmed(c, confirm))?;
     Ok(Left {

@@ -74,6 +74,10 @@ pub(crate) struct Acquiring {
     waiter: Option<Waiter>,
     /// Round trips allowed before the step must stop (None: any number).
     budget: Option<u32>,
+    /// The last outage a lost ticket of this acquire rode out (a refusal,
+    /// a grant its replicas did not confirm): what a timeout reports when
+    /// nothing newer is known.
+    refused: Option<Error>,
     done: bool,
 }
 
@@ -100,6 +104,7 @@ impl Acquiring {
             draw_after: None,
             waiter: None,
             budget: None,
+            refused: None,
             done: false,
         })
     }
@@ -185,9 +190,10 @@ impl Acquiring {
                 // the replicas did not confirm): that is the error.
                 let outage = match (&self.waiter, &self.redraw) {
                     (Some(w), _) => w.outage.last.as_ref(),
-                    (None, Some(r)) if self.draw_after.is_some() => r.last.as_ref(),
-                    _ => None,
-                };
+                    (None, Some(r)) => r.last.as_ref(),
+                    (None, None) => None,
+                }
+                .or(self.refused.as_ref());
                 let e = match (&self.waiter, outage) {
                     (Some(w), Some(e)) => Error::connection(format!(
                         "\"{}\" was not granted in time: {e} (ticket {} withdrawn)",
@@ -257,7 +263,12 @@ impl Acquiring {
                     return Step::Done(Ok(w.ticket));
                 }
                 Poll::Lost => {
-                    // Drawn anew, unless the locker is closing.
+                    // Drawn anew, unless the locker is closing. An outage
+                    // the lost ticket was riding out is remembered: a
+                    // timeout reports it.
+                    if let Some(e) = self.waiter.as_ref().and_then(|w| w.outage.last.clone()) {
+                        self.refused = Some(e);
+                    }
                     self.drop_waiter();
                     if self.rt.core.is_closed() {
                         return self.fail(closed_during_wait(&self.resource));
@@ -511,7 +522,7 @@ pub(crate) fn withdraw(rt: &Runtime, t: &Ticket) {
     let lost = t.is_lost();
     t.set_done();
     if !lost {
-        let _ = scripts::release(&rt.core, t, Mode::Abandon);
+        let _ = scripts::release(&rt.core, t, Mode::Abandon, false);
     }
 }
 

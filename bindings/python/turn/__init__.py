@@ -26,7 +26,9 @@ system's library path.
 """
 
 import asyncio
+import atexit
 import ctypes
+import logging
 import threading
 from urllib.parse import quote, urlsplit
 
@@ -140,6 +142,8 @@ class Lock:
         # The locker stays open while one of its locks is held.
         self._locker, self.resource = locker, resource
         self._guard = threading.Lock()
+        #: The ticket number (turn 1.0's, shown by status): it starts over
+        #: when the queue is made anew, so it is not a fencing token.
         self.serial = _lib.turn_lock_serial(handle)
         token = ctypes.c_uint64()
         _check(_lib.turn_lock_token(handle, ctypes.byref(token)))
@@ -690,3 +694,36 @@ def _interruptible_acquire(locker, args):
     if code != 0:
         raise _ERRORS.get(code, TurnError)(code, result.get("detail", ""))
     return result["lock"]
+
+
+# The library's messages (a slow heartbeat, a background thread restarted)
+# go to the logger "turn" of the logging module, at their level, instead of
+# standard error (turn_set_log_callback, set at import). Configure it as
+# any logger; with no handler anywhere, logging's last resort still prints
+# warnings and errors on standard error. Messages never hold a password.
+_LOG_LEVELS = {1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO, 4: logging.DEBUG}
+
+
+def _log(context, level, message):
+    """The log callback: called by the library from any thread, its own
+    included; raises nothing."""
+    try:
+        text = (message or b"").decode("utf-8", "replace")
+        logging.getLogger("turn").log(_LOG_LEVELS.get(level, logging.WARNING), "%s", text)
+    except Exception:  # never into the library's thread
+        pass
+
+
+# Kept as long as the module: the library holds a pointer to it.
+_log_callback = _ffi.LOG_FN(_log)
+
+
+def _unroute_log():
+    """At exit, before the interpreter goes away: the messages of lockers
+    still open go back to standard error (the call waits for a callback
+    in progress, without the GIL)."""
+    _lib.turn_set_log_callback(_ffi.LOG_FN(), None)
+
+
+_check(_lib.turn_set_log_callback(_log_callback, None))
+atexit.register(_unroute_log)

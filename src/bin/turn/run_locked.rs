@@ -56,7 +56,7 @@ pub fn run_locked(
         match wait_turn(locker, resource, &request, &name, &events, &wake) {
             Waited::Done(result) => result,
             Waited::Interrupted(signo) => {
-                eprintln!("turn: {name}: interrupted while waiting; the ticket was withdrawn");
+                say!("turn: {name}: interrupted while waiting; the ticket was withdrawn");
                 return Ok(128u8.saturating_add(signo as u8));
             }
         }
@@ -64,7 +64,7 @@ pub fn run_locked(
     let lock = match acquired {
         Ok(lock) => lock,
         Err(e) if matches!(e.kind(), ErrorKind::Timeout | ErrorKind::WouldBlock) => {
-            eprintln!("turn: {name}: not locked: {}", clean(e.message()));
+            say!("turn: {name}: not locked: {}", clean(e.message()));
             return Ok(EXIT_NOT_LOCKED);
         }
         Err(e) => return Err(e),
@@ -81,7 +81,7 @@ pub fn run_locked(
         Err(e) => {
             let _ = lock.release();
             let shown = clean(&command[0].to_string_lossy());
-            eprintln!("turn: cannot run {shown}: {e}");
+            say!("turn: cannot run {shown}: {e}");
             return Ok(if e.kind() == std::io::ErrorKind::NotFound {
                 127
             } else {
@@ -105,12 +105,12 @@ pub fn run_locked(
             Ok(Event::Lost) => {
                 lost_said = true;
                 let why = lock.check().err().map(|e| clean(e.message()));
-                eprintln!(
+                say!(
                     "turn: {name}: the lock was lost while the command ran ({})",
                     why.unwrap_or_else(|| "lost".to_string())
                 );
                 if kill_on_loss {
-                    eprintln!("turn: {name}: sending SIGTERM to the command (pid {pid})");
+                    say!("turn: {name}: sending SIGTERM to the command (pid {pid})");
                     // SAFETY: plain kill(2); the child is not reaped yet
                     // (its exit is awaited without reaping), so the pid is
                     // still its own.
@@ -132,7 +132,7 @@ pub fn run_locked(
     if let Err(e) = lock.release()
         && !lost_said
     {
-        eprintln!(
+        say!(
             "turn: {name}: the lock was lost before the release: {}",
             clean(e.message())
         );
@@ -372,7 +372,7 @@ fn watch_lost(lock: &Lock, tx: mpsc::Sender<Event>) -> Option<LostWatch> {
     let fd: RawFd = match lock.lost_fd() {
         Ok(fd) => fd.as_raw_fd(),
         Err(e) => {
-            eprintln!("turn: cannot watch the lock for loss: {e}");
+            say!("turn: cannot watch the lock for loss: {e}");
             return None;
         }
     };
