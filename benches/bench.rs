@@ -11,14 +11,17 @@
 //! the number of waiting processes); the beat (one server beside a
 //! 3-master cluster, 10,000 locks: a beat's duration and round trips);
 //! durability (a master with one replica: solo cycle and hand-off with
-//! replica confirmation off and on); turn 1.0 (Python) solo cycles when
-//! its virtualenv is there.
+//! replica confirmation off and on); short-lived lockers (a locker's whole
+//! life, new to free, beside a TCP connect and three PINGs; `turn lock R
+//! -- true` beside flock(1)); turn 1.0 (Python) solo cycles when its
+//! virtualenv is there.
 //!
 //! `TURN_BENCH_QUICK=1` makes a short run; `TURN_BENCH_ONLY=herd` runs the
 //! yardstick and the herd alone; `TURN_BENCH_ONLY=beat` the heartbeat of
 //! 10,000 held locks alone (one server and a 3-master cluster, on loopback
 //! and at 1 ms each way); `TURN_BENCH_ONLY=durability` the price of
 //! durability alone (its own master and replica);
+//! `TURN_BENCH_ONLY=short-lived` the short-lived lockers alone;
 //! `TURN_BENCH_HERD_SECS` sets the herd's window per P (default 10 s, 2 s
 //! quick).
 
@@ -957,6 +960,281 @@ fn durability(quick: bool) {
     drop(master);
 }
 
+/// Scenario 10, short-lived lockers: the whole life of a locker that takes
+/// one lock (new locker, acquire, release, free, through the C ABI), beside
+/// its floor in the same run (a raw TCP connect to the server, three PINGs
+/// and a close); once for a locker whose lock was free and once for one
+/// that waited for it (another locker holds it for 2 ms from the start);
+/// then `turn lock R -- true` beside `flock FILE true`, each a process;
+/// then, when the bench runs the server (`pid`), `turn_locker_free` of a
+/// locker holding a lock while the server is paused (SIGSTOP).
+fn short_lived(url: &str, pid: Option<u32>, quick: bool) {
+    use std::ffi::CString;
+    use std::io::Read;
+    use turn::ffi::{
+        turn_lock, turn_lock_acquire, turn_lock_release, turn_locker, turn_locker_free,
+        turn_locker_new, turn_result,
+    };
+
+    const HOLD: Duration = Duration::from_millis(2);
+    let rounds = if quick { 30 } else { 200 };
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        percentile(&v, 0.5)
+    };
+    let p99 = |mut v: Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        percentile(&v, 0.99)
+    };
+
+    // The floor: what any client of this server pays at least for a
+    // connection and a few round trips.
+    let addr = url
+        .strip_prefix("redis://")
+        .and_then(|rest| rest.split('/').next())
+        .filter(|a| !a.contains('@'))
+        .map(str::to_string);
+    let Some(addr) = addr else {
+        println!(
+            "{:<34} skipped: the floor needs a plain redis://host:port URL",
+            "10 short-lived"
+        );
+        return;
+    };
+    let floor_once = || {
+        let start = Instant::now();
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_nodelay(true).unwrap();
+        let mut reply = [0u8; 7];
+        for _ in 0..3 {
+            s.write_all(b"*1\r\n$4\r\nPING\r\n").unwrap();
+            s.read_exact(&mut reply).unwrap();
+            assert_eq!(&reply, b"+PONG\r\n");
+        }
+        drop(s);
+        us(start.elapsed())
+    };
+
+    // One locker's life through the C ABI: (lifecycle, free) in µs, and
+    // whether it waited: its acquire was called before the holder's
+    // release (`held_until` says when that was; an acquire returned
+    // before it is a correctness failure).
+    let url_c = CString::new(url).unwrap();
+    let resource = c"bench-short-lived";
+    let label = c"short-lived";
+    let life = |held_until: Option<&dyn Fn() -> Option<Instant>>| -> (f64, f64, bool) {
+        let start = Instant::now();
+        let mut locker: *mut turn_locker = std::ptr::null_mut();
+        // SAFETY: valid strings and out-pointers; the handles are used
+        // as the header says (released once, freed once).
+        unsafe {
+            let r = turn_locker_new(url_c.as_ptr(), &mut locker);
+            assert!(r == turn_result::TURN_OK, "turn_locker_new");
+            let mut lock: *mut turn_lock = std::ptr::null_mut();
+            let calling = Instant::now();
+            let r = turn_lock_acquire(
+                locker,
+                resource.as_ptr(),
+                label.as_ptr(),
+                0,
+                0,
+                60_000,
+                &mut lock,
+            );
+            assert!(r == turn_result::TURN_OK, "turn_lock_acquire");
+            let acquired = Instant::now();
+            let r = turn_lock_release(lock);
+            if r != turn_result::TURN_OK {
+                fail(format!("short-lived: release answered {r:?}"));
+            }
+            let freeing = Instant::now();
+            turn_locker_free(locker);
+            let end = Instant::now();
+            let waited = match held_until.and_then(|f| f()) {
+                Some(released) => {
+                    if acquired < released {
+                        fail("short-lived: acquired before the holder released".into());
+                    }
+                    calling < released
+                }
+                None => false,
+            };
+            (us(end - start), us(end - freeing), waited)
+        }
+    };
+
+    let holder = Locker::new(Some(url)).unwrap();
+    cycle(&holder, "bench-short-lived");
+    life(None);
+    let mut floor = Vec::new();
+    let mut free_life = (Vec::new(), Vec::new());
+    let mut wait_life = (Vec::new(), Vec::new());
+    let mut waited = 0;
+    for _ in 0..rounds {
+        floor.push(floor_once());
+        // Nobody holds it: no wait.
+        let (l, f, _) = life(None);
+        free_life.0.push(l);
+        free_life.1.push(f);
+        // Held by another locker until 2 ms after the start.
+        let lock = holder.lock("bench-short-lived", "holder").unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<Instant>();
+        let released = Arc::new(Mutex::new(None));
+        let releaser = {
+            let released = released.clone();
+            thread::spawn(move || {
+                let start = rx.recv().unwrap();
+                let until = start + HOLD;
+                let now = Instant::now();
+                if until > now {
+                    thread::sleep(until - now);
+                }
+                *released.lock().unwrap() = Some(Instant::now());
+                lock.release().unwrap();
+            })
+        };
+        // The life starts when the holder's 2 ms do.
+        let start = Instant::now();
+        tx.send(start).unwrap();
+        let (l, f, w) = {
+            let released = released.clone();
+            let probe = move || *released.lock().unwrap();
+            life(Some(&probe))
+        };
+        releaser.join().unwrap();
+        if w {
+            waited += 1;
+        }
+        wait_life.0.push(l - us(HOLD));
+        wait_life.1.push(f);
+    }
+    drop(holder);
+    let floor_p50 = median(floor.clone());
+    println!(
+        "{:<34} {floor_p50:>7.0} µs p50 (a raw TCP connect, three PINGs and a close; p99 {:.0} µs)",
+        "10 short-lived: floor",
+        p99(floor)
+    );
+    for (name, (lives, frees)) in [
+        ("  a locker that did not wait", free_life),
+        ("  a locker that waited 2 ms", wait_life),
+    ] {
+        let (l50, l99) = (median(lives.clone()), p99(lives));
+        let (f50, f99) = (median(frees.clone()), p99(frees));
+        println!(
+            "{name:<34} lifecycle{} p50 {l50:>7.0} µs = {:>5.1} x floor (target <= 20), p99 {l99:>7.0} µs; turn_locker_free p50 {:>6.2} ms (target <= 5), p99 {:>6.2} ms",
+            if name.contains("waited") {
+                " - 2 ms"
+            } else {
+                ""
+            },
+            l50 / floor_p50,
+            f50 / 1000.0,
+            f99 / 1000.0,
+        );
+    }
+    println!(
+        "{:<34} {waited} of {rounds} lives called acquire before the holder's release",
+        ""
+    );
+
+    // The tool beside flock(1), each a new process running `true`.
+    let runs = if quick { 20 } else { 100 };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("flock");
+    std::fs::write(&file, "").unwrap();
+    let time = |cmd: &mut Command| {
+        let start = Instant::now();
+        let status = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        (us(start.elapsed()), status.success())
+    };
+    let tool = env!("CARGO_BIN_EXE_turn");
+    let mut flock = Vec::new();
+    let mut turn_lock = Vec::new();
+    let mut ok = true;
+    let mut flock_ok = true;
+    for _ in 0..runs {
+        let (t, s) = time(Command::new("flock").arg(&file).arg("true"));
+        flock.push(t);
+        flock_ok &= s;
+        let (t, s) =
+            time(Command::new(tool).args(["--url", url, "lock", "bench-short-tool", "--", "true"]));
+        turn_lock.push(t);
+        ok &= s;
+    }
+    if !ok {
+        fail("short-lived: `turn lock R -- true` failed".into());
+    }
+    let (t50, f50) = (median(turn_lock.clone()), median(flock.clone()));
+    if flock_ok {
+        println!(
+            "{:<34} {:>7.2} ms p50 (p99 {:.2} ms) beside `flock FILE true` {:.2} ms p50 (p99 {:.2} ms): {:.1} x (target <= 10)",
+            "  turn lock R -- true",
+            t50 / 1000.0,
+            p99(turn_lock) / 1000.0,
+            f50 / 1000.0,
+            p99(flock) / 1000.0,
+            t50 / f50
+        );
+    } else {
+        println!(
+            "{:<34} {:>7.2} ms p50 (p99 {:.2} ms); flock(1) did not run here",
+            "  turn lock R -- true",
+            t50 / 1000.0,
+            p99(turn_lock) / 1000.0,
+        );
+    }
+
+    // Freeing a locker that holds a lock while the server is paused: its
+    // round trips and its wait for its threads are bounded.
+    let Some(pid) = pid else {
+        println!(
+            "{:<34} skipped: the bench does not run the server (TURN_REDIS_URL)",
+            "  free, Redis paused"
+        );
+        return;
+    };
+    let mut frees = Vec::new();
+    for i in 0..if quick { 3 } else { 7 } {
+        let mut locker: *mut turn_locker = std::ptr::null_mut();
+        let resource = CString::new(format!("bench-short-paused-{i}")).unwrap();
+        // SAFETY: as in `life`.
+        unsafe {
+            let r = turn_locker_new(url_c.as_ptr(), &mut locker);
+            assert!(r == turn_result::TURN_OK, "turn_locker_new");
+            let mut lock: *mut turn_lock = std::ptr::null_mut();
+            let r = turn_lock_acquire(
+                locker,
+                resource.as_ptr(),
+                label.as_ptr(),
+                0,
+                0,
+                60_000,
+                &mut lock,
+            );
+            assert!(r == turn_result::TURN_OK, "turn_lock_acquire");
+            support::signal(pid, "STOP");
+            let start = Instant::now();
+            turn_locker_free(locker);
+            frees.push(us(start.elapsed()));
+            support::signal(pid, "CONT");
+            // Closing released it (TURN_ERR_LOST: the server never heard).
+            let _ = turn_lock_release(lock);
+        }
+    }
+    println!(
+        "{:<34} turn_locker_free p50 {:>6.1} ms, max {:.1} ms (a lock held; command timeout 5 s)",
+        "  free, Redis paused",
+        median(frees.clone()) / 1000.0,
+        frees.iter().cloned().fold(0.0, f64::max) / 1000.0
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -1007,9 +1285,14 @@ fn main() {
             drop(server);
             std::process::exit(if FAILED.load(Ordering::SeqCst) { 1 } else { 0 });
         }
+        Ok("short-lived") => {
+            short_lived(&url, server.as_ref().and_then(|s| s.pid()), quick);
+            drop(server);
+            std::process::exit(if FAILED.load(Ordering::SeqCst) { 1 } else { 0 });
+        }
         Ok(other) => {
             eprintln!(
-                "TURN_BENCH_ONLY={other}: the scenarios that run alone are herd, beat and durability"
+                "TURN_BENCH_ONLY={other}: the scenarios that run alone are herd, beat, durability and short-lived"
             );
             drop(server);
             std::process::exit(2);
@@ -1281,6 +1564,10 @@ fn main() {
     // 9. The price of durability: a master with one replica, replica
     // confirmation off and on.
     durability(quick);
+
+    // 10. Short-lived lockers: a locker's whole life beside a connection's
+    // floor, and `turn lock R -- true` beside flock(1).
+    short_lived(&url, server.as_ref().and_then(|s| s.pid()), quick);
 
     // turn 1.0 (Python), solo, when its virtualenv is there.
     // (made with pip like the tests' one unless TURN_BENCH_PYTHON names it)

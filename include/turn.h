@@ -285,8 +285,12 @@ turn_result turn_locker_new_with_options(const char *redis_url,
 
 /**
  * Stops the locker's threads, releases locks still held, closes its
- * connections and frees it; with Redis unreachable it gives up after the
- * connect timeout. NULL, or a handle freed already, is a no-op. In a
+ * connections and frees it. It wakes the locker's threads at once; when
+ * Redis does not answer within 250 ms (or the command timeout if shorter)
+ * it releases nothing (the leases run out) and waits at most 100 ms more
+ * for its threads (up to the connect timeout if it must open a
+ * connection). The connections close when the last lock handle of the
+ * locker is released too. NULL, or a handle freed already, is a no-op. In a
  * child process after fork() it frees nothing of the parent's and returns
  * at once.
  */

@@ -15,7 +15,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use redis::{Client, Connection, ConnectionAddr, ConnectionInfo, RedisError, Value};
+use redis::{ConnectionAddr, ConnectionInfo, RedisError, Value};
+
+use crate::connect::Link;
 
 /// Slots of a Redis Cluster.
 const SLOTS: usize = 16384;
@@ -49,7 +51,7 @@ fn crc16(bytes: &[u8]) -> u16 {
 }
 
 /// Readies a new connection to a node (loads the scripts it will call).
-pub(crate) type Prepare = fn(&mut Connection) -> redis::RedisResult<()>;
+pub(crate) type Prepare = fn(&mut Link) -> redis::RedisResult<()>;
 
 /// What [`Router::send`] got back.
 pub(crate) struct Sent {
@@ -98,7 +100,7 @@ pub(crate) struct Router {
     nodes: Vec<String>,
     /// The slot table is to be read again before the next send.
     stale: bool,
-    conns: HashMap<String, Connection>,
+    conns: HashMap<String, Link>,
     /// While a `send` runs: when it must be done reading.
     deadline: Option<Instant>,
     /// While a `send` runs: `WAIT replicas ms` ends each node's pipeline.
@@ -155,10 +157,9 @@ impl Router {
         }
     }
 
-    fn open(&self, info: ConnectionInfo) -> redis::RedisResult<Connection> {
+    fn open(&self, info: ConnectionInfo) -> redis::RedisResult<Link> {
         let read = self.read_timeout.unwrap_or(Duration::from_secs(3600));
-        let mut c =
-            Client::open(info)?.get_connection_with_timeout(self.slice(self.connect_timeout))?;
+        let mut c = Link::connect(&info, None, Some(self.slice(self.connect_timeout)))?;
         c.set_read_timeout(Some(self.slice(read)))?;
         c.set_write_timeout(Some(self.write_timeout))?;
         (self.prepare)(&mut c)?;
@@ -167,7 +168,7 @@ impl Router {
     }
 
     /// The connection to `addr`, opened (and readied) when there is none.
-    fn conn(&mut self, addr: &str, round_trips: &mut usize) -> Option<&mut Connection> {
+    fn conn(&mut self, addr: &str, round_trips: &mut usize) -> Option<&mut Link> {
         if !self.conns.contains_key(addr) {
             let info = self.info(addr)?;
             let c = self.open(info).ok()?;
@@ -219,11 +220,7 @@ impl Router {
                     ConnectionAddr::Tcp(h, _) => h.clone(),
                     _ => String::new(),
                 };
-                let Ok(client) = Client::open(seed) else {
-                    continue;
-                };
-                let Ok(mut c) =
-                    client.get_connection_with_timeout(self.slice(self.connect_timeout))
+                let Ok(mut c) = Link::connect(&seed, None, Some(self.slice(self.connect_timeout)))
                 else {
                     continue;
                 };

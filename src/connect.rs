@@ -1,14 +1,19 @@
 //! Where connections come from: a Redis URL (TCP, TLS, Unix socket), a set
 //! of Sentinels naming the current master (followed: see `sentinel.rs`),
-//! or a Redis Cluster.
+//! or a Redis Cluster. Every connection is a [`Link`] (see `link.rs`: an
+//! interrupted system call is retried there, never reported).
 
+mod link;
+mod tls;
+
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConnection};
-use redis::{
-    Client, Cmd, Connection, ConnectionAddr, ConnectionLike, RedisResult, TlsCertificates, Value,
-};
+use redis::{Cmd, ConnectionAddr, ConnectionInfo, ConnectionLike, RedisResult, Value};
+
+pub(crate) use link::Link;
 
 use crate::cluster::{Prepare, Router};
 use crate::error::{Error, Result};
@@ -16,12 +21,12 @@ use crate::options::Tls;
 use crate::sentinel::Sentinel;
 
 pub(crate) enum Connector {
-    Direct(Client),
+    Direct(Server),
     Sentinel(Sentinel),
     Cluster {
         client: ClusterClient,
         /// The seed nodes, for pubsub and for scanning every master.
-        seeds: Vec<Client>,
+        seeds: Vec<Server>,
         /// The seed asked first next time: each new pubsub connection
         /// starts at the next one, so that a node that accepts but never
         /// answers (a stopped replica) is not picked again and again.
@@ -30,11 +35,32 @@ pub(crate) enum Connector {
     },
 }
 
+/// One server named by a URL, and the TLS configuration of `rediss://`.
+pub(crate) struct Server {
+    info: ConnectionInfo,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Server {
+    fn plain(info: ConnectionInfo) -> Server {
+        Server { info, tls: None }
+    }
+
+    pub fn get_connection_info(&self) -> &ConnectionInfo {
+        &self.info
+    }
+
+    /// A new connection, within `timeout`.
+    fn connect(&self, timeout: Duration) -> RedisResult<Link> {
+        Link::connect(&self.info, self.tls.as_ref(), Some(timeout))
+    }
+}
+
 /// A command connection: to one server, or to a cluster (which routes each
-/// command by its first key).
+/// command by its first key, over [`Link`]s too).
 pub(crate) enum Conn {
-    Single(Connection),
-    Cluster(Box<ClusterConnection>),
+    Single(Link),
+    Cluster(Box<ClusterConnection<Link>>),
 }
 
 impl Conn {
@@ -137,17 +163,37 @@ impl Connector {
                 ))
             })?;
         check_info(&info)?;
-        let client = match tls {
-            Some(files) => Client::build_with_tls(info, certificates(files)?),
-            None => Client::open(info),
+        let tls = match &info.addr {
+            ConnectionAddr::TcpTls { insecure, .. } => Some(tls::config(tls, *insecure)?),
+            _ => None,
+        };
+        Ok(Connector::Direct(Server { info, tls }))
+    }
+
+    /// Where connections go, for error messages (never the user or the
+    /// password): the server's host:port or socket path; the master (its
+    /// address once learned) and the sentinels; the cluster's seed nodes.
+    pub fn address(&self) -> String {
+        let addr = |a: &ConnectionAddr| match a {
+            ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. }
+                if host.contains(':') && !host.starts_with('[') =>
+            {
+                format!("[{host}]:{port}")
+            }
+            a => a.to_string(),
+        };
+        match self {
+            Connector::Direct(client) => addr(&client.get_connection_info().addr),
+            Connector::Sentinel(sentinel) => sentinel.address(),
+            Connector::Cluster { seeds, .. } => format!(
+                "the cluster nodes {}",
+                seeds
+                    .iter()
+                    .map(|s| addr(&s.get_connection_info().addr))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         }
-        .map_err(|e| {
-            Error::invalid(format!(
-                "invalid redis settings: {}",
-                e.detail().unwrap_or("unusable")
-            ))
-        })?;
-        Ok(Connector::Direct(client))
     }
 
     /// True for a set of Sentinels naming the master.
@@ -201,10 +247,7 @@ impl Connector {
             return None;
         };
         Some(Router::new(
-            seeds
-                .iter()
-                .map(|s| s.get_connection_info().clone())
-                .collect(),
+            seeds.iter().map(|s| s.info.clone()).collect(),
             auth.clone(),
             connect_timeout,
             read_timeout,
@@ -216,9 +259,9 @@ impl Connector {
     /// A new command connection (to the current master with Sentinel).
     pub fn connect(&self, timeout: Duration) -> RedisResult<Conn> {
         match self {
-            Connector::Cluster { client, .. } => {
-                client.get_connection().map(|c| Conn::Cluster(Box::new(c)))
-            }
+            Connector::Cluster { client, .. } => client
+                .get_generic_connection::<Link>()
+                .map(|c| Conn::Cluster(Box::new(c))),
             _ => self.connect_one(timeout).map(Conn::Single),
         }
     }
@@ -226,9 +269,9 @@ impl Connector {
     /// A new connection to one server, for pubsub: the server itself, the
     /// current master, or the first cluster node that answers (a message
     /// published on any cluster node reaches subscribers on every node).
-    pub fn connect_one(&self, timeout: Duration) -> RedisResult<Connection> {
+    pub fn connect_one(&self, timeout: Duration) -> RedisResult<Link> {
         match self {
-            Connector::Direct(client) => client.get_connection_with_timeout(timeout),
+            Connector::Direct(server) => server.connect(timeout),
             Connector::Sentinel(sentinel) => sentinel.connect(timeout).map(|(c, _)| c),
             Connector::Cluster {
                 seeds, next_seed, ..
@@ -237,7 +280,7 @@ impl Connector {
                 let first = next_seed.fetch_add(1, Ordering::Relaxed);
                 for i in 0..seeds.len() {
                     let seed = &seeds[(first + i) % seeds.len()];
-                    match seed.get_connection_with_timeout(timeout) {
+                    match seed.connect(timeout) {
                         Ok(c) => return Ok(c),
                         Err(e) => last = Some(e),
                     }
@@ -249,7 +292,7 @@ impl Connector {
 
     /// Connections to every master of the cluster (for SCAN); the one
     /// server otherwise.
-    pub fn connect_masters(&self, timeout: Duration) -> RedisResult<Vec<Connection>> {
+    pub fn connect_masters(&self, timeout: Duration) -> RedisResult<Vec<Link>> {
         let Connector::Cluster { auth, .. } = self else {
             return Ok(vec![self.connect_one(timeout)?]);
         };
@@ -278,7 +321,7 @@ impl Connector {
                         ..Default::default()
                     },
                 };
-                Client::open(info)?.get_connection_with_timeout(timeout)
+                Link::connect(&info, None, Some(timeout))
             })
             .collect()
     }
@@ -299,37 +342,6 @@ fn check_info(info: &redis::ConnectionInfo) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-fn read(path: &Option<std::path::PathBuf>, what: &str) -> Result<Option<Vec<u8>>> {
-    match path {
-        None => Ok(None),
-        Some(p) => std::fs::read(p).map(Some).map_err(|e| {
-            Error::invalid(format!("cannot read the TLS {what} {}: {e}", p.display()))
-        }),
-    }
-}
-
-fn certificates(tls: &Tls) -> Result<TlsCertificates> {
-    let root_cert = read(&tls.ca_file, "CA file")?;
-    let cert = read(&tls.cert_file, "certificate file")?;
-    let key = read(&tls.key_file, "key file")?;
-    let client_tls = match (cert, key) {
-        (Some(client_cert), Some(client_key)) => Some(redis::ClientTlsConfig {
-            client_cert,
-            client_key,
-        }),
-        (None, None) => None,
-        _ => {
-            return Err(Error::invalid(
-                "a TLS client certificate needs its key, and the other way round",
-            ));
-        }
-    };
-    Ok(TlsCertificates {
-        client_tls,
-        root_cert,
-    })
 }
 
 /// The parts of `SCHEME://[user:password@]host:port[,host:port...][/PATH]`
@@ -435,10 +447,7 @@ fn cluster(url: &str) -> Result<Connector> {
             },
         })
         .collect();
-    let seeds = infos
-        .iter()
-        .map(|i| Client::open(i.clone()).map_err(|_| Error::invalid("invalid cluster node")))
-        .collect::<Result<Vec<_>>>()?;
+    let seeds = infos.iter().cloned().map(Server::plain).collect();
     let mut builder = ClusterClientBuilder::new(infos);
     if let Some(u) = &n.user {
         builder = builder.username(u.clone());

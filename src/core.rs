@@ -42,7 +42,7 @@ pub(crate) struct Core {
 
 impl Core {
     /// Checks the options and connects to `url` once, so that a wrong
-    /// address is reported here.
+    /// address, password or user is reported here.
     pub fn new(url: &str, options: Options) -> Result<Core> {
         options.validate()?;
         let connector = Connector::open(url, options.tls.as_ref())?;
@@ -61,7 +61,8 @@ impl Core {
             options.connect_timeout,
             options.command_timeout,
         );
-        drop(pool.get()?);
+        // A refused password or user is reported here, not at the first call.
+        pool.check()?;
         Ok(Core {
             options,
             durable,

@@ -170,7 +170,16 @@ pub(crate) fn is_connection_error(e: &redis::RedisError) -> bool {
 impl From<redis::RedisError> for Error {
     fn from(e: redis::RedisError) -> Error {
         let text = format!("redis: {e}");
-        if is_refusal(&e) {
+        if e.kind() == redis::ErrorKind::AuthenticationFailed
+            || matches!(e.code(), Some("NOAUTH" | "WRONGPASS"))
+            || e.detail().is_some_and(|d| d.contains("unauthenticated"))
+        {
+            // The password refused, or none given to a server that wants
+            // one (NOAUTH, or a long command refused to an unauthenticated
+            // connection): the connection is not usable, nothing is wrong
+            // with the data.
+            Error::connection(format!("authentication failed: {text}"))
+        } else if is_refusal(&e) {
             Error::refusal(text)
         } else if is_connection_error(&e) {
             Error::connection(text)
@@ -182,12 +191,24 @@ impl From<redis::RedisError> for Error {
     }
 }
 
-/// True when a Redis read was interrupted by a signal (EINTR) or timed out:
-/// nothing is wrong with the connection, the read may be tried again.
+/// True when a Redis read timed out, or was interrupted by a signal (EINTR,
+/// which the library's connections retry themselves and never answer):
+/// nothing is wrong with the connection, the read may be made again and
+/// goes on with what the first one read.
 pub(crate) fn is_retryable_read(e: &redis::RedisError) -> bool {
-    e.is_timeout()
-        || (e.kind() == redis::ErrorKind::IoError
-            && matches!(e.retry_method(), redis::RetryMethod::RetryImmediately))
+    e.is_timeout() || is_interrupted(e)
+}
+
+/// The kind of the I/O error behind `e`, when it is one.
+pub(crate) fn io_kind(e: &redis::RedisError) -> Option<std::io::ErrorKind> {
+    std::error::Error::source(e)?
+        .downcast_ref::<std::io::Error>()
+        .map(std::io::Error::kind)
+}
+
+/// True when a signal interrupted the system call behind `e` (EINTR).
+pub(crate) fn is_interrupted(e: &redis::RedisError) -> bool {
+    io_kind(e) == Some(std::io::ErrorKind::Interrupted)
 }
 
 #[cfg(test)]
@@ -226,5 +247,26 @@ mod tests {
         let e = Error::from(io);
         assert_eq!(e.kind(), ErrorKind::Connection);
         assert!(!e.is_refusal());
+    }
+
+    #[test]
+    fn only_timeouts_and_interruptions_are_retryable_reads() {
+        use std::io::ErrorKind as Io;
+        let io = |k: Io| redis::RedisError::from(std::io::Error::from(k));
+        for k in [Io::TimedOut, Io::WouldBlock, Io::Interrupted] {
+            assert!(is_retryable_read(&io(k)), "{k:?}");
+        }
+        assert!(is_interrupted(&io(Io::Interrupted)));
+        assert!(!is_interrupted(&io(Io::TimedOut)));
+        for k in [
+            Io::ConnectionReset,
+            Io::UnexpectedEof,
+            Io::NotConnected,
+            Io::InvalidData,
+            Io::Other,
+        ] {
+            assert!(!is_retryable_read(&io(k)), "{k:?}");
+        }
+        assert!(!is_retryable_read(&reply("ERR")));
     }
 }

@@ -246,6 +246,10 @@ pub(crate) fn run(core: &Core, hb: &Heartbeat) {
         if hb.inject_panic.swap(false, Ordering::AcqRel) {
             panic!("injected into the heartbeat thread");
         }
+        if core.is_closed() {
+            // Closing came meanwhile: its tickets are released or lost.
+            return;
+        }
         let sent_ms = core.now_ms();
         let started = Instant::now();
         // Opening a connection to one server in this beat costs its
@@ -325,7 +329,9 @@ fn connect(core: &Core) -> Option<Link> {
 /// Renewals are all this thread does, so nothing else can delay them.
 fn next_batch(core: &Core, hb: &Heartbeat, failed: bool) -> Option<Vec<Arc<Ticket>>> {
     let mut tickets = hb.registry();
-    if failed {
+    // The closing flag is read under the registry's mutex, which closing
+    // takes to wake this thread: no wake-up is missed before a wait.
+    if failed && !core.is_closed() {
         tickets = hb
             .beat
             .wait_timeout(tickets, RETRY)

@@ -27,8 +27,14 @@ pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379/0";
 /// A client of the turn protocol: its Redis connections (a bounded pool, plus
 /// one for the heartbeat and one for the notifier) and its two background
 /// threads, shared by every lock it takes. Cheap to clone and to share
-/// between threads; the last clone to go stops the threads, releases locks
-/// still held and closes the connections.
+/// between threads.
+///
+/// A [`Lock`] (and a [`Pending`]) keeps its locker running: the heartbeat
+/// goes on renewing a held lock whatever became of the `Locker` values,
+/// so `Locker::new(url)?.lock(..)?` is a lock held until it is released
+/// or dropped. The threads stop and the connections close when the last
+/// clone, lock and pending are gone; [`Locker::close`] ends it all at once
+/// (locks still held are released then).
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -111,11 +117,14 @@ impl Locker {
         self.rt().heartbeat.last_beat()
     }
 
-    /// Closes the locker now, whoever else holds a clone: waits in
-    /// progress end with `Canceled` (their tickets withdrawn), locks still
-    /// held are released (their `check` and `release` answer `Lost`), and
-    /// later calls fail. The threads and connections go with the last
-    /// clone.
+    /// Closes the locker now, whoever else holds a clone, a lock or a
+    /// pending: waits in progress end with `Canceled` (their tickets
+    /// withdrawn), locks still held are released (their `check` and
+    /// `release` answer `Lost`), and later calls fail. The threads are
+    /// woken at once and end then; they are joined, and the connections
+    /// closed, when the last clone, lock and pending are gone. When Redis
+    /// does not answer within 250 ms (or the command timeout if shorter),
+    /// closing releases nothing (the leases run out by themselves).
     pub fn close(&self) {
         let rt = self.rt();
         if rt.core.in_owner_process() {
@@ -138,11 +147,12 @@ impl Locker {
 
     /// Takes a ticket for `resource` and waits for its turn, as `request`
     /// says. On timeout, failure or a try-lock that would block, the ticket
-    /// is withdrawn: it leaves no trace and does not stall the queue.
+    /// is withdrawn: it leaves no trace and does not stall the queue. The
+    /// lock keeps this locker running until it is released or dropped.
     pub fn acquire(&self, resource: &str, request: &Acquire) -> Result<Lock> {
         let ticket = wait::acquire(self.rt(), resource, request)?;
         Ok(Lock {
-            rt: self.rt().clone(),
+            handle: self.handle.clone(),
             ticket,
             released: false,
         })
@@ -170,7 +180,7 @@ impl Locker {
     pub fn start_acquire(&self, resource: &str, request: &Acquire) -> Result<Pending> {
         let inner = pending::Pending::start(self.rt(), resource, request)?;
         Ok(Pending {
-            rt: self.rt().clone(),
+            handle: self.handle.clone(),
             inner,
             ended: false,
         })
@@ -280,6 +290,12 @@ impl Locker {
 /// A held lock. Release it with [`Lock::release`] to learn whether it was
 /// still held; dropping it releases it too, ignoring the outcome.
 ///
+/// It keeps its [`Locker`] running (heartbeat, notifier, connections) until
+/// it is released or dropped, so it may outlive every `Locker` value:
+/// `Locker::new(url)?.lock("ledger", "job")?` holds the lock. Only
+/// [`Locker::close`] ends it early (it is then released, and reported
+/// `Lost`).
+///
 /// ```no_run
 /// let locker = turn::Locker::new(None)?;
 /// let lock = locker.lock("ledger", "month-end close")?;
@@ -293,7 +309,8 @@ impl Locker {
 /// # Ok::<(), turn::Error>(())
 /// ```
 pub struct Lock {
-    rt: Arc<Runtime>,
+    /// The locker's running parts, kept alive by this lock.
+    handle: Arc<Handle>,
     ticket: Arc<Ticket>,
     released: bool,
 }
@@ -308,6 +325,10 @@ impl std::fmt::Debug for Lock {
 }
 
 impl Lock {
+    fn rt(&self) -> &Arc<Runtime> {
+        &self.handle.runtime
+    }
+
     /// The ticket number (turn 1.0's serial, shown by status): it starts
     /// over when the queue is made anew (a reset, a Redis restart without
     /// persistence, a failover that lost the queue), so it is not a fencing
@@ -337,7 +358,7 @@ impl Lock {
     /// Ok while held; `Lost` once the heartbeat found the presence key gone
     /// or the indicator moved on, or the lease lapsed by the local clock.
     pub fn check(&self) -> Result<()> {
-        if self.ticket.lapsed(self.rt.core.now_ms()) {
+        if self.ticket.lapsed(self.rt().core.now_ms()) {
             self.ticket.mark_lost();
         }
         if self.ticket.is_held() {
@@ -387,12 +408,12 @@ impl Lock {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn lost_fd(&self) -> std::io::Result<BorrowedFd<'_>> {
-        if !self.rt.core.in_owner_process() {
+        if !self.rt().core.in_owner_process() {
             return Err(std::io::Error::other(
                 "this lock belongs to another process (before fork)",
             ));
         }
-        let raw = self.ticket.lost_fd(self.rt.core.epoch())?;
+        let raw = self.ticket.lost_fd(self.rt().core.epoch())?;
         // SAFETY: the descriptor lives in the ticket until `close_lost_fd`,
         // which only the release or drop of this lock calls: not while
         // this borrow of the lock lasts.
@@ -404,16 +425,18 @@ impl Lock {
     /// pointed at this ticket.
     pub fn release(mut self) -> Result<()> {
         self.released = true;
-        release(&self.rt, &self.ticket)
+        release(self.rt(), &self.ticket)
     }
 }
 
 impl Drop for Lock {
     fn drop(&mut self) {
         if !self.released {
-            let _ = release(&self.rt, &self.ticket);
+            let _ = release(self.rt(), &self.ticket);
         }
         self.ticket.close_lost_fd();
+        // The handle goes after this: when it was the locker's last, the
+        // locker closes now (nothing is held any more).
     }
 }
 
@@ -485,9 +508,11 @@ fn release(rt: &Runtime, t: &Ticket) -> Result<()> {
 
 /// An acquire in progress that no thread waits in (see
 /// [`Locker::start_acquire`]). Dropping it withdraws its ticket, as
-/// [`Pending::cancel`] does.
+/// [`Pending::cancel`] does. Like a [`Lock`], it keeps its locker running
+/// (its wait goes on in the locker's notifier thread) until it ends.
 pub struct Pending {
-    rt: Arc<Runtime>,
+    /// The locker's running parts, kept alive by this pending.
+    handle: Arc<Handle>,
     inner: Arc<pending::Pending>,
     ended: bool,
 }
@@ -518,7 +543,7 @@ impl Pending {
         match self.inner.finish()? {
             pending::Finished::Waiting => Ok(None),
             pending::Finished::Held(ticket) => Ok(Some(Lock {
-                rt: self.rt.clone(),
+                handle: self.handle.clone(),
                 ticket,
                 released: false,
             })),

@@ -197,14 +197,39 @@ impl Options {
 }
 
 /// How long an acquire may wait for the turn.
+///
+/// Every acquire draws a ticket once, whatever its wait: a lock that is
+/// free is taken. A timeout shorter than a millisecond, zero included,
+/// would pass before the draw is even sent, so it is a try-lock:
+/// `Wait::For(Duration::ZERO)` is [`Wait::TryOnce`] (as a timeout of 0
+/// is in the C ABI). A pending acquire ([`crate::Locker::start_acquire`])
+/// waits, so it refuses `TryOnce` and `For(Duration::ZERO)`
+/// (`InvalidArgument`); a timeout above zero but under 1 ms is tried
+/// once there too, its outcome given by `finish`.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use turn::{Acquire, ErrorKind, Locker, Wait};
+///
+/// let locker = Locker::new(None)?;
+/// // Free: taken. Held by someone else: `WouldBlock` at once.
+/// match locker.acquire("printer", &Acquire::label("probe").wait(Wait::For(Duration::ZERO))) {
+///     Ok(lock) => lock.release()?,
+///     Err(e) if e.kind() == ErrorKind::WouldBlock => println!("busy"),
+///     Err(e) => return Err(e),
+/// }
+/// # Ok::<(), turn::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Wait {
     /// Wait until granted.
     #[default]
     Forever,
-    /// Take the lock only if it is free now; else `WouldBlock`.
+    /// Take the lock only if it is free now (one draw, one round trip);
+    /// else `WouldBlock`, the ticket withdrawn.
     TryOnce,
-    /// Give up with `Timeout` after this long.
+    /// Give up with `Timeout` after this long (the ticket withdrawn). Under
+    /// 1 ms, zero included: [`Wait::TryOnce`].
     For(Duration),
 }
 

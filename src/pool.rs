@@ -7,12 +7,56 @@
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use redis::Connection;
-
 use crate::cluster::{Prepare, Router};
-use crate::connect::{Conn, Connector};
+use crate::connect::{Conn, Connector, Link};
 
 use crate::error::{Error, Result};
+
+/// Why a server turned a connection away, when it did.
+enum Refused {
+    /// AUTH failed (WRONGPASS, or a password for a server without one).
+    Credentials,
+    /// The server wants a password and none was given (NOAUTH).
+    NoPassword,
+    /// The user may not run a command (NOPERM).
+    Permission,
+}
+
+/// The server's refusal of the credentials or of the user in `e`: from the
+/// redis crate's kind and the server's code, or from its words where the
+/// crate wrapped the reply (a refused SELECT, a cluster's seeds).
+fn refused(e: &redis::RedisError) -> Option<Refused> {
+    let text = e.to_string();
+    let has = |words: &[&str]| words.iter().any(|w| text.contains(w));
+    if e.kind() == redis::ErrorKind::AuthenticationFailed
+        || e.code() == Some("WRONGPASS")
+        || has(&["WRONGPASS", "Password authentication failed"])
+    {
+        Some(Refused::Credentials)
+    } else if e.code() == Some("NOAUTH")
+        || has(&["NOAUTH", "Authentication required", "unauthenticated"])
+    {
+        Some(Refused::NoPassword)
+    } else if e.code() == Some("NOPERM") || has(&["NOPERM", "no permissions to run"]) {
+        Some(Refused::Permission)
+    } else {
+        None
+    }
+}
+
+/// `e` in words: the system's for a network error, the server's reply,
+/// or the redis crate's description and detail (without its kind's name).
+fn words(e: &redis::RedisError) -> String {
+    if e.kind() == redis::ErrorKind::ExtensionError || (e.is_io_error() && e.detail().is_none()) {
+        return e.to_string();
+    }
+    #[allow(deprecated)]
+    let what = std::error::Error::description(e).trim_end_matches('.');
+    match e.detail() {
+        Some(detail) => format!("{what}: {detail}"),
+        None => what.to_string(),
+    }
+}
 
 /// Connections idle longer than this are checked with PING before use, so
 /// that a restarted server costs a reconnect rather than a failed call.
@@ -77,7 +121,7 @@ impl Pool {
         let conn = self
             .connector
             .connect(self.connect_timeout)
-            .map_err(|e| Error::connection(format!("cannot connect to redis: {e}")))?;
+            .map_err(|e| self.failed(&e))?;
         conn.set_timeouts(read_timeout, self.command_timeout)?;
         Ok(conn)
     }
@@ -125,21 +169,57 @@ impl Pool {
 
     /// Opens a connection to one server, for pubsub (the notifier, `turn
     /// follow`).
-    pub fn connect_pubsub(&self, read_timeout: Option<Duration>) -> Result<Connection> {
+    pub fn connect_pubsub(&self, read_timeout: Option<Duration>) -> Result<Link> {
         let conn = self
             .connector
             .connect_one(self.connect_timeout)
-            .map_err(|e| Error::connection(format!("cannot connect to redis: {e}")))?;
+            .map_err(|e| self.failed(&e))?;
         conn.set_read_timeout(read_timeout)?;
         conn.set_write_timeout(Some(self.command_timeout))?;
         Ok(conn)
     }
 
     /// Connections to every master (for SCAN over a cluster).
-    pub fn connect_masters(&self) -> Result<Vec<Connection>> {
+    pub fn connect_masters(&self) -> Result<Vec<Link>> {
         self.connector
             .connect_masters(self.connect_timeout)
-            .map_err(|e| Error::connection(format!("cannot connect to redis: {e}")))
+            .map_err(|e| self.failed(&e))
+    }
+
+    /// Checks a connection out and says PING, so that a wrong address,
+    /// password or user is reported when the locker is made. Only a
+    /// refused password or command fails the PING: a server that refuses
+    /// for now (loading, say) or answers late is left to the first call,
+    /// as before.
+    pub fn check(&self) -> Result<()> {
+        let mut conn = self.get()?;
+        match conn.run(|c| redis::cmd("PING").query::<redis::Value>(c)) {
+            Err(e) if refused(&e).is_some() => Err(self.failed(&e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// A failed connection as the user sees it: what failed, where (the
+    /// address: never the password) and why.
+    fn failed(&self, e: &redis::RedisError) -> Error {
+        let at = self.connector.address();
+        Error::connection(match refused(e) {
+            Some(Refused::Credentials) => format!(
+                "authentication failed at {at}: the server refused the password (an \
+                 incorrect one, an unknown or disabled user, or a password for a server \
+                 that has none)"
+            ),
+            Some(Refused::NoPassword) => format!(
+                "authentication failed at {at}: the server requires a password and none \
+                 was given"
+            ),
+            Some(Refused::Permission) => format!(
+                "permission denied at {at}: the server's ACL refuses this user a command \
+                 the library needs ({}); see the README's ACL rule",
+                words(e)
+            ),
+            None => format!("cannot connect to redis at {at}: {}", words(e)),
+        })
     }
 
     /// The heartbeat's per-master pipelines over a cluster; None for one
@@ -304,5 +384,80 @@ impl Drop for Pooled<'_> {
         if state.waiting > 0 {
             self.pool.available.notify_one();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The error a server's reply `-TEXT` makes.
+    fn reply(text: &str) -> redis::RedisError {
+        redis::parse_redis_value(format!("-{text}\r\n").as_bytes())
+            .and_then(|v| v.extract_error())
+            .expect_err("an error reply")
+    }
+
+    #[test]
+    fn a_refused_password_a_missing_one_and_a_refused_user_are_told_apart() {
+        let credentials = [
+            reply("WRONGPASS invalid username-password pair or user is disabled."),
+            (
+                redis::ErrorKind::AuthenticationFailed,
+                "Password authentication failed",
+            )
+                .into(),
+        ];
+        for e in &credentials {
+            assert!(matches!(refused(e), Some(Refused::Credentials)), "{e}");
+        }
+        for e in [
+            reply("NOAUTH Authentication required."),
+            reply("ERR Protocol error: unauthenticated multibulk length"),
+            (
+                redis::ErrorKind::ResponseError,
+                "Redis server refused to switch database",
+                "Authentication required.".to_string(),
+            )
+                .into(),
+        ] {
+            assert!(matches!(refused(&e), Some(Refused::NoPassword)), "{e}");
+        }
+        let e = reply("NOPERM User u has no permissions to run the 'ping' command");
+        assert!(matches!(refused(&e), Some(Refused::Permission)), "{e}");
+        assert_eq!(
+            words(&e),
+            "NOPERM: User u has no permissions to run the 'ping' command"
+        );
+        for e in [
+            reply("LOADING Redis is loading the dataset in memory"),
+            reply("ERR unknown command"),
+            std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into(),
+        ] {
+            assert!(refused(&e).is_none(), "{e}");
+        }
+    }
+
+    #[test]
+    fn words_leave_out_the_redis_crates_kind_names() {
+        let e: redis::RedisError = (
+            redis::ErrorKind::IoError,
+            "It failed to check startup nodes.",
+            "Failed to connect to each cluster node (h:1: refused)".to_string(),
+        )
+            .into();
+        assert_eq!(
+            words(&e),
+            "It failed to check startup nodes: Failed to connect to each cluster node (h:1: refused)"
+        );
+        let e: redis::RedisError = (
+            redis::ErrorKind::MasterDown,
+            "the server the sentinels name is not a master yet",
+        )
+            .into();
+        assert_eq!(
+            words(&e),
+            "the server the sentinels name is not a master yet"
+        );
     }
 }

@@ -2,8 +2,15 @@
 //! and the notifier, with the two background threads that serve them;
 //! their start, their supervision (a thread that panics is restarted) and
 //! the locker's closing.
+//!
+//! Closing wakes whatever waits instead of letting it wait out a poll: the
+//! heartbeat's condvar, the notifier's (between reconnections) and its
+//! pubsub read (a message on its own channel), the pauses of acquires
+//! waiting without a ticket (a condvar here) and the waiters' tickets (each
+//! marked lost). Its own round trips are bounded (see [`CLOSE_TIMEOUT`]),
+//! and so is its wait for the threads (see [`JOIN_WAIT`]).
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -11,11 +18,30 @@ use crate::core::Core;
 use crate::error::{Error, Result};
 use crate::heartbeat::{self, Heartbeat};
 use crate::notifier::Notifier;
-use crate::options::Options;
+use crate::options::{Cancel, Options};
 use crate::scripts::{self, Mode};
 
 /// Pause before a background thread that failed is run again.
 const FAULT_PAUSE: Duration = Duration::from_millis(100);
+
+/// The longest closing waits for the reply to its first round trip (the
+/// message that wakes the notifier; the command timeout if shorter): when
+/// Redis does not answer within it (paused, unreachable), closing makes no
+/// other round trip (the leases of its tickets run out by themselves);
+/// when it does, the releases follow.
+pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// When Redis did not answer closing, the longest closing waits for a
+/// background thread to end once woken: one still running then is blocked
+/// in a round trip with that server, and is left to end by itself (within
+/// the command timeout; it holds nothing of the caller's, and the process
+/// may exit meanwhile). When Redis answered, closing waits for the threads
+/// up to the command timeout.
+pub(crate) const JOIN_WAIT: Duration = Duration::from_millis(100);
+
+/// How often a pause without a ticket looks at its cancel token (a
+/// [`Cancel`] wakes the tickets it watches; such a pause has none).
+const CANCEL_LOOK: Duration = Duration::from_millis(5);
 
 pub(crate) struct Runtime {
     pub core: Core,
@@ -23,6 +49,15 @@ pub(crate) struct Runtime {
     pub notifier: Notifier,
     /// Work the notifier thread steps between messages (pending acquires).
     driven: Mutex<Vec<Arc<dyn Driven>>>,
+    /// Set once closing has done its work, to whether Redis answered it (a
+    /// second closing waits for the first, then does nothing).
+    shut: Mutex<Option<bool>>,
+    /// Wakes the acquires pausing without a ticket (see [`Runtime::pause`])
+    /// when the locker closes; its mutex guards nothing else.
+    pauses: (Mutex<()>, Condvar),
+    /// Which background threads have ended (by their index), for the
+    /// bounded join.
+    ended: (Mutex<Vec<bool>>, Condvar),
 }
 
 /// Work stepped by the notifier thread between messages: a pending
@@ -73,17 +108,70 @@ impl Runtime {
         next.map(|n| n.saturating_duration_since(Instant::now()))
     }
 
+    /// Sleeps up to `d` in the calling thread: the pause of an acquire
+    /// that has no ticket to be woken through (between draws while Redis is
+    /// away). It ends at once when the locker closes, and within
+    /// [`CANCEL_LOOK`] of `cancel` firing.
+    pub fn pause(&self, d: Duration, cancel: Option<&Cancel>) {
+        let end = Instant::now().checked_add(d);
+        let (lock, woken) = &self.pauses;
+        let mut guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            // Read under the mutex that closing takes to wake: no wake-up
+            // is missed between this look and the wait.
+            if self.core.is_closed() || cancel.is_some_and(Cancel::is_canceled) {
+                return;
+            }
+            let left = match end {
+                Some(end) => end.saturating_duration_since(Instant::now()),
+                None => Duration::from_secs(3600),
+            };
+            if left.is_zero() {
+                return;
+            }
+            let wait = if cancel.is_some() {
+                left.min(CANCEL_LOOK)
+            } else {
+                left
+            };
+            guard = woken
+                .wait_timeout(guard, wait)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
     /// Stops the background threads' work and releases the locks still
-    /// held (and withdraws the tickets still waiting).
+    /// held (and withdraws the tickets still waiting). A second call waits
+    /// for the first to finish, then does nothing.
     pub fn shutdown(&self) {
+        let mut shut = self.shut.lock().unwrap_or_else(|e| e.into_inner());
+        if shut.is_some() {
+            return;
+        }
         // The flag first: a ticket admitted after it was set is refused,
         // one admitted before is in the registry drained here.
         self.core.set_closed();
+        // What waits on this process alone is woken now: acquires pausing
+        // without a ticket, the notifier between connections, the
+        // heartbeat between beats.
+        {
+            let (lock, woken) = &self.pauses;
+            let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+            woken.notify_all();
+        }
+        self.notifier.wake();
+        self.heartbeat.wake();
         let tickets = self.heartbeat.drain();
+        // The notifier sleeps in a read of its pubsub connection: a message
+        // on its own channel ends it now, not after a poll. Its reply also
+        // tells whether Redis answers: when it does not within
+        // CLOSE_TIMEOUT (paused, unreachable), closing makes no other round
+        // trip, so that it stays quick (the leases run out by themselves).
+        let answered = self.wake_notifier();
+        let mut reachable = answered;
         // Release what is held and withdraw what waits; once Redis proves
-        // unreachable, stop trying (the leases run out by themselves), so
-        // that closing stays quick.
-        let mut reachable = true;
+        // unreachable, stop trying.
         for t in tickets {
             let mode = if t.is_held() {
                 Some(Mode::Release)
@@ -100,19 +188,69 @@ impl Runtime {
             }
             t.mark_lost();
         }
-        self.heartbeat.wake();
-        // The notifier sleeps in a read of its pubsub connection: a
-        // message on its own channel ends it now, not after a poll.
-        if reachable {
-            let channel = self.notifier.channel();
-            let _ = self
-                .core
-                .run(|c| redis::cmd("PUBLISH").arg(channel).arg("").query::<i64>(c));
-        }
         // Pending acquires end now (their tickets were withdrawn above).
         let work = std::mem::take(&mut *self.driven());
         for w in work {
             w.close();
+        }
+        *shut = Some(answered);
+    }
+
+    /// How long the closing of the handle waits for the threads to end:
+    /// up to the command timeout when Redis answered closing, else
+    /// JOIN_WAIT.
+    fn join_wait(&self) -> Duration {
+        match *self.shut.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(true) => self.core.options.command_timeout.max(JOIN_WAIT),
+            _ => JOIN_WAIT,
+        }
+    }
+
+    /// Publishes the empty message on the notifier's own channel, which
+    /// ends its read; waits at most CLOSE_TIMEOUT for the reply (the
+    /// command timeout if shorter). True when Redis answered.
+    fn wake_notifier(&self) -> bool {
+        let core = &self.core;
+        let command = core.options.command_timeout;
+        let timeout = CLOSE_TIMEOUT.min(command);
+        let channel = self.notifier.channel();
+        core.run(|c| {
+            c.set_timeouts(Some(timeout), timeout)?;
+            let published = redis::cmd("PUBLISH").arg(channel).arg("").query::<i64>(c);
+            // A connection that failed is not used again; one that
+            // answered goes back to the pool with its usual timeouts.
+            if published.is_ok() {
+                c.set_timeouts(Some(command), command)?;
+            }
+            published
+        })
+        .is_ok()
+    }
+
+    /// Notes that background thread `index` ended.
+    fn thread_ended(&self, index: usize) {
+        let (lock, cv) = &self.ended;
+        let mut ended = lock.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = ended.get_mut(index) {
+            *e = true;
+        }
+        cv.notify_all();
+    }
+
+    /// Waits until every background thread has ended, or until `deadline`;
+    /// which ones have.
+    fn wait_ended(&self, deadline: Instant) -> Vec<bool> {
+        let (lock, cv) = &self.ended;
+        let mut ended = lock.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let now = Instant::now();
+            if ended.iter().all(|e| *e) || now >= deadline {
+                return ended.clone();
+            }
+            ended = cv
+                .wait_timeout(ended, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 }
@@ -130,31 +268,38 @@ pub(crate) struct Handle {
 /// Connects and starts the two background threads.
 pub(crate) fn start(url: &str, options: Options) -> Result<Handle> {
     let core = Core::new(url, options)?;
-    let runtime = Arc::new(Runtime {
-        notifier: Notifier::new(&core.options.prefix),
-        heartbeat: Heartbeat::new(),
-        driven: Mutex::new(Vec::new()),
-        core,
-    });
     let bodies: [(&str, Body); 2] = [
         ("heartbeat", |rt| heartbeat::run(&rt.core, &rt.heartbeat)),
         ("notifier", |rt| {
             // Between messages it also follows the master of a Sentinel
-            // set (see `sentinel.rs`).
+            // set (see `sentinel.rs`), but not once closing (an ask may
+            // block for a while).
             rt.notifier.run(&rt.core.pool, rt.core.closed_flag(), &|| {
-                rt.core.pool.watch_master();
+                if !rt.core.is_closed() {
+                    rt.core.pool.watch_master();
+                }
                 rt.step_driven()
             })
         }),
     ];
+    let runtime = Arc::new(Runtime {
+        notifier: Notifier::new(&core.options.prefix),
+        heartbeat: Heartbeat::new(),
+        driven: Mutex::new(Vec::new()),
+        shut: Mutex::new(None),
+        pauses: (Mutex::new(()), Condvar::new()),
+        ended: (Mutex::new(vec![false; bodies.len()]), Condvar::new()),
+        core,
+    });
     let mut threads = Vec::with_capacity(2);
-    for (name, body) in bodies {
+    for (index, (name, body)) in bodies.into_iter().enumerate() {
         let rt = runtime.clone();
         match std::thread::Builder::new()
             .name(format!("turn-{name}"))
             .spawn(move || {
                 block_async_signals();
-                supervise(name, body, &rt)
+                supervise(name, body, &rt);
+                rt.thread_ended(index);
             }) {
             Ok(t) => threads.push(t),
             Err(e) => {
@@ -230,8 +375,15 @@ impl Drop for Handle {
             return;
         }
         self.runtime.shutdown();
-        for t in threads {
-            let _ = t.join();
+        // Woken, the threads end at once; one blocked in a round trip
+        // with a Redis that did not answer closing is not waited for
+        // longer than JOIN_WAIT (dropping its handle detaches it).
+        let wait = self.runtime.join_wait();
+        let ended = self.runtime.wait_ended(Instant::now() + wait);
+        for (t, ended) in threads.into_iter().zip(ended) {
+            if ended {
+                let _ = t.join();
+            }
         }
         self.runtime.core.pool.close();
     }

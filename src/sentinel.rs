@@ -23,7 +23,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use redis::{Client, Connection, ConnectionAddr, ConnectionInfo, RedisConnectionInfo, RedisResult};
+use redis::{ConnectionAddr, ConnectionInfo, RedisConnectionInfo, RedisResult};
+
+use crate::connect::Link;
 
 /// How often the sentinels are asked when no message came.
 const ASK_EVERY: Duration = Duration::from_secs(1);
@@ -100,7 +102,9 @@ impl Sentinel {
     pub fn ask(&self, timeout: Duration) -> RedisResult<(String, u16)> {
         let n = self.sentinels.len();
         let first = self.first.load(Ordering::Relaxed) as usize % n.max(1);
-        let mut last = None;
+        // What each sentinel answered, for the error: "HOST:PORT: why; ...".
+        let mut tried = Vec::with_capacity(n);
+        let mut unknown = false;
         for i in 0..n {
             let k = (first + i) % n;
             let (host, port) = &self.sentinels[k];
@@ -108,16 +112,14 @@ impl Sentinel {
                 addr: ConnectionAddr::Tcp(host.clone(), *port),
                 redis: RedisConnectionInfo::default(),
             };
-            let asked = Client::open(info)
-                .and_then(|c| c.get_connection_with_timeout(timeout))
-                .and_then(|mut c| {
-                    c.set_read_timeout(Some(timeout))?;
-                    c.set_write_timeout(Some(timeout))?;
-                    redis::cmd("SENTINEL")
-                        .arg("GET-MASTER-ADDR-BY-NAME")
-                        .arg(&self.name)
-                        .query::<Option<(String, u16)>>(&mut c)
-                });
+            let asked = Link::connect(&info, None, Some(timeout)).and_then(|mut c| {
+                c.set_read_timeout(Some(timeout))?;
+                c.set_write_timeout(Some(timeout))?;
+                redis::cmd("SENTINEL")
+                    .arg("GET-MASTER-ADDR-BY-NAME")
+                    .arg(&self.name)
+                    .query::<Option<(String, u16)>>(&mut c)
+            });
             match asked {
                 Ok(Some(addr)) => {
                     self.first.store(k as u64, Ordering::Relaxed);
@@ -125,28 +127,59 @@ impl Sentinel {
                     return Ok(addr);
                 }
                 Ok(None) => {
-                    last = Some(redis::RedisError::from((
-                        redis::ErrorKind::MasterDown,
-                        "no sentinel knows the master",
-                    )))
+                    unknown = true;
+                    tried.push(format!(
+                        "{}: no master named {:?}",
+                        host_port(host, *port),
+                        self.name
+                    ));
                 }
-                Err(e) => last = Some(e),
+                Err(e) => tried.push(format!("{}: {e}", host_port(host, *port))),
             }
         }
-        Err(last.unwrap_or_else(|| (redis::ErrorKind::IoError, "no sentinel").into()))
+        let tried = tried.join("; ");
+        Err(if unknown {
+            (
+                redis::ErrorKind::MasterDown,
+                "no sentinel knows the master",
+                tried,
+            )
+                .into()
+        } else {
+            (redis::ErrorKind::IoError, "no sentinel answered", tried).into()
+        })
+    }
+
+    /// Where connections go, for error messages: the master (its address
+    /// once learned) and the sentinels that are asked for it.
+    pub fn address(&self) -> String {
+        let sentinels = self
+            .sentinels
+            .iter()
+            .map(|(h, p)| host_port(h, *p))
+            .collect::<Vec<_>>()
+            .join(", ");
+        match self.known().as_ref() {
+            Some((host, port)) => format!(
+                "{}, the master {:?} named by the sentinels {sentinels}",
+                host_port(host, *port),
+                self.name
+            ),
+            None => format!("the master {:?} of the sentinels {sentinels}", self.name),
+        }
     }
 
     /// A new connection to the master the sentinels name now, with the
     /// epoch it was made under (read before asking: a change learned
     /// meanwhile retires it).
-    pub fn connect(&self, timeout: Duration) -> RedisResult<(Connection, u64)> {
+    pub fn connect(&self, timeout: Duration) -> RedisResult<(Link, u64)> {
         let epoch = self.epoch();
         let (host, port) = self.ask(timeout)?;
         let info = ConnectionInfo {
             addr: ConnectionAddr::Tcp(host, port),
             redis: self.redis.clone(),
         };
-        let mut conn = Client::open(info)?.get_connection_with_timeout(timeout)?;
+        let mut conn = Link::connect(&info, None, Some(timeout))?;
         conn.set_read_timeout(Some(timeout))?;
         // A replica being promoted, or an old master being demoted, is not
         // the master yet.
@@ -231,6 +264,15 @@ impl Sentinel {
     }
 }
 
+/// `host:port`, an IPv6 host in brackets.
+fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,9 +304,32 @@ mod tests {
     }
 
     #[test]
+    fn the_address_names_the_sentinels_and_then_the_master() {
+        let s = Sentinel::new(
+            vec![("127.0.0.1".to_string(), 1), ("[::1]".to_string(), 2)],
+            "m".to_string(),
+            RedisConnectionInfo::default(),
+        );
+        assert_eq!(
+            s.address(),
+            "the master \"m\" of the sentinels 127.0.0.1:1, [::1]:2"
+        );
+        s.learn(&("::1".to_string(), 6379));
+        assert_eq!(
+            s.address(),
+            "[::1]:6379, the master \"m\" named by the sentinels 127.0.0.1:1, [::1]:2"
+        );
+    }
+
+    #[test]
     fn no_sentinel_that_answers_is_an_error_not_a_hang() {
         // Port 1 on loopback refuses at once.
         let s = set();
+        let e = s.ask(Duration::from_millis(200)).unwrap_err();
+        assert!(
+            e.to_string().contains("127.0.0.1:1: Connection refused"),
+            "{e}"
+        );
         assert!(s.ask(Duration::from_millis(200)).is_err());
         assert!(s.connect(Duration::from_millis(200)).is_err());
         assert!(!s.watch(Duration::from_millis(200)));

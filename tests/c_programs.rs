@@ -351,3 +351,53 @@ fn c_log_callback_gets_the_warnings_without_the_password_and_stderr_stays_empty(
     assert!(!stdout.contains(password), "{stdout}");
     assert!(stderr.is_empty(), "written on standard error:\n{stderr}");
 }
+
+/// Issue 20, signals: an interrupted system call is retried inside the
+/// library, never reported. For 3 s each, at once: two lockers' threads
+/// contend on a resource (acquire, pending acquire, check, status, release,
+/// and the lockers made and freed) while SIGALRM reaches every thread of
+/// the process every 200 µs, its handler installed with SA_RESTART, and
+/// again without; and two child processes contend while being stopped and
+/// continued (SIGSTOP, SIGCONT) again and again. No errors in any.
+#[test]
+fn c_signals_interrupt_nothing() {
+    let r = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = compile(
+        "cc",
+        &root().join("tests/c/signals.c"),
+        dir.path(),
+        &["-pthread"],
+    );
+    let url = r.url();
+    let runs: [&[&str]; 3] = [
+        &["alarm", "3", "restart"],
+        &["alarm", "3", "norestart"],
+        &["stop", "3"],
+    ];
+    let outs: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = runs
+            .iter()
+            .map(|args| {
+                let (bin, url) = (&bin, &url);
+                s.spawn(move || {
+                    let mut all = vec![url.as_str()];
+                    all.extend_from_slice(args);
+                    run(bin, &all)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for out in &outs {
+        println!("{out}");
+    }
+    assert!(outs[0].contains("alarm with SA_RESTART: "), "{}", outs[0]);
+    assert!(
+        outs[1].contains("alarm without SA_RESTART: "),
+        "{}",
+        outs[1]
+    );
+    assert!(outs[2].contains("signals: stop: "), "{}", outs[2]);
+    assert!(outs.iter().all(|o| o.contains(" 0 errors")), "{outs:?}");
+}

@@ -424,3 +424,242 @@ fn port_0_and_a_negative_database_are_invalid_urls() {
     let fine = Locker::new(Some(&format!("redis://127.0.0.1:{}/1", r.port))).unwrap();
     exercise(&fine);
 }
+
+/// A loopback port nothing listens on (bound, then let go).
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
+}
+
+/// The error of `Locker::new(url)`, checked: a `Connection` error that
+/// never shows the password `secret` and says each of `says`.
+fn connection_error(url: &str, secret: &str, says: &[&str]) -> String {
+    let e = match Locker::with_options(
+        Some(url),
+        Options {
+            connect_timeout: Duration::from_secs(2),
+            ..Options::default()
+        },
+    ) {
+        Ok(_) => panic!("{url} connected"),
+        Err(e) => e,
+    };
+    let text = e.message().to_string();
+    assert_eq!(e.kind(), ErrorKind::Connection, "{url}: {text}");
+    assert!(!text.contains(secret), "{url}: the password shows: {text}");
+    for s in says {
+        assert!(text.contains(s), "{url}: no {s:?} in {text:?}");
+    }
+    text
+}
+
+#[test]
+fn a_connection_error_names_the_address_and_never_the_password() {
+    let (a, b) = (closed_port(), closed_port());
+    let text = connection_error(
+        &format!("redis://u:sekret@127.0.0.1:{a}/0"),
+        "sekret",
+        &[&format!("cannot connect to redis at 127.0.0.1:{a}: ")],
+    );
+    assert!(text.contains("refused"), "{text}");
+    connection_error(
+        &format!("rediss://u:sekret@127.0.0.1:{a}/0"),
+        "sekret",
+        &[&format!("cannot connect to redis at 127.0.0.1:{a}: ")],
+    );
+    connection_error(
+        "redis+unix:///tmp/no-such-turn-dir/redis.sock?db=0&pass=sekret",
+        "sekret",
+        &["cannot connect to redis at /tmp/no-such-turn-dir/redis.sock: "],
+    );
+    // Sentinel: the master's name and each sentinel tried.
+    connection_error(
+        &format!("redis+sentinel://u:sekret@127.0.0.1:{a},127.0.0.1:{b}/mymaster"),
+        "sekret",
+        &[
+            &format!(
+                "cannot connect to redis at the master \"mymaster\" of the sentinels \
+                 127.0.0.1:{a}, 127.0.0.1:{b}: no sentinel answered"
+            ),
+            &format!("127.0.0.1:{a}: Connection refused"),
+            &format!("127.0.0.1:{b}: Connection refused"),
+        ],
+    );
+    // Cluster: the seeds.
+    connection_error(
+        &format!("redis+cluster://u:sekret@127.0.0.1:{a},127.0.0.1:{b}"),
+        "sekret",
+        &[&format!(
+            "cannot connect to redis at the cluster nodes 127.0.0.1:{a}, 127.0.0.1:{b}: "
+        )],
+    );
+}
+
+#[test]
+fn a_wrong_or_missing_password_is_an_authentication_failure() {
+    let r = Redis::start_with(&[
+        "--save",
+        "",
+        "--requirepass",
+        "sekret",
+        "--unixsocket",
+        "{dir}/redis.sock",
+        "--unixsocketperm",
+        "700",
+    ]);
+    let sock = r.dir.path().join("redis.sock").display().to_string();
+    let tcp = format!("127.0.0.1:{}", r.port);
+    let mut admin = redis::Client::open(format!("redis://:sekret@{tcp}/0"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    for rule in [
+        &["SETUSER", "sleeper", "off", ">pw-of-sleeper", "~*", "+@all"][..],
+        &["SETUSER", "limited", "on", ">pw-of-limited", "-@all"],
+    ] {
+        let _: () = redis::cmd("ACL").arg(rule).query(&mut admin).unwrap();
+    }
+    let wrong = "authentication failed at {}: the server refused the password";
+    let none = "authentication failed at {}: the server requires a password and none was given";
+    for (url, secret, says, at) in [
+        (
+            format!("redis://:wrong-pw@{tcp}/0"),
+            "wrong-pw",
+            wrong,
+            &tcp,
+        ),
+        (
+            format!("redis://nobody:wrong-pw@{tcp}/0"),
+            "wrong-pw",
+            wrong,
+            &tcp,
+        ),
+        // A disabled user.
+        (
+            format!("redis://sleeper:pw-of-sleeper@{tcp}/0"),
+            "pw-of-sleeper",
+            wrong,
+            &tcp,
+        ),
+        (format!("redis://{tcp}/0"), "sekret", none, &tcp),
+        // SELECT is what the server refuses first here.
+        (format!("redis://{tcp}/3"), "sekret", none, &tcp),
+        (
+            format!("unix://{sock}?pass=wrong-pw"),
+            "wrong-pw",
+            wrong,
+            &sock,
+        ),
+        (format!("unix://{sock}"), "sekret", none, &sock),
+        (
+            format!("redis+cluster://:wrong-pw@{tcp}"),
+            "wrong-pw",
+            wrong,
+            &format!("the cluster nodes {tcp}"),
+        ),
+    ] {
+        connection_error(&url, secret, &[&says.replace("{}", at)]);
+    }
+    // A user that may not run PING: no authentication failure, but said.
+    let text = connection_error(
+        &format!("redis://limited:pw-of-limited@{tcp}/0"),
+        "pw-of-limited",
+        &[&format!("permission denied at {tcp}: ")],
+    );
+    assert!(!text.contains("authentication failed"), "{text}");
+    let l = Locker::new(Some(&format!("redis://:sekret@{tcp}/0"))).unwrap();
+    exercise(&l);
+
+    // The C API: TURN_ERR_CONNECTION with the same words.
+    let url = std::ffi::CString::new(format!("redis://:wrong-pw@{tcp}/0")).unwrap();
+    let mut out: *mut turn::ffi::turn_locker = std::ptr::null_mut();
+    // SAFETY: a NUL-terminated URL and a place for the locker.
+    let code = unsafe { turn::ffi::turn_locker_new(url.as_ptr(), &mut out) };
+    assert_eq!(code, turn::ffi::turn_result::TURN_ERR_CONNECTION);
+    assert!(out.is_null());
+    // SAFETY: the library's NUL-terminated text of this thread's last error.
+    let text = unsafe { std::ffi::CStr::from_ptr(turn::ffi::turn_last_error()) }
+        .to_string_lossy()
+        .into_owned();
+    assert!(text.contains(&wrong.replace("{}", &tcp)), "{text}");
+    assert!(!text.contains("wrong-pw"), "{text}");
+
+    // The tool says it on standard error.
+    let out = Command::new(env!("CARGO_BIN_EXE_turn"))
+        .args(["--url", &format!("redis://{tcp}/0"), "status"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.starts_with(&format!("turn: {}", none.replace("{}", &tcp))),
+        "{said}"
+    );
+}
+
+#[test]
+fn a_password_required_after_connecting_is_an_authentication_failure() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    l.lock("later", "x").unwrap().release().unwrap();
+    // The locker's connections go; new ones are made without a password
+    // to a server that now wants one.
+    let mut admin = r.conn();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg("sekret")
+        .query(&mut admin)
+        .unwrap();
+    let _: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("normal")
+        .query(&mut admin)
+        .unwrap();
+    let e = l.resources().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Connection, "{e}");
+    assert!(e.message().starts_with("authentication failed"), "{e}");
+    let e = l.lock("later", "x").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Connection, "{e}");
+    assert!(e.message().starts_with("authentication failed"), "{e}");
+}
+
+#[test]
+fn sentinel_errors_name_the_master_and_the_sentinels() {
+    let master = Redis::start_with(&["--save", "", "--requirepass", "sekret"]);
+    let s = support::sentinel::sentinel(master.port);
+    let m = format!("127.0.0.1:{}", master.port);
+    let named = format!(
+        "{m}, the master \"mymaster\" named by the sentinels 127.0.0.1:{}",
+        s.port
+    );
+    let url =
+        |auth: &str, name: &str| format!("redis+sentinel://{auth}127.0.0.1:{}/{name}", s.port);
+    connection_error(
+        &url(":wrong-pw@", "mymaster"),
+        "wrong-pw",
+        &[&format!(
+            "authentication failed at {named}: the server refused the password"
+        )],
+    );
+    connection_error(
+        &url("", "mymaster"),
+        "sekret",
+        &[&format!(
+            "authentication failed at {named}: the server requires a password"
+        )],
+    );
+    connection_error(
+        &url(":sekret@", "nosuch"),
+        "sekret",
+        &[&format!(
+            "cannot connect to redis at the master \"nosuch\" of the sentinels 127.0.0.1:{}: \
+             no sentinel knows the master",
+            s.port
+        )],
+    );
+    Locker::new(Some(&url(":sekret@", "mymaster"))).unwrap();
+}

@@ -6,10 +6,10 @@ mod support;
 
 use std::process::{Child, Command, Stdio};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use support::{Lines, Redis, eventually, queued, signal};
-use turn::{Acquire, ErrorKind, Locker, Options, Wait};
+use support::{Lines, Redis, eventually, info_number, queued, signal};
+use turn::{Acquire, Cancel, ErrorKind, Locker, Options, Wait};
 
 /// A `turn lock` process holding (or waiting for) `resource`.
 fn holder(r: &Redis, resource: &str, expire: &str) -> (Child, Lines) {
@@ -224,4 +224,115 @@ fn an_unreachable_redis_fails_calls_within_the_timeouts() {
     assert_eq!(e.kind(), ErrorKind::Connection, "{e}");
     drop(l); // returns: the threads give up within the timeouts
     signal(pid, "CONT");
+}
+
+/// Makes the server refuse writes: a master short of replicas answers
+/// NOREPLICAS, which an acquire rides out by drawing again after a pause
+/// growing up to a second.
+fn refuse_writes(c: &mut redis::Connection) {
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("min-replicas-to-write")
+        .arg("1")
+        .query(c)
+        .unwrap();
+}
+
+/// Lets an acquire that draws meet refusals for 1.7 s (its pauses are a
+/// second long by then), and returns right after a draw was refused: a
+/// pause of about a second has just begun.
+fn until_a_long_pause_begins(c: &mut redis::Connection) {
+    let refused = |c: &mut redis::Connection| {
+        info_number(c, "errorstats", "errorstat_NOREPLICAS", Some("count")).unwrap_or(0)
+    };
+    thread::sleep(Duration::from_millis(1700));
+    let before = refused(c);
+    assert!(
+        eventually(Duration::from_secs(10), || refused(c) > before),
+        "no draw was refused"
+    );
+}
+
+/// An acquire waiting for a server that refuses its draws (no ticket: it
+/// sleeps between draws); its cancel token fired in a pause of a second
+/// ends it long before that pause would have.
+#[test]
+fn a_cancel_during_a_pause_between_draws_ends_the_acquire_at_once() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    let mut c = r.conn();
+    refuse_writes(&mut c);
+    let cancel = Cancel::new();
+    let (l2, c2) = (l.clone(), cancel.clone());
+    let waiter = thread::spawn(move || {
+        let request = Acquire::label("w")
+            .cancel(&c2)
+            .wait(Wait::For(Duration::from_secs(60)));
+        l2.acquire("r", &request).map(|lock| lock.serial())
+    });
+    until_a_long_pause_begins(&mut c);
+    let start = Instant::now();
+    cancel.cancel();
+    let e = waiter.join().unwrap().unwrap_err();
+    let took = start.elapsed();
+    assert_eq!(e.kind(), ErrorKind::Canceled, "{e}");
+    assert!(
+        took < Duration::from_millis(500),
+        "the cancel was seen after {took:?}: at the end of the pause?"
+    );
+}
+
+/// The same wait ended by closing the locker.
+#[test]
+fn closing_during_a_pause_between_draws_ends_the_acquire_at_once() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    let mut c = r.conn();
+    refuse_writes(&mut c);
+    let l2 = l.clone();
+    let waiter = thread::spawn(move || {
+        let request = Acquire::label("w").wait(Wait::For(Duration::from_secs(60)));
+        l2.acquire("r", &request).map(|lock| lock.serial())
+    });
+    until_a_long_pause_begins(&mut c);
+    let start = Instant::now();
+    l.close();
+    let e = waiter.join().unwrap().unwrap_err();
+    let took = start.elapsed();
+    assert_eq!(e.kind(), ErrorKind::Canceled, "{e}");
+    assert!(
+        took < Duration::from_millis(500),
+        "closing was seen after {took:?}: at the end of the pause?"
+    );
+}
+
+/// Closing while Redis is paused (SIGSTOP) with a lock held: closing's own
+/// round trips and its wait for the background threads are bounded, so
+/// that freeing the locker takes far less than the command timeout (5 s);
+/// the lock is reported lost (its lease runs out on the server).
+#[test]
+fn closing_while_redis_is_paused_is_quick() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    assert_eq!(l.options().command_timeout, Duration::from_secs(5));
+    let held = l.lock("r", "h").unwrap();
+    let waiting = {
+        let l = l.clone();
+        thread::spawn(move || l.lock("r", "w").map(|lock| lock.serial()))
+    };
+    assert!(queued(&l, "r", 2));
+    let pid = r.pid().unwrap();
+    signal(pid, "STOP");
+    let start = Instant::now();
+    l.close();
+    drop(l);
+    let took = start.elapsed();
+    let e = waiting.join().unwrap().unwrap_err();
+    signal(pid, "CONT");
+    assert_eq!(e.kind(), ErrorKind::Canceled, "{e}");
+    assert_eq!(held.check().unwrap_err().kind(), ErrorKind::Lost);
+    assert!(
+        took < Duration::from_millis(2500),
+        "closing took {took:?} (the command timeout is 5 s)"
+    );
 }

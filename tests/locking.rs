@@ -397,12 +397,14 @@ fn prefix_option_separates_fleets() {
 }
 
 #[test]
-fn dropping_the_locker_releases_held_locks() {
+fn closing_the_locker_releases_held_locks() {
     let r = Redis::start();
     let l = locker(&r);
     let lock = l.lock("r", "x").unwrap();
+    l.close();
     drop(l);
     assert_eq!(get(&r, "turn:r:indicator").as_deref(), Some("2"));
+    assert_eq!(lock.check().unwrap_err().kind(), ErrorKind::Lost);
     assert_eq!(lock.release().unwrap_err().kind(), ErrorKind::Lost);
 }
 
@@ -452,4 +454,124 @@ fn a_grant_no_replica_confirms_is_never_ok_and_ends_as_a_connection_error() {
             }
         }
     }
+}
+
+/// A lock keeps its locker running: `Locker::new(..)?.lock(..)?` (the
+/// locker a temporary) holds the lock, renewed by the heartbeat past its
+/// lease, until it is released.
+#[test]
+fn a_lock_outliving_its_locker_stays_held_until_released() {
+    let r = Redis::start();
+    let lock = Locker::new(Some(&r.url()))
+        .unwrap()
+        .acquire(
+            "kept",
+            &Acquire::label("x").expire(Duration::from_millis(1500)),
+        )
+        .unwrap();
+    thread::sleep(Duration::from_millis(2500));
+    lock.check().expect("held past its lease: renewed");
+    let other = locker(&r);
+    let e = other
+        .acquire("kept", &Acquire::label("y").wait(Wait::TryOnce))
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WouldBlock, "{e}");
+    assert_eq!(get(&r, "turn:kept:indicator").as_deref(), Some("1"));
+    lock.release().expect("released as held");
+    assert_eq!(get(&r, "turn:kept:indicator").as_deref(), Some("3"));
+    // Dropping the last locker now closes it: nothing is held.
+    let again = other.lock("kept", "z").unwrap();
+    drop(other);
+    again.release().unwrap();
+    assert_eq!(get(&r, "turn:kept:indicator").as_deref(), Some("4"));
+}
+
+/// The last `Locker` dropped while a lock is held: the lock stays held
+/// (the heartbeat goes on) and its drop releases it.
+#[test]
+fn dropping_the_last_locker_leaves_a_held_lock_held() {
+    let r = Redis::start();
+    let l = locker(&r);
+    let lock = l
+        .acquire(
+            "r",
+            &Acquire::label("x").expire(Duration::from_millis(1500)),
+        )
+        .unwrap();
+    drop(l);
+    thread::sleep(Duration::from_millis(2500));
+    lock.check().expect("still held");
+    assert_eq!(get(&r, "turn:r:indicator").as_deref(), Some("1"));
+    drop(lock);
+    assert_eq!(get(&r, "turn:r:indicator").as_deref(), Some("2"));
+}
+
+/// A pending acquire keeps its locker running too: started on a temporary
+/// locker, it is served when the holder leaves.
+#[test]
+fn a_pending_outliving_its_locker_is_served() {
+    let r = Redis::start();
+    let holder_locker = locker(&r);
+    let holder = holder_locker.lock("p", "holder").unwrap();
+    let pending = Locker::new(Some(&r.url()))
+        .unwrap()
+        .start_acquire("p", &Acquire::label("w"))
+        .unwrap();
+    assert!(queued(&holder_locker, "p", 2));
+    holder.release().unwrap();
+    assert!(support::readable(pending.fd(), 10_000), "served");
+    let lock = pending.finish().unwrap().expect("the outcome is known");
+    assert_eq!(lock.serial(), 2);
+    lock.check().unwrap();
+    lock.release().unwrap();
+    assert_eq!(get(&r, "turn:p:indicator").as_deref(), Some("3"));
+}
+
+/// `Wait::For(Duration::ZERO)` and timeouts under a millisecond try once:
+/// a free resource is taken; a taken one answers `WouldBlock` at once, its
+/// ticket withdrawn. A timeout of a millisecond or more draws too.
+#[test]
+fn a_zero_or_tiny_timeout_tries_once() {
+    let r = Redis::start();
+    let l = locker(&r);
+    for wait in [
+        Duration::ZERO,
+        Duration::from_nanos(1),
+        Duration::from_micros(500),
+        Duration::from_millis(1),
+    ] {
+        let lock = l
+            .acquire("t", &Acquire::label("free").wait(Wait::For(wait)))
+            .unwrap_or_else(|e| panic!("{wait:?} on a free resource: {e}"));
+        lock.release().unwrap();
+    }
+    let held = l.lock("t", "holder").unwrap();
+    for wait in [Duration::ZERO, Duration::from_micros(500)] {
+        let e = l
+            .acquire("t", &Acquire::label("taken").wait(Wait::For(wait)))
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::WouldBlock, "{wait:?}: {e}");
+    }
+    let e = l
+        .acquire(
+            "t",
+            &Acquire::label("taken").wait(Wait::For(Duration::from_millis(1))),
+        )
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    assert_eq!(l.status("t").unwrap().tickets.len(), 1, "only the holder");
+    held.release().unwrap();
+    // A pending acquire with a timeout under a millisecond draws too.
+    let pending = l
+        .start_acquire(
+            "t",
+            &Acquire::label("pending").wait(Wait::For(Duration::from_micros(100))),
+        )
+        .unwrap();
+    pending
+        .finish()
+        .unwrap()
+        .expect("tried at once: free")
+        .release()
+        .unwrap();
 }

@@ -330,3 +330,340 @@ fn a_killed_holder_followed_by_a_timed_out_ticket_is_passed_within_the_lease() {
         at.duration_since(killed)
     );
 }
+
+/// A `turn lock` process of ours holding `res` with a lease of `expire_s`
+/// seconds (a separate process, to be SIGKILLed), once it holds.
+fn killable_holder(r: &Redis, res: &str, expire_s: &str) -> std::process::Child {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_turn"))
+        .env_remove("TURN_REDIS_URL")
+        .args(["--url", &r.url(), "lock", "--expire", expire_s, res])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = support::Lines::new(child.stdout.take().unwrap());
+    assert!(
+        lines.wait_for(&format!("{res}: locked"), Duration::from_secs(30)),
+        "the holder holds"
+    );
+    child
+}
+
+/// The messages of `res`'s `internal` and `external` channels, as they
+/// come, with the time each came.
+struct Heard {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<thread::JoinHandle<Vec<(Instant, String, String)>>>,
+}
+
+impl Heard {
+    fn start(r: &Redis, res: &str) -> Heard {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let mut c = r.conn();
+        let (internal, external) = (key(res, "internal"), key(res, "external"));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let flag = stop.clone();
+        let thread = thread::spawn(move || {
+            let mut ps = c.as_pubsub();
+            ps.subscribe(&internal).unwrap();
+            ps.subscribe(&external).unwrap();
+            ps.set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            ready_tx.send(()).unwrap();
+            let mut got = Vec::new();
+            while !flag.load(Ordering::Acquire) {
+                if let Ok(m) = ps.get_message() {
+                    let payload: String = m.get_payload().unwrap_or_default();
+                    got.push((Instant::now(), m.get_channel_name().to_string(), payload));
+                }
+            }
+            got
+        });
+        ready_rx.recv().unwrap();
+        Heard {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Everything heard so far; stops listening.
+    fn end(mut self) -> Vec<(Instant, String, String)> {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+/// Issue 20, item 6, with the real turn 1.0 client. Our holder (a `turn
+/// lock` process, lease 2 s) is SIGKILLed while a turn 1.0 waiter (patience
+/// 60 s) is next in line and one of our waiters is behind it. Nobody of
+/// ours is right behind the dead holder, and turn 1.0 would bump only after
+/// its patience: our waiter behind passes the dead ticket for it, with turn
+/// 1.0's `internal` message, once the holder's lease lapses. The turn 1.0
+/// waiter is served within the lease + 1 s (the time is printed; the
+/// assert allows the lease + 3 s, for a loaded machine), our waiter after
+/// it has left (FIFO and exclusion: its "leave" is in its log when our
+/// waiter is granted), and the bump is made once.
+#[test]
+fn a_turn_1_0_waiter_behind_our_killed_holder_is_served_within_the_lease() {
+    use std::process::{Command, Stdio};
+    let r = Redis::start();
+    const RES: &str = "mixedkill";
+    const LEASE: Duration = Duration::from_secs(2);
+    let mut holder = killable_holder(&r, RES, "2");
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    // turn 1.0: lease 60 s, patience 60 s, holds 0.5 s.
+    let mut py = Command::new(support::python_with_turn_1_0())
+        .arg(support::root().join("tests/python/worker.py"))
+        .args([&r.port.to_string(), RES, "python", "1"])
+        .arg(&log)
+        .args(["60", "60", "0.5"])
+        .env("PYTHONUNBUFFERED", "1")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut py_lines = support::Lines::new(py.stdout.take().unwrap());
+    assert!(dispenser_at(&r, RES, 2));
+    // Our waiter reads the turn 1.0 client's log the moment it is granted.
+    let w = {
+        let (url, log) = (r.url(), log.clone());
+        thread::spawn(move || {
+            let l = Locker::new(Some(&url)).unwrap();
+            let lock = l
+                .acquire(
+                    RES,
+                    &Acquire::label("w").wait(Wait::For(Duration::from_secs(20))),
+                )
+                .expect("our waiter gets its turn in time");
+            let logged = std::fs::read_to_string(&log).unwrap();
+            let serial = lock.serial();
+            lock.release().unwrap();
+            (serial, logged)
+        })
+    };
+    assert!(dispenser_at(&r, RES, 3));
+    // Past our waiter's grace, its presence key and the turn 1.0 one's set.
+    let mut c = r.conn();
+    assert!(eventually(Duration::from_secs(10), || {
+        let n: i64 = redis::cmd("EXISTS")
+            .arg(key(RES, "serial:2"))
+            .arg(key(RES, "serial:3"))
+            .query(&mut c)
+            .unwrap();
+        n == 2
+    }));
+    thread::sleep(Duration::from_millis(700));
+    let heard = Heard::start(&r, RES);
+    support::signal(holder.id(), "KILL");
+    let killed = Instant::now();
+    let _ = holder.wait();
+    assert!(
+        py_lines.wait_for("held 2", Duration::from_secs(30)),
+        "the turn 1.0 waiter is served before its patience"
+    );
+    let served = killed.elapsed();
+    println!("turn 1.0 waiter served {served:?} after the kill (lease {LEASE:?})");
+    assert!(
+        served < LEASE + Duration::from_secs(3),
+        "served {served:?} after the kill, lease {LEASE:?}"
+    );
+    let (serial, logged_at_grant) = w.join().expect("our waiter is granted");
+    assert_eq!(serial, 3);
+    assert_eq!(
+        logged_at_grant, "enter 2 python\nleave 2 python\n",
+        "our waiter was granted only after the turn 1.0 one left"
+    );
+    assert!(py.wait().unwrap().success());
+    let heard = heard.end();
+    let external = key(RES, "external");
+    let bumps: Vec<&String> = heard
+        .iter()
+        .filter(|(_, ch, p)| *ch == external && p.ends_with(" bumps"))
+        .map(|(_, _, p)| p)
+        .collect();
+    assert_eq!(
+        bumps,
+        [&format!("{RES}: 3 bumps")],
+        "one bump, by our waiter"
+    );
+    let calls_2 = heard
+        .iter()
+        .filter(|(_, ch, p)| *ch == key(RES, "internal") && *p == key(RES, "serial:2"))
+        .count();
+    assert_eq!(calls_2, 1, "ticket 2 called once");
+}
+
+/// The same with turn 1.0 tickets played by plain commands, two of ours
+/// each behind one: our holder 1 (killed, lease 2 s), turn 1.0 ticket 2,
+/// our waiter 3, turn 1.0 ticket 4, our waiter 5. Both our waiters watch
+/// the dead holder; one bump is made (to 2, the first live ticket, never
+/// past it), 2 is called once on `internal`, and the queue then goes in
+/// order: 2, 3, 4, 5.
+#[test]
+fn two_waiters_behind_turn_1_0_tickets_pass_a_killed_holder_once_and_in_order() {
+    let r = Redis::start();
+    const RES: &str = "twice";
+    let mut c = r.conn();
+    let mut holder = killable_holder(&r, RES, "2");
+    assert_eq!(py_draw(&mut c, RES), 2);
+    py_present(&mut c, RES, 2, 60);
+    let (tx, rx) = mpsc::channel();
+    let w3 = our_waiter(r.url(), RES, false, Duration::from_secs(30), tx.clone());
+    assert!(dispenser_at(&r, RES, 3));
+    assert!(eventually(Duration::from_secs(10), || {
+        redis::cmd("EXISTS")
+            .arg(key(RES, "serial:3"))
+            .query::<i64>(&mut c)
+            .unwrap()
+            == 1
+    }));
+    assert_eq!(py_draw(&mut c, RES), 4);
+    py_present(&mut c, RES, 4, 60);
+    let w5 = our_waiter(r.url(), RES, false, Duration::from_secs(30), tx);
+    assert!(dispenser_at(&r, RES, 5));
+    thread::sleep(Duration::from_millis(1200));
+    let heard = Heard::start(&r, RES);
+    support::signal(holder.id(), "KILL");
+    let killed = Instant::now();
+    let _ = holder.wait();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            get_u64(&mut c, &key(RES, "indicator")) == 2
+        }),
+        "the dead holder is passed"
+    );
+    let passed = killed.elapsed();
+    println!("the killed holder was passed {passed:?} after the kill (lease 2 s)");
+    assert!(passed < Duration::from_secs(5), "passed after {passed:?}");
+    // Ticket 2 lives: nobody passes it.
+    thread::sleep(Duration::from_millis(2500));
+    assert_eq!(get_u64(&mut c, &key(RES, "indicator")), 2);
+    assert!(
+        rx.try_recv().is_err(),
+        "nobody of ours granted before 2 left"
+    );
+    py_release(&mut c, RES, 2);
+    let (_, first) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(first, 3);
+    // Ours released to 4, a live turn 1.0 ticket: 5 waits for it.
+    assert!(eventually(Duration::from_secs(10), || {
+        get_u64(&mut c, &key(RES, "indicator")) == 4
+    }));
+    thread::sleep(Duration::from_millis(500));
+    assert!(rx.try_recv().is_err(), "5 did not pass the live ticket 4");
+    py_release(&mut c, RES, 4);
+    let (_, second) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(second, 5);
+    w3.join().unwrap();
+    w5.join().unwrap();
+    let heard = heard.end();
+    let bumps: Vec<&String> = heard
+        .iter()
+        .filter(|(_, ch, p)| *ch == key(RES, "external") && p.ends_with(" bumps"))
+        .map(|(_, _, p)| p)
+        .collect();
+    assert_eq!(bumps.len(), 1, "one bump: {bumps:?}");
+    let calls_2 = heard
+        .iter()
+        .filter(|(_, ch, p)| *ch == key(RES, "internal") && *p == key(RES, "serial:2"))
+        .count();
+    assert_eq!(calls_2, 1, "ticket 2 called once");
+}
+
+/// A live ticket at the indicator is never passed by the waiter behind a
+/// turn 1.0 ticket: neither our holder (renewed by its heartbeat past
+/// several leases) nor a turn 1.0 holder in its draw window (its presence
+/// key set 300 ms after its draw, within the grace of our waiter, which
+/// drew right after it).
+#[test]
+fn a_waiter_behind_a_turn_1_0_ticket_never_passes_a_live_ticket_at_the_indicator() {
+    let r = Redis::start();
+    let mut c = r.conn();
+    // Our holder, lease 600 ms, renewed.
+    const OURS: &str = "liveours";
+    let holder_locker = Locker::new(Some(&r.url())).unwrap();
+    let holder = holder_locker
+        .acquire(
+            OURS,
+            &Acquire::label("h").expire(Duration::from_millis(600)),
+        )
+        .unwrap();
+    assert_eq!(py_draw(&mut c, OURS), 2);
+    py_present(&mut c, OURS, 2, 60);
+    let (tx, rx) = mpsc::channel();
+    let w = our_waiter(r.url(), OURS, false, Duration::from_secs(30), tx);
+    assert!(dispenser_at(&r, OURS, 3));
+    let heard = Heard::start(&r, OURS);
+    thread::sleep(Duration::from_millis(2500));
+    assert_eq!(get_u64(&mut c, &key(OURS, "indicator")), 1);
+    holder.check().expect("our holder still holds");
+    holder.release().unwrap();
+    assert_eq!(get_u64(&mut c, &key(OURS, "indicator")), 2);
+    py_release(&mut c, OURS, 2);
+    w.join().unwrap();
+    assert_eq!(rx.recv().unwrap().1, 3);
+    let heard = heard.end();
+    assert!(
+        !heard.iter().any(|(_, _, p)| p.ends_with(" bumps")),
+        "nobody bumped: {heard:?}"
+    );
+
+    // A turn 1.0 holder in its draw window: drawn at an empty queue (its
+    // turn at once), its key set 300 ms later.
+    const WINDOW: &str = "livewindow";
+    assert_eq!(py_draw(&mut c, WINDOW), 1);
+    assert_eq!(py_draw(&mut c, WINDOW), 2);
+    py_present(&mut c, WINDOW, 2, 60);
+    let (tx, rx) = mpsc::channel();
+    let w = our_waiter(r.url(), WINDOW, true, Duration::from_secs(30), tx);
+    assert!(dispenser_at(&r, WINDOW, 3));
+    thread::sleep(Duration::from_millis(300));
+    py_present(&mut c, WINDOW, 1, 60);
+    thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        get_u64(&mut c, &key(WINDOW, "indicator")),
+        1,
+        "the turn 1.0 holder in its draw window was passed"
+    );
+    py_release(&mut c, WINDOW, 1);
+    py_release(&mut c, WINDOW, 2);
+    w.join().unwrap();
+    assert_eq!(rx.recv().unwrap().1, 3);
+}
+
+/// A withdrawn ticket at the indicator is passed at once, but before the
+/// grace only withdrawn tickets are: a turn 1.0 ticket behind it still in
+/// its draw window (no presence key yet) is the next turn, not passed.
+/// Ticket 1 is a turn 1.0 holder; our ticket 2 times out (withdrawn); turn
+/// 1.0 draws 3 and sets its key 300 ms later; our waiter 4 draws right
+/// after 3, and the turn 1.0 release of 1 moves the indicator to 2 within
+/// our waiter's grace. (Before, the waiter's bump passed 3 too.)
+#[test]
+fn before_the_grace_a_waiter_passes_a_withdrawn_ticket_but_not_a_turn_1_0_draw() {
+    let r = Redis::start();
+    let mut c = r.conn();
+    const RES: &str = "earlypass";
+    assert_eq!(py_draw(&mut c, RES), 1);
+    py_present(&mut c, RES, 1, 60);
+    let p = giving_up(r.url(), RES, Duration::from_millis(300));
+    assert!(p.join().unwrap().is_err(), "2 timed out");
+    assert_eq!(py_draw(&mut c, RES), 3);
+    let (tx, rx) = mpsc::channel();
+    let w = our_waiter(r.url(), RES, true, Duration::from_secs(30), tx);
+    assert!(dispenser_at(&r, RES, 4));
+    py_release(&mut c, RES, 1);
+    thread::sleep(Duration::from_millis(300));
+    py_present(&mut c, RES, 3, 60);
+    thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        get_u64(&mut c, &key(RES, "indicator")),
+        3,
+        "the withdrawn 2 is passed, the turn 1.0 ticket 3 is not"
+    );
+    assert!(rx.try_recv().is_err(), "our waiter passed ticket 3");
+    py_release(&mut c, RES, 3);
+    w.join().unwrap();
+    assert_eq!(rx.recv().unwrap().1, 4);
+}

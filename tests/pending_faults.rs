@@ -8,7 +8,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::{Redis, queued, readable, signal};
-use turn::{Acquire, ErrorKind, Locker, Wait};
+use turn::{Acquire, Cancel, ErrorKind, Locker, Wait};
 
 /// The error of a `finish` that must not answer a held lock (`when` says
 /// why); a held lock or a wait still going fails the test.
@@ -380,4 +380,43 @@ fn pendings_ride_out_a_restart() {
     );
     assert_eq!(tokens.len(), 5);
     assert!(tokens.windows(2).all(|w| w[0] < w[1]), "{tokens:?}");
+}
+
+/// While Redis is away the notifier thread pauses between connections (up
+/// to a second): the pending acquires it steps are stepped meanwhile, so a
+/// cancel token fired then ends one at once, not at the end of that pause
+/// (fired one after another, 300 ms apart, one of them would meet a long
+/// part of it).
+#[test]
+fn a_cancel_token_ends_a_pending_at_once_while_redis_is_away() {
+    let mut r = Redis::start();
+    let holder = Locker::new(Some(&r.url())).unwrap();
+    let _held = holder.lock("q", "holder").unwrap();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    let pendings: Vec<_> = (0..3)
+        .map(|i| {
+            let cancel = Cancel::new();
+            let request = Acquire::label(format!("p{i}"))
+                .expire(Duration::from_secs(60))
+                .cancel(&cancel);
+            (l.start_acquire("q", &request).unwrap(), cancel)
+        })
+        .collect();
+    assert!(queued(&l, "q", 4));
+    r.kill();
+    // The pause between connections grows to a second by then.
+    std::thread::sleep(Duration::from_millis(2500));
+    for (i, (p, cancel)) in pendings.iter().enumerate() {
+        assert!(!readable(p.fd(), 0), "pending {i} ended before its cancel");
+        let start = Instant::now();
+        cancel.cancel();
+        assert!(
+            readable(p.fd(), 500),
+            "pending {i}: the cancel was not seen within 500 ms"
+        );
+        let took = start.elapsed();
+        let e = not_granted(p.finish(), "after its cancel");
+        assert_eq!(e.kind(), ErrorKind::Canceled, "pending {i}: {e} ({took:?})");
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }

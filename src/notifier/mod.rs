@@ -22,7 +22,7 @@ mod state;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::pool::Pool;
@@ -32,9 +32,12 @@ use state::State;
 
 /// How long the pubsub read blocks before the thread looks at its work.
 const POLL: Duration = Duration::from_millis(250);
-/// The same while it steps pending acquires: signals from other threads (a
-/// lost ticket, a cancel) reach them within this.
-const POLL_DRIVING: Duration = Duration::from_millis(25);
+/// The same while it steps pending acquires: what other threads do to them
+/// (a lost ticket, a cancel token fired, a pending given up by its owner)
+/// is seen within this, whatever pause they are in.
+const POLL_DRIVING: Duration = Duration::from_millis(10);
+/// The first pause before connecting again; it doubles up to a second.
+const BACKOFF: Duration = Duration::from_millis(20);
 
 /// The work the thread steps between messages (see `Runtime::step_driven`):
 /// how long until it is due next, None when there is none.
@@ -47,6 +50,9 @@ pub(crate) struct Notifier {
     wake_channel: String,
     /// Makes the thread panic once (tests of its restart).
     inject_panic: AtomicBool,
+    /// Wakes the thread from its pause between connections (closing); its
+    /// mutex guards nothing else.
+    idle: (Mutex<()>, Condvar),
 }
 
 static UNIQUE: AtomicU64 = AtomicU64::new(0);
@@ -62,6 +68,7 @@ impl Notifier {
             state: Mutex::new(State::default()),
             wake_channel: format!("{prefix}:notifier:{}.{nanos}.{n}:wake", std::process::id()),
             inject_panic: AtomicBool::new(false),
+            idle: (Mutex::new(()), Condvar::new()),
         }
     }
 
@@ -120,29 +127,59 @@ impl Notifier {
         self.inject_panic.store(on, Ordering::Release);
     }
 
+    /// Wakes the thread from its pause between connections (closing sets
+    /// its flag first). A read of the pubsub connection is ended by a
+    /// message on the locker's own channel instead.
+    pub fn wake(&self) {
+        let (lock, woken) = &self.idle;
+        let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        woken.notify_all();
+    }
+
     /// The notifier thread's body: connects with `pool`, serves until the
     /// connection fails, and again, until `closed` is set.
     pub fn run(&self, pool: &Pool, closed: &AtomicBool, tick: Tick<'_>) {
         let is_closed = || closed.load(Ordering::Acquire);
-        let mut backoff = Duration::from_millis(20);
+        let mut backoff = BACKOFF;
         while !is_closed() {
             let epoch = pool.epoch();
             match pool.connect_pubsub(Some(POLL)) {
                 Ok(mut conn) => {
-                    backoff = Duration::from_millis(20);
+                    backoff = BACKOFF;
                     let _ = self.serve(&mut conn, closed, tick, || pool.epoch() != epoch);
                     self.lock().disconnected();
                 }
                 Err(_) => {
                     self.lock().disconnected();
-                    tick();
-                    let end = Instant::now() + backoff;
-                    while !is_closed() && Instant::now() < end {
-                        std::thread::sleep(Duration::from_millis(10).min(end - Instant::now()));
-                    }
+                    self.pause(backoff, closed, tick);
                     backoff = (backoff * 2).min(Duration::from_secs(1));
                 }
             }
+        }
+    }
+
+    /// The pause before connecting again, `backoff` long: the pending
+    /// acquires are still stepped when due (their pauses, cancels and
+    /// deadlines do not wait for Redis), and closing ends it at once.
+    fn pause(&self, backoff: Duration, closed: &AtomicBool, tick: Tick<'_>) {
+        let end = Instant::now() + backoff;
+        loop {
+            let due = tick();
+            let (lock, woken) = &self.idle;
+            let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+            // Read under the mutex that `wake` takes: no wake-up is missed
+            // between this look and the wait.
+            let now = Instant::now();
+            if closed.load(Ordering::Acquire) || now >= end {
+                return;
+            }
+            let mut wait = end - now;
+            if let Some(due) = due {
+                wait = wait.min(due.clamp(Duration::from_millis(1), POLL_DRIVING));
+            }
+            let _ = woken
+                .wait_timeout(guard, wait)
+                .unwrap_or_else(|e| e.into_inner());
         }
     }
 
@@ -150,7 +187,7 @@ impl Notifier {
     /// the connection is to a master that is not the master any more.
     fn serve(
         &self,
-        conn: &mut redis::Connection,
+        conn: &mut crate::connect::Link,
         closed: &AtomicBool,
         tick: Tick<'_>,
         stale: impl Fn() -> bool,

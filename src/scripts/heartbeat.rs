@@ -73,7 +73,7 @@ pub(crate) fn prepare_renewals(conn: &mut Conn) -> RedisResult<()> {
 }
 
 /// Readies a connection to a cluster node for [`renew_routed`].
-pub(crate) fn prepare_node(conn: &mut redis::Connection) -> RedisResult<()> {
+pub(crate) fn prepare_node(conn: &mut crate::connect::Link) -> RedisResult<()> {
     HEARTBEAT.load(conn).map(drop)
 }
 

@@ -78,6 +78,8 @@ pub(crate) struct Acquiring {
     /// a grant its replicas did not confirm): what a timeout reports when
     /// nothing newer is known.
     refused: Option<Error>,
+    /// A draw was made (or tried): the deadline counts from then on.
+    drawn: bool,
     done: bool,
 }
 
@@ -88,6 +90,18 @@ impl Acquiring {
         validate_resource(resource)?;
         validate_label(&request.label)?;
         let expire = request.expire_or_default()?;
+        let keys = core.shared_keys(resource);
+        let patience = request.patience_or_default();
+        // Every acquire draws once. A timeout shorter than a millisecond
+        // (zero included) would pass before the draw is sent, so it is a
+        // try-lock: one draw, `WouldBlock` when someone else has the turn.
+        let mut request = request.clone();
+        if let Wait::For(d) = request.wait
+            && d < Duration::from_millis(1)
+        {
+            request.wait = Wait::TryOnce;
+        }
+        // Taken last: the first step follows at once.
         let deadline = match request.wait {
             Wait::For(d) => Instant::now().checked_add(d),
             _ => None,
@@ -95,16 +109,17 @@ impl Acquiring {
         Ok(Acquiring {
             rt: rt.clone(),
             resource: resource.to_string(),
-            request: request.clone(),
-            keys: core.shared_keys(resource),
+            request,
+            keys,
             expire,
-            patience: request.patience_or_default(),
+            patience,
             deadline,
             redraw: None,
             draw_after: None,
             waiter: None,
             budget: None,
             refused: None,
+            drawn: false,
             done: false,
         })
     }
@@ -149,13 +164,16 @@ impl Acquiring {
     }
 
     /// Sleeps in the calling thread for up to `d`, or until the ticket is
-    /// signaled.
+    /// signaled (its call, a message, its loss, its cancel token fired, the
+    /// locker closing: closing marks every ticket lost). Without a ticket
+    /// (between draws while Redis is away) it ends at once when the locker
+    /// closes and within a few ms of the cancel token firing.
     pub fn sleep(&self, d: Duration) {
         match &self.waiter {
             Some(w) => {
                 w.ticket.wait_signal(d);
             }
-            None => std::thread::sleep(d),
+            None => self.rt.pause(d, self.request.cancel.as_ref()),
         }
     }
 
@@ -183,7 +201,10 @@ impl Acquiring {
             if self.rt.core.is_closed() {
                 return self.fail(closed_during_wait(&self.resource));
             }
+            // Every acquire draws once at least: a timeout shorter than
+            // the time to the first step still tries.
             if let Some(d) = self.deadline
+                && self.drawn
                 && Instant::now() >= d
             {
                 // Timed out while riding an outage out (a refusal, grants
@@ -303,6 +324,7 @@ impl Acquiring {
     /// Draws a ticket. Some: the acquire ends (granted, would block, an
     /// error). None: a ticket waits now, or the draw is to be made again.
     fn draw(&mut self) -> Option<Step> {
+        self.drawn = true;
         let rt = self.rt.clone();
         let core = &rt.core;
         let nonce = core.nonce();

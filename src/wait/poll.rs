@@ -64,7 +64,55 @@ impl From<GiveUp> for Poll {
     }
 }
 
+/// What a waiter's bump past the ticket at the indicator came to.
+enum Passing {
+    /// The indicator moved: read the queue again.
+    Moved,
+    /// The ticket at the indicator was left alone, as found: alive
+    /// (`Expires`, `NoExpiry`), or missing but not to be passed before the
+    /// grace (`Missing`).
+    Kept(Holder),
+    /// An outage: the waiter pauses (its `resume_at` is set).
+    Paused,
+    /// The poll ends (granted, lost, failed, or its budget spent).
+    Done(Poll),
+}
+
 impl Acquiring {
+    /// Bumps past the ticket at the indicator for `t` if it is dead (and
+    /// the dead tickets after it, never past a live one nor past `t`):
+    /// one round trip.
+    fn pass_head(&mut self, t: &Arc<Ticket>, past_grace: bool, now: Instant) -> Passing {
+        if !self.spend() {
+            return Passing::Done(Poll::Spent);
+        }
+        let rt = self.rt.clone();
+        let core = &rt.core;
+        let deadline = self.deadline;
+        let w = self.waiter.as_mut().expect("a waiter");
+        match scripts::bump_before(core, t, past_grace) {
+            Ok(Ok(Bumped::NotOurs)) => Passing::Done(Poll::Lost),
+            Ok(Ok(Bumped::To(to))) if to == t.serial => {
+                // The bump reached this ticket, ours in the same script:
+                // its turn ("N started" said).
+                Passing::Done(if rt.heartbeat.grant(core, t) {
+                    Poll::Granted
+                } else {
+                    Poll::Lost
+                })
+            }
+            Ok(Ok(Bumped::To(_) | Bumped::NoQueue)) => Passing::Moved,
+            Ok(Err(holder)) => Passing::Kept(holder),
+            Err(e) => match w.outage.pause(e, t, core, deadline) {
+                Ok(pause) => {
+                    w.resume_at = Some(now + pause);
+                    Passing::Paused
+                }
+                Err(end) => Passing::Done(end.into()),
+            },
+        }
+    }
+
     /// Advances the waiting ticket as far as it goes now.
     pub(super) fn poll(&mut self) -> Poll {
         let rt = self.rt.clone();
@@ -199,35 +247,27 @@ impl Acquiring {
             let mut sleep = self.patience;
             let grace = core.options.grace;
             let age = now.duration_since(w.drawn_at);
+            let past_grace = age >= grace;
             match reading.holder {
                 Holder::Missing | Holder::Withdrawn => {
-                    if age < grace && reading.holder == Holder::Missing {
+                    if !past_grace && reading.holder == Holder::Missing {
                         sleep = sleep.min(grace - age);
                     } else if reading.watched == reading.indicator {
                         // The ticket at the indicator is dead, and every
                         // one between it and ours: step past them.
-                        if !self.spend() {
-                            return Poll::Spent;
-                        }
-                        let w = self.waiter.as_mut().expect("a waiter");
-                        match scripts::bump_before(core, &t) {
-                            Ok(Bumped::NotOurs) => return Poll::Lost,
-                            Ok(Bumped::To(to)) if to == t.serial => {
-                                // The bump reached this ticket, ours in the
-                                // same script: its turn ("N started" said).
-                                return if rt.heartbeat.grant(core, &t) {
-                                    Poll::Granted
-                                } else {
-                                    Poll::Lost
-                                };
+                        match self.pass_head(&t, past_grace, now) {
+                            Passing::Done(poll) => return poll,
+                            Passing::Kept(Holder::Missing) => {
+                                // Withdrawn when read, not any more (its
+                                // record expired): a dead ticket, once
+                                // this one is older than the grace.
+                                sleep = sleep.min(grace.saturating_sub(age));
                             }
-                            Ok(Bumped::To(_) | Bumped::NoQueue) => {}
-                            Err(e) => match w.outage.pause(e, &t, core, deadline) {
-                                Ok(pause) => w.resume_at = Some(now + pause),
-                                Err(end) => return end.into(),
-                            },
+                            // Moved (a check reads where to), found alive
+                            // (the indicator moved meanwhile), or paused
+                            // by an outage.
+                            Passing::Moved | Passing::Kept(_) | Passing::Paused => continue,
                         }
-                        continue;
                     } else {
                         // The ticket before ours is gone: read again,
                         // recording the dead ones as withdrawn, and watch
@@ -238,6 +278,33 @@ impl Acquiring {
                 Holder::Expires(left) => sleep = sleep.min(left + LEASE_MARGIN),
                 Holder::NoExpiry => {}
             }
+            if !reading.ours
+                && reading.watched > reading.indicator
+                && matches!(reading.holder, Holder::Expires(_) | Holder::NoExpiry)
+            {
+                // The nearest live ticket ahead is a turn 1.0 one (or one
+                // whose release only `internal` may announce), and it is
+                // not at the indicator. When the ticket at the indicator
+                // dies, no waiter of ours is right behind it to step past
+                // it, and a turn 1.0 waiter bumps only after its patience:
+                // this waiter watches the ticket at the indicator too, and
+                // passes it when its lease lapses, with turn 1.0's message
+                // on `internal` for the ticket it reaches. The bump moves
+                // only while the ticket at the indicator is dead, so one
+                // bump is made however many waiters try.
+                match self.pass_head(&t, past_grace, now) {
+                    Passing::Done(poll) => return poll,
+                    Passing::Kept(Holder::Expires(left)) => {
+                        sleep = sleep.min(left + LEASE_MARGIN);
+                    }
+                    Passing::Kept(Holder::Missing) => {
+                        sleep = sleep.min(grace.saturating_sub(age));
+                    }
+                    Passing::Kept(_) => {}
+                    Passing::Moved | Passing::Paused => continue,
+                }
+            }
+            let w = self.waiter.as_mut().expect("a waiter");
             if w.gap.is_some_and(|(_, recorded)| !recorded) {
                 // Dead tickets between the watched one and this one: once
                 // this ticket is older than the grace, read again to record

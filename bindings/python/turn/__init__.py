@@ -36,8 +36,8 @@ from . import _ffi
 
 __all__ = [
     "Locker", "Lock", "Status", "TurnError", "NullArgument", "InvalidArgument",
-    "ConnectionFailed", "Timeout", "WouldBlock", "Lost", "Busy", "NotFound",
-    "Forked", "ProtocolError", "Canceled", "Panic", "UnsupportedOption", "version",
+    "ConnectionFailed", "AuthenticationFailed", "Timeout", "WouldBlock", "Lost", "Busy",
+    "NotFound", "Forked", "ProtocolError", "Canceled", "Panic", "UnsupportedOption", "version",
 ]
 
 _lib = _ffi.load()
@@ -67,6 +67,11 @@ class ConnectionFailed(TurnError, *_CONNECTION_BASES):
     """Redis could not be reached or answered too late: caught by
     ``except ConnectionError`` and, when redis-py is installed, by
     ``except redis.exceptions.ConnectionError``."""
+class AuthenticationFailed(ConnectionFailed):
+    """Redis refused the password (a wrong one, an unknown or disabled
+    user, a password for a server that has none) or wants one and none was
+    given: TURN_ERR_CONNECTION whose message says "authentication failed"
+    (and names the address, never the password)."""
 class Timeout(TurnError, TimeoutError): pass
 class WouldBlock(TurnError): pass
 class Lost(TurnError): pass
@@ -88,11 +93,19 @@ _ERRORS = {1: NullArgument, 2: InvalidArgument, 3: ConnectionFailed, 4: Timeout,
            10: ProtocolError, 11: Canceled, 99: Panic}
 
 
+def _error(code, detail):
+    """The exception of a failed call: its code's class, AuthenticationFailed
+    for a connection failure that says "authentication failed"."""
+    if code == 3 and "authentication failed" in detail:
+        return AuthenticationFailed(code, detail)
+    return _ERRORS.get(code, TurnError)(code, detail)
+
+
 def _check(code):
     # turn_last_error is per thread, and this runs on the calling thread.
     if code != 0:
         detail = (_lib.turn_last_error() or b"").decode("utf-8", "replace")
-        raise _ERRORS.get(code, TurnError)(code, detail)
+        raise _error(code, detail)
 
 
 def _text(value, what):
@@ -692,7 +705,7 @@ def _interruptible_acquire(locker, args):
             _lib.turn_cancel_free(cancel)
     code = result["code"]
     if code != 0:
-        raise _ERRORS.get(code, TurnError)(code, result.get("detail", ""))
+        raise _error(code, result.get("detail", ""))
     return result["lock"]
 
 
