@@ -297,6 +297,8 @@ fn sentinel_failover_is_followed() {
     // Grants wait for a replica by default on Sentinel: the old master
     // comes back, and the sentinels make it the new master's replica.
     set.master.restart();
+    // As an operator would, at once (Sentinel does it too, in its time).
+    set.demote_old_master();
     // New acquires work once the library has reconnected by itself.
     let start = Instant::now();
     let lock = loop {
