@@ -272,7 +272,7 @@ impl Connector {
     pub fn connect_one(&self, timeout: Duration) -> RedisResult<Link> {
         match self {
             Connector::Direct(server) => server.connect(timeout),
-            Connector::Sentinel(sentinel) => sentinel.connect(timeout).map(|(c, _)| c),
+            Connector::Sentinel(sentinel) => sentinel.connect(timeout),
             Connector::Cluster {
                 seeds, next_seed, ..
             } => {

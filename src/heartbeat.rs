@@ -267,15 +267,18 @@ pub(crate) fn run(core: &Core, hb: &Heartbeat) {
                 opened = 2;
             }
         }
+        // Renewals wait for the replicas the locker asks for, at most a
+        // third of the shortest lease among them.
+        let confirm = batch
+            .iter()
+            .map(|t| t.expire)
+            .min()
+            .and_then(|lease| Confirm::of(core, lease));
         let (alive, round_trips) = match link.as_mut() {
             Some(Link::Server(c)) => {
                 // After a SCRIPT FLUSH (or a server that lost its scripts),
                 // the script is loaded again and the beat sent again at
                 // once: short leases cannot wait for a reconnection.
-                // Renewals wait for the replicas the locker asks for, at
-                // most a third of the shortest lease among them.
-                let shortest = batch.iter().map(|t| t.expire).min();
-                let confirm = shortest.and_then(|lease| Confirm::of(core, lease));
                 let (result, round_trips) = match scripts::renew(c, &batch, confirm) {
                     Err(e) if e.kind() == redis::ErrorKind::NoScriptError => (
                         scripts::prepare_renewals(c)
@@ -290,8 +293,6 @@ pub(crate) fn run(core: &Core, hb: &Heartbeat) {
                 }
             }
             Some(Link::Cluster(router)) => {
-                let shortest = batch.iter().map(|t| t.expire).min();
-                let confirm = shortest.and_then(|lease| Confirm::of(core, lease));
                 let renewed = scripts::renew_routed(router, &batch, confirm);
                 (renewed.alive, renewed.round_trips)
             }

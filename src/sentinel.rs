@@ -169,11 +169,10 @@ impl Sentinel {
         }
     }
 
-    /// A new connection to the master the sentinels name now, with the
-    /// epoch it was made under (read before asking: a change learned
-    /// meanwhile retires it).
-    pub fn connect(&self, timeout: Duration) -> RedisResult<(Link, u64)> {
-        let epoch = self.epoch();
+    /// A new connection to the master the sentinels name now. (Its user
+    /// reads the epoch before calling: a change learned meanwhile retires
+    /// it.)
+    pub fn connect(&self, timeout: Duration) -> RedisResult<Link> {
         let (host, port) = self.ask(timeout)?;
         let info = ConnectionInfo {
             addr: ConnectionAddr::Tcp(host, port),
@@ -191,7 +190,7 @@ impl Sentinel {
                 "the server the sentinels name is not a master yet",
             )));
         }
-        Ok((conn, epoch))
+        Ok(conn)
     }
 
     /// The notifier thread's look at the sentinels, which never blocks
