@@ -303,33 +303,7 @@ fn c_in_a_forked_child_parent_status_and_options_still_work() {
 #[test]
 fn c_log_callback_gets_the_warnings_without_the_password_and_stderr_stays_empty() {
     let password = "log-test-s3cret";
-    // Redis 7 takes DEBUG only when enabled; older servers know no such
-    // option and allow it.
-    let version = Command::new(
-        std::env::var("TURN_TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into()),
-    )
-    .arg("--version")
-    .output()
-    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-    .unwrap_or_default();
-    let major: u32 = version
-        .split("v=")
-        .nth(1)
-        .and_then(|v| v.split('.').next())
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(7);
-    let mut args = vec![
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--requirepass",
-        password,
-    ];
-    if major >= 7 {
-        args.extend(["--enable-debug-command", "yes"]);
-    }
-    let r = Redis::start_with(&args);
+    let r = Redis::start_debuggable(&["--requirepass", password]);
     let url = format!("redis://:{password}@127.0.0.1:{}/0", r.port);
     let dir = tempfile::tempdir().unwrap();
     let bin = compile(

@@ -40,27 +40,9 @@ fn request(lease: Duration) -> Acquire {
         .wait(Wait::For(Duration::from_secs(20)))
 }
 
-/// A server without persistence that takes DEBUG commands (Redis 7 wants
-/// them enabled; older servers know no such option and allow them).
+/// A server without persistence that takes DEBUG commands.
 fn debuggable_redis() -> Redis {
-    let binary =
-        std::env::var("TURN_TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_string());
-    let version = Command::new(binary)
-        .arg("--version")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
-        .unwrap_or_default();
-    let major: u32 = version
-        .split("v=")
-        .nth(1)
-        .and_then(|v| v.split('.').next())
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(7);
-    let mut args = vec!["--save", "", "--appendonly", "no"];
-    if major >= 7 {
-        args.extend(["--enable-debug-command", "yes"]);
-    }
-    Redis::start_with(&args)
+    Redis::start_debuggable(&[])
 }
 
 #[test]

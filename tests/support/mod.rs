@@ -164,6 +164,31 @@ impl Redis {
         }
     }
 
+    /// A server without persistence that takes DEBUG commands (Redis 7
+    /// wants them enabled; older servers know no such option and allow
+    /// them), with `extra` arguments.
+    pub fn start_debuggable(extra: &[&str]) -> Redis {
+        let binary =
+            std::env::var("TURN_TEST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_string());
+        let version = std::process::Command::new(binary)
+            .arg("--version")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let major: u32 = version
+            .split("v=")
+            .nth(1)
+            .and_then(|v| v.split('.').next())
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(7);
+        let mut args = vec!["--save", "", "--appendonly", "no"];
+        if major >= 7 {
+            args.extend(["--enable-debug-command", "yes"]);
+        }
+        args.extend_from_slice(extra);
+        Redis::start_with(&args)
+    }
+
     /// Starts again on the same port and directory.
     pub fn restart(&mut self) {
         self.kill();

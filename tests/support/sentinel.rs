@@ -52,20 +52,12 @@ pub struct Sentinels {
 /// True when `r` replicates the server on `master` and its link is up.
 /// Never ask a stopped server (see [`role`]).
 pub fn synced_to(r: &Redis, master: u16) -> bool {
-    let Ok(client) = redis::Client::open(r.url()) else {
-        return false;
-    };
-    let Ok(mut c) = client.get_connection_with_timeout(Duration::from_secs(2)) else {
-        return false;
-    };
-    let info: String = redis::cmd("INFO")
-        .arg("replication")
-        .query(&mut c)
-        .unwrap_or_default();
-    info.contains("master_link_status:up")
-        && info
-            .lines()
-            .any(|l| l.trim() == format!("master_port:{master}"))
+    replication(r).is_some_and(|info| {
+        info.contains("master_link_status:up")
+            && info
+                .lines()
+                .any(|l| l.trim() == format!("master_port:{master}"))
+    })
 }
 
 impl Sentinels {
@@ -167,32 +159,30 @@ impl Sentinels {
 /// None when it does not answer. Never ask a stopped server: the
 /// connection has no read timeout.
 pub fn role(r: &Redis) -> Option<String> {
-    let mut c = redis::Client::open(r.url())
-        .ok()?
-        .get_connection_with_timeout(Duration::from_secs(2))
-        .ok()?;
-    let info: String = redis::cmd("INFO").arg("replication").query(&mut c).ok()?;
-    info.lines()
+    replication(r)?
+        .lines()
         .find_map(|l| l.strip_prefix("role:"))
         .map(|r| r.trim().to_string())
 }
 
+/// `INFO replication` of `r`; None when it does not answer within 2 s to
+/// connect (never ask a stopped server: the read has no timeout).
+fn replication(r: &Redis) -> Option<String> {
+    let mut c = redis::Client::open(r.url())
+        .ok()?
+        .get_connection_with_timeout(Duration::from_secs(2))
+        .ok()?;
+    redis::cmd("INFO").arg("replication").query(&mut c).ok()
+}
+
 /// True when `r` is a master with a replica in sync (`state=online`).
 pub fn has_replica_online(r: &Redis) -> bool {
-    let Ok(client) = redis::Client::open(r.url()) else {
-        return false;
-    };
-    let Ok(mut c) = client.get_connection_with_timeout(Duration::from_secs(2)) else {
-        return false;
-    };
-    let info: String = redis::cmd("INFO")
-        .arg("replication")
-        .query(&mut c)
-        .unwrap_or_default();
-    info.contains("role:master")
-        && info
-            .lines()
-            .any(|l| l.starts_with("slave") && l.contains("state=online"))
+    replication(r).is_some_and(|info| {
+        info.contains("role:master")
+            && info
+                .lines()
+                .any(|l| l.starts_with("slave") && l.contains("state=online"))
+    })
 }
 
 impl Sentinels {
