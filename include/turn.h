@@ -145,8 +145,8 @@ typedef struct turn_cancel turn_cancel;
 typedef struct turn_lock turn_lock;
 
 /**
- * A connection to Redis with its two background threads (heartbeat and
- * notifier), shared by every lock taken through it.
+ * A connection to Redis with its three background threads (heartbeat,
+ * notifier, withdrawals), shared by every lock taken through it.
  *
  * Created by `turn_locker_new`, owned by the caller, freed with
  * `turn_locker_free`. Thread-safe: share one locker between threads.
@@ -542,11 +542,15 @@ turn_result turn_pending_finish(turn_pending *pending, turn_lock **out);
 
 /**
  * Withdraws the ticket (no trace, no stall for those behind; a turn that
- * came meanwhile is handed on at once) and frees the pending: one round
- * trip, or none when the notifier thread is stepping the wait at that
- * moment (it withdraws the ticket as its step ends). `TURN_ERR_CONNECTION`
- * when Redis could not be told (the ticket's lease then runs out by
- * itself); the handle ends in every case.
+ * came meanwhile is handed on at once) and frees the pending. It returns
+ * once the ticket is withdrawn (one round trip, made by the locker's
+ * withdrawal thread), or after 250 ms at most (the command timeout if
+ * shorter) when Redis does not answer: the withdrawal then goes on in the
+ * background, and a ticket never withdrawn is passed once its lease
+ * lapses. When the notifier thread is stepping the wait at that moment, it
+ * withdraws the ticket as its step ends, and this returns at once.
+ * `TURN_OK`, or `TURN_ERR_INVALID_ARGUMENT` for a pending that ended; the
+ * handle ends in every case.
  */
 turn_result turn_pending_cancel(turn_pending *pending);
 

@@ -155,6 +155,7 @@ impl Connector {
                 "TLS files are given but the URL is not rediss://",
             ));
         }
+        check_query(url, scheme)?;
         let info: redis::ConnectionInfo = redis::IntoConnectionInfo::into_connection_info(url)
             .map_err(|e| {
                 Error::invalid(format!(
@@ -325,6 +326,35 @@ impl Connector {
             })
             .collect()
     }
+}
+
+/// The query parameters a URL to one server may have: unknown ones are
+/// refused rather than ignored (a `password=` the parser would skip, say).
+/// Only the parameter's name is said, never its value.
+fn check_query(url: &str, scheme: &str) -> Result<()> {
+    let known: &[&str] = match scheme {
+        "redis+unix" | "unix" => &["db", "user", "pass", "protocol"],
+        _ => &["protocol"],
+    };
+    let Some((_, query)) = url.split_once('?') else {
+        return Ok(());
+    };
+    let query = query.split_once('#').map_or(query, |(q, _)| q);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let name = pair.split_once('=').map_or(pair, |(n, _)| n);
+        if !known.contains(&name) {
+            return Err(Error::invalid(format!(
+                "invalid redis URL: unknown parameter {:?} (a {scheme}:// URL takes {})",
+                percent_decode(name),
+                known
+                    .iter()
+                    .map(|k| format!("{k}="))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// What the redis crate parses but no server can be: port 0 (nothing
@@ -516,6 +546,9 @@ mod tests {
             "rediss://u:sekret@127.0.0.1:0/0",
             "redis://u:sekret@127.0.0.1:6379/-1",
             "redis+unix:///tmp/redis.sock?db=-1",
+            "unix:///tmp/redis.sock?password=sekret",
+            "redis+unix:///tmp/redis.sock?db=1&passwd=sekret",
+            "redis://u:sekret@h:1/0?password=sekret",
             "redis+sentinel://u:sekret@h:0/m",
             "redis+sentinel://u:sekret@h:1/m/-1",
             "redis+cluster://u:sekret@h:1,h:0",
@@ -534,6 +567,8 @@ mod tests {
             "rediss://localhost:6380/0",
             "redis+unix:///tmp/redis.sock?db=1",
             "unix:///tmp/redis.sock",
+            "unix:///tmp/redis.sock?user=u&pass=p&db=2",
+            "redis://127.0.0.1:6379/0?protocol=2",
             "redis+sentinel://a:1,b:2/mymaster/3",
             "redis+cluster://u:p@a:1,b:2",
         ] {

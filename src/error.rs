@@ -145,6 +145,7 @@ pub(crate) fn is_refusal(e: &redis::RedisError) -> bool {
                 | redis::ErrorKind::ClusterDown
                 | redis::ErrorKind::MasterDown
                 | redis::ErrorKind::ReadOnly
+                | redis::ErrorKind::ClusterConnectionNotFound
         )
 }
 
@@ -164,6 +165,7 @@ pub(crate) fn is_connection_error(e: &redis::RedisError) -> bool {
                 | redis::ErrorKind::ClusterDown
                 | redis::ErrorKind::MasterDown
                 | redis::ErrorKind::ReadOnly
+                | redis::ErrorKind::ClusterConnectionNotFound
         )
 }
 
@@ -179,6 +181,13 @@ impl From<redis::RedisError> for Error {
             // connection): the connection is not usable, nothing is wrong
             // with the data.
             Error::connection(format!("authentication failed: {text}"))
+        } else if e.code() == Some("NOPERM") {
+            // The ACL refuses a command, key or channel the library needs:
+            // not a reply the protocol may give.
+            Error::connection(format!(
+                "permission denied: the server's ACL refuses this user a command, key or \
+                 channel the library needs ({text}); see the README's ACL rule"
+            ))
         } else if is_refusal(&e) {
             Error::refusal(text)
         } else if is_connection_error(&e) {
@@ -239,6 +248,10 @@ mod tests {
             assert_eq!(e.kind(), ErrorKind::Connection, "{kind:?}");
             assert!(e.is_refusal(), "{kind:?}");
         }
+        let e = Error::from(reply("NOPERM"));
+        assert_eq!(e.kind(), ErrorKind::Connection);
+        assert!(e.to_string().contains("ACL"), "{e}");
+        assert!(!e.is_refusal());
         let e = Error::from(reply("TURNPROTO"));
         assert_eq!(e.kind(), ErrorKind::Protocol);
         assert!(!e.is_refusal());

@@ -23,6 +23,7 @@ mod event_fd;
 mod fork;
 mod heartbeat;
 mod keys;
+mod leaving;
 mod locker;
 mod log;
 mod lost;

@@ -25,9 +25,9 @@ pub use crate::admin::ResetOutcome;
 pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379/0";
 
 /// A client of the turn protocol: its Redis connections (a bounded pool, plus
-/// one for the heartbeat and one for the notifier) and its two background
-/// threads, shared by every lock it takes. Cheap to clone and to share
-/// between threads.
+/// one for the heartbeat and one for the notifier) and its three background
+/// threads (heartbeat, notifier, withdrawals), shared by every lock it
+/// takes. Cheap to clone and to share between threads.
 ///
 /// A [`Lock`] (and a [`Pending`]) keeps its locker running: the heartbeat
 /// goes on renewing a held lock whatever became of the `Locker` values,
@@ -147,8 +147,11 @@ impl Locker {
 
     /// Takes a ticket for `resource` and waits for its turn, as `request`
     /// says. On timeout, failure or a try-lock that would block, the ticket
-    /// is withdrawn: it leaves no trace and does not stall the queue. The
-    /// lock keeps this locker running until it is released or dropped.
+    /// is withdrawn: it leaves no trace and does not stall the queue. (The
+    /// withdrawal's round trip is the locker's withdrawal thread's; this
+    /// waits for it at most 250 ms, the command timeout if shorter, and when
+    /// Redis does not answer it goes on in the background.) The lock keeps
+    /// this locker running until it is released or dropped.
     pub fn acquire(&self, resource: &str, request: &Acquire) -> Result<Lock> {
         let ticket = wait::acquire(self.rt(), resource, request)?;
         Ok(Lock {
@@ -551,8 +554,9 @@ impl Pending {
     }
 
     /// Withdraws the ticket (no trace, no stall for those behind; a turn
-    /// that came meanwhile is handed on) and ends the pending: one round
-    /// trip. `InvalidArgument` when it had ended already.
+    /// that came meanwhile is handed on) and ends the pending: waits for the
+    /// withdrawal's round trip at most 250 ms (see [`Locker::acquire`]).
+    /// `InvalidArgument` when it had ended already.
     pub fn cancel(mut self) -> Result<()> {
         self.ended = true;
         self.inner.cancel()

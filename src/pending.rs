@@ -127,7 +127,16 @@ impl Pending {
         if self.given_up.load(Ordering::Acquire) {
             return Err(Self::ended());
         }
+        let closed = self.rt.core.is_closed();
         match &*state {
+            State::Waiting { .. } | State::Stepping if closed => {
+                // Closing ended it, or will at the notifier's next step
+                // (one held up by a server that does not answer): it ends
+                // now, and its ticket was withdrawn or is left to lapse.
+                self.given_up.store(true, Ordering::Release);
+                self.fd.clear();
+                return Err(self.closed_before());
+            }
             State::Waiting { .. } | State::Stepping => {
                 if self.deadline.is_some_and(|d| Instant::now() >= d) {
                     // Past its deadline: it ends now, and the notifier
@@ -154,7 +163,11 @@ impl Pending {
         // Ended: its watchers stop hearing of it now, though the notifier's
         // step may keep the fd open a moment longer.
         self.fd.clear();
-        let ticket = outcome?;
+        let ticket = match outcome {
+            // A round trip that failed because the locker closed under it.
+            Err(e) if closed && e.is_connection() => return Err(self.closed_before()),
+            outcome => outcome?,
+        };
         let core = &self.rt.core;
         if ticket.lapsed(core.now_ms()) {
             ticket.mark_lost();
@@ -164,13 +177,7 @@ impl Pending {
             // known lost touches nothing (no round trip).
             crate::wait::withdraw(&self.rt, &ticket);
             return Err(if core.is_closed() {
-                Error::new(
-                    ErrorKind::Canceled,
-                    format!(
-                        "the locker was closed before \"{}\" was taken",
-                        self.resource
-                    ),
-                )
+                self.closed_before()
             } else {
                 Error::lost(format!(
                     "the turn on \"{}\" came (ticket {}) but was lost before it was taken",
@@ -181,9 +188,22 @@ impl Pending {
         Ok(Finished::Held(ticket))
     }
 
-    /// Withdraws the ticket and ends the pending: one round trip (none
-    /// while the notifier thread is stepping it: it withdraws it then). A
-    /// turn that came meanwhile is handed on at once.
+    /// The error of a pending whose locker was closed before its outcome
+    /// was taken.
+    fn closed_before(&self) -> Error {
+        Error::new(
+            ErrorKind::Canceled,
+            format!(
+                "the locker was closed before \"{}\" was taken",
+                self.resource
+            ),
+        )
+    }
+
+    /// Withdraws the ticket and ends the pending: waits for the round trip
+    /// at most `leaving::WITHDRAW_WAIT` (not at all while the notifier
+    /// thread is stepping it: it withdraws it then). A turn that came
+    /// meanwhile is handed on at once.
     pub fn cancel(&self) -> Result<()> {
         let mut state = self.lock();
         if self.given_up.load(Ordering::Acquire) {

@@ -118,9 +118,13 @@ impl Pool {
     /// Opens a new command connection outside the pool's count (for the
     /// heartbeat, which owns its own).
     pub fn connect(&self, read_timeout: Option<Duration>) -> Result<Conn> {
+        self.open(self.connect_timeout, read_timeout)
+    }
+
+    fn open(&self, connect_timeout: Duration, read_timeout: Option<Duration>) -> Result<Conn> {
         let conn = self
             .connector
-            .connect(self.connect_timeout)
+            .connect(connect_timeout)
             .map_err(|e| self.failed(&e))?;
         conn.set_timeouts(read_timeout, self.command_timeout)?;
         Ok(conn)
@@ -195,6 +199,15 @@ impl Pool {
         let mut conn = self.get()?;
         match conn.run(|c| redis::cmd("PING").query::<redis::Value>(c)) {
             Err(e) if refused(&e).is_some() => Err(self.failed(&e)),
+            // A cluster URL whose seeds are no cluster (or none answers):
+            // connecting to each says why.
+            Err(e) if e.kind() == redis::ErrorKind::ClusterConnectionNotFound => {
+                drop(conn);
+                Err(self
+                    .connect_masters()
+                    .err()
+                    .unwrap_or_else(|| self.failed(&e)))
+            }
             _ => Ok(()),
         }
     }
@@ -246,8 +259,22 @@ impl Pool {
     /// Checks a connection out, opening one when none is idle and the pool
     /// is below its bound, or waiting (at most the command timeout) for one.
     pub fn get(&self) -> Result<Pooled<'_>> {
+        self.take(None)
+    }
+
+    /// Checks a connection out within `limit`, all included: an idle one
+    /// is not checked with a PING (the caller's command, under timeouts of
+    /// its own, is the check), a new one is opened within it, and a free
+    /// one is waited for that long at most (for closing, which must stay
+    /// quick whatever the server does).
+    pub fn get_within(&self, limit: Duration) -> Result<Pooled<'_>> {
+        self.take(Some(limit))
+    }
+
+    fn take(&self, limit: Option<Duration>) -> Result<Pooled<'_>> {
+        let started = Instant::now();
         // Set when the first wait begins: a free connection costs no clock.
-        let mut deadline: Option<Instant> = None;
+        let mut deadline: Option<Instant> = limit.map(|l| started + l);
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if state.closed {
@@ -256,7 +283,8 @@ impl Pool {
             if let Some((mut conn, since, epoch)) = state.idle.pop() {
                 drop(state);
                 if epoch != self.epoch()
-                    || (since.elapsed() >= STALE_AFTER
+                    || (limit.is_none()
+                        && since.elapsed() >= STALE_AFTER
                         && !redis::ConnectionLike::check_connection(&mut conn))
                 {
                     self.discard_one();
@@ -275,7 +303,14 @@ impl Pool {
                 state.total += 1;
                 drop(state);
                 let epoch = self.epoch();
-                return match self.connect(Some(self.command_timeout)) {
+                let connect_timeout = match limit {
+                    Some(l) => self
+                        .connect_timeout
+                        .min(l.saturating_sub(started.elapsed()))
+                        .max(Duration::from_millis(1)),
+                    None => self.connect_timeout,
+                };
+                return match self.open(connect_timeout, Some(self.command_timeout)) {
                     Ok(conn) => Ok(Pooled {
                         pool: self,
                         conn: Some(conn),
@@ -297,7 +332,7 @@ impl Pool {
             if now >= deadline {
                 return Err(Error::connection(format!(
                     "no redis connection became free within {} ms (pool size {})",
-                    self.command_timeout.as_millis(),
+                    limit.unwrap_or(self.command_timeout).as_millis(),
                     self.max
                 )));
             }

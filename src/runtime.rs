@@ -1,7 +1,7 @@
-//! One locker's running parts: the shared core, the heartbeat's registry
-//! and the notifier, with the two background threads that serve them;
-//! their start, their supervision (a thread that panics is restarted) and
-//! the locker's closing.
+//! One locker's running parts: the shared core, the heartbeat's registry,
+//! the notifier and the tickets leaving, with the three background threads
+//! that serve them; their start, their supervision (a thread that panics is
+//! restarted) and the locker's closing.
 //!
 //! Closing wakes whatever waits instead of letting it wait out a poll: the
 //! heartbeat's condvar, the notifier's (between reconnections) and its
@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use crate::core::Core;
 use crate::error::{Error, Result};
 use crate::heartbeat::{self, Heartbeat};
+use crate::leaving::{self, Leaving};
 use crate::notifier::Notifier;
 use crate::options::{Cancel, Options};
 use crate::scripts::{self, Mode};
@@ -47,6 +48,8 @@ pub(crate) struct Runtime {
     pub core: Core,
     pub heartbeat: Heartbeat,
     pub notifier: Notifier,
+    /// The tickets given up, withdrawn by a thread of their own.
+    pub leaving: Leaving,
     /// Work the notifier thread steps between messages (pending acquires).
     driven: Mutex<Vec<Arc<dyn Driven>>>,
     /// Set once closing has done its work, to whether Redis answered it (a
@@ -163,6 +166,8 @@ impl Runtime {
         self.notifier.wake();
         self.heartbeat.wake();
         let tickets = self.heartbeat.drain();
+        // Tickets given up and not withdrawn yet are withdrawn here.
+        let leaving = self.leaving.stop();
         // The notifier sleeps in a read of its pubsub connection: a message
         // on its own channel ends it now, not after a poll. Its reply also
         // tells whether Redis answers: when it does not within
@@ -188,6 +193,11 @@ impl Runtime {
             }
             t.mark_lost();
         }
+        for t in leaving {
+            if reachable && let Err(e) = scripts::release(&self.core, &t, Mode::Abandon, false) {
+                reachable = !e.is_connection();
+            }
+        }
         // Pending acquires end now (their tickets were withdrawn above).
         let work = std::mem::take(&mut *self.driven());
         for w in work {
@@ -207,24 +217,45 @@ impl Runtime {
     }
 
     /// Publishes the empty message on the notifier's own channel, which
-    /// ends its read; waits at most CLOSE_TIMEOUT for the reply (the
-    /// command timeout if shorter). True when Redis answered.
+    /// ends its read; waits at most CLOSE_TIMEOUT (the command timeout if
+    /// shorter) for the whole of it: a connection from the pool (not
+    /// checked with a PING of its own; a new one within what is left), the
+    /// message and its reply. True when Redis answered.
     fn wake_notifier(&self) -> bool {
         let core = &self.core;
         let command = core.options.command_timeout;
-        let timeout = CLOSE_TIMEOUT.min(command);
+        let end = Instant::now() + CLOSE_TIMEOUT.min(command);
         let channel = self.notifier.channel();
-        core.run(|c| {
-            c.set_timeouts(Some(timeout), timeout)?;
-            let published = redis::cmd("PUBLISH").arg(channel).arg("").query::<i64>(c);
-            // A connection that failed is not used again; one that
-            // answered goes back to the pool with its usual timeouts.
-            if published.is_ok() {
-                c.set_timeouts(Some(command), command)?;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            if left < Duration::from_millis(1) {
+                return false;
             }
-            published
-        })
-        .is_ok()
+            let Ok(mut conn) = core.pool.get_within(left) else {
+                return false;
+            };
+            let left = end
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1));
+            let published = conn.run(|c| {
+                c.set_timeouts(Some(left), left)?;
+                let published = redis::cmd("PUBLISH").arg(channel).arg("").query::<i64>(c);
+                // A connection that failed is not used again; one that
+                // answered goes back to the pool with its usual timeouts.
+                if published.is_ok() {
+                    c.set_timeouts(Some(command), command)?;
+                }
+                published
+            });
+            match published {
+                Ok(_) => return true,
+                // An idle connection the server had closed (a restart):
+                // the server never saw it; another one, within the bound.
+                Err(e)
+                    if conn.reused && (e.is_connection_dropped() || e.is_connection_refusal()) => {}
+                Err(_) => return false,
+            }
+        }
     }
 
     /// Notes that background thread `index` ended.
@@ -265,11 +296,12 @@ pub(crate) struct Handle {
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
-/// Connects and starts the two background threads.
+/// Connects and starts the three background threads.
 pub(crate) fn start(url: &str, options: Options) -> Result<Handle> {
     let core = Core::new(url, options)?;
-    let bodies: [(&str, Body); 2] = [
+    let bodies: [(&str, Body); 3] = [
         ("heartbeat", |rt| heartbeat::run(&rt.core, &rt.heartbeat)),
+        ("leaving", |rt| leaving::run(&rt.core, &rt.leaving)),
         ("notifier", |rt| {
             // Between messages it also follows the master of a Sentinel
             // set (see `sentinel.rs`), but not once closing (an ask may
@@ -285,31 +317,42 @@ pub(crate) fn start(url: &str, options: Options) -> Result<Handle> {
     let runtime = Arc::new(Runtime {
         notifier: Notifier::new(&core.options.prefix),
         heartbeat: Heartbeat::new(),
+        leaving: Leaving::new(),
         driven: Mutex::new(Vec::new()),
         shut: Mutex::new(None),
         pauses: (Mutex::new(()), Condvar::new()),
         ended: (Mutex::new(vec![false; bodies.len()]), Condvar::new()),
         core,
     });
-    let mut threads = Vec::with_capacity(2);
+    let mut threads = Vec::with_capacity(bodies.len());
+    // The threads are born with every asynchronous signal blocked (a new
+    // thread inherits its creator's mask): no signal meant for the host
+    // can reach one before it runs. The caller's mask is given back after.
+    let host_mask = block_async_signals();
+    let mut failed = None;
     for (index, (name, body)) in bodies.into_iter().enumerate() {
         let rt = runtime.clone();
         match std::thread::Builder::new()
             .name(format!("turn-{name}"))
             .spawn(move || {
-                block_async_signals();
+                leaving::mark_own_thread();
                 supervise(name, body, &rt);
                 rt.thread_ended(index);
             }) {
             Ok(t) => threads.push(t),
             Err(e) => {
-                runtime.shutdown();
-                for t in threads {
-                    let _ = t.join();
-                }
-                return Err(Error::connection(format!("cannot start a thread: {e}")));
+                failed = Some(e);
+                break;
             }
         }
+    }
+    set_signal_mask(&host_mask);
+    if let Some(e) = failed {
+        runtime.shutdown();
+        for t in threads {
+            let _ = t.join();
+        }
+        return Err(Error::connection(format!("cannot start a thread: {e}")));
     }
     Ok(Handle {
         runtime,
@@ -317,14 +360,17 @@ pub(crate) fn start(url: &str, options: Options) -> Result<Handle> {
     })
 }
 
-/// Blocks every asynchronous signal in the calling thread (one of the
-/// library's own): a signal sent to the process then reaches one of the
-/// host's threads, never ours. The signals a fault raises in the thread
-/// itself stay unblocked (blocking them would not stop them anyway).
-fn block_async_signals() {
-    // SAFETY: sigset_t is plain data filled by sigfillset before use;
-    // pthread_sigmask only changes this thread's mask.
+/// Blocks every asynchronous signal in the calling thread, for the
+/// threads it creates next (the library's own): a signal sent to the
+/// process then reaches one of the host's threads, never ours. The signals
+/// a fault raises in the thread itself stay unblocked (blocking them would
+/// not stop them anyway). Answers the mask it replaced.
+fn block_async_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data filled by sigfillset (or by
+    // pthread_sigmask) before use; pthread_sigmask only changes this
+    // thread's mask.
     unsafe {
+        let mut old: libc::sigset_t = std::mem::zeroed();
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut set);
         for sync in [
@@ -337,7 +383,17 @@ fn block_async_signals() {
         ] {
             libc::sigdelset(&mut set, sync);
         }
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old);
+        old
+    }
+}
+
+/// Sets the calling thread's signal mask back to `mask`.
+fn set_signal_mask(mask: &libc::sigset_t) {
+    // SAFETY: mask was filled by pthread_sigmask; this changes only this
+    // thread's mask.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_SETMASK, mask, std::ptr::null_mut());
     }
 }
 

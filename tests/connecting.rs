@@ -36,17 +36,26 @@ fn exercise(l: &Locker) {
     l.reset("conn").unwrap();
 }
 
-#[test]
-fn unix_socket_urls() {
-    let r = Redis::start_with(&[
+/// A server listening on a Unix socket too (with `extra` arguments), and
+/// the socket's path.
+fn unix_redis(extra: &[&str]) -> (Redis, std::path::PathBuf) {
+    let mut args = vec![
         "--save",
         "",
         "--unixsocket",
         "{dir}/redis.sock",
         "--unixsocketperm",
         "700",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let r = Redis::start_with(&args);
     let sock = r.dir.path().join("redis.sock");
+    (r, sock)
+}
+
+#[test]
+fn unix_socket_urls() {
+    let (_r, sock) = unix_redis(&[]);
     for url in [
         format!("redis+unix://{}?db=0", sock.display()),
         format!("unix://{}", sock.display()),
@@ -54,6 +63,36 @@ fn unix_socket_urls() {
         let l = Locker::new(Some(&url)).unwrap();
         exercise(&l);
     }
+}
+
+/// A password on a Unix socket URL is `pass=`; a parameter the URL does
+/// not take (`password=`) is refused by name, not ignored (which would
+/// connect without the password and fail later, elsewhere).
+#[test]
+fn a_unix_socket_url_takes_its_password_and_refuses_unknown_parameters() {
+    let (_r, sock) = unix_redis(&["--requirepass", "s3cret"]);
+    let l = Locker::new(Some(&format!("unix://{}?pass=s3cret", sock.display()))).unwrap();
+    exercise(&l);
+    let e = Locker::new(Some(&format!("unix://{}?password=s3cret", sock.display()))).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    assert!(e.message().contains("\"password\""), "{e}");
+    assert!(e.message().contains("pass="), "{e}");
+    assert!(!e.message().contains("s3cret"), "{e}");
+}
+
+/// A cluster URL whose seed is a server without cluster support: the
+/// locker is not made, and the error names the seed and the reason.
+#[test]
+fn a_cluster_url_at_a_plain_server_says_so_when_the_locker_is_made() {
+    let r = Redis::start();
+    let e = Locker::new(Some(&format!("redis+cluster://127.0.0.1:{}", r.port))).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Connection, "{e}");
+    assert!(
+        e.message()
+            .contains(&format!("at the cluster nodes 127.0.0.1:{}", r.port)),
+        "{e}"
+    );
+    assert!(e.message().contains("cluster support disabled"), "{e}");
 }
 
 fn openssl(dir: &Path, args: &[&str]) {
@@ -263,6 +302,21 @@ fn an_acl_user_limited_to_turn_keys_and_channels() {
         .get_connection()
         .unwrap();
     assert!(c.set::<_, _, ()>("other:key", "x").is_err());
+
+    // A user the ACL refuses a command the library needs (the scripts):
+    // a connection error that says so and points at the rule.
+    let mut acl = redis::cmd("ACL");
+    acl.arg("SETUSER").arg("noscripts").arg(">s3cret pw");
+    for part in ACL_RULE.split(' ').filter(|p| !p.starts_with("+eval")) {
+        acl.arg(part);
+    }
+    let _: () = acl.query(&mut admin).unwrap();
+    let url = format!("redis://noscripts:s3cret%20pw@127.0.0.1:{}/0", r.port);
+    let l = Locker::new(Some(&url)).unwrap();
+    let e = l.lock("conn", "x").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Connection, "{e}");
+    assert!(e.message().contains("permission denied"), "{e}");
+    assert!(e.message().contains("ACL rule"), "{e}");
 
     let wrong = format!("redis://turnuser:nope-wrong@127.0.0.1:{}/0", r.port);
     let e = Locker::new(Some(&wrong)).unwrap_err();

@@ -336,3 +336,88 @@ fn closing_while_redis_is_paused_is_quick() {
         "closing took {took:?} (the command timeout is 5 s)"
     );
 }
+
+/// Giving a wait up while Redis is stalled (SIGSTOP: it accepts but does
+/// not answer): a cancel and a timeout return within a fraction of the
+/// command timeout (5 s), since the withdrawal's round trip is made in the
+/// background; once Redis answers again, the tickets are withdrawn (the
+/// queue holds the holder alone, long before the waiters' leases lapse).
+#[test]
+fn giving_a_wait_up_while_redis_is_stalled_is_quick_and_withdraws_later() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    assert_eq!(l.options().command_timeout, Duration::from_secs(5));
+    let _held = l.lock("r", "h").unwrap();
+    // A round trip in flight on the waiter's own thread is not cut short
+    // (it ends within the command timeout): the waiters are let settle
+    // into their wait (their draw's reply read, the notifier subscribed)
+    // before Redis stalls.
+    let cancel = Cancel::new();
+    let canceled = {
+        let l = l.clone();
+        let request = impatient_free("canceled").cancel(&cancel);
+        thread::spawn(move || l.acquire("r", &request).map(|lock| lock.serial()))
+    };
+    let timed_out = {
+        let l = l.clone();
+        let request = impatient_free("timed-out").wait(Wait::For(Duration::from_millis(1500)));
+        thread::spawn(move || {
+            let result = l.acquire("r", &request).map(|lock| lock.serial());
+            (result, Instant::now())
+        })
+    };
+    assert!(queued(&l, "r", 3));
+    thread::sleep(Duration::from_millis(300));
+    let pid = r.pid().unwrap();
+    signal(pid, "STOP");
+    let start = Instant::now();
+    cancel.cancel();
+    let e = canceled.join().unwrap().unwrap_err();
+    let took_cancel = start.elapsed();
+    let (result, ended) = timed_out.join().unwrap();
+    let took_timeout = ended - start;
+    signal(pid, "CONT");
+    println!("cancel returned after {took_cancel:?}; the timeout (1.5 s) after {took_timeout:?}");
+    assert_eq!(e.kind(), ErrorKind::Canceled, "{e}");
+    assert_eq!(result.unwrap_err().kind(), ErrorKind::Timeout);
+    assert!(
+        took_cancel < Duration::from_millis(2500),
+        "the cancel returned after {took_cancel:?} (the command timeout is 5 s)"
+    );
+    assert!(
+        took_timeout < Duration::from_millis(4000),
+        "the timeout returned after {took_timeout:?} (1.5 s, and the command timeout is 5 s)"
+    );
+    // Withdrawn in the background once Redis answers: well before the
+    // waiters' presence keys (the default lease, 10 s, renewed up to the
+    // stall) would expire.
+    assert!(
+        eventually(Duration::from_secs(2), || l
+            .status("r")
+            .is_ok_and(|s| s.tickets.len() == 1)),
+        "the given-up tickets were withdrawn once Redis answered"
+    );
+}
+
+/// Closing after the pool's connections have been idle long enough to be
+/// checked before use (5 s), while Redis is stalled: the check is not made
+/// on closing's path, whose first round trip is bounded as a whole.
+#[test]
+fn closing_with_idle_connections_while_redis_is_stalled_is_quick() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    drop(l.lock("r", "h").unwrap());
+    thread::sleep(Duration::from_millis(5500));
+    let pid = r.pid().unwrap();
+    signal(pid, "STOP");
+    let start = Instant::now();
+    l.close();
+    drop(l);
+    let took = start.elapsed();
+    signal(pid, "CONT");
+    println!("closing took {took:?}");
+    assert!(
+        took < Duration::from_millis(2500),
+        "closing took {took:?} (the command timeout is 5 s)"
+    );
+}

@@ -184,6 +184,6 @@ fn the_library_threads_carry_names_and_block_the_hosts_signals() {
     // Other tests of this binary run lockers of their own meanwhile.
     names.sort();
     names.dedup();
-    assert_eq!(names, ["turn-heartbeat", "turn-notifier"]);
+    assert_eq!(names, ["turn-heartbeat", "turn-leaving", "turn-notifier"]);
     lock.release().unwrap();
 }

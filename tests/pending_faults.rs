@@ -420,3 +420,33 @@ fn a_cancel_token_ends_a_pending_at_once_while_redis_is_away() {
         std::thread::sleep(Duration::from_millis(300));
     }
 }
+
+/// A pending still waiting when its locker is freed while Redis is
+/// stalled (the notifier held up in a round trip with it): finishing it
+/// answers Canceled, not "still waiting" nor a connection error.
+#[test]
+fn finish_after_closing_while_redis_is_stalled_answers_canceled() {
+    let r = Redis::start();
+    let holder_l = Locker::new(Some(&r.url())).unwrap();
+    let _holder = holder_l.lock("q", "holder").unwrap();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    let waiting = l.start_acquire("q", &Acquire::label("p")).unwrap();
+    let stepped = l
+        .start_acquire(
+            "q",
+            &Acquire::label("s").wait(Wait::For(Duration::from_millis(300))),
+        )
+        .unwrap();
+    let pid = r.pid().unwrap();
+    signal(pid, "STOP");
+    std::thread::sleep(Duration::from_millis(500)); // the deadline's step is under way
+    l.close();
+    let outcomes =
+        [waiting.finish(), stepped.finish()].map(|o| o.map(|_| ()).map_err(|e| e.kind()));
+    signal(pid, "CONT");
+    println!("finish after closing: {outcomes:?}");
+    assert_eq!(
+        outcomes,
+        [Err(ErrorKind::Canceled), Err(ErrorKind::Canceled)]
+    );
+}

@@ -194,7 +194,7 @@ func call(f func() C.turn_result) error {
 	return &Error{Code: Code(rc), Message: C.GoString(C.turn_last_error())}
 }
 
-// Locker is a connection to Redis with the library's two background
+// Locker is a connection to Redis with the library's three background
 // threads, shared by every lock it takes. Safe for concurrent use.
 type Locker struct {
 	mu     sync.RWMutex

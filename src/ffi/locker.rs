@@ -13,8 +13,8 @@ use crate::error::Result;
 /// The lockers handed out, by handle.
 static LOCKERS: Table<Locker> = Table::new(Kind::Locker);
 
-/// A connection to Redis with its two background threads (heartbeat and
-/// notifier), shared by every lock taken through it.
+/// A connection to Redis with its three background threads (heartbeat,
+/// notifier, withdrawals), shared by every lock taken through it.
 ///
 /// Created by `turn_locker_new`, owned by the caller, freed with
 /// `turn_locker_free`. Thread-safe: share one locker between threads.

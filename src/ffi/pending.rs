@@ -162,11 +162,15 @@ pub unsafe extern "C" fn turn_pending_finish(
 }
 
 /// Withdraws the ticket (no trace, no stall for those behind; a turn that
-/// came meanwhile is handed on at once) and frees the pending: one round
-/// trip, or none when the notifier thread is stepping the wait at that
-/// moment (it withdraws the ticket as its step ends). `TURN_ERR_CONNECTION`
-/// when Redis could not be told (the ticket's lease then runs out by
-/// itself); the handle ends in every case.
+/// came meanwhile is handed on at once) and frees the pending. It returns
+/// once the ticket is withdrawn (one round trip, made by the locker's
+/// withdrawal thread), or after 250 ms at most (the command timeout if
+/// shorter) when Redis does not answer: the withdrawal then goes on in the
+/// background, and a ticket never withdrawn is passed once its lease
+/// lapses. When the notifier thread is stepping the wait at that moment, it
+/// withdraws the ticket as its step ends, and this returns at once.
+/// `TURN_OK`, or `TURN_ERR_INVALID_ARGUMENT` for a pending that ended; the
+/// handle ends in every case.
 #[unsafe(no_mangle)]
 pub extern "C" fn turn_pending_cancel(pending: *mut turn_pending) -> turn_result {
     guard(|| {

@@ -96,7 +96,7 @@ int main(int argc, char **argv) {
     if (child < 0 || waitpid(child, &st, 0) != child || !WIFEXITED(st) || WEXITSTATUS(st) != 0) FAIL("a forked child used its parent's pending");
     int t = threads();
     printf("pending: %d pending acquires, %d threads in the process\n", N, t);
-    if (t != 1 + 2 + 2) FAIL("%d threads: want the main thread and two per locker", t);
+    if (t != 1 + 3 + 3) FAIL("%d threads: want the main thread and three per locker", t);
 
     /* Served in order from this one thread. */
     if (turn_lock_release(holder) != TURN_OK) FAIL("release holder: %s", turn_last_error());

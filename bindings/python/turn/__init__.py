@@ -383,7 +383,7 @@ def _cert_reqs_none(value):
 
 
 class Locker:
-    """A client of one Redis with the library's two background threads;
+    """A client of one Redis with the library's three background threads;
     share it between threads. It connects on first use (as turn 1.0's), so
     a connection failure is raised by the first lock, status, bump or
     reset, as ConnectionFailed.
