@@ -1,7 +1,11 @@
-//! Withdrawing tickets that will not be used (a wait that timed out, was
-//! canceled or failed, a try-lock that would block, a turn that came to a
-//! pending nobody takes): one background thread makes the round trips, so
-//! that the thread giving a ticket up never waits on a stalled server.
+//! A ticket leaving the queue, the one place that removes one: a lock
+//! released ([`release`]), a ticket withdrawn ([`withdraw`]: a wait that
+//! timed out, was canceled or failed, a try-lock that would block, a turn
+//! that came to a pending nobody takes) and every ticket of a locker that
+//! closes ([`close`]).
+//!
+//! Withdrawals' round trips are one background thread's, so that the
+//! thread giving a ticket up never waits on a stalled server.
 //!
 //! A host thread that withdraws waits for the round trip at most
 //! [`WITHDRAW_WAIT`] (the command timeout if shorter): on a healthy server
@@ -19,6 +23,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::core::Core;
+use crate::error::{Error, ErrorKind, Result};
+use crate::runtime::Runtime;
 use crate::scripts::{self, Mode};
 use crate::ticket::Ticket;
 
@@ -37,6 +43,126 @@ pub(crate) fn mark_own_thread() {
 
 fn on_own_thread() -> bool {
     OWN_THREAD.with(Cell::get)
+}
+
+/// Withdraws a ticket that will not be used (timeout, failure, loss): the
+/// round trip is the leaving thread's (see `leaving.rs`). A ticket known
+/// lost touches nothing (see `Lock::release`).
+pub(crate) fn withdraw(rt: &Runtime, t: &Arc<Ticket>) {
+    rt.heartbeat.unregister(t);
+    let lost = t.is_lost();
+    t.set_done();
+    if lost {
+        return;
+    }
+    let wait = WITHDRAW_WAIT.min(rt.core.options.command_timeout);
+    if !rt.leaving.withdraw(t.clone(), wait) {
+        // Drawn while the locker closes: withdrawn here, as closing would.
+        let _ = scripts::release(&rt.core, t, Mode::Abandon, false);
+    }
+}
+
+/// Releases a held lock, in one round trip (two when a doubtful answer
+/// sends it to a new master). A ticket known lost, or whose lease lapsed by
+/// the local clock, touches nothing.
+pub(crate) fn release(rt: &Runtime, t: &Ticket) -> Result<()> {
+    if !rt.core.in_owner_process() {
+        return Err(Error::new(
+            ErrorKind::Forked,
+            "this lock belongs to another process (before fork)",
+        ));
+    }
+    rt.heartbeat.unregister(t);
+    if rt.core.is_closed() {
+        t.set_done();
+        return Err(Error::lost(
+            "the locker was closed; the lock was released then",
+        ));
+    }
+    if t.is_lost() || t.lapsed(rt.core.now_ms()) {
+        // Its keys may be someone else's by now (a queue made anew by
+        // turn 1.0 clients is one case no check can tell): touch nothing;
+        // they expire by themselves.
+        t.set_done();
+        return Err(Error::lost(format!(
+            "lock {} on \"{}\" was lost before the release; nothing was touched",
+            t.serial, t.resource
+        )));
+    }
+    let epoch = rt.core.pool.epoch();
+    let mut result = scripts::release(&rt.core, t, Mode::Release, true);
+    let doubtful = match &result {
+        Ok(left) => !left.moved || !left.present || left.unconfirmed.is_some(),
+        Err(e) => e.is_connection(),
+    };
+    if doubtful {
+        // Asked of an old master? With Sentinel, ask which is the master
+        // now, and release there when it changed (nothing else to do).
+        rt.core.pool.ask_master();
+        if rt.core.pool.epoch() != epoch {
+            result = scripts::release(&rt.core, t, Mode::Release, true);
+        }
+    }
+    t.set_done();
+    let left = result?;
+    if !left.moved {
+        return Err(Error::lost(format!(
+            "lock {} on \"{}\" was lost: the indicator had moved on; it was left alone",
+            t.serial, t.resource
+        )));
+    }
+    if !left.present {
+        return Err(Error::lost(format!(
+            "lock {} on \"{}\" was lost: its lease lapsed before the release",
+            t.serial, t.resource
+        )));
+    }
+    if let Some(confirm) = left.unconfirmed {
+        // Given up all the same; should the master fail before its
+        // replicas have the release, the next holder waits for the lease.
+        let e = confirm.missed(&format!(
+            "the release of lock {} on \"{}\"",
+            t.serial, t.resource
+        ));
+        return Err(Error::connection(format!(
+            "{e}; the lock is given up all the same"
+        )));
+    }
+    Ok(())
+}
+
+/// Closing's part: releases the held tickets among `tickets` and withdraws
+/// the waiting ones and those given up but not withdrawn yet (`leaving`),
+/// while Redis answers (`reachable`: it answered closing's first round
+/// trip); every ticket of `tickets` ends lost (its waiter and its lost fd
+/// hear of it).
+pub(crate) fn close(
+    core: &Core,
+    tickets: Vec<Arc<Ticket>>,
+    leaving: Vec<Arc<Ticket>>,
+    mut reachable: bool,
+) {
+    for t in tickets {
+        let mode = if t.is_held() {
+            Some(Mode::Release)
+        } else if t.is_active() {
+            Some(Mode::Abandon)
+        } else {
+            None
+        };
+        if reachable
+            && let Some(mode) = mode
+            && let Err(e) = scripts::release(core, &t, mode, false)
+        {
+            reachable = !e.is_connection();
+        }
+        t.mark_lost();
+    }
+    for t in leaving {
+        if reachable && let Err(e) = scripts::release(core, &t, Mode::Abandon, false) {
+            reachable = !e.is_connection();
+        }
+    }
 }
 
 /// The tickets to withdraw, and the thread's wake-ups.

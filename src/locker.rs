@@ -8,13 +8,13 @@ use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 
 use crate::admin::{self, LogLine};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::heartbeat::Beat;
 use crate::keys::validate_resource;
+use crate::leaving;
 use crate::options::{Acquire, MinReplicas, Options};
 use crate::pending;
 use crate::runtime::{self, Handle, Runtime};
-use crate::scripts::{self, Mode};
 use crate::status::Status;
 use crate::ticket::Ticket;
 use crate::wait;
@@ -428,85 +428,19 @@ impl Lock {
     /// pointed at this ticket.
     pub fn release(mut self) -> Result<()> {
         self.released = true;
-        release(self.rt(), &self.ticket)
+        leaving::release(self.rt(), &self.ticket)
     }
 }
 
 impl Drop for Lock {
     fn drop(&mut self) {
         if !self.released {
-            let _ = release(self.rt(), &self.ticket);
+            let _ = leaving::release(self.rt(), &self.ticket);
         }
         self.ticket.close_lost_fd();
         // The handle goes after this: when it was the locker's last, the
         // locker closes now (nothing is held any more).
     }
-}
-
-fn release(rt: &Runtime, t: &Ticket) -> Result<()> {
-    if !rt.core.in_owner_process() {
-        return Err(Error::new(
-            ErrorKind::Forked,
-            "this lock belongs to another process (before fork)",
-        ));
-    }
-    rt.heartbeat.unregister(t);
-    if rt.core.is_closed() {
-        t.set_done();
-        return Err(Error::lost(
-            "the locker was closed; the lock was released then",
-        ));
-    }
-    if t.is_lost() || t.lapsed(rt.core.now_ms()) {
-        // Its keys may be someone else's by now (a queue made anew by
-        // turn 1.0 clients is one case no check can tell): touch nothing;
-        // they expire by themselves.
-        t.set_done();
-        return Err(Error::lost(format!(
-            "lock {} on \"{}\" was lost before the release; nothing was touched",
-            t.serial, t.resource
-        )));
-    }
-    let epoch = rt.core.pool.epoch();
-    let mut result = scripts::release(&rt.core, t, Mode::Release, true);
-    let doubtful = match &result {
-        Ok(left) => !left.moved || !left.present || left.unconfirmed.is_some(),
-        Err(e) => e.is_connection(),
-    };
-    if doubtful {
-        // Asked of an old master? With Sentinel, ask which is the master
-        // now, and release there when it changed (nothing else to do).
-        rt.core.pool.ask_master();
-        if rt.core.pool.epoch() != epoch {
-            result = scripts::release(&rt.core, t, Mode::Release, true);
-        }
-    }
-    t.set_done();
-    let left = result?;
-    if !left.moved {
-        return Err(Error::lost(format!(
-            "lock {} on \"{}\" was lost: the indicator had moved on; it was left alone",
-            t.serial, t.resource
-        )));
-    }
-    if !left.present {
-        return Err(Error::lost(format!(
-            "lock {} on \"{}\" was lost: its lease lapsed before the release",
-            t.serial, t.resource
-        )));
-    }
-    if let Some(confirm) = left.unconfirmed {
-        // Given up all the same; should the master fail before its
-        // replicas have the release, the next holder waits for the lease.
-        let e = confirm.missed(&format!(
-            "the release of lock {} on \"{}\"",
-            t.serial, t.resource
-        ));
-        return Err(Error::connection(format!(
-            "{e}; the lock is given up all the same"
-        )));
-    }
-    Ok(())
 }
 
 /// An acquire in progress that no thread waits in (see

@@ -175,7 +175,7 @@ impl Pending {
         if core.is_closed() || !ticket.is_held() {
             // Closing released it, or it was lost: withdrawing a ticket
             // known lost touches nothing (no round trip).
-            crate::wait::withdraw(&self.rt, &ticket);
+            crate::leaving::withdraw(&self.rt, &ticket);
             return Err(if core.is_closed() {
                 self.closed_before()
             } else {
@@ -223,7 +223,7 @@ impl Pending {
             }
             State::Done(Ok(ticket)) => {
                 drop(state);
-                crate::wait::withdraw(&self.rt, &ticket);
+                crate::leaving::withdraw(&self.rt, &ticket);
             }
             State::Done(Err(_)) => {}
             State::Ended => return Err(Self::ended()),
@@ -285,7 +285,7 @@ impl Driven for Pending {
             *state = State::Ended;
             drop(state);
             if let Step::Done(Ok(ticket)) = step {
-                crate::wait::withdraw(&self.rt, &ticket);
+                crate::leaving::withdraw(&self.rt, &ticket);
             }
             // Dropping a wait still going withdraws its ticket.
             drop(acquiring);
@@ -315,7 +315,7 @@ impl Drop for Pending {
     fn drop(&mut self) {
         // An outcome nobody took: a held ticket is handed on.
         if let State::Done(Ok(ticket)) = std::mem::replace(&mut *self.lock(), State::Ended) {
-            crate::wait::withdraw(&self.rt, &ticket);
+            crate::leaving::withdraw(&self.rt, &ticket);
         }
     }
 }

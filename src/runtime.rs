@@ -20,7 +20,6 @@ use crate::heartbeat::{self, Heartbeat};
 use crate::leaving::{self, Leaving};
 use crate::notifier::Notifier;
 use crate::options::{Cancel, Options};
-use crate::scripts::{self, Mode};
 
 /// Pause before a background thread that failed is run again.
 const FAULT_PAUSE: Duration = Duration::from_millis(100);
@@ -174,30 +173,7 @@ impl Runtime {
         // CLOSE_TIMEOUT (paused, unreachable), closing makes no other round
         // trip, so that it stays quick (the leases run out by themselves).
         let answered = self.wake_notifier();
-        let mut reachable = answered;
-        // Release what is held and withdraw what waits; once Redis proves
-        // unreachable, stop trying.
-        for t in tickets {
-            let mode = if t.is_held() {
-                Some(Mode::Release)
-            } else if t.is_active() {
-                Some(Mode::Abandon)
-            } else {
-                None
-            };
-            if reachable
-                && let Some(mode) = mode
-                && let Err(e) = scripts::release(&self.core, &t, mode, false)
-            {
-                reachable = !e.is_connection();
-            }
-            t.mark_lost();
-        }
-        for t in leaving {
-            if reachable && let Err(e) = scripts::release(&self.core, &t, Mode::Abandon, false) {
-                reachable = !e.is_connection();
-            }
-        }
+        leaving::close(&self.core, tickets, leaving, answered);
         // Pending acquires end now (their tickets were withdrawn above).
         let work = std::mem::take(&mut *self.driven());
         for w in work {

@@ -24,10 +24,10 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::{Keys, validate_label, validate_resource};
-use crate::leaving::WITHDRAW_WAIT;
+use crate::leaving::withdraw;
 use crate::options::{Acquire, Cancel, Wait};
 use crate::runtime::Runtime;
-use crate::scripts::{self, Confirm, Mode, Turn};
+use crate::scripts::{self, Confirm, Turn};
 use crate::ticket::{Draw, Ticket};
 
 mod outage;
@@ -536,23 +536,6 @@ fn kick(rt: &Runtime) {
     let _ = rt
         .core
         .run(|c| redis::cmd("PUBLISH").arg(channel).arg("").query::<i64>(c));
-}
-
-/// Withdraws a ticket that will not be used (timeout, failure, loss): the
-/// round trip is the leaving thread's (see `leaving.rs`). A ticket known
-/// lost touches nothing (see `Lock::release`).
-pub(crate) fn withdraw(rt: &Runtime, t: &Arc<Ticket>) {
-    rt.heartbeat.unregister(t);
-    let lost = t.is_lost();
-    t.set_done();
-    if lost {
-        return;
-    }
-    let wait = WITHDRAW_WAIT.min(rt.core.options.command_timeout);
-    if !rt.leaving.withdraw(t.clone(), wait) {
-        // Drawn while the locker closes: withdrawn here, as closing would.
-        let _ = scripts::release(&rt.core, t, Mode::Abandon, false);
-    }
 }
 
 /// The error of a try-lock whose draw was answered after its lease lapsed.
