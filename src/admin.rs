@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::time::Duration;
 
-use crate::core::Core;
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::{glob_escape, resource_of_dispenser, validate_resource};
 use crate::scripts::{self, Bumped, Reset};
+use crate::shared::Core;
 use crate::status::Status;
 
 /// How long a follow waits for a line before it calls back without one.
@@ -158,7 +158,7 @@ pub(crate) fn follow(
         named.insert(channel.clone(), r.clone());
         channels.push(channel);
     }
-    let mut conn = core.pool.connect_pubsub(None)?;
+    let mut conn = core.pool.connect_one(None)?;
     let mut pubsub = conn.as_pubsub();
     pubsub.subscribe(&channels)?;
     pubsub.set_read_timeout(Some(FOLLOW_POLL))?;

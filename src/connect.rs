@@ -1,9 +1,11 @@
 //! Where connections come from: a Redis URL (TCP, TLS, Unix socket), a set
-//! of Sentinels naming the current master (followed: see `sentinel.rs`),
+//! of Sentinels naming the current master (followed: see `connect/sentinel.rs`),
 //! or a Redis Cluster. Every connection is a [`Link`] (see `link.rs`: an
 //! interrupted system call is retried there, never reported).
 
+pub(crate) mod cluster;
 mod link;
+mod sentinel;
 mod tls;
 
 use std::sync::Arc;
@@ -15,10 +17,10 @@ use redis::{Cmd, ConnectionAddr, ConnectionInfo, ConnectionLike, RedisResult, Va
 
 pub(crate) use link::Link;
 
-use crate::cluster::{Prepare, Router};
 use crate::error::{Error, Result};
 use crate::options::Tls;
-use crate::sentinel::Sentinel;
+use cluster::{Prepare, Router};
+use sentinel::Sentinel;
 
 pub(crate) enum Connector {
     Direct(Server),
@@ -202,7 +204,7 @@ impl Connector {
         matches!(self, Connector::Sentinel(_))
     }
 
-    /// The master's epoch (see `sentinel.rs`): it grows when a Sentinel set
+    /// The master's epoch (see `connect/sentinel.rs`): it grows when a Sentinel set
     /// names another master; always 0 otherwise. Read it before connecting:
     /// a connection made under an earlier epoch is to be retired.
     pub fn epoch(&self) -> u64 {
@@ -389,6 +391,12 @@ fn nodes<'a>(url: &'a str, scheme: &str, what: &str) -> Result<Nodes<'a>> {
         Some((a, r)) => (Some(a), r),
         None => (None, rest),
     };
+    if rest.contains(['?', '#']) {
+        // Refused rather than read into a name or a port.
+        return Err(Error::invalid(format!(
+            "a {scheme} URL takes no parameters (nothing after '?' or '#')"
+        )));
+    }
     let (hosts, path) = match rest.split_once('/') {
         Some((h, p)) => (h, Some(p)),
         None => (rest, None),
@@ -465,6 +473,11 @@ fn sentinel(url: &str) -> Result<Connector> {
 /// of a Redis Cluster (database 0, the only one a cluster has).
 fn cluster(url: &str) -> Result<Connector> {
     let n = nodes(url, "redis+cluster://", "cluster node")?;
+    if n.path.is_some_and(|p| !p.is_empty()) {
+        return Err(Error::invalid(
+            "a redis+cluster:// URL takes no path: a cluster has database 0 only",
+        ));
+    }
     let infos: Vec<redis::ConnectionInfo> = n
         .hosts
         .into_iter()
@@ -552,9 +565,13 @@ mod tests {
             "redis+sentinel://u:sekret@h:0/m",
             "redis+sentinel://u:sekret@h:1/m/-1",
             "redis+cluster://u:sekret@h:1,h:0",
+            "redis+cluster://u:sekret@h:1/3",
+            "redis+cluster://u:sekret@h:1?foo=bar",
+            "redis+sentinel://u:sekret@h:1/mymaster?foo=1",
+            "redis+sentinel://u:sekret@h:1/mymaster#x",
         ] {
             let e = err(url);
-            assert_eq!(e.kind(), crate::ErrorKind::InvalidArgument, "{url}");
+            assert_eq!(e.kind(), crate::error::ErrorKind::InvalidArgument, "{url}");
             assert!(!e.message().contains("sekret"), "{url}: {}", e.message());
         }
     }

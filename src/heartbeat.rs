@@ -9,11 +9,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::cluster::Router;
-use crate::connect::Conn;
-use crate::core::Core;
+use crate::connect::Link;
+use crate::connect::cluster::Router;
 use crate::error::{Error, ErrorKind, Result};
 use crate::scripts::{self, Confirm};
+use crate::shared::Core;
+use crate::sync::{lock, wait_timeout};
 use crate::ticket::Ticket;
 
 /// Pause before retrying after a failed beat.
@@ -87,7 +88,7 @@ impl Heartbeat {
     }
 
     fn registry(&self) -> MutexGuard<'_, HashMap<u64, Arc<Ticket>>> {
-        self.tickets.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.tickets)
     }
 
     /// Takes a drawn ticket in, held or waiting. False when the locker is
@@ -142,7 +143,7 @@ impl Heartbeat {
     }
 
     fn watch(&self) -> MutexGuard<'_, Watch> {
-        self.watch.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.watch)
     }
 
     /// Keeps the figures of a beat; a slow one (longer than a third of the
@@ -231,15 +232,15 @@ impl Heartbeat {
 
 /// The heartbeat's connection: to one server, or a connection per master
 /// of a cluster.
-enum Link {
-    Server(Conn),
+enum Renewer {
+    Server(Link),
     Cluster(Router),
 }
 
 /// The heartbeat thread's body.
 pub(crate) fn run(core: &Core, hb: &Heartbeat) {
-    let mut link: Option<Link> = None;
-    // The master's epoch the link was made under (see `sentinel.rs`).
+    let mut link: Option<Renewer> = None;
+    // The master's epoch the link was made under (see `connect/sentinel.rs`).
     let mut epoch = 0;
     let mut failed = false;
     while let Some(batch) = next_batch(core, hb, failed) {
@@ -263,7 +264,7 @@ pub(crate) fn run(core: &Core, hb: &Heartbeat) {
         if link.is_none() {
             epoch = core.pool.epoch();
             link = connect(core);
-            if matches!(link, Some(Link::Server(_))) {
+            if matches!(link, Some(Renewer::Server(_))) {
                 opened = 2;
             }
         }
@@ -275,7 +276,7 @@ pub(crate) fn run(core: &Core, hb: &Heartbeat) {
             .min()
             .and_then(|lease| Confirm::of(core, lease));
         let (alive, round_trips) = match link.as_mut() {
-            Some(Link::Server(c)) => {
+            Some(Renewer::Server(c)) => {
                 // After a SCRIPT FLUSH (or a server that lost its scripts),
                 // the script is loaded again and the beat sent again at
                 // once: short leases cannot wait for a reconnection.
@@ -292,7 +293,7 @@ pub(crate) fn run(core: &Core, hb: &Heartbeat) {
                     _ => (vec![None; batch.len()], round_trips),
                 }
             }
-            Some(Link::Cluster(router)) => {
+            Some(Renewer::Cluster(router)) => {
                 let renewed = scripts::renew_routed(router, &batch, confirm);
                 (renewed.alive, renewed.round_trips)
             }
@@ -309,21 +310,21 @@ pub(crate) fn run(core: &Core, hb: &Heartbeat) {
         // clock. On one server a failed beat opens a new connection; the
         // cluster's router drops and reopens its own per node.
         failed = alive.iter().any(Option::is_none);
-        if failed && matches!(link, Some(Link::Server(_))) {
+        if failed && matches!(link, Some(Renewer::Server(_))) {
             link = None;
         }
         record(&batch, &alive, sent_ms);
     }
 }
 
-fn connect(core: &Core) -> Option<Link> {
+fn connect(core: &Core) -> Option<Renewer> {
     let read_timeout = Some(core.options.command_timeout);
     if let Some(router) = core.pool.router(read_timeout, scripts::prepare_node) {
-        return Some(Link::Cluster(router));
+        return Some(Renewer::Cluster(router));
     }
-    let mut c = core.pool.connect(read_timeout).ok()?;
+    let mut c = core.pool.connect_one(read_timeout).ok()?;
     scripts::prepare_renewals(&mut c).ok()?;
-    Some(Link::Server(c))
+    Some(Renewer::Server(c))
 }
 
 /// Waits until some tickets are due and returns them; None on shutdown.
@@ -333,11 +334,7 @@ fn next_batch(core: &Core, hb: &Heartbeat, failed: bool) -> Option<Vec<Arc<Ticke
     // The closing flag is read under the registry's mutex, which closing
     // takes to wake this thread: no wake-up is missed before a wait.
     if failed && !core.is_closed() {
-        tickets = hb
-            .beat
-            .wait_timeout(tickets, RETRY)
-            .unwrap_or_else(|e| e.into_inner())
-            .0;
+        tickets = wait_timeout(&hb.beat, tickets, RETRY);
     }
     loop {
         if core.is_closed() {
@@ -352,11 +349,7 @@ fn next_batch(core: &Core, hb: &Heartbeat, failed: bool) -> Option<Vec<Arc<Ticke
         let sleep = plan.sleep(now);
         hb.next_beat_ms
             .store(now + sleep.as_millis() as u64, Ordering::Release);
-        tickets = hb
-            .beat
-            .wait_timeout(tickets, sleep)
-            .unwrap_or_else(|e| e.into_inner())
-            .0;
+        tickets = wait_timeout(&hb.beat, tickets, sleep);
     }
 }
 

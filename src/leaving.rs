@@ -15,21 +15,25 @@
 //! is passed by the queue once its lease lapses, as a dead one is). The
 //! library's own threads (the notifier stepping pending acquires) do not
 //! wait at all. Closing withdraws what is still queued (see
-//! `Runtime::shutdown`).
+//! `Engine::shutdown`).
 
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::core::Core;
 use crate::error::{Error, ErrorKind, Result};
-use crate::runtime::Runtime;
+use crate::heartbeat::Heartbeat;
 use crate::scripts::{self, Mode};
+use crate::shared::Core;
+use crate::sync::{lock, wait, wait_timeout};
 use crate::ticket::Ticket;
 
 /// The longest a host thread waits for its withdrawal's round trip.
 pub(crate) const WITHDRAW_WAIT: Duration = Duration::from_millis(250);
+
+/// The pause before a withdrawal that failed is tried again.
+const RETRY: Duration = Duration::from_millis(100);
 
 thread_local! {
     /// Set in the library's own background threads.
@@ -48,38 +52,38 @@ fn on_own_thread() -> bool {
 /// Withdraws a ticket that will not be used (timeout, failure, loss): the
 /// round trip is the leaving thread's (see `leaving.rs`). A ticket known
 /// lost touches nothing (see `Lock::release`).
-pub(crate) fn withdraw(rt: &Runtime, t: &Arc<Ticket>) {
-    rt.heartbeat.unregister(t);
+pub(crate) fn withdraw(core: &Core, heartbeat: &Heartbeat, leaving: &Leaving, t: &Arc<Ticket>) {
+    heartbeat.unregister(t);
     let lost = t.is_lost();
     t.set_done();
     if lost {
         return;
     }
-    let wait = WITHDRAW_WAIT.min(rt.core.options.command_timeout);
-    if !rt.leaving.withdraw(t.clone(), wait) {
+    let wait = WITHDRAW_WAIT.min(core.options.command_timeout);
+    if !leaving.queue_withdrawal(t.clone(), wait) {
         // Drawn while the locker closes: withdrawn here, as closing would.
-        let _ = scripts::release(&rt.core, t, Mode::Abandon, false);
+        let _ = scripts::release(core, t, Mode::Abandon, false);
     }
 }
 
 /// Releases a held lock, in one round trip (two when a doubtful answer
 /// sends it to a new master). A ticket known lost, or whose lease lapsed by
 /// the local clock, touches nothing.
-pub(crate) fn release(rt: &Runtime, t: &Ticket) -> Result<()> {
-    if !rt.core.in_owner_process() {
+pub(crate) fn release(core: &Core, heartbeat: &Heartbeat, t: &Ticket) -> Result<()> {
+    if !core.in_owner_process() {
         return Err(Error::new(
             ErrorKind::Forked,
             "this lock belongs to another process (before fork)",
         ));
     }
-    rt.heartbeat.unregister(t);
-    if rt.core.is_closed() {
+    heartbeat.unregister(t);
+    if core.is_closed() {
         t.set_done();
         return Err(Error::lost(
             "the locker was closed; the lock was released then",
         ));
     }
-    if t.is_lost() || t.lapsed(rt.core.now_ms()) {
+    if t.is_lost() || t.lapsed(core.now_ms()) {
         // Its keys may be someone else's by now (a queue made anew by
         // turn 1.0 clients is one case no check can tell): touch nothing;
         // they expire by themselves.
@@ -89,8 +93,8 @@ pub(crate) fn release(rt: &Runtime, t: &Ticket) -> Result<()> {
             t.serial, t.resource
         )));
     }
-    let epoch = rt.core.pool.epoch();
-    let mut result = scripts::release(&rt.core, t, Mode::Release, true);
+    let epoch = core.pool.epoch();
+    let mut result = scripts::release(core, t, Mode::Release, true);
     let doubtful = match &result {
         Ok(left) => !left.moved || !left.present || left.unconfirmed.is_some(),
         Err(e) => e.is_connection(),
@@ -98,9 +102,9 @@ pub(crate) fn release(rt: &Runtime, t: &Ticket) -> Result<()> {
     if doubtful {
         // Asked of an old master? With Sentinel, ask which is the master
         // now, and release there when it changed (nothing else to do).
-        rt.core.pool.ask_master();
-        if rt.core.pool.epoch() != epoch {
-            result = scripts::release(&rt.core, t, Mode::Release, true);
+        core.pool.ask_master();
+        if core.pool.epoch() != epoch {
+            result = scripts::release(core, t, Mode::Release, true);
         }
     }
     t.set_done();
@@ -196,13 +200,13 @@ impl Leaving {
     }
 
     fn queue(&self) -> MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.queue)
     }
 
     /// Queues `t` for withdrawal; on a host thread, waits for it at most
     /// `wait`. False when the thread had stopped (closing): the ticket was
     /// not queued, and is the caller's to withdraw.
-    pub fn withdraw(&self, t: Arc<Ticket>, wait: Duration) -> bool {
+    pub fn queue_withdrawal(&self, t: Arc<Ticket>, wait: Duration) -> bool {
         let mut queue = self.queue();
         if queue.stopped {
             return false;
@@ -220,11 +224,7 @@ impl Leaving {
             if now >= end {
                 break;
             }
-            queue = self
-                .done
-                .wait_timeout(queue, end - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            queue = wait_timeout(&self.done, queue, end - now);
         }
         true
     }
@@ -240,7 +240,11 @@ impl Leaving {
 }
 
 /// The thread's body: withdraws the queued tickets one by one, until the
-/// locker closes.
+/// locker closes. A withdrawal that fails for the connection's sake (Redis
+/// stalled, restarting, failing over) is tried again after [`RETRY`],
+/// until it succeeds or the ticket's lease has lapsed (the queue passes it
+/// then). A ticket stays queued while it is tried, so that closing, which
+/// takes the queue, withdraws it too.
 pub(crate) fn run(core: &Core, leaving: &Leaving) {
     loop {
         let (n, t) = {
@@ -249,14 +253,25 @@ pub(crate) fn run(core: &Core, leaving: &Leaving) {
                 if queue.stopped {
                     return;
                 }
-                if let Some(next) = queue.waiting.pop_front() {
-                    break next;
+                if let Some((n, t)) = queue.waiting.front() {
+                    break (*n, t.clone());
                 }
-                queue = leaving.work.wait(queue).unwrap_or_else(|e| e.into_inner());
+                queue = wait(&leaving.work, queue);
             }
         };
-        let _ = scripts::release(core, &t, Mode::Abandon, false);
+        let failed = match scripts::release(core, &t, Mode::Abandon, false) {
+            Err(e) => e.is_connection() && !t.lapsed(core.now_ms()),
+            Ok(_) => false,
+        };
         let mut queue = leaving.queue();
+        if failed {
+            // Tried again after a pause, unless closing takes it meanwhile.
+            drop(wait_timeout(&leaving.work, queue, RETRY));
+            continue;
+        }
+        if queue.waiting.front().is_some_and(|(front, _)| *front == n) {
+            queue.waiting.pop_front();
+        }
         queue.done_below = n + 1;
         leaving.done.notify_all();
     }

@@ -15,26 +15,26 @@
 //! ```
 
 mod admin;
-mod cluster;
 mod connect;
-mod core;
+mod engine;
 mod error;
-mod event_fd;
 mod fork;
 mod heartbeat;
 mod keys;
 mod leaving;
+mod lock;
 mod locker;
 mod log;
-mod lost;
+mod lost_signal;
 mod notifier;
 mod options;
 mod pending;
 mod pool;
-mod runtime;
+mod ready_fd;
 mod scripts;
-mod sentinel;
+mod shared;
 mod status;
+mod sync;
 mod ticket;
 mod wait;
 
@@ -46,7 +46,8 @@ pub use heartbeat::Beat;
 pub use keys::{
     MAX_LABEL_LEN, MAX_PREFIX_LEN, MAX_RESOURCE_LEN, validate_label, validate_resource,
 };
-pub use locker::{DEFAULT_URL, Lock, Locker, Pending, ResetOutcome};
+pub use lock::{Lock, Pending};
+pub use locker::{DEFAULT_URL, Locker, ResetOutcome};
 pub use options::{
     Acquire, Cancel, DEFAULT_EXPIRE, DEFAULT_GRACE, DEFAULT_PATIENCE, DEFAULT_REPLICA_TIMEOUT,
     MAX_EXPIRE, MIN_EXPIRE, MIN_PATIENCE, MinReplicas, Options, Tls, Wait,

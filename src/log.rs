@@ -21,6 +21,7 @@
 //! one it replaces have returned (unless it is set from within the
 //! callback, on the same thread), so that its context may be freed then.
 
+use crate::sync::{lock, wait};
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::ffi::{CString, c_char, c_int, c_void};
@@ -95,7 +96,7 @@ thread_local! {
 }
 
 fn state() -> MutexGuard<'static, State> {
-    let mut state = STATE.lock().unwrap_or_else(|e| e.into_inner());
+    let mut state = lock(&STATE);
     let forks = crate::fork::generation();
     if state.forks != forks {
         state.forks = forks;
@@ -125,7 +126,7 @@ pub(crate) fn set_callback(callback: Option<Callback>, context: *mut c_void) {
     }
     let generation = state.generation;
     while state.calls.iter().any(|&(g, _)| g < generation) {
-        state = ENDED.wait(state).unwrap_or_else(|e| e.into_inner());
+        state = wait(&ENDED, state);
     }
 }
 
@@ -344,7 +345,7 @@ mod tests {
 
     #[test]
     fn the_callback_gets_each_message_and_a_new_one_waits_for_calls_in_progress() {
-        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let _one = lock(&ONE_AT_A_TIME);
         SEEN.lock().unwrap().clear();
         let context = 7 as *mut c_void;
         set_callback(Some(collect), context);
@@ -405,7 +406,7 @@ mod tests {
 
     #[test]
     fn without_a_callback_an_installed_logger_gets_the_messages() {
-        let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        let _one = lock(&ONE_AT_A_TIME);
         ::log::set_logger(&KEEP).unwrap();
         ::log::set_max_level(::log::LevelFilter::Info);
         warn("log-test facade rediss://u:hunter2@h/0");

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::keys::validate_prefix;
+use crate::sync::lock;
 
 /// The lease when none is given: a presence key lives this long without a
 /// heartbeat (the heartbeat refreshes it every third of it).
@@ -284,8 +285,7 @@ impl Cancel {
     /// Cancels every acquire waiting with this token, now and later.
     pub fn cancel(&self) {
         self.inner.canceled.store(true, Ordering::Release);
-        let waiting =
-            std::mem::take(&mut *self.inner.waiting.lock().unwrap_or_else(|e| e.into_inner()));
+        let waiting = std::mem::take(&mut *lock(&self.inner.waiting));
         for t in waiting.iter().filter_map(Weak::upgrade) {
             t.signal();
         }
@@ -297,7 +297,7 @@ impl Cancel {
     }
 
     pub(crate) fn watch(&self, ticket: &Arc<crate::ticket::Ticket>) {
-        let mut waiting = self.inner.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        let mut waiting = lock(&self.inner.waiting);
         waiting.retain(|w| w.strong_count() > 0);
         waiting.push(Arc::downgrade(ticket));
         drop(waiting);

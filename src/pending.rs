@@ -9,18 +9,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
-use crate::event_fd::EventFd;
+use crate::notifier::Driven;
 use crate::options::{Acquire, Wait};
-use crate::runtime::{Driven, Runtime};
+use crate::ready_fd::ReadyFd;
 use crate::ticket::Ticket;
 use crate::wait::{Acquiring, Step};
 
 /// One pending acquire, shared by its owner and the notifier thread.
 pub(crate) struct Pending {
     state: Mutex<State>,
-    fd: EventFd,
-    rt: Arc<Runtime>,
+    fd: ReadyFd,
+    rt: Arc<Engine>,
     resource: String,
     deadline: Option<Instant>,
     /// Its owner gave it up (canceled it, or finished it past its deadline)
@@ -55,13 +56,13 @@ impl Pending {
     /// Takes a ticket for `resource` and returns without waiting for the
     /// turn: blocks for the draw's round trip, no longer. A try-lock is not
     /// a pending acquire (`InvalidArgument`).
-    pub fn start(rt: &Arc<Runtime>, resource: &str, request: &Acquire) -> Result<Arc<Pending>> {
+    pub fn start(rt: &Arc<Engine>, resource: &str, request: &Acquire) -> Result<Arc<Pending>> {
         if request.wait == Wait::TryOnce || request.wait == Wait::For(Duration::ZERO) {
             return Err(Error::invalid(
                 "a pending acquire waits: use a timeout above 0, or none (a try-lock is a plain acquire)",
             ));
         }
-        let fd = EventFd::new().map_err(|e| {
+        let fd = ReadyFd::new().map_err(|e| {
             Error::new(
                 ErrorKind::Connection,
                 format!("no descriptor for the pending acquire: {e}"),
@@ -175,7 +176,7 @@ impl Pending {
         if core.is_closed() || !ticket.is_held() {
             // Closing released it, or it was lost: withdrawing a ticket
             // known lost touches nothing (no round trip).
-            crate::leaving::withdraw(&self.rt, &ticket);
+            self.rt.withdraw(&ticket);
             return Err(if core.is_closed() {
                 self.closed_before()
             } else {
@@ -223,7 +224,7 @@ impl Pending {
             }
             State::Done(Ok(ticket)) => {
                 drop(state);
-                crate::leaving::withdraw(&self.rt, &ticket);
+                self.rt.withdraw(&ticket);
             }
             State::Done(Err(_)) => {}
             State::Ended => return Err(Self::ended()),
@@ -285,7 +286,7 @@ impl Driven for Pending {
             *state = State::Ended;
             drop(state);
             if let Step::Done(Ok(ticket)) = step {
-                crate::leaving::withdraw(&self.rt, &ticket);
+                self.rt.withdraw(&ticket);
             }
             // Dropping a wait still going withdraws its ticket.
             drop(acquiring);
@@ -315,7 +316,7 @@ impl Drop for Pending {
     fn drop(&mut self) {
         // An outcome nobody took: a held ticket is handed on.
         if let State::Done(Ok(ticket)) = std::mem::replace(&mut *self.lock(), State::Ended) {
-            crate::leaving::withdraw(&self.rt, &ticket);
+            self.rt.withdraw(&ticket);
         }
     }
 }

@@ -7,10 +7,11 @@
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::cluster::{Prepare, Router};
+use crate::connect::cluster::{Prepare, Router};
 use crate::connect::{Conn, Connector, Link};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
+use crate::sync::{lock, wait_timeout};
 
 /// Why a server turned a connection away, when it did.
 enum Refused {
@@ -73,7 +74,7 @@ pub(crate) struct Pool {
 
 struct State {
     /// Idle connections, when each went idle, and the master's epoch each
-    /// was made under (see `sentinel.rs`).
+    /// was made under (see `connect/sentinel.rs`).
     idle: Vec<(Conn, Instant, u64)>,
     total: usize,
     closed: bool,
@@ -115,12 +116,6 @@ impl Pool {
         }
     }
 
-    /// Opens a new command connection outside the pool's count (for the
-    /// heartbeat, which owns its own).
-    pub fn connect(&self, read_timeout: Option<Duration>) -> Result<Conn> {
-        self.open(self.connect_timeout, read_timeout)
-    }
-
     fn open(&self, connect_timeout: Duration, read_timeout: Option<Duration>) -> Result<Conn> {
         let conn = self
             .connector
@@ -130,7 +125,7 @@ impl Pool {
         Ok(conn)
     }
 
-    /// The master's epoch (see `sentinel.rs`; always 0 but with Sentinel):
+    /// The master's epoch (see `connect/sentinel.rs`; always 0 but with Sentinel):
     /// read before connecting, a connection made under an earlier epoch
     /// is retired.
     pub fn epoch(&self) -> u64 {
@@ -164,16 +159,18 @@ impl Pool {
     /// Closes the idle connections made under an earlier epoch.
     fn retire(&self) {
         let epoch = self.epoch();
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = lock(&self.state);
         let before = state.idle.len();
         state.idle.retain(|(_, _, e)| *e == epoch);
         state.total -= before - state.idle.len();
         self.available.notify_all();
     }
 
-    /// Opens a connection to one server, for pubsub (the notifier, `turn
-    /// follow`).
-    pub fn connect_pubsub(&self, read_timeout: Option<Duration>) -> Result<Link> {
+    /// Opens a connection to one server (the server, the master, a cluster
+    /// node), outside the pool's count: for pubsub (the notifier, `turn
+    /// follow`) and for the heartbeat's renewals on a server that is not a
+    /// cluster.
+    pub fn connect_one(&self, read_timeout: Option<Duration>) -> Result<Link> {
         let conn = self
             .connector
             .connect_one(self.connect_timeout)
@@ -210,6 +207,36 @@ impl Pool {
             }
             _ => Ok(()),
         }
+    }
+
+    /// A call that failed on a connection made: a connection error says
+    /// where (the address: never the password) and, for a reply that did
+    /// not come, how long it was waited for. Other errors are the reply's.
+    pub fn failed_call(&self, e: redis::RedisError, waited: Duration) -> Error {
+        if matches!(
+            refused(&e),
+            Some(Refused::Credentials | Refused::NoPassword)
+        ) {
+            // A new connection refused: said as connecting says it.
+            return self.failed(&e);
+        }
+        let timed_out = e.is_timeout();
+        let error = Error::from(e);
+        if error.kind() != ErrorKind::Connection || error.is_refusal() {
+            return error;
+        }
+        let at = self.connector.address();
+        if timed_out {
+            return Error::connection(format!(
+                "redis at {at} did not answer within {} ms",
+                waited.as_millis()
+            ));
+        }
+        let text = error.message();
+        Error::connection(format!(
+            "redis at {at}: {}",
+            text.strip_prefix("redis: ").unwrap_or(text)
+        ))
     }
 
     /// A failed connection as the user sees it: what failed, where (the
@@ -275,7 +302,7 @@ impl Pool {
         let started = Instant::now();
         // Set when the first wait begins: a free connection costs no clock.
         let mut deadline: Option<Instant> = limit.map(|l| started + l);
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = lock(&self.state);
         loop {
             if state.closed {
                 return Err(Error::connection("the locker is closed"));
@@ -288,7 +315,7 @@ impl Pool {
                         && !redis::ConnectionLike::check_connection(&mut conn))
                 {
                     self.discard_one();
-                    state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                    state = lock(&self.state);
                     continue;
                 }
                 return Ok(Pooled {
@@ -337,17 +364,13 @@ impl Pool {
                 )));
             }
             state.waiting += 1;
-            state = self
-                .available
-                .wait_timeout(state, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            state = wait_timeout(&self.available, state, deadline - now);
             state.waiting -= 1;
         }
     }
 
     fn discard_one(&self) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = lock(&self.state);
         state.total -= 1;
         if state.waiting > 0 {
             self.available.notify_one();
@@ -357,7 +380,7 @@ impl Pool {
     /// After a broken connection, the idle ones are likely broken too (the
     /// server went away): drop them all.
     fn discard_idle(&self) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = lock(&self.state);
         let n = state.idle.len();
         state.idle.clear();
         state.total -= n;
@@ -366,7 +389,7 @@ impl Pool {
 
     /// Closes every idle connection and refuses further use.
     pub fn close(&self) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = lock(&self.state);
         state.closed = true;
         let n = state.idle.len();
         state.idle.clear();
@@ -408,7 +431,7 @@ impl Drop for Pooled<'_> {
             self.pool.discard_idle();
             return;
         }
-        let mut state = self.pool.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = lock(&self.pool.state);
         if let Some(conn) = conn {
             if state.closed {
                 state.total -= 1;

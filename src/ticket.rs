@@ -6,7 +6,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::keys::Keys;
-use crate::lost::{LostSignal, Renewal};
+use crate::lost_signal::{LostSignal, Renewal};
+use crate::sync::{lock, wait_timeout};
 
 const WAITING: u8 = 0;
 const HELD: u8 = 1;
@@ -163,7 +164,7 @@ impl Ticket {
             .saturating_add(1)
     }
 
-    /// The lost fd (made on the first call; see `lost.rs`): readable once
+    /// The lost fd (made on the first call; see `lost_signal.rs`): readable once
     /// the ticket is lost, at once when its lease lapses by the local clock
     /// (`epoch`: the locker's clock's zero).
     pub fn lost_fd(&self, epoch: Instant) -> std::io::Result<std::os::fd::RawFd> {
@@ -201,25 +202,25 @@ impl Ticket {
 
     /// Wakes the thread waiting on this ticket.
     pub fn signal(&self) {
-        let mut s = self.signaled.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = lock(&self.signaled);
         *s = true;
         self.wake.notify_one();
     }
 
     /// True when a signal came since the last take (it stays).
     pub fn is_signaled(&self) -> bool {
-        *self.signaled.lock().unwrap_or_else(|e| e.into_inner())
+        *lock(&self.signaled)
     }
 
     /// Clears the signal; true when one had come since the last take.
     pub fn take_signal(&self) -> bool {
-        std::mem::take(&mut *self.signaled.lock().unwrap_or_else(|e| e.into_inner()))
+        std::mem::take(&mut *lock(&self.signaled))
     }
 
     /// Sleeps until signaled or `timeout` passed; true when signaled.
     pub fn wait_signal(&self, timeout: Duration) -> bool {
         let deadline = Instant::now().checked_add(timeout);
-        let mut s = self.signaled.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = lock(&self.signaled);
         while !*s {
             let left = match deadline {
                 Some(d) => d.saturating_duration_since(Instant::now()),
@@ -228,11 +229,7 @@ impl Ticket {
             if left.is_zero() {
                 return false;
             }
-            s = self
-                .wake
-                .wait_timeout(s, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            s = wait_timeout(&self.wake, s, left);
         }
         true
     }

@@ -421,3 +421,81 @@ fn closing_with_idle_connections_while_redis_is_stalled_is_quick() {
         "closing took {took:?} (the command timeout is 5 s)"
     );
 }
+
+/// Many waits given up during a stall longer than the command timeout: the
+/// withdrawals that fail meanwhile are tried again, so that once Redis
+/// answers every ticket leaves the queue (long before the waiters' leases,
+/// 30 s here, would let the queue pass them). A call made during the
+/// stall fails after the command timeout with an error naming the server.
+#[test]
+fn withdrawals_that_fail_during_a_long_stall_are_tried_again() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    let _held = l.lock("r", "h").unwrap();
+    let cancel = Cancel::new();
+    let waiters: Vec<_> = (0..6)
+        .map(|i| {
+            let l = l.clone();
+            let request = impatient_free(&format!("w{i}"))
+                .expire(Duration::from_secs(30))
+                .cancel(&cancel);
+            thread::spawn(move || l.acquire("r", &request).map(|lock| lock.serial()))
+        })
+        .collect();
+    assert!(queued(&l, "r", 7));
+    thread::sleep(Duration::from_millis(300)); // settled into their wait
+    let pid = r.pid().unwrap();
+    signal(pid, "STOP");
+    cancel.cancel();
+    for w in waiters {
+        assert_eq!(w.join().unwrap().unwrap_err().kind(), ErrorKind::Canceled);
+    }
+    let e = l
+        .acquire("other", &Acquire::label("t").wait(Wait::TryOnce))
+        .unwrap_err();
+    thread::sleep(Duration::from_millis(1500));
+    signal(pid, "CONT");
+    println!("a try-lock during the stall: {e}");
+    assert_eq!(e.kind(), ErrorKind::Connection);
+    assert!(
+        e.message().contains(&format!(
+            "redis at 127.0.0.1:{} did not answer within 5000 ms",
+            r.port
+        )),
+        "{e}"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || l
+            .status("r")
+            .is_ok_and(|s| s.tickets.len() == 1)),
+        "every given-up ticket was withdrawn once Redis answered"
+    );
+}
+
+/// Closing with many locks held while Redis stalls during its releases:
+/// each round trip of a closing locker is bounded, and closing stops at
+/// the first one unanswered.
+#[test]
+fn closing_with_many_locks_held_while_redis_stalls_midway_is_quick() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    let locks: Vec<_> = (0..2000)
+        .map(|i| l.lock(&format!("many{i}"), "h").unwrap())
+        .collect();
+    let pid = r.pid().unwrap();
+    let stopper = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(20));
+        signal(pid, "STOP");
+    });
+    let start = Instant::now();
+    l.close();
+    drop(l);
+    let took = start.elapsed();
+    stopper.join().unwrap();
+    signal(pid, "CONT");
+    println!("closing with {} locks held took {took:?}", locks.len());
+    assert!(
+        took < Duration::from_millis(2500),
+        "closing took {took:?} (the command timeout is 5 s)"
+    );
+}

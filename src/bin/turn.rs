@@ -30,6 +30,7 @@ macro_rules! out {
 mod output;
 #[path = "turn/run_locked.rs"]
 mod run_locked;
+use output::clean;
 use run_locked::run_locked;
 
 const SEPARATOR: &str = "------------------------------------------------------------";
@@ -54,9 +55,6 @@ fencing token) and TURN_LOCK_SERIAL in its environment. Its exit status:
 Every command: 0 on success, 1 on failure (one line on stderr), 2 on a usage
 error. A standard output whose reader went away (`turn status | head -1`)
 ends the tool quietly by SIGPIPE, as it ends ls (the shell says 141).";
-
-/// Not had within --wait (sysexits.h EX_TEMPFAIL).
-const EXIT_NOT_LOCKED: u8 = 75;
 
 /// Inspect, follow, reset and lock turn queues (FIFO locks kept in Redis).
 #[derive(Parser)]
@@ -325,22 +323,6 @@ fn percent_encode(text: &str) -> String {
             }
         })
         .collect()
-}
-
-/// Escapes control characters so that names and labels never reach the
-/// terminal raw.
-fn clean(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// Why a command that runs until stopped stops.

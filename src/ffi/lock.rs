@@ -11,6 +11,7 @@ use super::locker::{locker_of, turn_locker};
 use super::result::{set_last_error, turn_result};
 use crate::Lock;
 use crate::error::Error;
+use crate::sync;
 
 /// The locks handed out, by handle.
 static LOCKS: Table<LockCell> = Table::new(Kind::Lock);
@@ -140,7 +141,7 @@ pub(super) fn insert_lock(lock: Lock) -> crate::error::Result<*mut turn_lock> {
 pub extern "C" fn turn_lock_release(lock: *mut turn_lock) -> turn_result {
     guard(|| {
         let cell = turn_lock::remove(lock)?;
-        let taken = cell.lock.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let taken = sync::lock(&cell.lock).take();
         match taken {
             Some(lock) => lock.release(),
             None => Err(Error::invalid("the lock was released already")),
@@ -183,7 +184,7 @@ pub unsafe extern "C" fn turn_lock_token(lock: *const turn_lock, out: *mut u64) 
 pub extern "C" fn turn_lock_check(lock: *const turn_lock) -> turn_result {
     guard(|| {
         let cell = turn_lock::get(lock)?;
-        let held = cell.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let held = sync::lock(&cell.lock);
         match held.as_ref() {
             Some(lock) => lock.check(),
             None => Err(Error::invalid("the lock was released already")),
@@ -214,7 +215,7 @@ pub extern "C" fn turn_lock_lost_fd(lock: *const turn_lock) -> c_int {
     quiet(-1, || {
         let fd = (|| {
             let cell = turn_lock::get(lock)?;
-            let held = cell.lock.lock().unwrap_or_else(|e| e.into_inner());
+            let held = sync::lock(&cell.lock);
             match held.as_ref() {
                 Some(lock) => lock
                     .lost_fd()

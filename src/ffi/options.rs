@@ -9,6 +9,7 @@ use super::handles::{Kind, Table};
 use super::result::turn_result;
 use crate::Options;
 use crate::error::Result;
+use crate::sync;
 
 /// The options handed out, by handle.
 static OPTIONS: Table<OptionsCell> = Table::new(Kind::Options);
@@ -81,7 +82,7 @@ pub(super) fn options_or_default(options: *const turn_options) -> Result<Options
     Ok(match turn_options::optional(options)? {
         None => Options::default(),
         Some(cell) => {
-            let options = cell.options.lock().unwrap_or_else(|e| e.into_inner());
+            let options = sync::lock(&cell.options);
             options.clone()
         }
     })
@@ -95,7 +96,7 @@ fn with_options(
 ) -> turn_result {
     guard(|| {
         let cell = turn_options::get(options)?;
-        let mut o = cell.options.lock().unwrap_or_else(|e| e.into_inner());
+        let mut o = sync::lock(&cell.options);
         let mut next = o.clone();
         f(&mut next)?;
         next.validate()?;

@@ -12,6 +12,7 @@ use super::locker::{locker_of, turn_locker};
 use super::result::turn_result;
 use crate::Pending;
 use crate::error::{Error, ErrorKind};
+use crate::sync;
 
 /// The pending acquires handed out, by handle.
 static PENDINGS: Table<PendingCell> = Table::new(Kind::Pending);
@@ -139,7 +140,7 @@ pub unsafe extern "C" fn turn_pending_finish(
     let out = unsafe { Out::new(out) };
     guard_out(out, || {
         let cell = turn_pending::get(pending)?;
-        let mut slot = cell.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = sync::lock(&cell.pending);
         let Some(p) = slot.as_ref() else {
             return Err(Error::invalid("the pending acquire has ended"));
         };
@@ -175,11 +176,7 @@ pub unsafe extern "C" fn turn_pending_finish(
 pub extern "C" fn turn_pending_cancel(pending: *mut turn_pending) -> turn_result {
     guard(|| {
         let cell = turn_pending::remove(pending)?;
-        let taken = cell
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
+        let taken = sync::lock(&cell.pending).take();
         match taken {
             Some(p) => p.cancel(),
             None => Err(Error::invalid("the pending acquire has ended")),
@@ -204,7 +201,7 @@ pub unsafe extern "C" fn turn_pending_position(
     let out = unsafe { Out::new(ahead) };
     guard_out(out, || {
         let cell = turn_pending::get(pending)?;
-        let slot = cell.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = sync::lock(&cell.pending);
         match slot.as_ref() {
             Some(p) => Ok(p.ahead()),
             None => Err(Error::invalid("the pending acquire has ended")),

@@ -16,8 +16,11 @@
 //! after its patience.
 //!
 //! The bookkeeping (`state.rs`) knows no connection; this file holds it
-//! behind a mutex, and runs the thread.
+//! behind a mutex, and runs the thread. Between messages the thread also
+//! steps the pending acquires (`driven.rs`): it is their executor, since
+//! their tickets' calls come to it first.
 
+mod driven;
 mod state;
 
 use std::collections::HashSet;
@@ -26,8 +29,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::pool::Pool;
+use crate::sync::{lock, wait_timeout};
 use crate::ticket::Ticket;
 
+pub(crate) use driven::Driven;
+use driven::DrivenList;
 use state::State;
 
 /// How long the pubsub read blocks before the thread looks at its work.
@@ -39,7 +45,7 @@ const POLL_DRIVING: Duration = Duration::from_millis(10);
 /// The first pause before connecting again; it doubles up to a second.
 const BACKOFF: Duration = Duration::from_millis(20);
 
-/// The work the thread steps between messages (see `Runtime::step_driven`):
+/// The work the thread steps between messages (see `Engine::step_driven`):
 /// how long until it is due next, None when there is none.
 pub(crate) type Tick<'a> = &'a dyn Fn() -> Option<Duration>;
 
@@ -53,6 +59,8 @@ pub(crate) struct Notifier {
     /// Wakes the thread from its pause between connections (closing); its
     /// mutex guards nothing else.
     idle: (Mutex<()>, Condvar),
+    /// The pending acquires the thread steps between messages.
+    driven: DrivenList,
 }
 
 static UNIQUE: AtomicU64 = AtomicU64::new(0);
@@ -69,11 +77,12 @@ impl Notifier {
             wake_channel: format!("{prefix}:notifier:{}.{nanos}.{n}:wake", std::process::id()),
             inject_panic: AtomicBool::new(false),
             idle: (Mutex::new(()), Condvar::new()),
+            driven: DrivenList::default(),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
     }
 
     /// The locker's own channel (the identity keys of its tickets name it;
@@ -127,12 +136,28 @@ impl Notifier {
         self.inject_panic.store(on, Ordering::Release);
     }
 
+    /// Hands a pending acquire to the thread.
+    pub fn drive(&self, work: Arc<dyn Driven>) {
+        self.driven.add(work);
+    }
+
+    /// Steps the pending acquires that are due (in the thread); how long
+    /// until the next is due, None when there is none.
+    pub fn step_driven(&self) -> Option<Duration> {
+        self.driven.step()
+    }
+
+    /// Takes every pending acquire out (closing).
+    pub fn take_driven(&self) -> Vec<Arc<dyn Driven>> {
+        self.driven.take()
+    }
+
     /// Wakes the thread from its pause between connections (closing sets
     /// its flag first). A read of the pubsub connection is ended by a
     /// message on the locker's own channel instead.
     pub fn wake(&self) {
-        let (lock, woken) = &self.idle;
-        let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let (mutex, woken) = &self.idle;
+        let _guard = lock(mutex);
         woken.notify_all();
     }
 
@@ -143,7 +168,7 @@ impl Notifier {
         let mut backoff = BACKOFF;
         while !is_closed() {
             let epoch = pool.epoch();
-            match pool.connect_pubsub(Some(POLL)) {
+            match pool.connect_one(Some(POLL)) {
                 Ok(mut conn) => {
                     backoff = BACKOFF;
                     let _ = self.serve(&mut conn, closed, tick, || pool.epoch() != epoch);
@@ -165,8 +190,8 @@ impl Notifier {
         let end = Instant::now() + backoff;
         loop {
             let due = tick();
-            let (lock, woken) = &self.idle;
-            let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+            let (mutex, woken) = &self.idle;
+            let guard = lock(mutex);
             // Read under the mutex that `wake` takes: no wake-up is missed
             // between this look and the wait.
             let now = Instant::now();
@@ -177,9 +202,7 @@ impl Notifier {
             if let Some(due) = due {
                 wait = wait.min(due.clamp(Duration::from_millis(1), POLL_DRIVING));
             }
-            let _ = woken
-                .wait_timeout(guard, wait)
-                .unwrap_or_else(|e| e.into_inner());
+            drop(wait_timeout(woken, guard, wait));
         }
     }
 

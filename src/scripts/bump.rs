@@ -3,10 +3,12 @@
 use once_cell::sync::Lazy;
 use redis::Script;
 
-use super::{CHECK_NUM, Call, Confirm, FIRST_LIVE, Holder, protocol, script};
-use crate::core::Core;
+use super::call::{Call, Confirm, protocol};
+use super::lua::{CHECK_NUM, FIRST_LIVE, script};
+use super::reading::Holder;
 use crate::error::Result;
 use crate::keys::Keys;
+use crate::shared::Core;
 use crate::ticket::Ticket;
 
 /// bump (the tool's): KEYS indicator, dispenser, incarnation; ARGV

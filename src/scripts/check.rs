@@ -3,9 +3,11 @@
 use once_cell::sync::Lazy;
 use redis::Script;
 
-use super::{Call, Confirm, Holder, Reading, protocol, script};
-use crate::core::Core;
+use super::call::{Call, Confirm, protocol};
+use super::lua::script;
+use super::reading::{Holder, Reading};
 use crate::error::Result;
+use crate::shared::Core;
 use crate::ticket::Ticket;
 
 /// The code of a check that was granted the lock.

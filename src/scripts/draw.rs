@@ -3,9 +3,10 @@
 use once_cell::sync::Lazy;
 use redis::{FromRedisValue, RedisResult, Script, Value};
 
-use super::{Call, Confirm, Holder, Reading, protocol};
-use crate::core::Core;
+use super::call::{Call, Confirm, protocol};
+use super::reading::{Holder, Reading};
 use crate::error::Result;
+use crate::shared::Core;
 use crate::ticket::Draw;
 
 /// draw: KEYS dispenser, indicator, incarnation; ARGV presence prefix,

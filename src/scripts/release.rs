@@ -3,11 +3,11 @@
 use once_cell::sync::Lazy;
 use redis::Script;
 
-use crate::core::Core;
 use crate::error::Result;
+use crate::shared::Core;
 use crate::ticket::Ticket;
 
-use super::{Call, Confirm};
+use super::call::{Call, Confirm};
 
 /// release / abandon: KEYS indicator, withdrawn, dispenser, incarnation;
 /// ARGV presence prefix, serial, label, external, internal, resource, mode

@@ -3,10 +3,11 @@
 use once_cell::sync::Lazy;
 use redis::Script;
 
-use super::{CHECK_NUM, Call, FIRST_LIVE, script};
-use crate::core::Core;
+use super::call::Call;
+use super::lua::{CHECK_NUM, FIRST_LIVE, script};
 use crate::error::{Error, Result};
 use crate::keys::Keys;
+use crate::shared::Core;
 
 /// reset: KEYS indicator, dispenser, withdrawn, incarnation; ARGV presence
 /// prefix, expected dispenser ('' for any), external, internal, resource,

@@ -3,10 +3,11 @@
 use once_cell::sync::Lazy;
 use redis::Script;
 
-use super::{CHECK_NUM, Call, script};
-use crate::core::Core;
+use super::call::Call;
+use super::lua::{CHECK_NUM, script};
 use crate::error::{Error, Result};
 use crate::keys::{Keys, parse_serial};
+use crate::shared::Core;
 use crate::status::{MAX_STATUS_TICKETS, Status, TicketInfo};
 
 /// status: KEYS indicator, dispenser; ARGV presence prefix, max tickets.

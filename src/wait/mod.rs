@@ -22,11 +22,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::{Keys, validate_label, validate_resource};
-use crate::leaving::withdraw;
 use crate::options::{Acquire, Cancel, Wait};
-use crate::runtime::Runtime;
 use crate::scripts::{self, Confirm, Turn};
 use crate::ticket::{Draw, Ticket};
 
@@ -40,7 +39,7 @@ use poll::{Poll, Waiter};
 /// thread, as `request` says; the held ticket, admitted to the heartbeat.
 /// On timeout, failure or a try-lock that would block, the ticket is
 /// withdrawn.
-pub(crate) fn acquire(rt: &Arc<Runtime>, resource: &str, request: &Acquire) -> Result<Arc<Ticket>> {
+pub(crate) fn acquire(rt: &Arc<Engine>, resource: &str, request: &Acquire) -> Result<Arc<Ticket>> {
     let mut acquiring = Acquiring::new(rt, resource, request)?;
     loop {
         match acquiring.step() {
@@ -60,7 +59,7 @@ pub(crate) enum Step {
 
 /// One acquire, from its first draw to its end.
 pub(crate) struct Acquiring {
-    rt: Arc<Runtime>,
+    rt: Arc<Engine>,
     resource: String,
     request: Acquire,
     keys: Arc<Keys>,
@@ -85,7 +84,7 @@ pub(crate) struct Acquiring {
 }
 
 impl Acquiring {
-    pub fn new(rt: &Arc<Runtime>, resource: &str, request: &Acquire) -> Result<Acquiring> {
+    pub fn new(rt: &Arc<Engine>, resource: &str, request: &Acquire) -> Result<Acquiring> {
         let core = &rt.core;
         core.usable()?;
         validate_resource(resource)?;
@@ -318,7 +317,7 @@ impl Acquiring {
         if let Some(w) = self.waiter.take() {
             self.rt.notifier.unregister(&w.ticket);
             self.rt.notifier.forget(&w.nonce);
-            withdraw(&self.rt, &w.ticket);
+            self.rt.withdraw(&w.ticket);
         }
     }
 
@@ -391,7 +390,7 @@ impl Acquiring {
                 );
                 if self.request.wait == Wait::TryOnce {
                     rt.notifier.forget(&nonce);
-                    withdraw(&rt, &ticket);
+                    rt.withdraw(&ticket);
                     return Some(self.fail(e));
                 }
                 return self.wait_unconfirmed(ticket, nonce, seen, e);
@@ -403,7 +402,7 @@ impl Acquiring {
                     return Some(Step::Done(Ok(ticket)));
                 }
                 // Closing, or the reply came after the lease lapsed.
-                withdraw(&rt, &ticket);
+                rt.withdraw(&ticket);
                 if core.is_closed() {
                     return Some(self.fail(closed_during_wait(&self.resource)));
                 }
@@ -416,7 +415,7 @@ impl Acquiring {
         };
         if self.request.wait == Wait::TryOnce {
             rt.notifier.forget(&nonce);
-            withdraw(&rt, &ticket);
+            rt.withdraw(&ticket);
             return Some(self.fail(Error::new(
                 ErrorKind::WouldBlock,
                 format!(
@@ -461,7 +460,7 @@ impl Acquiring {
         let rt = self.rt.clone();
         if !rt.heartbeat.admit(&rt.core, ticket, false) {
             rt.notifier.forget(nonce);
-            withdraw(&rt, ticket);
+            rt.withdraw(ticket);
             if rt.core.is_closed() {
                 return Err(Some(self.fail(closed_during_wait(&self.resource))));
             }
@@ -531,7 +530,7 @@ impl Drop for Acquiring {
 }
 
 /// Makes the notifier thread look at its subscriptions now.
-fn kick(rt: &Runtime) {
+fn kick(rt: &Engine) {
     let channel = rt.notifier.channel();
     let _ = rt
         .core

@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::core::Core;
 use crate::error::{Error, Result};
+use crate::shared::Core;
 use crate::ticket::Ticket;
 
 /// How an acquire that lost its ticket rides out Redis being unreachable

@@ -115,3 +115,19 @@ pub fn watch_reader<T: Send + 'static>(tx: Sender<T>, message: T) {
         }
     });
 }
+
+/// Escapes control characters so that names and labels never reach the
+/// terminal raw.
+pub fn clean(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}

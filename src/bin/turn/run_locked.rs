@@ -20,7 +20,10 @@ use std::time::Duration;
 
 use turn::{Acquire, ErrorKind, Lock, Locker, Pending, Wait};
 
-use super::{EXIT_NOT_LOCKED, clean};
+use super::output::clean;
+
+/// Not had within --wait (sysexits.h EX_TEMPFAIL).
+const EXIT_NOT_LOCKED: u8 = 75;
 
 /// How often the place in the queue is read while waiting.
 const POSITION_EVERY: Duration = Duration::from_millis(250);

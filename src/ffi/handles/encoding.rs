@@ -5,7 +5,7 @@
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicPtr, Ordering};
 
-use super::{Kind, Misuse};
+use super::kind::{Kind, Misuse};
 
 const KIND_BITS: u32 = 3;
 
@@ -174,7 +174,7 @@ pub(super) fn key() -> &'static RandomState {
 mod tests {
     use std::collections::HashSet;
 
-    use super::super::Table;
+    use super::super::table::Table;
     use super::super::testing::{KINDS, arbitrary, fixed_key};
     use super::*;
 

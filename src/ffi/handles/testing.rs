@@ -2,7 +2,7 @@
 
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 
-use super::Kind;
+use super::kind::Kind;
 
 pub(super) const KINDS: [Kind; 6] = [
     Kind::Locker,

@@ -7,29 +7,24 @@
 //! heartbeat's condvar, the notifier's (between reconnections) and its
 //! pubsub read (a message on its own channel), the pauses of acquires
 //! waiting without a ticket (a condvar here) and the waiters' tickets (each
-//! marked lost). Its own round trips are bounded (see [`CLOSE_TIMEOUT`]),
+//! marked lost). Its own round trips are bounded (see `core::CLOSE_TIMEOUT`),
 //! and so is its wait for the threads (see [`JOIN_WAIT`]).
 
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::core::Core;
 use crate::error::{Error, Result};
 use crate::heartbeat::{self, Heartbeat};
 use crate::leaving::{self, Leaving};
-use crate::notifier::Notifier;
+use crate::notifier::{Driven, Notifier};
 use crate::options::{Cancel, Options};
+use crate::shared::Core;
+use crate::sync::{lock, wait_timeout};
+use crate::ticket::Ticket;
 
 /// Pause before a background thread that failed is run again.
 const FAULT_PAUSE: Duration = Duration::from_millis(100);
-
-/// The longest closing waits for the reply to its first round trip (the
-/// message that wakes the notifier; the command timeout if shorter): when
-/// Redis does not answer within it (paused, unreachable), closing makes no
-/// other round trip (the leases of its tickets run out by themselves);
-/// when it does, the releases follow.
-pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// When Redis did not answer closing, the longest closing waits for a
 /// background thread to end once woken: one still running then is blocked
@@ -43,18 +38,16 @@ pub(crate) const JOIN_WAIT: Duration = Duration::from_millis(100);
 /// [`Cancel`] wakes the tickets it watches; such a pause has none).
 const CANCEL_LOOK: Duration = Duration::from_millis(5);
 
-pub(crate) struct Runtime {
+pub(crate) struct Engine {
     pub core: Core,
     pub heartbeat: Heartbeat,
     pub notifier: Notifier,
     /// The tickets given up, withdrawn by a thread of their own.
     pub leaving: Leaving,
-    /// Work the notifier thread steps between messages (pending acquires).
-    driven: Mutex<Vec<Arc<dyn Driven>>>,
     /// Set once closing has done its work, to whether Redis answered it (a
     /// second closing waits for the first, then does nothing).
     shut: Mutex<Option<bool>>,
-    /// Wakes the acquires pausing without a ticket (see [`Runtime::pause`])
+    /// Wakes the acquires pausing without a ticket (see [`Engine::pause`])
     /// when the locker closes; its mutex guards nothing else.
     pauses: (Mutex<()>, Condvar),
     /// Which background threads have ended (by their index), for the
@@ -62,52 +55,25 @@ pub(crate) struct Runtime {
     ended: (Mutex<Vec<bool>>, Condvar),
 }
 
-/// Work stepped by the notifier thread between messages: a pending
-/// acquire.
-pub(crate) trait Driven: Send + Sync {
-    /// Steps when due at `now` or signaled; the time it wants its next
-    /// step, None once it has ended.
-    fn drive(&self, now: Instant) -> Option<Instant>;
-    /// The locker is closing: end now.
-    fn close(&self);
-}
-
-impl Runtime {
-    fn driven(&self) -> MutexGuard<'_, Vec<Arc<dyn Driven>>> {
-        self.driven.lock().unwrap_or_else(|e| e.into_inner())
+impl Engine {
+    /// Withdraws a ticket that will not be used (see `leaving::withdraw`).
+    pub fn withdraw(&self, t: &Arc<Ticket>) {
+        leaving::withdraw(&self.core, &self.heartbeat, &self.leaving, t);
     }
 
-    /// Hands `work` to the notifier thread.
+    /// Releases a held lock (see `leaving::release`).
+    pub fn release(&self, t: &Ticket) -> Result<()> {
+        leaving::release(&self.core, &self.heartbeat, t)
+    }
+
+    /// Hands `work` to the notifier thread (ended at once when the locker
+    /// is closing: closing takes the list after it sets its flag, so work
+    /// added after that is ended here; ending twice does nothing).
     pub fn drive(&self, work: Arc<dyn Driven>) {
-        self.driven().push(work.clone());
-        // Closing takes the list after it sets its flag: work added after
-        // that is ended here (ending twice does nothing).
+        self.notifier.drive(work.clone());
         if self.core.is_closed() {
             work.close();
         }
-    }
-
-    /// Steps the work that is due (in the notifier thread); how long until
-    /// the next is due, None when there is none.
-    pub fn step_driven(&self) -> Option<Duration> {
-        let work: Vec<Arc<dyn Driven>> = self.driven().clone();
-        if work.is_empty() {
-            return None;
-        }
-        let now = Instant::now();
-        let mut next: Option<Instant> = None;
-        let mut ended = Vec::new();
-        for w in &work {
-            match w.drive(now) {
-                Some(due) => next = Some(next.map_or(due, |n| n.min(due))),
-                None => ended.push(w.clone()),
-            }
-        }
-        if !ended.is_empty() {
-            self.driven()
-                .retain(|w| !ended.iter().any(|e| Arc::ptr_eq(e, w)));
-        }
-        next.map(|n| n.saturating_duration_since(Instant::now()))
     }
 
     /// Sleeps up to `d` in the calling thread: the pause of an acquire
@@ -116,8 +82,8 @@ impl Runtime {
     /// [`CANCEL_LOOK`] of `cancel` firing.
     pub fn pause(&self, d: Duration, cancel: Option<&Cancel>) {
         let end = Instant::now().checked_add(d);
-        let (lock, woken) = &self.pauses;
-        let mut guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let (mutex, woken) = &self.pauses;
+        let mut guard = lock(mutex);
         loop {
             // Read under the mutex that closing takes to wake: no wake-up
             // is missed between this look and the wait.
@@ -136,10 +102,7 @@ impl Runtime {
             } else {
                 left
             };
-            guard = woken
-                .wait_timeout(guard, wait)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            guard = wait_timeout(woken, guard, wait);
         }
     }
 
@@ -147,7 +110,7 @@ impl Runtime {
     /// held (and withdraws the tickets still waiting). A second call waits
     /// for the first to finish, then does nothing.
     pub fn shutdown(&self) {
-        let mut shut = self.shut.lock().unwrap_or_else(|e| e.into_inner());
+        let mut shut = lock(&self.shut);
         if shut.is_some() {
             return;
         }
@@ -158,8 +121,8 @@ impl Runtime {
         // without a ticket, the notifier between connections, the
         // heartbeat between beats.
         {
-            let (lock, woken) = &self.pauses;
-            let _guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+            let (mutex, woken) = &self.pauses;
+            let _guard = lock(mutex);
             woken.notify_all();
         }
         self.notifier.wake();
@@ -175,8 +138,7 @@ impl Runtime {
         let answered = self.wake_notifier();
         leaving::close(&self.core, tickets, leaving, answered);
         // Pending acquires end now (their tickets were withdrawn above).
-        let work = std::mem::take(&mut *self.driven());
-        for w in work {
+        for w in self.notifier.take_driven() {
             w.close();
         }
         *shut = Some(answered);
@@ -186,7 +148,7 @@ impl Runtime {
     /// up to the command timeout when Redis answered closing, else
     /// JOIN_WAIT.
     fn join_wait(&self) -> Duration {
-        match *self.shut.lock().unwrap_or_else(|e| e.into_inner()) {
+        match *lock(&self.shut) {
             Some(true) => self.core.options.command_timeout.max(JOIN_WAIT),
             _ => JOIN_WAIT,
         }
@@ -194,50 +156,19 @@ impl Runtime {
 
     /// Publishes the empty message on the notifier's own channel, which
     /// ends its read; waits at most CLOSE_TIMEOUT (the command timeout if
-    /// shorter) for the whole of it: a connection from the pool (not
-    /// checked with a PING of its own; a new one within what is left), the
-    /// message and its reply. True when Redis answered.
+    /// shorter) for the whole of it, the connection included (closing is
+    /// flagged: see `Core::run`). True when Redis answered.
     fn wake_notifier(&self) -> bool {
-        let core = &self.core;
-        let command = core.options.command_timeout;
-        let end = Instant::now() + CLOSE_TIMEOUT.min(command);
         let channel = self.notifier.channel();
-        loop {
-            let left = end.saturating_duration_since(Instant::now());
-            if left < Duration::from_millis(1) {
-                return false;
-            }
-            let Ok(mut conn) = core.pool.get_within(left) else {
-                return false;
-            };
-            let left = end
-                .saturating_duration_since(Instant::now())
-                .max(Duration::from_millis(1));
-            let published = conn.run(|c| {
-                c.set_timeouts(Some(left), left)?;
-                let published = redis::cmd("PUBLISH").arg(channel).arg("").query::<i64>(c);
-                // A connection that failed is not used again; one that
-                // answered goes back to the pool with its usual timeouts.
-                if published.is_ok() {
-                    c.set_timeouts(Some(command), command)?;
-                }
-                published
-            });
-            match published {
-                Ok(_) => return true,
-                // An idle connection the server had closed (a restart):
-                // the server never saw it; another one, within the bound.
-                Err(e)
-                    if conn.reused && (e.is_connection_dropped() || e.is_connection_refusal()) => {}
-                Err(_) => return false,
-            }
-        }
+        self.core
+            .run(|c| redis::cmd("PUBLISH").arg(channel).arg("").query::<i64>(c))
+            .is_ok()
     }
 
     /// Notes that background thread `index` ended.
     fn thread_ended(&self, index: usize) {
-        let (lock, cv) = &self.ended;
-        let mut ended = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let (mutex, cv) = &self.ended;
+        let mut ended = lock(mutex);
         if let Some(e) = ended.get_mut(index) {
             *e = true;
         }
@@ -247,54 +178,50 @@ impl Runtime {
     /// Waits until every background thread has ended, or until `deadline`;
     /// which ones have.
     fn wait_ended(&self, deadline: Instant) -> Vec<bool> {
-        let (lock, cv) = &self.ended;
-        let mut ended = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let (mutex, cv) = &self.ended;
+        let mut ended = lock(mutex);
         loop {
             let now = Instant::now();
             if ended.iter().all(|e| *e) || now >= deadline {
                 return ended.clone();
             }
-            ended = cv
-                .wait_timeout(ended, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            ended = wait_timeout(cv, ended, deadline - now);
         }
     }
 }
 
 /// The body of a background thread.
-type Body = fn(&Runtime);
+type Body = fn(&Engine);
 
 /// The running locker: its parts and its threads. Dropping it closes the
 /// locker, joins the threads and closes the connections.
-pub(crate) struct Handle {
-    pub runtime: Arc<Runtime>,
+pub(crate) struct Running {
+    pub engine: Arc<Engine>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 /// Connects and starts the three background threads.
-pub(crate) fn start(url: &str, options: Options) -> Result<Handle> {
+pub(crate) fn start(url: &str, options: Options) -> Result<Running> {
     let core = Core::new(url, options)?;
     let bodies: [(&str, Body); 3] = [
         ("heartbeat", |rt| heartbeat::run(&rt.core, &rt.heartbeat)),
         ("leaving", |rt| leaving::run(&rt.core, &rt.leaving)),
         ("notifier", |rt| {
             // Between messages it also follows the master of a Sentinel
-            // set (see `sentinel.rs`), but not once closing (an ask may
+            // set (see `connect/sentinel.rs`), but not once closing (an ask may
             // block for a while).
             rt.notifier.run(&rt.core.pool, rt.core.closed_flag(), &|| {
                 if !rt.core.is_closed() {
                     rt.core.pool.watch_master();
                 }
-                rt.step_driven()
+                rt.notifier.step_driven()
             })
         }),
     ];
-    let runtime = Arc::new(Runtime {
+    let engine = Arc::new(Engine {
         notifier: Notifier::new(&core.options.prefix),
         heartbeat: Heartbeat::new(),
         leaving: Leaving::new(),
-        driven: Mutex::new(Vec::new()),
         shut: Mutex::new(None),
         pauses: (Mutex::new(()), Condvar::new()),
         ended: (Mutex::new(vec![false; bodies.len()]), Condvar::new()),
@@ -307,7 +234,7 @@ pub(crate) fn start(url: &str, options: Options) -> Result<Handle> {
     let host_mask = block_async_signals();
     let mut failed = None;
     for (index, (name, body)) in bodies.into_iter().enumerate() {
-        let rt = runtime.clone();
+        let rt = engine.clone();
         match std::thread::Builder::new()
             .name(format!("turn-{name}"))
             .spawn(move || {
@@ -324,14 +251,14 @@ pub(crate) fn start(url: &str, options: Options) -> Result<Handle> {
     }
     set_signal_mask(&host_mask);
     if let Some(e) = failed {
-        runtime.shutdown();
+        engine.shutdown();
         for t in threads {
             let _ = t.join();
         }
         return Err(Error::connection(format!("cannot start a thread: {e}")));
     }
-    Ok(Handle {
-        runtime,
+    Ok(Running {
+        engine,
         threads: Mutex::new(threads),
     })
 }
@@ -376,7 +303,7 @@ fn set_signal_mask(mask: &libc::sigset_t) {
 /// Runs a background thread's body, and again after a panic (after a short
 /// pause), until the locker closes. Each failure is counted and its text
 /// kept for `Locker::health`, and said on standard error.
-fn supervise(name: &str, body: Body, rt: &Runtime) {
+fn supervise(name: &str, body: Body, rt: &Engine) {
     loop {
         let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(rt))) else {
             return;
@@ -396,27 +323,27 @@ fn supervise(name: &str, body: Body, rt: &Runtime) {
     }
 }
 
-impl Drop for Handle {
+impl Drop for Running {
     fn drop(&mut self) {
-        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
-        if !self.runtime.core.in_owner_process() {
+        let threads = std::mem::take(&mut *lock(&self.threads));
+        if !self.engine.core.in_owner_process() {
             // After fork the threads do not exist here and the parent's
             // mutexes may be held: touch nothing.
             std::mem::forget(threads);
-            std::mem::forget(self.runtime.clone());
+            std::mem::forget(self.engine.clone());
             return;
         }
-        self.runtime.shutdown();
+        self.engine.shutdown();
         // Woken, the threads end at once; one blocked in a round trip
         // with a Redis that did not answer closing is not waited for
         // longer than JOIN_WAIT (dropping its handle detaches it).
-        let wait = self.runtime.join_wait();
-        let ended = self.runtime.wait_ended(Instant::now() + wait);
+        let wait = self.engine.join_wait();
+        let ended = self.engine.wait_ended(Instant::now() + wait);
         for (t, ended) in threads.into_iter().zip(ended) {
             if ended {
                 let _ = t.join();
             }
         }
-        self.runtime.core.pool.close();
+        self.engine.core.pool.close();
     }
 }

@@ -8,20 +8,20 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
-pub(crate) struct EventFd {
+pub(crate) struct ReadyFd {
     read: OwnedFd,
     /// The pipe's write end (None for a timerfd, set through `read`).
     #[cfg_attr(target_os = "linux", allow(dead_code))]
     write: Option<OwnedFd>,
 }
 
-impl EventFd {
+impl ReadyFd {
     /// A new descriptor, not readable yet, close-on-exec and non-blocking:
     /// on Linux a timerfd (CLOCK_MONOTONIC, the clock of `Instant`), so that
     /// it can also be armed to turn readable at a deadline by the kernel's
     /// hand, whatever the library's threads are doing.
     #[cfg(target_os = "linux")]
-    pub fn new() -> io::Result<EventFd> {
+    pub fn new() -> io::Result<ReadyFd> {
         // SAFETY: a plain system call; the result is checked.
         let raw = unsafe {
             libc::timerfd_create(
@@ -34,12 +34,12 @@ impl EventFd {
         }
         // SAFETY: a new descriptor owned by nobody else.
         let read = unsafe { OwnedFd::from_raw_fd(raw) };
-        Ok(EventFd { read, write: None })
+        Ok(ReadyFd { read, write: None })
     }
 
     /// A new descriptor, not readable yet, close-on-exec and non-blocking.
     #[cfg(not(target_os = "linux"))]
-    pub fn new() -> io::Result<EventFd> {
+    pub fn new() -> io::Result<ReadyFd> {
         let mut fds = [0 as libc::c_int; 2];
         // SAFETY: fds has room for two descriptors; the result is checked.
         if unsafe { libc::pipe(fds.as_mut_ptr()) } < 0 {
@@ -55,7 +55,7 @@ impl EventFd {
                 libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
             }
         }
-        Ok(EventFd {
+        Ok(ReadyFd {
             read,
             write: Some(write),
         })
@@ -146,7 +146,7 @@ mod tests {
 
     #[test]
     fn it_becomes_readable_once_set_and_stays_so() {
-        let fd = EventFd::new().unwrap();
+        let fd = ReadyFd::new().unwrap();
         assert!(!readable(fd.raw()));
         fd.set();
         assert!(readable(fd.raw()));
@@ -161,7 +161,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn an_armed_fd_turns_readable_at_its_deadline() {
-        let fd = EventFd::new().unwrap();
+        let fd = ReadyFd::new().unwrap();
         fd.arm_at(Instant::now() + Duration::from_millis(50));
         assert!(!readable(fd.raw()));
         std::thread::sleep(Duration::from_millis(100));

@@ -8,13 +8,20 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::connect::{Conn, Connector};
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::Keys;
 use crate::options::{MinReplicas, Options};
 use crate::pool::Pool;
+use crate::sync::lock;
+
+/// The longest a round trip made once the locker is closing may take, the
+/// connection included (the command timeout if shorter): when Redis does
+/// not answer within it (paused, stalled, unreachable), closing makes no
+/// other round trip (the leases of its tickets run out by themselves).
+pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// Resources whose key names a locker keeps ready (it forgets them all
 /// when there are more).
@@ -103,7 +110,7 @@ impl Core {
     /// The keys of `resource`, shared: built once per resource and kept
     /// for the next acquire.
     pub fn shared_keys(&self, resource: &str) -> Arc<Keys> {
-        let mut named = self.named.lock().unwrap_or_else(|e| e.into_inner());
+        let mut named = lock(&self.named);
         if let Some(keys) = named.get(resource) {
             return keys.clone();
         }
@@ -125,7 +132,7 @@ impl Core {
     }
 
     /// Sets the closing flag (the first step of closing: see
-    /// `Runtime::shutdown`).
+    /// `Engine::shutdown`).
     pub fn set_closed(&self) {
         self.closed.store(true, Ordering::Release);
     }
@@ -158,7 +165,15 @@ impl Core {
     /// execute a command and then drop the connection before replying, the
     /// next try repeats it: a draw leaves an extra ticket that lapses with
     /// its lease, a release answers `Lost`.)
+    ///
+    /// Once the locker is closing, each call is bounded as a whole by
+    /// [`CLOSE_TIMEOUT`] (see [`Core::run_within`]), so that neither closing
+    /// nor a wait it ends is held up by a server that does not answer.
     pub fn run<T>(&self, f: impl Fn(&mut Conn) -> redis::RedisResult<T>) -> Result<T> {
+        let command = self.options.command_timeout;
+        if self.is_closed() {
+            return self.run_within(CLOSE_TIMEOUT.min(command), f);
+        }
         let mut tries = 0;
         loop {
             let mut conn = self.pool.get()?;
@@ -170,7 +185,48 @@ impl Core {
                 {
                     tries += 1;
                 }
-                result => return Ok(result?),
+                Ok(value) => return Ok(value),
+                Err(e) => return Err(self.pool.failed_call(e, command)),
+            }
+        }
+    }
+
+    /// [`Core::run`] bounded as a whole by `limit`: the connection (an idle
+    /// one is not checked with a PING of its own, a new one is opened
+    /// within what is left), the request and its reply.
+    pub fn run_within<T>(
+        &self,
+        limit: Duration,
+        f: impl Fn(&mut Conn) -> redis::RedisResult<T>,
+    ) -> Result<T> {
+        let command = self.options.command_timeout;
+        let end = Instant::now() + limit;
+        let left = || {
+            end.saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1))
+        };
+        loop {
+            let mut conn = self.pool.get_within(left())?;
+            let within = left();
+            let result = conn.run(|c| {
+                c.set_timeouts(Some(within), within)?;
+                let result = f(c);
+                // A connection that failed is not used again; one that
+                // answered goes back to the pool with its usual timeouts.
+                if result.is_ok() {
+                    c.set_timeouts(Some(command), command)?;
+                }
+                result
+            });
+            match result {
+                // An idle connection the server had closed (a restart):
+                // the server never saw it; another one, within the bound.
+                Err(e)
+                    if conn.reused
+                        && Instant::now() < end
+                        && (e.is_connection_dropped() || e.is_connection_refusal()) => {}
+                Ok(value) => return Ok(value),
+                Err(e) => return Err(self.pool.failed_call(e, within)),
             }
         }
     }
@@ -188,7 +244,7 @@ impl Core {
 
     /// Records that a background thread failed and was restarted.
     pub fn fault(&self, text: String) {
-        let mut faults = self.faults.lock().unwrap_or_else(|e| e.into_inner());
+        let mut faults = lock(&self.faults);
         faults.0 += 1;
         faults.1 = text;
     }
@@ -196,7 +252,7 @@ impl Core {
     /// Ok while the background threads never failed; else a `Panic` error
     /// saying how many failures there were and what the last one was.
     pub fn health(&self) -> Result<()> {
-        let faults = self.faults.lock().unwrap_or_else(|e| e.into_inner());
+        let faults = lock(&self.faults);
         if faults.0 == 0 {
             return Ok(());
         }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use redis::{ConnectionAddr, ConnectionInfo, RedisError, Value};
 
-use crate::connect::Link;
+use super::link::Link;
 
 /// Slots of a Redis Cluster.
 const SLOTS: usize = 16384;

@@ -18,7 +18,8 @@ use std::os::fd::RawFd;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::event_fd::EventFd;
+use crate::ready_fd::ReadyFd;
+use crate::sync::lock;
 
 /// What the fd shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +33,7 @@ enum Phase {
 }
 
 struct Inner {
-    fd: Option<EventFd>,
+    fd: Option<ReadyFd>,
     phase: Phase,
     /// When the lease lapses by the local clock.
     deadline: Option<Instant>,
@@ -73,7 +74,7 @@ impl LostSignal {
     }
 
     fn inner(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.inner)
     }
 
     /// The fd, made on the first call. `now` tells the ticket's state,
@@ -93,7 +94,7 @@ impl LostSignal {
         if let Some(fd) = &inner.fd {
             return Ok(fd.raw());
         }
-        let fd = EventFd::new()?;
+        let fd = ReadyFd::new()?;
         let raw = fd.raw();
         inner.fd = Some(fd);
         inner.epoch = Some(epoch);
@@ -191,7 +192,7 @@ fn apply(inner: &Inner) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event_fd::readable;
+    use crate::ready_fd::readable;
 
     fn ms_from(epoch: Instant) -> u64 {
         epoch.elapsed().as_millis() as u64

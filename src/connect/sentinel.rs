@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 
 use redis::{ConnectionAddr, ConnectionInfo, RedisConnectionInfo, RedisResult};
 
-use crate::connect::Link;
+use super::link::Link;
+use crate::sync::lock;
 
 /// How often the sentinels are asked when no message came.
 const ASK_EVERY: Duration = Duration::from_secs(1);
@@ -82,7 +83,7 @@ impl Sentinel {
     }
 
     fn known(&self) -> MutexGuard<'_, Option<(String, u16)>> {
-        self.known.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.known)
     }
 
     /// Takes `addr` as the master; true when it changed (the epoch grew).
@@ -198,7 +199,7 @@ impl Sentinel {
     /// something came, and asks the sentinels on news or on schedule.
     /// True when the master changed.
     pub fn watch(&self, timeout: Duration) -> bool {
-        let mut watch = self.watch.lock().unwrap_or_else(|e| e.into_inner());
+        let mut watch = lock(&self.watch);
         let now = Instant::now();
         let mut news = false;
         if watch.sub.is_none() && now >= watch.next_subscribe {

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use once_cell::sync::Lazy;
 use redis::{RedisResult, Script};
 
-use super::{Confirm, script};
-use crate::cluster::{self, Router};
-use crate::connect::Conn;
+use super::call::Confirm;
+use super::lua::script;
+use crate::connect::Link;
+use crate::connect::cluster::{self, Router};
 use crate::ticket::Ticket;
 
 /// Tickets renewed by one script call (many calls go in one pipeline).
@@ -65,16 +66,13 @@ fn renewal(cmd: &mut redis::Cmd, t: &Ticket) {
 
 /// Readies a new connection for [`renew`]: loads the script, which the
 /// pipeline calls by its hash alone.
-pub(crate) fn prepare_renewals(conn: &mut Conn) -> RedisResult<()> {
-    if let Conn::Single(single) = conn {
-        HEARTBEAT.load(single)?;
-    }
-    Ok(())
+pub(crate) fn prepare_renewals(conn: &mut Link) -> RedisResult<()> {
+    HEARTBEAT.load(conn).map(drop)
 }
 
 /// Readies a connection to a cluster node for [`renew_routed`].
-pub(crate) fn prepare_node(conn: &mut crate::connect::Link) -> RedisResult<()> {
-    HEARTBEAT.load(conn).map(drop)
+pub(crate) fn prepare_node(conn: &mut Link) -> RedisResult<()> {
+    prepare_renewals(conn)
 }
 
 /// Renews the leases of `batch` in one pipeline of script calls, CHUNK
@@ -82,18 +80,13 @@ pub(crate) fn prepare_node(conn: &mut crate::connect::Link) -> RedisResult<()> {
 /// per ticket, Some(true) when found alive (see `HEARTBEAT`), Some(false)
 /// when lost, None when found alive but the replicas did not confirm the
 /// renewal in time (not renewed: its lease on the local clock runs on).
-/// On one server (a cluster goes through [`renew_routed`]).
+/// On one server, over a connection to it alone (a cluster goes through
+/// [`renew_routed`]).
 pub(crate) fn renew(
-    conn: &mut Conn,
+    conn: &mut Link,
     batch: &[Arc<Ticket>],
     confirm: Option<Confirm>,
 ) -> RedisResult<Vec<Option<bool>>> {
-    let Conn::Single(conn) = conn else {
-        return Err(redis::RedisError::from((
-            redis::ErrorKind::ClientError,
-            "a cluster's renewals go through renew_routed",
-        )));
-    };
     let mut pipe = redis::pipe();
     for chunk in batch.chunks(CHUNK) {
         let mut cmd = redis::cmd("EVALSHA");
