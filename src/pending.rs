@@ -14,7 +14,7 @@ use crate::event_fd::EventFd;
 use crate::options::{Acquire, Wait};
 use crate::runtime::{Driven, Runtime};
 use crate::ticket::Ticket;
-use crate::wait::{Acquiring, Step};
+use crate::wait::{Acquiring, Budget, Step};
 
 /// One pending acquire, shared by its owner and the notifier thread.
 pub(crate) struct Pending {
@@ -77,9 +77,9 @@ impl Pending {
             fd.arm_at(d);
         }
         let mut acquiring = Box::new(Acquiring::new(rt, resource, request)?);
-        acquiring.limit(Some(1));
-        let first = acquiring.step();
-        acquiring.limit(None);
+        // The draw's round trip, no more: the wait goes on in the
+        // notifier thread.
+        let first = acquiring.step(Budget(Some(1)));
         let state = match first {
             Step::Done(outcome) => {
                 fd.set();
@@ -275,10 +275,10 @@ impl Driven for Pending {
                 }
             }
         };
-        let mut step = acquiring.step();
+        let mut step = acquiring.step(Budget::ANY);
         if matches!(step, Step::Sleep(_)) && self.rt.core.is_closed() {
             // Closing came during the step: the next one ends the wait.
-            step = acquiring.step();
+            step = acquiring.step(Budget::ANY);
         }
         let mut state = self.lock();
         if self.given_up.load(Ordering::Acquire) {

@@ -1,0 +1,1 @@
+//! A fake environment for the wait's unit tests.

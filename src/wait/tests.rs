@@ -1,0 +1,1 @@
+//! The wait's unit tests.
