@@ -181,7 +181,7 @@ impl Locker {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn start_acquire(&self, resource: &str, request: &Acquire) -> Result<Pending> {
-        let inner = pending::Pending::start(self.rt(), resource, request)?;
+        let inner = pending::PendingWait::start(self.rt(), resource, request)?;
         Ok(Pending {
             handle: self.handle.clone(),
             inner,
@@ -450,7 +450,7 @@ impl Drop for Lock {
 pub struct Pending {
     /// The locker's running parts, kept alive by this pending.
     handle: Arc<Handle>,
-    inner: Arc<pending::Pending>,
+    inner: Arc<pending::PendingWait>,
     ended: bool,
 }
 
