@@ -25,8 +25,10 @@
 //! `Clock` (`env.rs`): a running locker's are `live.rs`'s; the unit tests
 //! (`tests.rs`) step it over a fake queue and clock (`fake.rs`).
 //!
-//! Within this folder, `machine` uses `waiter`, which uses `outage`; all
-//! of them use `env`; `live` serves `env`.
+//! Within this folder the arrows run one way: `machine` uses `waiter`,
+//! `outage`, `live` and `env`; `waiter` uses `outage` and `env`; `outage`
+//! uses `env`'s clock; `live` (and the tests' `fake`) serve `env`. Nothing
+//! is defined here but the modules and what they show outside.
 
 mod env;
 mod live;
