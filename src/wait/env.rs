@@ -106,7 +106,7 @@ pub(crate) struct Budget(pub Option<u32>);
 
 impl Budget {
     /// Any number of round trips.
-    pub const ANY: Budget = Budget(None);
+    pub(crate) const ANY: Budget = Budget(None);
 
     /// Spends a round trip; false when the budget is spent.
     pub fn spend(&mut self) -> bool {
