@@ -181,7 +181,7 @@ impl Drop for Lock {
 pub struct Pending {
     /// The locker's running parts, kept alive by this pending.
     running: Arc<Running>,
-    inner: Arc<pending::Pending>,
+    inner: Arc<pending::PendingWait>,
     ended: bool,
 }
 
@@ -195,7 +195,7 @@ impl std::fmt::Debug for Pending {
 
 impl Pending {
     /// The handle of a pending acquire, keeping its locker running.
-    pub(crate) fn new(running: Arc<Running>, inner: Arc<pending::Pending>) -> Pending {
+    pub(crate) fn new(running: Arc<Running>, inner: Arc<pending::PendingWait>) -> Pending {
         Pending {
             running,
             inner,

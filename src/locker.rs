@@ -176,7 +176,7 @@ impl Locker {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn start_acquire(&self, resource: &str, request: &Acquire) -> Result<Pending> {
-        let inner = pending::Pending::start(self.rt(), resource, request)?;
+        let inner = pending::PendingWait::start(self.rt(), resource, request)?;
         Ok(Pending::new(self.running.clone(), inner))
     }
 

@@ -14,12 +14,13 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::notifier::Driven;
 use crate::options::{Acquire, Wait};
 use crate::ready_fd::ReadyFd;
+use crate::sync::lock;
 use crate::ticket::Ticket;
-use crate::wait::{Acquiring, Step};
+use crate::wait::{Acquiring, Budget, Step};
 
 /// One pending acquire, shared by its owner and the notifier thread.
-pub(crate) struct Pending {
-    state: Mutex<State>,
+pub(crate) struct PendingWait {
+    state: Mutex<PendingState>,
     fd: ReadyFd,
     rt: Arc<Engine>,
     resource: String,
@@ -29,7 +30,8 @@ pub(crate) struct Pending {
     given_up: AtomicBool,
 }
 
-enum State {
+/// Where a pending acquire stands.
+enum PendingState {
     Waiting {
         acquiring: Box<Acquiring>,
         /// No step is needed before then unless the ticket is signaled.
@@ -52,11 +54,11 @@ pub(crate) enum Finished {
     Held(Arc<Ticket>),
 }
 
-impl Pending {
+impl PendingWait {
     /// Takes a ticket for `resource` and returns without waiting for the
     /// turn: blocks for the draw's round trip, no longer. A try-lock is not
     /// a pending acquire (`InvalidArgument`).
-    pub fn start(rt: &Arc<Engine>, resource: &str, request: &Acquire) -> Result<Arc<Pending>> {
+    pub fn start(rt: &Arc<Engine>, resource: &str, request: &Acquire) -> Result<Arc<PendingWait>> {
         if request.wait == Wait::TryOnce || request.wait == Wait::For(Duration::ZERO) {
             return Err(Error::invalid(
                 "a pending acquire waits: use a timeout above 0, or none (a try-lock is a plain acquire)",
@@ -78,21 +80,21 @@ impl Pending {
             fd.arm_at(d);
         }
         let mut acquiring = Box::new(Acquiring::new(rt, resource, request)?);
-        acquiring.limit(Some(1));
-        let first = acquiring.step();
-        acquiring.limit(None);
+        // The draw's round trip, no more: the wait goes on in the
+        // notifier thread.
+        let first = acquiring.step(Budget(Some(1)));
         let state = match first {
             Step::Done(outcome) => {
                 fd.set();
-                State::Done(outcome)
+                PendingState::Done(outcome)
             }
-            Step::Sleep(d) => State::Waiting {
+            Step::Sleep(d) => PendingState::Waiting {
                 acquiring,
                 due: Instant::now() + d,
             },
         };
-        let waiting = matches!(state, State::Waiting { .. });
-        let pending = Arc::new(Pending {
+        let waiting = matches!(state, PendingState::Waiting { .. });
+        let pending = Arc::new(PendingWait {
             state: Mutex::new(state),
             fd,
             rt: rt.clone(),
@@ -106,8 +108,8 @@ impl Pending {
         Ok(pending)
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, PendingState> {
+        lock(&self.state)
     }
 
     fn ended() -> Error {
@@ -130,7 +132,7 @@ impl Pending {
         }
         let closed = self.rt.core.is_closed();
         match &*state {
-            State::Waiting { .. } | State::Stepping if closed => {
+            PendingState::Waiting { .. } | PendingState::Stepping if closed => {
                 // Closing ended it, or will at the notifier's next step
                 // (one held up by a server that does not answer): it ends
                 // now, and its ticket was withdrawn or is left to lapse.
@@ -138,7 +140,7 @@ impl Pending {
                 self.fd.clear();
                 return Err(self.closed_before());
             }
-            State::Waiting { .. } | State::Stepping => {
+            PendingState::Waiting { .. } | PendingState::Stepping => {
                 if self.deadline.is_some_and(|d| Instant::now() >= d) {
                     // Past its deadline: it ends now, and the notifier
                     // withdraws its ticket.
@@ -154,10 +156,11 @@ impl Pending {
                 }
                 return Ok(Finished::Waiting);
             }
-            State::Ended => return Err(Self::ended()),
-            State::Done(_) => {}
+            PendingState::Ended => return Err(Self::ended()),
+            PendingState::Done(_) => {}
         }
-        let State::Done(outcome) = std::mem::replace(&mut *state, State::Ended) else {
+        let PendingState::Done(outcome) = std::mem::replace(&mut *state, PendingState::Ended)
+        else {
             return Err(Self::ended());
         };
         drop(state);
@@ -212,22 +215,22 @@ impl Pending {
         }
         // Ended: no step sets the fd again (see finish).
         self.fd.clear();
-        match std::mem::replace(&mut *state, State::Ended) {
-            State::Waiting { acquiring, .. } => {
+        match std::mem::replace(&mut *state, PendingState::Ended) {
+            PendingState::Waiting { acquiring, .. } => {
                 drop(state);
                 // Dropping the wait withdraws its ticket.
                 drop(acquiring);
             }
-            State::Stepping => {
-                *state = State::Stepping;
+            PendingState::Stepping => {
+                *state = PendingState::Stepping;
                 self.given_up.store(true, Ordering::Release);
             }
-            State::Done(Ok(ticket)) => {
+            PendingState::Done(Ok(ticket)) => {
                 drop(state);
                 self.rt.withdraw(&ticket);
             }
-            State::Done(Err(_)) => {}
-            State::Ended => return Err(Self::ended()),
+            PendingState::Done(Err(_)) => {}
+            PendingState::Ended => return Err(Self::ended()),
         }
         Ok(())
     }
@@ -236,7 +239,7 @@ impl Pending {
     /// the outcome is known (or while the notifier steps it).
     pub fn ahead(&self) -> u64 {
         match &*self.lock() {
-            State::Waiting { acquiring, .. } => acquiring.ahead().unwrap_or(0),
+            PendingState::Waiting { acquiring, .. } => acquiring.ahead().unwrap_or(0),
             _ => 0,
         }
     }
@@ -245,27 +248,27 @@ impl Pending {
     /// (or while the notifier steps it).
     pub fn serial(&self) -> Option<u64> {
         match &*self.lock() {
-            State::Waiting { acquiring, .. } => acquiring.serial(),
+            PendingState::Waiting { acquiring, .. } => acquiring.serial(),
             _ => None,
         }
     }
 }
 
-impl Driven for Pending {
+impl Driven for PendingWait {
     fn drive(&self, now: Instant) -> Option<Instant> {
         let mut acquiring = {
             let mut state = self.lock();
-            match std::mem::replace(&mut *state, State::Stepping) {
-                State::Waiting { acquiring, due } => {
+            match std::mem::replace(&mut *state, PendingState::Stepping) {
+                PendingState::Waiting { acquiring, due } => {
                     if self.given_up.load(Ordering::Acquire) {
-                        *state = State::Ended;
+                        *state = PendingState::Ended;
                         drop(state);
                         // Dropping the wait withdraws its ticket.
                         drop(acquiring);
                         return None;
                     }
                     if now < due && acquiring.quiet() {
-                        *state = State::Waiting { acquiring, due };
+                        *state = PendingState::Waiting { acquiring, due };
                         return Some(due);
                     }
                     acquiring
@@ -276,14 +279,14 @@ impl Driven for Pending {
                 }
             }
         };
-        let mut step = acquiring.step();
+        let mut step = acquiring.step(Budget::ANY);
         if matches!(step, Step::Sleep(_)) && self.rt.core.is_closed() {
             // Closing came during the step: the next one ends the wait.
-            step = acquiring.step();
+            step = acquiring.step(Budget::ANY);
         }
         let mut state = self.lock();
         if self.given_up.load(Ordering::Acquire) {
-            *state = State::Ended;
+            *state = PendingState::Ended;
             drop(state);
             if let Step::Done(Ok(ticket)) = step {
                 self.rt.withdraw(&ticket);
@@ -295,11 +298,11 @@ impl Driven for Pending {
         match step {
             Step::Sleep(d) => {
                 let due = now + d;
-                *state = State::Waiting { acquiring, due };
+                *state = PendingState::Waiting { acquiring, due };
                 Some(due)
             }
             Step::Done(outcome) => {
-                *state = State::Done(outcome);
+                *state = PendingState::Done(outcome);
                 self.fd.set();
                 None
             }
@@ -312,10 +315,12 @@ impl Driven for Pending {
     }
 }
 
-impl Drop for Pending {
+impl Drop for PendingWait {
     fn drop(&mut self) {
         // An outcome nobody took: a held ticket is handed on.
-        if let State::Done(Ok(ticket)) = std::mem::replace(&mut *self.lock(), State::Ended) {
+        if let PendingState::Done(Ok(ticket)) =
+            std::mem::replace(&mut *self.lock(), PendingState::Ended)
+        {
             self.rt.withdraw(&ticket);
         }
     }

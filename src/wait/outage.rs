@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use super::env::Clock;
 use crate::error::{Error, Result};
-use crate::shared::Core;
 use crate::ticket::Ticket;
 
 /// How an acquire that lost its ticket rides out Redis being unreachable
@@ -18,8 +18,7 @@ pub(super) struct Redraw {
 }
 
 impl Redraw {
-    pub(super) fn new(lease: Duration) -> Redraw {
-        let now = Instant::now();
+    pub(super) fn new(lease: Duration, now: Instant) -> Redraw {
         Redraw {
             until: now.checked_add(lease).unwrap_or(now),
             pause: Duration::ZERO,
@@ -28,8 +27,13 @@ impl Redraw {
     }
 
     /// The pause before the next try, or `e` back when the time is up.
-    pub(super) fn pause(&mut self, e: Error, deadline: Option<Instant>) -> Result<Duration> {
-        let now = Instant::now();
+    pub(super) fn pause(
+        &mut self,
+        e: Error,
+        deadline: Option<Instant>,
+        clock: &impl Clock,
+    ) -> Result<Duration> {
+        let now = clock.now();
         let until = deadline.map_or(self.until, |d| d.min(self.until));
         if now >= until {
             return Err(e);
@@ -60,20 +64,20 @@ impl Outage {
         &mut self,
         e: Error,
         t: &Ticket,
-        core: &Core,
         deadline: Option<Instant>,
+        clock: &impl Clock,
     ) -> std::result::Result<Duration, GiveUp> {
         if !e.is_connection() {
             return Err(GiveUp::Failed(e));
         }
-        if t.lapsed(core.now_ms()) {
+        if t.lapsed(clock.now_ms()) {
             return Err(GiveUp::Lost);
         }
         self.last = Some(e.clone());
         self.pause = (self.pause * 2).clamp(Duration::from_millis(50), Duration::from_secs(1));
         let mut pause = self.pause;
         if let Some(d) = deadline {
-            let left = d.saturating_duration_since(Instant::now());
+            let left = d.saturating_duration_since(clock.now());
             if left.is_zero() {
                 return Err(GiveUp::Failed(e));
             }
