@@ -45,6 +45,9 @@ pub(super) struct World {
     pub taken: BTreeSet<u64>,
     /// Errors the next round trips answer, in order.
     pub faults: VecDeque<Error>,
+    /// What happens while the next round trip is under way (a cancel token
+    /// fired, say), before it answers.
+    pub during: Option<Box<dyn FnOnce()>>,
     /// Grants (by a draw, check or bump) the replicas do not confirm.
     pub unconfirmed: u32,
     /// The locker asks for replicas.
@@ -149,6 +152,11 @@ impl Fake {
         }
     }
 
+    /// Runs `f` while the next round trip is under way.
+    pub fn during_next(&self, f: impl FnOnce() + 'static) {
+        self.w().during = Some(Box::new(f));
+    }
+
     /// The next round trip (not yet failed by another) fails with `e`.
     pub fn fail_next(&self, e: Error) {
         self.w().faults.push_back(e);
@@ -181,6 +189,9 @@ impl World {
     fn trip(&mut self, what: String) -> Result<()> {
         self.round_trips += 1;
         self.note(what);
+        if let Some(during) = self.during.take() {
+            during();
+        }
         match self.faults.pop_front() {
             Some(e) => Err(e),
             None => Ok(()),

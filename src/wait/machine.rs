@@ -309,8 +309,21 @@ impl<E: Env> Acquiring<E> {
         }
     }
 
-    /// Ends the acquire with `e`, withdrawing the waiting ticket.
+    /// Ends the acquire with `e`, withdrawing the waiting ticket. A round
+    /// trip that failed while the cancel token fired (Redis stalled, say)
+    /// ends the acquire as canceled, as the caller asked.
     fn fail(&mut self, e: Error) -> Step {
+        let e = if e.kind() == ErrorKind::Connection && self.is_canceled() {
+            Error::new(
+                ErrorKind::Canceled,
+                format!(
+                    "acquiring \"{}\" was canceled (meanwhile: {e})",
+                    self.resource
+                ),
+            )
+        } else {
+            e
+        };
         self.drop_waiter();
         self.phase = Phase::Done;
         Step::Done(Err(e))

@@ -451,6 +451,48 @@ fn a_cancel_withdraws_the_waiting_ticket() {
 }
 
 #[test]
+fn a_cancel_during_a_failing_round_trip_ends_the_wait_without_another() {
+    let fake = Fake::new();
+    fake.queue(&[Other::Live(5000)]);
+    let cancel = Cancel::new();
+    let mut a = start(&fake, &request().cancel(&cancel));
+    assert_eq!(sleep(a.step(Budget::ANY)), ms(5002));
+    // The holder's lease would lapse: the check that reads the queue
+    // again fails (Redis stalled), and the cancel comes meanwhile.
+    fake.advance(ms(5002));
+    let fired = cancel.clone();
+    fake.during_next(move || fired.cancel());
+    fake.fail_next(outage());
+    fake.fail_next(outage());
+    let before = fake.round_trips();
+    let e = failed(run(&mut a, &fake));
+    assert_eq!(e.kind(), ErrorKind::Canceled, "{e}");
+    assert_eq!(
+        fake.round_trips(),
+        before + 1,
+        "no round trip after the cancel: {:?}",
+        fake.log()
+    );
+    assert_eq!(fake.withdrawals(), [2]);
+}
+
+#[test]
+fn a_round_trip_failing_while_canceled_ends_as_canceled() {
+    let fake = Fake::new();
+    let cancel = Cancel::new();
+    let mut a = start(&fake, &request().cancel(&cancel));
+    let fired = cancel.clone();
+    fake.during_next(move || fired.cancel());
+    fake.fail_next(outage());
+    let e = failed(done(a.step(Budget::ANY)));
+    assert_eq!(e.kind(), ErrorKind::Canceled, "{e}");
+    assert_eq!(
+        e.message(),
+        "acquiring \"r\" was canceled (meanwhile: connection refused)"
+    );
+}
+
+#[test]
 fn a_cancel_before_the_draw_draws_nothing() {
     let fake = Fake::new();
     let cancel = Cancel::new();

@@ -268,16 +268,24 @@ impl Waiter {
     /// Advances the waiting ticket as far as it goes now.
     pub(super) fn poll(&mut self, env: &impl Env, budget: &mut Budget, bounds: Bounds) -> Poll {
         let deadline = bounds.deadline;
+        let mut first = true;
         loop {
             let t = self.ticket.clone();
             // Taken before the flags are read: a signal that comes after
             // this (a call, a message, a cancel, the locker closing) ends
             // the sleep that follows; one that came before it makes the
-            // last reading stale.
+            // last reading stale. One that came during this poll's round
+            // trips goes back to the step first, which ends the wait when
+            // it was a cancel, the locker closing or the deadline (no
+            // other round trip is made then).
             if t.take_signal() {
                 self.known = None;
                 self.resume_at = None;
+                if !first {
+                    return Poll::Sleep(Duration::ZERO);
+                }
             }
+            first = false;
             let now = env.now();
             if let Some(at) = self.resume_at {
                 if now < at {
