@@ -9,6 +9,10 @@ PREFIX ?= /usr/local
 LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 BINDIR ?= $(PREFIX)/bin
+# The command-line tool is the crate's `cli` feature: on in every build and
+# test here (Rust programs that depend on the crate get the library alone).
+FEATURES ?= --features cli
+
 # Cargo's target directory (CARGO_TARGET_DIR when set, as cargo does).
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 # Where the built library is taken from by install-files and pkgconfig.
@@ -38,17 +42,17 @@ test-deps: cargo
 
 # The soname link (libturn.so.MAJOR), so programs linked in the build tree run.
 build:
-	$(CARGO) build
-	$(CARGO) build --examples
+	$(CARGO) build $(FEATURES)
+	$(CARGO) build $(FEATURES) --examples
 	ln -sf libturn.so $(TARGET_DIR)/debug/libturn.so.$(MAJOR)
 
 release:
-	$(CARGO) build --release
+	$(CARGO) build $(FEATURES) --release
 	ln -sf libturn.so $(TARGET_DIR)/release/libturn.so.$(MAJOR)
 
 # The release build with debug info (profile release-debug in Cargo.toml).
 release-debug:
-	$(CARGO) build --profile release-debug
+	$(CARGO) build $(FEATURES) --profile release-debug
 	ln -sf libturn.so $(TARGET_DIR)/release-debug/libturn.so.$(MAJOR)
 
 # Installs like a C library: libturn.so.VERSION with its soname link
@@ -126,26 +130,27 @@ demo: demo-deps release
 
 lint:
 	$(CARGO) fmt --check
+	$(CARGO) clippy $(FEATURES) --all-targets -- -D warnings
 	$(CARGO) clippy --all-targets -- -D warnings
-	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc $(FEATURES) --no-deps
 
 # Regenerates include/turn.h from the Rust sources.
 header:
-	TURN_UPDATE_HEADER=1 $(CARGO) test --test header
+	TURN_UPDATE_HEADER=1 $(CARGO) test $(FEATURES) --test header
 
 test: test-deps lint build
-	$(CARGO) test --no-fail-fast
+	$(CARGO) test $(FEATURES) --no-fail-fast
 
 # Figures side by side with Redis's own PING rate (see BENCHMARKS.md).
 bench: demo-deps
-	$(CARGO) bench --bench bench
+	$(CARGO) bench $(FEATURES) --bench bench
 
 # The chaos soak and the fault scenarios' load runs, each with a random
 # fault schedule, longer than in `make test`: TURN_SOAK_SECS each (default
 # 120; two run at a time), TURN_SOAK_SEED to replay a printed schedule.
 # Prints the history checker's counts of every run.
 soak: test-deps build
-	TURN_SOAK_SECS=$${TURN_SOAK_SECS:-120} $(CARGO) test --no-fail-fast --test chaos --test data_loss --test fault_scenarios -- --nocapture
+	TURN_SOAK_SECS=$${TURN_SOAK_SECS:-120} $(CARGO) test $(FEATURES) --no-fail-fast --test chaos --test data_loss --test fault_scenarios -- --nocapture
 
 # Fuzzing (not in CI): each target for FUZZ_SECS seconds. cargo-fuzz wants
 # nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain take them.
