@@ -136,7 +136,7 @@ lint:
 
 # Regenerates include/turn.h from the Rust sources.
 header:
-	TURN_UPDATE_HEADER=1 $(CARGO) test $(FEATURES) --test header
+	TURN_UPDATE_HEADER=1 $(CARGO) test $(FEATURES) --test integration -- --exact header::header_is_fresh
 
 test: test-deps lint build
 	$(CARGO) test $(FEATURES) --no-fail-fast
@@ -150,7 +150,7 @@ bench: demo-deps
 # 120; two run at a time), TURN_SOAK_SEED to replay a printed schedule.
 # Prints the history checker's counts of every run.
 soak: test-deps build
-	TURN_SOAK_SECS=$${TURN_SOAK_SECS:-120} $(CARGO) test $(FEATURES) --no-fail-fast --test chaos --test data_loss --test fault_scenarios -- --nocapture
+	TURN_SOAK_SECS=$${TURN_SOAK_SECS:-120} $(CARGO) test $(FEATURES) --no-fail-fast --test integration -- chaos:: data_loss:: fault_scenarios:: --nocapture
 
 # Fuzzing (not in CI): each target for FUZZ_SECS seconds. cargo-fuzz wants
 # nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain take them.

@@ -3,7 +3,7 @@
 //! build tree), static linking, the Go binding under `go test -race`, and
 //! the Python ctypes binding under pytest. Each starts its own redis-server.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! and the built libturn.so with -Wall -Wextra -Werror, run under
 //! AddressSanitizer (leaks fail the test) against their own redis-server.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

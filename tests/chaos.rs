@@ -7,7 +7,7 @@
 //! waiter stranded past the lease; every surviving process finishes.
 //! `make soak` runs it for longer (TURN_SOAK_SECS).
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

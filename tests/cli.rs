@@ -1,6 +1,6 @@
 //! The `turn` command-line tool against its own redis-server.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, Read};
 use std::os::unix::process::ExitStatusExt;

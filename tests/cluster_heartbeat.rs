@@ -4,7 +4,7 @@
 //! a live lock ever reported lost; and replica confirmation when asked for
 //! (a `WAIT` ending each master's pipeline).
 
-mod support;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 use std::thread::{self, sleep};

@@ -3,7 +3,7 @@
 //! a third of the shortest lease at most, and any side request (a
 //! connection readied, the slot table read) for a slice of that.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

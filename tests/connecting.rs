@@ -2,7 +2,7 @@
 //! an ACL user limited to the turn keys and channels, a wrong password,
 //! and Sentinel failover. Every server is started here on loopback.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Command;

@@ -9,7 +9,7 @@
 //! Load scenarios run a random fault schedule (seed printed) for a few
 //! seconds, or TURN_SOAK_SECS under `make soak`.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 use std::thread::sleep;

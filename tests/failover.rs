@@ -37,7 +37,7 @@
 //! master has a replica in sync again. With `min_replicas` 0 it is
 //! measured from the switch (every sentinel names the new master).
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -792,9 +792,11 @@ struct HolderProcess {
 impl HolderProcess {
     /// Starts it and waits until it holds the lock on `resource`.
     fn spawn(url: &str, resource: &str, mode: Grants, log: &Path) -> HolderProcess {
+        // This test binary again, running that test alone (by its full name:
+        // the binary holds every module's tests).
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
-                "holder_process",
+                "failover::holder_process",
                 "--exact",
                 "--ignored",
                 "--nocapture",

@@ -10,7 +10,7 @@
 //! Load scenarios run a random fault schedule (seed printed) for a few
 //! seconds, or TURN_SOAK_SECS under `make soak`.
 
-mod support;
+use crate::support;
 
 use std::ffi::CString;
 use std::process::{Command, Stdio};

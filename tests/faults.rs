@@ -2,7 +2,7 @@
 //! without persistence, an unreachable Redis. Processes are `turn lock`
 //! tool processes, which hold a lock like any client of the library.
 
-mod support;
+use crate::support;
 
 use std::process::{Child, Command, Stdio};
 use std::thread;

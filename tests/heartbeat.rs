@@ -1,7 +1,7 @@
 //! The heartbeat keeps every healthy lock through what happens to others:
 //! a server that forgot its scripts, and a damaged key in another queue.
 
-mod support;
+use crate::support;
 
 use std::thread::sleep;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! fencing tokens keep growing whatever happened to the dispenser. Default
 //! options throughout.
 
-mod support;
+use crate::support;
 
 use std::thread;
 use std::time::Duration;

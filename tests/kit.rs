@@ -2,7 +2,7 @@
 //! on an echo server, and the history checker on made-up histories, one
 //! per kind of violation, and a clean one.
 
-mod support;
+use crate::support;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

@@ -2,7 +2,7 @@
 //! and messages, mutual exclusion, FIFO order, waiting, dead tickets,
 //! status, bump and reset.
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -4,7 +4,7 @@
 //! held and released normally. Delays are printed (run with --nocapture),
 //! never asserted beyond generous bounds.
 
-mod support;
+use crate::support;
 
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};

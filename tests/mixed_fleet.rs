@@ -1,7 +1,7 @@
 //! Mixed fleets: turn 1.0 (Python) clients and ours on one queue, and each
 //! side's tools reading the other's queues.
 
-mod support;
+use crate::support;
 
 use std::fs::OpenOptions;
 use std::io::Write;

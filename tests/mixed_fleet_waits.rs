@@ -7,7 +7,7 @@
 //! SET by its keeper; release = DEL presence, SET indicator N+1, PUBLISH
 //! internal), so that its timing can be placed at the worst moment.
 
-mod support;
+use crate::support;
 
 use std::sync::mpsc;
 use std::thread;

@@ -2,7 +2,7 @@
 //! trip, its wait stepped by the locker's notifier thread, its outcome
 //! shown by a file descriptor.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

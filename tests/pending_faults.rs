@@ -3,7 +3,7 @@
 //! is stalled, cancels racing the turn, many pendings on one thread, fds
 //! not leaking, a restart under pendings.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -18,7 +18,7 @@
 //! A block of those languages without a marker, or a marker this file does
 //! not know, fails `every_code_block_is_tested`.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

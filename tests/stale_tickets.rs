@@ -4,7 +4,7 @@
 //! local tickets with one serial, and data written into the keys by hand.
 //! Default options throughout.
 
-mod support;
+use crate::support;
 
 use std::process::{Command, Stdio};
 use std::thread;
@@ -44,9 +44,11 @@ fn call_in_flight_across(vanish: impl FnOnce(&mut Redis)) {
     let mut r = Redis::start();
     let a = locker(&r.url());
     let held = a.lock("r", "holder").unwrap();
+    // This test binary again, running that test alone (by its full name:
+    // the binary holds every module's tests).
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
-            "waiter_process",
+            "stale_tickets::waiter_process",
             "--exact",
             "--nocapture",
             "--test-threads=1",

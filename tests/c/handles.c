@@ -22,29 +22,9 @@
 #include <unistd.h>
 
 #include "turn.h"
+#include "check.h"
 
-static int failures = 0;
 static const char *redis_url = NULL;
-
-#define EXPECT(cond)                                                          \
-    do {                                                                      \
-        if (!(cond)) {                                                        \
-            fprintf(stderr, "%s:%d: expected %s (last error: %s)\n", __FILE__, \
-                    __LINE__, #cond, turn_last_error());                      \
-            failures++;                                                       \
-        }                                                                     \
-    } while (0)
-
-#define EXPECT_RC(call, want)                                                 \
-    do {                                                                      \
-        turn_result got_ = (call);                                            \
-        if (got_ != (want)) {                                                 \
-            fprintf(stderr, "%s:%d: %s gave %s, expected %s (%s)\n",          \
-                    __FILE__, __LINE__, #call, turn_result_str(got_),         \
-                    turn_result_str(want), turn_last_error());                \
-            failures++;                                                       \
-        }                                                                     \
-    } while (0)
 
 /* Values nobody was given: small integers, all ones, an object's address, and
  * (on 64-bit) the value the first locker and lock of a process had when

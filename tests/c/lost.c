@@ -16,8 +16,8 @@
 #include <unistd.h>
 
 #include "turn.h"
+#include "check.h"
 
-#define FAIL(...) do { fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); return 1; } while (0)
 
 /* Waits up to ms for fd to be readable, through a fresh epoll instance. */
 static int readable(int fd, int ms) {

@@ -10,9 +10,7 @@
 #include <thread>
 
 #include "turn.hpp"
-
-static int failures = 0;
-#define EXPECT(c) do { if (!(c)) { std::fprintf(stderr, "%s:%d: expected %s\n", __FILE__, __LINE__, #c); failures++; } } while (0)
+#include "check.h"
 
 static turn_result code_of(void (*f)(const std::string &), const std::string &url) {
     try {

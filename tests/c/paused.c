@@ -14,8 +14,8 @@
 #include <unistd.h>
 
 #include "turn.h"
+#include "check.h"
 
-#define FAIL(...) do { fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); return 1; } while (0)
 
 static int holder(const char *url, int to_parent, int from_parent) {
     turn_locker *locker = NULL;

@@ -17,9 +17,9 @@
 #include <unistd.h>
 
 #include "turn.h"
+#include "check.h"
 
 #define N 200
-#define FAIL(...) do { fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); return 1; } while (0)
 
 /* The entries of a /proc directory: this process's threads or open
  * descriptors. */

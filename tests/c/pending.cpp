@@ -11,9 +11,7 @@
 #include <vector>
 
 #include "turn.hpp"
-
-static int failures = 0;
-#define EXPECT(c) do { if (!(c)) { std::fprintf(stderr, "%s:%d: expected %s\n", __FILE__, __LINE__, #c); failures++; } } while (0)
+#include "check.h"
 
 static bool readable(int fd, int ms) {
     struct pollfd p = {fd, POLLIN, 0};

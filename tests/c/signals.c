@@ -36,8 +36,8 @@
 #include <unistd.h>
 
 #include "turn.h"
+#include "check.h"
 
-#define FAIL(...) do { fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); return 1; } while (0)
 
 #define WORKERS 4
 /* A lease short enough for several heartbeats in a run, long enough for

@@ -7,9 +7,7 @@
 #include <vector>
 
 #include "turn.hpp"
-
-static int failures = 0;
-#define EXPECT(c) do { if (!(c)) { std::fprintf(stderr, "%s:%d: expected %s\n", __FILE__, __LINE__, #c); failures++; } } while (0)
+#include "check.h"
 
 int main(int argc, char **argv) {
     if (argc != 2) return 2;
