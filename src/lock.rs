@@ -15,10 +15,10 @@ use crate::ticket::Ticket;
 /// A held lock. Release it with [`Lock::release`] to learn whether it was
 /// still held; dropping it releases it too, ignoring the outcome.
 ///
-/// It keeps its [`Locker`] running (heartbeat, notifier, connections) until
+/// It keeps its [`Locker`](crate::Locker) running (heartbeat, notifier, connections) until
 /// it is released or dropped, so it may outlive every `Locker` value:
 /// `Locker::new(url)?.lock("ledger", "job")?` holds the lock. Only
-/// [`Locker::close`] ends it early (it is then released, and reported
+/// [`Locker::close`](crate::Locker::close) ends it early (it is then released, and reported
 /// `Lost`).
 ///
 /// ```no_run
@@ -175,7 +175,7 @@ impl Drop for Lock {
 }
 
 /// An acquire in progress that no thread waits in (see
-/// [`Locker::start_acquire`]). Dropping it withdraws its ticket, as
+/// [`Locker::start_acquire`](crate::Locker::start_acquire)). Dropping it withdraws its ticket, as
 /// [`Pending::cancel`] does. Like a [`Lock`], it keeps its locker running
 /// (its wait goes on in the locker's notifier thread) until it ends.
 pub struct Pending {
@@ -225,7 +225,7 @@ impl Pending {
 
     /// Withdraws the ticket (no trace, no stall for those behind; a turn
     /// that came meanwhile is handed on) and ends the pending: waits for the
-    /// withdrawal's round trip at most 250 ms (see [`Locker::acquire`]).
+    /// withdrawal's round trip at most 250 ms (see [`Locker::acquire`](crate::Locker::acquire)).
     /// `InvalidArgument` when it had ended already.
     pub fn cancel(mut self) -> Result<()> {
         self.ended = true;
@@ -242,7 +242,7 @@ impl Pending {
     }
 
     /// The serial number of the ticket waiting now, `None` once the
-    /// outcome is known. With a [`Status`] of the queue it tells the live
+    /// outcome is known. With a [`Status`](crate::Status) of the queue it tells the live
     /// tickets ahead at this moment (those of the status with a lower
     /// serial), for displays that must move with each hand-off. A ticket
     /// lost while waiting (its presence key gone) is drawn anew, under a

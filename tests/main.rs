@@ -9,7 +9,7 @@
 //! again on itself alone, by its full name (`failover::holder_process`,
 //! `stale_tickets::waiter_process`).
 //!
-//! Run one subject with a filter: `cargo test --test integration faults::`.
+//! Run one subject with a filter: `cargo test --features cli --test integration faults::`.
 
 mod support;
 

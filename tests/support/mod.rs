@@ -219,12 +219,12 @@ pub fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// The chaos worker example (`cargo build --examples` builds it).
+/// The chaos worker example (`cargo build --features cli --examples` builds it).
 pub fn chaos_worker() -> PathBuf {
     let path = target_dir().join("examples/chaos_worker");
     assert!(
         path.exists(),
-        "build the examples first (make test does: cargo build --examples)"
+        "build the examples first (make test does: cargo build --features cli --examples)"
     );
     path
 }
