@@ -49,7 +49,7 @@ pub struct Beat {
 
 /// What the heartbeat tells of its beats.
 #[derive(Default)]
-struct Watch {
+struct BeatFigures {
     last: Option<Beat>,
     beats: u64,
     slow_beats: u64,
@@ -73,7 +73,7 @@ pub(crate) struct Heartbeat {
     next_beat_ms: AtomicU64,
     /// Makes the thread panic once (tests of its restart).
     inject_panic: AtomicBool,
-    watch: Mutex<Watch>,
+    watch: Mutex<BeatFigures>,
 }
 
 impl Heartbeat {
@@ -83,7 +83,7 @@ impl Heartbeat {
             beat: Condvar::new(),
             next_beat_ms: AtomicU64::new(u64::MAX),
             inject_panic: AtomicBool::new(false),
-            watch: Mutex::new(Watch::default()),
+            watch: Mutex::new(BeatFigures::default()),
         }
     }
 
@@ -142,7 +142,7 @@ impl Heartbeat {
         self.beat.notify_all();
     }
 
-    fn watch(&self) -> MutexGuard<'_, Watch> {
+    fn watch(&self) -> MutexGuard<'_, BeatFigures> {
         lock(&self.watch)
     }
 

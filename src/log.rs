@@ -67,7 +67,7 @@ struct Sink {
 // contract says the callback may be called from any thread.
 unsafe impl Send for Sink {}
 
-struct State {
+struct LogState {
     sink: Option<Sink>,
     /// Counts the callbacks set (0: none ever).
     generation: u64,
@@ -78,7 +78,7 @@ struct State {
     forks: u64,
 }
 
-static STATE: Mutex<State> = Mutex::new(State {
+static STATE: Mutex<LogState> = Mutex::new(LogState {
     sink: None,
     generation: 0,
     calls: Vec::new(),
@@ -95,7 +95,7 @@ thread_local! {
     static DEPTH: Cell<usize> = const { Cell::new(0) };
 }
 
-fn state() -> MutexGuard<'static, State> {
+fn state() -> MutexGuard<'static, LogState> {
     let mut state = lock(&STATE);
     let forks = crate::fork::generation();
     if state.forks != forks {
@@ -148,7 +148,7 @@ pub(crate) fn emit(level: Level, text: &str) {
 
 fn deliver(level: Level, text: &str) {
     let text = redact(text.trim_end_matches(['\n', '\r']));
-    if let Some(call) = Call::start() {
+    if let Some(call) = CallbackCall::start() {
         call.run(level, &text);
         return;
     }
@@ -163,13 +163,13 @@ fn deliver(level: Level, text: &str) {
 
 /// A call of the C callback in progress: counted from `start` until it is
 /// dropped, with no lock held meanwhile.
-struct Call {
+struct CallbackCall {
     sink: Sink,
     generation: u64,
 }
 
-impl Call {
-    fn start() -> Option<Call> {
+impl CallbackCall {
+    fn start() -> Option<CallbackCall> {
         let mut state = state();
         let sink = state.sink?;
         let generation = state.generation;
@@ -177,7 +177,7 @@ impl Call {
             Some((_, n)) => *n += 1,
             None => state.calls.push((generation, 1)),
         }
-        Some(Call { sink, generation })
+        Some(CallbackCall { sink, generation })
     }
 
     fn run(&self, level: Level, text: &str) {
@@ -194,7 +194,7 @@ impl Call {
     }
 }
 
-impl Drop for Call {
+impl Drop for CallbackCall {
     fn drop(&mut self) {
         let mut state = state();
         if let Some(i) = state.calls.iter().position(|(g, _)| *g == self.generation) {

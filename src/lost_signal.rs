@@ -23,7 +23,7 @@ use crate::sync::lock;
 
 /// What the fd shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
+enum Shows {
     /// Not made yet, or held: readable at `deadline` (the lease's lapse).
     Armed,
     /// Lost: readable for good.
@@ -34,7 +34,7 @@ enum Phase {
 
 struct Inner {
     fd: Option<ReadyFd>,
-    phase: Phase,
+    phase: Shows,
     /// When the lease lapses by the local clock.
     deadline: Option<Instant>,
     /// The locker's epoch (its clock's zero), known once the fd is made.
@@ -65,7 +65,7 @@ impl LostSignal {
         LostSignal {
             inner: Mutex::new(Inner {
                 fd: None,
-                phase: Phase::Armed,
+                phase: Shows::Armed,
                 deadline: None,
                 epoch: None,
                 closed: false,
@@ -99,11 +99,11 @@ impl LostSignal {
         inner.fd = Some(fd);
         inner.epoch = Some(epoch);
         let (lapse_ms, lost, done) = now();
-        if inner.phase == Phase::Armed {
+        if inner.phase == Shows::Armed {
             if lost {
-                inner.phase = Phase::Fired;
+                inner.phase = Shows::Fired;
             } else if done {
-                inner.phase = Phase::Disarmed;
+                inner.phase = Shows::Disarmed;
             } else {
                 inner.deadline = epoch.checked_add(Duration::from_millis(lapse_ms));
             }
@@ -115,8 +115,8 @@ impl LostSignal {
     /// The ticket is lost: the fd becomes readable for good.
     pub fn fire(&self) {
         let mut inner = self.inner();
-        if inner.phase == Phase::Armed {
-            inner.phase = Phase::Fired;
+        if inner.phase == Shows::Armed {
+            inner.phase = Shows::Fired;
             apply(&inner);
         }
     }
@@ -125,8 +125,8 @@ impl LostSignal {
     /// (unless it had fired already).
     pub fn disarm(&self) {
         let mut inner = self.inner();
-        if inner.phase == Phase::Armed {
-            inner.phase = Phase::Disarmed;
+        if inner.phase == Shows::Armed {
+            inner.phase = Shows::Disarmed;
             apply(&inner);
         }
     }
@@ -137,11 +137,11 @@ impl LostSignal {
     /// that every view of it agrees).
     pub fn renewed(&self, lapse_ms: u64) -> Renewal {
         let mut inner = self.inner();
-        if inner.phase != Phase::Armed || inner.fd.is_none() {
+        if inner.phase != Shows::Armed || inner.fd.is_none() {
             return Renewal::Quiet;
         }
         if inner.deadline.is_some_and(|d| Instant::now() >= d) {
-            inner.phase = Phase::Fired;
+            inner.phase = Shows::Fired;
             apply(&inner);
             return Renewal::Lapsed;
         }
@@ -161,8 +161,8 @@ impl LostSignal {
     pub fn close(&self) {
         let mut inner = self.inner();
         inner.closed = true;
-        if inner.phase == Phase::Armed {
-            inner.phase = Phase::Disarmed;
+        if inner.phase == Shows::Armed {
+            inner.phase = Shows::Disarmed;
         }
         inner.fd = None;
     }
@@ -170,7 +170,7 @@ impl LostSignal {
     /// True when the fd exists and shows a loss (for tests).
     #[cfg(test)]
     fn fired(&self) -> bool {
-        self.inner().phase == Phase::Fired
+        self.inner().phase == Shows::Fired
     }
 }
 
@@ -180,9 +180,9 @@ fn apply(inner: &Inner) {
         return;
     };
     match inner.phase {
-        Phase::Fired => fd.set(),
-        Phase::Disarmed => fd.clear(),
-        Phase::Armed => match inner.deadline {
+        Shows::Fired => fd.set(),
+        Shows::Disarmed => fd.clear(),
+        Shows::Armed => match inner.deadline {
             Some(d) => fd.arm_at(d),
             None => fd.clear(),
         },

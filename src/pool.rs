@@ -68,11 +68,11 @@ pub(crate) struct Pool {
     max: usize,
     connect_timeout: Duration,
     command_timeout: Duration,
-    state: Mutex<State>,
+    state: Mutex<PoolState>,
     available: Condvar,
 }
 
-struct State {
+struct PoolState {
     /// Idle connections, when each went idle, and the master's epoch each
     /// was made under (see `connect/sentinel.rs`).
     idle: Vec<(Conn, Instant, u64)>,
@@ -106,7 +106,7 @@ impl Pool {
             max: max.max(1),
             connect_timeout,
             command_timeout,
-            state: Mutex::new(State {
+            state: Mutex::new(PoolState {
                 idle: Vec::new(),
                 total: 0,
                 closed: false,

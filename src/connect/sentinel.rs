@@ -45,11 +45,11 @@ pub(crate) struct Sentinel {
     epoch: AtomicU64,
     /// The sentinel that answered last (asked first next time).
     first: AtomicU64,
-    watch: Mutex<Watch>,
+    watch: Mutex<SwitchWatch>,
 }
 
 /// The notifier thread's watch on the sentinels.
-struct Watch {
+struct SwitchWatch {
     /// A subscription to `+switch-master` on one sentinel, non-blocking.
     sub: Option<TcpStream>,
     next_subscribe: Instant,
@@ -67,7 +67,7 @@ impl Sentinel {
             known: Mutex::new(None),
             epoch: AtomicU64::new(0),
             first: AtomicU64::new(0),
-            watch: Mutex::new(Watch {
+            watch: Mutex::new(SwitchWatch {
                 sub: None,
                 next_subscribe: now,
                 next_read: now,

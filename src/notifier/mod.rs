@@ -34,7 +34,7 @@ use crate::ticket::Ticket;
 
 pub(crate) use driven::Driven;
 use driven::DrivenList;
-use state::State;
+use state::Bookkeeping;
 
 /// How long the pubsub read blocks before the thread looks at its work.
 const POLL: Duration = Duration::from_millis(250);
@@ -50,7 +50,7 @@ const BACKOFF: Duration = Duration::from_millis(20);
 pub(crate) type Tick<'a> = &'a dyn Fn() -> Option<Duration>;
 
 pub(crate) struct Notifier {
-    state: Mutex<State>,
+    state: Mutex<Bookkeeping>,
     /// A channel of this locker's own: a message on it makes the thread
     /// look at new subscriptions at once.
     wake_channel: String,
@@ -73,7 +73,7 @@ impl Notifier {
             .unwrap_or(0);
         let n = UNIQUE.fetch_add(1, Ordering::Relaxed);
         Notifier {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(Bookkeeping::default()),
             wake_channel: format!("{prefix}:notifier:{}.{nanos}.{n}:wake", std::process::id()),
             inject_panic: AtomicBool::new(false),
             idle: (Mutex::new(()), Condvar::new()),
@@ -81,7 +81,7 @@ impl Notifier {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, Bookkeeping> {
         lock(&self.state)
     }
 

@@ -15,7 +15,7 @@ use crate::ticket::Ticket;
 pub(super) const LINGER: Duration = Duration::from_secs(30);
 
 #[derive(Default)]
-pub(super) struct State {
+pub(super) struct Bookkeeping {
     /// By `internal` channel name: the resources with local waiters.
     channels: HashMap<String, Channel>,
     /// Tickets expecting their nonce on the locker's channel, by nonce;
@@ -33,7 +33,7 @@ struct Expected {
     called: bool,
 }
 
-struct Waiter {
+struct Registered {
     ticket: Arc<Ticket>,
     /// It watches a ticket whose leaving only `internal` announces (a turn
     /// 1.0 ticket, or one not known to be ours).
@@ -44,7 +44,7 @@ struct Channel {
     keys: Arc<Keys>,
     /// Local waiters by (serial, ticket id): two tickets of one locker can
     /// have one serial (one of a queue that vanished).
-    waiters: BTreeMap<(u64, u64), Waiter>,
+    waiters: BTreeMap<(u64, u64), Registered>,
     subscribed: bool,
     /// Messages seen on this channel since it was subscribed.
     seq: u64,
@@ -75,7 +75,7 @@ impl Channel {
     }
 }
 
-impl State {
+impl Bookkeeping {
     /// The subscription count of the locker's channel when it is
     /// subscribed, else None.
     fn own(&self) -> Option<u64> {
@@ -165,7 +165,7 @@ impl State {
             });
         channel.waiters.insert(
             (t.serial, t.id),
-            Waiter {
+            Registered {
                 ticket: t.clone(),
                 internal: false,
             },
@@ -290,7 +290,7 @@ mod tests {
 
     #[test]
     fn waiters_that_watch_tickets_of_ours_subscribe_nothing() {
-        let mut state = State::default();
+        let mut state = Bookkeeping::default();
         let k = keys("r");
         let t0 = Instant::now();
         for (id, serial) in [(1, 5), (2, 6), (3, 7)] {
@@ -301,7 +301,7 @@ mod tests {
 
     #[test]
     fn a_listeners_channel_is_subscribed_and_lingers_after_it_leaves() {
-        let mut state = State::default();
+        let mut state = Bookkeeping::default();
         let k = keys("r");
         let t = ticket(&k, 1, 5);
         let t0 = Instant::now();
@@ -334,7 +334,7 @@ mod tests {
 
     #[test]
     fn a_lingering_channel_not_subscribed_is_forgotten() {
-        let mut state = State::default();
+        let mut state = Bookkeeping::default();
         let k = keys("r");
         let t = ticket(&k, 1, 5);
         let t0 = Instant::now();
@@ -352,7 +352,7 @@ mod tests {
 
     #[test]
     fn an_internal_message_wakes_the_waiter_it_names_and_the_listeners_behind_it() {
-        let mut state = State::default();
+        let mut state = Bookkeeping::default();
         let k = keys("r");
         let t0 = Instant::now();
         let (before, named, quiet, listener) = (
@@ -381,7 +381,7 @@ mod tests {
 
     #[test]
     fn the_message_count_runs_from_the_subscription() {
-        let mut state = State::default();
+        let mut state = Bookkeeping::default();
         let k = keys("r");
         let t0 = Instant::now();
         let (a, b) = (ticket(&k, 1, 3), ticket(&k, 2, 4));
@@ -404,7 +404,7 @@ mod tests {
 
     #[test]
     fn two_tickets_with_one_serial_are_both_woken() {
-        let mut state = State::default();
+        let mut state = Bookkeeping::default();
         let k = keys("r");
         // Two tickets of this locker with serial 5: one of a queue that
         // vanished, one of the queue made anew.
@@ -420,7 +420,7 @@ mod tests {
 
     #[test]
     fn a_call_that_comes_before_the_ticket_is_attached_is_remembered() {
-        let mut state = State::default();
+        let mut state = Bookkeeping::default();
         let k = keys("r");
         let t = ticket(&k, 1, 5);
         state.own_subscribed();
@@ -432,7 +432,7 @@ mod tests {
 
     #[test]
     fn a_call_after_the_ticket_is_attached_wakes_it() {
-        let mut state = State::default();
+        let mut state = Bookkeeping::default();
         let k = keys("r");
         let (t, other) = (ticket(&k, 1, 5), ticket(&k, 2, 6));
         state.own_subscribed();
@@ -457,7 +457,7 @@ mod tests {
 
     #[test]
     fn the_locker_channels_subscription_is_counted_and_lost_on_disconnect() {
-        let mut state = State::default();
+        let mut state = Bookkeeping::default();
         let k = keys("r");
         let t = ticket(&k, 1, 5);
         assert_eq!(state.expect("n1"), None);
@@ -472,7 +472,7 @@ mod tests {
 
     #[test]
     fn a_disconnect_or_a_new_subscription_wakes_every_waiter_and_drawn_ticket() {
-        let mut state = State::default();
+        let mut state = Bookkeeping::default();
         let (k, l) = (keys("r"), keys("s"));
         let t0 = Instant::now();
         let (a, b, c) = (ticket(&k, 1, 3), ticket(&k, 2, 4), ticket(&l, 3, 1));

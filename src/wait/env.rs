@@ -17,7 +17,7 @@ use crate::ticket::{Draw, Ticket};
 
 /// What a draw answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Drawn {
+pub(crate) struct DrawReply {
     pub serial: u64,
     /// The fencing token.
     pub token: u64,
@@ -60,7 +60,7 @@ pub(crate) trait Env: Clock {
 
     // The queue: one round trip each (withdraw: the leaving thread's).
 
-    fn draw(&self, draw: &Draw) -> Result<Drawn>;
+    fn draw(&self, draw: &Draw) -> Result<DrawReply>;
     fn check(&self, t: &Ticket, record: bool) -> Result<Checked>;
     fn confirm(&self, t: &Ticket) -> Result<bool>;
     fn bump_before(

@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::env::{Clock, Drawn, Env};
+use super::env::{Clock, DrawReply, Env};
 use crate::error::{Error, Result};
 use crate::options::Cancel;
 use crate::scripts::{Bumped, Checked, Confirm, Holder, Reading, Turn};
@@ -273,7 +273,7 @@ impl Env for Fake {
         w.next_id
     }
 
-    fn draw(&self, draw: &Draw) -> Result<Drawn> {
+    fn draw(&self, draw: &Draw) -> Result<DrawReply> {
         let mut w = self.w();
         let n = w.dispenser + 1;
         w.trip(format!("draw {n}"))?;
@@ -291,7 +291,7 @@ impl Env for Fake {
             })
         };
         let confirmed = !(turn == Turn::Granted && w.grant(n, &draw.resource).is_err());
-        Ok(Drawn {
+        Ok(DrawReply {
             serial: n,
             token: 1000 + n,
             turn,

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::env::{Clock, Drawn, Env};
+use super::env::{Clock, DrawReply, Env};
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::options::Cancel;
@@ -62,9 +62,9 @@ impl Env for Live {
         self.rt.core.next_id()
     }
 
-    fn draw(&self, draw: &Draw) -> Result<Drawn> {
+    fn draw(&self, draw: &Draw) -> Result<DrawReply> {
         let drawn = scripts::draw(&self.rt.core, draw)?;
-        Ok(Drawn {
+        Ok(DrawReply {
             serial: drawn.serial,
             token: drawn.token,
             turn: drawn.turn,

@@ -254,7 +254,7 @@ impl<E: Env> Acquiring<E> {
                     return Step::Done(Ok(w.ticket));
                 }
                 Poll::Lost => {
-                    // Drawn anew, unless the locker is closing. An outage
+                    // DrawReply anew, unless the locker is closing. An outage
                     // the lost ticket was riding out is remembered: a
                     // timeout reports it.
                     if let Some(e) = self.waiter().and_then(|w| w.outage.last.clone()) {
