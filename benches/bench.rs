@@ -1507,7 +1507,7 @@ fn main() {
         fail("deep queue: turns not in serial order".into());
     }
     println!(
-        "{:<34} {waiters} waiters served in serial order in {drain:.2} s ({:.0}/s); {clients} redis connections (pool 8 + 2), {locker_threads} background threads (target 2); {heap_per:.0} B live heap per waiting lock incl. its thread's (target <= 4096)",
+        "{:<34} {waiters} waiters served in serial order in {drain:.2} s ({:.0}/s); {clients} redis connections (pool 8 + 2), {locker_threads} background threads (target 3: heartbeat, notifier, withdrawals); {heap_per:.0} B live heap per waiting lock incl. its thread's (target <= 4096)",
         "5 deep queue",
         waiters as f64 / drain
     );
