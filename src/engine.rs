@@ -19,7 +19,7 @@ use crate::heartbeat::{self, Heartbeat};
 use crate::leaving::{self, Leaving};
 use crate::notifier::{Driven, Notifier};
 use crate::options::{Cancel, Options};
-use crate::shared::Core;
+use crate::shared::{CLOSE_BUDGET, CLOSE_TIMEOUT, Core};
 use crate::sync::{lock, wait_timeout};
 use crate::ticket::Ticket;
 
@@ -31,7 +31,8 @@ const FAULT_PAUSE: Duration = Duration::from_millis(100);
 /// in a round trip with that server, and is left to end by itself (within
 /// the command timeout; it holds nothing of the caller's, and the process
 /// may exit meanwhile). When Redis answered, closing waits for the threads
-/// up to the command timeout.
+/// up to `CLOSE_TIMEOUT` (250 ms), and leaves one still in a round trip
+/// with a slow server to end by itself.
 pub(crate) const JOIN_WAIT: Duration = Duration::from_millis(100);
 
 /// How often a pause without a ticket looks at its cancel token (a
@@ -135,8 +136,9 @@ impl Engine {
         // tells whether Redis answers: when it does not within
         // CLOSE_TIMEOUT (paused, unreachable), closing makes no other round
         // trip, so that it stays quick (the leases run out by themselves).
+        let deadline = Instant::now() + CLOSE_BUDGET;
         let answered = self.wake_notifier();
-        leaving::close(&self.core, tickets, leaving, answered);
+        leaving::close(&self.core, tickets, leaving, answered, deadline);
         // Pending acquires end now (their tickets were withdrawn above).
         for w in self.notifier.take_driven() {
             w.close();
@@ -145,11 +147,11 @@ impl Engine {
     }
 
     /// How long the closing of the handle waits for the threads to end:
-    /// up to the command timeout when Redis answered closing, else
-    /// JOIN_WAIT.
+    /// CLOSE_TIMEOUT when Redis answered closing (a thread then in a round
+    /// trip with a slow server is left to end by itself), else JOIN_WAIT.
     fn join_wait(&self) -> Duration {
         match *lock(&self.shut) {
-            Some(true) => self.core.options.command_timeout.max(JOIN_WAIT),
+            Some(true) => CLOSE_TIMEOUT.max(JOIN_WAIT),
             _ => JOIN_WAIT,
         }
     }

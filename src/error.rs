@@ -50,6 +50,10 @@ pub struct Error {
     /// now (NOREPLICAS, READONLY, LOADING, ...) or a write its replicas did
     /// not confirm in time: an acquire rides it out from its first draw.
     refusal: bool,
+    /// A `Connection` error of a request that was sent but not answered
+    /// (the reply did not come in time, or the connection broke): the
+    /// server may have carried it out.
+    unanswered: bool,
 }
 
 /// Result type of the Rust API.
@@ -62,6 +66,7 @@ impl Error {
             kind,
             message: message.into(),
             refusal: false,
+            unanswered: false,
         }
     }
 
@@ -103,6 +108,20 @@ impl Error {
     /// True for [`Error::refusal`]'s errors.
     pub(crate) fn is_refusal(&self) -> bool {
         self.refusal
+    }
+
+    /// A `Connection` error of a request sent and not answered.
+    pub(crate) fn unanswered(message: impl Into<String>) -> Error {
+        Error {
+            unanswered: true,
+            ..Error::connection(message)
+        }
+    }
+
+    /// True for [`Error::unanswered`]'s errors: the server may have carried
+    /// the request out.
+    pub(crate) fn is_unanswered(&self) -> bool {
+        self.unanswered
     }
 
     /// True for errors caused by the network or the server going away.

@@ -27,13 +27,17 @@ use crate::heartbeat::Heartbeat;
 use crate::scripts::{self, Mode};
 use crate::shared::Core;
 use crate::sync::{lock, wait, wait_timeout};
-use crate::ticket::Ticket;
+use crate::ticket::{Draw, Ticket};
 
 /// The longest a host thread waits for its withdrawal's round trip.
 pub(crate) const WITHDRAW_WAIT: Duration = Duration::from_millis(250);
 
 /// The pause before a withdrawal that failed is tried again.
 const RETRY: Duration = Duration::from_millis(100);
+
+/// The pause before the ticket of a draw whose reply never came is looked
+/// for again.
+const LOOK_AGAIN: Duration = Duration::from_millis(500);
 
 thread_local! {
     /// Set in the library's own background threads.
@@ -138,34 +142,33 @@ pub(crate) fn release(core: &Core, heartbeat: &Heartbeat, t: &Ticket) -> Result<
 /// Closing's part: releases the held tickets among `tickets` and withdraws
 /// the waiting ones and those given up but not withdrawn yet (`leaving`),
 /// while Redis answers (`reachable`: it answered closing's first round
-/// trip); every ticket of `tickets` ends lost (its waiter and its lost fd
-/// hear of it).
+/// trip) and until `deadline` (see `CLOSE_BUDGET`); every ticket of
+/// `tickets` ends lost (its waiter and its lost fd hear of it).
 pub(crate) fn close(
     core: &Core,
     tickets: Vec<Arc<Ticket>>,
     leaving: Vec<Arc<Ticket>>,
     mut reachable: bool,
+    deadline: Instant,
 ) {
+    let go_on = |reachable: &mut bool, t: &Ticket, mode: Mode| {
+        if !*reachable || Instant::now() >= deadline {
+            return;
+        }
+        if let Err(e) = scripts::release(core, t, mode, false) {
+            *reachable = !e.is_connection();
+        }
+    };
     for t in tickets {
-        let mode = if t.is_held() {
-            Some(Mode::Release)
+        if t.is_held() {
+            go_on(&mut reachable, &t, Mode::Release);
         } else if t.is_active() {
-            Some(Mode::Abandon)
-        } else {
-            None
-        };
-        if reachable
-            && let Some(mode) = mode
-            && let Err(e) = scripts::release(core, &t, mode, false)
-        {
-            reachable = !e.is_connection();
+            go_on(&mut reachable, &t, Mode::Abandon);
         }
         t.mark_lost();
     }
     for t in leaving {
-        if reachable && let Err(e) = scripts::release(core, &t, Mode::Abandon, false) {
-            reachable = !e.is_connection();
-        }
+        go_on(&mut reachable, &t, Mode::Abandon);
     }
 }
 
@@ -188,6 +191,17 @@ struct Queue {
     done_below: u64,
     /// The thread stopped (closing): nothing queued is withdrawn by it.
     stopped: bool,
+    /// Draws whose reply never came, looked for (see [`Leaving::doubt`]).
+    doubts: Vec<Doubt>,
+}
+
+/// A draw whose reply never came: it may have made a ticket that nobody
+/// waits on. Looked for by its nonce until its lease, counted from when it
+/// was sent, has lapsed (the queue passes such a ticket then anyway).
+struct Doubt {
+    draw: Draw,
+    /// When to look next.
+    next: Instant,
 }
 
 impl Leaving {
@@ -229,6 +243,22 @@ impl Leaving {
         true
     }
 
+    /// A draw whose reply never came (Redis stalled, or the connection
+    /// broke after it was sent): the thread looks for the ticket it may
+    /// have made and withdraws it, so that it does not hold up the queue
+    /// until its lease lapses.
+    pub fn doubt(&self, draw: Draw) {
+        let mut queue = lock(&self.queue);
+        if queue.stopped {
+            return;
+        }
+        queue.doubts.push(Doubt {
+            draw,
+            next: Instant::now(),
+        });
+        self.work.notify_all();
+    }
+
     /// Stops the thread (closing) and takes what it had not withdrawn yet.
     pub fn stop(&self) -> Vec<Arc<Ticket>> {
         let mut queue = self.queue();
@@ -239,40 +269,100 @@ impl Leaving {
     }
 }
 
-/// The thread's body: withdraws the queued tickets one by one, until the
-/// locker closes. A withdrawal that fails for the connection's sake (Redis
+/// What the thread does next.
+enum Job {
+    /// Withdraw the queued ticket numbered so.
+    Withdraw(u64, Arc<Ticket>),
+    /// Look for the ticket of a draw whose reply never came.
+    Find(Draw),
+}
+
+/// The thread's body: withdraws the queued tickets one by one, and looks
+/// for the tickets of draws whose reply never came, until the locker
+/// closes. A withdrawal that fails for the connection's sake (Redis
 /// stalled, restarting, failing over) is tried again after [`RETRY`],
 /// until it succeeds or the ticket's lease has lapsed (the queue passes it
 /// then). A ticket stays queued while it is tried, so that closing, which
 /// takes the queue, withdraws it too.
 pub(crate) fn run(core: &Core, leaving: &Leaving) {
     loop {
-        let (n, t) = {
-            let mut queue = leaving.queue();
+        let job = {
+            let mut queue = lock(&leaving.queue);
             loop {
                 if queue.stopped {
                     return;
                 }
                 if let Some((n, t)) = queue.waiting.front() {
-                    break (*n, t.clone());
+                    break Job::Withdraw(*n, t.clone());
                 }
-                queue = wait(&leaving.work, queue);
+                let now = Instant::now();
+                if let Some(i) = queue.doubts.iter().position(|d| d.next <= now) {
+                    break Job::Find(queue.doubts.swap_remove(i).draw);
+                }
+                queue = match queue.doubts.iter().map(|d| d.next).min() {
+                    Some(next) => wait_timeout(&leaving.work, queue, next - now),
+                    None => wait(&leaving.work, queue),
+                };
             }
         };
-        let failed = match scripts::release(core, &t, Mode::Abandon, false) {
-            Err(e) => e.is_connection() && !t.lapsed(core.now_ms()),
-            Ok(_) => false,
-        };
-        let mut queue = leaving.queue();
-        if failed {
-            // Tried again after a pause, unless closing takes it meanwhile.
-            drop(wait_timeout(&leaving.work, queue, RETRY));
-            continue;
+        match job {
+            Job::Withdraw(n, t) => withdraw_queued(core, leaving, n, &t),
+            Job::Find(draw) => {
+                if !find_and_withdraw(core, &draw)
+                    && core.now_ms() < draw.sent_ms + draw.expire.as_millis() as u64
+                {
+                    let mut queue = lock(&leaving.queue);
+                    queue.doubts.push(Doubt {
+                        draw,
+                        next: Instant::now() + LOOK_AGAIN,
+                    });
+                }
+            }
         }
-        if queue.waiting.front().is_some_and(|(front, _)| *front == n) {
-            queue.waiting.pop_front();
-        }
-        queue.done_below = n + 1;
-        leaving.done.notify_all();
+    }
+}
+
+/// Withdraws the queued ticket `t` (numbered `n`), or leaves it queued to
+/// be tried again after a pause.
+fn withdraw_queued(core: &Core, leaving: &Leaving, n: u64, t: &Ticket) {
+    let failed = match scripts::release(core, t, Mode::Abandon, false) {
+        Err(e) => e.is_connection() && !t.lapsed(core.now_ms()),
+        Ok(_) => false,
+    };
+    let mut queue = lock(&leaving.queue);
+    if failed {
+        // Tried again after a pause, unless closing takes it meanwhile.
+        drop(wait_timeout(&leaving.work, queue, RETRY));
+        return;
+    }
+    if queue.waiting.front().is_some_and(|(front, _)| *front == n) {
+        queue.waiting.pop_front();
+    }
+    queue.done_below = n + 1;
+    leaving.done.notify_all();
+}
+
+/// Looks for the ticket a draw made (by its nonce) and withdraws it: true
+/// once done, false to look again later (not found yet: the server may
+/// not have carried the draw out yet; or Redis did not answer).
+fn find_and_withdraw(core: &Core, draw: &Draw) -> bool {
+    let (serial, identity) = match scripts::find(core, &draw.keys, &draw.nonce) {
+        Ok(Some(found)) => found,
+        Ok(None) => return false,
+        Err(e) => return !e.is_connection(),
+    };
+    // The identity is `NONCE BASE CHANNEL`: the token is BASE + serial.
+    let Some(token) = identity
+        .split(' ')
+        .nth(1)
+        .and_then(|base| base.parse::<i128>().ok())
+        .and_then(|base| u64::try_from(base + i128::from(serial)).ok())
+    else {
+        return true;
+    };
+    let ticket = Ticket::new(draw.clone(), serial, token);
+    match scripts::release(core, &ticket, Mode::Abandon, false) {
+        Err(e) => !e.is_connection(),
+        Ok(_) => true,
     }
 }

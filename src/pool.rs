@@ -221,22 +221,28 @@ impl Pool {
             return self.failed(&e);
         }
         let timed_out = e.is_timeout();
+        let dropped = e.is_connection_dropped();
         let error = Error::from(e);
         if error.kind() != ErrorKind::Connection || error.is_refusal() {
             return error;
         }
         let at = self.connector.address();
         if timed_out {
-            return Error::connection(format!(
+            return Error::unanswered(format!(
                 "redis at {at} did not answer within {} ms",
                 waited.as_millis()
             ));
         }
         let text = error.message();
-        Error::connection(format!(
+        let text = format!(
             "redis at {at}: {}",
             text.strip_prefix("redis: ").unwrap_or(text)
-        ))
+        );
+        if dropped {
+            Error::unanswered(text)
+        } else {
+            Error::connection(text)
+        }
     }
 
     /// A failed connection as the user sees it: what failed, where (the

@@ -23,6 +23,12 @@ use crate::sync::lock;
 /// other round trip (the leases of its tickets run out by themselves).
 pub(crate) const CLOSE_TIMEOUT: Duration = Duration::from_millis(250);
 
+/// The longest closing goes on releasing and withdrawing, all round trips
+/// together (each bounded by [`CLOSE_TIMEOUT`]): on a server that answers
+/// slowly, what is not released by then is left to its lease (reported
+/// lost), so that closing stays quick.
+pub(crate) const CLOSE_BUDGET: Duration = Duration::from_secs(1);
+
 /// Resources whose key names a locker keeps ready (it forgets them all
 /// when there are more).
 const KEYS_CACHED: usize = 1024;

@@ -15,6 +15,7 @@ const LOST: u8 = 2;
 const DONE: u8 = 3;
 
 /// What a draw is made of, before its reply.
+#[derive(Clone)]
 pub(crate) struct Draw {
     pub id: u64,
     pub resource: String,

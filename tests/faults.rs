@@ -499,3 +499,91 @@ fn closing_with_many_locks_held_while_redis_stalls_midway_is_quick() {
         "closing took {took:?} (the command timeout is 5 s)"
     );
 }
+
+/// Closing with many locks held on a server that answers, but slowly (it
+/// is stopped 100 ms out of every 101): closing's releases all together
+/// stop after a second, and its wait for the threads is short; the locks
+/// not released are left to their leases.
+#[test]
+fn closing_with_many_locks_held_on_a_slow_server_is_bounded() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    let locks: Vec<_> = (0..1000)
+        .map(|i| l.lock(&format!("slow{i}"), "h").unwrap())
+        .collect();
+    let pid = r.pid().unwrap();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let slow = {
+        let done = done.clone();
+        thread::spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::Acquire) {
+                signal(pid, "STOP");
+                thread::sleep(Duration::from_millis(100));
+                signal(pid, "CONT");
+                thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    thread::sleep(Duration::from_millis(50));
+    let start = Instant::now();
+    l.close();
+    drop(l);
+    let took = start.elapsed();
+    done.store(true, std::sync::atomic::Ordering::Release);
+    slow.join().unwrap();
+    println!(
+        "closing with {} locks held on a slow server took {took:?}",
+        locks.len()
+    );
+    assert!(
+        took < Duration::from_millis(2500),
+        "closing took {took:?} (its releases stop after 1 s)"
+    );
+}
+
+/// A draw sent to a stalled server and never answered (the acquire gives
+/// up after the command timeout): once Redis answers again and carries the
+/// draw out, the ticket it made is found by its nonce and withdrawn, so
+/// that the resource is free at once rather than after that ticket's lease
+/// (10 s).
+#[test]
+fn a_draw_never_answered_leaves_no_ticket_behind() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    drop(l.lock("warm", "x").unwrap());
+    let pid = r.pid().unwrap();
+    signal(pid, "STOP");
+    let gave_up = {
+        let l = l.clone();
+        thread::spawn(move || {
+            l.acquire(
+                "orphan",
+                &Acquire::label("gone").wait(Wait::For(Duration::from_millis(300))),
+            )
+            .map(|lock| lock.serial())
+        })
+    };
+    let e = gave_up.join().unwrap().unwrap_err();
+    signal(pid, "CONT");
+    let resumed = Instant::now();
+    println!("the acquire gave up: {e}");
+    assert_eq!(e.kind(), ErrorKind::Connection, "{e}");
+    let other = Locker::new(Some(&r.url())).unwrap();
+    let mut free = false;
+    while resumed.elapsed() < Duration::from_secs(3) {
+        match other.acquire("orphan", &Acquire::label("next").wait(Wait::TryOnce)) {
+            Ok(lock) => {
+                lock.release().unwrap();
+                free = true;
+                break;
+            }
+            Err(e) => assert_eq!(e.kind(), ErrorKind::WouldBlock, "{e}"),
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    println!("free {:?} after Redis answered again", resumed.elapsed());
+    assert!(
+        free,
+        "the draw's ticket still held the resource 3 s after Redis answered (its lease is 10 s)"
+    );
+}

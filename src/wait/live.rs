@@ -63,7 +63,13 @@ impl Env for Live {
     }
 
     fn draw(&self, draw: &Draw) -> Result<DrawReply> {
-        let drawn = scripts::draw(&self.rt.core, draw)?;
+        let drawn = scripts::draw(&self.rt.core, draw).inspect_err(|e| {
+            if e.is_unanswered() {
+                // Sent, never answered: the ticket it may have made is
+                // looked for and withdrawn in the background.
+                self.rt.leaving.doubt(draw.clone());
+            }
+        })?;
         Ok(DrawReply {
             serial: drawn.serial,
             token: drawn.token,
