@@ -1,4 +1,5 @@
-//! A worker process of the fault tests (tests/chaos.rs, tests/stalls.rs):
+//! A worker process of the fault tests (tests/chaos.rs,
+//! tests/fault_scenarios.rs):
 //! THREADS threads sharing one locker (default options) take the lock on
 //! RESOURCE, CYCLES times each, offer their fencing token to a store that
 //! rejects a token not greater than the last it accepted (FENCE_DIR), hold
