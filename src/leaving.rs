@@ -39,6 +39,13 @@ const RETRY: Duration = Duration::from_millis(100);
 /// for again.
 const LOOK_AGAIN: Duration = Duration::from_millis(500);
 
+/// Answers that there is no ticket after which a draw is taken never to
+/// have run.
+const LOOKS: u32 = 3;
+
+/// The longest a draw's ticket is looked for (Redis away all along).
+const LOOK_FOR: Duration = Duration::from_secs(600);
+
 thread_local! {
     /// Set in the library's own background threads.
     static OWN_THREAD: Cell<bool> = const { Cell::new(false) };
@@ -195,13 +202,23 @@ struct Queue {
     doubts: Vec<Doubt>,
 }
 
-/// A draw whose reply never came: it may have made a ticket that nobody
-/// waits on. Looked for by its nonce until its lease, counted from when it
-/// was sent, has lapsed (the queue passes such a ticket then anyway).
+/// A draw whose reply never came (or that was sent again after a broken
+/// connection): it may have made a ticket that nobody waits on. Looked for
+/// by its nonce until found, or until Redis has answered [`LOOKS`] times
+/// that there is none (the draw then never ran: a draw stuck in a stalled
+/// server runs when the server resumes, before it answers a later request
+/// on another connection but for a race, which the looks after the first
+/// cover), or for [`LOOK_FOR`] at most.
 struct Doubt {
     draw: Draw,
+    /// A ticket of the same draw (and nonce) that is in use: passed over.
+    except: Option<u64>,
     /// When to look next.
     next: Instant,
+    /// Answers that there is no such ticket, so far.
+    none: u32,
+    /// When it was first looked for.
+    since: Instant,
 }
 
 impl Leaving {
@@ -247,14 +264,20 @@ impl Leaving {
     /// broke after it was sent): the thread looks for the ticket it may
     /// have made and withdraws it, so that it does not hold up the queue
     /// until its lease lapses.
-    pub fn doubt(&self, draw: Draw) {
+    /// `except`: the serial of a ticket of the same draw that is in use (a
+    /// draw sent again after a broken connection keeps its second ticket).
+    pub fn doubt(&self, draw: Draw, except: Option<u64>) {
         let mut queue = lock(&self.queue);
         if queue.stopped {
             return;
         }
+        let now = Instant::now();
         queue.doubts.push(Doubt {
             draw,
-            next: Instant::now(),
+            except,
+            next: now,
+            none: 0,
+            since: now,
         });
         self.work.notify_all();
     }
@@ -274,7 +297,7 @@ enum Job {
     /// Withdraw the queued ticket numbered so.
     Withdraw(u64, Arc<Ticket>),
     /// Look for the ticket of a draw whose reply never came.
-    Find(Draw),
+    Find(Doubt),
 }
 
 /// The thread's body: withdraws the queued tickets one by one, and looks
@@ -297,7 +320,7 @@ pub(crate) fn run(core: &Core, leaving: &Leaving) {
                 }
                 let now = Instant::now();
                 if let Some(i) = queue.doubts.iter().position(|d| d.next <= now) {
-                    break Job::Find(queue.doubts.swap_remove(i).draw);
+                    break Job::Find(queue.doubts.swap_remove(i));
                 }
                 queue = match queue.doubts.iter().map(|d| d.next).min() {
                     Some(next) => wait_timeout(&leaving.work, queue, next - now),
@@ -307,15 +330,18 @@ pub(crate) fn run(core: &Core, leaving: &Leaving) {
         };
         match job {
             Job::Withdraw(n, t) => withdraw_queued(core, leaving, n, &t),
-            Job::Find(draw) => {
-                if !find_and_withdraw(core, &draw)
-                    && core.now_ms() < draw.sent_ms + draw.expire.as_millis() as u64
-                {
-                    let mut queue = lock(&leaving.queue);
-                    queue.doubts.push(Doubt {
-                        draw,
-                        next: Instant::now() + LOOK_AGAIN,
-                    });
+            Job::Find(mut doubt) => {
+                let again = match find_and_withdraw(core, &doubt.draw, doubt.except) {
+                    Looked::Done => false,
+                    Looked::None => {
+                        doubt.none += 1;
+                        doubt.none < LOOKS
+                    }
+                    Looked::Unanswered => true,
+                };
+                if again && doubt.since.elapsed() < LOOK_FOR {
+                    doubt.next = Instant::now() + LOOK_AGAIN;
+                    lock(&leaving.queue).doubts.push(doubt);
                 }
             }
         }
@@ -342,14 +368,24 @@ fn withdraw_queued(core: &Core, leaving: &Leaving, n: u64, t: &Ticket) {
     leaving.done.notify_all();
 }
 
-/// Looks for the ticket a draw made (by its nonce) and withdraws it: true
-/// once done, false to look again later (not found yet: the server may
-/// not have carried the draw out yet; or Redis did not answer).
-fn find_and_withdraw(core: &Core, draw: &Draw) -> bool {
-    let (serial, identity) = match scripts::find(core, &draw.keys, &draw.nonce) {
+/// What a look for a draw's ticket came to.
+enum Looked {
+    /// Found and withdrawn (or nothing more to do).
+    Done,
+    /// Redis answered that there is no such ticket (yet).
+    None,
+    /// Redis did not answer.
+    Unanswered,
+}
+
+/// Looks for the ticket a draw made (by its nonce, passing `except` over)
+/// and withdraws it.
+fn find_and_withdraw(core: &Core, draw: &Draw, except: Option<u64>) -> Looked {
+    let (serial, identity) = match scripts::find(core, &draw.keys, &draw.nonce, except) {
         Ok(Some(found)) => found,
-        Ok(None) => return false,
-        Err(e) => return !e.is_connection(),
+        Ok(None) => return Looked::None,
+        Err(e) if e.is_connection() => return Looked::Unanswered,
+        Err(_) => return Looked::Done,
     };
     // The identity is `NONCE BASE CHANNEL`: the token is BASE + serial.
     let Some(token) = identity
@@ -358,11 +394,11 @@ fn find_and_withdraw(core: &Core, draw: &Draw) -> bool {
         .and_then(|base| base.parse::<i128>().ok())
         .and_then(|base| u64::try_from(base + i128::from(serial)).ok())
     else {
-        return true;
+        return Looked::Done;
     };
     let ticket = Ticket::new(draw.clone(), serial, token);
     match scripts::release(core, &ticket, Mode::Abandon, false) {
-        Err(e) => !e.is_connection(),
-        Ok(_) => true,
+        Err(e) if e.is_connection() => Looked::Unanswered,
+        _ => Looked::Done,
     }
 }

@@ -169,16 +169,28 @@ impl Core {
     /// elsewhere during a restart comes back stale: so it tries up to the
     /// pool's size, and a new connection's error is final. Should a server
     /// execute a command and then drop the connection before replying, the
-    /// next try repeats it: a draw leaves an extra ticket that lapses with
-    /// its lease, a release answers `Lost`.)
+    /// next try repeats it: a draw's first ticket is then looked for and
+    /// withdrawn (see [`Core::run_retried`]), a release answers `Lost`.)
     ///
     /// Once the locker is closing, each call is bounded as a whole by
     /// [`CLOSE_TIMEOUT`] (see [`Core::run_within`]), so that neither closing
     /// nor a wait it ends is held up by a server that does not answer.
     pub fn run<T>(&self, f: impl Fn(&mut Conn) -> redis::RedisResult<T>) -> Result<T> {
+        self.run_retried(f).map(|(value, _)| value)
+    }
+
+    /// [`Core::run`], saying also whether `f` was sent again after a
+    /// connection that broke (the server may have carried the first try
+    /// out: a draw then looks for the ticket it may have made).
+    pub fn run_retried<T>(
+        &self,
+        f: impl Fn(&mut Conn) -> redis::RedisResult<T>,
+    ) -> Result<(T, bool)> {
         let command = self.options.command_timeout;
         if self.is_closed() {
-            return self.run_within(CLOSE_TIMEOUT.min(command), f);
+            return self
+                .run_within(CLOSE_TIMEOUT.min(command), f)
+                .map(|value| (value, false));
         }
         let mut tries = 0;
         loop {
@@ -191,7 +203,7 @@ impl Core {
                 {
                     tries += 1;
                 }
-                Ok(value) => return Ok(value),
+                Ok(value) => return Ok((value, tries > 0)),
                 Err(e) => return Err(self.pool.failed_call(e, command)),
             }
         }

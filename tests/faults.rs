@@ -542,10 +542,10 @@ fn closing_with_many_locks_held_on_a_slow_server_is_bounded() {
 }
 
 /// A draw sent to a stalled server and never answered (the acquire gives
-/// up after the command timeout): once Redis answers again and carries the
-/// draw out, the ticket it made is found by its nonce and withdrawn, so
-/// that the resource is free at once rather than after that ticket's lease
-/// (10 s).
+/// up after the command timeout), the stall lasting longer than the lease
+/// (10 s): once Redis answers again and carries the draw out (its lease
+/// starts then), the ticket it made is found by its nonce and withdrawn,
+/// so that the resource is free at once rather than after that lease.
 #[test]
 fn a_draw_never_answered_leaves_no_ticket_behind() {
     let r = Redis::start();
@@ -564,6 +564,7 @@ fn a_draw_never_answered_leaves_no_ticket_behind() {
         })
     };
     let e = gave_up.join().unwrap().unwrap_err();
+    thread::sleep(Duration::from_secs(6));
     signal(pid, "CONT");
     let resumed = Instant::now();
     println!("the acquire gave up: {e}");

@@ -146,6 +146,9 @@ pub(crate) struct Drawn {
     /// Enough replicas have the draw (always, when none are asked for):
     /// a grant counts only then.
     pub confirmed: bool,
+    /// The draw was sent again after a connection that broke: the first
+    /// try may have made a ticket too (with the same nonce).
+    pub retried: bool,
 }
 
 /// Whether a draw or check found its ticket's turn.
@@ -180,8 +183,10 @@ pub(crate) fn draw(core: &Core, draw: &Draw) -> Result<Drawn> {
     .arg(&keys.withdrawn)
     .arg(&draw.channel);
     let confirm = Confirm::of(core, draw.expire);
-    let (mut drawn, confirmed): (Drawn, bool) = core.run(|c| call.invoke_confirmed(c, confirm))?;
+    let ((mut drawn, confirmed), retried): ((Drawn, bool), bool) =
+        core.run_retried(|c| call.invoke_confirmed(c, confirm))?;
     drawn.confirmed = confirmed;
+    drawn.retried = retried;
     Ok(drawn)
 }
 
@@ -220,6 +225,7 @@ impl FromRedisValue for Drawn {
             token,
             turn,
             confirmed: true,
+            retried: false,
         })
     }
 }

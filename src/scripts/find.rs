@@ -15,10 +15,11 @@ use crate::shared::Core;
 /// looked for soon after it was sent).
 const LOOK_BACK: u64 = 1000;
 
-/// find: KEYS indicator, dispenser; ARGV ticket prefix, nonce, look back.
-/// Returns {serial, identity} of the ticket whose identity key begins with
-/// the nonce, looking from the dispenser down to the indicator (at most
-/// ARGV[3] tickets), or 0 when there is none.
+/// find: KEYS indicator, dispenser; ARGV ticket prefix, nonce, look back,
+/// a serial to pass over (0: none). Returns {serial, identity} of the
+/// ticket whose identity key begins with the nonce, looking from the
+/// dispenser down to the indicator (at most ARGV[3] tickets), or 0 when
+/// there is none.
 static FIND: Lazy<Script> = Lazy::new(|| {
     script(&format!(
         "{CHECK_NUM}{}",
@@ -30,10 +31,13 @@ if bad(disp) then return disp end
 if ind == nil or disp == nil then return 0 end
 local stop = math.max(ind, disp - tonumber(ARGV[3]))
 local nonce = ARGV[2] .. ' '
+local except = tonumber(ARGV[4])
 for t = disp, stop, -1 do
-  local id = redis.call('GET', ARGV[1] .. fmt(t))
-  if type(id) == 'string' and string.sub(id, 1, #nonce) == nonce then
-    return {fmt(t), id}
+  if t ~= except then
+    local id = redis.call('GET', ARGV[1] .. fmt(t))
+    if type(id) == 'string' and string.sub(id, 1, #nonce) == nonce then
+      return {fmt(t), id}
+    end
   end
 end
 return 0
@@ -41,13 +45,21 @@ return 0
     ))
 });
 
-/// The serial and the identity of the ticket drawn with `nonce`, if it is
-/// in the queue (from the indicator on). One round trip.
-pub(crate) fn find(core: &Core, keys: &Keys, nonce: &str) -> Result<Option<(u64, String)>> {
+/// The serial and the identity of a ticket drawn with `nonce`, if one is in
+/// the queue (from the indicator on), other than serial `except` (a draw
+/// sent again after a broken connection keeps its second ticket). One
+/// round trip.
+pub(crate) fn find(
+    core: &Core,
+    keys: &Keys,
+    nonce: &str,
+    except: Option<u64>,
+) -> Result<Option<(u64, String)>> {
     let call = Call::new(&FIND, &[&keys.indicator, &keys.dispenser])
         .arg(&keys.ticket_prefix)
         .arg(nonce)
-        .arg(LOOK_BACK);
+        .arg(LOOK_BACK)
+        .arg(except.unwrap_or(0));
     let reply: redis::Value = core.run(|c| call.invoke(c))?;
     match reply {
         redis::Value::Int(0) => Ok(None),

@@ -67,9 +67,14 @@ impl Env for Live {
             if e.is_unanswered() {
                 // Sent, never answered: the ticket it may have made is
                 // looked for and withdrawn in the background.
-                self.rt.leaving.doubt(draw.clone());
+                self.rt.leaving.doubt(draw.clone(), None);
             }
         })?;
+        if drawn.retried {
+            // Sent again after a broken connection: the first try may have
+            // made a ticket too, with the same nonce.
+            self.rt.leaving.doubt(draw.clone(), Some(drawn.serial));
+        }
         Ok(DrawReply {
             serial: drawn.serial,
             token: drawn.token,
