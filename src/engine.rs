@@ -47,12 +47,15 @@ pub(crate) struct Engine {
     pub leaving: Leaving,
     /// Set once closing has done its work, to whether Redis answered it (a
     /// second closing waits for the first, then does nothing).
+    /// Lock order: 1 (see `sync.rs`).
     shut: Mutex<Option<bool>>,
     /// Wakes the acquires pausing without a ticket (see [`Engine::pause`])
     /// when the locker closes; its mutex guards nothing else.
+    /// Lock order: 5 (see `sync.rs`).
     pauses: (Mutex<()>, Condvar),
     /// Which background threads have ended (by their index), for the
     /// bounded join.
+    /// Lock order: 5 (see `sync.rs`).
     ended: (Mutex<Vec<bool>>, Condvar),
 }
 
@@ -199,6 +202,7 @@ type Body = fn(&Engine);
 /// locker, joins the threads and closes the connections.
 pub(crate) struct Running {
     pub engine: Arc<Engine>,
+    /// Lock order: 5 (see `sync.rs`).
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 

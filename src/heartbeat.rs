@@ -65,6 +65,7 @@ struct BeatFigures {
 /// The tickets the heartbeat keeps alive, and its thread's wake-up.
 pub(crate) struct Heartbeat {
     /// Every active ticket of this locker, by id.
+    /// Lock order: 4 (see `sync.rs`).
     tickets: Mutex<HashMap<u64, Arc<Ticket>>>,
     /// Wakes the thread when tickets come or the locker closes.
     beat: Condvar,
@@ -73,6 +74,7 @@ pub(crate) struct Heartbeat {
     next_beat_ms: AtomicU64,
     /// Makes the thread panic once (tests of its restart).
     inject_panic: AtomicBool,
+    /// Lock order: 5 (see `sync.rs`).
     watch: Mutex<BeatFigures>,
 }
 

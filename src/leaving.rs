@@ -181,6 +181,7 @@ pub(crate) fn close(
 
 /// The tickets to withdraw, and the thread's wake-ups.
 pub(crate) struct Leaving {
+    /// Lock order: 5 (see `sync.rs`).
     queue: Mutex<Queue>,
     /// Wakes the thread: work came, or the locker closes.
     work: Condvar,

@@ -78,6 +78,7 @@ struct LogState {
     forks: u64,
 }
 
+/// Lock order: 5 (see `sync.rs`).
 static STATE: Mutex<LogState> = Mutex::new(LogState {
     sink: None,
     generation: 0,

@@ -45,6 +45,7 @@ struct Inner {
 
 /// The lost fd of one ticket; see the module's description.
 pub(crate) struct LostSignal {
+    /// Lock order: 5 (see `sync.rs`).
     inner: Mutex<Inner>,
 }
 

@@ -265,6 +265,7 @@ pub struct Cancel {
 #[derive(Debug, Default)]
 struct CancelInner {
     canceled: AtomicBool,
+    /// Lock order: 4 (see `sync.rs`).
     waiting: Mutex<Vec<Weak<crate::ticket::Ticket>>>,
 }
 

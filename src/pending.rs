@@ -20,6 +20,7 @@ use crate::wait::{Acquiring, Budget, Step};
 
 /// One pending acquire, shared by its owner and the notifier thread.
 pub(crate) struct PendingWait {
+    /// Lock order: 3 (see `sync.rs`).
     state: Mutex<PendingState>,
     fd: ReadyFd,
     rt: Arc<Engine>,

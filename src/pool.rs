@@ -68,6 +68,7 @@ pub(crate) struct Pool {
     max: usize,
     connect_timeout: Duration,
     command_timeout: Duration,
+    /// Lock order: 5 (see `sync.rs`).
     state: Mutex<PoolState>,
     available: Condvar,
 }

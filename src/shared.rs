@@ -45,11 +45,13 @@ pub(crate) struct Core {
     closed: AtomicBool,
     next_id: AtomicU64,
     /// The key names of recently locked resources, built once.
+    /// Lock order: 5 (see `sync.rs`).
     named: Mutex<HashMap<String, Arc<Keys>>>,
     /// Keyed at random: makes the tickets' nonces.
     nonces: RandomState,
     /// Failures of the background threads (each restarted): how many, and
     /// the last one's text.
+    /// Lock order: 5 (see `sync.rs`).
     faults: Mutex<(u64, String)>,
 }
 

@@ -6,7 +6,8 @@
 //!
 //! Lock order. While holding one of the library's mutexes, a thread takes
 //! only those listed after it here (and never waits on a round trip with
-//! Redis, but where said):
+//! Redis, but where said). Each mutex says its rank where it is declared
+//! (`Lock order: N`):
 //!
 //! 1. `Engine::shut`: closing holds it throughout (a second close waits
 //!    for the first), and takes any lock below, round trips included.
@@ -19,12 +20,15 @@
 //!    waiting list: a ticket's lost signal and its `signaled` (a ticket
 //!    marked lost, called or canceled is woken).
 //! 5. A ticket's lost signal, then its `signaled`; the pool's state, the
-//!    leaving queue, the sentinels' answers, the engine's `ended` and
-//!    `pauses`, the core's key names and faults, the log's state: nothing
-//!    (a log message reaches the host's callback with no lock held).
+//!    leaving queue, the sentinels' answers, the engine's `ended`,
+//!    `pauses` and `threads`, the core's key names and faults, the
+//!    notifier's pause and its list of pending acquires, the heartbeat's
+//!    figures, the handle tables, the log's state: nothing (a log message
+//!    reaches the host's callback with no lock held).
 //!
-//! A condition variable is waited on with its own mutex only, nothing else
-//! held.
+//! A condition variable is waited on with its own mutex, and at most the
+//! locks of ranks 1 and 2 held besides (closing, a C handle's call that
+//! waits for a withdrawal).
 
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;

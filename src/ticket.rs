@@ -54,6 +54,7 @@ pub(crate) struct Ticket {
     /// looked: a release or bump set the indicator to it (a hint, to be
     /// confirmed: the message may be old).
     called: AtomicBool,
+    /// Lock order: 5 (see `sync.rs`).
     signaled: Mutex<bool>,
     wake: Condvar,
     /// The lost fd, made when a lock's holder asks for it.

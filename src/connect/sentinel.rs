@@ -41,10 +41,12 @@ pub(crate) struct Sentinel {
     /// The master's database, user and password.
     redis: RedisConnectionInfo,
     /// The master as last learned.
+    /// Lock order: 5 (see `sync.rs`).
     known: Mutex<Option<(String, u16)>>,
     epoch: AtomicU64,
     /// The sentinel that answered last (asked first next time).
     first: AtomicU64,
+    /// Lock order: 5 (see `sync.rs`).
     watch: Mutex<SwitchWatch>,
 }
 

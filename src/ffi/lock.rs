@@ -20,6 +20,7 @@ static LOCKS: Table<LockCell> = Table::new(Kind::Lock);
 pub(super) struct LockCell {
     serial: u64,
     token: u64,
+    /// Lock order: 2 (see `sync.rs`).
     lock: std::sync::Mutex<Option<Lock>>,
 }
 

@@ -18,6 +18,7 @@ static OPTIONS: Table<OptionsCell> = Table::new(Kind::Options);
 /// calls from several threads at once, which the C contract does not
 /// allow, cannot break memory.
 pub(super) struct OptionsCell {
+    /// Lock order: 2 (see `sync.rs`).
     options: std::sync::Mutex<Options>,
 }
 

@@ -20,6 +20,7 @@ static PENDINGS: Table<PendingCell> = Table::new(Kind::Pending);
 /// A pending acquire behind a `turn_pending` handle.
 pub(super) struct PendingCell {
     fd: c_int,
+    /// Lock order: 2 (see `sync.rs`).
     pending: Mutex<Option<Pending>>,
 }
 

@@ -20,6 +20,7 @@ pub(crate) trait Driven: Send + Sync {
 /// The work handed to the notifier thread.
 #[derive(Default)]
 pub(crate) struct DrivenList {
+    /// Lock order: 5 (see `sync.rs`).
     work: Mutex<Vec<Arc<dyn Driven>>>,
 }
 

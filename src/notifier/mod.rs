@@ -50,6 +50,7 @@ const BACKOFF: Duration = Duration::from_millis(20);
 pub(crate) type Tick<'a> = &'a dyn Fn() -> Option<Duration>;
 
 pub(crate) struct Notifier {
+    /// Lock order: 4 (see `sync.rs`).
     state: Mutex<Bookkeeping>,
     /// A channel of this locker's own: a message on it makes the thread
     /// look at new subscriptions at once.
@@ -58,6 +59,7 @@ pub(crate) struct Notifier {
     inject_panic: AtomicBool,
     /// Wakes the thread from its pause between connections (closing); its
     /// mutex guards nothing else.
+    /// Lock order: 5 (see `sync.rs`).
     idle: (Mutex<()>, Condvar),
     /// The pending acquires the thread steps between messages.
     driven: DrivenList,

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, TryLockError};
 pub(super) struct Generation<T> {
     pub(super) fork: u64,
     /// Live objects by id (the permuted count in their handles).
+    /// Lock order: 5 (see `sync.rs`).
     pub(super) live: Mutex<HashMap<u64, Arc<T>>>,
     /// For kinds carried into children: whether this table started with
     /// every object live in the parent's at the fork (and so on up).
