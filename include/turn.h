@@ -113,7 +113,7 @@ typedef enum {
   /**
    * A bug: a panic was caught inside the library.
    */
-  TURN_ERR_PANIC = 99,
+  TURN_ERR_PANIC = 99
 } turn_result;
 
 /**
@@ -254,7 +254,7 @@ typedef void (*turn_log_fn)(void *context, int level, const char *message);
 
 #ifdef __cplusplus
 extern "C" {
-#endif // __cplusplus
+#endif /* __cplusplus */
 
 /**
  * Connects a new locker to `redis_url`
@@ -795,7 +795,7 @@ const char *turn_version(void);
 turn_result turn_set_log_callback(turn_log_fn fn, void *context);
 
 #ifdef __cplusplus
-}  // extern "C"
-#endif  // __cplusplus
+}  /* extern "C" */
+#endif  /* __cplusplus */
 
 #endif  /* TURN_H */

@@ -34,6 +34,10 @@
 #ifndef TURN_HPP
 #define TURN_HPP
 
+#if (defined(_MSVC_LANG) ? _MSVC_LANG : __cplusplus) < 201703L
+#error "turn.hpp needs C++17 or later (std::optional, std::string_view): compile with -std=c++17; from C or an older C++, include turn.h"
+#else
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -502,5 +506,7 @@ inline void set_log_callback(log_function f) {
 }
 
 }  // namespace turn
+
+#endif  // C++17
 
 #endif /* TURN_HPP */
