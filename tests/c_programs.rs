@@ -10,7 +10,8 @@ use std::process::Command;
 use support::{Redis, root, target_dir};
 
 /// Compiles `source` with `compiler` into the temp dir; returns the binary.
-fn compile(compiler: &str, source: &Path, out_dir: &Path, extra: &[&str]) -> PathBuf {
+/// (The README's C and C++ blocks are compiled so too: tests/readme.rs.)
+pub(crate) fn compile(compiler: &str, source: &Path, out_dir: &Path, extra: &[&str]) -> PathBuf {
     let lib = target_dir();
     assert!(
         lib.join("libturn.so").exists(),

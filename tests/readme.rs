@@ -215,34 +215,20 @@ fn lib_dir() -> PathBuf {
     lib
 }
 
-/// Compiles `source` as C (`cc`) or C++ (`c++ -std=c++17`) like
-/// tests/c_programs.rs; returns the binary.
+/// Compiles `source` as C (`cc`) or C++ (`c++ -std=c++17`) as
+/// tests/c_programs.rs does, beside it; returns the binary.
 fn compile_c(compiler: &str, source: &Path) -> PathBuf {
-    let lib = lib_dir();
-    let out = source.with_extension("");
-    let mut cmd = Command::new(compiler);
-    if compiler == "c++" {
-        cmd.args(["-std=c++17", "-pthread"]);
-    }
-    run(cmd
-        .args([
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-g",
-            "-fsanitize=address",
-            "-fno-omit-frame-pointer",
-        ])
-        .arg("-I")
-        .arg(root().join("include"))
-        .arg(source)
-        .arg("-o")
-        .arg(&out)
-        .arg("-L")
-        .arg(&lib)
-        .arg(format!("-Wl,-rpath,{}", lib.display()))
-        .arg("-lturn"));
-    out
+    let extra: &[&str] = if compiler == "c++" {
+        &["-std=c++17", "-pthread"]
+    } else {
+        &[]
+    };
+    crate::c_programs::compile(
+        compiler,
+        source,
+        source.parent().expect("a directory"),
+        extra,
+    )
 }
 
 /// Runs a program built from the README against `redis`.
