@@ -14,6 +14,11 @@
 #include <stdint.h>
 
 /**
+ * The most resources one call takes.
+ */
+#define MAX_ALL_RESOURCES 64
+
+/**
  * Longest resource name accepted, in bytes.
  */
 #define TURN_MAX_RESOURCE_LEN 1024
@@ -110,6 +115,11 @@ typedef enum {
    * The wait was canceled (the ticket was withdrawn).
    */
   TURN_ERR_CANCELED = 11,
+  /**
+   * The resource's queue is of another kind (a plain lock, a semaphore,
+   * a read-write lock), or a semaphore with other permits.
+   */
+  TURN_ERR_WRONG_KIND = 12,
   /**
    * A bug: a panic was caught inside the library.
    */
@@ -565,6 +575,146 @@ turn_result turn_pending_cancel(turn_pending *pending);
  * `ahead` points to writable storage for a `uint64_t`.
  */
 turn_result turn_pending_position(const turn_pending *pending, uint64_t *ahead);
+
+/**
+ * Takes `weight` permits of the FIFO semaphore `resource` of `permits`,
+ * waiting in draw order; on success writes the held lock to `*out`.
+ *
+ * Holders are admitted while the sum of their weights stays within
+ * `permits`, strictly in draw order: a ticket that does not fit yet holds
+ * back every later one (no barging). The queue records `permits` when it
+ * is made: an acquire naming other permits, or a plain lock or
+ * read-write lock on that resource, answers `TURN_ERR_WRONG_KIND` (and the
+ * other way round). `permits` 0, or `weight` 0 or over `permits`:
+ * `TURN_ERR_INVALID_ARGUMENT`. A turn 1.0 client's ticket on such a queue
+ * is admitted alone, as if it asked for every permit.
+ *
+ * - `label`, `timeout_ms`: as `turn_lock_acquire`'s.
+ * - `expire_ms`: the lease; 0 for the default, 10000 ms; 100 ms at
+ *   least; below 0 `TURN_ERR_INVALID_ARGUMENT`.
+ * - `patience_ms`: 0 for the default, 60000 ms; below 0 the longest.
+ *
+ * The lock is an ordinary `turn_lock`: check, release, token, serial and
+ * lost fd work as for a plain lock. A dead holder's permits come back
+ * within its lease and a second.
+ *
+ * ```c
+ * turn_lock *job;
+ * if (turn_semaphore_acquire(locker, "encoder", "job 7", 4, 1, 0, 0, -1, &job) == TURN_OK) {
+ *     encode();
+ *     turn_lock_release(job);
+ * }
+ * ```
+ *
+ * # Safety
+ * Strings are NULL or NUL-terminated; `out` points to writable storage for
+ * a pointer.
+ */
+turn_result turn_semaphore_acquire(turn_locker *locker,
+                                   const char *resource,
+                                   const char *label,
+                                   uint32_t permits,
+                                   uint32_t weight,
+                                   int64_t expire_ms,
+                                   int64_t patience_ms,
+                                   int64_t timeout_ms,
+                                   turn_lock **out);
+
+/**
+ * Like `turn_semaphore_acquire`, without waiting for the turn: as
+ * `turn_acquire_start` (a timeout of 0 is `TURN_ERR_INVALID_ARGUMENT`;
+ * the fd turns readable once the outcome is known, and
+ * `turn_pending_finish` takes it).
+ *
+ * # Safety
+ * As `turn_semaphore_acquire`.
+ */
+turn_result turn_semaphore_start(turn_locker *locker,
+                                 const char *resource,
+                                 const char *label,
+                                 uint32_t permits,
+                                 uint32_t weight,
+                                 int64_t expire_ms,
+                                 int64_t patience_ms,
+                                 int64_t timeout_ms,
+                                 turn_pending **out);
+
+/**
+ * Takes the read-write lock `resource`: alone when `exclusive` is nonzero
+ * (a writer), beside other shared holders when it is 0 (a reader); on
+ * success writes the held lock to `*out`. Draw order decides: a shared
+ * ticket drawn after an exclusive one waits for it (writers are never
+ * starved, readers never barge). A plain lock or a semaphore on that
+ * resource answers `TURN_ERR_WRONG_KIND` (and the other way round).
+ * `label`, `expire_ms`, `patience_ms`, `timeout_ms`: as
+ * `turn_semaphore_acquire`'s.
+ *
+ * # Safety
+ * As `turn_semaphore_acquire`.
+ */
+turn_result turn_rwlock_acquire(turn_locker *locker,
+                                const char *resource,
+                                const char *label,
+                                int exclusive,
+                                int64_t expire_ms,
+                                int64_t patience_ms,
+                                int64_t timeout_ms,
+                                turn_lock **out);
+
+/**
+ * Like `turn_rwlock_acquire`, without waiting for the turn: as
+ * `turn_acquire_start`.
+ *
+ * # Safety
+ * As `turn_semaphore_acquire`.
+ */
+turn_result turn_rwlock_start(turn_locker *locker,
+                              const char *resource,
+                              const char *label,
+                              int exclusive,
+                              int64_t expire_ms,
+                              int64_t patience_ms,
+                              int64_t timeout_ms,
+                              turn_pending **out);
+
+/**
+ * Takes plain locks on all `count` resources of `resources` (1 to 64
+ * distinct names), or none; on success writes `count` handles to
+ * `out[0..count]`, in the order of `resources`.
+ *
+ * The locks are taken one after another in one order every client uses
+ * (the names' bytes, ascending), so that calls of this and of
+ * `turn_lock_acquire` never wait for each other in a circle; on a Redis
+ * Cluster too, whatever the slots. `timeout_ms` bounds the whole call. On
+ * timeout, cancel or error every lock taken is released and the waiting
+ * ticket withdrawn; `out` is left alone. A name twice, `count` 0 or over
+ * 64: `TURN_ERR_INVALID_ARGUMENT`. Free resources cost one round trip
+ * each. `label`, `expire_ms`, `patience_ms`: as `turn_semaphore_acquire`'s;
+ * each lock has that lease.
+ *
+ * ```c
+ * const char *accounts[] = { "account:42", "account:7" };
+ * turn_lock *locks[2];
+ * if (turn_lock_acquire_all(locker, accounts, 2, "transfer", 0, 0, 5000, locks) == TURN_OK) {
+ *     transfer(42, 7);
+ *     turn_lock_release(locks[0]);
+ *     turn_lock_release(locks[1]);
+ * }
+ * ```
+ *
+ * # Safety
+ * `resources` is NULL or points to `count` pointers, each NULL or
+ * NUL-terminated; `label` is NULL or NUL-terminated; `out` is NULL or
+ * points to writable storage for `count` pointers.
+ */
+turn_result turn_lock_acquire_all(turn_locker *locker,
+                                  const char *const *resources,
+                                  size_t count,
+                                  const char *label,
+                                  int64_t expire_ms,
+                                  int64_t patience_ms,
+                                  int64_t timeout_ms,
+                                  turn_lock **out);
 
 /**
  * Reads a snapshot of the queue of `resource` atomically and writes it to

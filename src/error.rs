@@ -36,6 +36,10 @@ pub enum ErrorKind {
     Protocol,
     /// The wait was canceled (see [`crate::Cancel`]); the ticket was withdrawn.
     Canceled,
+    /// The resource's queue is of another kind (a plain lock, a semaphore,
+    /// a read-write lock) than the acquire asked for, or a semaphore with
+    /// other permits.
+    WrongKind,
     /// A panic was caught at the C boundary (C ABI only), or a background
     /// thread failed and was restarted ([`crate::Locker::health`]).
     Panic,

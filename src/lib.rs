@@ -15,6 +15,7 @@
 //! ```
 
 mod admin;
+mod all_or_none;
 mod connect;
 mod engine;
 mod error;
@@ -41,6 +42,7 @@ mod wait;
 pub mod ffi;
 
 pub use admin::LogLine;
+pub use all_or_none::MAX_ALL_RESOURCES;
 pub use error::{Error, ErrorKind, Result};
 pub use heartbeat::Beat;
 pub use keys::{
@@ -50,7 +52,7 @@ pub use lock::{Lock, Pending};
 pub use locker::{DEFAULT_URL, Locker, ResetOutcome};
 pub use options::{
     Acquire, Cancel, DEFAULT_EXPIRE, DEFAULT_GRACE, DEFAULT_PATIENCE, DEFAULT_REPLICA_TIMEOUT,
-    MAX_EXPIRE, MIN_EXPIRE, MIN_PATIENCE, MinReplicas, Options, Tls, Wait,
+    Kind, MAX_EXPIRE, MIN_EXPIRE, MIN_PATIENCE, MinReplicas, Mode, Options, Tls, Wait,
 };
 pub use status::{MAX_STATUS_TICKETS, Status, TicketInfo};
 

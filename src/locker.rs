@@ -156,6 +156,26 @@ impl Locker {
         Ok(Lock::new(self.running.clone(), ticket))
     }
 
+    /// Takes `request`'s lock on every one of `resources` (1 to
+    /// [`MAX_ALL_RESOURCES`](crate::MAX_ALL_RESOURCES) distinct names), or
+    /// none: the locks come back in the order of `resources`. They are
+    /// taken one after another in one order every client uses (the names'
+    /// bytes, ascending), so that such calls and single acquires never
+    /// wait for each other in a circle; on a Redis Cluster too, whatever
+    /// the slots. The request's wait bounds the whole call. On timeout,
+    /// cancel or error every lock taken is released and the waiting ticket
+    /// withdrawn. Free resources cost one round trip each.
+    ///
+    /// ```no_run
+    /// let locker = turn::Locker::new(None)?;
+    /// let locks = locker.acquire_all(&["ledger", "audit"], &turn::Acquire::label("close"))?;
+    /// assert_eq!(locks[0].resource(), "ledger");
+    /// # Ok::<(), turn::Error>(())
+    /// ```
+    pub fn acquire_all(&self, resources: &[&str], request: &Acquire) -> Result<Vec<Lock>> {
+        crate::all_or_none::acquire_all(self, resources, request)
+    }
+
     /// Takes a ticket for `resource` and returns without waiting for the
     /// turn: it blocks for the draw's one round trip, no longer. The wait
     /// goes on in the locker's notifier thread (no thread per pending

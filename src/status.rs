@@ -1,5 +1,7 @@
 //! Snapshots of queues: what `Locker::status` answers.
 
+use crate::options::{Kind, Mode};
+
 /// The most tickets one status reports (from the indicator on).
 pub const MAX_STATUS_TICKETS: u64 = 100_000;
 
@@ -10,6 +12,14 @@ pub struct TicketInfo {
     pub serial: u64,
     /// Its label (the value of its presence key; invalid UTF-8 replaced).
     pub label: String,
+    /// It holds: the ticket at the indicator of a plain queue, an admitted
+    /// holder of a semaphore or read-write queue.
+    pub held: bool,
+    /// What it asks of its queue: [`Mode::Plain`] in a plain queue; its
+    /// weight in a semaphore, its share in a read-write lock. A turn 1.0
+    /// client's ticket in such a queue asks for all of it (every permit,
+    /// or exclusive).
+    pub mode: Mode,
 }
 
 /// A snapshot of one queue, read atomically.
@@ -27,12 +37,16 @@ pub struct TicketInfo {
 pub struct Status {
     /// The resource.
     pub resource: String,
-    /// The serial whose turn it is.
+    /// The kind of its queue.
+    pub kind: Kind,
+    /// The serial whose turn it is; in a semaphore or read-write queue, the
+    /// lowest serial that holds or waits (every ticket below it is done).
     pub indicator: u64,
     /// The last serial handed out.
     pub dispenser: u64,
     /// Live tickets (presence key present) from the indicator to the
-    /// dispenser, ascending: the holder (if alive) first, then the waiters.
+    /// dispenser, ascending: the holders (if alive) first, then the
+    /// waiters.
     pub tickets: Vec<TicketInfo>,
 }
 

@@ -84,6 +84,7 @@ pub(super) fn acquire_request(
             t => Wait::For(Duration::from_millis(t as u64)),
         },
         cancel,
+        mode: crate::Mode::Plain,
     }
 }
 

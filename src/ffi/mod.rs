@@ -1,5 +1,6 @@
 //! The C ABI: a thin layer over the Rust API, one file per C type
-//! (`result`, `locker`, `lock`, `cancel`, `pending`, `status`, `options`) and the
+//! (`result`, `locker`, `lock`, `cancel`, `pending`, `modes`, `status`,
+//! `options`) and the
 //! version, over the checked handles of `handles`. Every exported body runs
 //! inside `export`'s guard, so no panic crosses the boundary, and reads its
 //! arguments with `args`.
@@ -25,6 +26,8 @@ mod cancel;
 
 mod pending;
 
+mod modes;
+
 mod status;
 
 mod options;
@@ -47,6 +50,10 @@ pub use lock::{
 pub use locker::{
     turn_announce, turn_bump, turn_locker, turn_locker_free, turn_locker_health, turn_locker_new,
     turn_locker_new_with_options, turn_reset,
+};
+pub use modes::{
+    turn_lock_acquire_all, turn_rwlock_acquire, turn_rwlock_start, turn_semaphore_acquire,
+    turn_semaphore_start,
 };
 pub use options::{
     turn_options, turn_options_free, turn_options_new, turn_options_set_clock_serials,

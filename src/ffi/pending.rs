@@ -99,11 +99,15 @@ pub unsafe extern "C" fn turn_acquire_start(
     guard_out_after(args, out, |(resource, label)| {
         let locker = locker_of(locker)?;
         let request = acquire_request(label, expire_ms, patience_ms, timeout_ms, None);
-        let pending = locker.start_acquire(resource, &request)?;
-        turn_pending::insert(PendingCell {
-            fd: pending.fd().as_raw_fd(),
-            pending: Mutex::new(Some(pending)),
-        })
+        insert_pending(locker.start_acquire(resource, &request)?)
+    })
+}
+
+/// A new `turn_pending` handle for a pending acquire.
+pub(super) fn insert_pending(pending: Pending) -> crate::error::Result<*mut turn_pending> {
+    turn_pending::insert(PendingCell {
+        fd: pending.fd().as_raw_fd(),
+        pending: Mutex::new(Some(pending)),
     })
 }
 

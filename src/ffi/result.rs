@@ -37,6 +37,9 @@ pub enum turn_result {
     TURN_ERR_PROTOCOL = 10,
     /// The wait was canceled (the ticket was withdrawn).
     TURN_ERR_CANCELED = 11,
+    /// The resource's queue is of another kind (a plain lock, a semaphore,
+    /// a read-write lock), or a semaphore with other permits.
+    TURN_ERR_WRONG_KIND = 12,
     /// A bug: a panic was caught inside the library.
     TURN_ERR_PANIC = 99,
 }
@@ -55,6 +58,7 @@ impl From<ErrorKind> for turn_result {
             ErrorKind::Forked => turn_result::TURN_ERR_FORKED,
             ErrorKind::Protocol => turn_result::TURN_ERR_PROTOCOL,
             ErrorKind::Canceled => turn_result::TURN_ERR_CANCELED,
+            ErrorKind::WrongKind => turn_result::TURN_ERR_WRONG_KIND,
             ErrorKind::Panic => turn_result::TURN_ERR_PANIC,
         }
     }
@@ -87,6 +91,7 @@ pub extern "C" fn turn_result_str(code: c_int) -> *const c_char {
         9 => c"TURN_ERR_FORKED",
         10 => c"TURN_ERR_PROTOCOL",
         11 => c"TURN_ERR_CANCELED",
+        12 => c"TURN_ERR_WRONG_KIND",
         99 => c"TURN_ERR_PANIC",
         _ => c"TURN_ERR_UNKNOWN",
     };

@@ -7,6 +7,7 @@ use super::call::Call;
 use super::lua::{CHECK_NUM, script};
 use crate::error::{Error, Result};
 use crate::keys::{Keys, parse_serial};
+use crate::options::{Kind, Mode};
 use crate::shared::Core;
 use crate::status::{MAX_STATUS_TICKETS, Status, TicketInfo};
 
@@ -64,14 +65,18 @@ fn decode(reply: &[Vec<u8>], resource: &str) -> Result<Option<Status>> {
     let tickets = reply[2..]
         .chunks(2)
         .map(|pair| {
+            let serial = number(&pair[0], "a serial")?;
             Ok(TicketInfo {
-                serial: number(&pair[0], "a serial")?,
+                serial,
                 label: String::from_utf8_lossy(&pair[1]).into_owned(),
+                held: serial == indicator,
+                mode: Mode::Plain,
             })
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(Some(Status {
         resource: resource.to_string(),
+        kind: Kind::Plain,
         indicator,
         dispenser,
         tickets,
@@ -98,11 +103,15 @@ mod tests {
             vec![
                 TicketInfo {
                     serial: 3,
-                    label: "a".into()
+                    label: "a".into(),
+                    held: true,
+                    mode: Mode::Plain,
                 },
                 TicketInfo {
                     serial: 5,
-                    label: "b".into()
+                    label: "b".into(),
+                    held: false,
+                    mode: Mode::Plain,
                 }
             ]
         );

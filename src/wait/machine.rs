@@ -77,6 +77,7 @@ impl Acquiring<Live> {
         core.usable()?;
         validate_resource(resource)?;
         validate_label(&request.label)?;
+        request.mode.validate()?;
         let expire = request.expire_or_default()?;
         let keys = core.shared_keys(resource);
         Ok(Acquiring::with_env(
