@@ -347,3 +347,98 @@ fn status_shows_each_holder_and_waiter_with_its_weight_or_share() {
     r2.release().unwrap();
     w.recv_timeout(LONG).unwrap().unwrap().release().unwrap();
 }
+
+#[test]
+fn on_a_redis_cluster_the_modes_and_acquire_all_work_whatever_the_slots() {
+    let cluster = support::cluster::Cluster::start(3);
+    let l = Locker::new(Some(&cluster.url())).unwrap();
+    let a = l.acquire("pool", &sem(2, 1)).unwrap();
+    let b = l.acquire("pool", &sem(2, 1)).unwrap();
+    let e = l.acquire("pool", &try_once(sem(2, 1))).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WouldBlock, "{e}");
+    let c = waiting(&l, "pool", sem(2, 1));
+    a.release().unwrap();
+    c.recv_timeout(LONG).unwrap().unwrap().release().unwrap();
+    b.release().unwrap();
+    let r1 = l.acquire("doc", &rw(false)).unwrap();
+    let e = l.acquire("doc", &try_once(rw(true))).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WouldBlock, "{e}");
+    r1.release().unwrap();
+    // Names in many slots (and on several masters).
+    let names: Vec<String> = (0..12).map(|i| format!("account:{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let locks = l.acquire_all(&names, &Acquire::label("all")).unwrap();
+    assert_eq!(locks.len(), names.len());
+    for lock in &locks {
+        lock.check().unwrap();
+    }
+    for lock in locks {
+        lock.release().unwrap();
+    }
+}
+
+/// Lockers in threads take a semaphore of 3 permits with weights 1 and 2,
+/// and a read-write lock, over and over: the weight held never passes the
+/// permits, and no reader holds beside a writer.
+#[test]
+fn contending_holders_never_pass_the_permits_nor_a_writer() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicI64, Ordering};
+    let r = Redis::start();
+    let held = Arc::new(AtomicI64::new(0));
+    let readers = Arc::new(AtomicI64::new(0));
+    let writers = Arc::new(AtomicI64::new(0));
+    let mut threads = Vec::new();
+    for i in 0..8u32 {
+        let l = locker(&r);
+        let (held, readers, writers) = (held.clone(), readers.clone(), writers.clone());
+        threads.push(thread::spawn(move || {
+            let weight = 1 + i % 2;
+            for round in 0..15 {
+                let lock = l
+                    .acquire("pool", &sem(3, weight).wait(Wait::For(LONG)))
+                    .unwrap();
+                let now = held.fetch_add(weight.into(), Ordering::SeqCst) + i64::from(weight);
+                assert!(now <= 3, "{now} weight held of 3 permits");
+                thread::sleep(Duration::from_millis(2));
+                held.fetch_sub(weight.into(), Ordering::SeqCst);
+                lock.check().unwrap();
+                lock.release().unwrap();
+
+                let exclusive = (i + round) % 4 == 0;
+                let lock = l
+                    .acquire("doc", &rw(exclusive).wait(Wait::For(LONG)))
+                    .unwrap();
+                if exclusive {
+                    assert_eq!(writers.fetch_add(1, Ordering::SeqCst), 0, "two writers");
+                    assert_eq!(
+                        readers.load(Ordering::SeqCst),
+                        0,
+                        "a reader beside a writer"
+                    );
+                } else {
+                    readers.fetch_add(1, Ordering::SeqCst);
+                    assert_eq!(
+                        writers.load(Ordering::SeqCst),
+                        0,
+                        "a writer beside a reader"
+                    );
+                }
+                thread::sleep(Duration::from_millis(2));
+                if exclusive {
+                    writers.fetch_sub(1, Ordering::SeqCst);
+                } else {
+                    readers.fetch_sub(1, Ordering::SeqCst);
+                }
+                lock.check().unwrap();
+                lock.release().unwrap();
+            }
+        }));
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+    let mut c = r.conn();
+    assert_eq!(c.hlen::<_, i64>("turn:pool:holders").unwrap(), 0);
+    assert_eq!(c.hlen::<_, i64>("turn:doc:holders").unwrap(), 0);
+}
