@@ -30,6 +30,7 @@ mod identity;
 mod kit;
 mod locking;
 mod lost;
+mod metrics;
 mod mixed_fleet;
 mod mixed_fleet_waits;
 mod modes;
