@@ -38,6 +38,7 @@ mod pending;
 mod pending_faults;
 mod readme;
 mod stale_tickets;
+mod status_facts;
 
 /// Cargo builds no other binary from tests/ (`autotests = false`): a test
 /// file that this one does not declare would never be compiled or run.
