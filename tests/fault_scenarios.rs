@@ -378,7 +378,7 @@ fn freeing_a_locker_makes_an_acquire_waiting_in_another_thread_fail_canceled() {
     let waiter = {
         let history = history.clone();
         thread::spawn(move || {
-            history.record("w", "w/0", "res", What::Start { lease_ms: 2000 });
+            history.record("w", "w/0", "res", What::start(2000));
             let resource = CString::new("res").unwrap();
             let label = CString::new("w/0").unwrap();
             let mut lock: *mut turn_lock = std::ptr::null_mut();

@@ -1,5 +1,6 @@
-//! Load for the fault scenarios: threads that take a lock in a loop,
-//! recording each step in a history (see history.rs), until stopped.
+//! Load for the fault scenarios: threads that take a lock (or all of
+//! several) in a loop, recording each step in a history (see history.rs),
+//! until stopped.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -70,7 +71,36 @@ impl Load {
         hold: Duration,
         rest: Duration,
     ) {
-        let (locker, resource, request) = (locker.clone(), resource.to_string(), request.clone());
+        self.spawn_on(name, locker, &[resource], request, hold, rest);
+    }
+
+    /// As [`Load::spawn`], with an acquire of all of `resources` (two or
+    /// more) each time.
+    pub fn spawn_all(
+        &mut self,
+        name: &str,
+        locker: &Locker,
+        resources: &[&str],
+        request: &Acquire,
+        hold: Duration,
+        rest: Duration,
+    ) {
+        assert!(resources.len() > 1, "an acquire of all of several");
+        self.spawn_on(name, locker, resources, request, hold, rest);
+    }
+
+    /// A thread of [`Load::spawn`] (one resource) or [`Load::spawn_all`].
+    fn spawn_on(
+        &mut self,
+        name: &str,
+        locker: &Locker,
+        resources: &[&str],
+        request: &Acquire,
+        hold: Duration,
+        rest: Duration,
+    ) {
+        let resources: Vec<String> = resources.iter().map(|r| r.to_string()).collect();
+        let (locker, request) = (locker.clone(), request.clone());
         let (history, fence, stop) = (self.history.clone(), self.fence.clone(), self.stop.clone());
         let name = name.to_string();
         let seed = (self.threads.len() as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -78,7 +108,14 @@ impl Load {
             let mut worker = Worker::new(&name, &history, &*fence);
             let mut rng = Rng(seed | 1);
             while !stop.load(Ordering::Acquire) {
-                match worker.cycle(&locker, &resource, &request, hold) {
+                let outcome = match &resources[..] {
+                    [one] => worker.cycle(&locker, one, &request, hold),
+                    all => {
+                        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+                        worker.cycle_all(&locker, &all, &request, hold)
+                    }
+                };
+                match outcome {
                     Outcome::Failed(_) => thread::sleep(Duration::from_millis(50)),
                     Outcome::Held { .. } => {
                         if !rest.is_zero() {
