@@ -7,10 +7,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use turn::{Acquire, Locker};
+use turn::{Acquire, Locker, Mode};
 
 use super::Rng;
 use super::history::{Fence, History, Outcome, Worker};
+
+/// The semaphore of [`Load::shared_modes`].
+pub const SEMAPHORE: &str = "sem";
+/// The read-write lock of [`Load::shared_modes`].
+pub const RWLOCK: &str = "rw";
+/// The plain locks of [`Load::shared_modes`], taken in pairs by acquires of
+/// all and one by one (on a Redis Cluster, in three slots).
+pub const ALL_OF: [&str; 3] = ["a", "b", "c"];
 
 /// Threads cycling on locks; see [`Load::spawn`].
 pub struct Load {
@@ -46,6 +54,40 @@ impl Load {
             for _ in 0..2 {
                 self.spawn(&format!("l{i}"), l, resource, request, hold, rest);
             }
+        }
+    }
+
+    /// The shared modes under load, on each locker `i`: a semaphore of 3
+    /// permits ([`SEMAPHORE`]) taken with weight 1 and with weight 2; a
+    /// read-write lock ([`RWLOCK`]) taken shared and, on even lockers,
+    /// exclusive; an acquire of all of two of [`ALL_OF`] (overlapping
+    /// sets, not always named in name order) and a plain acquire of one of
+    /// them. Each acquire is `request` in that mode.
+    pub fn shared_modes(
+        &mut self,
+        lockers: &[Locker],
+        request: &Acquire,
+        hold: Duration,
+        rest: Duration,
+    ) {
+        let with = |mode: Mode| request.clone().mode(mode);
+        for (i, l) in lockers.iter().enumerate() {
+            let name = format!("l{i}");
+            for weight in [1, 2] {
+                let sem = with(Mode::Semaphore { permits: 3, weight });
+                self.spawn(&name, l, SEMAPHORE, &sem, hold, rest);
+            }
+            for exclusive in [false, true] {
+                if exclusive && i % 2 == 1 {
+                    continue;
+                }
+                let rw = with(Mode::ReadWrite { exclusive });
+                self.spawn(&name, l, RWLOCK, &rw, hold, rest);
+            }
+            let [x, y, z] = ALL_OF;
+            let sets = [[x, y], [y, z], [z, x]];
+            self.spawn_all(&name, l, &sets[i % 3], request, hold, rest);
+            self.spawn(&name, l, ALL_OF[i % 3], request, hold, rest);
         }
     }
 
