@@ -758,7 +758,10 @@ pub enum Violation {
     },
     LostAtGrant {
         id: String,
+        resource: String,
         serial: u64,
+        /// The resources of an acquire of all (empty for one).
+        all: Vec<String>,
     },
     OkAfterLost {
         id: String,
@@ -849,10 +852,22 @@ impl fmt::Display for Violation {
                 waiters.len(),
                 waiters.join(", ")
             ),
-            Violation::LostAtGrant { id, serial } => write!(
-                f,
-                "acquire answered Ok for {id} (serial {serial}) but a check right away answered Lost: Ok did not mean held"
-            ),
+            Violation::LostAtGrant {
+                id,
+                resource,
+                serial,
+                all,
+            } => {
+                let of_all = if all.is_empty() {
+                    String::new()
+                } else {
+                    format!(", one of an acquire of all of {all:?}")
+                };
+                write!(
+                    f,
+                    "acquire answered Ok for {id} (serial {serial} on {resource}{of_all}) but a check right away answered Lost: Ok did not mean held"
+                )
+            }
             Violation::OkAfterLost { id, what } => {
                 write!(f, "{id}: {what} answered Ok after a check answered Lost")
             }
@@ -1144,7 +1159,9 @@ pub fn check(events: &[Event], rules: &Rules) -> Report {
         {
             violations.push(Violation::LostAtGrant {
                 id: id.clone(),
+                resource: h.resource.clone(),
                 serial,
+                all: h.all.clone(),
             });
         }
         if let Some(first_lost) = h.checks.iter().position(|c| !c.1) {
