@@ -1003,9 +1003,10 @@ fn turn_lock_on_a_queue_of_another_kind_says_its_kind_and_runs_nothing() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
         assert_eq!(err.lines().count(), 1, "{err}");
-        let expected = format!("turn: pool: its queue is a semaphore of 2 permits, not {asked}; ");
+        let expected =
+            format!("turn: \"pool\" is a semaphore of 2 permits; this acquire asked for {asked}");
         assert!(err.starts_with(&expected), "{args:?}: {err}");
-        assert!(err.contains("`turn reset pool`"), "{err}");
+        assert!(err.contains("reset the queue when it is idle"), "{err}");
         assert!(!marker.exists(), "the command ran");
     }
     assert_eq!(

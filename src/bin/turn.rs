@@ -34,7 +34,7 @@ mod run_locked;
 mod status;
 use output::clean;
 use run_locked::run_locked;
-use status::{explain_wrong_kind, print_status, status_of};
+use status::{print_status, status_of};
 
 /// Exit statuses of `turn lock RESOURCE -- COMMAND`, shown in the help.
 const LOCK_EXIT_STATUS: &str = "\
@@ -517,8 +517,8 @@ fn lock(locker: &Locker, resources: Vec<String>, request: Acquire) -> turn::Resu
                 Err(e) if e.kind() == ErrorKind::Canceled => {
                     write(format!("{}: canceled", clean(&r)))
                 }
+                // The message names the resource.
                 Err(e) if e.kind() == ErrorKind::WrongKind => {
-                    let e = explain_wrong_kind(&locker, &r, request.mode.kind(), e.clone());
                     say!("turn: {}", clean(e.message()))
                 }
                 Err(e) => say!("turn: {}: {}", clean(&r), clean(e.message())),

@@ -23,7 +23,6 @@ use std::time::Duration;
 use turn::{Acquire, Cancel, ErrorKind, Lock, Locker, Pending, Wait};
 
 use super::output::clean;
-use super::status::explain_wrong_kind;
 
 /// Not had within --wait (sysexits.h EX_TEMPFAIL).
 const EXIT_NOT_LOCKED: u8 = 75;
@@ -57,7 +56,6 @@ pub fn run_locked(
     turn::validate_label(&request.label)?;
     let names: Vec<String> = resources.iter().map(|r| clean(r)).collect();
     let name = names.join(", ");
-    let request_kind = request.mode.kind();
     let (tx, events) = mpsc::channel();
     let wake = catch_signals(tx.clone()).map_err(|e| io_error("cannot catch signals", e))?;
 
@@ -80,12 +78,7 @@ pub fn run_locked(
             say!("turn: {name}: not locked: {}", clean(e.message()));
             return Ok(EXIT_NOT_LOCKED);
         }
-        Waited::Done(Err(e)) => {
-            return Err(match resources {
-                [resource] => explain_wrong_kind(locker, resource, request_kind, e),
-                _ => e,
-            });
-        }
+        Waited::Done(Err(e)) => return Err(e),
         Waited::Interrupted(signo) => {
             if resources.len() == 1 {
                 say!("turn: {name}: interrupted while waiting; the ticket was withdrawn");

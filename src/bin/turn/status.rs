@@ -82,43 +82,6 @@ fn kind_text(s: &Status) -> String {
     }
 }
 
-/// A kind of queue in a sentence: `a semaphore of 3 permits`.
-fn kind_name(kind: Kind) -> String {
-    match kind {
-        Kind::Plain => "a plain lock".to_string(),
-        Kind::Semaphore { permits: 1 } => "a semaphore of 1 permit".to_string(),
-        Kind::Semaphore { permits } => format!("a semaphore of {permits} permits"),
-        Kind::ReadWrite => "a read-write lock".to_string(),
-    }
-}
-
-/// A `WrongKind` error of an acquire of `asked` on `resource`, said with
-/// the queue's kind as it is now (read again) and how to make it anew;
-/// any other error as it is.
-pub fn explain_wrong_kind(
-    locker: &Locker,
-    resource: &str,
-    asked: Kind,
-    e: turn::Error,
-) -> turn::Error {
-    if e.kind() != ErrorKind::WrongKind {
-        return e;
-    }
-    let Ok(Some(queue)) = status_of(locker, resource) else {
-        return e;
-    };
-    let name = clean(resource);
-    turn::Error::new(
-        ErrorKind::WrongKind,
-        format!(
-            "{name}: its queue is {}, not {}; a queue's kind is fixed until it is \
-             reset (`turn reset {name}` once nobody holds or waits)",
-            kind_name(queue.kind),
-            kind_name(asked)
-        ),
-    )
-}
-
 /// What a ticket of a shared queue asks: `weight W`, `shared`, `exclusive`.
 fn share(mode: Mode) -> String {
     match mode {
