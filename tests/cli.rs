@@ -1014,6 +1014,15 @@ fn turn_lock_on_a_queue_of_another_kind_says_its_kind_and_runs_nothing() {
         (vec!["job".into()], vec![]),
         "the refused acquires left no ticket"
     );
+    // Without a command: said, and the tool ends (nothing to hold).
+    let child = turn_cmd(&r, &["lock", "pool", "--shared"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (status, err) = finish(child, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("is a semaphore of 2 permits"), "{err}");
     // Once idle and reset, the queue is made anew of the kind asked.
     held.release().unwrap();
     assert_eq!(
@@ -1180,4 +1189,96 @@ fn status_shows_a_read_write_lock_s_shared_and_exclusive_tickets() {
     audit.cancel().unwrap();
     migrate.cancel().unwrap();
     report.release().unwrap();
+}
+
+#[test]
+fn turn_lock_in_a_shared_mode_keeps_its_exits_and_loss_reports() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    let full = l
+        .acquire(
+            "pool",
+            &Acquire::label("all").mode(turn::Mode::Semaphore {
+                permits: 2,
+                weight: 2,
+            }),
+        )
+        .unwrap();
+    // Not had within --wait: 75, nothing run, no ticket left.
+    let o = turn(
+        &r,
+        &[
+            "lock",
+            "pool",
+            "--permits",
+            "2",
+            "--wait",
+            "0",
+            "--",
+            "false",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(75), "{o:?}");
+    let o = turn(
+        &r,
+        &[
+            "lock",
+            "pool",
+            "--permits",
+            "2",
+            "--wait",
+            "0.2",
+            "--",
+            "false",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(75), "{o:?}");
+    assert_eq!(l.status("pool").unwrap().tickets.len(), 1, "tickets left");
+    full.release().unwrap();
+    // The command's status.
+    let o = turn(
+        &r,
+        &["lock", "pool", "--permits", "2", "--", "sh", "-c", "exit 7"],
+    );
+    assert_eq!(o.status.code(), Some(7));
+
+    // A shared holder whose lock is lost hears it; --kill-on-loss ends
+    // the command.
+    let (mut child, _out, mut err) = started(
+        &r,
+        &[
+            "lock",
+            "files",
+            "--shared",
+            "--expire",
+            "5",
+            "--kill-on-loss",
+            "--",
+            "sh",
+            "-c",
+            "echo started; exec sleep 60",
+        ],
+    );
+    delete_holder_key(&r, &l, "files");
+    assert_eq!(child.wait().unwrap().code(), Some(128 + 15));
+    let said = err.rest(Duration::from_secs(2)).join("\n");
+    assert!(
+        said.contains("files: the lock was lost while the command ran"),
+        "{said}"
+    );
+
+    // Without a command: held until Ctrl-C, then given back.
+    let mut child = turn_cmd(&r, &["lock", "files", "--exclusive"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Lines::new(child.stdout.take().unwrap());
+    assert!(lines.wait_for("files: locked", Duration::from_secs(10)));
+    let s = l.status("files").unwrap();
+    assert_eq!(s.tickets[0].mode, turn::Mode::ReadWrite { exclusive: true });
+    assert!(s.tickets[0].held);
+    signal(child.id(), "INT");
+    assert!(child.wait().unwrap().success());
+    assert!(lines.wait_for("files: released", Duration::from_secs(10)));
+    assert!(l.status("files").unwrap().tickets.is_empty());
 }

@@ -341,7 +341,7 @@ fn run(cli: Cli) -> turn::Result<u8> {
                 });
             }
             if command.is_empty() {
-                return lock(&locker, resources, request).map(|()| 0);
+                return lock(&locker, resources, request);
             }
             run_locked(&locker, &resources, request, &command, kill_on_loss)
         }
@@ -403,6 +403,9 @@ enum Stop {
     ReaderGone,
     /// A write to standard output failed (kept by the writer).
     WriteFailed,
+    /// `turn lock` without a command: every acquire failed, nothing is
+    /// held or waited for.
+    NothingLeft,
 }
 
 /// A channel that receives a `Stop` per Ctrl-C, and one when standard
@@ -472,17 +475,22 @@ fn reset(locker: &Locker, resources: Vec<String>) -> turn::Result<()> {
 
 /// `turn lock [RESOURCE...]`: takes each lock and holds them until Ctrl-C,
 /// or until standard output fails (its reader went away: the tool then
-/// ends by SIGPIPE, see `output`), and gives them back.
-fn lock(locker: &Locker, resources: Vec<String>, request: Acquire) -> turn::Result<()> {
+/// ends by SIGPIPE, see `output`), and gives them back; the exit status.
+/// When every acquire failed (each said on standard error) it ends at
+/// once, with status 1.
+fn lock(locker: &Locker, resources: Vec<String>, request: Acquire) -> turn::Result<u8> {
     let resources = chosen(locker, resources)?;
     if resources.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     for r in &resources {
         turn::validate_resource(r)?;
     }
     turn::validate_label(&request.label)?;
     let (stopper, stop) = stops();
+    // Acquires that did not fail (waiting, holding, or canceled).
+    let left = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(resources.len()));
+    let nothing_left = stopper.clone();
     // The first failed write to standard output, by any thread.
     let unwritten = std::sync::Arc::new(std::sync::Mutex::new(None::<std::io::Error>));
     let write = {
@@ -510,8 +518,15 @@ fn lock(locker: &Locker, resources: Vec<String>, request: Acquire) -> turn::Resu
             break;
         }
         let (locker, request, write) = (locker.clone(), request.clone(), write.clone());
+        let (left, nothing_left) = (left.clone(), nothing_left.clone());
         waiters.push(std::thread::spawn(move || {
             let result = locker.acquire(&r, &request);
+            if let Err(e) = &result
+                && e.kind() != ErrorKind::Canceled
+                && left.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1
+            {
+                let _ = nothing_left.send(Stop::NothingLeft);
+            }
             match &result {
                 Ok(_) => write(format!("{}: locked", clean(&r))),
                 Err(e) if e.kind() == ErrorKind::Canceled => {
@@ -544,6 +559,7 @@ fn lock(locker: &Locker, resources: Vec<String>, request: Acquire) -> turn::Resu
     match (unwritten, why) {
         (Some(e), _) => Err(output::failed(e)),
         (None, Ok(Stop::ReaderGone)) => output::reader_gone(),
-        (None, _) => failed.map_or(Ok(()), Err),
+        (None, Ok(Stop::NothingLeft)) => Ok(1),
+        (None, _) => failed.map_or(Ok(0), Err),
     }
 }
