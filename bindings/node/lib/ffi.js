@@ -11,13 +11,19 @@ const koffi = require('koffi');
 const SONAME = 'libturn.so.0';
 
 // Where the library is looked for, in order: TURN_LIBRARY alone when it is
-// set; else a libturn.so in this package, then the system's.
+// set; else a libturn.so in this package's folder; in the repository, the
+// build tree's (CARGO_TARGET_DIR's, else target/, release then debug);
+// then the system's, through the dynamic linker.
 function candidates() {
   if (process.env.TURN_LIBRARY) return [process.env.TURN_LIBRARY];
   const here = path.join(__dirname, '..');
-  return [path.join(here, 'libturn.so'), SONAME, 'libturn.so'].filter(
-    (p) => !path.isAbsolute(p) || fs.existsSync(p),
-  );
+  const repository = path.join(here, '..', '..');
+  const local = [path.join(here, 'libturn.so')];
+  if (fs.existsSync(path.join(repository, 'include', 'turn.h'))) {
+    const target = process.env.CARGO_TARGET_DIR || path.join(repository, 'target');
+    local.push(path.join(target, 'release', 'libturn.so'), path.join(target, 'debug', 'libturn.so'));
+  }
+  return [...local.filter((p) => fs.existsSync(p)), SONAME, 'libturn.so'];
 }
 
 function load() {
