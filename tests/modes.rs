@@ -499,3 +499,32 @@ fn a_turn_1_0_ticket_that_never_sets_its_key_is_passed_after_a_lease() {
     eprintln!("passed after {:?}", started.elapsed());
     lock.release().unwrap();
 }
+
+/// turn 1.0's reset deletes the dispenser and indicator alone: a plain
+/// queue its clients make anew there is not taken for the semaphore that
+/// was.
+#[test]
+fn a_queue_made_anew_by_turn_1_0_clients_is_plain_again() {
+    let r = Redis::start();
+    let l = locker(&r);
+    for _ in 0..3 {
+        l.acquire("pool", &sem(3, 1)).unwrap().release().unwrap();
+    }
+    let mut c = r.conn();
+    let _: () = c
+        .del(&["turn:pool:dispenser", "turn:pool:indicator"])
+        .unwrap();
+    // A turn 1.0 draw: MSETNX, then INCR.
+    let _: bool = redis::cmd("MSETNX")
+        .arg(&["turn:pool:dispenser", "0", "turn:pool:indicator", "1"])
+        .query(&mut c)
+        .unwrap();
+    let _: u64 = c.incr("turn:pool:dispenser", 1).unwrap();
+    let _: () = c.del("turn:pool:indicator").unwrap();
+    let _: () = c.set("turn:pool:indicator", 2).unwrap();
+    let lock = l
+        .acquire("pool", &Acquire::label("plain now"))
+        .expect("a plain queue again");
+    assert_eq!(l.status("pool").unwrap().kind, Kind::Plain);
+    lock.release().unwrap();
+}

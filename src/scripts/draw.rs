@@ -59,7 +59,14 @@ local K_DISP, K_IND, K_INC = KEYS[1], KEYS[2], KEYS[3]
 local CLOCK, T_PREFIX, FORGET = ARGV[6] == 'clock', ARGV[7], {{ARGV[9], KEYS[5]}}
 local kind = redis.call('GET', KEYS[4])
 if kind then
-  if redis.call('EXISTS', K_DISP) == 1 then return redis.error_reply('TURNKIND ' .. kind) end
+  local d = tonumber(redis.call('GET', K_DISP))
+  if d ~= nil then
+    -- Left by a queue of shared modes that turn 1.0 clients made anew
+    -- (their reset deletes the dispenser and indicator alone): its
+    -- dispenser went back below the highest serial our draws took.
+    local top = tonumber(string.match(redis.call('GET', K_INC) or '', ' (%d+)$'))
+    if top == nil or d >= top then return redis.error_reply('TURNKIND ' .. kind) end
+  end
   -- Left by a queue of shared modes that is gone.
   redis.call('DEL', KEYS[4])
 end
