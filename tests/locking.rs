@@ -575,3 +575,30 @@ fn a_zero_or_tiny_timeout_tries_once() {
         .release()
         .unwrap();
 }
+
+/// A holder that died (its key gone, granted longer than the grace ago)
+/// is passed by a try-lock and by a short wait at once: no waiter older
+/// than the grace is needed.
+#[test]
+fn a_dead_holder_is_passed_by_a_try_lock_and_a_short_wait() {
+    let r = Redis::start();
+    let l = locker(&r);
+    for (resource, wait) in [
+        ("tried", Wait::TryOnce),
+        ("waited", Wait::For(Duration::from_millis(200))),
+    ] {
+        let dead = l.lock(resource, "dies").unwrap();
+        let key = format!("turn:{resource}:serial:{}", dead.serial());
+        std::mem::forget(dead);
+        std::thread::sleep(Duration::from_millis(700));
+        // Its process died: its keys lapse (here, at once).
+        let _: () = r
+            .conn()
+            .del(&[key.clone(), format!("turn:{resource}:ticket:1")])
+            .unwrap();
+        let lock = l
+            .acquire(resource, &Acquire::label("next").wait(wait))
+            .unwrap_or_else(|e| panic!("{resource}: {e}"));
+        lock.release().unwrap();
+    }
+}

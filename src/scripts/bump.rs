@@ -40,8 +40,9 @@ return t
 /// ticket prefix, the passing ticket's identity key, identity and token
 /// base, '1' when every ticket missing its presence key counts as dead
 /// ('' while the passing ticket is younger than the grace: then only those
-/// recorded withdrawn do, since a missing key may be a turn 1.0 ticket's
-/// that is not set yet).
+/// recorded withdrawn do, and those our scripts granted or drew longer
+/// than the grace ago (`P:R:since`), since a missing key may be a turn 1.0
+/// ticket's that is not set yet), the grace in ms.
 /// A waiter's bump: only when the ticket at the indicator is dead (or
 /// withdrawn), it moves the indicator forward past it and the dead tickets
 /// after it, up to the passing ticket at most, never past a ticket with a
@@ -68,9 +69,16 @@ if bad(disp) then return disp end
 local n = tonumber(ARGV[2])
 if ind == nil or disp == nil or ind >= n then return {-1, 0} end
 local any = ARGV[10] == '1'
+local since = string.sub(KEYS[1], 1, #KEYS[1] - 9) .. 'since'
+local tm = redis.call('TIME')
+local now = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
 local function gone(s)
   if redis.call('EXISTS', ARGV[1] .. s) == 1 then return false end
-  return any or redis.call('SISMEMBER', KEYS[4], s) == 1
+  if any or redis.call('SISMEMBER', KEYS[4], s) == 1 then return true end
+  -- Granted (or drawn) longer than the grace ago by one of our scripts:
+  -- not a turn 1.0 ticket whose key is not set yet, but a dead one.
+  local at = tonumber(redis.call('HGET', since, s))
+  return at ~= nil and now - at > tonumber(ARGV[11]) * 1000
 end
 local pttl = redis.call('PTTL', ARGV[1] .. fmt(ind))
 if pttl ~= -2 then return {1, pttl} end
@@ -162,7 +170,8 @@ pub(crate) fn bump_before(
     .arg(keys.ticket(t.serial))
     .arg(&t.identity)
     .arg(&t.base)
-    .arg(if past_grace { "1" } else { "" });
+    .arg(if past_grace { "1" } else { "" })
+    .arg(core.options.grace.as_millis() as u64);
     let confirm = Confirm::of(core, t.expire);
     let (reply, confirmed): (Vec<i64>, bool) = core.run(|c| call.invoke_confirmed(c, confirm))?;
     let passed = decode_pass(&reply)?;

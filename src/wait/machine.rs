@@ -13,7 +13,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::keys::{Keys, validate_label, validate_resource};
 use crate::metrics::Ended;
 use crate::options::{Acquire, Cancel, Wait};
-use crate::scripts::Turn;
+use crate::scripts::{Bumped, Holder, Turn};
 use crate::ticket::{Draw, Ticket};
 
 /// Takes a ticket for `resource` and waits for its turn in the calling
@@ -450,6 +450,22 @@ impl<E: Env> Acquiring<E> {
             }
             Turn::Waiting(reading) => reading,
         };
+        if self.request.wait == Wait::TryOnce
+            && reading.holder == Holder::Missing
+            && reading.watched == reading.indicator
+            && let Ok(Ok(Bumped::To(to))) = env.bump_before(&ticket, false)
+            && to == serial
+        {
+            // The one ticket ahead was dead (granted longer than the grace
+            // ago, its key gone): passed, and this one's turn came.
+            env.forget(&nonce);
+            if env.admit(&ticket, true) {
+                self.phase = Phase::Done;
+                return Some(Step::Done(Ok(ticket)));
+            }
+            env.withdraw(&ticket);
+            return Some(self.fail(late_reply(&self.resource, serial)));
+        }
         if self.request.wait == Wait::TryOnce {
             env.forget(&nonce);
             env.withdraw(&ticket);

@@ -195,12 +195,11 @@ fn a_withdrawn_ticket_at_the_indicator_is_bumped_before_the_grace() {
     fake.w().internal = Some(0);
     fake.queue(&[Other::Withdrawn]);
     let mut a = start(&fake, &request());
-    assert_eq!(sleep(a.step(Budget::ANY)), GRACE);
-    fake.ticket(2).signal();
+    // The draw read the ticket at the indicator missing: the bump tries
+    // it at once, and passes it (recorded withdrawn) without a grace.
     let t = done(a.step(Budget::ANY)).expect("granted by the bump");
     assert_eq!(t.serial, 2);
     let log = fake.log();
-    assert!(log.contains(&"check 2".to_string()), "{log:?}");
     assert!(log.contains(&"bump 2".to_string()), "{log:?}");
 }
 

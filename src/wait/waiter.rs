@@ -364,11 +364,18 @@ impl Waiter {
             let past_grace = age >= grace;
             match reading.holder {
                 Holder::Missing | Holder::Withdrawn => {
-                    if !past_grace && reading.holder == Holder::Missing {
+                    if !past_grace
+                        && reading.holder == Holder::Missing
+                        && reading.watched != reading.indicator
+                    {
                         sleep = sleep.min(grace - age);
                     } else if reading.watched == reading.indicator {
                         // The ticket at the indicator is dead, and every
-                        // one between it and ours: step past them.
+                        // one between it and ours: step past them. (Before
+                        // this ticket is older than the grace, the bump
+                        // passes only a ticket recorded withdrawn, or
+                        // granted longer than the grace ago: a dead
+                        // holder.)
                         match self.pass_head(env, budget, past_grace, now, deadline) {
                             Passing::Done(poll) => return poll,
                             Passing::Kept(Holder::Missing) => {
