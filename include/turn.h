@@ -262,6 +262,16 @@ typedef struct turn_status turn_status;
  */
 typedef void (*turn_log_fn)(void *context, int level, const char *message);
 
+/**
+ * Upper bounds (seconds) of the wait histogram's buckets.
+ */
+#define WAIT_BUCKETS { 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, }
+
+/**
+ * Upper bounds (seconds) of the hold histogram's buckets.
+ */
+#define HOLD_BUCKETS { 0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0, }
+
 #ifdef __cplusplus
 extern "C" {
 #endif /* __cplusplus */
@@ -319,6 +329,38 @@ void turn_locker_free(turn_locker *locker);
  * standard error, at most one line a minute).
  */
 turn_result turn_locker_health(const turn_locker *locker);
+
+/**
+ * Writes the locker's counters and histograms in the Prometheus text
+ * format (version 0.0.4), NUL-terminated, to `buf` (`len` bytes), and
+ * the size that takes, the terminating NUL included, to `*needed`. With
+ * `buf` NULL it only writes `*needed` (and answers `TURN_OK`); a `len`
+ * below it writes nothing to `buf` and answers
+ * `TURN_ERR_INVALID_ARGUMENT` (with `*needed` written). `needed` may be
+ * NULL when `buf` is not.
+ *
+ * The series (every name starts with `turn_`; no label names a resource,
+ * a label or a ticket, so their number is fixed): `turn_acquires_total`
+ * (`granted` = `at_once` or `after_waiting`),
+ * `turn_acquire_failures_total` (`reason` = `timeout`, `canceled`,
+ * `would_block`, `error`), `turn_locks_lost_total`,
+ * `turn_handoffs_total`, `turn_heartbeat_beats_total`,
+ * `turn_heartbeat_slow_beats_total`, `turn_reconnections_total`, and the
+ * histograms `turn_wait_seconds` and `turn_hold_seconds`. No round trip.
+ *
+ * ```c
+ * size_t needed;
+ * turn_locker_metrics(locker, NULL, 0, &needed);
+ * char *text = malloc(needed);
+ * if (text && turn_locker_metrics(locker, text, needed, &needed) == TURN_OK) fputs(text, out);
+ * free(text);
+ * ```
+ *
+ * # Safety
+ * `buf` is NULL or writable for `len` bytes; `needed` is NULL or
+ * writable.
+ */
+turn_result turn_locker_metrics(const turn_locker *locker, char *buf, size_t len, size_t *needed);
 
 /**
  * Moves the indicator of `resource` past tickets whose presence key is

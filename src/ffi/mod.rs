@@ -48,8 +48,8 @@ pub use lock::{
     turn_lock_release, turn_lock_serial, turn_lock_token,
 };
 pub use locker::{
-    turn_announce, turn_bump, turn_locker, turn_locker_free, turn_locker_health, turn_locker_new,
-    turn_locker_new_with_options, turn_reset,
+    turn_announce, turn_bump, turn_locker, turn_locker_free, turn_locker_health,
+    turn_locker_metrics, turn_locker_new, turn_locker_new_with_options, turn_reset,
 };
 pub use modes::{
     turn_lock_acquire_all, turn_rwlock_acquire, turn_rwlock_start, turn_semaphore_acquire,

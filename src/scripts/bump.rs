@@ -4,7 +4,9 @@ use once_cell::sync::Lazy;
 use redis::Script;
 
 use super::call::{Call, Confirm, protocol};
+use super::check::{Checked, check};
 use super::lua::{CHECK_NUM, FIRST_LIVE, script};
+use super::modes::Ask;
 use super::reading::Holder;
 use crate::error::Result;
 use crate::keys::Keys;
@@ -76,6 +78,8 @@ if not gone(fmt(ind)) then return {2, 0} end
 local t = ind + 1
 local stop = math.min(n - 1, ind + 9999)
 while t <= stop and gone(fmt(t)) do t = t + 1 end
+local since = string.sub(KEYS[1], 1, #KEYS[1] - 9) .. 'since'
+for p = ind, t - 1 do redis.call('HDEL', since, fmt(p)) end
 say(ARGV[3], ARGV[5], ARGV[2] .. ' bumps')
 announce(KEYS[1], KEYS[3], ARGV[1], ARGV[6], ARGV[4], ARGV[3], ARGV[5], t, disp)
 return {0, t}
@@ -130,6 +134,15 @@ pub(crate) fn bump_before(
     t: &Ticket,
     past_grace: bool,
 ) -> Result<std::result::Result<Bumped, Holder>> {
+    if Ask::of(t.mode).is_some() {
+        // A shared-mode queue: its check admits, and passes the dead
+        // tickets before this one once past the grace.
+        return Ok(match check(core, t, past_grace)? {
+            Checked::Granted => Ok(Bumped::To(t.serial)),
+            Checked::Lost => Ok(Bumped::NotOurs),
+            Checked::Waiting(reading) => Err(reading.holder),
+        });
+    }
     let keys = &t.keys;
     let call = Call::new(
         &PASS,

@@ -8,8 +8,10 @@ use crate::shared::Core;
 use crate::ticket::Ticket;
 
 use super::call::{Call, Confirm};
+use super::modes::{self, Ask};
 
-/// release / abandon: KEYS indicator, withdrawn, dispenser, incarnation;
+/// release / abandon: KEYS indicator, withdrawn, dispenser, incarnation,
+/// since (its entry goes; the next ticket's is its grant's time);
 /// ARGV presence prefix, serial, label, external, internal, resource, mode
 /// ('release' or 'abandon'), ticket prefix, ticket identity, token base.
 /// Does nothing at all unless the ticket is still ours: its identity key
@@ -44,6 +46,7 @@ if got[1] ~= ARGV[9] then return 0 end
 local inc = got[2]
 if type(inc) ~= 'string' or string.sub(inc, 1, #ARGV[10] + 1) ~= ARGV[10] .. ' ' then return 0 end
 local present = redis.call('DEL', tkey, ARGV[1] .. ARGV[2]) - 1
+redis.call('HDEL', KEYS[5], ARGV[2])
 local v = got[3]
 local ind = nil
 if v ~= false then
@@ -99,11 +102,16 @@ while disp ~= nil and t <= disp do
   if nonce or redis.call('SREM', KEYS[2], s) == 0 or redis.call('EXISTS', ARGV[1] .. s) == 1 then
     break
   end
+  redis.call('HDEL', KEYS[5], s)
   t = t + 1
   s = string.format('%d', t)
   id = redis.pcall('GET', ARGV[8] .. s)
 end
 redis.call('SET', KEYS[1], s)
+if disp ~= nil and t <= disp then
+  local tm = redis.call('TIME')
+  redis.call('HSET', KEYS[5], s, tm[1] .. string.format('%06d', tonumber(tm[2])))
+end
 if nonce then redis.call('PUBLISH', channel, nonce) end
 redis.call('PUBLISH', ARGV[5], ARGV[1] .. s)
 redis.call('PUBLISH', ARGV[4], ARGV[6] .. ': ' .. s .. ' granted')
@@ -151,6 +159,9 @@ impl Left {
 /// round trip, unless `confirm` is false (closing: what the replicas say
 /// would change nothing, and closing must be quick).
 pub(crate) fn release(core: &Core, t: &Ticket, mode: Mode, confirm: bool) -> Result<Left> {
+    if let Some(ask) = Ask::of(t.mode) {
+        return modes::release(core, t, &ask, mode, confirm);
+    }
     let call = Call::new(
         &RELEASE,
         &[
@@ -158,6 +169,7 @@ pub(crate) fn release(core: &Core, t: &Ticket, mode: Mode, confirm: bool) -> Res
             &t.keys.withdrawn,
             &t.keys.dispenser,
             &t.keys.incarnation,
+            &t.keys.since,
         ],
     )
     .arg(&t.keys.presence_prefix)
@@ -173,6 +185,13 @@ pub(crate) fn release(core: &Core, t: &Ticket, mode: Mode, confirm: bool) -> Res
     .arg(&t.keys.ticket_prefix)
     .arg(&t.identity)
     .arg(&t.base);
+    run(core, t, &call, mode, confirm)
+}
+
+/// Runs a release `call` of `t` (a plain one, or a shared-mode one: their
+/// replies have one shape); a release waits for the replicas unless
+/// `confirm` is false.
+pub(super) fn run(core: &Core, t: &Ticket, call: &Call, mode: Mode, confirm: bool) -> Result<Left> {
     let confirm = match mode {
         Mode::Release if confirm => Confirm::of(core, t.expire),
         _ => None,
