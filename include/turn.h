@@ -39,6 +39,22 @@
 #define TURN_MAX_STATUS_TICKETS 100000
 
 /**
+ * `turn_status_kind`: a plain queue (turn 1.0's).
+ */
+#define TURN_KIND_PLAIN 0
+
+/**
+ * `turn_status_kind`: a FIFO semaphore (`turn_status_permits` tells its
+ * permits).
+ */
+#define TURN_KIND_SEMAPHORE 1
+
+/**
+ * `turn_status_kind`: a read-write lock.
+ */
+#define TURN_KIND_RWLOCK 2
+
+/**
  * Level of a message: something failed (a background thread of a locker
  * failed and was restarted).
  */
@@ -810,6 +826,98 @@ uint64_t turn_status_serial_at(const turn_status *status, size_t i);
  * `status` is NULL or a live status.
  */
 const char *turn_status_label_at(const turn_status *status, size_t i);
+
+/**
+ * The queue's kind: `TURN_KIND_PLAIN`, `TURN_KIND_SEMAPHORE` or
+ * `TURN_KIND_RWLOCK`; -1 for NULL or a handle that is not a live status.
+ *
+ * # Safety
+ * `status` is NULL or a live status.
+ */
+int turn_status_kind(const turn_status *status);
+
+/**
+ * A semaphore's permits; 0 for another kind, NULL or a bad handle.
+ *
+ * # Safety
+ * `status` is NULL or a live status.
+ */
+uint32_t turn_status_permits(const turn_status *status);
+
+/**
+ * 1 when live ticket `i` holds, 0 when it waits; -1 for NULL or out of
+ * range.
+ *
+ * # Safety
+ * `status` is NULL or a live status.
+ */
+int turn_status_held_at(const turn_status *status, size_t i);
+
+/**
+ * The permits live ticket `i` takes of a semaphore (a turn 1.0 ticket:
+ * all of them); 1 in other queues; 0 for NULL or out of range.
+ *
+ * # Safety
+ * `status` is NULL or a live status.
+ */
+uint32_t turn_status_weight_at(const turn_status *status, size_t i);
+
+/**
+ * 1 when live ticket `i` holds alone (a plain queue's ticket, a
+ * read-write lock's writer, a turn 1.0 ticket there), 0 when it shares
+ * (a reader, a semaphore's ticket); -1 for NULL or out of range.
+ *
+ * # Safety
+ * `status` is NULL or a live status.
+ */
+int turn_status_exclusive_at(const turn_status *status, size_t i);
+
+/**
+ * 1 when live ticket `i` was drawn by this library in the queue's
+ * incarnation, 0 for a turn 1.0 client's; -1 for NULL or out of range.
+ *
+ * # Safety
+ * `status` is NULL or a live status.
+ */
+int turn_status_ours_at(const turn_status *status, size_t i);
+
+/**
+ * The fencing token of live ticket `i`; 0 when not known (a turn 1.0
+ * ticket), for NULL or out of range.
+ *
+ * # Safety
+ * `status` is NULL or a live status.
+ */
+uint64_t turn_status_token_at(const turn_status *status, size_t i);
+
+/**
+ * How long live ticket `i` has held (a holder) or waited (a waiter), in
+ * ms when the status was read; -1 when not known (a turn 1.0 ticket), for
+ * NULL or out of range.
+ *
+ * # Safety
+ * `status` is NULL or a live status.
+ */
+int64_t turn_status_age_ms_at(const turn_status *status, size_t i);
+
+/**
+ * The lease left of live ticket `i` in ms (its presence key's time to
+ * live) when the status was read; -1 when it has no expiry, for NULL or
+ * out of range.
+ *
+ * # Safety
+ * `status` is NULL or a live status.
+ */
+int64_t turn_status_lease_left_ms_at(const turn_status *status, size_t i);
+
+/**
+ * The place of live ticket `i` among the waiters, from 1; 0 for a
+ * holder, NULL or out of range.
+ *
+ * # Safety
+ * `status` is NULL or a live status.
+ */
+uint64_t turn_status_position_at(const turn_status *status, size_t i);
 
 /**
  * Frees a status. NULL is a no-op.

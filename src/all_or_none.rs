@@ -11,6 +11,8 @@ use crate::keys::validate_resource;
 use crate::lock::Lock;
 use crate::locker::Locker;
 use crate::options::{Acquire, Wait};
+use crate::scripts;
+use crate::ticket::Ticket;
 
 /// The most resources one call takes.
 pub const MAX_ALL_RESOURCES: usize = 64;
@@ -29,6 +31,25 @@ pub(crate) fn acquire_all(
         Wait::For(d) => Instant::now().checked_add(d),
         _ => None,
     };
+    loop {
+        if let Some(locks) = take_all(locker, resources, &order, request, deadline)? {
+            return Ok(locks);
+        }
+        // A lock taken early was lost while a later one was waited for
+        // (its queue vanished, its lease lapsed): everything was released;
+        // take them all again, within the same wait.
+    }
+}
+
+/// One round of [`acquire_all`]: the locks, or None when one taken early
+/// turned out lost once the last was taken (all released then).
+fn take_all(
+    locker: &Locker,
+    resources: &[&str],
+    order: &[usize],
+    request: &Acquire,
+    deadline: Option<Instant>,
+) -> Result<Option<Vec<Lock>>> {
     let mut taken: Vec<(usize, Lock)> = Vec::with_capacity(resources.len());
     for (n, &i) in order.iter().enumerate() {
         let mut one = request.clone();
@@ -49,8 +70,23 @@ pub(crate) fn acquire_all(
             }
         }
     }
+    // Every lock but the last may have been lost while the later ones
+    // were waited for: one round trip tells (the last was granted just
+    // now).
+    let earlier: Vec<&Ticket> = taken[..taken.len() - 1]
+        .iter()
+        .map(|(_, lock)| lock.ticket().as_ref())
+        .collect();
+    let held = earlier.iter().all(|t| t.is_held())
+        && (earlier.is_empty() || scripts::still_held(&locker.rt().core, &earlier)?);
+    if !held {
+        while let Some((_, lock)) = taken.pop() {
+            let _ = lock.release();
+        }
+        return Ok(None);
+    }
     taken.sort_by_key(|(i, _)| *i);
-    Ok(taken.into_iter().map(|(_, lock)| lock).collect())
+    Ok(Some(taken.into_iter().map(|(_, lock)| lock).collect()))
 }
 
 /// The indexes of `resources` in the order they are taken; an error for

@@ -63,6 +63,11 @@ impl Lock {
         &self.running.engine
     }
 
+    /// Its ticket.
+    pub(crate) fn ticket(&self) -> &Arc<Ticket> {
+        &self.ticket
+    }
+
     /// The ticket number (turn 1.0's serial, shown by status): it starts
     /// over when the queue is made anew (a reset, a Redis restart without
     /// persistence, a failover that lost the queue), so it is not a fencing

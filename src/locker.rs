@@ -80,7 +80,7 @@ impl Locker {
         })
     }
 
-    fn rt(&self) -> &Arc<Engine> {
+    pub(crate) fn rt(&self) -> &Arc<Engine> {
         &self.running.engine
     }
 

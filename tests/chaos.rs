@@ -1,7 +1,8 @@
 //! The chaos soak: worker processes (examples/chaos_worker.rs, two threads
 //! each, default options) take the lock in a loop while a chaos thread kills
 //! holders and waiters, pauses some past their lease and restarts Redis
-//! (with persistence). The history checker (tests/support/history.rs) then
+//! (with persistence); and the same under the shared modes (a semaphore, a
+//! read-write lock, acquires of all, seven threads a process). The history checker (tests/support/history.rs) then
 //! finds no overlap of holders whose check and release answered Ok, no
 //! fencing token going back, no fencing rejection of such a holder, no
 //! waiter stranded past the lease; every surviving process finishes.
@@ -17,11 +18,13 @@ use std::time::{Duration, Instant};
 use support::history::{History, Rules, Sink, What, parse};
 use support::{Redis, Rng, chaos_worker, signal};
 
-fn spawn(r: &Redis, dir: &Path, n: usize, cycles: usize) -> Child {
+/// A worker process doing `jobs` (see examples/chaos_worker.rs) in
+/// `threads` threads, `cycles` holds each.
+fn spawn(r: &Redis, dir: &Path, n: usize, jobs: &str, threads: usize, cycles: usize) -> Child {
     Command::new(chaos_worker())
         .arg(r.url())
-        .arg("chaos")
-        .arg("2")
+        .arg(jobs)
+        .arg(threads.to_string())
         .arg(cycles.to_string())
         .arg(dir.join(format!("log.{n}")))
         .arg(dir)
@@ -32,17 +35,40 @@ fn spawn(r: &Redis, dir: &Path, n: usize, cycles: usize) -> Child {
 
 #[test]
 fn chaos_soak() {
-    let secs = support::soak_duration(Duration::from_secs(12)).as_secs();
-    let cycles = (secs as usize) * 6;
-    let mut rng = Rng::seeded("chaos");
-    println!("chaos: {secs} s");
+    chaos("chaos", "chaos", 2, Duration::from_secs(12), 6);
+}
+
+/// Each process's threads: a semaphore of 3 permits taken with weight 1
+/// and with weight 2, a read-write lock taken shared and exclusive, an
+/// acquire of all of a and b, one of b and c, a plain lock on c.
+const SHARED_MODES: &str = "sem@sem:3:1;sem@sem:3:2;rw@shared;rw@exclusive;b+a;b+c;c";
+
+#[test]
+fn chaos_soak_under_the_shared_modes() {
+    chaos(
+        "chaos, shared modes",
+        SHARED_MODES,
+        7,
+        Duration::from_secs(8),
+        3,
+    );
+}
+
+/// Worker processes doing `jobs` in `threads` threads each, `per_sec`
+/// holds a thread for each second of the run (default `default`), while
+/// holders and waiters are killed and paused and Redis restarts.
+fn chaos(name: &str, jobs: &str, threads: usize, default: Duration, per_sec: usize) {
+    let secs = support::soak_duration(default).as_secs();
+    let cycles = (secs as usize) * per_sec;
+    let mut rng = Rng::seeded(name);
+    println!("{name}: {secs} s");
     let mut r = Redis::start_persistent();
     let dir = tempfile::tempdir().unwrap();
     let history = History::new();
     let mut next = 0;
     let mut live: Vec<(usize, Child)> = Vec::new();
     for _ in 0..3 {
-        live.push((next, spawn(&r, dir.path(), next, cycles)));
+        live.push((next, spawn(&r, dir.path(), next, jobs, threads, cycles)));
         next += 1;
     }
     let (mut kills, mut pauses, mut restarts) = (0, 0, 0);
@@ -57,7 +83,7 @@ fn chaos_soak() {
                 history.process_event(child.id(), What::Died);
                 let _ = child.wait();
                 kills += 1;
-                live.push((next, spawn(&r, dir.path(), next, cycles / 2)));
+                live.push((next, spawn(&r, dir.path(), next, jobs, threads, cycles / 2)));
                 next += 1;
             }
             1 if !live.is_empty() => {
@@ -95,7 +121,7 @@ fn chaos_soak() {
     }
     let report = history.check(&Rules::default());
     println!(
-        "chaos: {kills} kills, {pauses} pauses, {restarts} redis restarts, {finished} processes finished"
+        "{name}: {kills} kills, {pauses} pauses, {restarts} redis restarts, {finished} processes finished"
     );
-    report.assert_sound("chaos", 10);
+    report.assert_sound(name, 10);
 }

@@ -1,14 +1,21 @@
 //! One stalled master of a cluster must not cost the locks kept on the
 //! other, healthy masters: the heartbeat reads each master's pipeline for
 //! a third of the shortest lease at most, and any side request (a
-//! connection readied, the slot table read) for a slice of that.
+//! connection readied, the slot table read) for a slice of that. And the
+//! shared modes under load (a semaphore, a read-write lock, acquires of all
+//! across the slots of three masters) break no guarantee while masters
+//! stall in turn (tests/support/history.rs checks the history).
 
 use crate::support;
 
+use std::thread::sleep;
 use std::time::{Duration, Instant};
 
+use support::Rng;
 use support::cluster::Cluster;
-use turn::{Acquire, Locker};
+use support::history::{Rules, Sink};
+use support::load::{ALL_OF, Load, lockers};
+use turn::{Acquire, Locker, Wait};
 
 fn slot_of(c: &Cluster, key: &str) -> u16 {
     redis::cmd("CLUSTER")
@@ -75,4 +82,39 @@ fn a_stalled_master_does_not_lose_locks_on_healthy_masters() {
         );
         l.close();
     }
+}
+
+#[test]
+fn masters_stalling_in_turn_break_no_guarantee_of_the_shared_modes_across_slots() {
+    let cluster = Cluster::start(3);
+    // The premise: the resources of the acquires of all are on three
+    // masters.
+    let mut owners: Vec<usize> = ALL_OF
+        .iter()
+        .map(|r| cluster.owner(slot_of(&cluster, &format!("turn:{{{r}}}:indicator"))))
+        .collect();
+    owners.sort();
+    assert_eq!(owners, [0, 1, 2], "{ALL_OF:?} on three masters");
+    let mut load = Load::new();
+    let ls = lockers(&cluster.url(), 3);
+    let request = Acquire::default()
+        .expire(Duration::from_secs(2))
+        .wait(Wait::For(Duration::from_secs(10)));
+    load.shared_modes(&ls, &request, Duration::from_millis(5), Duration::ZERO);
+    let mut rng = Rng::seeded("stalls under the shared modes");
+    sleep(Duration::from_secs(1));
+    // Each master stalls once, some past the lease.
+    for master in 0..3 {
+        load.history.fault_start("stall");
+        cluster.proxies[master].stall();
+        sleep(rng.between(Duration::from_millis(500), Duration::from_millis(2500)));
+        cluster.proxies[master].resume();
+        load.history.fault_end("stall");
+        sleep(Duration::from_millis(700));
+    }
+    sleep(Duration::from_secs(1));
+    load.stop(Duration::from_secs(60));
+    load.history
+        .check(&Rules::default())
+        .assert_sound("masters stalling under the shared modes", 50);
 }

@@ -1,10 +1,12 @@
-//! Fault scenarios where Redis loses the queue under the lockers' feet: a
-//! restart without persistence, FLUSHDB, `reset` (Locker::reset,
-//! reset_queue and the `turn reset` tool), a Sentinel failover. Default
-//! options throughout. Each scenario records a history (tests/support/
-//! history.rs) and asserts that the checker finds no violation and that
-//! work was done; the exact cases also assert what the old holder's check
-//! and release answer and that the new queue is left alone.
+//! Fault scenarios where Redis loses the queue under the lockers' feet
+//! (under the plain lock, and under the shared modes: a semaphore, a
+//! read-write lock, acquires of all): a restart without persistence,
+//! FLUSHDB, `reset` (Locker::reset, reset_queue and the `turn reset` tool),
+//! a Sentinel failover. Default options throughout. Each scenario records a
+//! history (tests/support/history.rs) and asserts that the checker finds no
+//! violation and that work was done; the exact cases also assert what the
+//! old holder's check and release answer and that the new queue is left
+//! alone.
 //!
 //! Load scenarios run a random fault schedule (seed printed) for a few
 //! seconds, or TURN_SOAK_SECS under `make soak`.
@@ -111,6 +113,30 @@ fn a_redis_restart_without_persistence_under_load_breaks_no_guarantee() {
     load.history
         .check(&Rules::default())
         .assert_sound("restart under load", 20);
+}
+
+#[test]
+fn a_redis_restart_without_persistence_under_the_shared_modes_breaks_no_guarantee() {
+    let mut r = Redis::start();
+    let mut load = Load::new();
+    let ls = lockers(&r.url(), 3);
+    load.shared_modes(&ls, &request(ms(2000)), ms(5), ms(0));
+    let history = load.history.clone();
+    let restarts = schedule(
+        "restart under the shared modes",
+        Duration::from_secs(5),
+        || {
+            history.fault_start("restart");
+            r.restart();
+            history.fault_end("restart");
+        },
+    );
+    sleep(ms(1000));
+    load.stop(Duration::from_secs(30));
+    assert!(restarts >= 1);
+    load.history
+        .check(&Rules::default())
+        .assert_sound("restart under the shared modes", 60);
 }
 
 #[test]
@@ -222,6 +248,106 @@ fn flushdb_under_load_breaks_no_guarantee() {
     load.history
         .check(&Rules::default())
         .assert_sound("FLUSHDB under load", 20);
+}
+
+#[test]
+fn flushdb_under_the_shared_modes_breaks_no_guarantee() {
+    let r = Redis::start();
+    let mut load = Load::new();
+    let ls = lockers(&r.url(), 3);
+    load.shared_modes(&ls, &request(ms(2000)), ms(5), ms(0));
+    let history = load.history.clone();
+    let mut admin = r.conn();
+    let flushes = schedule(
+        "FLUSHDB under the shared modes",
+        Duration::from_secs(5),
+        || {
+            history.fault_start("flushdb");
+            let _: () = redis::cmd("FLUSHDB").query(&mut admin).unwrap();
+            history.fault_end("flushdb");
+        },
+    );
+    sleep(ms(1000));
+    load.stop(Duration::from_secs(30));
+    assert!(flushes >= 1);
+    load.history
+        .check(&Rules::default())
+        .assert_sound("FLUSHDB under the shared modes", 60);
+}
+
+/// X's acquire of all of a and b takes a, then waits for b (held by H);
+/// FLUSHDB empties Redis and Y takes a in the new queue. X must not answer
+/// Ok with its lock on a of the vanished queue while Y holds a; once Y has
+/// released, an Ok of X holds a lock on a newer than Y's.
+#[test]
+fn an_acquire_of_all_answers_no_lock_whose_queue_vanished_while_it_waited() {
+    let r = Redis::start();
+    let history = History::new();
+    let fence = Fence::default();
+    let lease = Duration::from_secs(3);
+    let h_locker = Locker::new(Some(&r.url())).unwrap();
+    let mut h = Worker::new("h", &history, &fence);
+    let (h_id, h_lock) = h.acquire(&h_locker, "b", &request(lease));
+    let h_lock = h_lock.unwrap();
+    let x_locker = Locker::new(Some(&r.url())).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let x_thread = {
+        let (history, x_locker) = (history.clone(), x_locker.clone());
+        std::thread::spawn(move || {
+            let fence = Fence::default();
+            let mut x = Worker::new("x", &history, &fence);
+            let (id, locks) = x.acquire_all(
+                &x_locker,
+                &["a", "b"],
+                &Acquire::default()
+                    .expire(lease)
+                    .wait(Wait::For(Duration::from_secs(30))),
+            );
+            let answer = locks
+                .as_ref()
+                .map(|l| l.iter().map(|l| l.token()).collect::<Vec<u64>>())
+                .map_err(|e| e.kind());
+            tx.send(answer).unwrap();
+            if let Ok(locks) = locks {
+                x.finish_all(&id, locks, Duration::ZERO);
+            }
+        })
+    };
+    assert!(support::queued(&h_locker, "b", 2), "X never queued for b");
+    history.fault_start("flushdb");
+    let _: () = redis::cmd("FLUSHDB").query(&mut r.conn()).unwrap();
+    history.fault_end("flushdb");
+    let y_locker = Locker::new(Some(&r.url())).unwrap();
+    let mut y = Worker::new("y", &history, &fence);
+    let (y_id, y_lock) = y.acquire(&y_locker, "a", &request(lease));
+    let y_lock = y_lock.unwrap();
+    let y_token = y_lock.token();
+    let mut failures = Vec::new();
+    // While Y holds a (for longer than the lease), X answers no Ok.
+    match rx.recv_timeout(lease + Duration::from_secs(1)) {
+        Ok(Ok(tokens)) => failures.push(format!(
+            "X's acquire of all answered Ok (tokens {tokens:?}) while Y holds a (token {y_token})"
+        )),
+        Ok(Err(kind)) => println!("X's acquire of all answered {kind:?} while Y held a"),
+        Err(_) => println!("X's acquire of all still waits while Y holds a"),
+    }
+    y.finish(&y_id, y_lock, Duration::ZERO);
+    h.finish(&h_id, h_lock, Duration::ZERO);
+    if let Ok(Ok(tokens)) = rx.recv_timeout(Duration::from_secs(30))
+        && tokens[0] <= y_token
+    {
+        failures.push(format!(
+            "X's acquire of all answered Ok with a lock on a (token {}) not newer than Y's ({y_token})",
+            tokens[0]
+        ));
+    }
+    x_thread.join().unwrap();
+    let report = history.check(&Rules::default());
+    println!("acquire of all across FLUSHDB: {report}");
+    assert!(
+        failures.is_empty() && report.violations.is_empty(),
+        "failures: {failures:#?}\nchecker: {report}"
+    );
 }
 
 #[test]

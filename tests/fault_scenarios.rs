@@ -3,7 +3,9 @@
 //! keep every lock), a waiter paused while its turn is in flight, DEBUG
 //! SLEEP beyond the lease, pubsub connections killed under load, a locker
 //! freed while an acquire waits, a random mix of faults through the
-//! proxy, and FIFO order through slow links. Each scenario records a
+//! proxy (also under the shared modes), and FIFO order through slow links
+//! (also of a semaphore and a read-write lock, whose later tickets must
+//! not pass an earlier one that does not fit yet). Each scenario records a
 //! history (tests/support/history.rs) and asserts that the checker finds
 //! no violation and that work was done.
 //!
@@ -27,7 +29,7 @@ use turn::ffi::{
     turn_lock, turn_lock_acquire, turn_lock_release, turn_lock_serial, turn_lock_token,
     turn_locker, turn_locker_free, turn_locker_new, turn_result,
 };
-use turn::{Acquire, Locker, Wait};
+use turn::{Acquire, Locker, Mode, Wait};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -267,6 +269,46 @@ fn killing_pubsub_connections_under_load_strands_no_waiter() {
 
 #[test]
 fn tickets_are_granted_in_draw_order_through_slow_links_and_pubsub_kills() {
+    draw_order_rounds("FIFO", Mode::Plain, |_| Mode::Plain);
+}
+
+/// The holder takes 2 of 3 permits; each round's first waiter asks for 2
+/// (it waits), the next for 1 (it would fit beside the holder, but must not
+/// pass the first), and so on.
+#[test]
+fn a_semaphore_admits_in_draw_order_through_slow_links_and_pubsub_kills() {
+    draw_order_rounds(
+        "FIFO, semaphore",
+        Mode::Semaphore {
+            permits: 3,
+            weight: 2,
+        },
+        |i| Mode::Semaphore {
+            permits: 3,
+            weight: 2 - (i % 2) as u32,
+        },
+    );
+}
+
+/// The holder is shared; each round's first waiter is exclusive (it
+/// waits), the next shared (it would hold beside the holder, but must not
+/// pass the writer), and so on.
+#[test]
+fn a_read_write_lock_admits_in_draw_order_through_slow_links_and_pubsub_kills() {
+    draw_order_rounds(
+        "FIFO, read-write lock",
+        Mode::ReadWrite { exclusive: false },
+        |i| Mode::ReadWrite {
+            exclusive: i % 3 == 0,
+        },
+    );
+}
+
+/// Rounds of a holder (in `holder` mode) and six waiters (waiter i in
+/// `waiter(i)` mode) queued in a known order through links of different
+/// speeds, pubsub connections killed now and then; the checker's FIFO rule
+/// sees each waiter queued before the next starts.
+fn draw_order_rounds(scenario: &str, holder: Mode, waiter: fn(usize) -> Mode) {
     let r = Redis::start();
     // Three lockers: one straight to Redis, two through slow, jittery
     // links; their waiters queue in a known order, round after round.
@@ -279,13 +321,13 @@ fn tickets_are_granted_in_draw_order_through_slow_links_and_pubsub_kills() {
     let admin = Locker::new(Some(&r.url())).unwrap();
     let history = History::new();
     let fence = Arc::new(support::history::Fence::default());
-    let mut rng = Rng::seeded("FIFO");
+    let mut rng = Rng::seeded(scenario);
     let mut kill = r.conn();
     let rounds = 6;
     let waiters = 6;
     for round in 0..rounds {
         let mut h = Worker::new("h", &history, &*fence);
-        let (h_id, held) = h.acquire(&admin, "res", &request(Duration::from_secs(5)));
+        let (h_id, held) = h.acquire(&admin, "res", &request(Duration::from_secs(5)).mode(holder));
         let held = held.unwrap();
         let mut threads = Vec::new();
         for i in 0..waiters {
@@ -307,7 +349,8 @@ fn tickets_are_granted_in_draw_order_through_slow_links_and_pubsub_kills() {
                     "res",
                     &Acquire::default()
                         .expire(Duration::from_secs(2))
-                        .wait(Wait::For(wait)),
+                        .wait(Wait::For(wait))
+                        .mode(waiter(i)),
                 );
                 if let Ok(lock) = lock {
                     w.finish(&id, lock, ms(10));
@@ -352,7 +395,7 @@ fn tickets_are_granted_in_draw_order_through_slow_links_and_pubsub_kills() {
     }
     let report = history.check(&Rules::default());
     report.assert_sound(
-        "FIFO through slow links and pubsub kills",
+        &format!("{scenario} through slow links and pubsub kills"),
         rounds * waiters - rounds,
     );
 }
@@ -378,7 +421,7 @@ fn freeing_a_locker_makes_an_acquire_waiting_in_another_thread_fail_canceled() {
     let waiter = {
         let history = history.clone();
         thread::spawn(move || {
-            history.record("w", "w/0", "res", What::Start { lease_ms: 2000 });
+            history.record("w", "w/0", "res", What::start(2000));
             let resource = CString::new("res").unwrap();
             let label = CString::new("w/0").unwrap();
             let mut lock: *mut turn_lock = std::ptr::null_mut();
@@ -461,7 +504,7 @@ fn freeing_a_locker_makes_an_acquire_waiting_in_another_thread_fail_canceled() {
 
 #[test]
 fn random_faults_through_the_proxy_break_no_guarantee() {
-    let mut r = debuggable_redis();
+    let r = debuggable_redis();
     let proxy = Proxy::start(r.port);
     proxy.latency(ms(2), ms(1));
     let mut load = Load::new();
@@ -480,8 +523,43 @@ fn random_faults_through_the_proxy_break_no_guarantee() {
             }
         }
     }
-    let mut rng = Rng::seeded("random faults");
-    let run = soak_duration(Duration::from_secs(10));
+    random_faults(
+        r,
+        &proxy,
+        &mut load,
+        "random faults",
+        soak_duration(Duration::from_secs(10)),
+    );
+    load.history
+        .check(&Rules::default())
+        .assert_sound("random faults through the proxy", 20);
+}
+
+#[test]
+fn random_faults_through_the_proxy_break_no_guarantee_of_the_shared_modes() {
+    let r = debuggable_redis();
+    let proxy = Proxy::start(r.port);
+    proxy.latency(ms(2), ms(1));
+    let mut load = Load::new();
+    let ls = lockers(&proxy.url(), 3);
+    load.shared_modes(&ls, &request(ms(1500)), ms(3), ms(5));
+    random_faults(
+        r,
+        &proxy,
+        &mut load,
+        "random faults, shared modes",
+        soak_duration(Duration::from_secs(6)),
+    );
+    load.history
+        .check(&Rules::default())
+        .assert_sound("random faults through the proxy, shared modes", 20);
+}
+
+/// Injects faults at random (seeded by `name`) for `run` under `load`:
+/// restarts, FLUSHDB, pubsub kills, stalls, cuts and refusals of the
+/// proxy, DEBUG SLEEP, latency spikes; then stops the load.
+fn random_faults(mut r: Redis, proxy: &Proxy, load: &mut Load, scenario: &str, run: Duration) {
+    let mut rng = Rng::seeded(scenario);
     let start = Instant::now();
     let mut done: Vec<&str> = Vec::new();
     let mut admin = r.conn();
@@ -546,9 +624,6 @@ fn random_faults_through_the_proxy_break_no_guarantee() {
     }
     sleep(ms(1500));
     load.stop(Duration::from_secs(60));
-    println!("random faults: {}", done.join(", "));
+    println!("{scenario}: {}", done.join(", "));
     assert!(!done.is_empty());
-    load.history
-        .check(&Rules::default())
-        .assert_sound("random faults through the proxy", 20);
 }

@@ -181,6 +181,40 @@ pub(crate) fn confirm(core: &Core, t: &Ticket) -> Result<bool> {
     Ok(confirmed(&got, t))
 }
 
+/// True when every one of `tickets` (held by this locker) still holds in
+/// Redis, as [`confirm`] tells it: plain tickets in one pipelined round trip
+/// of their MGETs (on a Redis Cluster, one per server), the others (shared
+/// modes, or replicas asked for) one [`confirm`] each.
+pub(crate) fn still_held(core: &Core, tickets: &[&Ticket]) -> Result<bool> {
+    let mut plain = Vec::new();
+    for t in tickets {
+        if Ask::of(t.mode).is_some() || core.durable.is_on() {
+            if !confirm(core, t)? {
+                return Ok(false);
+            }
+        } else {
+            plain.push(*t);
+        }
+    }
+    if plain.is_empty() {
+        return Ok(true);
+    }
+    let mut pipe = redis::pipe();
+    for t in &plain {
+        pipe.cmd("MGET")
+            .arg(t.keys.ticket(t.serial))
+            .arg(&t.keys.incarnation)
+            .arg(&t.keys.indicator)
+            .arg(t.keys.presence(t.serial));
+    }
+    let replies: Vec<Vec<Option<String>>> = core.run(|c| pipe.query(c))?;
+    Ok(replies.len() == plain.len()
+        && replies
+            .iter()
+            .zip(&plain)
+            .all(|(got, t)| confirmed(got, t)))
+}
+
 /// Reads [`confirm`]'s MGET reply.
 fn confirmed(got: &[Option<String>], t: &Ticket) -> bool {
     let base_ok = |inc: &str| inc.split_once(' ').is_some_and(|(b, _)| b == t.base);

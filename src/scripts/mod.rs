@@ -25,7 +25,7 @@ mod status;
 
 pub(crate) use bump::{Bumped, bump, bump_before};
 pub(crate) use call::Confirm;
-pub(crate) use check::{Checked, check, confirm};
+pub(crate) use check::{Checked, check, confirm, still_held};
 pub(crate) use draw::{Turn, draw};
 pub(crate) use find::find;
 pub(crate) use reading::{Holder, Reading};

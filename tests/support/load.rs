@@ -1,15 +1,24 @@
-//! Load for the fault scenarios: threads that take a lock in a loop,
-//! recording each step in a history (see history.rs), until stopped.
+//! Load for the fault scenarios: threads that take a lock (or all of
+//! several) in a loop, recording each step in a history (see history.rs),
+//! until stopped.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use turn::{Acquire, Locker};
+use turn::{Acquire, Locker, Mode};
 
 use super::Rng;
 use super::history::{Fence, History, Outcome, Worker};
+
+/// The semaphore of [`Load::shared_modes`].
+pub const SEMAPHORE: &str = "sem";
+/// The read-write lock of [`Load::shared_modes`].
+pub const RWLOCK: &str = "rw";
+/// The plain locks of [`Load::shared_modes`], taken in pairs by acquires of
+/// all and one by one (on a Redis Cluster, in three slots).
+pub const ALL_OF: [&str; 3] = ["a", "b", "c"];
 
 /// Threads cycling on locks; see [`Load::spawn`].
 pub struct Load {
@@ -48,6 +57,40 @@ impl Load {
         }
     }
 
+    /// The shared modes under load, on each locker `i`: a semaphore of 3
+    /// permits ([`SEMAPHORE`]) taken with weight 1 and with weight 2; a
+    /// read-write lock ([`RWLOCK`]) taken shared and, on even lockers,
+    /// exclusive; an acquire of all of two of [`ALL_OF`] (overlapping
+    /// sets, not always named in name order) and a plain acquire of one of
+    /// them. Each acquire is `request` in that mode.
+    pub fn shared_modes(
+        &mut self,
+        lockers: &[Locker],
+        request: &Acquire,
+        hold: Duration,
+        rest: Duration,
+    ) {
+        let with = |mode: Mode| request.clone().mode(mode);
+        for (i, l) in lockers.iter().enumerate() {
+            let name = format!("l{i}");
+            for weight in [1, 2] {
+                let sem = with(Mode::Semaphore { permits: 3, weight });
+                self.spawn(&name, l, SEMAPHORE, &sem, hold, rest);
+            }
+            for exclusive in [false, true] {
+                if exclusive && i % 2 == 1 {
+                    continue;
+                }
+                let rw = with(Mode::ReadWrite { exclusive });
+                self.spawn(&name, l, RWLOCK, &rw, hold, rest);
+            }
+            let [x, y, z] = ALL_OF;
+            let sets = [[x, y], [y, z], [z, x]];
+            self.spawn_all(&name, l, &sets[i % 3], request, hold, rest);
+            self.spawn(&name, l, ALL_OF[i % 3], request, hold, rest);
+        }
+    }
+
     pub fn new() -> Load {
         Load {
             history: History::new(),
@@ -70,7 +113,36 @@ impl Load {
         hold: Duration,
         rest: Duration,
     ) {
-        let (locker, resource, request) = (locker.clone(), resource.to_string(), request.clone());
+        self.spawn_on(name, locker, &[resource], request, hold, rest);
+    }
+
+    /// As [`Load::spawn`], with an acquire of all of `resources` (two or
+    /// more) each time.
+    pub fn spawn_all(
+        &mut self,
+        name: &str,
+        locker: &Locker,
+        resources: &[&str],
+        request: &Acquire,
+        hold: Duration,
+        rest: Duration,
+    ) {
+        assert!(resources.len() > 1, "an acquire of all of several");
+        self.spawn_on(name, locker, resources, request, hold, rest);
+    }
+
+    /// A thread of [`Load::spawn`] (one resource) or [`Load::spawn_all`].
+    fn spawn_on(
+        &mut self,
+        name: &str,
+        locker: &Locker,
+        resources: &[&str],
+        request: &Acquire,
+        hold: Duration,
+        rest: Duration,
+    ) {
+        let resources: Vec<String> = resources.iter().map(|r| r.to_string()).collect();
+        let (locker, request) = (locker.clone(), request.clone());
         let (history, fence, stop) = (self.history.clone(), self.fence.clone(), self.stop.clone());
         let name = name.to_string();
         let seed = (self.threads.len() as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -78,7 +150,14 @@ impl Load {
             let mut worker = Worker::new(&name, &history, &*fence);
             let mut rng = Rng(seed | 1);
             while !stop.load(Ordering::Acquire) {
-                match worker.cycle(&locker, &resource, &request, hold) {
+                let outcome = match &resources[..] {
+                    [one] => worker.cycle(&locker, one, &request, hold),
+                    all => {
+                        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+                        worker.cycle_all(&locker, &all, &request, hold)
+                    }
+                };
+                match outcome {
                     Outcome::Failed(_) => thread::sleep(Duration::from_millis(50)),
                     Outcome::Held { .. } => {
                         if !rest.is_zero() {
