@@ -1,7 +1,7 @@
 /*
  * The shared modes through the C ABI: semaphores (turn_semaphore_*),
  * read-write locks (turn_rwlock_*) and all-or-none
- * (turn_lock_acquire_all), blocking and pending.
+ * (turn_lock_acquire_all and its cancelable form), blocking and pending.
  *
  *   modes REDIS_URL DOOMED_URL DOOMED_PORT
  *
@@ -238,6 +238,16 @@ static void all_or_none(turn_locker *locker, turn_locker *other) {
     turn_lock *first = NULL;
     EXPECT_RC(turn_lock_acquire(other, "all-a", "after", 0, 0, 0, &first), TURN_OK);
     if (first) EXPECT_RC(turn_lock_release(first), TURN_OK);
+
+    /* A fired cancel token ends the cancelable form's wait the same way. */
+    turn_cancel *cancel = NULL;
+    EXPECT_RC(turn_cancel_new(&cancel), TURN_OK);
+    EXPECT_RC(turn_cancel_fire(cancel), TURN_OK);
+    EXPECT_RC(turn_lock_acquire_all_cancelable(locker, names, 3, "all", 0, 0, -1, cancel, none), TURN_ERR_CANCELED);
+    EXPECT(none[0] == UNTOUCHED && none[1] == UNTOUCHED && none[2] == UNTOUCHED);
+    EXPECT_RC(turn_lock_acquire(other, "all-a", "after", 0, 0, 0, &first), TURN_OK);
+    if (first) EXPECT_RC(turn_lock_release(first), TURN_OK);
+    turn_cancel_free(cancel);
     EXPECT_RC(turn_lock_release(busy), TURN_OK);
 }
 
