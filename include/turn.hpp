@@ -453,11 +453,10 @@ public:
     /// resources. They are taken in one order every client uses, so such
     /// calls never wait for each other in a circle; options.timeout bounds
     /// the whole call, and on a timeout or error every lock taken is
-    /// released before turn::error is thrown. No cancel_token, as
-    /// acquire_semaphore.
+    /// released before turn::error is thrown; so too when options.cancel
+    /// is fired (TURN_ERR_CANCELED).
     std::vector<lock> acquire_all(const std::vector<std::string> &resources, const std::string &label = "",
                                   const acquire_options &options = {}) {
-        no_cancel(options, "turn::locker::acquire_all");
         std::vector<const char *> names;
         names.reserve(resources.size());
         for (const std::string &r : resources) names.push_back(r.c_str());
@@ -465,9 +464,10 @@ public:
         std::vector<lock> locks;
         locks.reserve(resources.size());  // no allocation once the locks are taken
         static const char *const none[1] = {nullptr};  // no names: the library says so
-        detail::check(turn_lock_acquire_all(handle_, names.empty() ? none : names.data(), names.size(),
-                                            label.c_str(), options.expire.count(), options.patience.count(),
-                                            options.timeout.count(), handles.data()),
+        detail::check(turn_lock_acquire_all_cancelable(
+                          handle_, names.empty() ? none : names.data(), names.size(), label.c_str(),
+                          options.expire.count(), options.patience.count(), options.timeout.count(),
+                          options.cancel ? options.cancel->handle() : nullptr, handles.data()),
                       "turn_lock_acquire_all");
         for (turn_lock *h : handles) locks.push_back(lock(h));
         return locks;

@@ -73,6 +73,17 @@ static void shared_modes(turn::locker &locker, turn::locker &other) {
             locker.acquire_all({"cpp-all-a", "cpp-all-b"}, "both", {std::chrono::milliseconds(200)});
         }));
         EXPECT(other.try_acquire("cpp-all-a"));
+        // A cancel token ends the wait the same way.
+        turn::cancel_token stop_all;
+        std::thread firing([&] {
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            stop_all.fire();
+        });
+        EXPECT(throws(TURN_ERR_CANCELED, [&] {
+            locker.acquire_all({"cpp-all-a", "cpp-all-b"}, "both", {turn::forever, {}, {}, &stop_all});
+        }));
+        firing.join();
+        EXPECT(other.try_acquire("cpp-all-a"));
     }
     auto a = locker.get_status("cpp-all-a");
     EXPECT(a && a->tickets.empty());
