@@ -77,6 +77,28 @@ static turn_result go_mode_start(uintptr_t l, int kind, uint32_t permits, uint32
 	if (rc == TURN_OK) *out = (uintptr_t)p;
 	return rc;
 }
+// All or none: the handles written to out[0..count) (uintptr_t, as every
+// handle on the Go side). cancel is a turn_cancel, or 0.
+static turn_result go_acquire_all(uintptr_t l, char **resources, size_t count, const char *label,
+                                  int64_t expire, int64_t patience, int64_t timeout,
+                                  uintptr_t cancel, uintptr_t *out) {
+	turn_lock *locks[64];
+	turn_result rc = turn_lock_acquire_all_cancelable(
+		(turn_locker *)l, (const char *const *)resources, count, label, expire, patience, timeout,
+		(const turn_cancel *)cancel, count <= 64 ? locks : NULL);
+	if (rc == TURN_OK) {
+		for (size_t i = 0; i < count; i++) out[i] = (uintptr_t)locks[i];
+	}
+	return rc;
+}
+static turn_result go_cancel_new(uintptr_t *out) {
+	turn_cancel *c = NULL;
+	turn_result rc = turn_cancel_new(&c);
+	if (rc == TURN_OK) *out = (uintptr_t)c;
+	return rc;
+}
+static void go_cancel_fire(uintptr_t c) { turn_cancel_fire((turn_cancel *)c); }
+static void go_cancel_free(uintptr_t c) { turn_cancel_free((turn_cancel *)c); }
 static int go_pending_fd(uintptr_t p) { return turn_pending_fd((const turn_pending *)p); }
 static turn_result go_pending_finish(uintptr_t p, uintptr_t *out) {
 	turn_lock *lock = NULL;
@@ -131,7 +153,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -408,53 +429,104 @@ const MaxAllResources = 64
 
 // LockAll takes plain locks on every one of resources (1 to
 // MaxAllResources distinct names), or none: the locks come back in the
-// order of resources. They are taken one after another in the order every
+// order of resources. They are taken one after another in one order every
 // client of the library uses (the names' bytes, ascending), so that two
 // LockAll calls, or LockAll and single locks, never wait for each other in
-// a circle. ctx bounds the whole call, as it bounds Lock's wait: once it is
-// done, or when a lock fails, every lock taken is unlocked and the waiting
-// ticket withdrawn, and the error says where it stopped (it matches what
-// Lock's would: ErrTimeout and context.DeadlineExceeded, ErrWouldBlock
-// with Try, ...). No OS thread waits, as with Lock.
+// a circle. ctx bounds the whole call: a deadline gives up with an error
+// matching ErrTimeout and context.DeadlineExceeded, a cancellation with
+// ErrCanceled and context.Canceled; then, as on any error, every lock
+// taken is released and the waiting ticket withdrawn. Try() takes them
+// only if all are free now (else ErrWouldBlock). A name twice, none, or
+// more than MaxAllResources: ErrInvalidArgument.
+//
+// Unlike Lock, the wait holds an OS thread (turn_lock_acquire_all has no
+// pending form); the context's end reaches it through a cancel token.
 func (l *Locker) LockAll(ctx context.Context, resources []string, opts ...LockOption) ([]*Lock, error) {
-	if len(resources) == 0 || len(resources) > MaxAllResources {
+	var o lockOptions
+	for _, f := range opts {
+		f(&o)
+	}
+	h, err := l.use()
+	if err != nil {
+		return nil, err
+	}
+	defer runtime.KeepAlive(l)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	timeout := C.int64_t(-1)
+	if o.try {
+		timeout = 0
+	} else if dl, ok := ctx.Deadline(); ok {
+		timeout = C.int64_t(time.Until(dl).Milliseconds())
+		if timeout <= 0 {
+			return nil, context.DeadlineExceeded
+		}
+	}
+	n := len(resources)
+	if n > MaxAllResources {
 		return nil, &Error{Code: CodeInvalidArgument, Message: fmt.Sprintf(
-			"acquiring all of several resources takes 1 to %d, not %d", MaxAllResources, len(resources))}
+			"acquiring all of several resources takes 1 to %d, not %d", MaxAllResources, n)}
 	}
-	order := make([]int, len(resources))
-	for i := range order {
-		order[i] = i
+	// The names in C memory (cgo passes no Go pointer to Go pointers).
+	var slot *C.char
+	names := (**C.char)(C.calloc(C.size_t(n+1), C.size_t(unsafe.Sizeof(slot))))
+	cnames := unsafe.Slice(names, n+1)
+	defer func() {
+		for _, p := range cnames {
+			C.free(unsafe.Pointer(p))
+		}
+		C.free(unsafe.Pointer(names))
+	}()
+	for i, r := range resources {
+		cnames[i] = C.CString(r)
 	}
-	sort.Slice(order, func(a, b int) bool { return resources[order[a]] < resources[order[b]] })
-	for n := 1; n < len(order); n++ {
-		if resources[order[n]] == resources[order[n-1]] {
-			return nil, &Error{Code: CodeInvalidArgument, Message: fmt.Sprintf("%q is named twice", resources[order[n]])}
+	clabel := C.CString(o.label)
+	defer C.free(unsafe.Pointer(clabel))
+	expire, patience := C.int64_t(millis(o.expire)), C.int64_t(millis(o.patience))
+	handles := make([]C.uintptr_t, MaxAllResources)
+
+	var cancel C.uintptr_t
+	if ctx.Done() != nil && !o.try {
+		if err := call(func() C.turn_result { return C.go_cancel_new(&cancel) }); err != nil {
+			return nil, err
 		}
 	}
-	locks := make([]*Lock, len(resources))
-	for n, i := range order {
-		lock, err := l.Lock(ctx, resources[i], opts...)
-		if err == nil {
-			locks[i] = lock
-			continue
-		}
-		// Unlocked last taken first.
-		for k := n - 1; k >= 0; k-- {
-			locks[order[k]].Unlock()
-		}
-		switch err {
-		case context.DeadlineExceeded: // ctx was done before this lock's wait began
-			err = &waitError{err, &Error{Code: CodeTimeout, Message: "the context's deadline passed"}}
-		case context.Canceled:
-			err = &waitError{err, &Error{Code: CodeCanceled, Message: "the context was canceled"}}
-		}
-		released := ""
-		if n > 0 {
-			released = fmt.Sprintf("; the %d lock(s) taken before it were released", n)
-		}
-		return nil, fmt.Errorf("turn: taking all of %d resources stopped at %q: %w%s", len(resources), resources[i], err, released)
+	run := func() error {
+		return call(func() C.turn_result {
+			return C.go_acquire_all(h, names, C.size_t(n), clabel, expire, patience, timeout, cancel, &handles[0])
+		})
 	}
-	return locks, nil
+	if cancel == 0 {
+		err = run()
+	} else {
+		done := make(chan error, 1)
+		go func() { done <- run() }()
+		select {
+		case err = <-done:
+		case <-ctx.Done():
+			C.go_cancel_fire(cancel)
+			err = <-done
+		}
+		C.go_cancel_free(cancel)
+	}
+	if err == nil {
+		locks := make([]*Lock, n)
+		for i := range locks {
+			locks[i] = newLock(handles[i])
+		}
+		return locks, nil
+	}
+	e := err.(*Error)
+	switch {
+	case e.Code == CodeTimeout && timeout > 0:
+		return nil, &waitError{context.DeadlineExceeded, e}
+	case e.Code == CodeCanceled && ctx.Err() == context.DeadlineExceeded:
+		return nil, &waitError{ctx.Err(), &Error{Code: CodeTimeout, Message: e.Message}}
+	case e.Code == CodeCanceled && ctx.Err() != nil:
+		return nil, &waitError{ctx.Err(), e}
+	}
+	return nil, err
 }
 
 func (l *Locker) acquire(ctx context.Context, resource string, m mode, opts []LockOption) (*Lock, error) {
