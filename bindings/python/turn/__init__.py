@@ -44,7 +44,6 @@ import functools
 import logging
 import select
 import threading
-import time
 from urllib.parse import quote, urlsplit
 
 from . import _ffi
@@ -689,22 +688,20 @@ class Locker:
         `resources`. They are taken one after another in the order every
         client of the library uses (the names' UTF-8 bytes, ascending), so
         that such calls, and such a call and single locks, never wait for
-        each other in a circle. `timeout` bounds the whole call. On a
-        timeout, an error or Ctrl-C, every lock taken is released and the
-        waiting ticket withdrawn; the exception (the failed acquire's kind,
-        Timeout when time ran out) names the resource where it stopped."""
-        names, order = _all_names(resources)
-        deadline = _deadline(timeout)
-        taken = {}
-        for n, i in enumerate(order):
-            try:
-                taken[i] = self.acquire(names[i], label, expire, patience, _left(timeout, deadline))
-            except BaseException as e:
-                _release_taken(taken, order[:n])
-                if isinstance(e, TurnError):
-                    raise _stopped(e, timeout, names[i], n, len(names)) from None
-                raise
-        return [taken[i] for i in range(len(names))]
+        each other in a circle. `timeout` bounds the whole call (0: all of
+        them free now, else WouldBlock). On a timeout, an error or Ctrl-C,
+        every lock taken is released and the waiting ticket withdrawn; the
+        exception names the resource where it stopped. A name twice, none,
+        or more than 64: InvalidArgument."""
+        call = _AllCall(resources, label, expire, patience, timeout)
+        call.locker = self._get()
+        if threading.current_thread() is threading.main_thread():
+            _interruptible(call, call.release)
+        else:
+            code = call(None)
+            if code != 0:
+                raise _error(code, call.detail)
+        return call.locks(self)
 
     def alock(self, resource, label="", expire=60, patience=60, timeout=None, *, mode=None):
         """lock() for asyncio: an async context manager that takes the lock
@@ -726,22 +723,53 @@ class Locker:
             self.aacquire_all, resources, label, expire, patience, timeout))
 
     async def aacquire_all(self, resources, label="", expire=60, patience=60, timeout=None):
-        """acquire_all() for asyncio: each lock is awaited as aacquire()
-        awaits one (no thread waits); cancelling the task releases every
-        lock taken and withdraws the waiting ticket."""
-        names, order = _all_names(resources)
-        deadline = _deadline(timeout)
-        taken = {}
-        for n, i in enumerate(order):
+        """acquire_all() for asyncio: cancelling the task (or
+        asyncio.wait_for's timeout) releases every lock taken and withdraws
+        the waiting ticket. Unlike aacquire(), the wait holds a thread of
+        its own (the library's all-or-none call has no pending form; the
+        task's cancellation reaches it through a cancel token)."""
+        loop = asyncio.get_running_loop()
+        call = _AllCall(resources, label, expire, patience, timeout)
+        call.locker = self._get()
+        cancel = ctypes.c_void_p()
+        _check(_lib.turn_cancel_new(ctypes.byref(cancel)))
+        done = loop.create_future()
+        gate = threading.Lock()
+        state = {"code": None, "abandoned": False}
+
+        def wait():
+            code = call(cancel)
+            with gate:
+                state["code"] = code
+                abandoned = state["abandoned"]
+            if abandoned:  # the task was cancelled: nothing waits for these
+                if code == 0:
+                    call.release()
+                _lib.turn_cancel_free(cancel)
+                return
             try:
-                taken[i] = await self.aacquire(
-                    names[i], label, expire, patience, _left(timeout, deadline))
-            except BaseException as e:
-                _release_taken(taken, order[:n])
-                if isinstance(e, TurnError):
-                    raise _stopped(e, timeout, names[i], n, len(names)) from None
-                raise
-        return [taken[i] for i in range(len(names))]
+                loop.call_soon_threadsafe(_wake, done)
+            except RuntimeError:  # the loop is closed
+                pass
+
+        threading.Thread(target=wait, name="turn-acquire-all", daemon=True).start()
+        try:
+            await done
+        except BaseException:
+            with gate:
+                state["abandoned"] = True
+                code = state["code"]
+                if code is None:
+                    _lib.turn_cancel_fire(cancel)  # the thread frees what it gets
+            if code is not None:
+                if code == 0:
+                    call.release()
+                _lib.turn_cancel_free(cancel)
+            raise
+        _lib.turn_cancel_free(cancel)
+        if state["code"] != 0:
+            raise _error(state["code"], call.detail)
+        return call.locks(self)
 
     async def aacquire(self, resource, label="", expire=60, patience=60, timeout=None, *,
                        mode=None):
@@ -826,55 +854,39 @@ def _acquire_args(resource, label, expire, patience, timeout):
             _millis(60 if patience is None else patience, "patience"), wait)
 
 
-def _all_names(resources):
-    """The names of lock_all's `resources` (str()-ed) and the order they are
-    taken in (their UTF-8 bytes, ascending); InvalidArgument for none, more
-    than MAX_ALL_RESOURCES or a name twice."""
-    if isinstance(resources, (str, bytes)):
-        raise TypeError("resources must be a list of names, not one %s" % type(resources).__name__)
-    names = [_name(r).decode("utf-8") for r in resources]
-    if not 1 <= len(names) <= MAX_ALL_RESOURCES:
-        raise InvalidArgument(2, "acquiring all of several resources takes 1 to %d, not %d"
-                              % (MAX_ALL_RESOURCES, len(names)))
-    order = sorted(range(len(names)), key=lambda i: names[i].encode("utf-8"))
-    for a, b in zip(order, order[1:]):
-        if names[a] == names[b]:
-            raise InvalidArgument(2, "%r is named twice" % names[a])
-    return names, order
+class _AllCall:
+    """One turn_lock_acquire_all_cancelable call: its arguments in C form
+    (checked before the locker connects), and the handles it writes. Called with the cancel token (None: not
+    cancelable), on any thread; returns the code, with the detail message
+    of a failure (read on the calling thread) in `detail`."""
 
+    def __init__(self, resources, label, expire, patience, timeout):
+        if isinstance(resources, (str, bytes)):
+            raise TypeError("resources must be a list of names, not one %s"
+                            % type(resources).__name__)
+        names = [_name(r) for r in resources]
+        self.names = [n.decode("utf-8") for n in names]
+        #: The C locker, set before the call.
+        self.locker = None
+        self._args = ((ctypes.c_char_p * max(1, len(names)))(*names), len(names)) + \
+            _acquire_args("-", label, expire, patience, timeout)[1:]
+        self._out = (ctypes.c_void_p * max(1, len(names)))()
+        self.detail = ""
 
-def _deadline(timeout):
-    return time.monotonic() + float(timeout) if timeout else None
+    def __call__(self, cancel):
+        code = _lib.turn_lock_acquire_all_cancelable(self.locker, *self._args, cancel, self._out)
+        if code != 0:
+            self.detail = (_lib.turn_last_error() or b"").decode("utf-8", "replace")
+        return code
 
+    def release(self):
+        """Releases the locks of a call that succeeded but whose caller is
+        gone (Ctrl-C, a cancelled task)."""
+        for handle in self._out[:len(self.names)]:
+            _lib.turn_lock_release(handle)
 
-def _left(timeout, deadline):
-    """The timeout of lock_all's next lock: what is left of the whole call's
-    (0 once none is left: the lock is still tried, so that free resources
-    are taken)."""
-    if deadline is None:
-        return timeout
-    return max(0.0, deadline - time.monotonic())
-
-
-def _release_taken(taken, indexes):
-    """Releases lock_all's locks taken so far, last taken first."""
-    for i in reversed(indexes):
-        try:
-            taken.pop(i).release()
-        except TurnError:
-            pass
-
-
-def _stopped(e, timeout, resource, n, count):
-    """The exception of lock_all stopped at its `n`th lock (in taking order)
-    by `e`: a later resource found busy by the try its timeout came to is a
-    Timeout."""
-    code = e.code
-    if isinstance(e, WouldBlock) and timeout:
-        code = 4
-    released = "; the %d lock(s) taken before it were released" % n if n else ""
-    return _error(code, "taking all of %d resources stopped at %r: %s%s"
-                  % (count, resource, e.detail, released))
+    def locks(self, locker):
+        return [Lock(handle, locker, name) for handle, name in zip(self._out, self.names)]
 
 
 def _finish(pending):
@@ -904,20 +916,30 @@ _SLICE = 0.05
 
 
 def _interruptible_acquire(locker, args):
-    """Acquires in a helper thread while the calling (main) thread waits in
-    short slices, so that Python's signal handlers run: on Ctrl-C (or any
-    exception raised by a handler) the wait is cancelled, the ticket
-    withdrawn, a lock taken meanwhile released, and the exception goes on."""
+    """Acquires the plain lock interruptibly (see _interruptible)."""
+    out = ctypes.c_void_p()
+    _interruptible(
+        lambda cancel: _lib.turn_lock_acquire_cancelable(locker, *args, cancel, ctypes.byref(out)),
+        lambda: _lib.turn_lock_release(out.value))
+    return out.value
+
+
+def _interruptible(call, release):
+    """Runs call(cancel), a cancelable acquire answering its code, in a
+    helper thread while the calling (main) thread waits in short slices, so
+    that Python's signal handlers run: on Ctrl-C (or any exception raised
+    by a handler) the wait is cancelled, the ticket withdrawn, what was
+    taken meanwhile released (release()), and the exception goes on.
+    Raises the acquire's error."""
     cancel = ctypes.c_void_p()
     _check(_lib.turn_cancel_new(ctypes.byref(cancel)))
     done = threading.Event()
     result = {}
 
     def wait():
-        out = ctypes.c_void_p()
-        code = _lib.turn_lock_acquire_cancelable(locker, *args, cancel, ctypes.byref(out))
+        code = call(cancel)
         # turn_last_error is per thread: read it on this one.
-        result["code"], result["lock"] = code, out.value
+        result["code"] = code
         if code != 0:
             result["detail"] = (_lib.turn_last_error() or b"").decode("utf-8", "replace")
         done.set()
@@ -930,8 +952,8 @@ def _interruptible_acquire(locker, args):
     except BaseException:
         _lib.turn_cancel_fire(cancel)
         helper.join()
-        if result.get("code") == 0 and result.get("lock"):
-            _lib.turn_lock_release(result["lock"])
+        if result.get("code") == 0:
+            release()
         raise
     finally:
         if not helper.is_alive():
@@ -939,7 +961,6 @@ def _interruptible_acquire(locker, args):
     code = result["code"]
     if code != 0:
         raise _error(code, result.get("detail", ""))
-    return result["lock"]
 
 
 # The library's messages (a slow heartbeat, a background thread restarted)
