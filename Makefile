@@ -1,8 +1,9 @@
 # turn: `make demo` runs the C example with competing processes,
 # `make test` runs every test. Both install what they need when run as root
 # on Debian (redis-server, a C compiler; for the tests also g++, Go, CMake,
-# pkg-config and Python's venv; the tests' virtualenvs get turn 1.0 and
-# pytest from the package index), or say what is missing.
+# pkg-config, Python's venv, Node.js and npm; the tests' virtualenvs get
+# turn 1.0 and pytest from the package index, bindings/node its packages
+# from its lockfile with npm ci), or say what is missing.
 
 CARGO ?= cargo
 PREFIX ?= /usr/local
@@ -25,9 +26,10 @@ INCLUDE_FROM_LIB = $(shell realpath -m --relative-to=$(LIBDIR) $(INCLUDEDIR))
 STRIP ?= strip
 NEED_DEMO := scripts/need.sh redis-server:redis-server redis-cli:redis-tools cc:gcc
 NEED_TEST := $(NEED_DEMO) c++:g++ python3:python3 venv:python3-venv go:golang-go \
-	cmake:cmake pkg-config:pkg-config readelf:binutils openssl:openssl
+	cmake:cmake pkg-config:pkg-config readelf:binutils openssl:openssl \
+	node:nodejs npm:npm
 
-.PHONY: all build release release-debug install install-debug install-files install-ldconfig pkgconfig demo test bench soak fuzz lint header cargo demo-deps test-deps clean
+.PHONY: all build release release-debug install install-debug install-files install-ldconfig pkgconfig demo test bench soak fuzz lint header cargo demo-deps test-deps node-deps clean
 
 all: release
 
@@ -39,6 +41,11 @@ demo-deps: cargo
 
 test-deps: cargo
 	@$(NEED_TEST)
+
+# The Node.js binding's packages (koffi), as its lockfile says. koffi's
+# install script is not needed: its prebuilt library comes as a package.
+node-deps: test-deps
+	cd bindings/node && npm ci --ignore-scripts --no-audit --no-fund
 
 # The soname link (libturn.so.MAJOR), so programs linked in the build tree run.
 build:
@@ -138,7 +145,7 @@ lint:
 header:
 	TURN_UPDATE_HEADER=1 $(CARGO) test $(FEATURES) --test integration -- --exact header::header_is_fresh
 
-test: test-deps lint build
+test: test-deps node-deps lint build
 	$(CARGO) test $(FEATURES) --no-fail-fast
 
 # Figures side by side with Redis's own PING rate (see BENCHMARKS.md).

@@ -1,7 +1,9 @@
 //! Packaging and bindings: `make install` into a temporary prefix with
 //! pkg-config, CMake and plain-Makefile builds against it (and against the
-//! build tree), static linking, the Go binding under `go test -race`, and
-//! the Python ctypes binding under pytest. Each starts its own redis-server.
+//! build tree), static linking, the Go binding under `go test -race`, the
+//! Python ctypes binding under pytest, the Node.js binding under `node
+//! --test`, and a fleet of Node.js, C and Python clients on one queue. Each
+//! starts its own redis-server.
 
 use crate::support;
 
@@ -344,4 +346,133 @@ print("import turn %s from %s: ok" % (turn.version(), path))
         "{listing}"
     );
     println!("{}", wheel.display());
+}
+
+/// Node.js (`TURN_TEST_NODE`, else `node` on the PATH).
+fn node() -> String {
+    std::env::var("TURN_TEST_NODE").unwrap_or_else(|_| "node".into())
+}
+
+/// bindings/node with its packages (koffi), installed from its lockfile
+/// when they are not there yet (`make test` installs them first).
+pub(crate) fn node_package() -> std::path::PathBuf {
+    let dir = root().join("bindings/node");
+    if !dir.join("node_modules/koffi/package.json").exists() {
+        run(Command::new("npm").current_dir(&dir).args([
+            "ci",
+            "--ignore-scripts",
+            "--no-audit",
+            "--no-fund",
+        ]));
+    }
+    dir
+}
+
+/// The Node.js binding's own tests under `node --test`, among them 1,000
+/// acquires waiting in one process, served in ticket order, with the
+/// process's thread count the same at 10 and at 1,000 waiters (printed).
+#[test]
+fn node_binding_under_node_test() {
+    let r = Redis::start();
+    let dir = node_package();
+    let mut files: Vec<String> = std::fs::read_dir(dir.join("test"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".test.js"))
+        .map(|n| format!("test/{n}"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "bindings/node/test has no *.test.js");
+    let out = run(Command::new(node())
+        .current_dir(&dir)
+        .arg("--test")
+        .args(&files)
+        .env("TURN_LIBRARY", target_dir().join("libturn.so"))
+        .env("TURN_TEST_REDIS_URL", r.url()));
+    println!("{out}");
+    assert!(
+        out.contains("\n# fail 0\n") && !out.contains("\n# pass 0\n"),
+        "{out}"
+    );
+    assert!(out.contains("with 1000 waiters"), "{out}");
+}
+
+/// Node.js, C and Python (the ctypes binding) clients, two of each, take
+/// turns on one queue: no two hold at once, tickets are served in order,
+/// and every client has all its turns.
+#[test]
+fn node_c_and_python_clients_share_one_queue_exclusively() {
+    const ROUNDS: usize = 10;
+    let r = Redis::start();
+    let node_dir = node_package();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("fleet.log");
+    let c = crate::c_programs::compile("cc", &root().join("tests/c/fleet.c"), dir.path(), &[]);
+    let lib = target_dir().join("libturn.so");
+    let python = std::env::var("TURN_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let mut children = Vec::new();
+    for i in 0..2 {
+        let clients = [
+            (format!("node{i}"), {
+                let mut cmd = Command::new(node());
+                cmd.arg(root().join("tests/node/fleet.js"))
+                    .current_dir(&node_dir);
+                cmd
+            }),
+            (format!("python{i}"), {
+                let mut cmd = Command::new(&python);
+                cmd.arg(root().join("tests/python/fleet.py"))
+                    .env("PYTHONPATH", root().join("bindings/python"))
+                    .env("PYTHONDONTWRITEBYTECODE", "1");
+                cmd
+            }),
+            (format!("c{i}"), Command::new(&c)),
+        ];
+        for (label, mut cmd) in clients {
+            let child = cmd
+                .args([r.url().as_str(), "fleet", &label, &ROUNDS.to_string()])
+                .arg(&log)
+                .env("TURN_LIBRARY", &lib)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| panic!("{label}: {e}"));
+            children.push((label, child));
+        }
+    }
+    for (label, child) in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{label} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<(&str, u64, &str)> = text
+        .lines()
+        .map(|l| {
+            let w: Vec<&str> = l.split(' ').collect();
+            assert_eq!(w.len(), 3, "a torn line: {l:?}");
+            (w[0], w[1].parse().expect("a serial"), w[2])
+        })
+        .collect();
+    assert_eq!(lines.len(), 2 * 6 * ROUNDS, "{text}");
+    let mut turns = std::collections::BTreeMap::<&str, usize>::new();
+    let mut last = 0;
+    for pair in lines.chunks(2) {
+        let (enter, serial, label) = pair[0];
+        assert_eq!(enter, "enter", "two holders at once:\n{text}");
+        assert_eq!(
+            pair[1],
+            ("leave", serial, label),
+            "two holders at once:\n{text}"
+        );
+        assert!(serial > last, "ticket {serial} after {last}:\n{text}");
+        last = serial;
+        *turns.entry(label).or_default() += 1;
+    }
+    assert_eq!(turns.len(), 6, "{turns:?}");
+    assert!(turns.values().all(|&n| n == ROUNDS), "{turns:?}");
 }

@@ -662,3 +662,623 @@ fn lock_with_nothing_after_the_double_dash_is_a_usage_error() {
     signal(child.id(), "INT");
     assert!(child.wait().unwrap().success());
 }
+
+/// A script for `turn lock ... -- sh -c SCRIPT`: prints "started" once it
+/// runs under the lock, then holds it until the file `go` exists.
+fn until(go: &std::path::Path) -> String {
+    format!(
+        "echo started; while [ ! -e {} ]; do sleep 0.05; done",
+        go.display()
+    )
+}
+
+/// `turn ARGS` with stdout and stderr piped, not waited for.
+fn spawned(r: &Redis, args: &[&str]) -> (std::process::Child, Lines, Lines) {
+    let mut child = turn_cmd(r, args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = Lines::new(child.stdout.take().unwrap());
+    let err = Lines::new(child.stderr.take().unwrap());
+    (child, out, err)
+}
+
+/// The labels of the tickets of `resource` that hold, and of those that wait.
+fn holders_and_waiters(l: &Locker, resource: &str) -> (Vec<String>, Vec<String>) {
+    let s = l.status(resource).unwrap();
+    let (held, waiting): (Vec<_>, Vec<_>) = s.tickets.into_iter().partition(|t| t.held);
+    let labels = |t: Vec<turn::TicketInfo>| t.into_iter().map(|t| t.label).collect();
+    (labels(held), labels(waiting))
+}
+
+#[test]
+fn two_turn_lock_permits_2_hold_at_once_while_a_third_waits() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let go: Vec<_> = (0..3).map(|i| dir.path().join(format!("go{i}"))).collect();
+    let script: Vec<_> = go.iter().map(|g| until(g)).collect();
+    let lock = |label: &'static str, i: usize| {
+        [
+            "lock",
+            "pool",
+            "--permits",
+            "2",
+            "--label",
+            label,
+            "--",
+            "sh",
+            "-c",
+        ]
+        .into_iter()
+        .chain([script[i].as_str()])
+        .collect::<Vec<&str>>()
+    };
+    let (mut first, _, _) = started(&r, &lock("first", 0));
+    // The second runs while the first holds.
+    let (mut second, _, _) = started(&r, &lock("second", 1));
+    let (mut third, mut third_out, mut third_err) = spawned(&r, &lock("third", 2));
+    assert!(queued(&l, "pool", 3));
+    assert_eq!(
+        holders_and_waiters(&l, "pool"),
+        (vec!["first".into(), "second".into()], vec!["third".into()])
+    );
+    assert!(
+        third_err.wait_for("pool: waiting, 2 ahead", Duration::from_secs(10)),
+        "{:?}",
+        third_err.seen
+    );
+    assert!(
+        !third_out.arrived().iter().any(|l| l == "started"),
+        "the third ran while two held"
+    );
+    // A permit comes back: the third runs.
+    std::fs::write(&go[0], "").unwrap();
+    assert_eq!(first.wait().unwrap().code(), Some(0));
+    assert!(third_out.wait_for("started", Duration::from_secs(10)));
+    assert_eq!(
+        holders_and_waiters(&l, "pool"),
+        (vec!["second".into(), "third".into()], vec![])
+    );
+    std::fs::write(&go[1], "").unwrap();
+    std::fs::write(&go[2], "").unwrap();
+    assert_eq!(second.wait().unwrap().code(), Some(0));
+    assert_eq!(third.wait().unwrap().code(), Some(0));
+    assert!(l.status("pool").unwrap().tickets.is_empty(), "all released");
+}
+
+#[test]
+fn turn_lock_shared_twice_holds_at_once_and_exclusive_waits_its_turn() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let go: Vec<_> = (0..4).map(|i| dir.path().join(format!("go{i}"))).collect();
+    let script: Vec<_> = go.iter().map(|g| until(g)).collect();
+    let lock = |share: &'static str, label: &'static str, i: usize| {
+        ["lock", "files", share, "--label", label, "--", "sh", "-c"]
+            .into_iter()
+            .chain([script[i].as_str()])
+            .collect::<Vec<&str>>()
+    };
+    let (mut reader1, _, _) = started(&r, &lock("--shared", "reader 1", 0));
+    let (mut reader2, _, _) = started(&r, &lock("--shared", "reader 2", 1));
+    let (mut writer, mut writer_out, _) = spawned(&r, &lock("--exclusive", "writer", 2));
+    assert!(queued(&l, "files", 3));
+    // A shared ticket drawn after the exclusive one waits for it.
+    let (mut reader3, mut reader3_out, _) = spawned(&r, &lock("--shared", "reader 3", 3));
+    assert!(queued(&l, "files", 4));
+    assert_eq!(
+        holders_and_waiters(&l, "files"),
+        (
+            vec!["reader 1".into(), "reader 2".into()],
+            vec!["writer".into(), "reader 3".into()]
+        )
+    );
+    std::fs::write(&go[0], "").unwrap();
+    assert_eq!(reader1.wait().unwrap().code(), Some(0));
+    assert_eq!(
+        holders_and_waiters(&l, "files").0,
+        ["reader 2"],
+        "the writer waits for every shared holder"
+    );
+    std::fs::write(&go[1], "").unwrap();
+    assert_eq!(reader2.wait().unwrap().code(), Some(0));
+    assert!(writer_out.wait_for("started", Duration::from_secs(10)));
+    assert_eq!(
+        holders_and_waiters(&l, "files"),
+        (vec!["writer".into()], vec!["reader 3".into()])
+    );
+    std::fs::write(&go[2], "").unwrap();
+    assert_eq!(writer.wait().unwrap().code(), Some(0));
+    assert!(reader3_out.wait_for("started", Duration::from_secs(10)));
+    std::fs::write(&go[3], "").unwrap();
+    assert_eq!(reader3.wait().unwrap().code(), Some(0));
+    assert!(
+        l.status("files").unwrap().tickets.is_empty(),
+        "all released"
+    );
+}
+
+#[test]
+fn turn_lock_on_several_resources_holds_them_all_while_the_command_runs() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    let script = format!(
+        "echo tokens $TURN_LOCK_TOKEN; echo serials $TURN_LOCK_SERIAL; {}",
+        until(&go)
+    );
+    let (mut child, mut out, _) = started(&r, &["lock", "b", "a", "c", "--", "sh", "-c", &script]);
+    for resource in ["a", "b", "c"] {
+        assert_eq!(
+            holders_and_waiters(&l, resource),
+            (vec!["lock tool".into()], vec![]),
+            "{resource}"
+        );
+    }
+    let said = out.arrived().to_vec();
+    let numbers = |prefix: &str| -> Vec<u64> {
+        let line = said.iter().find(|l| l.starts_with(prefix)).unwrap();
+        line.split_whitespace()
+            .skip(1)
+            .map(|n| n.parse().unwrap())
+            .collect()
+    };
+    // One token and one serial per resource, in the order given.
+    assert_eq!(numbers("serials"), [1, 1, 1]);
+    let tokens = numbers("tokens");
+    assert_eq!(tokens.len(), 3, "{said:?}");
+    std::fs::write(&go, "").unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    for (resource, token) in ["b", "a", "c"].into_iter().zip(tokens) {
+        assert!(
+            l.status(resource).unwrap().tickets.is_empty(),
+            "{resource} released"
+        );
+        let next = l.lock(resource, "after").unwrap();
+        assert!(
+            token < next.token(),
+            "{resource}: token {token} not below the next"
+        );
+        next.release().unwrap();
+    }
+}
+
+#[test]
+fn turn_lock_on_several_resources_takes_none_when_one_is_busy() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    let held = l.lock("b", "holder").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let touch = format!("touch {}", marker.display());
+    let o = turn(
+        &r,
+        &[
+            "lock", "a", "b", "c", "--wait", "0", "--", "sh", "-c", &touch,
+        ],
+    );
+    assert_eq!(o.status.code(), Some(75), "{o:?}");
+    assert!(!marker.exists(), "the command ran");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("a, b, c: not locked"), "{err}");
+    assert!(l.status("a").unwrap().tickets.is_empty(), "a given back");
+    assert_eq!(
+        holders_and_waiters(&l, "b"),
+        (vec!["holder".into()], vec![])
+    );
+    assert!(
+        l.status("c").map_or(true, |s| s.tickets.is_empty()),
+        "c left alone"
+    );
+
+    // Waiting for b with a taken: Ctrl-C gives a back and withdraws b's ticket.
+    let (mut child, _, mut err) = spawned(&r, &["lock", "a", "b", "--", "sh", "-c", &touch]);
+    assert!(queued(&l, "b", 2));
+    assert_eq!(holders_and_waiters(&l, "a").0, ["lock tool"]);
+    signal(child.id(), "INT");
+    assert_eq!(child.wait().unwrap().code(), Some(128 + 2));
+    assert!(!marker.exists(), "the command ran");
+    assert!(
+        err.wait_for("interrupted while waiting", Duration::from_secs(10)),
+        "{:?}",
+        err.seen
+    );
+    assert!(l.status("a").unwrap().tickets.is_empty(), "a given back");
+    assert_eq!(
+        holders_and_waiters(&l, "b"),
+        (vec!["holder".into()], vec![])
+    );
+    held.release().unwrap();
+    l.lock("b", "after").unwrap().release().unwrap();
+}
+
+#[test]
+fn turn_lock_on_several_resources_says_which_lock_was_lost() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    let (mut child, _out, mut err) = started(
+        &r,
+        &[
+            "lock",
+            "a",
+            "b",
+            "--expire",
+            "5",
+            "--kill-on-loss",
+            "--",
+            "sh",
+            "-c",
+            "echo started; exec sleep 60",
+        ],
+    );
+    delete_holder_key(&r, &l, "b");
+    assert_eq!(child.wait().unwrap().code(), Some(128 + 15));
+    let said = err.rest(Duration::from_secs(2)).join("\n");
+    assert!(
+        said.contains("b: the lock was lost while the command ran"),
+        "{said}"
+    );
+    assert!(said.contains("b: sending SIGTERM"), "{said}");
+    assert!(!said.contains("a: the lock was lost"), "{said}");
+    assert!(l.status("a").unwrap().tickets.is_empty(), "a released");
+}
+
+#[test]
+fn conflicting_lock_options_are_usage_errors() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    for (args, says) in [
+        (
+            &["R", "--permits", "2", "--shared"][..],
+            "cannot be used with",
+        ),
+        (
+            &["R", "--permits", "2", "--exclusive"],
+            "cannot be used with",
+        ),
+        (&["R", "--shared", "--exclusive"], "cannot be used with"),
+        (&["R", "--weight", "2"], "--permits"),
+        (&["R", "--permits", "0"], "0 is not in"),
+        (&["R", "--permits", "two"], "invalid value"),
+        (&["R", "--permits", "2", "--weight", "0"], "0 is not in"),
+        (&["R", "S", "--permits", "2"], "exactly one RESOURCE"),
+        (&["R", "S", "--shared"], "exactly one RESOURCE"),
+        (&[], "at least one RESOURCE"),
+    ] {
+        let args = [&["lock"], args, &["--", "true"]].concat();
+        let o = turn(&r, &args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.starts_with("error: "), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    // Without a command too: one resource, not several, nor every queue.
+    for args in [
+        &["lock", "R", "S", "--shared"][..],
+        &["lock", "--exclusive"],
+    ] {
+        let o = turn(&r, args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {o:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("exactly one RESOURCE"), "{args:?}: {err}");
+    }
+    // A weight over the permits: a value out of range.
+    let o = turn(
+        &r,
+        &["lock", "R", "--permits", "2", "--weight", "3", "--", "true"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err, "turn: --weight (3) must be at most --permits (2)\n");
+    assert_eq!(
+        l.resources().unwrap(),
+        Vec::<String>::new(),
+        "nothing queued"
+    );
+}
+
+#[test]
+fn turn_lock_on_a_queue_of_another_kind_says_its_kind_and_runs_nothing() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    let semaphore = Acquire::label("job").mode(turn::Mode::Semaphore {
+        permits: 2,
+        weight: 1,
+    });
+    let held = l.acquire("pool", &semaphore).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let touch = format!("touch {}", marker.display());
+    for (mode, asked) in [
+        (&["--shared"][..], "a read-write lock"),
+        (&["--exclusive"], "a read-write lock"),
+        (&["--permits", "3"], "a semaphore of 3 permits"),
+        (&[], "a plain lock"),
+    ] {
+        let args = [&["lock", "pool"], mode, &["--", "sh", "-c", &touch]].concat();
+        let o = turn(&r, &args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        let expected =
+            format!("turn: \"pool\" is a semaphore of 2 permits; this acquire asked for {asked}");
+        assert!(err.starts_with(&expected), "{args:?}: {err}");
+        assert!(err.contains("reset the queue when it is idle"), "{err}");
+        assert!(!marker.exists(), "the command ran");
+    }
+    assert_eq!(
+        holders_and_waiters(&l, "pool"),
+        (vec!["job".into()], vec![]),
+        "the refused acquires left no ticket"
+    );
+    // Without a command: said, and the tool ends (nothing to hold).
+    let child = turn_cmd(&r, &["lock", "pool", "--shared"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (status, err) = finish(child, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("is a semaphore of 2 permits"), "{err}");
+    // Once idle and reset, the queue is made anew of the kind asked.
+    held.release().unwrap();
+    assert_eq!(
+        turn(&r, &["lock", "pool", "--shared", "--", "true"])
+            .status
+            .code(),
+        Some(1)
+    );
+    assert_eq!(stdout(&turn(&r, &["reset", "pool"])), "");
+    let o = turn(&r, &["lock", "pool", "--shared", "--", "sh", "-c", &touch]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(marker.exists());
+}
+
+const SEPARATOR: &str = "------------------------------------------------------------";
+
+/// A line of `turn status`: left-aligned in 50 columns, right in 10.
+fn row(left: &str, right: u64) -> String {
+    format!("{left:<50}{right:>10}\n")
+}
+
+#[test]
+fn status_shows_a_semaphore_s_permits_holders_and_waiters() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    let sem = |label: &str, weight| {
+        Acquire::label(label).mode(turn::Mode::Semaphore { permits: 3, weight })
+    };
+    let build = l.acquire("pool", &sem("build", 1)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    let (mut tool, _, _) = started(
+        &r,
+        &[
+            "lock",
+            "pool",
+            "--permits",
+            "3",
+            "--weight",
+            "2",
+            "--label",
+            "test",
+            "--",
+            "sh",
+            "-c",
+            &until(&go),
+        ],
+    );
+    let deploy = l.start_acquire("pool", &sem("deploy", 1)).unwrap();
+    assert!(queued(&l, "pool", 3));
+    let plain = l.lock("plain", "x").unwrap();
+    let out = stdout(&turn(&r, &["status", "pool", "plain"]));
+    let expected = [
+        row("pool (semaphore, 3 of 3 permits held)", 1),
+        format!("{SEPARATOR}\n"),
+        row("holds weight 1   build", 1),
+        row("holds weight 2   test", 2),
+        row("waits weight 1   deploy", 3),
+        "\n".to_string(),
+        row("plain", 1),
+        format!("{SEPARATOR}\n"),
+        row("x", 1),
+    ]
+    .concat();
+    assert_eq!(out, expected);
+
+    let out = stdout(&turn(&r, &["status", "--json", "pool", "plain"]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["kind"], "semaphore");
+    assert_eq!(v[0]["permits"], 3);
+    assert_eq!(
+        v[0]["tickets"],
+        serde_json::json!([
+            {"serial": 1, "label": "build", "held": true, "weight": 1},
+            {"serial": 2, "label": "test", "held": true, "weight": 2},
+            {"serial": 3, "label": "deploy", "held": false, "weight": 1},
+        ])
+    );
+    // A plain queue's JSON is as it was before the shared modes.
+    assert_eq!(
+        v[1],
+        serde_json::json!({
+            "resource": "plain", "indicator": 1, "dispenser": 1, "size": 1,
+            "tickets": [{"serial": 1, "label": "x"}],
+        })
+    );
+    let out = stdout(&turn(&r, &["status", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let pool = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["resource"] == "pool");
+    assert_eq!(pool.unwrap()["kind"], "semaphore", "{out}");
+    let plain_summary = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["resource"] == "plain");
+    assert_eq!(plain_summary.unwrap().get("kind"), None, "{out}");
+
+    std::fs::write(&go, "").unwrap();
+    assert_eq!(tool.wait().unwrap().code(), Some(0));
+    deploy.cancel().unwrap();
+    build.release().unwrap();
+    plain.release().unwrap();
+}
+
+#[test]
+fn status_shows_a_read_write_lock_s_shared_and_exclusive_tickets() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    let rw =
+        |label: &str, exclusive| Acquire::label(label).mode(turn::Mode::ReadWrite { exclusive });
+    let report = l.acquire("files", &rw("report", false)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let go = dir.path().join("go");
+    let (mut tool, _, _) = started(
+        &r,
+        &[
+            "lock",
+            "files",
+            "--shared",
+            "--label",
+            "backup",
+            "--",
+            "sh",
+            "-c",
+            &until(&go),
+        ],
+    );
+    let migrate = l.start_acquire("files", &rw("migrate", true)).unwrap();
+    assert!(queued(&l, "files", 3));
+    let audit = l.start_acquire("files", &rw("audit", false)).unwrap();
+    assert!(queued(&l, "files", 4));
+    let out = stdout(&turn(&r, &["status", "files"]));
+    let expected = [
+        row("files (read-write lock)", 1),
+        format!("{SEPARATOR}\n"),
+        row("holds shared     report", 1),
+        row("holds shared     backup", 2),
+        row("waits exclusive  migrate", 3),
+        row("waits shared     audit", 4),
+    ]
+    .concat();
+    assert_eq!(out, expected);
+
+    let out = stdout(&turn(&r, &["status", "--json", "files"]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["kind"], "rwlock");
+    assert_eq!(v[0].get("permits"), None);
+    assert_eq!(
+        v[0]["tickets"],
+        serde_json::json!([
+            {"serial": 1, "label": "report", "held": true, "mode": "shared"},
+            {"serial": 2, "label": "backup", "held": true, "mode": "shared"},
+            {"serial": 3, "label": "migrate", "held": false, "mode": "exclusive"},
+            {"serial": 4, "label": "audit", "held": false, "mode": "shared"},
+        ])
+    );
+
+    std::fs::write(&go, "").unwrap();
+    assert_eq!(tool.wait().unwrap().code(), Some(0));
+    audit.cancel().unwrap();
+    migrate.cancel().unwrap();
+    report.release().unwrap();
+}
+
+#[test]
+fn turn_lock_in_a_shared_mode_keeps_its_exits_and_loss_reports() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    let full = l
+        .acquire(
+            "pool",
+            &Acquire::label("all").mode(turn::Mode::Semaphore {
+                permits: 2,
+                weight: 2,
+            }),
+        )
+        .unwrap();
+    // Not had within --wait: 75, nothing run, no ticket left.
+    let o = turn(
+        &r,
+        &[
+            "lock",
+            "pool",
+            "--permits",
+            "2",
+            "--wait",
+            "0",
+            "--",
+            "false",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(75), "{o:?}");
+    let o = turn(
+        &r,
+        &[
+            "lock",
+            "pool",
+            "--permits",
+            "2",
+            "--wait",
+            "0.2",
+            "--",
+            "false",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(75), "{o:?}");
+    assert_eq!(l.status("pool").unwrap().tickets.len(), 1, "tickets left");
+    full.release().unwrap();
+    // The command's status.
+    let o = turn(
+        &r,
+        &["lock", "pool", "--permits", "2", "--", "sh", "-c", "exit 7"],
+    );
+    assert_eq!(o.status.code(), Some(7));
+
+    // A shared holder whose lock is lost hears it; --kill-on-loss ends
+    // the command.
+    let (mut child, _out, mut err) = started(
+        &r,
+        &[
+            "lock",
+            "files",
+            "--shared",
+            "--expire",
+            "5",
+            "--kill-on-loss",
+            "--",
+            "sh",
+            "-c",
+            "echo started; exec sleep 60",
+        ],
+    );
+    delete_holder_key(&r, &l, "files");
+    assert_eq!(child.wait().unwrap().code(), Some(128 + 15));
+    let said = err.rest(Duration::from_secs(2)).join("\n");
+    assert!(
+        said.contains("files: the lock was lost while the command ran"),
+        "{said}"
+    );
+
+    // Without a command: held until Ctrl-C, then given back.
+    let mut child = turn_cmd(&r, &["lock", "files", "--exclusive"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Lines::new(child.stdout.take().unwrap());
+    assert!(lines.wait_for("files: locked", Duration::from_secs(10)));
+    let s = l.status("files").unwrap();
+    assert_eq!(s.tickets[0].mode, turn::Mode::ReadWrite { exclusive: true });
+    assert!(s.tickets[0].held);
+    signal(child.id(), "INT");
+    assert!(child.wait().unwrap().success());
+    assert!(lines.wait_for("files: released", Duration::from_secs(10)));
+    assert!(l.status("files").unwrap().tickets.is_empty());
+}

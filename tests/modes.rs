@@ -442,3 +442,60 @@ fn contending_holders_never_pass_the_permits_nor_a_writer() {
     assert_eq!(c.hlen::<_, i64>("turn:pool:holders").unwrap(), 0);
     assert_eq!(c.hlen::<_, i64>("turn:doc:holders").unwrap(), 0);
 }
+
+/// A turn 1.0 client sets its presence key a moment after its draw, later
+/// on a slow link: its ticket is not passed before it was seen missing for
+/// a lease, so it cannot hold beside ours once its key comes.
+#[test]
+fn a_turn_1_0_ticket_slow_to_set_its_key_is_not_passed_before_a_lease() {
+    let r = Redis::start();
+    let l = locker(&r);
+    let lease = Duration::from_secs(3);
+    let a = l.acquire("pool", &sem(2, 1).expire(lease)).unwrap();
+    // Its draw: the dispenser only, its key comes 1.5 s later.
+    let mut c = r.conn();
+    let foreign: u64 = c.incr("turn:pool:dispenser", 1).unwrap();
+    let y = waiting(&l, "pool", sem(2, 1).expire(lease));
+    assert!(
+        y.recv_timeout(Duration::from_millis(1500)).is_err(),
+        "not admitted past the ticket missing its key"
+    );
+    let key = format!("turn:pool:serial:{foreign}");
+    let _: () = c.set_ex(&key, "python", 30).unwrap();
+    a.release().unwrap();
+    // Now it holds alone (the indicator shows it), and ours waits.
+    assert!(support::eventually(Duration::from_secs(5), || {
+        c.get::<_, String>("turn:pool:indicator").ok() == Some(foreign.to_string())
+    }));
+    assert!(
+        y.recv_timeout(Duration::from_millis(500)).is_err(),
+        "not beside it"
+    );
+    // It leaves as turn 1.0 does.
+    let _: () = c.del(&key).unwrap();
+    let _: () = c.set("turn:pool:indicator", foreign + 1).unwrap();
+    let _: () = c
+        .publish(
+            "turn:pool:internal",
+            format!("turn:pool:serial:{}", foreign + 1),
+        )
+        .unwrap();
+    y.recv_timeout(LONG).unwrap().unwrap().release().unwrap();
+}
+
+/// One that never sets its key (its client died right after the draw)
+/// holds the queue back for a lease of the ticket behind it, no longer.
+#[test]
+fn a_turn_1_0_ticket_that_never_sets_its_key_is_passed_after_a_lease() {
+    let r = Redis::start();
+    let l = locker(&r);
+    let lease = Duration::from_secs(1);
+    l.acquire("pool", &sem(2, 1)).unwrap().release().unwrap();
+    let _: u64 = r.conn().incr("turn:pool:dispenser", 1).unwrap();
+    let started = Instant::now();
+    let lock = l
+        .acquire("pool", &sem(2, 1).expire(lease).wait(Wait::For(LONG)))
+        .unwrap();
+    eprintln!("passed after {:?}", started.elapsed());
+    lock.release().unwrap();
+}

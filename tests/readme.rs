@@ -1,6 +1,6 @@
 //! The README's code blocks build and run, so that they cannot drift from
-//! the API. Each C, C++, Go, Python and Rust block in README.md carries a
-//! marker on the line before its fence:
+//! the API. Each C, C++, Go, Python, JavaScript and Rust block in
+//! README.md carries a marker on the line before its fence:
 //!
 //! - `<!-- readme-test run NAME -->`: a complete program. It is written to a
 //!   temporary directory as it stands, built against the built library (C
@@ -33,6 +33,7 @@ const MARKERS: &[(&str, &str)] = &[
     ("compile", "cpp-options"),
     ("run", "go-minimal"),
     ("run", "python-minimal"),
+    ("run", "node-minimal"),
     ("run", "rust-minimal"),
     ("run", "rust-modes"),
     ("run", "c-modes"),
@@ -46,7 +47,7 @@ const MARKERS: &[(&str, &str)] = &[
 ];
 
 /// The languages whose blocks must be tested.
-const LANGUAGES: &[&str] = &["c", "cpp", "go", "python", "rust"];
+const LANGUAGES: &[&str] = &["c", "cpp", "go", "python", "js", "rust"];
 
 /// A fenced code block of the README.
 #[derive(Debug)]
@@ -525,6 +526,30 @@ fn python_asyncio_fragment_runs() {
     let out = run_python(&program, &r);
     assert!(number_after(&out, "my turn: fencing token ") > 0, "{out}");
     assert!(out.ends_with("fragment ran\n"), "{out}");
+}
+
+/// The README's Node.js program, run with `require('turn')` resolving to
+/// bindings/node (a `turn` link to it on NODE_PATH).
+#[test]
+fn node_minimal_program_runs() {
+    let code = block("run", "node-minimal", "js");
+    let package = crate::bindings::node_package();
+    let dir = tempfile::tempdir().unwrap();
+    let modules = dir.path().join("modules");
+    std::fs::create_dir(&modules).unwrap();
+    std::os::unix::fs::symlink(&package, modules.join("turn")).unwrap();
+    let source = dir.path().join("prog.js");
+    std::fs::write(&source, code).unwrap();
+    let r = Redis::start();
+    let node = std::env::var("TURN_TEST_NODE").unwrap_or_else(|_| "node".into());
+    let out = run(Command::new(node)
+        .arg(&source)
+        .current_dir(dir.path())
+        .env("NODE_PATH", &modules)
+        .env("TURN_LIBRARY", lib_dir().join("libturn.so"))
+        .env("TURN_REDIS_URL", r.url()));
+    assert!(number_after(&out, "my turn: fencing token ") > 0, "{out}");
+    assert_eq!(out.lines().count(), 1, "{out}");
 }
 
 /// rustc of the toolchain that built this test.

@@ -6,7 +6,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use clap::{CommandFactory, Parser, Subcommand};
-use turn::{Acquire, Cancel, ErrorKind, Locker, MinReplicas, Options, ResetOutcome, Status, Wait};
+use turn::{Acquire, Cancel, ErrorKind, Locker, MinReplicas, Mode, Options, ResetOutcome, Wait};
 
 /// `eprintln!` that never panics: a standard error nobody reads (a closed
 /// pipe) is no reason to fail.
@@ -30,16 +30,21 @@ macro_rules! out {
 mod output;
 #[path = "turn/run_locked.rs"]
 mod run_locked;
+#[path = "turn/status.rs"]
+mod status;
 use output::clean;
 use run_locked::run_locked;
-
-const SEPARATOR: &str = "------------------------------------------------------------";
+use status::{print_status, status_of};
 
 /// Exit statuses of `turn lock RESOURCE -- COMMAND`, shown in the help.
 const LOCK_EXIT_STATUS: &str = "\
-`turn lock RESOURCE [--wait SECONDS] [--kill-on-loss] -- COMMAND [ARGS...]` runs
-COMMAND while holding the lock (like flock(1)), with TURN_LOCK_TOKEN (the
-fencing token) and TURN_LOCK_SERIAL in its environment. Its exit status:
+`turn lock RESOURCE... [--wait SECONDS] [--kill-on-loss] -- COMMAND [ARGS...]`
+runs COMMAND while holding the lock (like flock(1)); on several resources,
+all of them (taken in name order) or none. On one RESOURCE, `--permits N
+[--weight W]` takes W (default 1) of a semaphore's N permits, `--shared` or
+`--exclusive` a read-write lock. COMMAND finds TURN_LOCK_TOKEN (the fencing
+token) and TURN_LOCK_SERIAL in its environment (for several resources, one
+number each, space-separated, in their order). Its exit status:
   the command's       when it ran (128+N when signal N killed it)
   75 (EX_TEMPFAIL)    the lock was not had within --wait (--wait 0: taken);
                       nothing was run
@@ -47,10 +52,10 @@ fencing token) and TURN_LOCK_SERIAL in its environment. Its exit status:
   128+N               signal N (Ctrl-C: 130) came while waiting; the ticket
                       was withdrawn and nothing was run
   2                   a usage error (an unknown option, a value that is not
-                      a number, `--` with no COMMAND after it); nothing was
-                      locked
+                      a number, options that conflict, `--` with no COMMAND
+                      after it); nothing was locked
   1                   any other failure (Redis unreachable, a value out of
-                      range)
+                      range, a queue of another kind or other permits)
 
 Every command: 0 on success, 1 on failure (one line on stderr), 2 on a usage
 error. A standard output whose reader went away (`turn status | head -1`)
@@ -126,9 +131,10 @@ enum Command {
     /// Bump, then remove idle queues (every queue when none is given)
     Reset { resources: Vec<String> },
     /// Run a command while holding the lock on RESOURCE (`turn lock RESOURCE
-    /// -- COMMAND [ARGS...]`); without a command, take the lock on each
-    /// resource (every queue when none is given) and hold them until
-    /// interrupted
+    /// -- COMMAND [ARGS...]`), on all of several resources or none, or a
+    /// shared lock on one (--permits, --shared, --exclusive); without a
+    /// command, take the lock on each resource (every queue when none is
+    /// given) and hold them until interrupted
     #[command(after_help = LOCK_EXIT_STATUS)]
     Lock {
         resources: Vec<String>,
@@ -146,10 +152,57 @@ enum Command {
         /// Send the command SIGTERM when the lock is lost while it runs
         #[arg(long)]
         kill_on_loss: bool,
+        #[command(flatten)]
+        mode: ModeArgs,
         /// The command to run while holding the lock, after `--`
         #[arg(last = true, value_name = "COMMAND")]
         command: Vec<std::ffi::OsString>,
     },
+}
+
+/// What `turn lock RESOURCE` asks of the queue: the plain lock unless one
+/// of these is given. A queue's kind (and a semaphore's permits) is fixed
+/// when it is made; an acquire of another kind is refused.
+#[derive(clap::Args)]
+struct ModeArgs {
+    /// Take the lock as a semaphore of N permits: holders share RESOURCE
+    /// while their weights add up to at most N, admitted in draw order
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..),
+        conflicts_with_all = ["shared", "exclusive"]
+    )]
+    permits: Option<u32>,
+    /// The permits this holder takes (needs --permits; default 1)
+    #[arg(
+        long,
+        value_name = "W",
+        value_parser = clap::value_parser!(u32).range(1..),
+        requires = "permits"
+    )]
+    weight: Option<u32>,
+    /// Take a read-write lock, shared: held beside other shared holders
+    #[arg(long, conflicts_with = "exclusive")]
+    shared: bool,
+    /// Take a read-write lock, exclusive: held alone
+    #[arg(long)]
+    exclusive: bool,
+}
+
+impl ModeArgs {
+    /// The mode asked for.
+    fn mode(&self) -> Mode {
+        match (self.permits, self.shared, self.exclusive) {
+            (Some(permits), _, _) => Mode::Semaphore {
+                permits,
+                weight: self.weight.unwrap_or(1),
+            },
+            (None, true, _) => Mode::ReadWrite { exclusive: false },
+            (None, false, true) => Mode::ReadWrite { exclusive: true },
+            (None, false, false) => Mode::Plain,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -195,11 +248,26 @@ fn run(cli: Cli) -> turn::Result<u8> {
         wait,
         kill_on_loss,
         command,
+        mode,
         ..
     } = &cli.command
     {
-        if !command.is_empty() && resources.len() != 1 {
-            return Err(invalid("with a COMMAND, name exactly one RESOURCE"));
+        if !command.is_empty() && resources.is_empty() {
+            usage_error("lock", "with a COMMAND, name at least one RESOURCE");
+        }
+        if mode.mode() != Mode::Plain && resources.len() != 1 {
+            usage_error(
+                "lock",
+                "--permits, --shared and --exclusive take exactly one RESOURCE \
+                 (several resources are taken as plain locks, all or none)",
+            );
+        }
+        if let (Some(permits), Some(weight)) = (mode.permits, mode.weight)
+            && weight > permits
+        {
+            return Err(invalid(&format!(
+                "--weight ({weight}) must be at most --permits ({permits})"
+            )));
         }
         if *kill_on_loss && command.is_empty() {
             return Err(invalid("--kill-on-loss needs a COMMAND (after --)"));
@@ -257,11 +325,14 @@ fn run(cli: Cli) -> turn::Result<u8> {
             wait,
             kill_on_loss,
             command,
+            mode,
         } => {
             if !(0.1..=86_400.0).contains(&expire) {
                 return Err(invalid("--expire must be between 0.1 and 86400 seconds"));
             }
-            let mut request = Acquire::label(label).expire(Duration::from_secs_f64(expire));
+            let mut request = Acquire::label(label)
+                .expire(Duration::from_secs_f64(expire))
+                .mode(mode.mode());
             if let Some(w) = wait {
                 request = request.wait(if w == 0.0 {
                     Wait::TryOnce
@@ -270,10 +341,9 @@ fn run(cli: Cli) -> turn::Result<u8> {
                 });
             }
             if command.is_empty() {
-                return lock(&locker, resources, request).map(|()| 0);
+                return lock(&locker, resources, request);
             }
-            let resource = resources.into_iter().next().unwrap_or_default();
-            run_locked(&locker, &resource, request, &command, kill_on_loss)
+            run_locked(&locker, &resources, request, &command, kill_on_loss)
         }
     }
 }
@@ -333,6 +403,9 @@ enum Stop {
     ReaderGone,
     /// A write to standard output failed (kept by the writer).
     WriteFailed,
+    /// `turn lock` without a command: every acquire failed, nothing is
+    /// held or waited for.
+    NothingLeft,
 }
 
 /// A channel that receives a `Stop` per Ctrl-C, and one when standard
@@ -348,10 +421,6 @@ fn stops() -> (mpsc::Sender<Stop>, mpsc::Receiver<Stop>) {
     (tx, rx)
 }
 
-fn row(left: &str, right: impl std::fmt::Display) -> String {
-    format!("{:<50}{:>10}", left, right)
-}
-
 /// The named resources, or every queue when none is named.
 fn chosen(locker: &Locker, resources: Vec<String>) -> turn::Result<Vec<String>> {
     if resources.is_empty() {
@@ -359,90 +428,6 @@ fn chosen(locker: &Locker, resources: Vec<String>) -> turn::Result<Vec<String>> 
     } else {
         Ok(resources)
     }
-}
-
-fn status_of(locker: &Locker, resource: &str) -> turn::Result<Option<Status>> {
-    match locker.status(resource) {
-        Ok(s) => Ok(Some(s)),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-fn print_status(locker: &Locker, resources: &[String], json: bool) -> turn::Result<()> {
-    if resources.is_empty() {
-        return print_summary(locker, json);
-    }
-    let mut found = Vec::new();
-    for r in resources {
-        if let Some(s) = status_of(locker, r)? {
-            found.push(s);
-        }
-    }
-    if json {
-        let list: Vec<_> = found
-            .iter()
-            .map(|s| {
-                serde_json::json!({
-                    "resource": s.resource,
-                    "indicator": s.indicator,
-                    "dispenser": s.dispenser,
-                    "size": s.size(),
-                    "tickets": s.tickets.iter()
-                        .map(|t| serde_json::json!({"serial": t.serial, "label": t.label}))
-                        .collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        out!("{}", serde_json::Value::Array(list));
-        return Ok(());
-    }
-    for (i, s) in found.iter().enumerate() {
-        if i > 0 {
-            out!("");
-        }
-        out!("{}", row(&clean(&s.resource), s.indicator));
-        out!("{SEPARATOR}");
-        for t in &s.tickets {
-            out!("{}", row(&clean(&t.label), t.serial));
-        }
-    }
-    Ok(())
-}
-
-fn print_summary(locker: &Locker, json: bool) -> turn::Result<()> {
-    let mut queues = Vec::new();
-    for r in locker.resources()? {
-        if let Some(s) = status_of(locker, &r)? {
-            queues.push(s);
-        }
-    }
-    // Largest queue first; ties by name, descending, as turn 1.0 sorts.
-    queues.sort_by(|a, b| (b.size(), &b.resource).cmp(&(a.size(), &a.resource)));
-    if json {
-        let list: Vec<_> = queues
-            .iter()
-            .map(|s| {
-                serde_json::json!({
-                    "resource": s.resource,
-                    "size": s.size(),
-                    "indicator": s.indicator,
-                    "dispenser": s.dispenser,
-                })
-            })
-            .collect();
-        out!("{}", serde_json::Value::Array(list));
-        return Ok(());
-    }
-    if queues.is_empty() {
-        return Ok(());
-    }
-    out!("{}", row("Resource", "Queue size"));
-    out!("{SEPARATOR}");
-    for s in &queues {
-        out!("{}", row(&clean(&s.resource), s.size()));
-    }
-    Ok(())
 }
 
 fn follow(locker: &Locker, resources: Vec<String>) -> turn::Result<()> {
@@ -490,17 +475,22 @@ fn reset(locker: &Locker, resources: Vec<String>) -> turn::Result<()> {
 
 /// `turn lock [RESOURCE...]`: takes each lock and holds them until Ctrl-C,
 /// or until standard output fails (its reader went away: the tool then
-/// ends by SIGPIPE, see `output`), and gives them back.
-fn lock(locker: &Locker, resources: Vec<String>, request: Acquire) -> turn::Result<()> {
+/// ends by SIGPIPE, see `output`), and gives them back; the exit status.
+/// When every acquire failed (each said on standard error) it ends at
+/// once, with status 1.
+fn lock(locker: &Locker, resources: Vec<String>, request: Acquire) -> turn::Result<u8> {
     let resources = chosen(locker, resources)?;
     if resources.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     for r in &resources {
         turn::validate_resource(r)?;
     }
     turn::validate_label(&request.label)?;
     let (stopper, stop) = stops();
+    // Acquires that did not fail (waiting, holding, or canceled).
+    let left = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(resources.len()));
+    let nothing_left = stopper.clone();
     // The first failed write to standard output, by any thread.
     let unwritten = std::sync::Arc::new(std::sync::Mutex::new(None::<std::io::Error>));
     let write = {
@@ -528,12 +518,23 @@ fn lock(locker: &Locker, resources: Vec<String>, request: Acquire) -> turn::Resu
             break;
         }
         let (locker, request, write) = (locker.clone(), request.clone(), write.clone());
+        let (left, nothing_left) = (left.clone(), nothing_left.clone());
         waiters.push(std::thread::spawn(move || {
             let result = locker.acquire(&r, &request);
+            if let Err(e) = &result
+                && e.kind() != ErrorKind::Canceled
+                && left.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1
+            {
+                let _ = nothing_left.send(Stop::NothingLeft);
+            }
             match &result {
                 Ok(_) => write(format!("{}: locked", clean(&r))),
                 Err(e) if e.kind() == ErrorKind::Canceled => {
                     write(format!("{}: canceled", clean(&r)))
+                }
+                // The message names the resource.
+                Err(e) if e.kind() == ErrorKind::WrongKind => {
+                    say!("turn: {}", clean(e.message()))
                 }
                 Err(e) => say!("turn: {}: {}", clean(&r), clean(e.message())),
             }
@@ -558,6 +559,7 @@ fn lock(locker: &Locker, resources: Vec<String>, request: Acquire) -> turn::Resu
     match (unwritten, why) {
         (Some(e), _) => Err(output::failed(e)),
         (None, Ok(Stop::ReaderGone)) => output::reader_gone(),
-        (None, _) => failed.map_or(Ok(()), Err),
+        (None, Ok(Stop::NothingLeft)) => Ok(1),
+        (None, _) => failed.map_or(Ok(0), Err),
     }
 }

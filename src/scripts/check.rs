@@ -182,13 +182,13 @@ pub(crate) fn confirm(core: &Core, t: &Ticket) -> Result<bool> {
 }
 
 /// True when every one of `tickets` (held by this locker) still holds in
-/// Redis, as [`confirm`] tells it: plain tickets in one pipelined round trip
-/// of their MGETs (on a Redis Cluster, one per server), the others (shared
-/// modes, or replicas asked for) one [`confirm`] each.
+/// Redis, as [`confirm`] tells it: plain tickets on one server in one
+/// pipelined round trip of their MGETs; the others (on a Redis Cluster,
+/// shared modes, or replicas asked for) one [`confirm`] each.
 pub(crate) fn still_held(core: &Core, tickets: &[&Ticket]) -> Result<bool> {
     let mut plain = Vec::new();
     for t in tickets {
-        if Ask::of(t.mode).is_some() || core.durable.is_on() {
+        if Ask::of(t.mode).is_some() || core.durable.is_on() || core.pool.is_cluster() {
             if !confirm(core, t)? {
                 return Ok(false);
             }
@@ -208,11 +208,10 @@ pub(crate) fn still_held(core: &Core, tickets: &[&Ticket]) -> Result<bool> {
             .arg(t.keys.presence(t.serial));
     }
     let replies: Vec<Vec<Option<String>>> = core.run(|c| pipe.query(c))?;
-    Ok(replies.len() == plain.len()
-        && replies
-            .iter()
-            .zip(&plain)
-            .all(|(got, t)| confirmed(got, t)))
+    Ok(
+        replies.len() == plain.len()
+            && replies.iter().zip(&plain).all(|(got, t)| confirmed(got, t)),
+    )
 }
 
 /// Reads [`confirm`]'s MGET reply.

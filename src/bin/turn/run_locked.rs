@@ -1,13 +1,15 @@
-//! `turn lock RESOURCE -- COMMAND [ARGS...]`: takes the lock, runs the
-//! command while holding it (the heartbeat keeps the lease), releases when
-//! the command exits and exits with its status, as flock(1) does.
+//! `turn lock RESOURCE... -- COMMAND [ARGS...]`: takes the lock (on several
+//! resources: every one of them, or none), runs the command while holding
+//! it (the heartbeat keeps the leases), releases when the command exits and
+//! exits with its status, as flock(1) does.
 //!
-//! While it waits it shows its place in the queue on standard error, and
-//! Ctrl-C (SIGINT), SIGTERM or SIGHUP withdraw the ticket. While the
-//! command runs, a loss of the lock is said on standard error at once
-//! (from the lock's lost fd) and, with --kill-on-loss, the command gets
-//! SIGTERM; SIGTERM and SIGHUP sent to the tool are passed on to the
-//! command, and SIGINT is left to the command (a terminal sends it to both).
+//! While it waits for one resource it shows its place in the queue on
+//! standard error; Ctrl-C (SIGINT), SIGTERM or SIGHUP withdraw the ticket
+//! (and give back the locks of several taken so far). While the command
+//! runs, a loss of a lock is said on standard error at once (from the
+//! lock's lost fd) and, with --kill-on-loss, the command gets SIGTERM;
+//! SIGTERM and SIGHUP sent to the tool are passed on to the command, and
+//! SIGINT is left to the command (a terminal sends it to both).
 
 use std::ffi::OsString;
 use std::io::{IsTerminal, Read, Write};
@@ -18,7 +20,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc::{self, Receiver};
 use std::time::Duration;
 
-use turn::{Acquire, ErrorKind, Lock, Locker, Pending, Wait};
+use turn::{Acquire, Cancel, ErrorKind, Lock, Locker, Pending, Wait};
 
 use super::output::clean;
 
@@ -31,58 +33,82 @@ const POSITION_EVERY: Duration = Duration::from_millis(250);
 /// What the main thread hears about.
 enum Event {
     Signal(i32),
-    Lost,
+    /// The lock of this index (in the order of the resources) was lost.
+    Lost(usize),
     /// The command exited (not reaped yet: its pid stays its own).
     Exited,
+    /// The outcome of taking several locks.
+    Taken(turn::Result<Vec<Lock>>),
 }
 
-/// Takes the lock on `resource`, runs `command` under it; the exit status.
+/// Takes the lock on each of `resources` (one, or all or none of several),
+/// runs `command` under them; the exit status.
 pub fn run_locked(
     locker: &Locker,
-    resource: &str,
+    resources: &[String],
     request: Acquire,
     command: &[OsString],
     kill_on_loss: bool,
 ) -> turn::Result<u8> {
-    turn::validate_resource(resource)?;
+    for r in resources {
+        turn::validate_resource(r)?;
+    }
     turn::validate_label(&request.label)?;
-    let name = clean(resource);
+    let names: Vec<String> = resources.iter().map(|r| clean(r)).collect();
+    let name = names.join(", ");
     let (tx, events) = mpsc::channel();
     let wake = catch_signals(tx.clone()).map_err(|e| io_error("cannot catch signals", e))?;
 
-    // Waiting: a pending acquire, whose wait goes on in the locker's
-    // notifier thread, while this thread polls its fd beside the signals
-    // and shows the place in the queue. A try-lock does not wait.
-    let acquired = if matches!(request.wait, Wait::TryOnce | Wait::For(Duration::ZERO)) {
-        locker.acquire(resource, &request)
-    } else {
-        match wait_turn(locker, resource, &request, &name, &events, &wake) {
-            Waited::Done(result) => result,
-            Waited::Interrupted(signo) => {
-                say!("turn: {name}: interrupted while waiting; the ticket was withdrawn");
-                return Ok(128u8.saturating_add(signo as u8));
-            }
+    // Waiting for one resource: a pending acquire, whose wait goes on in
+    // the locker's notifier thread, while this thread polls its fd beside
+    // the signals and shows the place in the queue. A try-lock does not
+    // wait. Several: all or none, on a thread that a signal cancels.
+    let acquired = if let [resource] = resources {
+        if matches!(request.wait, Wait::TryOnce | Wait::For(Duration::ZERO)) {
+            Waited::Done(locker.acquire(resource, &request).map(|lock| vec![lock]))
+        } else {
+            wait_turn(locker, resource, &request, &name, &events, &wake)
         }
+    } else {
+        wait_all(locker, resources, request, tx.clone(), &events)
     };
-    let lock = match acquired {
-        Ok(lock) => lock,
-        Err(e) if matches!(e.kind(), ErrorKind::Timeout | ErrorKind::WouldBlock) => {
+    let locks = match acquired {
+        Waited::Done(Ok(locks)) => locks,
+        Waited::Done(Err(e)) if matches!(e.kind(), ErrorKind::Timeout | ErrorKind::WouldBlock) => {
             say!("turn: {name}: not locked: {}", clean(e.message()));
             return Ok(EXIT_NOT_LOCKED);
         }
-        Err(e) => return Err(e),
+        Waited::Done(Err(e)) => return Err(e),
+        Waited::Interrupted(signo) => {
+            if resources.len() == 1 {
+                say!("turn: {name}: interrupted while waiting; the ticket was withdrawn");
+            } else {
+                say!(
+                    "turn: {name}: interrupted while waiting; the ticket was withdrawn \
+                     and the locks taken were released"
+                );
+            }
+            return Ok(128u8.saturating_add(signo as u8));
+        }
     };
 
-    // Holding: run the command.
+    // Holding: run the command. Several locks: their tokens and serials,
+    // space-separated, in the order of the resources.
+    let joined = |number: fn(&Lock) -> u64| {
+        let numbers: Vec<String> = locks.iter().map(|l| number(l).to_string()).collect();
+        numbers.join(" ")
+    };
     let mut child = match std::process::Command::new(&command[0])
         .args(&command[1..])
-        .env("TURN_LOCK_TOKEN", lock.token().to_string())
-        .env("TURN_LOCK_SERIAL", lock.serial().to_string())
+        .env("TURN_LOCK_TOKEN", joined(Lock::token))
+        .env("TURN_LOCK_SERIAL", joined(Lock::serial))
         .spawn()
     {
         Ok(child) => child,
         Err(e) => {
-            let _ = lock.release();
+            for lock in locks {
+                let _ = lock.release();
+            }
             let shown = clean(&command[0].to_string_lossy());
             say!("turn: cannot run {shown}: {e}");
             return Ok(if e.kind() == std::io::ErrorKind::NotFound {
@@ -100,20 +126,31 @@ pub fn run_locked(
             let _ = tx.send(Event::Exited);
         });
     }
-    let stop_watch = watch_lost(&lock, tx);
-    let mut lost_said = false;
+    let watches: Vec<_> = locks
+        .iter()
+        .enumerate()
+        .map(|(i, lock)| watch_lost(lock, i, tx.clone()))
+        .collect();
+    drop(tx);
+    let mut lost_said = vec![false; locks.len()];
+    let mut killed = false;
     loop {
         match events.recv() {
             Ok(Event::Exited) | Err(_) => break,
-            Ok(Event::Lost) => {
-                lost_said = true;
-                let why = lock.check().err().map(|e| clean(e.message()));
+            Ok(Event::Lost(i)) => {
+                lost_said[i] = true;
+                let why = locks[i].check().err().map(|e| clean(e.message()));
                 say!(
-                    "turn: {name}: the lock was lost while the command ran ({})",
+                    "turn: {}: the lock was lost while the command ran ({})",
+                    names[i],
                     why.unwrap_or_else(|| "lost".to_string())
                 );
-                if kill_on_loss {
-                    say!("turn: {name}: sending SIGTERM to the command (pid {pid})");
+                if kill_on_loss && !killed {
+                    killed = true;
+                    say!(
+                        "turn: {}: sending SIGTERM to the command (pid {pid})",
+                        names[i]
+                    );
                     // SAFETY: plain kill(2); the child is not reaped yet
                     // (its exit is awaited without reaping), so the pid is
                     // still its own.
@@ -126,19 +163,22 @@ pub fn run_locked(
                     unsafe { libc::kill(pid, signo) };
                 }
             }
+            Ok(Event::Taken(_)) => {}
         }
     }
-    drop(stop_watch);
+    drop(watches);
     let status = child
         .wait()
         .map_err(|e| io_error("cannot wait for the command", e))?;
-    if let Err(e) = lock.release()
-        && !lost_said
-    {
-        say!(
-            "turn: {name}: the lock was lost before the release: {}",
-            clean(e.message())
-        );
+    for ((lock, name), said) in locks.into_iter().zip(&names).zip(lost_said) {
+        if let Err(e) = lock.release()
+            && !said
+        {
+            say!(
+                "turn: {name}: the lock was lost before the release: {}",
+                clean(e.message())
+            );
+        }
     }
     Ok(match (status.code(), status.signal()) {
         (Some(code), _) => code as u8,
@@ -153,10 +193,57 @@ fn io_error(what: &str, e: std::io::Error) -> turn::Error {
 
 /// How a wait ended.
 enum Waited {
-    /// The outcome of the acquire.
-    Done(turn::Result<Lock>),
-    /// A signal came first: the ticket was withdrawn.
+    /// The outcome of the acquire: the locks in the order of the resources.
+    Done(turn::Result<Vec<Lock>>),
+    /// A signal came first: the ticket was withdrawn (and the locks taken
+    /// before it released).
     Interrupted(i32),
+}
+
+/// Takes all of several locks or none (`Locker::acquire_all`) on a thread,
+/// while this one waits for its outcome or a signal, which cancels it.
+fn wait_all(
+    locker: &Locker,
+    resources: &[String],
+    request: Acquire,
+    tx: mpsc::Sender<Event>,
+    events: &Receiver<Event>,
+) -> Waited {
+    let cancel = Cancel::new();
+    let request = request.cancel(&cancel);
+    {
+        let (locker, resources) = (locker.clone(), resources.to_vec());
+        std::thread::spawn(move || {
+            let names: Vec<&str> = resources.iter().map(String::as_str).collect();
+            let _ = tx.send(Event::Taken(locker.acquire_all(&names, &request)));
+        });
+    }
+    let mut interrupted = None;
+    loop {
+        match events.recv() {
+            Ok(Event::Signal(signo)) => {
+                interrupted.get_or_insert(signo);
+                cancel.cancel();
+            }
+            Ok(Event::Taken(taken)) => {
+                let Some(signo) = interrupted else {
+                    return Waited::Done(taken);
+                };
+                // Had just before the cancel: given back.
+                for lock in taken.into_iter().flatten() {
+                    let _ = lock.release();
+                }
+                return Waited::Interrupted(signo);
+            }
+            Ok(_) => {}
+            Err(_) => {
+                return Waited::Done(Err(turn::Error::new(
+                    ErrorKind::Panic,
+                    "the thread taking the locks ended without an outcome",
+                )));
+            }
+        }
+    }
 }
 
 /// Takes a ticket with a pending acquire and waits for its outcome,
@@ -208,7 +295,7 @@ fn wait_turn(
         if fds[0].revents != 0 {
             match pending.finish() {
                 Ok(None) => {}
-                Ok(Some(lock)) => break Waited::Done(Ok(lock)),
+                Ok(Some(lock)) => break Waited::Done(Ok(vec![lock])),
                 Err(e) => break Waited::Done(Err(e)),
             }
         }
@@ -369,9 +456,9 @@ impl Drop for LostWatch {
     }
 }
 
-/// Watches the lock's lost fd on a thread: sends `Event::Lost` once it is
-/// readable.
-fn watch_lost(lock: &Lock, tx: mpsc::Sender<Event>) -> Option<LostWatch> {
+/// Watches the lost fd of lock `index` on a thread: sends `Event::Lost`
+/// once it is readable.
+fn watch_lost(lock: &Lock, index: usize, tx: mpsc::Sender<Event>) -> Option<LostWatch> {
     let fd: RawFd = match lock.lost_fd() {
         Ok(fd) => fd.as_raw_fd(),
         Err(e) => {
@@ -405,7 +492,7 @@ fn watch_lost(lock: &Lock, tx: mpsc::Sender<Event>) -> Option<LostWatch> {
                 return;
             }
             if fds[0].revents != 0 {
-                let _ = tx.send(Event::Lost);
+                let _ = tx.send(Event::Lost(index));
                 return;
             }
         }

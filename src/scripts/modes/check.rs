@@ -11,9 +11,9 @@ use crate::shared::Core;
 use crate::ticket::Ticket;
 
 /// check: the declared keys and first arguments of [`super::NAMES`]; ARGV
-/// 7 serial, 8 identity, 9 token base, 10 '1' to pass tickets before this
-/// one that have no presence key and are not known (missing for longer
-/// than the grace: not a turn 1.0 ticket whose key is not set yet).
+/// 7 serial, 8 identity, 9 token base, 10 the ticket's lease in ms (a
+/// ticket that is not ours and misses its key is passed once seen missing
+/// that long, see `admit`).
 /// Returns {-1, -2} when the ticket is not ours any more (its identity
 /// gone or another's, the incarnation changed, or its presence key gone);
 /// {indicator, -3} when it holds (admitted by an earlier script, or now:
@@ -34,15 +34,13 @@ if redis.call('HEXISTS', K_HOLD, s) == 1 then
   if got[6] then redis.call('SET', K_ADM, got[6]) end
   return {ind, -3}
 end
-local record = 0
-if ARGV[10] == '1' then record = n end
-local head, t, holders, now = admit(disp, ind, ARGV[9], record, n)
+local head, t, holders, now, unknown = admit(disp, ind, ARGV[9], tonumber(ARGV[10]), n)
 if now then
   redis.call('PUBLISH', EXTERNAL, NAME .. ': ' .. s .. ' started')
   return {head, -3}
 end
 if t <= n then
-  local watched, pttl, mine = watch(n, t, holders, ARGV[9])
+  local watched, pttl, mine = watch(n, t, holders, ARGV[9], unknown)
   return {head, pttl, watched, mine}
 end
 return {-1, -2}
@@ -51,16 +49,17 @@ return {-1, -2}
 });
 
 /// Checks whether shared-mode ticket `t` (asking `ask`) holds, admitting
-/// what fits first, and what it should watch until then; with `record`,
-/// tickets before it without a presence key that are not known are passed.
-/// One round trip. When the locker asks for replicas, a grant they do not
-/// confirm in time is an error (a refusal).
-pub(crate) fn check(core: &Core, t: &Ticket, ask: &Ask, record: bool) -> Result<Checked> {
+/// what fits first, and what it should watch until then. One round trip.
+/// (`_record` is the plain check's: here a ticket that is not ours and
+/// misses its key is passed once seen missing for a lease, whoever
+/// checks.) When the locker asks for replicas, a grant they do not confirm
+/// in time is an error (a refusal).
+pub(crate) fn check(core: &Core, t: &Ticket, ask: &Ask, _record: bool) -> Result<Checked> {
     let call = call(&CHECK, &t.keys, ask)
         .arg(t.serial)
         .arg(&t.identity)
         .arg(&t.base)
-        .arg(if record { "1" } else { "" });
+        .arg(t.expire_ms());
     run(core, t, &call)
 }
 

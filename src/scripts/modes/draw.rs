@@ -39,12 +39,12 @@ redis.call('SET', T_PREFIX .. s, ARGV[10] .. ' ' .. bs .. ' ' .. ARGV[11], 'PX',
 redis.call('HSET', K_WEIGHTS, s, ARGV[13])
 redis.call('HSET', K_SINCE, s, stamp())
 redis.call('PUBLISH', EXTERNAL, NAME .. ': ' .. s .. ' assigned to "' .. ARGV[7] .. '"')
-local head, t, holders, now = admit(n, ind, bs, 0, n)
+local head, t, holders, now, unknown = admit(n, ind, bs, tonumber(ARGV[8]), n)
 if now then
   redis.call('PUBLISH', EXTERNAL, NAME .. ': ' .. s .. ' started')
   return {{n, base}}
 end
-local watched, pttl, mine = watch(n, t, holders, bs)
+local watched, pttl, mine = watch(n, t, holders, bs, unknown)
 return {{n, base, head, pttl, mine, watched}}
 "#
     ))

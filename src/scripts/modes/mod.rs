@@ -65,6 +65,7 @@ impl Ask {
 /// What a kind key's value names, for messages.
 pub(crate) fn kind_text(kind: &str) -> String {
     match kind.strip_prefix("semaphore ") {
+        Some("1") => "a semaphore of 1 permit".to_string(),
         Some(permits) => format!("a semaphore of {permits} permits"),
         None if kind == "rwlock" => "a read-write lock".to_string(),
         None if kind == "plain" => "a plain lock".to_string(),
@@ -76,6 +77,7 @@ pub(crate) fn kind_text(kind: &str) -> String {
 fn mode_text(mode: Mode) -> String {
     match mode {
         Mode::Plain => "a plain lock".to_string(),
+        Mode::Semaphore { permits: 1, .. } => "a semaphore of 1 permit".to_string(),
         Mode::Semaphore { permits, .. } => format!("a semaphore of {permits} permits"),
         Mode::ReadWrite { .. } => "a read-write lock".to_string(),
     }
@@ -100,25 +102,29 @@ pub(crate) fn wrong_kind(e: Error, resource: &str, mode: Mode) -> Error {
 /// The admission rule, prepended to the draw, check and release of a
 /// shared-mode queue, after [`NAMES`].
 ///
-/// `admit(disp, ind, bs, record_below, self)` admits tickets from the one
+/// `admit(disp, ind, bs, unknown_ms, self)` admits tickets from the one
 /// after the admitted serial on, in order, while they fit: a ticket
 /// without a presence key is passed when it is ours (its weight is known:
-/// dead, or withdrawn, weight 0) or below `record_below` (missing for
-/// longer than the grace); any other stops admission (a turn 1.0
-/// ticket whose key is not set yet). When one does not fit, the holders
+/// dead, or withdrawn, weight 0), or once it has been seen missing for
+/// `unknown_ms` (the caller's lease; `since` keeps when it was first
+/// seen): until then it stops admission (a turn 1.0 ticket whose key is
+/// not set yet, later on a slow link). When one does not fit, the holders
 /// whose presence key is gone are dropped first (their permits come back).
 /// Each ticket admitted is called: ours on its locker's channel with its
 /// nonce ("N granted", "N started"), another on `internal` ("N granted"),
 /// but `self` (the caller's own ticket). It then sets the indicator to the
 /// lowest holder (or the first ticket not admitted). Returns the
 /// indicator, the first ticket not admitted, the holders (serial ->
-/// weight) and whether `self` was admitted now.
+/// weight), whether `self` was admitted now, and how long (ms) until the
+/// unknown ticket that stopped admission may be passed (nil when none
+/// did).
 ///
-/// `watch(n, t, holders, bs)`, for a waiting ticket n (t: the first not
-/// admitted): the nearest ticket before n from t on with a presence key
-/// (or t), the least lease left among it and the holders, and 1 when it
-/// and the holder whose lease is least are ours (else a turn 1.0 one's
-/// leaving may be said on `internal` only).
+/// `watch(n, t, holders, bs, unknown_wait)`, for a waiting ticket n (t:
+/// the first not admitted): the nearest ticket before n from t on with a
+/// presence key (or t), the least time among its lease left, the holders'
+/// and `unknown_wait`, and 1 when it and the holder whose lease is least
+/// are ours (else a turn 1.0 one's leaving may be said on `internal`
+/// only).
 pub(super) const ADMIT: &str = r#"
 local function serial(v, key)
   if v == false or v == nil then return nil end
@@ -127,7 +133,7 @@ local function serial(v, key)
   end
   return tonumber(v)
 end
-local function admit(disp, ind, bs, record_below, self)
+local function admit(disp, ind, bs, unknown_ms, self)
   local f = tonumber(redis.call('GET', K_ADM))
   if f == nil or f < ind - 1 then f = ind - 1 end
   local holders, used = {}, 0
@@ -143,13 +149,31 @@ local function admit(disp, ind, bs, record_below, self)
   end
   local pruned = false
   local admitted_self = false
+  local unknown_wait = nil
   local t = f + 1
   while t <= disp do
     local s = fmt(t)
     local w = tonumber(redis.call('HGET', K_WEIGHTS, s))
     if redis.call('EXISTS', P_PREFIX .. s) == 0 then
-      if w == nil and t >= record_below then break end
-      if w ~= nil then redis.call('HDEL', K_WEIGHTS, s) end
+      if w == nil then
+        -- Not ours, no presence key: a turn 1.0 ticket whose key is not
+        -- set yet (its client sets it a moment after drawing, later on a
+        -- slow link), or one that died before setting it. Passed once seen
+        -- missing for unknown_ms (since keeps when it was first seen).
+        local now = tonumber(stamp())
+        local seen = tonumber(redis.call('HGET', K_SINCE, s))
+        if seen == nil then
+          redis.call('HSET', K_SINCE, s, fmt(now))
+          seen = now
+        end
+        local left = unknown_ms * 1000 - (now - seen)
+        if left > 0 then
+          unknown_wait = math.ceil(left / 1000)
+          break
+        end
+      else
+        redis.call('HDEL', K_WEIGHTS, s)
+      end
       redis.call('HDEL', K_SINCE, s)
     else
       local mine = w ~= nil
@@ -193,9 +217,9 @@ local function admit(disp, ind, bs, record_below, self)
     if h < head then head = h end
   end
   if head ~= ind then redis.call('SET', K_IND, fmt(head)) end
-  return head, t, holders, admitted_self
+  return head, t, holders, admitted_self, unknown_wait
 end
-local function watch(n, t, holders, bs)
+local function watch(n, t, holders, bs, unknown_wait)
   local watched, pttl = nil, -2
   local p = n - 1
   local stop = math.max(t, n - 10000)
@@ -223,6 +247,15 @@ local function watch(n, t, holders, bs)
       watched, pttl = least, lq
     elseif pttl < 0 or lq < pttl then
       pttl = lq
+    end
+  end
+  if unknown_wait then
+    -- Ticket t, not ours and missing its key, holds admission back until
+    -- it may be passed.
+    if watched == nil then
+      watched, pttl, mine = t, unknown_wait, 0
+    elseif pttl < 0 or unknown_wait < pttl then
+      pttl = unknown_wait
     end
   end
   if watched == nil then watched, pttl, mine = t, -2, 0 end

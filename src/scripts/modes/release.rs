@@ -12,7 +12,8 @@ use crate::ticket::Ticket;
 
 /// release / abandon: the declared keys and first arguments of
 /// [`super::NAMES`]; ARGV 7 serial, 8 label, 9 'release' or 'abandon', 10
-/// identity, 11 token base. Does nothing at all unless the ticket is still
+/// identity, 11 token base, 12 its lease in ms (see `admit`). Does
+/// nothing at all unless the ticket is still
 /// ours (its identity, and the queue's incarnation with its base). Else
 /// deletes its presence and identity keys; a holder leaves the holders
 /// ("N completed by LABEL" for a release); a waiting ticket given up keeps
@@ -39,7 +40,7 @@ elseif redis.call('HEXISTS', K_WEIGHTS, s) == 1 then
 end
 local ind = serial(got[3], K_IND)
 local disp = serial(got[4], K_DISP)
-if ind ~= nil and disp ~= nil then admit(disp, ind, ARGV[11], 0, 0) end
+if ind ~= nil and disp ~= nil then admit(disp, ind, ARGV[11], tonumber(ARGV[12]), 0) end
 if held then return 2 + present end
 return present
 "#,
@@ -64,6 +65,7 @@ pub(crate) fn release(
             Mode::Abandon => "abandon",
         })
         .arg(&t.identity)
-        .arg(&t.base);
+        .arg(&t.base)
+        .arg(t.expire_ms());
     run(core, t, &call, mode, confirm)
 }

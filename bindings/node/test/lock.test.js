@@ -1,0 +1,151 @@
+'use strict';
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const { execFileSync } = require('node:child_process');
+const { Locker, TurnError } = require('..');
+const { url, needsRedis, locker, eventually, queued } = require('./support');
+
+test('a lock is held alone, shows in the status, and its release hands the turn on', needsRedis, async (t) => {
+  const l = locker(t);
+  const first = await l.lock('printer', { label: 'job', expire: 10, patience: 60, timeout: 5 });
+  assert.equal(typeof first.token, 'bigint');
+  assert.equal(typeof first.serial, 'bigint');
+  assert.equal(first.serial, 1n);
+  assert.ok(first.token > 0n);
+  const s = await l.status('printer');
+  assert.deepEqual(s.tickets, [{ serial: 1n, label: 'job' }]);
+  assert.equal(s.indicator, 1n);
+  const second = l.lock('printer', { label: 'next' });
+  await eventually(async () => (await queued(l, 'printer')) === 2);
+  first.check();
+  await first.release();
+  const next = await second;
+  assert.equal(next.serial, 2n);
+  assert.ok(next.token > first.token, 'the token went forward');
+  await next.release();
+  assert.equal(await queued(l, 'printer'), 0);
+});
+
+test('a timeout rejects with TIMEOUT and withdraws the ticket', needsRedis, async (t) => {
+  const l = locker(t);
+  const holder = await l.lock('printer');
+  const e = await l.lock('printer', { timeout: 0.2 }).catch((e) => e);
+  assert.ok(e instanceof TurnError, String(e));
+  assert.equal(e.code, 'TIMEOUT');
+  assert.match(e.message, /^TIMEOUT: .+/, 'the library says more than the code');
+  // The notifier withdraws the ticket right after the deadline.
+  await eventually(async () => (await queued(l, 'printer')) === 1);
+  assert.deepEqual((await l.status('printer')).tickets.map((x) => x.serial), [holder.serial]);
+  await holder.release();
+});
+
+test('timeout 0 tries once: WOULD_BLOCK when the turn is taken', needsRedis, async (t) => {
+  const l = locker(t);
+  const holder = await l.lock('printer', { timeout: 0 });
+  const e = await l.lock('printer', { timeout: 0 }).catch((e) => e);
+  assert.equal(e.code, 'WOULD_BLOCK');
+  assert.equal(await queued(l, 'printer'), 1);
+  await holder.release();
+});
+
+test('an aborted signal rejects with its reason and withdraws the ticket', needsRedis, async (t) => {
+  const l = locker(t);
+  const holder = await l.lock('printer');
+  const ac = new AbortController();
+  const waiting = l.lock('printer', { signal: ac.signal });
+  await eventually(async () => (await queued(l, 'printer')) === 2);
+  const reason = new Error('no longer wanted');
+  ac.abort(reason);
+  await assert.rejects(waiting, (e) => e === reason);
+  assert.equal(await queued(l, 'printer'), 1, 'the ticket was withdrawn');
+  // A signal aborted already draws no ticket at all.
+  const before = (await l.status('printer')).dispenser;
+  await assert.rejects(l.lock('printer', { signal: AbortSignal.abort('gone') }), (e) => e === 'gone');
+  assert.equal((await l.status('printer')).dispenser, before);
+  await holder.release();
+  // The next ticket is granted at once: nobody stalls behind the withdrawn one.
+  const next = await l.lock('printer', { timeout: 5 });
+  await next.release();
+});
+
+test('bad arguments reject with INVALID_ARGUMENT before any round trip', async () => {
+  // Nothing listens on port 1: a round trip would fail with CONNECTION.
+  const l = new Locker('redis://127.0.0.1:1/0');
+  const bad = [
+    () => l.lock(''),
+    () => l.lock('x'.repeat(1025)),
+    () => l.lock('tab\there'),
+    () => l.lock(42),
+    () => l.lock('r', { expire: 0.05 }),
+    () => l.lock('r', { timeout: -1 }),
+    () => l.lock('r', { patience: 'long' }),
+    () => l.lock('r', { label: 'x'.repeat(4097) }),
+    () => l.lock('r', { signal: {} }),
+    () => l.lock('r', { colour: 'red' }),
+    () => l.semaphore('r', { permits: 0 }),
+    () => l.semaphore('r', { permits: 2, weight: 3 }),
+    () => l.lockAll([]),
+    () => l.lockAll(['a', 'a']),
+    () => l.status(''),
+  ];
+  for (const f of bad) {
+    await assert.rejects(f(), (e) => e instanceof TurnError && e.code === 'INVALID_ARGUMENT', f.toString());
+  }
+  assert.throws(() => new Locker(7), (e) => e.code === 'INVALID_ARGUMENT');
+  assert.throws(() => new Locker(url, { poolSize: 0 }), (e) => e.code === 'INVALID_ARGUMENT');
+  // The round trip itself fails as a connection does.
+  await assert.rejects(l.lock('r'), (e) => e.code === 'CONNECTION' && e.message.length > 'CONNECTION: '.length);
+  await l.close();
+});
+
+test('a URL the library refuses rejects with its detail', async () => {
+  const l = new Locker('http://127.0.0.1:6379/0');
+  await assert.rejects(l.lock('r'), (e) => e.code === 'INVALID_ARGUMENT' && /scheme|URL/i.test(e.message));
+  await l.close();
+});
+
+test('a lock on a semaphore queue rejects with WRONG_KIND', needsRedis, async (t) => {
+  const l = locker(t);
+  const permit = await l.semaphore('pool', { permits: 3 });
+  await assert.rejects(l.lock('pool', { timeout: 1 }), (e) => e.code === 'WRONG_KIND' && e.message.length > 12);
+  await permit.release();
+});
+
+test('closing the locker ends waits with CANCELED and loses held locks: lost resolves, release rejects LOST', needsRedis, async (t) => {
+  const l = locker(t);
+  const held = await l.lock('printer', { expire: 30 });
+  const lost = held.lost;
+  const waiting = l.lock('printer').catch((e) => e);
+  await eventually(async () => (await queued(l, 'printer')) === 2);
+  await l.close();
+  await lost; // resolves
+  assert.throws(() => held.check(), (e) => e.code === 'LOST');
+  await assert.rejects(held.release(), (e) => e instanceof TurnError && e.code === 'LOST');
+  assert.equal((await waiting).code, 'CANCELED');
+  await assert.rejects(l.lock('printer'), (e) => e.code === 'CLOSED');
+  await assert.rejects(held.release(), (e) => e.code === 'INVALID_ARGUMENT', 'a second release');
+  const other = locker(t);
+  assert.equal(await queued(other, 'printer'), 0, 'no ticket is left behind');
+});
+
+test('a lock whose presence key is deleted is lost: lost resolves, release rejects with LOST', needsRedis, async (t) => {
+  const prefix = `node-gone-${process.pid}`;
+  const l = locker(t, { prefix });
+  const lock = await l.lock('printer', { expire: 3 });
+  const lost = lock.lost;
+  lock.check();
+  execFileSync('redis-cli', ['-u', url, 'DEL', `${prefix}:printer:serial:${lock.serial}`]);
+  await lost; // within one heartbeat (a third of the lease)
+  assert.throws(() => lock.check(), (e) => e.code === 'LOST');
+  await assert.rejects(lock.release(), (e) => e instanceof TurnError && e.code === 'LOST' && e.message.length > 6);
+});
+
+test('Symbol.asyncDispose releases a lock and closes a locker', { ...needsRedis, skip: needsRedis.skip || (!Symbol.asyncDispose && 'no Symbol.asyncDispose') }, async (t) => {
+  const l = locker(t);
+  const lock = await l.lock('printer');
+  await lock[Symbol.asyncDispose]();
+  assert.equal(await queued(l, 'printer'), 0);
+  await lock[Symbol.asyncDispose](); // once released, nothing more
+  await l[Symbol.asyncDispose]();
+  await assert.rejects(l.lock('printer'), (e) => e.code === 'CLOSED');
+});
