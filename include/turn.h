@@ -775,6 +775,25 @@ turn_result turn_lock_acquire_all(turn_locker *locker,
                                   turn_lock **out);
 
 /**
+ * Like `turn_lock_acquire_all`, and `turn_cancel_fire(cancel)` from
+ * another thread ends the call: every lock taken is released, the waiting
+ * ticket withdrawn, and the call answers `TURN_ERR_CANCELED` (`out` left
+ * alone). `cancel` may be NULL (not cancelable).
+ *
+ * # Safety
+ * As `turn_lock_acquire_all`.
+ */
+turn_result turn_lock_acquire_all_cancelable(turn_locker *locker,
+                                             const char *const *resources,
+                                             size_t count,
+                                             const char *label,
+                                             int64_t expire_ms,
+                                             int64_t patience_ms,
+                                             int64_t timeout_ms,
+                                             const turn_cancel *cancel,
+                                             turn_lock **out);
+
+/**
  * Reads a snapshot of the queue of `resource` atomically and writes it to
  * `*out`. `TURN_ERR_NOT_FOUND` when there is no queue;
  * `TURN_ERR_INVALID_ARGUMENT` for a resource that is not 1 to 1024 bytes

@@ -30,6 +30,13 @@
  *   struct pollfd watch = {p.fd(), POLLIN, 0};
  *   poll(&watch, 1, -1);                  // or epoll, libuv, asio...
  *   if (std::optional<turn::lock> lock = p.finish()) use(lock->token());
+ *
+ * The shared modes give ordinary turn::locks: a semaphore's permits, a
+ * read-write lock's share, plain locks on several resources at once:
+ *
+ *   turn::lock job = locker.acquire_semaphore("encoder", 4);     // 1 of 4 permits
+ *   turn::lock reader = locker.acquire_shared("catalog");        // acquire_exclusive: a writer
+ *   std::vector<turn::lock> both = locker.acquire_all({"ledger", "audit"});
  */
 #ifndef TURN_HPP
 #define TURN_HPP
@@ -377,6 +384,95 @@ public:
         return lock(h);
     }
 
+    /// Takes weight of the permits of the FIFO semaphore resource
+    /// (turn_semaphore_acquire): holders are admitted while their weights
+    /// add up to at most permits, strictly in draw order. Every acquire of
+    /// one resource names the same permits; another count, or a plain lock
+    /// or read-write lock there, throws TURN_ERR_WRONG_KIND. permits 0, or
+    /// weight 0 or over permits: TURN_ERR_INVALID_ARGUMENT. The lock is an
+    /// ordinary turn::lock (token, check, lost_fd, release). The shared
+    /// modes take no cancel_token (TURN_ERR_INVALID_ARGUMENT): end a wait
+    /// with the pending form, semaphore_start, and pending::cancel().
+    lock acquire_semaphore(const std::string &resource, std::uint32_t permits, std::uint32_t weight = 1,
+                           const std::string &label = "", const acquire_options &options = {}) {
+        no_cancel(options, "turn::locker::acquire_semaphore");
+        turn_lock *h = nullptr;
+        detail::check(turn_semaphore_acquire(handle_, resource.c_str(), label.c_str(), permits, weight,
+                                             options.expire.count(), options.patience.count(),
+                                             options.timeout.count(), &h),
+                      "turn_semaphore_acquire");
+        return lock(h);
+    }
+
+    /// acquire_semaphore without waiting for the turn (turn_semaphore_start):
+    /// as acquire_start.
+    pending semaphore_start(const std::string &resource, std::uint32_t permits, std::uint32_t weight = 1,
+                            const std::string &label = "", const acquire_options &options = {}) {
+        no_cancel(options, "turn::locker::semaphore_start");
+        turn_pending *h = nullptr;
+        detail::check(turn_semaphore_start(handle_, resource.c_str(), label.c_str(), permits, weight,
+                                           options.expire.count(), options.patience.count(),
+                                           options.timeout.count(), &h),
+                      "turn_semaphore_start");
+        return pending(h);
+    }
+
+    /// Takes the read-write lock resource shared, beside other shared
+    /// holders (a reader; turn_rwlock_acquire). Draw order decides: a
+    /// shared ticket drawn after an exclusive one waits for it. A plain
+    /// lock or a semaphore there throws TURN_ERR_WRONG_KIND; no
+    /// cancel_token, as acquire_semaphore.
+    lock acquire_shared(const std::string &resource, const std::string &label = "",
+                        const acquire_options &options = {}) {
+        return acquire_rw(resource, label, options, false);
+    }
+
+    /// Takes the read-write lock resource exclusive, alone (a writer); as
+    /// acquire_shared.
+    lock acquire_exclusive(const std::string &resource, const std::string &label = "",
+                           const acquire_options &options = {}) {
+        return acquire_rw(resource, label, options, true);
+    }
+
+    /// acquire_shared without waiting for the turn (turn_rwlock_start): as
+    /// acquire_start.
+    pending shared_start(const std::string &resource, const std::string &label = "",
+                         const acquire_options &options = {}) {
+        return rw_start(resource, label, options, false);
+    }
+
+    /// acquire_exclusive without waiting for the turn (turn_rwlock_start):
+    /// as acquire_start.
+    pending exclusive_start(const std::string &resource, const std::string &label = "",
+                            const acquire_options &options = {}) {
+        return rw_start(resource, label, options, true);
+    }
+
+    /// Takes plain locks on every one of resources (1 to 64 distinct
+    /// names), or none (turn_lock_acquire_all): the locks in the order of
+    /// resources. They are taken in one order every client uses, so such
+    /// calls never wait for each other in a circle; options.timeout bounds
+    /// the whole call, and on a timeout or error every lock taken is
+    /// released before turn::error is thrown; so too when options.cancel
+    /// is fired (TURN_ERR_CANCELED).
+    std::vector<lock> acquire_all(const std::vector<std::string> &resources, const std::string &label = "",
+                                  const acquire_options &options = {}) {
+        std::vector<const char *> names;
+        names.reserve(resources.size());
+        for (const std::string &r : resources) names.push_back(r.c_str());
+        std::vector<turn_lock *> handles(resources.size(), nullptr);
+        std::vector<lock> locks;
+        locks.reserve(resources.size());  // no allocation once the locks are taken
+        static const char *const none[1] = {nullptr};  // no names: the library says so
+        detail::check(turn_lock_acquire_all_cancelable(
+                          handle_, names.empty() ? none : names.data(), names.size(), label.c_str(),
+                          options.expire.count(), options.patience.count(), options.timeout.count(),
+                          options.cancel ? options.cancel->handle() : nullptr, handles.data()),
+                      "turn_lock_acquire_all");
+        for (turn_lock *h : handles) locks.push_back(lock(h));
+        return locks;
+    }
+
     /// The queue of resource, or std::nullopt when there is none.
     std::optional<status> get_status(const std::string &resource) {
         turn_status *s = nullptr;
@@ -409,6 +505,36 @@ public:
     turn_locker *handle() const noexcept { return handle_; }
 
 private:
+    static void no_cancel(const acquire_options &options, const char *call) {
+        if (options.cancel) {
+            throw error(TURN_ERR_INVALID_ARGUMENT,
+                        std::string(call) + ": takes no cancel_token (end a wait with the pending form "
+                                            "and pending::cancel())");
+        }
+    }
+
+    lock acquire_rw(const std::string &resource, const std::string &label, const acquire_options &options,
+                    bool exclusive) {
+        no_cancel(options, exclusive ? "turn::locker::acquire_exclusive" : "turn::locker::acquire_shared");
+        turn_lock *h = nullptr;
+        detail::check(turn_rwlock_acquire(handle_, resource.c_str(), label.c_str(), exclusive ? 1 : 0,
+                                          options.expire.count(), options.patience.count(),
+                                          options.timeout.count(), &h),
+                      "turn_rwlock_acquire");
+        return lock(h);
+    }
+
+    pending rw_start(const std::string &resource, const std::string &label, const acquire_options &options,
+                     bool exclusive) {
+        no_cancel(options, exclusive ? "turn::locker::exclusive_start" : "turn::locker::shared_start");
+        turn_pending *h = nullptr;
+        detail::check(turn_rwlock_start(handle_, resource.c_str(), label.c_str(), exclusive ? 1 : 0,
+                                        options.expire.count(), options.patience.count(),
+                                        options.timeout.count(), &h),
+                      "turn_rwlock_start");
+        return pending(h);
+    }
+
     static turn_result set(turn_options *o, const locker_options &options) {
         // Out of range (negative, or past 2^32 - 1 ms) is refused by the
         // library as 0, or capped.

@@ -140,6 +140,20 @@ fn c_pending_acquires_are_served_in_order_from_one_epoll_thread() {
     assert!(out.contains("pending: all checks passed"), "{out}");
 }
 
+/// tests/c/modes.c: semaphores, read-write locks and all-or-none from C,
+/// blocking and pending; argument errors answered on a locker whose server
+/// the program shuts down (so before any round trip).
+#[test]
+fn c_shared_modes_admit_in_draw_order_and_check_arguments_before_a_round_trip() {
+    let r = Redis::start();
+    let doomed = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = compile("cc", &root().join("tests/c/modes.c"), dir.path(), &[]);
+    let out = run(&bin, &[&r.url(), &doomed.url(), &doomed.port.to_string()]);
+    println!("{out}");
+    assert!(out.contains("modes: all checks passed"), "{out}");
+}
+
 #[test]
 fn c_example_builds_and_runs() {
     let r = Redis::start();

@@ -36,6 +36,10 @@ const MARKERS: &[(&str, &str)] = &[
     ("run", "node-minimal"),
     ("run", "rust-minimal"),
     ("run", "rust-modes"),
+    ("run", "c-modes"),
+    ("run", "cpp-modes"),
+    ("run", "go-modes"),
+    ("run", "python-modes"),
     ("example", "examples/c/epoll.c"),
     ("wrap", "python-asyncio"),
     ("wrap", "go-lost"),
@@ -608,4 +612,54 @@ fn rust_modes_program_runs() {
     let out = run_program(&bin, &r);
     assert!(number_after(&out, "encoding with token ") > 0, "{out}");
     assert!(out.contains("holding 2 locks"), "{out}");
+}
+
+/// The shared modes' programs in C, C++, Go and Python: each takes a
+/// semaphore's permit, a reader's share and two locks at once, in turn.
+const MODES_OUTPUT: &str = "encoding\nreading\ntransferring\n";
+
+#[test]
+fn c_modes_program_takes_each_mode_in_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("modes.c");
+    std::fs::write(&source, block("run", "c-modes", "c")).unwrap();
+    let bin = compile_c("cc", &source);
+    let r = Redis::start();
+    assert_eq!(run_program(&bin, &r), MODES_OUTPUT);
+}
+
+#[test]
+fn cpp_modes_program_takes_each_mode_in_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("modes.cpp");
+    std::fs::write(&source, block("run", "cpp-modes", "cpp")).unwrap();
+    let bin = compile_c("c++", &source);
+    let r = Redis::start();
+    assert_eq!(run_program(&bin, &r), MODES_OUTPUT);
+}
+
+#[test]
+fn go_modes_program_takes_each_mode_in_turn() {
+    let code = block("run", "go-modes", "go");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("gofmt.go"), &code).unwrap();
+    let unformatted = run(Command::new("gofmt")
+        .arg("-l")
+        .arg(dir.path().join("gofmt.go")));
+    assert!(
+        unformatted.trim().is_empty(),
+        "gofmt would change the README's Go modes program"
+    );
+    let bin = build_go(&code, dir.path());
+    let r = Redis::start();
+    assert_eq!(run_program(&bin, &r), MODES_OUTPUT);
+}
+
+#[test]
+fn python_modes_program_takes_each_mode_in_turn() {
+    let r = Redis::start();
+    assert_eq!(
+        run_python(&block("run", "python-modes", "python"), &r),
+        MODES_OUTPUT
+    );
 }

@@ -7,6 +7,10 @@
 //	defer lock.Unlock()
 //	write(lock.Token()) // the fencing token (lock.Serial() is the ticket number)
 //
+// The shared modes give the same *Lock: Semaphore (weight of a FIFO
+// semaphore's permits), ReadLock and WriteLock (a read-write lock), and
+// LockAll (plain locks on several resources, all or none).
+//
 // It links libturn through cgo (#cgo pkg-config: turn), so PKG_CONFIG_PATH
 // must find turn.pc (an installed library) or turn-uninstalled.pc (the
 // build tree: make pkgconfig).
@@ -38,21 +42,63 @@ static turn_result go_locker_new(const char *url, const char *prefix, const char
 	return rc;
 }
 static void go_locker_free(uintptr_t l) { turn_locker_free((turn_locker *)l); }
-static turn_result go_acquire(uintptr_t l, const char *resource, const char *label, uint32_t expire,
-                              uint32_t patience, int64_t timeout, uintptr_t *out) {
+// The acquires of the shared modes. kind: 1 a semaphore (permits,
+// weight), 2 a read-write lock (exclusive when weight is not 0); plain
+// otherwise. expire and patience 0 for the defaults.
+static turn_result go_mode_acquire(uintptr_t l, int kind, uint32_t permits, uint32_t weight,
+                                   const char *resource, const char *label, uint32_t expire,
+                                   uint32_t patience, int64_t timeout, uintptr_t *out) {
 	turn_lock *lock = NULL;
-	turn_result rc = turn_lock_acquire((turn_locker *)l, resource, label, expire, patience, timeout, &lock);
+	turn_result rc;
+	if (kind == 1)
+		rc = turn_semaphore_acquire((turn_locker *)l, resource, label, permits, weight, expire,
+		                            patience, timeout, &lock);
+	else if (kind == 2)
+		rc = turn_rwlock_acquire((turn_locker *)l, resource, label, weight != 0, expire, patience,
+		                         timeout, &lock);
+	else
+		rc = turn_lock_acquire((turn_locker *)l, resource, label, expire, patience, timeout, &lock);
 	if (rc == TURN_OK) *out = (uintptr_t)lock;
 	return rc;
 }
-static turn_result go_acquire_start(uintptr_t l, const char *resource, const char *label,
-                                    uint32_t expire, uint32_t patience, int64_t timeout,
-                                    uintptr_t *out) {
+static turn_result go_mode_start(uintptr_t l, int kind, uint32_t permits, uint32_t weight,
+                                 const char *resource, const char *label, uint32_t expire,
+                                 uint32_t patience, int64_t timeout, uintptr_t *out) {
 	turn_pending *p = NULL;
-	turn_result rc = turn_acquire_start((turn_locker *)l, resource, label, expire, patience, timeout, &p);
+	turn_result rc;
+	if (kind == 1)
+		rc = turn_semaphore_start((turn_locker *)l, resource, label, permits, weight, expire,
+		                          patience, timeout, &p);
+	else if (kind == 2)
+		rc = turn_rwlock_start((turn_locker *)l, resource, label, weight != 0, expire, patience,
+		                       timeout, &p);
+	else
+		rc = turn_acquire_start((turn_locker *)l, resource, label, expire, patience, timeout, &p);
 	if (rc == TURN_OK) *out = (uintptr_t)p;
 	return rc;
 }
+// All or none: the handles written to out[0..count) (uintptr_t, as every
+// handle on the Go side). cancel is a turn_cancel, or 0.
+static turn_result go_acquire_all(uintptr_t l, char **resources, size_t count, const char *label,
+                                  int64_t expire, int64_t patience, int64_t timeout,
+                                  uintptr_t cancel, uintptr_t *out) {
+	turn_lock *locks[64];
+	turn_result rc = turn_lock_acquire_all_cancelable(
+		(turn_locker *)l, (const char *const *)resources, count, label, expire, patience, timeout,
+		(const turn_cancel *)cancel, count <= 64 ? locks : NULL);
+	if (rc == TURN_OK) {
+		for (size_t i = 0; i < count; i++) out[i] = (uintptr_t)locks[i];
+	}
+	return rc;
+}
+static turn_result go_cancel_new(uintptr_t *out) {
+	turn_cancel *c = NULL;
+	turn_result rc = turn_cancel_new(&c);
+	if (rc == TURN_OK) *out = (uintptr_t)c;
+	return rc;
+}
+static void go_cancel_fire(uintptr_t c) { turn_cancel_fire((turn_cancel *)c); }
+static void go_cancel_free(uintptr_t c) { turn_cancel_free((turn_cancel *)c); }
 static int go_pending_fd(uintptr_t p) { return turn_pending_fd((const turn_pending *)p); }
 static turn_result go_pending_finish(uintptr_t p, uintptr_t *out) {
 	turn_lock *lock = NULL;
@@ -105,6 +151,7 @@ import "C"
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"strconv"
 	"sync"
@@ -128,6 +175,7 @@ const (
 	CodeForked          Code = 9
 	CodeProtocol        Code = 10
 	CodeCanceled        Code = 11
+	CodeWrongKind       Code = 12
 	CodePanic           Code = 99
 )
 
@@ -165,7 +213,10 @@ var (
 	ErrForked          = &Error{Code: CodeForked}
 	ErrProtocol        = &Error{Code: CodeProtocol}
 	ErrCanceled        = &Error{Code: CodeCanceled}
-	ErrPanic           = &Error{Code: CodePanic}
+	// ErrWrongKind: the resource's queue is of another kind (a plain lock,
+	// a semaphore, a read-write lock), or a semaphore of other permits.
+	ErrWrongKind = &Error{Code: CodeWrongKind}
+	ErrPanic     = &Error{Code: CodePanic}
 	// ErrClosed: the Locker was closed. Distinct from every other error
 	// (it is not an *Error, so errors.Is matches no code with it).
 	ErrClosed = errors.New("turn: the locker is closed")
@@ -336,6 +387,149 @@ func millis(d time.Duration) C.uint32_t {
 // (epoll on Linux; elsewhere the outcome is polled every 20 ms on a
 // timer), so 1,000 goroutines waiting take a handful of threads.
 func (l *Locker) Lock(ctx context.Context, resource string, opts ...LockOption) (*Lock, error) {
+	return l.acquire(ctx, resource, mode{}, opts)
+}
+
+// mode is what a ticket asks of its queue: the plain lock (the zero
+// mode), a semaphore's weight, a read-write lock's share.
+type mode struct {
+	kind            C.int // 0 plain, 1 semaphore, 2 read-write
+	permits, weight C.uint32_t
+}
+
+// Semaphore takes weight of the permits of the FIFO semaphore resource,
+// waiting until ctx is done as Lock does: holders are admitted while their
+// weights add up to at most permits, strictly in draw order (a ticket that
+// does not fit yet holds back every later one). Every acquire of one
+// resource names the same permits: other permits, or a plain or
+// read-write lock there, fail with ErrWrongKind. permits 0, or weight 0 or
+// over permits: ErrInvalidArgument. The Lock is an ordinary one (Token,
+// Check, Lost, Unlock); a holder that dies gives its permits back within
+// its lease and a second.
+func (l *Locker) Semaphore(ctx context.Context, resource string, permits, weight uint32, opts ...LockOption) (*Lock, error) {
+	return l.acquire(ctx, resource, mode{1, C.uint32_t(permits), C.uint32_t(weight)}, opts)
+}
+
+// ReadLock takes the read-write lock resource shared (a reader, beside
+// other readers), waiting until ctx is done as Lock does. Draw order
+// decides: a reader drawn after a waiting writer waits for it. A plain
+// lock or a semaphore there fails with ErrWrongKind.
+func (l *Locker) ReadLock(ctx context.Context, resource string, opts ...LockOption) (*Lock, error) {
+	return l.acquire(ctx, resource, mode{kind: 2}, opts)
+}
+
+// WriteLock takes the read-write lock resource exclusive (a writer,
+// alone); as ReadLock.
+func (l *Locker) WriteLock(ctx context.Context, resource string, opts ...LockOption) (*Lock, error) {
+	return l.acquire(ctx, resource, mode{kind: 2, weight: 1}, opts)
+}
+
+// MaxAllResources is the most resources one LockAll takes.
+const MaxAllResources = 64
+
+// LockAll takes plain locks on every one of resources (1 to
+// MaxAllResources distinct names), or none: the locks come back in the
+// order of resources. They are taken one after another in one order every
+// client of the library uses (the names' bytes, ascending), so that two
+// LockAll calls, or LockAll and single locks, never wait for each other in
+// a circle. ctx bounds the whole call: a deadline gives up with an error
+// matching ErrTimeout and context.DeadlineExceeded, a cancellation with
+// ErrCanceled and context.Canceled; then, as on any error, every lock
+// taken is released and the waiting ticket withdrawn. Try() takes them
+// only if all are free now (else ErrWouldBlock). A name twice, none, or
+// more than MaxAllResources: ErrInvalidArgument.
+//
+// Unlike Lock, the wait holds an OS thread (turn_lock_acquire_all has no
+// pending form); the context's end reaches it through a cancel token.
+func (l *Locker) LockAll(ctx context.Context, resources []string, opts ...LockOption) ([]*Lock, error) {
+	var o lockOptions
+	for _, f := range opts {
+		f(&o)
+	}
+	h, err := l.use()
+	if err != nil {
+		return nil, err
+	}
+	defer runtime.KeepAlive(l)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	timeout := C.int64_t(-1)
+	if o.try {
+		timeout = 0
+	} else if dl, ok := ctx.Deadline(); ok {
+		timeout = C.int64_t(time.Until(dl).Milliseconds())
+		if timeout <= 0 {
+			return nil, context.DeadlineExceeded
+		}
+	}
+	n := len(resources)
+	if n > MaxAllResources {
+		return nil, &Error{Code: CodeInvalidArgument, Message: fmt.Sprintf(
+			"acquiring all of several resources takes 1 to %d, not %d", MaxAllResources, n)}
+	}
+	// The names in C memory (cgo passes no Go pointer to Go pointers).
+	var slot *C.char
+	names := (**C.char)(C.calloc(C.size_t(n+1), C.size_t(unsafe.Sizeof(slot))))
+	cnames := unsafe.Slice(names, n+1)
+	defer func() {
+		for _, p := range cnames {
+			C.free(unsafe.Pointer(p))
+		}
+		C.free(unsafe.Pointer(names))
+	}()
+	for i, r := range resources {
+		cnames[i] = C.CString(r)
+	}
+	clabel := C.CString(o.label)
+	defer C.free(unsafe.Pointer(clabel))
+	expire, patience := C.int64_t(millis(o.expire)), C.int64_t(millis(o.patience))
+	handles := make([]C.uintptr_t, MaxAllResources)
+
+	var cancel C.uintptr_t
+	if ctx.Done() != nil && !o.try {
+		if err := call(func() C.turn_result { return C.go_cancel_new(&cancel) }); err != nil {
+			return nil, err
+		}
+	}
+	run := func() error {
+		return call(func() C.turn_result {
+			return C.go_acquire_all(h, names, C.size_t(n), clabel, expire, patience, timeout, cancel, &handles[0])
+		})
+	}
+	if cancel == 0 {
+		err = run()
+	} else {
+		done := make(chan error, 1)
+		go func() { done <- run() }()
+		select {
+		case err = <-done:
+		case <-ctx.Done():
+			C.go_cancel_fire(cancel)
+			err = <-done
+		}
+		C.go_cancel_free(cancel)
+	}
+	if err == nil {
+		locks := make([]*Lock, n)
+		for i := range locks {
+			locks[i] = newLock(handles[i])
+		}
+		return locks, nil
+	}
+	e := err.(*Error)
+	switch {
+	case e.Code == CodeTimeout && timeout > 0:
+		return nil, &waitError{context.DeadlineExceeded, e}
+	case e.Code == CodeCanceled && ctx.Err() == context.DeadlineExceeded:
+		return nil, &waitError{ctx.Err(), &Error{Code: CodeTimeout, Message: e.Message}}
+	case e.Code == CodeCanceled && ctx.Err() != nil:
+		return nil, &waitError{ctx.Err(), e}
+	}
+	return nil, err
+}
+
+func (l *Locker) acquire(ctx context.Context, resource string, m mode, opts []LockOption) (*Lock, error) {
 	var o lockOptions
 	for _, f := range opts {
 		f(&o)
@@ -367,7 +561,7 @@ func (l *Locker) Lock(ctx context.Context, resource string, opts ...LockOption) 
 		// One round trip, no wait.
 		var lh C.uintptr_t
 		err := roundTrip(func() C.turn_result {
-			return C.go_acquire(h, cres, clabel, expire, patience, 0, &lh)
+			return C.go_mode_acquire(h, m.kind, m.permits, m.weight, cres, clabel, expire, patience, 0, &lh)
 		})
 		if err != nil {
 			return nil, err
@@ -377,7 +571,7 @@ func (l *Locker) Lock(ctx context.Context, resource string, opts ...LockOption) 
 
 	var p C.uintptr_t
 	err = roundTrip(func() C.turn_result {
-		return C.go_acquire_start(h, cres, clabel, expire, patience, timeout, &p)
+		return C.go_mode_start(h, m.kind, m.permits, m.weight, cres, clabel, expire, patience, timeout, &p)
 	})
 	if err != nil {
 		return nil, err

@@ -205,3 +205,231 @@ func TestMinReplicas(t *testing.T) {
 		}
 	}
 }
+
+func TestSemaphoreAdmitsHoldersWhileTheirWeightsFit(t *testing.T) {
+	l := newLocker(t)
+	ctx := context.Background()
+	a, err := l.Semaphore(ctx, "sem", 2, 1, Label("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := l.Semaphore(ctx, "sem", 2, 1, Label("b"), Try())
+	if err != nil {
+		t.Fatalf("a second holder of 2 permits: %v", err)
+	}
+	if a.Check() != nil || b.Check() != nil || b.Token() <= a.Token() {
+		t.Fatalf("two holders: %v %v, tokens %d %d", a.Check(), b.Check(), a.Token(), b.Token())
+	}
+	if _, err := l.Semaphore(ctx, "sem", 2, 1, Label("c"), Try()); !errors.Is(err, ErrWouldBlock) {
+		t.Fatalf("a third holder of 2 permits: %v", err)
+	}
+	a.Unlock()
+	c, err := l.Semaphore(ctx, "sem", 2, 1, Label("c"), Try())
+	if err != nil {
+		t.Fatalf("a permit given back: %v", err)
+	}
+	b.Unlock()
+	c.Unlock()
+
+	two, err := l.Semaphore(ctx, "sem-3", 3, 2, Label("two"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer two.Unlock()
+	if _, err := l.Semaphore(ctx, "sem-3", 3, 2, Try()); !errors.Is(err, ErrWouldBlock) {
+		t.Fatalf("weight 2 beside weight 2 of 3: %v", err)
+	}
+	for _, bad := range [][2]uint32{{0, 0}, {0, 1}, {2, 0}, {2, 3}} {
+		if _, err := l.Semaphore(ctx, "sem", bad[0], bad[1]); !errors.Is(err, ErrInvalidArgument) {
+			t.Fatalf("permits %d, weight %d: %v", bad[0], bad[1], err)
+		}
+	}
+}
+
+func TestSemaphoreWaiterHoldsBackALaterSmallerOne(t *testing.T) {
+	l := newLocker(t)
+	ctx := context.Background()
+	holder, err := l.Semaphore(ctx, "sem", 3, 2, Label("holder"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		lock, err := l.Semaphore(ctx, "sem", 3, 2, Label("waiter"))
+		if err == nil {
+			err = lock.Unlock()
+		}
+		got <- err
+	}()
+	waitQueued(t, l, "sem", 2)
+	// One permit is free, but the waiter drawn before comes first.
+	if _, err := l.Semaphore(ctx, "sem", 3, 1, Label("small"), Try()); !errors.Is(err, ErrWouldBlock) {
+		t.Fatalf("a later, smaller ticket passed the waiter: %v", err)
+	}
+	holder.Unlock()
+	if err := <-got; err != nil {
+		t.Fatalf("the waiter: %v", err)
+	}
+}
+
+func TestReadersShareAndAWriterHoldsAloneInDrawOrder(t *testing.T) {
+	l := newLocker(t)
+	ctx := context.Background()
+	r1, err := l.ReadLock(ctx, "rw", Label("reader 1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := l.ReadLock(ctx, "rw", Label("reader 2"), Try())
+	if err != nil {
+		t.Fatalf("a second reader: %v", err)
+	}
+	if _, err := l.WriteLock(ctx, "rw", Try()); !errors.Is(err, ErrWouldBlock) {
+		t.Fatalf("a writer beside readers: %v", err)
+	}
+	writer := make(chan *Lock, 1)
+	go func() {
+		w, err := l.WriteLock(ctx, "rw", Label("writer"))
+		if err != nil {
+			t.Error(err)
+		}
+		writer <- w
+	}()
+	waitQueued(t, l, "rw", 3)
+	// A reader drawn after the waiting writer waits for it.
+	if _, err := l.ReadLock(ctx, "rw", Label("late reader"), Try()); !errors.Is(err, ErrWouldBlock) {
+		t.Fatalf("a reader passed a waiting writer: %v", err)
+	}
+	waiting, cancel := context.WithCancel(ctx)
+	go func() { time.Sleep(100 * time.Millisecond); cancel() }()
+	if _, err := l.ReadLock(waiting, "rw", Label("canceled")); !errors.Is(err, context.Canceled) || !errors.Is(err, ErrCanceled) {
+		t.Fatalf("a canceled reader: %v", err)
+	}
+	r1.Unlock()
+	r2.Unlock()
+	w := <-writer
+	if w == nil {
+		t.FailNow()
+	}
+	if _, err := l.ReadLock(ctx, "rw", Try()); !errors.Is(err, ErrWouldBlock) {
+		t.Fatalf("a reader beside the writer: %v", err)
+	}
+	if err := w.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := l.ReadLock(ctx, "rw", Try())
+	if err != nil {
+		t.Fatalf("a reader after the writer: %v", err)
+	}
+	r.Unlock()
+}
+
+func TestAQueueKeepsItsKindUntilReset(t *testing.T) {
+	l := newLocker(t)
+	ctx := context.Background()
+	sem, err := l.Semaphore(ctx, "sem", 2, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rw, err := l.WriteLock(ctx, "rw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := l.Lock(ctx, "plain")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, try := range map[string]func() (*Lock, error){
+		"plain on a semaphore":       func() (*Lock, error) { return l.Lock(ctx, "sem", Try()) },
+		"other permits":              func() (*Lock, error) { return l.Semaphore(ctx, "sem", 3, 1, Try()) },
+		"a reader on a semaphore":    func() (*Lock, error) { return l.ReadLock(ctx, "sem", Try()) },
+		"plain on a read-write lock": func() (*Lock, error) { return l.Lock(ctx, "rw", Try()) },
+		"a semaphore on a rwlock":    func() (*Lock, error) { return l.Semaphore(ctx, "rw", 2, 1, Try()) },
+		"a writer on a plain lock":   func() (*Lock, error) { return l.WriteLock(ctx, "plain", Try()) },
+		"a waiting semaphore ticket": func() (*Lock, error) { return l.Semaphore(ctx, "plain", 2, 1) },
+	} {
+		if _, err := try(); !errors.Is(err, ErrWrongKind) {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	sem.Unlock()
+	rw.Unlock()
+	plain.Unlock()
+	if _, err := l.Lock(ctx, "sem", Try()); !errors.Is(err, ErrWrongKind) {
+		t.Fatalf("plain on an idle semaphore: %v", err)
+	}
+	if err := l.Reset(ctx, "sem"); err != nil {
+		t.Fatal(err)
+	}
+	lock, err := l.Lock(ctx, "sem", Try())
+	if err != nil {
+		t.Fatalf("plain after a reset: %v", err)
+	}
+	lock.Unlock()
+}
+
+func TestLockAllReturnsTheLocksInTheCallersOrderOrNone(t *testing.T) {
+	l := newLocker(t)
+	other := newLocker(t)
+	ctx := context.Background()
+	// Queues whose next serials tell the locks apart: c 3, a 2, b 1.
+	for _, r := range []string{"a", "c", "c"} {
+		lock, err := l.Lock(ctx, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lock.Unlock()
+	}
+	locks, err := l.LockAll(ctx, []string{"c", "a", "b"}, Label("all"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []uint64{3, 2, 1} {
+		if locks[i].Serial() != want || locks[i].Check() != nil || locks[i].Token() == 0 {
+			t.Fatalf("lock %d: serial %d (want %d), %v", i, locks[i].Serial(), want, locks[i].Check())
+		}
+		if _, err := other.Lock(ctx, []string{"c", "a", "b"}[i], Try()); !errors.Is(err, ErrWouldBlock) {
+			t.Fatalf("lock %d not held: %v", i, err)
+		}
+	}
+	for _, lock := range locks {
+		if err := lock.Unlock(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// c is busy: the deadline ends the call, and a is free again at once.
+	busy, err := other.Lock(ctx, "c", Label("busy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	_, err = l.LockAll(deadline, []string{"c", "a", "b"})
+	if !errors.Is(err, ErrTimeout) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a busy resource within a deadline: %v", err)
+	}
+	if _, err := l.LockAll(ctx, []string{"a", "c"}, Try()); !errors.Is(err, ErrWouldBlock) {
+		t.Fatalf("a busy resource with Try: %v", err)
+	}
+	canceled, cancel2 := context.WithCancel(ctx)
+	go func() { time.Sleep(100 * time.Millisecond); cancel2() }()
+	if _, err := l.LockAll(canceled, []string{"a", "c"}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a canceled call: %v", err)
+	}
+	a, err := other.Lock(ctx, "a", Try())
+	if err != nil {
+		t.Fatalf("a after the failed calls: %v", err)
+	}
+	a.Unlock()
+	busy.Unlock()
+
+	many := make([]string, MaxAllResources+1)
+	for i := range many {
+		many[i] = fmt.Sprint("r", i)
+	}
+	for _, bad := range [][]string{nil, many, {"x", "y", "x"}} {
+		if _, err := l.LockAll(ctx, bad); !errors.Is(err, ErrInvalidArgument) {
+			t.Fatalf("LockAll(%d names): %v", len(bad), err)
+		}
+	}
+}

@@ -52,8 +52,8 @@ pub use locker::{
     turn_locker_metrics, turn_locker_new, turn_locker_new_with_options, turn_reset,
 };
 pub use modes::{
-    turn_lock_acquire_all, turn_rwlock_acquire, turn_rwlock_start, turn_semaphore_acquire,
-    turn_semaphore_start,
+    turn_lock_acquire_all, turn_lock_acquire_all_cancelable, turn_rwlock_acquire,
+    turn_rwlock_start, turn_semaphore_acquire, turn_semaphore_start,
 };
 pub use options::{
     turn_options, turn_options_free, turn_options_new, turn_options_set_clock_serials,

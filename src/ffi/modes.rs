@@ -1,11 +1,12 @@
 //! The shared modes (`turn_semaphore_*`, `turn_rwlock_*`) and all-or-none
-//! (`turn_lock_acquire_all`): acquires whose handles are ordinary
-//! `turn_lock`s and `turn_pending`s.
+//! (`turn_lock_acquire_all`, `turn_lock_acquire_all_cancelable`): acquires
+//! whose handles are ordinary `turn_lock`s and `turn_pending`s.
 
 use std::ffi::{c_char, c_int};
 use std::time::Duration;
 
 use super::args::{acquire_names, null, optional_text, text};
+use super::cancel::{cancel_or_none, turn_cancel};
 use super::export::{Out, guard, guard_out_after};
 use super::lock::{insert_lock, turn_lock, turn_lock_release};
 use super::locker::{locker_of, turn_locker};
@@ -286,6 +287,42 @@ pub unsafe extern "C" fn turn_lock_acquire_all(
     timeout_ms: i64,
     out: *mut *mut turn_lock,
 ) -> turn_result {
+    // SAFETY: same contract as this function's.
+    unsafe {
+        turn_lock_acquire_all_cancelable(
+            locker,
+            resources,
+            count,
+            label,
+            expire_ms,
+            patience_ms,
+            timeout_ms,
+            std::ptr::null(),
+            out,
+        )
+    }
+}
+
+/// Like `turn_lock_acquire_all`, and `turn_cancel_fire(cancel)` from
+/// another thread ends the call: every lock taken is released, the waiting
+/// ticket withdrawn, and the call answers `TURN_ERR_CANCELED` (`out` left
+/// alone). `cancel` may be NULL (not cancelable).
+///
+/// # Safety
+/// As `turn_lock_acquire_all`.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn turn_lock_acquire_all_cancelable(
+    locker: *mut turn_locker,
+    resources: *const *const c_char,
+    count: usize,
+    label: *const c_char,
+    expire_ms: i64,
+    patience_ms: i64,
+    timeout_ms: i64,
+    cancel: *const turn_cancel,
+    out: *mut *mut turn_lock,
+) -> turn_result {
     guard(|| {
         // The arguments first (no round trip), then out, then the handles.
         if resources.is_null() {
@@ -306,11 +343,13 @@ pub unsafe extern "C" fn turn_lock_acquire_all(
         // SAFETY: NULL or NUL-terminated per the contract.
         let label = unsafe { optional_text(label, "label")? }.unwrap_or("");
         crate::validate_label(label)?;
-        let request = request(label, expire_ms, patience_ms, timeout_ms, Mode::Plain)?;
+        let mut request = request(label, expire_ms, patience_ms, timeout_ms, Mode::Plain)?;
         if out.is_null() {
             return Err(null("out"));
         }
-        let locks = locker_of(locker)?.acquire_all(&names, &request)?;
+        let locker = locker_of(locker)?;
+        request.cancel = cancel_or_none(cancel)?;
+        let locks = locker.acquire_all(&names, &request)?;
         let mut handles = Vec::with_capacity(count);
         let mut locks = locks.into_iter();
         for lock in locks.by_ref() {

@@ -1,7 +1,8 @@
 // The C++ pending acquire (turn.hpp): locker::acquire_start, pending's fd,
 // finish (std::nullopt while waiting, a lock, or turn::error), cancel,
 // position, moves, and the destructor withdrawing the ticket. Served from
-// one thread with poll(2), in ticket order.
+// one thread with poll(2), in ticket order. Also the pending forms of the
+// shared modes.
 #include <poll.h>
 
 #include <cstdio>
@@ -123,6 +124,37 @@ int main(int argc, char **argv) {
             if (!withdrawn) std::this_thread::sleep_for(std::chrono::milliseconds(10));
         }
         EXPECT(withdrawn);
+    }
+
+    // The shared modes' pending forms: a semaphore ticket that fits is
+    // granted by its draw; a writer waits for the reader, and a reader
+    // drawn after the writer waits for it.
+    {
+        turn::pending s = locker.semaphore_start("cpp-pending-sem", 2, 2, "all of it");
+        EXPECT(readable(s.fd(), 0));
+        std::optional<turn::lock> all = s.finish();
+        EXPECT(all && all->held());
+        turn::pending more = locker.semaphore_start("cpp-pending-sem", 2, 1, "one more");
+        EXPECT(!more.finish() && more);
+        all->release();
+        EXPECT(readable(more.fd(), 30000));
+        std::optional<turn::lock> one = more.finish();
+        EXPECT(one && one->held());
+
+        turn::lock reader = locker.acquire_shared("cpp-pending-rw", "reader");
+        turn::pending writer = locker.exclusive_start("cpp-pending-rw", "writer");
+        turn::pending late = locker.shared_start("cpp-pending-rw", "late reader");
+        EXPECT(!writer.finish() && !late.finish());
+        reader.release();
+        EXPECT(readable(writer.fd(), 30000));
+        std::optional<turn::lock> w = writer.finish();
+        EXPECT(w && w->held() && !late.finish());
+        w->release();
+        EXPECT(readable(late.fd(), 30000));
+        std::optional<turn::lock> r = late.finish();
+        EXPECT(r && r->held());
+        EXPECT(throws(TURN_ERR_INVALID_ARGUMENT,
+                      [&] { locker.shared_start("cpp-pending-rw", "", {turn::no_wait}); }));
     }
 
     // Refused: a try-lock timeout, a cancel token, an empty resource.

@@ -1,5 +1,6 @@
 // The C++ wrapper (turn.hpp): RAII release, moves, errors as exceptions
-// with their codes, try_acquire, status, and threads contending.
+// with their codes, try_acquire, status, threads contending, and the
+// shared modes (semaphore, shared and exclusive, acquire_all).
 #include <atomic>
 #include <cstdio>
 #include <string>
@@ -9,10 +10,92 @@
 #include "turn.hpp"
 #include "check.h"
 
+template <class F>
+static bool throws(turn_result code, F f) {
+    try {
+        f();
+    } catch (const turn::error &e) {
+        return e.code() == code;
+    }
+    return false;
+}
+
+static void shared_modes(turn::locker &locker, turn::locker &other) {
+    // A semaphore of 2: two holders at once, a third would block; a
+    // permit given back (by a destructor) is taken at once.
+    {
+        turn::lock a = locker.acquire_semaphore("cpp-sem", 2);
+        {
+            turn::lock b = locker.acquire_semaphore("cpp-sem", 2, 1, "b", {turn::no_wait});
+            EXPECT(a.held() && b.held() && b.token() > a.token());
+            EXPECT(throws(TURN_ERR_WOULD_BLOCK,
+                          [&] { locker.acquire_semaphore("cpp-sem", 2, 1, "c", {turn::no_wait}); }));
+        }
+        turn::lock c = locker.acquire_semaphore("cpp-sem", 2, 1, "c", {turn::no_wait});
+        EXPECT(c.held());
+        EXPECT(throws(TURN_ERR_WRONG_KIND, [&] { locker.acquire_semaphore("cpp-sem", 3, 1, "", {turn::no_wait}); }));
+        EXPECT(throws(TURN_ERR_WRONG_KIND, [&] { locker.acquire_shared("cpp-sem", "", {turn::no_wait}); }));
+        EXPECT(throws(TURN_ERR_WRONG_KIND, [&] { locker.try_acquire("cpp-sem"); }));
+    }
+    EXPECT(throws(TURN_ERR_INVALID_ARGUMENT, [&] { locker.acquire_semaphore("cpp-sem", 0, 0); }));
+    EXPECT(throws(TURN_ERR_INVALID_ARGUMENT, [&] { locker.acquire_semaphore("cpp-sem", 2, 3); }));
+    turn::cancel_token stop;
+    EXPECT(throws(TURN_ERR_INVALID_ARGUMENT,
+                  [&] { locker.acquire_semaphore("cpp-sem", 2, 1, "", {turn::forever, {}, {}, &stop}); }));
+
+    // Read-write: shared holders together, an exclusive one alone.
+    {
+        turn::lock r1 = locker.acquire_shared("cpp-rw", "reader 1");
+        turn::lock r2 = locker.acquire_shared("cpp-rw", "reader 2", {turn::no_wait});
+        EXPECT(r1.held() && r2.held());
+        EXPECT(throws(TURN_ERR_WOULD_BLOCK, [&] { locker.acquire_exclusive("cpp-rw", "writer", {turn::no_wait}); }));
+        EXPECT(throws(TURN_ERR_WRONG_KIND, [&] { locker.acquire_semaphore("cpp-rw", 2, 1, "", {turn::no_wait}); }));
+    }
+    {
+        turn::lock w = locker.acquire_exclusive("cpp-rw", "writer");
+        EXPECT(w.held());
+        EXPECT(throws(TURN_ERR_WOULD_BLOCK, [&] { locker.acquire_shared("cpp-rw", "reader", {turn::no_wait}); }));
+    }
+
+    // All or none: the locks in the caller's order, each released by its
+    // destructor; a busy resource times the call out with nothing kept.
+    {
+        std::vector<turn::lock> locks = locker.acquire_all({"cpp-all-b", "cpp-all-a"}, "both");
+        EXPECT(locks.size() == 2 && locks[0].held() && locks[1].held());
+        EXPECT(!other.try_acquire("cpp-all-a") && !other.try_acquire("cpp-all-b"));
+        turn::lock b_again = std::move(locks[0]);
+        locks.clear();  // cpp-all-a released
+        EXPECT(other.try_acquire("cpp-all-a") && !other.try_acquire("cpp-all-b"));
+    }
+    {
+        turn::lock busy = other.acquire("cpp-all-b", "busy");
+        EXPECT(throws(TURN_ERR_TIMEOUT, [&] {
+            locker.acquire_all({"cpp-all-a", "cpp-all-b"}, "both", {std::chrono::milliseconds(200)});
+        }));
+        EXPECT(other.try_acquire("cpp-all-a"));
+        // A cancel token ends the wait the same way.
+        turn::cancel_token stop_all;
+        std::thread firing([&] {
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+            stop_all.fire();
+        });
+        EXPECT(throws(TURN_ERR_CANCELED, [&] {
+            locker.acquire_all({"cpp-all-a", "cpp-all-b"}, "both", {turn::forever, {}, {}, &stop_all});
+        }));
+        firing.join();
+        EXPECT(other.try_acquire("cpp-all-a"));
+    }
+    auto a = locker.get_status("cpp-all-a");
+    EXPECT(a && a->tickets.empty());
+    EXPECT(throws(TURN_ERR_INVALID_ARGUMENT, [&] { locker.acquire_all({}); }));
+    EXPECT(throws(TURN_ERR_INVALID_ARGUMENT, [&] { locker.acquire_all({"x", "x"}); }));
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) return 2;
     const std::string url = argv[1];
     turn::locker locker(url);
+    turn::locker other(url);
 
     {
         turn::lock a = locker.acquire("cpp", "first");
@@ -68,6 +151,8 @@ int main(int argc, char **argv) {
     for (auto &t : threads) t.join();
     EXPECT(overlaps == 0 && turns == 120);
     locker.reset("cpp-threads");
+
+    shared_modes(locker, other);
 
     if (failures) std::fprintf(stderr, "%d failure(s)\n", failures);
     else std::printf("c++ wrapper: all checks passed\n");

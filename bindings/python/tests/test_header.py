@@ -20,6 +20,9 @@ C_TYPES = {
     "size_t": ctypes.c_size_t,
     "const char *": ctypes.c_char_p,
     "uint64_t *": ctypes.POINTER(ctypes.c_uint64),
+    "size_t *": ctypes.POINTER(ctypes.c_size_t),
+    "char *": ctypes.c_char_p,
+    "const char const **": ctypes.POINTER(ctypes.c_char_p),
     "void *": ctypes.c_void_p,
     "turn_log_fn": _ffi.LOG_FN,
 }

@@ -20,6 +20,17 @@ completes once the lock is known lost (the lost fd, watched the same way)::
         work = asyncio.ensure_future(write(lock.token))
         await asyncio.wait([work, lock.lost()], return_when=asyncio.FIRST_COMPLETED)
 
+The shared modes take a `mode`: ``turn.Semaphore(permits, weight=1)``,
+``turn.SHARED`` or ``turn.EXCLUSIVE`` (a read-write lock); ``lock_all``
+takes plain locks on several resources, all or none::
+
+    with locker.lock('encoder', mode=turn.Semaphore(4)):        # 1 of 4 permits
+        encode()
+    async with locker.alock('catalog', mode=turn.SHARED):       # beside other readers
+        await read()
+    with locker.lock_all(['ledger', 'audit']) as (ledger, audit):
+        close_books(ledger.token, audit.token)
+
 `pip install` builds libturn into this package; the library is found
 through TURN_LIBRARY, else in this package, else next to it, else on the
 system's library path.
@@ -27,8 +38,11 @@ system's library path.
 
 import asyncio
 import atexit
+import collections
 import ctypes
+import functools
 import logging
+import select
 import threading
 from urllib.parse import quote, urlsplit
 
@@ -37,7 +51,8 @@ from . import _ffi
 __all__ = [
     "Locker", "Lock", "Status", "TurnError", "NullArgument", "InvalidArgument",
     "ConnectionFailed", "AuthenticationFailed", "Timeout", "WouldBlock", "Lost", "Busy",
-    "NotFound", "Forked", "ProtocolError", "Canceled", "Panic", "UnsupportedOption", "version",
+    "NotFound", "Forked", "ProtocolError", "Canceled", "WrongKind", "Panic", "UnsupportedOption",
+    "Semaphore", "ReadWrite", "SHARED", "EXCLUSIVE", "MAX_ALL_RESOURCES", "version",
 ]
 
 _lib = _ffi.load()
@@ -51,6 +66,8 @@ class TurnError(Exception):
     def __init__(self, code, message):
         self.code = code
         self.name = _lib.turn_result_str(code).decode()
+        #: The library's detail message.
+        self.detail = message
         super().__init__("%s: %s" % (self.name, message))
 
 
@@ -80,6 +97,10 @@ class NotFound(TurnError, LookupError): pass
 class Forked(TurnError): pass
 class ProtocolError(TurnError): pass
 class Canceled(TurnError): pass
+class WrongKind(TurnError):
+    """The resource's queue is of another kind (a plain lock, a semaphore, a
+    read-write lock) than the acquire asked for, or a semaphore of other
+    permits: the kind is fixed when the queue is made, until it is reset."""
 class Panic(TurnError): pass
 
 
@@ -90,7 +111,7 @@ class UnsupportedOption(TypeError):
 
 _ERRORS = {1: NullArgument, 2: InvalidArgument, 3: ConnectionFailed, 4: Timeout,
            5: WouldBlock, 6: Lost, 7: Busy, 8: NotFound, 9: Forked,
-           10: ProtocolError, 11: Canceled, 99: Panic}
+           10: ProtocolError, 11: Canceled, 12: WrongKind, 99: Panic}
 
 
 def _error(code, detail):
@@ -132,6 +153,64 @@ def _millis(seconds, what):
 def version():
     """The version of the loaded libturn."""
     return _lib.turn_version().decode()
+
+
+class Semaphore(collections.namedtuple("Semaphore", ["permits", "weight"])):
+    """The mode of a FIFO semaphore's ticket, ``mode=turn.Semaphore(permits,
+    weight=1)``: it takes `weight` of the `permits` (1 <= weight <=
+    permits). Holders are admitted while their weights add up to at most
+    `permits`, strictly in draw order: a ticket that does not fit yet holds
+    back every later one. Every acquire of one resource names the same
+    permits (else WrongKind). A holder that dies gives its permits back
+    within its lease and a second."""
+
+    __slots__ = ()
+
+    def __new__(cls, permits, weight=1):
+        return super().__new__(cls, int(permits), int(weight))
+
+
+class ReadWrite(collections.namedtuple("ReadWrite", ["exclusive"])):
+    """The mode of a read-write lock's ticket: ``turn.SHARED`` (a reader,
+    beside other readers) or ``turn.EXCLUSIVE`` (a writer, alone). Draw
+    order decides: a reader drawn after a waiting writer waits for it."""
+
+    __slots__ = ()
+
+
+#: A read-write lock's reader: holds beside other readers.
+SHARED = ReadWrite(False)
+#: A read-write lock's writer: holds alone.
+EXCLUSIVE = ReadWrite(True)
+
+#: The most resources one lock_all takes.
+MAX_ALL_RESOURCES = 64
+
+
+def _uint32(value, what):
+    if not 0 <= value <= 0xFFFFFFFF:
+        raise ValueError("%s out of range: %r" % (what, value))
+    return value
+
+
+def _mode_calls(mode):
+    """The blocking acquire of `mode` (None: the plain lock), its pending
+    form, and the mode's arguments, which go after the label."""
+    if mode is None:
+        return _lib.turn_lock_acquire, _lib.turn_acquire_start, ()
+    if isinstance(mode, Semaphore):
+        return (_lib.turn_semaphore_acquire, _lib.turn_semaphore_start,
+                (_uint32(mode.permits, "permits"), _uint32(mode.weight, "weight")))
+    if isinstance(mode, ReadWrite):
+        return _lib.turn_rwlock_acquire, _lib.turn_rwlock_start, (1 if mode.exclusive else 0,)
+    raise TypeError("mode must be None, turn.Semaphore(permits, weight), turn.SHARED or "
+                    "turn.EXCLUSIVE, not %r" % (mode,))
+
+
+def _with_mode(args, extra):
+    """`_acquire_args`'s arguments with a mode's between the label and the
+    lease."""
+    return args[:2] + tuple(extra) + args[2:]
 
 
 class Status:
@@ -262,7 +341,12 @@ class Lock:
 
 
 def _leave(locker, lock, exc_type):
-    """Releases the lock of a `with` block that ends, as turn 1.0 does."""
+    """Releases the lock (or the locks of lock_all) of a `with` block that
+    ends, as turn 1.0 does."""
+    if isinstance(lock, list):
+        for one in lock:
+            _leave(locker, one, exc_type)
+        return
     if lock is None or not lock._handle:
         return
     if exc_type is None or not issubclass(exc_type, Exception):
@@ -283,15 +367,16 @@ def _leave(locker, lock, exc_type):
 
 
 class _Pending:
-    """What Locker.lock returns: acquires on entering the `with` block and
-    releases on leaving it; used as a decorator, it does so around each
-    call of the function (as turn 1.0's)."""
+    """What Locker.lock (and lock_all) returns: acquires on entering the
+    `with` block and releases on leaving it; used as a decorator, it does
+    so around each call of the function (as turn 1.0's). `acquire` takes
+    no argument and returns the Lock (or the list of them)."""
 
-    def __init__(self, locker, args):
-        self._locker, self._args, self._lock = locker, args, None
+    def __init__(self, locker, acquire):
+        self._locker, self._acquire, self._lock = locker, acquire, None
 
     def __enter__(self):
-        self._lock = self._locker.acquire(*self._args)
+        self._lock = self._acquire()
         return self._lock
 
     def __exit__(self, exc_type, exc, tb):
@@ -304,21 +389,22 @@ class _Pending:
 
         @functools.wraps(func)
         def locked(*args, **kwargs):
-            with _Pending(self._locker, self._args):
+            with _Pending(self._locker, self._acquire):
                 return func(*args, **kwargs)
         return locked
 
 
 class _AsyncLocked:
-    """What Locker.alock returns: an async context manager that takes the
-    lock on entry (awaiting its turn without a thread) and gives it back on
-    exit."""
+    """What Locker.alock (and alock_all) returns: an async context manager
+    that takes the lock on entry (awaiting its turn without a thread) and
+    gives it back on exit. `acquire` takes no argument and returns the
+    awaitable of the Lock (or of the list of them)."""
 
-    def __init__(self, locker, args):
-        self._locker, self._args, self._lock = locker, args, None
+    def __init__(self, locker, acquire):
+        self._locker, self._acquire, self._lock = locker, acquire, None
 
     async def __aenter__(self):
-        self._lock = await self._locker.aacquire(*self._args)
+        self._lock = await self._acquire()
         return self._lock
 
     async def __aexit__(self, exc_type, exc, tb):
@@ -548,7 +634,7 @@ class Locker:
         self.close()
         return False
 
-    def lock(self, resource, label="", expire=60, patience=60, timeout=None):
+    def lock(self, resource, label="", expire=60, patience=60, timeout=None, *, mode=None):
         """A context manager that takes the lock on entry and gives it back on
         exit, as turn 1.0's, and also a decorator. `resource` and `label`
         are str()-ed as turn 1.0 does. `expire` (the lease) and `patience`
@@ -556,24 +642,68 @@ class Locker:
         `timeout` seconds (None waits forever, 0 tries once and raises
         WouldBlock). Should the block raise an exception, turn 1.0's
         "N crashed!" line is published and the turn goes to the next ticket
-        at once."""
-        return _Pending(self, (resource, label, expire, patience, timeout))
+        at once.
 
-    def acquire(self, resource, label="", expire=60, patience=60, timeout=None):
+        `mode` makes it a shared mode's ticket: ``turn.Semaphore(permits,
+        weight=1)``, ``turn.SHARED`` or ``turn.EXCLUSIVE`` (a read-write
+        lock); None is the plain lock. A queue's kind is fixed when it is
+        made: an acquire of another kind (or other permits) raises
+        WrongKind."""
+        return _Pending(self, functools.partial(
+            self.acquire, resource, label, expire, patience, timeout, mode=mode))
+
+    def acquire(self, resource, label="", expire=60, patience=60, timeout=None, *, mode=None):
         """Takes the lock now and returns the Lock (see lock()). Ctrl-C
         (KeyboardInterrupt) ends the wait at once, withdrawing the ticket."""
         args = _acquire_args(resource, label, expire, patience, timeout)
+        blocking, start, extra = _mode_calls(mode)
         resource = args[0]
         handle = self._get()
-        if threading.current_thread() is threading.main_thread():
+        main = threading.current_thread() is threading.main_thread()
+        if main and mode is None:
             handle = _interruptible_acquire(handle, args)
+        elif main and args[4] != 0:
+            # The shared modes have no cancelable blocking acquire: their
+            # pending form, waited for in select(2) on this thread.
+            out = ctypes.c_void_p()
+            _check(start(handle, *_with_mode(args, extra), ctypes.byref(out)))
+            handle = _finish(out.value)
         else:
             out = ctypes.c_void_p()
-            _check(_lib.turn_lock_acquire(handle, *args, ctypes.byref(out)))
+            _check(blocking(handle, *_with_mode(args, extra), ctypes.byref(out)))
             handle = out.value
         return Lock(handle, self, resource.decode("utf-8"))
 
-    def alock(self, resource, label="", expire=60, patience=60, timeout=None):
+    def lock_all(self, resources, label="", expire=60, patience=60, timeout=None):
+        """lock() of plain locks on every one of `resources` (1 to 64
+        distinct names), or none: the `with` block gets the list of Locks,
+        in the order of `resources`, and they are all given back on exit.
+        See acquire_all()."""
+        return _Pending(self, functools.partial(
+            self.acquire_all, resources, label, expire, patience, timeout))
+
+    def acquire_all(self, resources, label="", expire=60, patience=60, timeout=None):
+        """Takes plain locks on every one of `resources` (1 to 64 distinct
+        names, str()-ed), or none; returns the Locks in the order of
+        `resources`. They are taken one after another in the order every
+        client of the library uses (the names' UTF-8 bytes, ascending), so
+        that such calls, and such a call and single locks, never wait for
+        each other in a circle. `timeout` bounds the whole call (0: all of
+        them free now, else WouldBlock). On a timeout, an error or Ctrl-C,
+        every lock taken is released and the waiting ticket withdrawn; the
+        exception names the resource where it stopped. A name twice, none,
+        or more than 64: InvalidArgument."""
+        call = _AllCall(resources, label, expire, patience, timeout)
+        call.locker = self._get()
+        if threading.current_thread() is threading.main_thread():
+            _interruptible(call, call.release)
+        else:
+            code = call(None)
+            if code != 0:
+                raise _error(code, call.detail)
+        return call.locks(self)
+
+    def alock(self, resource, label="", expire=60, patience=60, timeout=None, *, mode=None):
         """lock() for asyncio: an async context manager that takes the lock
         on entry and gives it back on exit (with turn 1.0's "N crashed!"
         should the block raise an exception)::
@@ -581,10 +711,68 @@ class Locker:
             async with locker.alock("printer", label="job 7", timeout=30) as lock:
                 await print_report(lock.token)
 
-        The wait holds no thread: see aacquire(). Arguments as lock()'s."""
-        return _AsyncLocked(self, (resource, label, expire, patience, timeout))
+        The wait holds no thread: see aacquire(). Arguments as lock()'s,
+        `mode` too."""
+        return _AsyncLocked(self, functools.partial(
+            self.aacquire, resource, label, expire, patience, timeout, mode=mode))
 
-    async def aacquire(self, resource, label="", expire=60, patience=60, timeout=None):
+    def alock_all(self, resources, label="", expire=60, patience=60, timeout=None):
+        """lock_all() for asyncio: an async context manager whose block gets
+        the list of Locks, all given back on exit. See aacquire_all()."""
+        return _AsyncLocked(self, functools.partial(
+            self.aacquire_all, resources, label, expire, patience, timeout))
+
+    async def aacquire_all(self, resources, label="", expire=60, patience=60, timeout=None):
+        """acquire_all() for asyncio: cancelling the task (or
+        asyncio.wait_for's timeout) releases every lock taken and withdraws
+        the waiting ticket. Unlike aacquire(), the wait holds a thread of
+        its own (the library's all-or-none call has no pending form; the
+        task's cancellation reaches it through a cancel token)."""
+        loop = asyncio.get_running_loop()
+        call = _AllCall(resources, label, expire, patience, timeout)
+        call.locker = self._get()
+        cancel = ctypes.c_void_p()
+        _check(_lib.turn_cancel_new(ctypes.byref(cancel)))
+        done = loop.create_future()
+        gate = threading.Lock()
+        state = {"code": None, "abandoned": False}
+
+        def wait():
+            code = call(cancel)
+            with gate:
+                state["code"] = code
+                abandoned = state["abandoned"]
+            if abandoned:  # the task was cancelled: nothing waits for these
+                if code == 0:
+                    call.release()
+                _lib.turn_cancel_free(cancel)
+                return
+            try:
+                loop.call_soon_threadsafe(_wake, done)
+            except RuntimeError:  # the loop is closed
+                pass
+
+        threading.Thread(target=wait, name="turn-acquire-all", daemon=True).start()
+        try:
+            await done
+        except BaseException:
+            with gate:
+                state["abandoned"] = True
+                code = state["code"]
+                if code is None:
+                    _lib.turn_cancel_fire(cancel)  # the thread frees what it gets
+            if code is not None:
+                if code == 0:
+                    call.release()
+                _lib.turn_cancel_free(cancel)
+            raise
+        _lib.turn_cancel_free(cancel)
+        if state["code"] != 0:
+            raise _error(state["code"], call.detail)
+        return call.locks(self)
+
+    async def aacquire(self, resource, label="", expire=60, patience=60, timeout=None, *,
+                       mode=None):
         """acquire() for asyncio: takes a ticket (the library's
         turn_acquire_start, one round trip, made on the loop's thread) and
         awaits its turn with the pending acquire's fd watched by
@@ -593,15 +781,16 @@ class Locker:
         asyncio.wait_for's timeout) withdraws the ticket, handing on a turn
         that came meanwhile; `timeout` seconds raises Timeout, and 0 tries
         once (WouldBlock). Returns the Lock; its lost() is a future of this
-        loop."""
+        loop. `mode` as lock()'s."""
         loop = asyncio.get_running_loop()
         args = _acquire_args(resource, label, expire, patience, timeout)
+        blocking, start, extra = _mode_calls(mode)
         name = args[0].decode("utf-8")
         out = ctypes.c_void_p()
         if args[4] == 0:  # a try-lock: one round trip, no wait
-            self._call(_lib.turn_lock_acquire, *args, ctypes.byref(out))
+            self._call(blocking, *_with_mode(args, extra), ctypes.byref(out))
             return Lock(out.value, self, name)
-        self._call(_lib.turn_acquire_start, *args, ctypes.byref(out))
+        self._call(start, *_with_mode(args, extra), ctypes.byref(out))
         pending = out.value
         try:
             fd = _lib.turn_pending_fd(pending)
@@ -665,26 +854,92 @@ def _acquire_args(resource, label, expire, patience, timeout):
             _millis(60 if patience is None else patience, "patience"), wait)
 
 
+class _AllCall:
+    """One turn_lock_acquire_all_cancelable call: its arguments in C form
+    (checked before the locker connects), and the handles it writes. Called with the cancel token (None: not
+    cancelable), on any thread; returns the code, with the detail message
+    of a failure (read on the calling thread) in `detail`."""
+
+    def __init__(self, resources, label, expire, patience, timeout):
+        if isinstance(resources, (str, bytes)):
+            raise TypeError("resources must be a list of names, not one %s"
+                            % type(resources).__name__)
+        names = [_name(r) for r in resources]
+        self.names = [n.decode("utf-8") for n in names]
+        #: The C locker, set before the call.
+        self.locker = None
+        self._args = ((ctypes.c_char_p * max(1, len(names)))(*names), len(names)) + \
+            _acquire_args("-", label, expire, patience, timeout)[1:]
+        self._out = (ctypes.c_void_p * max(1, len(names)))()
+        self.detail = ""
+
+    def __call__(self, cancel):
+        code = _lib.turn_lock_acquire_all_cancelable(self.locker, *self._args, cancel, self._out)
+        if code != 0:
+            self.detail = (_lib.turn_last_error() or b"").decode("utf-8", "replace")
+        return code
+
+    def release(self):
+        """Releases the locks of a call that succeeded but whose caller is
+        gone (Ctrl-C, a cancelled task)."""
+        for handle in self._out[:len(self.names)]:
+            _lib.turn_lock_release(handle)
+
+    def locks(self, locker):
+        return [Lock(handle, locker, name) for handle, name in zip(self._out, self.names)]
+
+
+def _finish(pending):
+    """Waits on the calling thread for the outcome of a pending acquire, in
+    select(2) on its fd, which Python's signal handlers interrupt: Ctrl-C
+    (or any exception a handler raises) withdraws the ticket, handing on a
+    turn that came meanwhile, and goes on. Returns the lock's handle."""
+    try:
+        fd = _lib.turn_pending_fd(pending)
+        while True:
+            select.select([fd], [], [])
+            out = ctypes.c_void_p()
+            code = _lib.turn_pending_finish(pending, ctypes.byref(out))
+            if code == 5:  # TURN_ERR_WOULD_BLOCK: not yet
+                continue
+            pending = None  # ended, whatever the outcome
+            _check(code)
+            return out.value
+    finally:
+        if pending is not None:
+            _lib.turn_pending_cancel(pending)
+
+
 # How often the main thread looks up from a wait to let Python's signal
 # handlers run (a KeyboardInterrupt interrupts the wait anyway on POSIX).
 _SLICE = 0.05
 
 
 def _interruptible_acquire(locker, args):
-    """Acquires in a helper thread while the calling (main) thread waits in
-    short slices, so that Python's signal handlers run: on Ctrl-C (or any
-    exception raised by a handler) the wait is cancelled, the ticket
-    withdrawn, a lock taken meanwhile released, and the exception goes on."""
+    """Acquires the plain lock interruptibly (see _interruptible)."""
+    out = ctypes.c_void_p()
+    _interruptible(
+        lambda cancel: _lib.turn_lock_acquire_cancelable(locker, *args, cancel, ctypes.byref(out)),
+        lambda: _lib.turn_lock_release(out.value))
+    return out.value
+
+
+def _interruptible(call, release):
+    """Runs call(cancel), a cancelable acquire answering its code, in a
+    helper thread while the calling (main) thread waits in short slices, so
+    that Python's signal handlers run: on Ctrl-C (or any exception raised
+    by a handler) the wait is cancelled, the ticket withdrawn, what was
+    taken meanwhile released (release()), and the exception goes on.
+    Raises the acquire's error."""
     cancel = ctypes.c_void_p()
     _check(_lib.turn_cancel_new(ctypes.byref(cancel)))
     done = threading.Event()
     result = {}
 
     def wait():
-        out = ctypes.c_void_p()
-        code = _lib.turn_lock_acquire_cancelable(locker, *args, cancel, ctypes.byref(out))
+        code = call(cancel)
         # turn_last_error is per thread: read it on this one.
-        result["code"], result["lock"] = code, out.value
+        result["code"] = code
         if code != 0:
             result["detail"] = (_lib.turn_last_error() or b"").decode("utf-8", "replace")
         done.set()
@@ -697,8 +952,8 @@ def _interruptible_acquire(locker, args):
     except BaseException:
         _lib.turn_cancel_fire(cancel)
         helper.join()
-        if result.get("code") == 0 and result.get("lock"):
-            _lib.turn_lock_release(result["lock"])
+        if result.get("code") == 0:
+            release()
         raise
     finally:
         if not helper.is_alive():
@@ -706,7 +961,6 @@ def _interruptible_acquire(locker, args):
     code = result["code"]
     if code != 0:
         raise _error(code, result.get("detail", ""))
-    return result["lock"]
 
 
 # The library's messages (a slow heartbeat, a background thread restarted)

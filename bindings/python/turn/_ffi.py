@@ -30,6 +30,7 @@ PROTOTYPES = {
     "turn_lock_serial": (c_uint64, [c_void_p]),
     "turn_lock_token": (c_int, [c_void_p, P(c_uint64)]),
     "turn_locker_health": (c_int, [c_void_p]),
+    "turn_locker_metrics": (c_int, [c_void_p, c_char_p, c_size_t, P(c_size_t)]),
     "turn_lock_check": (c_int, [c_void_p]),
     "turn_lock_lost_fd": (c_int, [c_void_p]),
     "turn_acquire_start": (c_int, [c_void_p, c_char_p, c_char_p, c_uint32, c_uint32, c_int64, P(c_void_p)]),
@@ -37,12 +38,35 @@ PROTOTYPES = {
     "turn_pending_finish": (c_int, [c_void_p, P(c_void_p)]),
     "turn_pending_cancel": (c_int, [c_void_p]),
     "turn_pending_position": (c_int, [c_void_p, P(c_uint64)]),
+    "turn_semaphore_acquire": (
+        c_int, [c_void_p, c_char_p, c_char_p, c_uint32, c_uint32, c_int64, c_int64, c_int64, P(c_void_p)]),
+    "turn_semaphore_start": (
+        c_int, [c_void_p, c_char_p, c_char_p, c_uint32, c_uint32, c_int64, c_int64, c_int64, P(c_void_p)]),
+    "turn_rwlock_acquire": (
+        c_int, [c_void_p, c_char_p, c_char_p, c_int, c_int64, c_int64, c_int64, P(c_void_p)]),
+    "turn_rwlock_start": (
+        c_int, [c_void_p, c_char_p, c_char_p, c_int, c_int64, c_int64, c_int64, P(c_void_p)]),
+    "turn_lock_acquire_all": (
+        c_int, [c_void_p, P(c_char_p), c_size_t, c_char_p, c_int64, c_int64, c_int64, P(c_void_p)]),
+    "turn_lock_acquire_all_cancelable": (
+        c_int, [c_void_p, P(c_char_p), c_size_t, c_char_p, c_int64, c_int64, c_int64, c_void_p,
+                P(c_void_p)]),
     "turn_status_get": (c_int, [c_void_p, c_char_p, P(c_void_p)]),
     "turn_status_indicator": (c_uint64, [c_void_p]),
     "turn_status_dispenser": (c_uint64, [c_void_p]),
     "turn_status_len": (c_size_t, [c_void_p]),
     "turn_status_serial_at": (c_uint64, [c_void_p, c_size_t]),
     "turn_status_label_at": (c_char_p, [c_void_p, c_size_t]),
+    "turn_status_kind": (c_int, [c_void_p]),
+    "turn_status_permits": (c_uint32, [c_void_p]),
+    "turn_status_held_at": (c_int, [c_void_p, c_size_t]),
+    "turn_status_weight_at": (c_uint32, [c_void_p, c_size_t]),
+    "turn_status_exclusive_at": (c_int, [c_void_p, c_size_t]),
+    "turn_status_ours_at": (c_int, [c_void_p, c_size_t]),
+    "turn_status_token_at": (c_uint64, [c_void_p, c_size_t]),
+    "turn_status_age_ms_at": (c_int64, [c_void_p, c_size_t]),
+    "turn_status_lease_left_ms_at": (c_int64, [c_void_p, c_size_t]),
+    "turn_status_position_at": (c_uint64, [c_void_p, c_size_t]),
     "turn_status_free": (None, [c_void_p]),
     "turn_bump": (c_int, [c_void_p, c_char_p, P(c_uint64)]),
     "turn_announce": (c_int, [c_void_p, c_char_p, c_char_p]),
