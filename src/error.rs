@@ -211,6 +211,10 @@ impl From<redis::RedisError> for Error {
                 "permission denied: the server's ACL refuses this user a command, key or \
                  channel the library needs ({text}); see the README's ACL rule"
             ))
+        } else if e.code() == Some("TURNKIND") {
+            // The queue is of another kind: the draw wraps this with the
+            // resource and what it asked for.
+            Error::new(ErrorKind::WrongKind, e.detail().unwrap_or("plain"))
         } else if is_refusal(&e) {
             Error::refusal(text)
         } else if is_connection_error(&e) {

@@ -39,6 +39,19 @@ pub(crate) struct Keys {
     /// `P:R:incarnation`: `BASE TOP`, the fencing-token base of the queue
     /// and the highest serial one of our draws took (ours only).
     pub incarnation: String,
+    /// `P:R:kind`: `semaphore PERMITS` or `rwlock` for a queue of shared
+    /// modes, set when the queue is made; missing for a plain queue (ours
+    /// only).
+    pub kind: String,
+    /// `P:R:admitted`: the highest serial a shared-mode queue admitted;
+    /// every ticket after it waits (ours only).
+    pub admitted: String,
+    /// `P:R:holders`: hash of the admitted tickets of a shared-mode queue
+    /// not yet known done, serial -> weight (ours only).
+    pub holders: String,
+    /// `P:R:weights`: hash of the waiting tickets of a shared-mode queue,
+    /// serial -> weight (ours only).
+    pub weights: String,
 }
 
 impl Keys {
@@ -64,6 +77,10 @@ impl Keys {
             withdrawn: format!("{base}:withdrawn"),
             ticket_prefix: format!("{base}:ticket:"),
             incarnation: format!("{base}:incarnation"),
+            kind: format!("{base}:kind"),
+            admitted: format!("{base}:admitted"),
+            holders: format!("{base}:holders"),
+            weights: format!("{base}:weights"),
         }
     }
 

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::keys::Keys;
 use crate::lost_signal::{LostSignal, Renewal};
+use crate::options::Mode;
 use crate::sync::{lock, wait_timeout};
 
 const WAITING: u8 = 0;
@@ -29,6 +30,8 @@ pub(crate) struct Draw {
     /// When the draw was sent, in ms since the locker's epoch: the lease
     /// runs from there.
     pub sent_ms: u64,
+    /// What the ticket asks of its queue.
+    pub mode: Mode,
 }
 
 pub(crate) struct Ticket {
@@ -46,6 +49,8 @@ pub(crate) struct Ticket {
     pub identity: String,
     pub label: String,
     pub expire: Duration,
+    /// What the ticket asks of its queue.
+    pub mode: Mode,
     state: AtomicU8,
     /// When the last confirmed refresh was sent, in ms since the locker's
     /// epoch: the lease runs from there.
@@ -72,6 +77,7 @@ impl Ticket {
             label,
             expire,
             sent_ms: drawn_ms,
+            mode,
         } = draw;
         let base = (token as i128 - serial as i128).to_string();
         Ticket {
@@ -84,6 +90,7 @@ impl Ticket {
             base,
             label,
             expire,
+            mode,
             state: AtomicU8::new(WAITING),
             refreshed_ms: AtomicU64::new(drawn_ms),
             called: AtomicBool::new(false),
@@ -257,6 +264,7 @@ impl Ticket {
             label: String::new(),
             expire: Duration::from_millis(expire_ms),
             sent_ms,
+            mode: Mode::Plain,
         };
         Arc::new(Ticket::new(draw, serial, 1000 + serial))
     }

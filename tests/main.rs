@@ -32,6 +32,7 @@ mod locking;
 mod lost;
 mod mixed_fleet;
 mod mixed_fleet_waits;
+mod modes;
 mod pending;
 mod pending_faults;
 mod readme;

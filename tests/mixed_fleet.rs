@@ -307,3 +307,45 @@ fn a_python_release_calls_our_waiter_at_once() {
     assert!(holder.wait().unwrap().success());
     lock.release().unwrap();
 }
+
+/// A turn 1.0 client on a semaphore queue: it takes no part in the
+/// semaphore, and its ticket is admitted alone, as if it asked for every
+/// permit; so our holders' exclusion holds whatever it does (its bumps
+/// after a short patience included).
+#[test]
+fn a_turn_1_0_client_on_a_semaphore_queue_holds_only_alone() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    let sem = |w| {
+        Acquire::label("ours").mode(turn::Mode::Semaphore {
+            permits: 3,
+            weight: w,
+        })
+    };
+    let a = l.acquire("pool", &sem(1)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let mut py = python_worker(&r, "pool", "py", 1, &log, (5, 1, 1.5));
+    let mut lines = Lines::new(py.stdout.take().unwrap());
+    assert!(queued(&l, "pool", 2), "the turn 1.0 ticket queues");
+    // Past its patience (it bumps): still not its turn while ours holds.
+    assert!(!lines.wait_for("held", Duration::from_millis(2500)));
+    let e = l.acquire("pool", &sem(1).wait(Wait::TryOnce)).unwrap_err();
+    assert_eq!(
+        e.kind(),
+        turn::ErrorKind::WouldBlock,
+        "no barging past it: {e}"
+    );
+    a.release().unwrap();
+    assert!(
+        lines.wait_for("held", Duration::from_secs(10)),
+        "its turn came"
+    );
+    let e = l.acquire("pool", &sem(1).wait(Wait::TryOnce)).unwrap_err();
+    assert_eq!(e.kind(), turn::ErrorKind::WouldBlock, "it holds alone: {e}");
+    assert!(py.wait().unwrap().success());
+    let after = l
+        .acquire("pool", &sem(3).wait(Wait::For(Duration::from_secs(10))))
+        .expect("every permit back once it left");
+    after.release().unwrap();
+}

@@ -34,6 +34,7 @@ const MARKERS: &[(&str, &str)] = &[
     ("run", "go-minimal"),
     ("run", "python-minimal"),
     ("run", "rust-minimal"),
+    ("run", "rust-modes"),
     ("example", "examples/c/epoll.c"),
     ("wrap", "python-asyncio"),
     ("wrap", "go-lost"),
@@ -532,11 +533,11 @@ fn rustc() -> PathBuf {
     }
 }
 
-#[test]
-fn rust_minimal_program_runs() {
-    let code = block("run", "rust-minimal", "rust");
-    let dir = tempfile::tempdir().unwrap();
-    let source = dir.path().join("main.rs");
+/// Builds the README's Rust block `name` (`rustfmt --check`, `-D
+/// warnings`) against the library this test links.
+fn build_rust(name: &str, dir: &Path) -> PathBuf {
+    let code = block("run", name, "rust");
+    let source = dir.join("main.rs");
     std::fs::write(&source, code).unwrap();
     let rustfmt = rustc().with_file_name("rustfmt");
     if rustfmt.exists() {
@@ -552,7 +553,7 @@ fn rust_minimal_program_runs() {
         "{} has no libturn.rlib: cargo build first",
         target.display()
     );
-    let bin = dir.path().join("main");
+    let bin = dir.join("main");
     run(Command::new(rustc())
         .args(["--edition", "2024", "-D", "warnings", "-C", "debuginfo=0"])
         .arg("--extern")
@@ -562,7 +563,24 @@ fn rust_minimal_program_runs() {
         .arg(&source)
         .arg("-o")
         .arg(&bin));
+    bin
+}
+
+#[test]
+fn rust_minimal_program_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = build_rust("rust-minimal", dir.path());
     let r = Redis::start();
     let out = run_program(&bin, &r);
     assert!(number_after(&out, "my turn: fencing token ") > 0, "{out}");
+}
+
+#[test]
+fn rust_modes_program_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = build_rust("rust-modes", dir.path());
+    let r = Redis::start();
+    let out = run_program(&bin, &r);
+    assert!(number_after(&out, "encoding with token ") > 0, "{out}");
+    assert!(out.contains("holding 2 locks"), "{out}");
 }

@@ -5,6 +5,7 @@ use redis::Script;
 
 use super::call::{Call, Confirm, protocol};
 use super::lua::script;
+use super::modes::{self, Ask};
 use super::reading::{Holder, Reading};
 use crate::error::Result;
 use crate::shared::Core;
@@ -118,6 +119,9 @@ pub(crate) enum Checked {
 /// for replicas, a grant they do not confirm in time is an error (a
 /// refusal: the waiter rides it out and checks again).
 pub(crate) fn check(core: &Core, t: &Ticket, record: bool) -> Result<Checked> {
+    if let Some(ask) = Ask::of(t.mode) {
+        return modes::check(core, t, &ask, record);
+    }
     let call = Call::new(
         &CHECK,
         &[&t.keys.indicator, &t.keys.incarnation, &t.keys.withdrawn],
@@ -130,6 +134,13 @@ pub(crate) fn check(core: &Core, t: &Ticket, record: bool) -> Result<Checked> {
     .arg(&t.identity)
     .arg(&t.base)
     .arg(if record { "1" } else { "" });
+    run(core, t, &call)
+}
+
+/// Runs a check `call` of `t` (a plain one, or a shared-mode one: their
+/// replies have one shape), with the replica confirmation the locker asks
+/// for: a grant they do not confirm in time is an error.
+pub(super) fn run(core: &Core, t: &Ticket, call: &Call) -> Result<Checked> {
     let confirm = Confirm::of(core, t.expire);
     let (reply, confirmed): (Vec<i64>, bool) = core.run(|c| call.invoke_confirmed(c, confirm))?;
     let checked = decode(&reply, t.serial)?;
@@ -154,6 +165,9 @@ pub(crate) fn check(core: &Core, t: &Ticket, record: bool) -> Result<Checked> {
 /// When the locker asks for replicas, the grant is a [`check`] instead
 /// (it writes, so that its `WAIT` covers the release that called).
 pub(crate) fn confirm(core: &Core, t: &Ticket) -> Result<bool> {
+    if let Some(ask) = Ask::of(t.mode) {
+        return modes::confirm(core, t, &ask);
+    }
     if core.durable.is_on() {
         return Ok(check(core, t, false)? == Checked::Granted);
     }

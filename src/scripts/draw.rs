@@ -4,12 +4,13 @@ use once_cell::sync::Lazy;
 use redis::{FromRedisValue, RedisResult, Script, Value};
 
 use super::call::{Call, Confirm, protocol};
+use super::modes::{self, Ask};
 use super::reading::{Holder, Reading};
 use crate::error::Result;
 use crate::shared::Core;
 use crate::ticket::Draw;
 
-/// draw: KEYS dispenser, indicator, incarnation; ARGV presence prefix,
+/// draw: KEYS dispenser, indicator, incarnation, kind; ARGV presence prefix,
 /// label, expire ms, external channel, resource, 'clock' to seed a new
 /// queue from the server's clock ('' for turn 1.0's 1), ticket prefix,
 /// nonce, withdrawn set (in the queue's slot), the locker's channel.
@@ -44,33 +45,73 @@ use crate::ticket::Draw;
 /// incarnation's first token, the server time, is above every earlier
 /// token, as long as the server clock does not go back.
 ///
+/// A queue of shared modes (its kind key set, see `Keys::kind`) answers
+/// `TURNKIND KIND`: a plain lock does not take part in it.
+///
 /// Draw and release are every lock's two round trips, so they are written
 /// out without the shared helpers (no closures to build per call): the
 /// `protocol floor` line of the benchmark measures what is left.
 static DRAW: Lazy<Script> = Lazy::new(|| {
-    Script::new(
+    Script::new(&format!(
         r#"
-if redis.replicate_commands then redis.replicate_commands() end
-local clock = ARGV[6] == 'clock'
-local n = redis.call('INCR', KEYS[1])
-if n > 9007199254740991 then
-  return redis.error_reply('TURNPROTO ' .. KEYS[1] .. ' is past 2^53')
+local K_DISP, K_IND, K_INC = KEYS[1], KEYS[2], KEYS[3]
+local CLOCK, T_PREFIX, FORGET = ARGV[6] == 'clock', ARGV[7], {{ARGV[9]}}
+local kind = redis.call('GET', KEYS[4])
+if kind then
+  if redis.call('EXISTS', K_DISP) == 1 then return redis.error_reply('TURNKIND ' .. kind) end
+  -- Left by a queue of shared modes that is gone.
+  redis.call('DEL', KEYS[4])
 end
-if n == 1 and redis.call('EXISTS', KEYS[2]) == 0 then
-  if clock then
+{NEW_SERIAL}
+redis.call('SET', ARGV[1] .. s, ARGV[2], 'PX', ARGV[3])
+redis.call('SET', T_PREFIX .. s, ARGV[8] .. ' ' .. bs .. ' ' .. ARGV[10], 'PX', ARGV[3])
+redis.call('PUBLISH', ARGV[4], ARGV[5] .. ': ' .. s .. ' assigned to "' .. ARGV[2] .. '"')
+if ind == n then
+  redis.call('PUBLISH', ARGV[4], ARGV[5] .. ': ' .. s .. ' started')
+  return {{n, base}}
+end
+-- The ticket before this one: its lease, and whether it is ours (its
+-- identity names this incarnation), so the waiter knows what to watch.
+local mine = 0
+if type(prev) == 'string' then
+  local a = string.find(prev, ' ', 1, true)
+  local b = a and string.find(prev, ' ', a + 1, true)
+  if b and string.sub(prev, a + 1, b - 1) == bs then mine = 1 end
+end
+return {{n, base, ind, redis.call('PTTL', ARGV[1] .. string.format('%d', n - 1)), mine}}
+"#
+    ))
+});
+
+/// The draw of a serial, shared by the plain draw and the draw of a
+/// shared-mode queue: INCR of the dispenser K_DISP (bootstrapping a new
+/// queue with the indicator K_IND), the indicator read, and the token
+/// base of the queue's incarnation K_INC (see `DRAW`). Expects the locals
+/// K_DISP, K_IND, K_INC, CLOCK (seed a new queue from the server's
+/// clock), T_PREFIX (the identity keys' prefix) and FORGET (the keys to
+/// delete when the queue was made anew under them). Leaves n, s (its
+/// text), ind, base, bs (its text, written to K_INC) and prev (the
+/// identity value of ticket n - 1).
+pub(super) const NEW_SERIAL: &str = r#"
+local n = redis.call('INCR', K_DISP)
+if n > 9007199254740991 then
+  return redis.error_reply('TURNPROTO ' .. K_DISP .. ' is past 2^53')
+end
+if n == 1 and redis.call('EXISTS', K_IND) == 0 then
+  if CLOCK then
     local t = redis.call('TIME')
     n = tonumber(t[1]) * 1000000 + tonumber(t[2])
-    redis.call('SET', KEYS[1], string.format('%d', n))
+    redis.call('SET', K_DISP, string.format('%d', n))
   end
-  redis.call('SET', KEYS[2], string.format('%d', n))
+  redis.call('SET', K_IND, string.format('%d', n))
 end
-local got = redis.call('MGET', KEYS[2], KEYS[3], ARGV[7] .. string.format('%d', n - 1))
+local got = redis.call('MGET', K_IND, K_INC, T_PREFIX .. string.format('%d', n - 1))
 local v = got[1]
 if v == false then
-  return redis.error_reply('TURNPROTO ' .. KEYS[2] .. ' is missing while ' .. KEYS[1] .. ' exists')
+  return redis.error_reply('TURNPROTO ' .. K_IND .. ' is missing while ' .. K_DISP .. ' exists')
 end
 if not string.match(v, '^%d+$') or #v > 16 or tonumber(v) > 9007199254740991 then
-  return redis.error_reply('TURNPROTO ' .. KEYS[2] .. ' is not a serial number')
+  return redis.error_reply('TURNPROTO ' .. K_IND .. ' is not a serial number')
 end
 local ind = tonumber(v)
 if ind > n then
@@ -78,7 +119,7 @@ if ind > n then
   -- made anew, or a value written by hand): the serials up to it were never
   -- drawn. Take the indicator's.
   n = ind
-  redis.call('SET', KEYS[1], v)
+  redis.call('SET', K_DISP, v)
 end
 local s = string.format('%d', n)
 local base, top
@@ -108,33 +149,16 @@ if fresh then
   local token = now
   if base ~= nil and top ~= nil and base + top + 1 > token then token = base + top + 1 end
   if base ~= nil and top ~= nil and n <= top then
-    -- The queue was made anew under the withdrawn set: forget it.
-    redis.call('DEL', ARGV[9])
+    -- The queue was made anew under the withdrawn set (and the other
+    -- records of its tickets): forget them.
+    redis.call('DEL', unpack(FORGET))
   end
   base = token - n
 end
 local bs = string.format('%d', base)
-redis.call('SET', ARGV[1] .. s, ARGV[2], 'PX', ARGV[3])
-redis.call('SET', ARGV[7] .. s, ARGV[8] .. ' ' .. bs .. ' ' .. ARGV[10], 'PX', ARGV[3])
-redis.call('PUBLISH', ARGV[4], ARGV[5] .. ': ' .. s .. ' assigned to "' .. ARGV[2] .. '"')
-redis.call('SET', KEYS[3], bs .. ' ' .. s)
-if ind == n then
-  redis.call('PUBLISH', ARGV[4], ARGV[5] .. ': ' .. s .. ' started')
-  return {n, base}
-end
--- The ticket before this one: its lease, and whether it is ours (its
--- identity names this incarnation), so the waiter knows what to watch.
-local mine = 0
+redis.call('SET', K_INC, bs .. ' ' .. s)
 local prev = got[3]
-if type(prev) == 'string' then
-  local a = string.find(prev, ' ', 1, true)
-  local b = a and string.find(prev, ' ', a + 1, true)
-  if b and string.sub(prev, a + 1, b - 1) == bs then mine = 1 end
-end
-return {n, base, ind, redis.call('PTTL', ARGV[1] .. string.format('%d', n - 1)), mine}
-"#,
-    )
-});
+"#;
 
 /// What a draw answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,10 +187,18 @@ pub(crate) enum Turn {
 /// Draws a ticket for `draw` (its keys, label, lease and identity): one
 /// round trip (with `WAIT` in it when the locker asks for replicas).
 pub(crate) fn draw(core: &Core, draw: &Draw) -> Result<Drawn> {
+    if let Some(ask) = Ask::of(draw.mode) {
+        return modes::draw(core, draw, &ask);
+    }
     let keys = &draw.keys;
     let call = Call::new(
         &DRAW,
-        &[&keys.dispenser, &keys.indicator, &keys.incarnation],
+        &[
+            &keys.dispenser,
+            &keys.indicator,
+            &keys.incarnation,
+            &keys.kind,
+        ],
     )
     .arg(&keys.presence_prefix)
     .arg(&draw.label)
@@ -183,8 +215,9 @@ pub(crate) fn draw(core: &Core, draw: &Draw) -> Result<Drawn> {
     .arg(&keys.withdrawn)
     .arg(&draw.channel);
     let confirm = Confirm::of(core, draw.expire);
-    let ((mut drawn, confirmed), retried): ((Drawn, bool), bool) =
-        core.run_retried(|c| call.invoke_confirmed(c, confirm))?;
+    let ((mut drawn, confirmed), retried): ((Drawn, bool), bool) = core
+        .run_retried(|c| call.invoke_confirmed(c, confirm))
+        .map_err(|e| modes::wrong_kind(e, &draw.resource, draw.mode))?;
     drawn.confirmed = confirmed;
     drawn.retried = retried;
     Ok(drawn)
@@ -195,14 +228,20 @@ impl FromRedisValue for Drawn {
         let reply: Vec<i64> = FromRedisValue::from_redis_value(v)?;
         let (serial, base, turn) = match reply.as_slice() {
             [serial, base] => (*serial, *base, Turn::Granted),
-            [serial, base, indicator, pttl, mine] => {
+            [serial, base, indicator, pttl, mine, ..] if reply.len() <= 6 => {
                 let indicator = u64::try_from(*indicator).map_err(|_| {
                     protocol("a draw read an indicator below 0", &indicator.to_string())
                 })?;
                 let reading = Reading {
                     indicator,
-                    // A waiting draw's serial is above the indicator.
-                    watched: u64::try_from(*serial).unwrap_or(0).saturating_sub(1),
+                    // The ticket before it (a plain draw), or the one named
+                    // (a shared-mode draw).
+                    watched: match reply.get(5) {
+                        Some(&w) => u64::try_from(w).map_err(|_| {
+                            protocol("a draw named a ticket below 0", &w.to_string())
+                        })?,
+                        None => u64::try_from(*serial).unwrap_or(0).saturating_sub(1),
+                    },
                     holder: Holder::from_pttl(*pttl),
                     ours: *mine == 1,
                 };

@@ -16,6 +16,7 @@ mod check;
 mod draw;
 mod find;
 mod lua;
+mod modes;
 mod reading;
 mod release;
 mod renew;

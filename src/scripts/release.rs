@@ -8,6 +8,7 @@ use crate::shared::Core;
 use crate::ticket::Ticket;
 
 use super::call::{Call, Confirm};
+use super::modes::{self, Ask};
 
 /// release / abandon: KEYS indicator, withdrawn, dispenser, incarnation;
 /// ARGV presence prefix, serial, label, external, internal, resource, mode
@@ -151,6 +152,9 @@ impl Left {
 /// round trip, unless `confirm` is false (closing: what the replicas say
 /// would change nothing, and closing must be quick).
 pub(crate) fn release(core: &Core, t: &Ticket, mode: Mode, confirm: bool) -> Result<Left> {
+    if let Some(ask) = Ask::of(t.mode) {
+        return modes::release(core, t, &ask, mode, confirm);
+    }
     let call = Call::new(
         &RELEASE,
         &[
@@ -173,6 +177,13 @@ pub(crate) fn release(core: &Core, t: &Ticket, mode: Mode, confirm: bool) -> Res
     .arg(&t.keys.ticket_prefix)
     .arg(&t.identity)
     .arg(&t.base);
+    run(core, t, &call, mode, confirm)
+}
+
+/// Runs a release `call` of `t` (a plain one, or a shared-mode one: their
+/// replies have one shape); a release waits for the replicas unless
+/// `confirm` is false.
+pub(super) fn run(core: &Core, t: &Ticket, call: &Call, mode: Mode, confirm: bool) -> Result<Left> {
     let confirm = match mode {
         Mode::Release if confirm => Confirm::of(core, t.expire),
         _ => None,

@@ -10,18 +10,20 @@ use super::call::Confirm;
 use super::lua::script;
 use crate::connect::Link;
 use crate::connect::cluster::{self, Router};
+use crate::options::Mode;
 use crate::ticket::Ticket;
 
 /// Tickets renewed by one script call (many calls go in one pipeline).
 const CHUNK: usize = 500;
 
 /// heartbeat: ARGV groups of 9: presence key, expire ms, mode ('h' held,
-/// 'w' waiting), indicator key, serial, identity key, identity,
-/// incarnation key, token base. Renews the presence and identity keys of
-/// each ticket that is still ours (see `ours`). Returns one integer per
-/// ticket: 1 alive, 0 lost (not ours any more; presence key gone; or held
-/// and the indicator is not the serial; or waiting and the indicator
-/// passed the serial). A ticket that is not ours any more is left alone:
+/// 's' held in a shared-mode queue, 'w' waiting), indicator key (the
+/// holders key for 's'), serial, identity key, identity, incarnation key,
+/// token base. Renews the presence and identity keys of each ticket that
+/// is still ours (see `ours`). Returns one integer per ticket: 1 alive, 0
+/// lost (not ours any more; presence key gone; or held and the indicator
+/// is not the serial, or not among the holders of a shared-mode queue; or
+/// waiting and the indicator passed the serial). A ticket that is not ours any more is left alone:
 /// its keys may be a later ticket's.
 static HEARTBEAT: Lazy<Script> = Lazy::new(|| {
     script(
@@ -33,7 +35,9 @@ for i = 1, #ARGV, 9 do
     ok = redis.call('PEXPIRE', ARGV[i], ARGV[i + 1])
     redis.call('PEXPIRE', ARGV[i + 5], ARGV[i + 1])
   end
-  if ok == 1 then
+  if ok == 1 and ARGV[i + 2] == 's' then
+    ok = redis.call('HEXISTS', ARGV[i + 3], ARGV[i + 4])
+  elseif ok == 1 then
     local ind = redis.pcall('GET', ARGV[i + 3])
     if type(ind) ~= 'string' then
       ok = 0
@@ -53,10 +57,19 @@ return out
 
 /// The script's argument group for one ticket (see `HEARTBEAT`).
 fn renewal(cmd: &mut redis::Cmd, t: &Ticket) {
+    let shared = t.mode != Mode::Plain;
     cmd.arg(t.keys.presence(t.serial))
         .arg(t.expire_ms())
-        .arg(if t.is_held() { "h" } else { "w" })
-        .arg(&t.keys.indicator)
+        .arg(match (t.is_held(), shared) {
+            (false, _) => "w",
+            (true, false) => "h",
+            (true, true) => "s",
+        })
+        .arg(if t.is_held() && shared {
+            &t.keys.holders
+        } else {
+            &t.keys.indicator
+        })
         .arg(t.serial)
         .arg(t.keys.ticket(t.serial))
         .arg(&t.identity)

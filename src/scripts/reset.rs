@@ -9,7 +9,8 @@ use crate::error::{Error, Result};
 use crate::keys::Keys;
 use crate::shared::Core;
 
-/// reset: KEYS indicator, dispenser, withdrawn, incarnation; ARGV presence
+/// reset: KEYS indicator, dispenser, withdrawn, incarnation, and a
+/// shared-mode queue's kind, admitted, holders, weights; ARGV presence
 /// prefix, expected dispenser ('' for any), external, internal, resource,
 /// ticket prefix.
 /// Bumps past dead tickets, then deletes the queue's keys when nobody is
@@ -35,7 +36,7 @@ if disp - ind + 1 > 0 then
 end
 local size = disp - ind + 1
 if size > 0 then return {-3, size} end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8])
 return {0}
 "#
     ))
@@ -64,6 +65,10 @@ pub(crate) fn reset(core: &Core, keys: &Keys, expected_dispenser: Option<u64>) -
             &keys.dispenser,
             &keys.withdrawn,
             &keys.incarnation,
+            &keys.kind,
+            &keys.admitted,
+            &keys.holders,
+            &keys.weights,
         ],
     )
     .arg(&keys.presence_prefix)

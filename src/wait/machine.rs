@@ -368,6 +368,7 @@ impl<E: Env> Acquiring<E> {
             label: self.request.label.clone(),
             expire: self.expire,
             sent_ms: env.now_ms(),
+            mode: self.request.mode,
         };
         let drawn = match env.draw(&draw) {
             Ok(drawn) => drawn,

@@ -1,0 +1,71 @@
+//! check of a shared-mode ticket: admission runs, and the ticket learns
+//! whether it holds and what to watch until then.
+
+use once_cell::sync::Lazy;
+use redis::Script;
+
+use super::super::check::{Checked, run};
+use super::{Ask, call, script};
+use crate::error::Result;
+use crate::shared::Core;
+use crate::ticket::Ticket;
+
+/// check: the declared keys and first arguments of [`super::NAMES`]; ARGV
+/// 7 serial, 8 identity, 9 token base, 10 '1' to pass tickets before this
+/// one that have no presence key and are not known (missing for longer
+/// than the grace: not a turn 1.0 ticket whose key is not set yet).
+/// Returns {-1, -2} when the ticket is not ours any more (its identity
+/// gone or another's, the incarnation changed, or its presence key gone);
+/// {indicator, -3} when it holds (admitted by an earlier script, or now:
+/// then "N started" is said); else {indicator, least lease left ahead,
+/// watched serial, 1 if ours} (see `watch`). A grant writes (the admitted
+/// serial, the same value), so that a `WAIT` after it covers the writes
+/// that made it.
+static CHECK: Lazy<Script> = Lazy::new(|| {
+    script(
+        r#"
+local n, s = tonumber(ARGV[7]), ARGV[7]
+local got = redis.call('MGET', T_PREFIX .. s, K_INC, K_IND, P_PREFIX .. s, K_DISP, K_ADM)
+if got[1] ~= ARGV[8] or base_of(got[2]) ~= ARGV[9] or got[4] == false then return {-1, -2} end
+local ind = serial(got[3], K_IND)
+local disp = serial(got[5], K_DISP)
+if ind == nil or disp == nil then return {-1, -2} end
+if redis.call('HEXISTS', K_HOLD, s) == 1 then
+  if got[6] then redis.call('SET', K_ADM, got[6]) end
+  return {ind, -3}
+end
+local record = 0
+if ARGV[10] == '1' then record = n end
+local head, t, holders, now = admit(disp, ind, ARGV[9], record, n)
+if now then
+  redis.call('PUBLISH', EXTERNAL, NAME .. ': ' .. s .. ' started')
+  return {head, -3}
+end
+if t <= n then
+  local watched, pttl, mine = watch(n, t, holders, ARGV[9])
+  return {head, pttl, watched, mine}
+end
+return {-1, -2}
+"#,
+    )
+});
+
+/// Checks whether shared-mode ticket `t` (asking `ask`) holds, admitting
+/// what fits first, and what it should watch until then; with `record`,
+/// tickets before it without a presence key that are not known are passed.
+/// One round trip. When the locker asks for replicas, a grant they do not
+/// confirm in time is an error (a refusal).
+pub(crate) fn check(core: &Core, t: &Ticket, ask: &Ask, record: bool) -> Result<Checked> {
+    let call = call(&CHECK, &t.keys, ask)
+        .arg(t.serial)
+        .arg(&t.identity)
+        .arg(&t.base)
+        .arg(if record { "1" } else { "" });
+    run(core, t, &call)
+}
+
+/// Confirms the call of shared-mode ticket `t`: a check (one round trip;
+/// a plain read could not tell a holder of a hash).
+pub(crate) fn confirm(core: &Core, t: &Ticket, ask: &Ask) -> Result<bool> {
+    Ok(check(core, t, ask, false)? == Checked::Granted)
+}

@@ -1,0 +1,75 @@
+//! draw of a shared-mode queue: a new ticket with its weight, admitted at
+//! once when it fits.
+
+use once_cell::sync::Lazy;
+use redis::Script;
+
+use super::super::call::Confirm;
+use super::super::draw::{Drawn, NEW_SERIAL};
+use super::{Ask, call, script, wrong_kind};
+use crate::error::Result;
+use crate::shared::Core;
+use crate::ticket::Draw;
+
+/// draw: the declared keys and first arguments of [`super::NAMES`]; ARGV
+/// 7 label, 8 expire ms, 9 'clock' to seed a new queue from the server's
+/// clock, 10 nonce, 11 the locker's channel, 12 the kind, 13 the weight.
+///
+/// A queue that exists with another kind (a plain queue has no kind key)
+/// answers `TURNKIND KIND` and is left alone; a new queue takes this
+/// kind. The serial, identity and token are the plain draw's (`NEW_SERIAL`).
+/// The ticket's weight is recorded, then admission runs
+/// (`admit`). Returns {serial, base} when admitted now ("N started"
+/// said), else {serial, base, indicator, least lease left ahead, 1 if
+/// ours, watched serial} (see `watch`).
+static DRAW: Lazy<Script> = Lazy::new(|| {
+    script(&format!(
+        r#"
+local kind = redis.call('GET', K_KIND)
+if redis.call('EXISTS', K_DISP) == 1 then
+  if kind ~= ARGV[12] then return redis.error_reply('TURNKIND ' .. (kind or 'plain')) end
+else
+  redis.call('DEL', K_ADM, K_HOLD, K_WEIGHTS)
+  redis.call('SET', K_KIND, ARGV[12])
+end
+local CLOCK, FORGET = ARGV[9] == 'clock', {{K_ADM, K_HOLD, K_WEIGHTS}}
+{NEW_SERIAL}
+redis.call('SET', P_PREFIX .. s, ARGV[7], 'PX', ARGV[8])
+redis.call('SET', T_PREFIX .. s, ARGV[10] .. ' ' .. bs .. ' ' .. ARGV[11], 'PX', ARGV[8])
+redis.call('HSET', K_WEIGHTS, s, ARGV[13])
+redis.call('PUBLISH', EXTERNAL, NAME .. ': ' .. s .. ' assigned to "' .. ARGV[7] .. '"')
+local head, t, holders, now = admit(n, ind, bs, 0, n)
+if now then
+  redis.call('PUBLISH', EXTERNAL, NAME .. ': ' .. s .. ' started')
+  return {{n, base}}
+end
+local watched, pttl, mine = watch(n, t, holders, bs)
+return {{n, base, head, pttl, mine, watched}}
+"#
+    ))
+});
+
+/// Draws a ticket of a shared-mode queue for `draw`, asking `ask`: one
+/// round trip (with `WAIT` in it when the locker asks for replicas).
+pub(crate) fn draw(core: &Core, draw: &Draw, ask: &Ask) -> Result<Drawn> {
+    let keys = &draw.keys;
+    let call = call(&DRAW, keys, ask)
+        .arg(&draw.label)
+        .arg(draw.expire.as_millis() as u64)
+        .arg(if core.options.clock_serials {
+            "clock"
+        } else {
+            ""
+        })
+        .arg(&draw.nonce)
+        .arg(&draw.channel)
+        .arg(&ask.kind)
+        .arg(ask.weight);
+    let confirm = Confirm::of(core, draw.expire);
+    let ((mut drawn, confirmed), retried): ((Drawn, bool), bool) = core
+        .run_retried(|c| call.invoke_confirmed(c, confirm))
+        .map_err(|e| wrong_kind(e, &draw.resource, draw.mode))?;
+    drawn.confirmed = confirmed;
+    drawn.retried = retried;
+    Ok(drawn)
+}

@@ -1,0 +1,268 @@
+//! The queues of shared modes (semaphores and read-write locks): their
+//! draw, check and release, over one admission rule written once in Lua
+//! ([`ADMIT`]).
+//!
+//! Such a queue keeps turn 1.0's keys (dispenser, indicator, presence keys,
+//! `internal` and `external`) and adds its kind, its admitted serial, and
+//! the weights of its holders and waiters (see `Keys`). Tickets are
+//! admitted in draw order while the sum of the holders' weights stays
+//! within the permits; a ticket that does not fit yet holds back every
+//! later one. A read-write lock is a semaphore of [`ALL`] permits whose
+//! shared tickets weigh 1 and exclusive ones [`ALL`]. A ticket that is not
+//! ours (a turn 1.0 client's) weighs every permit: it is admitted alone.
+//!
+//! The indicator shows the lowest serial that holds or waits: every ticket
+//! below it is done. So a turn 1.0 client in such a queue (which holds
+//! when the indicator shows its serial, or when `internal` names it) holds
+//! only alone, and its release (indicator = its serial + 1) and bump (to
+//! the first ticket with a presence key) never move the indicator past a
+//! holder or a waiter.
+
+mod check;
+mod draw;
+mod release;
+
+pub(crate) use check::{check, confirm};
+pub(crate) use draw::draw;
+pub(crate) use release::release;
+
+use super::call::Call;
+use crate::error::{Error, ErrorKind};
+use crate::keys::Keys;
+use crate::options::Mode;
+
+/// The permits of a read-write lock, and the weight of its exclusive
+/// tickets.
+pub(super) const ALL: u64 = 1 << 31;
+
+/// What a shared-mode ticket asks, as the scripts take it: the queue's kind
+/// (the value of its kind key), its permits, the ticket's weight.
+pub(super) struct Ask {
+    pub kind: String,
+    pub permits: u64,
+    pub weight: u64,
+}
+
+impl Ask {
+    /// None for a plain ticket.
+    pub fn of(mode: Mode) -> Option<Ask> {
+        match mode {
+            Mode::Plain => None,
+            Mode::Semaphore { permits, weight } => Some(Ask {
+                kind: format!("semaphore {permits}"),
+                permits: permits.into(),
+                weight: weight.into(),
+            }),
+            Mode::ReadWrite { exclusive } => Some(Ask {
+                kind: "rwlock".to_string(),
+                permits: ALL,
+                weight: if exclusive { ALL } else { 1 },
+            }),
+        }
+    }
+}
+
+/// What a kind key's value names, for messages.
+pub(crate) fn kind_text(kind: &str) -> String {
+    match kind.strip_prefix("semaphore ") {
+        Some(permits) => format!("a semaphore of {permits} permits"),
+        None if kind == "rwlock" => "a read-write lock".to_string(),
+        None if kind == "plain" => "a plain lock".to_string(),
+        None => format!("of kind \"{kind}\""),
+    }
+}
+
+/// What a mode asks for, for messages.
+fn mode_text(mode: Mode) -> String {
+    match mode {
+        Mode::Plain => "a plain lock".to_string(),
+        Mode::Semaphore { permits, .. } => format!("a semaphore of {permits} permits"),
+        Mode::ReadWrite { .. } => "a read-write lock".to_string(),
+    }
+}
+
+/// The error of a draw that found its queue of another kind (`TURNKIND`).
+pub(crate) fn wrong_kind(e: Error, resource: &str, mode: Mode) -> Error {
+    if e.kind() != ErrorKind::WrongKind {
+        return e;
+    }
+    Error::new(
+        ErrorKind::WrongKind,
+        format!(
+            "\"{resource}\" is {}; this acquire asked for {} (reset the queue when it is idle to \
+             make it anew)",
+            kind_text(e.message()),
+            mode_text(mode)
+        ),
+    )
+}
+
+/// The admission rule, prepended to the draw, check and release of a
+/// shared-mode queue, after [`NAMES`].
+///
+/// `admit(disp, ind, bs, record_below, self)` admits tickets from the one
+/// after the admitted serial on, in order, while they fit: a ticket
+/// without a presence key is passed when it is ours (its weight is known:
+/// dead, or withdrawn, weight 0) or below `record_below` (missing for
+/// longer than the grace); any other stops admission (a turn 1.0
+/// ticket whose key is not set yet). When one does not fit, the holders
+/// whose presence key is gone are dropped first (their permits come back).
+/// Each ticket admitted is called: ours on its locker's channel with its
+/// nonce ("N granted", "N started"), another on `internal` ("N granted"),
+/// but `self` (the caller's own ticket). It then sets the indicator to the
+/// lowest holder (or the first ticket not admitted). Returns the
+/// indicator, the first ticket not admitted, the holders (serial ->
+/// weight) and whether `self` was admitted now.
+///
+/// `watch(n, t, holders, bs)`, for a waiting ticket n (t: the first not
+/// admitted): the nearest ticket before n from t on with a presence key
+/// (or t), the least lease left among it and the holders, and 1 when it
+/// and the holder whose lease is least are ours (else a turn 1.0 one's
+/// leaving may be said on `internal` only).
+pub(super) const ADMIT: &str = r#"
+local function serial(v, key)
+  if v == false or v == nil then return nil end
+  if not string.match(v, '^%d+$') or #v > 16 or tonumber(v) > 9007199254740991 then
+    error({err = 'TURNPROTO ' .. key .. ' is not a serial number'})
+  end
+  return tonumber(v)
+end
+local function admit(disp, ind, bs, record_below, self)
+  local f = tonumber(redis.call('GET', K_ADM))
+  if f == nil or f < ind - 1 then f = ind - 1 end
+  local holders, used = {}, 0
+  local hv = redis.call('HGETALL', K_HOLD)
+  for i = 1, #hv, 2 do
+    local h, w = tonumber(hv[i]), tonumber(hv[i + 1])
+    if h and w then
+      holders[h] = w
+      used = used + w
+    else
+      redis.call('HDEL', K_HOLD, hv[i])
+    end
+  end
+  local pruned = false
+  local admitted_self = false
+  local t = f + 1
+  while t <= disp do
+    local s = fmt(t)
+    local w = tonumber(redis.call('HGET', K_WEIGHTS, s))
+    if redis.call('EXISTS', P_PREFIX .. s) == 0 then
+      if w == nil and t >= record_below then break end
+      if w ~= nil then redis.call('HDEL', K_WEIGHTS, s) end
+    else
+      local mine = w ~= nil
+      if not mine then w = PERMITS end
+      if used + w > PERMITS and not pruned then
+        pruned = true
+        for h, hw in pairs(holders) do
+          if redis.call('EXISTS', P_PREFIX .. fmt(h)) == 0 then
+            redis.call('HDEL', K_HOLD, fmt(h))
+            holders[h] = nil
+            used = used - hw
+          end
+        end
+      end
+      if used + w > PERMITS then break end
+      redis.call('HSET', K_HOLD, s, fmt(w))
+      holders[t] = w
+      used = used + w
+      if mine then redis.call('HDEL', K_WEIGHTS, s) end
+      if t == self then
+        admitted_self = true
+      else
+        redis.call('PUBLISH', EXTERNAL, NAME .. ': ' .. s .. ' granted')
+        local nonce, channel = nil, nil
+        if mine then nonce, channel = callee(redis.call('GET', T_PREFIX .. s), bs) end
+        if nonce then
+          redis.call('PUBLISH', channel, nonce)
+          redis.call('PUBLISH', EXTERNAL, NAME .. ': ' .. s .. ' started')
+        else
+          redis.call('PUBLISH', INTERNAL, P_PREFIX .. s)
+        end
+      end
+    end
+    t = t + 1
+  end
+  if t - 1 ~= f then redis.call('SET', K_ADM, fmt(t - 1)) end
+  local head = t
+  for h in pairs(holders) do
+    if h < head then head = h end
+  end
+  if head ~= ind then redis.call('SET', K_IND, fmt(head)) end
+  return head, t, holders, admitted_self
+end
+local function watch(n, t, holders, bs)
+  local watched, pttl = nil, -2
+  local p = n - 1
+  local stop = math.max(t, n - 10000)
+  while p >= stop do
+    local q = redis.call('PTTL', P_PREFIX .. fmt(p))
+    if q ~= -2 then
+      watched, pttl = p, q
+      break
+    end
+    p = p - 1
+  end
+  local mine = 1
+  if watched and not callee(redis.call('GET', T_PREFIX .. fmt(watched)), bs) then mine = 0 end
+  local least, lq = nil, -1
+  local seen = 0
+  for h in pairs(holders) do
+    if seen >= 64 then break end
+    seen = seen + 1
+    local q = redis.call('PTTL', P_PREFIX .. fmt(h))
+    if q >= 0 and (least == nil or q < lq) then least, lq = h, q end
+  end
+  if least then
+    if not callee(redis.call('GET', T_PREFIX .. fmt(least)), bs) then mine = 0 end
+    if watched == nil then
+      watched, pttl = least, lq
+    elseif pttl < 0 or lq < pttl then
+      pttl = lq
+    end
+  end
+  if watched == nil then watched, pttl, mine = t, -2, 0 end
+  return watched, pttl, mine
+end
+"#;
+
+/// The names every shared-mode script gives its declared keys (all in the
+/// queue's slot, in the order of [`keys`]) and its first six arguments
+/// (presence prefix, identity prefix, `external`, `internal`, the resource
+/// as log lines name it, the permits); each script's own arguments follow.
+pub(super) const NAMES: &str = r#"
+local K_DISP, K_IND, K_INC, K_KIND = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local K_ADM, K_HOLD, K_WEIGHTS = KEYS[5], KEYS[6], KEYS[7]
+local P_PREFIX, T_PREFIX, EXTERNAL, INTERNAL, NAME = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local PERMITS = tonumber(ARGV[6])
+"#;
+
+/// A call of a shared-mode script for a queue of `k` asking `ask`: its
+/// declared keys and first six arguments (see [`NAMES`]).
+pub(super) fn call(script: &'static redis::Script, k: &Keys, ask: &Ask) -> Call {
+    Call::new(
+        script,
+        &[
+            &k.dispenser,
+            &k.indicator,
+            &k.incarnation,
+            &k.kind,
+            &k.admitted,
+            &k.holders,
+            &k.weights,
+        ],
+    )
+    .arg(&k.presence_prefix)
+    .arg(&k.ticket_prefix)
+    .arg(&k.external)
+    .arg(&k.internal)
+    .arg(&k.name)
+    .arg(ask.permits)
+}
+
+/// A shared-mode script: the shared helpers (`lua.rs`), [`NAMES`],
+/// [`ADMIT`], then `body`.
+pub(super) fn script(body: &str) -> redis::Script {
+    super::lua::script(&format!("{NAMES}{ADMIT}{body}"))
+}

@@ -1,0 +1,444 @@
+//! The shared modes against a real redis-server: a FIFO semaphore, a
+//! read-write lock, all or none over several resources, and the kind a
+//! queue keeps.
+
+use crate::support;
+
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use redis::Commands;
+use support::{Redis, queued};
+use turn::{Acquire, ErrorKind, Kind, Locker, Mode, Wait};
+
+fn locker(r: &Redis) -> Locker {
+    Locker::new(Some(&r.url())).expect("locker connects")
+}
+
+fn sem(permits: u32, weight: u32) -> Acquire {
+    Acquire::label("sem").mode(Mode::Semaphore { permits, weight })
+}
+
+fn rw(exclusive: bool) -> Acquire {
+    Acquire::label(if exclusive { "writer" } else { "reader" }).mode(Mode::ReadWrite { exclusive })
+}
+
+fn try_once(a: Acquire) -> Acquire {
+    a.wait(Wait::TryOnce)
+}
+
+/// Starts an acquire in a thread; its lock (or error) comes on the channel.
+fn waiting(
+    l: &Locker,
+    resource: &str,
+    request: Acquire,
+) -> mpsc::Receiver<turn::Result<turn::Lock>> {
+    let (tx, rx) = mpsc::channel();
+    let l = l.clone();
+    let resource = resource.to_string();
+    thread::spawn(move || {
+        let _ = tx.send(l.acquire(&resource, &request));
+    });
+    rx
+}
+
+const LONG: Duration = Duration::from_secs(10);
+
+#[test]
+fn a_semaphore_holds_up_to_its_permits_and_no_more() {
+    let r = Redis::start();
+    let l = locker(&r);
+    let a = l.acquire("pool", &sem(3, 1)).unwrap();
+    let b = l.acquire("pool", &sem(3, 2)).unwrap();
+    assert!(b.token() > a.token());
+    let e = l.acquire("pool", &try_once(sem(3, 1))).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WouldBlock, "{e}");
+    let c = waiting(&l, "pool", sem(3, 1));
+    assert!(
+        c.recv_timeout(Duration::from_millis(300)).is_err(),
+        "no permit is free"
+    );
+    let b_token = b.token();
+    b.release().unwrap();
+    let c = c.recv_timeout(LONG).unwrap().unwrap();
+    assert!(c.token() > b_token, "tokens increase in grant order");
+    // 1 + 1 of 3 held: one more of weight 1 fits at once.
+    let d = l.acquire("pool", &try_once(sem(3, 1))).unwrap();
+    for lock in [a, c, d] {
+        lock.check().unwrap();
+        lock.release().unwrap();
+    }
+    assert_eq!(
+        r.conn().hlen::<_, i64>("turn:pool:holders").unwrap(),
+        0,
+        "every holder left"
+    );
+}
+
+#[test]
+fn a_semaphore_admits_in_draw_order_without_barging() {
+    let r = Redis::start();
+    let l = locker(&r);
+    let a = l.acquire("pool", &sem(2, 1)).unwrap();
+    // Weight 2 does not fit beside a: it waits, and holds back a later
+    // weight 1 that would fit.
+    let big = waiting(&l, "pool", sem(2, 2));
+    assert!(queued(&l, "pool", 2));
+    let e = l.acquire("pool", &try_once(sem(2, 1))).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WouldBlock, "no barging: {e}");
+    let small = waiting(&l, "pool", sem(2, 1));
+    assert!(queued(&l, "pool", 3));
+    assert!(small.recv_timeout(Duration::from_millis(300)).is_err());
+    a.release().unwrap();
+    let big = big.recv_timeout(LONG).unwrap().unwrap();
+    assert!(small.recv_timeout(Duration::from_millis(300)).is_err());
+    let big_token = big.token();
+    big.release().unwrap();
+    let small = small.recv_timeout(LONG).unwrap().unwrap();
+    assert!(small.token() > big_token, "tokens increase in grant order");
+    small.release().unwrap();
+}
+
+#[test]
+fn a_read_write_lock_holds_readers_together_and_a_writer_alone() {
+    let r = Redis::start();
+    let l = locker(&r);
+    let r1 = l.acquire("doc", &rw(false)).unwrap();
+    let r2 = l.acquire("doc", &try_once(rw(false))).unwrap();
+    let e = l.acquire("doc", &try_once(rw(true))).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WouldBlock, "{e}");
+    let writer = waiting(&l, "doc", rw(true));
+    assert!(queued(&l, "doc", 3));
+    // A reader drawn after a waiting writer waits for it.
+    let e = l.acquire("doc", &try_once(rw(false))).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WouldBlock, "readers never barge: {e}");
+    let late_reader = waiting(&l, "doc", rw(false));
+    assert!(queued(&l, "doc", 4));
+    r1.release().unwrap();
+    assert!(writer.recv_timeout(Duration::from_millis(300)).is_err());
+    r2.release().unwrap();
+    let w = writer.recv_timeout(LONG).unwrap().unwrap();
+    assert!(
+        late_reader
+            .recv_timeout(Duration::from_millis(300))
+            .is_err()
+    );
+    w.release().unwrap();
+    late_reader
+        .recv_timeout(LONG)
+        .unwrap()
+        .unwrap()
+        .release()
+        .unwrap();
+}
+
+#[test]
+fn a_queue_keeps_its_kind_until_it_is_reset() {
+    let r = Redis::start();
+    let l = locker(&r);
+    l.acquire("plain", &Acquire::label("x"))
+        .unwrap()
+        .release()
+        .unwrap();
+    let e = l.acquire("plain", &sem(2, 1)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WrongKind, "{e}");
+    assert!(e.message().contains("a plain lock"), "{e}");
+    let e = l.acquire("plain", &rw(false)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WrongKind, "{e}");
+
+    l.acquire("sem", &sem(4, 1)).unwrap().release().unwrap();
+    for (request, what) in [
+        (sem(5, 1), "other permits"),
+        (rw(true), "a read-write lock"),
+        (Acquire::label("plain"), "a plain lock"),
+    ] {
+        let e = l.acquire("sem", &request).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::WrongKind, "{what}: {e}");
+        assert!(e.message().contains("semaphore of 4 permits"), "{e}");
+    }
+    let e = l.acquire("rw", &rw(true)).map(drop);
+    e.unwrap();
+    let e = l.acquire("rw", &sem(1, 1)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WrongKind, "{e}");
+    // Nothing was drawn by the refused acquires.
+    let disp: String = r.conn().get("turn:sem:dispenser").unwrap();
+    assert_eq!(disp, "1");
+
+    // Reset when idle: the queue is made anew, of another kind.
+    l.reset("sem").unwrap();
+    l.acquire("sem", &Acquire::label("now plain"))
+        .unwrap()
+        .release()
+        .unwrap();
+    assert_eq!(l.status("sem").unwrap().kind, Kind::Plain);
+}
+
+#[test]
+fn bad_permits_and_weights_are_refused_before_any_round_trip() {
+    let r = Redis::start();
+    let l = locker(&r);
+    for (permits, weight) in [(0, 0), (0, 1), (3, 0), (3, 4)] {
+        let e = l.acquire("pool", &sem(permits, weight)).unwrap_err();
+        assert_eq!(
+            e.kind(),
+            ErrorKind::InvalidArgument,
+            "{permits}/{weight}: {e}"
+        );
+    }
+    let keys: Vec<String> = r.conn().keys("*").unwrap();
+    assert!(keys.is_empty(), "nothing written: {keys:?}");
+}
+
+#[test]
+fn a_dead_holders_permits_come_back_within_its_lease() {
+    let r = Redis::start();
+    let holder = locker(&r);
+    let l = locker(&r);
+    let lease = Duration::from_millis(1500);
+    let a = holder.acquire("pool", &sem(1, 1).expire(lease)).unwrap();
+    let next = waiting(&l, "pool", sem(1, 1));
+    assert!(queued(&l, "pool", 2));
+    // The holder's process dies: its presence key is gone, and nobody
+    // releases.
+    std::mem::forget(a);
+    holder.close();
+    let _: () = r.conn().del(format!("turn:pool:serial:{}", 1)).unwrap();
+    let started = Instant::now();
+    let next = next
+        .recv_timeout(lease + Duration::from_secs(5))
+        .unwrap()
+        .unwrap();
+    eprintln!("admitted {:?} after the holder died", started.elapsed());
+    next.check().unwrap();
+    next.release().unwrap();
+}
+
+#[test]
+fn a_pending_semaphore_acquire_ends_when_a_permit_comes_back() {
+    let r = Redis::start();
+    let l = locker(&r);
+    let a = l.acquire("pool", &sem(1, 1)).unwrap();
+    let pending = l.start_acquire("pool", &sem(1, 1)).unwrap();
+    assert!(pending.finish().unwrap().is_none());
+    a.release().unwrap();
+    assert!(support::readable(pending.fd(), 5000));
+    let lock = pending.finish().unwrap().expect("held once readable");
+    lock.release().unwrap();
+}
+
+#[test]
+fn acquire_all_takes_every_resource_and_returns_them_in_order() {
+    let r = Redis::start();
+    let l = locker(&r);
+    let locks = l
+        .acquire_all(&["c", "a", "b"], &Acquire::label("all"))
+        .unwrap();
+    let names: Vec<&str> = locks.iter().map(|l| l.resource()).collect();
+    assert_eq!(names, ["c", "a", "b"]);
+    // A second, overlapping, gives up at its timeout and keeps nothing.
+    let e = l
+        .acquire_all(
+            &["x", "b"],
+            &Acquire::label("late").wait(Wait::For(Duration::from_millis(200))),
+        )
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
+    l.acquire("x", &try_once(Acquire::label("x free")))
+        .expect("the lock taken before the timeout was released")
+        .release()
+        .unwrap();
+    for lock in locks {
+        lock.release().unwrap();
+    }
+    let e = l
+        .acquire_all(&["a", "a"], &Acquire::label("twice"))
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+}
+
+#[test]
+fn acquire_all_in_opposite_orders_never_deadlocks() {
+    let r = Redis::start();
+    let l = locker(&r);
+    let mut threads = Vec::new();
+    for i in 0..4 {
+        let l = l.clone();
+        threads.push(thread::spawn(move || {
+            let names: [&str; 3] = if i % 2 == 0 {
+                ["p", "q", "r"]
+            } else {
+                ["r", "q", "p"]
+            };
+            for _ in 0..20 {
+                let locks = l
+                    .acquire_all(&names, &Acquire::label("t").wait(Wait::For(LONG)))
+                    .unwrap();
+                for lock in locks {
+                    lock.release().unwrap();
+                }
+            }
+        }));
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+}
+
+#[test]
+fn status_shows_each_holder_and_waiter_with_its_weight_or_share() {
+    let r = Redis::start();
+    let l = locker(&r);
+    let a = l.acquire("pool", &sem(3, 2)).unwrap();
+    let waiter = waiting(&l, "pool", sem(3, 2));
+    assert!(queued(&l, "pool", 2));
+    let s = l.status("pool").unwrap();
+    assert_eq!(s.kind, Kind::Semaphore { permits: 3 });
+    let seen: Vec<(u64, bool, Mode)> = s
+        .tickets
+        .iter()
+        .map(|t| (t.serial, t.held, t.mode))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (
+                1,
+                true,
+                Mode::Semaphore {
+                    permits: 3,
+                    weight: 2
+                }
+            ),
+            (
+                2,
+                false,
+                Mode::Semaphore {
+                    permits: 3,
+                    weight: 2
+                }
+            )
+        ]
+    );
+    a.release().unwrap();
+    waiter
+        .recv_timeout(LONG)
+        .unwrap()
+        .unwrap()
+        .release()
+        .unwrap();
+
+    let r1 = l.acquire("doc", &rw(false)).unwrap();
+    let r2 = l.acquire("doc", &rw(false)).unwrap();
+    let w = waiting(&l, "doc", rw(true));
+    assert!(queued(&l, "doc", 3));
+    let s = l.status("doc").unwrap();
+    assert_eq!(s.kind, Kind::ReadWrite);
+    let seen: Vec<(bool, Mode)> = s.tickets.iter().map(|t| (t.held, t.mode)).collect();
+    assert_eq!(
+        seen,
+        [
+            (true, Mode::ReadWrite { exclusive: false }),
+            (true, Mode::ReadWrite { exclusive: false }),
+            (false, Mode::ReadWrite { exclusive: true })
+        ]
+    );
+    r1.release().unwrap();
+    r2.release().unwrap();
+    w.recv_timeout(LONG).unwrap().unwrap().release().unwrap();
+}
+
+#[test]
+fn on_a_redis_cluster_the_modes_and_acquire_all_work_whatever_the_slots() {
+    let cluster = support::cluster::Cluster::start(3);
+    let l = Locker::new(Some(&cluster.url())).unwrap();
+    let a = l.acquire("pool", &sem(2, 1)).unwrap();
+    let b = l.acquire("pool", &sem(2, 1)).unwrap();
+    let e = l.acquire("pool", &try_once(sem(2, 1))).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WouldBlock, "{e}");
+    let c = waiting(&l, "pool", sem(2, 1));
+    a.release().unwrap();
+    c.recv_timeout(LONG).unwrap().unwrap().release().unwrap();
+    b.release().unwrap();
+    let r1 = l.acquire("doc", &rw(false)).unwrap();
+    let e = l.acquire("doc", &try_once(rw(true))).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WouldBlock, "{e}");
+    r1.release().unwrap();
+    // Names in many slots (and on several masters).
+    let names: Vec<String> = (0..12).map(|i| format!("account:{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let locks = l.acquire_all(&names, &Acquire::label("all")).unwrap();
+    assert_eq!(locks.len(), names.len());
+    for lock in &locks {
+        lock.check().unwrap();
+    }
+    for lock in locks {
+        lock.release().unwrap();
+    }
+}
+
+/// Lockers in threads take a semaphore of 3 permits with weights 1 and 2,
+/// and a read-write lock, over and over: the weight held never passes the
+/// permits, and no reader holds beside a writer.
+#[test]
+fn contending_holders_never_pass_the_permits_nor_a_writer() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicI64, Ordering};
+    let r = Redis::start();
+    let held = Arc::new(AtomicI64::new(0));
+    let readers = Arc::new(AtomicI64::new(0));
+    let writers = Arc::new(AtomicI64::new(0));
+    let mut threads = Vec::new();
+    for i in 0..8u32 {
+        let l = locker(&r);
+        let (held, readers, writers) = (held.clone(), readers.clone(), writers.clone());
+        threads.push(thread::spawn(move || {
+            let weight = 1 + i % 2;
+            for round in 0..15 {
+                let lock = l
+                    .acquire("pool", &sem(3, weight).wait(Wait::For(LONG)))
+                    .unwrap();
+                let now = held.fetch_add(weight.into(), Ordering::SeqCst) + i64::from(weight);
+                assert!(now <= 3, "{now} weight held of 3 permits");
+                thread::sleep(Duration::from_millis(2));
+                held.fetch_sub(weight.into(), Ordering::SeqCst);
+                lock.check().unwrap();
+                lock.release().unwrap();
+
+                let exclusive = (i + round) % 4 == 0;
+                let lock = l
+                    .acquire("doc", &rw(exclusive).wait(Wait::For(LONG)))
+                    .unwrap();
+                if exclusive {
+                    assert_eq!(writers.fetch_add(1, Ordering::SeqCst), 0, "two writers");
+                    assert_eq!(
+                        readers.load(Ordering::SeqCst),
+                        0,
+                        "a reader beside a writer"
+                    );
+                } else {
+                    readers.fetch_add(1, Ordering::SeqCst);
+                    assert_eq!(
+                        writers.load(Ordering::SeqCst),
+                        0,
+                        "a writer beside a reader"
+                    );
+                }
+                thread::sleep(Duration::from_millis(2));
+                if exclusive {
+                    writers.fetch_sub(1, Ordering::SeqCst);
+                } else {
+                    readers.fetch_sub(1, Ordering::SeqCst);
+                }
+                lock.check().unwrap();
+                lock.release().unwrap();
+            }
+        }));
+    }
+    for t in threads {
+        t.join().unwrap();
+    }
+    let mut c = r.conn();
+    assert_eq!(c.hlen::<_, i64>("turn:pool:holders").unwrap(), 0);
+    assert_eq!(c.hlen::<_, i64>("turn:doc:holders").unwrap(), 0);
+}
