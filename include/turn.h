@@ -39,6 +39,22 @@
 #define TURN_MAX_STATUS_TICKETS 100000
 
 /**
+ * `turn_status_kind`: a plain queue (turn 1.0's).
+ */
+#define TURN_KIND_PLAIN 0
+
+/**
+ * `turn_status_kind`: a FIFO semaphore (`turn_status_permits` tells its
+ * permits).
+ */
+#define TURN_KIND_SEMAPHORE 1
+
+/**
+ * `turn_status_kind`: a read-write lock.
+ */
+#define TURN_KIND_RWLOCK 2
+
+/**
  * Level of a message: something failed (a background thread of a locker
  * failed and was restarted).
  */
@@ -262,6 +278,16 @@ typedef struct turn_status turn_status;
  */
 typedef void (*turn_log_fn)(void *context, int level, const char *message);
 
+/**
+ * Upper bounds (seconds) of the wait histogram's buckets.
+ */
+#define WAIT_BUCKETS { 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, }
+
+/**
+ * Upper bounds (seconds) of the hold histogram's buckets.
+ */
+#define HOLD_BUCKETS { 0.001, 0.01, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0, 3600.0, }
+
 #ifdef __cplusplus
 extern "C" {
 #endif /* __cplusplus */
@@ -319,6 +345,38 @@ void turn_locker_free(turn_locker *locker);
  * standard error, at most one line a minute).
  */
 turn_result turn_locker_health(const turn_locker *locker);
+
+/**
+ * Writes the locker's counters and histograms in the Prometheus text
+ * format (version 0.0.4), NUL-terminated, to `buf` (`len` bytes), and
+ * the size that takes, the terminating NUL included, to `*needed`. With
+ * `buf` NULL it only writes `*needed` (and answers `TURN_OK`); a `len`
+ * below it writes nothing to `buf` and answers
+ * `TURN_ERR_INVALID_ARGUMENT` (with `*needed` written). `needed` may be
+ * NULL when `buf` is not.
+ *
+ * The series (every name starts with `turn_`; no label names a resource,
+ * a label or a ticket, so their number is fixed): `turn_acquires_total`
+ * (`granted` = `at_once` or `after_waiting`),
+ * `turn_acquire_failures_total` (`reason` = `timeout`, `canceled`,
+ * `would_block`, `error`), `turn_locks_lost_total`,
+ * `turn_handoffs_total`, `turn_heartbeat_beats_total`,
+ * `turn_heartbeat_slow_beats_total`, `turn_reconnections_total`, and the
+ * histograms `turn_wait_seconds` and `turn_hold_seconds`. No round trip.
+ *
+ * ```c
+ * size_t needed;
+ * turn_locker_metrics(locker, NULL, 0, &needed);
+ * char *text = malloc(needed);
+ * if (text && turn_locker_metrics(locker, text, needed, &needed) == TURN_OK) fputs(text, out);
+ * free(text);
+ * ```
+ *
+ * # Safety
+ * `buf` is NULL or writable for `len` bytes; `needed` is NULL or
+ * writable.
+ */
+turn_result turn_locker_metrics(const turn_locker *locker, char *buf, size_t len, size_t *needed);
 
 /**
  * Moves the indicator of `resource` past tickets whose presence key is
@@ -768,6 +826,98 @@ uint64_t turn_status_serial_at(const turn_status *status, size_t i);
  * `status` is NULL or a live status.
  */
 const char *turn_status_label_at(const turn_status *status, size_t i);
+
+/**
+ * The queue's kind: `TURN_KIND_PLAIN`, `TURN_KIND_SEMAPHORE` or
+ * `TURN_KIND_RWLOCK`; -1 for NULL or a handle that is not a live status.
+ *
+ * # Safety
+ * `status` is NULL or a live status.
+ */
+int turn_status_kind(const turn_status *status);
+
+/**
+ * A semaphore's permits; 0 for another kind, NULL or a bad handle.
+ *
+ * # Safety
+ * `status` is NULL or a live status.
+ */
+uint32_t turn_status_permits(const turn_status *status);
+
+/**
+ * 1 when live ticket `i` holds, 0 when it waits; -1 for NULL or out of
+ * range.
+ *
+ * # Safety
+ * `status` is NULL or a live status.
+ */
+int turn_status_held_at(const turn_status *status, size_t i);
+
+/**
+ * The permits live ticket `i` takes of a semaphore (a turn 1.0 ticket:
+ * all of them); 1 in other queues; 0 for NULL or out of range.
+ *
+ * # Safety
+ * `status` is NULL or a live status.
+ */
+uint32_t turn_status_weight_at(const turn_status *status, size_t i);
+
+/**
+ * 1 when live ticket `i` holds alone (a plain queue's ticket, a
+ * read-write lock's writer, a turn 1.0 ticket there), 0 when it shares
+ * (a reader, a semaphore's ticket); -1 for NULL or out of range.
+ *
+ * # Safety
+ * `status` is NULL or a live status.
+ */
+int turn_status_exclusive_at(const turn_status *status, size_t i);
+
+/**
+ * 1 when live ticket `i` was drawn by this library in the queue's
+ * incarnation, 0 for a turn 1.0 client's; -1 for NULL or out of range.
+ *
+ * # Safety
+ * `status` is NULL or a live status.
+ */
+int turn_status_ours_at(const turn_status *status, size_t i);
+
+/**
+ * The fencing token of live ticket `i`; 0 when not known (a turn 1.0
+ * ticket), for NULL or out of range.
+ *
+ * # Safety
+ * `status` is NULL or a live status.
+ */
+uint64_t turn_status_token_at(const turn_status *status, size_t i);
+
+/**
+ * How long live ticket `i` has held (a holder) or waited (a waiter), in
+ * ms when the status was read; -1 when not known (a turn 1.0 ticket), for
+ * NULL or out of range.
+ *
+ * # Safety
+ * `status` is NULL or a live status.
+ */
+int64_t turn_status_age_ms_at(const turn_status *status, size_t i);
+
+/**
+ * The lease left of live ticket `i` in ms (its presence key's time to
+ * live) when the status was read; -1 when it has no expiry, for NULL or
+ * out of range.
+ *
+ * # Safety
+ * `status` is NULL or a live status.
+ */
+int64_t turn_status_lease_left_ms_at(const turn_status *status, size_t i);
+
+/**
+ * The place of live ticket `i` among the waiters, from 1; 0 for a
+ * holder, NULL or out of range.
+ *
+ * # Safety
+ * `status` is NULL or a live status.
+ */
+uint64_t turn_status_position_at(const turn_status *status, size_t i);
 
 /**
  * Frees a status. NULL is a no-op.

@@ -105,7 +105,7 @@ impl Heartbeat {
             return false;
         }
         if held {
-            ticket.set_held();
+            ticket.set_held(core.now_ms());
         }
         tickets.insert(ticket.id, ticket.clone());
         drop(tickets);
@@ -123,7 +123,7 @@ impl Heartbeat {
         if core.is_closed() || t.lapsed(core.now_ms()) {
             return false;
         }
-        t.set_held();
+        t.set_held(core.now_ms());
         t.is_held()
     }
 
@@ -206,6 +206,12 @@ impl Heartbeat {
     /// The figures of the last beat.
     pub fn last_beat(&self) -> Option<Beat> {
         self.watch().last
+    }
+
+    /// Beats so far, and the slow ones among them.
+    pub fn beats(&self) -> (u64, u64) {
+        let watch = self.watch();
+        (watch.beats, watch.slow_beats)
     }
 
     /// Ok unless a beat in the last minute was slow: then a `Connection`
@@ -313,6 +319,7 @@ pub(crate) fn run(core: &Core, hb: &Heartbeat) {
         // cluster's router drops and reopens its own per node.
         failed = alive.iter().any(Option::is_none);
         if failed && matches!(link, Some(Renewer::Server(_))) {
+            core.metrics.reconnection();
             link = None;
         }
         record(&batch, &alive, sent_ms);
@@ -534,7 +541,7 @@ mod tests {
     fn a_beat_renews_the_tickets_found_alive_and_loses_the_others() {
         let a = ticket(1, 3000, 0);
         let b = ticket(2, 3000, 0);
-        b.set_held();
+        b.set_held(0);
         let c = ticket(3, 3000, 0);
         record(
             &[a.clone(), b.clone(), c.clone()],

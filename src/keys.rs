@@ -52,6 +52,10 @@ pub(crate) struct Keys {
     /// `P:R:weights`: hash of the waiting tickets of a shared-mode queue,
     /// serial -> weight (ours only).
     pub weights: String,
+    /// `P:R:since`: hash serial -> server time (`SECONDS` and six digits
+    /// of microseconds) of the draw of a waiting ticket, or of the grant of
+    /// a holder, for status (ours only).
+    pub since: String,
 }
 
 impl Keys {
@@ -81,6 +85,7 @@ impl Keys {
             admitted: format!("{base}:admitted"),
             holders: format!("{base}:holders"),
             weights: format!("{base}:weights"),
+            since: format!("{base}:since"),
         }
     }
 

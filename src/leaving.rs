@@ -104,6 +104,7 @@ pub(crate) fn release(core: &Core, heartbeat: &Heartbeat, t: &Ticket) -> Result<
             t.serial, t.resource
         )));
     }
+    core.metrics.held(t.held_for(core.now_ms()));
     let epoch = core.pool.epoch();
     let mut result = scripts::release(core, t, Mode::Release, true);
     let doubtful = match &result {
@@ -120,6 +121,10 @@ pub(crate) fn release(core: &Core, heartbeat: &Heartbeat, t: &Ticket) -> Result<
     }
     t.set_done();
     let left = result?;
+    if !left.moved || !left.present {
+        // Lost before the release, unseen until now.
+        core.metrics.lost();
+    }
     if !left.moved {
         return Err(Error::lost(format!(
             "lock {} on \"{}\" was lost: the indicator had moved on; it was left alone",
@@ -172,7 +177,7 @@ pub(crate) fn close(
         } else if t.is_active() {
             go_on(&mut reachable, &t, Mode::Abandon);
         }
-        t.mark_lost();
+        t.mark_closed();
     }
     for t in leaving {
         go_on(&mut reachable, &t, Mode::Abandon);

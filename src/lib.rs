@@ -27,6 +27,7 @@ mod lock;
 mod locker;
 mod log;
 mod lost_signal;
+mod metrics;
 mod notifier;
 mod options;
 mod pending;
@@ -50,6 +51,7 @@ pub use keys::{
 };
 pub use lock::{Lock, Pending};
 pub use locker::{DEFAULT_URL, Locker, ResetOutcome};
+pub use metrics::{HOLD_BUCKETS, HistogramSnapshot, MetricsSnapshot, WAIT_BUCKETS};
 pub use options::{
     Acquire, Cancel, DEFAULT_EXPIRE, DEFAULT_GRACE, DEFAULT_PATIENCE, DEFAULT_REPLICA_TIMEOUT,
     Kind, MAX_EXPIRE, MIN_EXPIRE, MIN_PATIENCE, MinReplicas, Mode, Options, Tls, Wait,

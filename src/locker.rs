@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::heartbeat::Beat;
 use crate::keys::validate_resource;
 use crate::lock::{Lock, Pending};
+use crate::metrics::MetricsSnapshot;
 use crate::options::{Acquire, MinReplicas, Options};
 use crate::pending;
 use crate::status::Status;
@@ -114,6 +115,26 @@ impl Locker {
     /// long, how many round trips; None before the first.
     pub fn last_beat(&self) -> Option<Beat> {
         self.rt().heartbeat.last_beat()
+    }
+
+    /// What this locker counted since it was made: acquires (granted at
+    /// once, after waiting), timeouts, cancels, locks lost, hand-offs,
+    /// beats and slow beats, broken connections, and the wait and hold
+    /// histograms. Reading them makes no round trip; keeping them costs
+    /// a few atomic additions per lock. [`MetricsSnapshot::text`] writes
+    /// them in the Prometheus text format; no label names a resource.
+    ///
+    /// ```no_run
+    /// let locker = turn::Locker::new(None)?;
+    /// locker.lock("printer", "job")?.release()?;
+    /// let metrics = locker.metrics();
+    /// assert_eq!(metrics.acquired_at_once, 1);
+    /// print!("{}", metrics.text());
+    /// # Ok::<(), turn::Error>(())
+    /// ```
+    pub fn metrics(&self) -> MetricsSnapshot {
+        let (beats, slow_beats) = self.rt().heartbeat.beats();
+        self.rt().core.metrics.snapshot(beats, slow_beats)
     }
 
     /// Closes the locker now, whoever else holds a clone, a lock or a

@@ -4,13 +4,14 @@
 //! threads, and a locker promises exactly two (heartbeat and notifier); the
 //! pool also has to honour the connect and command timeouts of the options.
 
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::connect::cluster::{Prepare, Router};
 use crate::connect::{Conn, Connector, Link};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::metrics::Metrics;
 use crate::sync::{lock, wait_timeout};
 
 /// Why a server turned a connection away, when it did.
@@ -64,6 +65,8 @@ fn words(e: &redis::RedisError) -> String {
 const STALE_AFTER: Duration = Duration::from_secs(5);
 
 pub(crate) struct Pool {
+    /// The locker's counters (a broken connection counts).
+    metrics: Arc<Metrics>,
     connector: Connector,
     max: usize,
     connect_timeout: Duration,
@@ -101,8 +104,10 @@ impl Pool {
         max: usize,
         connect_timeout: Duration,
         command_timeout: Duration,
+        metrics: Arc<Metrics>,
     ) -> Pool {
         Pool {
+            metrics,
             connector,
             max: max.max(1),
             connect_timeout,
@@ -434,6 +439,7 @@ impl Drop for Pooled<'_> {
         }
         if self.broken {
             drop(conn);
+            self.pool.metrics.reconnection();
             self.pool.discard_one();
             self.pool.discard_idle();
             return;

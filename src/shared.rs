@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use crate::connect::{Conn, Connector};
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::Keys;
+use crate::metrics::Metrics;
 use crate::options::{MinReplicas, Options};
 use crate::pool::Pool;
 use crate::sync::lock;
@@ -39,6 +40,8 @@ pub(crate) struct Core {
     /// the deployment (see [`Options::min_replicas`]).
     pub durable: MinReplicas,
     pub pool: Pool,
+    /// What the locker counts of its work (`Locker::metrics`).
+    pub metrics: Arc<Metrics>,
     /// The fork generation this locker was made in (see `fork.rs`).
     generation: u64,
     epoch: Instant,
@@ -70,11 +73,13 @@ impl Core {
             // The deployment's default waits less than a command may take.
             durable.timeout = options.command_timeout / 2;
         }
+        let metrics = Arc::new(Metrics::default());
         let pool = Pool::new(
             connector,
             options.pool_size,
             options.connect_timeout,
             options.command_timeout,
+            metrics.clone(),
         );
         // A refused password or user is reported here, not at the first call.
         pool.check()?;
@@ -82,6 +87,7 @@ impl Core {
             options,
             durable,
             pool,
+            metrics,
             generation: crate::fork::generation(),
             epoch: Instant::now(),
             closed: AtomicBool::new(false),

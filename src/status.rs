@@ -1,5 +1,7 @@
 //! Snapshots of queues: what `Locker::status` answers.
 
+use std::time::Duration;
+
 use crate::options::{Kind, Mode};
 
 /// The most tickets one status reports (from the indicator on).
@@ -20,6 +22,21 @@ pub struct TicketInfo {
     /// client's ticket in such a queue asks for all of it (every permit,
     /// or exclusive).
     pub mode: Mode,
+    /// Drawn by this library in the queue's incarnation; false for a turn
+    /// 1.0 client's ticket (or one of an earlier incarnation).
+    pub ours: bool,
+    /// Its fencing token (ours only).
+    pub token: Option<u64>,
+    /// A holder: how long it has held (from its grant; a ticket granted by
+    /// a turn 1.0 client's release counts from its draw). None when not
+    /// known (a turn 1.0 ticket).
+    pub held_for: Option<Duration>,
+    /// A waiter: how long it has waited (from its draw).
+    pub waited_for: Option<Duration>,
+    /// Its lease left: its presence key's time to live (None: no expiry).
+    pub lease_left: Option<Duration>,
+    /// A waiter's place among the waiters, from 1 (None for a holder).
+    pub position: Option<u64>,
 }
 
 /// A snapshot of one queue, read atomically.

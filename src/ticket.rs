@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::keys::Keys;
 use crate::lost_signal::{LostSignal, Renewal};
+use crate::metrics::Metrics;
 use crate::options::Mode;
 use crate::sync::{lock, wait_timeout};
 
@@ -32,6 +33,8 @@ pub(crate) struct Draw {
     pub sent_ms: u64,
     /// What the ticket asks of its queue.
     pub mode: Mode,
+    /// The drawing locker's counters.
+    pub metrics: Arc<Metrics>,
 }
 
 pub(crate) struct Ticket {
@@ -51,7 +54,11 @@ pub(crate) struct Ticket {
     pub expire: Duration,
     /// What the ticket asks of its queue.
     pub mode: Mode,
+    /// Its locker's counters.
+    metrics: Arc<Metrics>,
     state: AtomicU8,
+    /// When it became held, in ms since the locker's epoch.
+    held_ms: AtomicU64,
     /// When the last confirmed refresh was sent, in ms since the locker's
     /// epoch: the lease runs from there.
     refreshed_ms: AtomicU64,
@@ -78,6 +85,7 @@ impl Ticket {
             expire,
             sent_ms: drawn_ms,
             mode,
+            metrics,
         } = draw;
         let base = (token as i128 - serial as i128).to_string();
         Ticket {
@@ -91,7 +99,9 @@ impl Ticket {
             label,
             expire,
             mode,
+            metrics,
             state: AtomicU8::new(WAITING),
+            held_ms: AtomicU64::new(0),
             refreshed_ms: AtomicU64::new(drawn_ms),
             called: AtomicBool::new(false),
             signaled: Mutex::new(false),
@@ -116,10 +126,23 @@ impl Ticket {
         self.state.load(Ordering::Acquire) == LOST
     }
 
-    pub fn set_held(&self) {
-        let _ = self
+    /// Held from `now_ms` (the locker's clock) on, when it was waiting.
+    pub fn set_held(&self, now_ms: u64) {
+        if self
             .state
-            .compare_exchange(WAITING, HELD, Ordering::AcqRel, Ordering::Acquire);
+            .compare_exchange(WAITING, HELD, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.held_ms.store(now_ms, Ordering::Release);
+        }
+    }
+
+    /// How long it has been held at `now_ms` (zero when it is not held).
+    pub fn held_for(&self, now_ms: u64) -> Duration {
+        if !self.is_held() {
+            return Duration::ZERO;
+        }
+        Duration::from_millis(now_ms.saturating_sub(self.held_ms.load(Ordering::Acquire)))
     }
 
     /// Released or withdrawn: its lost fd (if it had not fired) never
@@ -130,15 +153,32 @@ impl Ticket {
     }
 
     /// Marks the ticket lost (once waiting or held), makes its lost fd
-    /// readable and wakes its waiter.
+    /// readable and wakes its waiter; a held one counts as a lock lost.
     pub fn mark_lost(&self) {
+        if self.end(LOST) == Some(HELD) {
+            self.metrics.lost();
+        }
+    }
+
+    /// Marks the ticket ended by its locker's closing: as lost (its waiter
+    /// and its lost fd hear of it), but not counted as a lock lost.
+    pub fn mark_closed(&self) {
+        self.end(LOST);
+    }
+
+    /// Ends a waiting or held ticket as `LOST`; the state it left, if any.
+    fn end(&self, lost: u8) -> Option<u8> {
+        let mut left = None;
         let mut s = self.state.load(Ordering::Acquire);
         while s == WAITING || s == HELD {
             match self
                 .state
-                .compare_exchange(s, LOST, Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange(s, lost, Ordering::AcqRel, Ordering::Acquire)
             {
-                Ok(_) => break,
+                Ok(_) => {
+                    left = Some(s);
+                    break;
+                }
                 Err(now) => s = now,
             }
         }
@@ -146,6 +186,7 @@ impl Ticket {
             self.lost.fire();
         }
         self.signal();
+        left
     }
 
     pub fn refreshed_ms(&self) -> u64 {
@@ -265,6 +306,7 @@ impl Ticket {
             expire: Duration::from_millis(expire_ms),
             sent_ms,
             mode: Mode::Plain,
+            metrics: Arc::default(),
         };
         Arc::new(Ticket::new(draw, serial, 1000 + serial))
     }

@@ -79,6 +79,24 @@ fn c_api_calls_bad_input_and_fork() {
 }
 
 #[test]
+fn c_locker_metrics_give_their_size_and_text() {
+    let r = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = compile("cc", &root().join("tests/c/metrics.c"), dir.path(), &[]);
+    let out = run(&bin, &[&r.url()]);
+    assert!(out.contains("metrics: all checks passed"), "{out}");
+}
+
+#[test]
+fn c_status_tells_each_tickets_facts() {
+    let r = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let bin = compile("cc", &root().join("tests/c/status_facts.c"), dir.path(), &[]);
+    let out = run(&bin, &[&r.url()]);
+    assert!(out.contains("status facts: all checks passed"), "{out}");
+}
+
+#[test]
 fn c_processes_exclude_each_other_in_fifo_order() {
     let r = Redis::start();
     let dir = tempfile::tempdir().unwrap();

@@ -30,6 +30,7 @@ mod identity;
 mod kit;
 mod locking;
 mod lost;
+mod metrics;
 mod mixed_fleet;
 mod mixed_fleet_waits;
 mod modes;
@@ -37,6 +38,7 @@ mod pending;
 mod pending_faults;
 mod readme;
 mod stale_tickets;
+mod status_facts;
 
 /// Cargo builds no other binary from tests/ (`autotests = false`): a test
 /// file that this one does not declare would never be compiled or run.

@@ -2,13 +2,13 @@
 
 use std::ffi::c_char;
 
-use super::args::{Handle, optional_text, text};
+use super::args::{Handle, null, optional_text, text};
 use super::export::{Out, guard, guard_optional_out, guard_out};
 use super::handles::{Kind, Table};
 use super::options::{options_or_default, turn_options};
 use super::result::turn_result;
 use crate::Locker;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// The lockers handed out, by handle.
 static LOCKERS: Table<Locker> = Table::new(Kind::Locker);
@@ -126,6 +126,68 @@ pub extern "C" fn turn_locker_free(locker: *mut turn_locker) {
 #[unsafe(no_mangle)]
 pub extern "C" fn turn_locker_health(locker: *const turn_locker) -> turn_result {
     guard(|| locker_of(locker)?.health())
+}
+
+/// Writes the locker's counters and histograms in the Prometheus text
+/// format (version 0.0.4), NUL-terminated, to `buf` (`len` bytes), and
+/// the size that takes, the terminating NUL included, to `*needed`. With
+/// `buf` NULL it only writes `*needed` (and answers `TURN_OK`); a `len`
+/// below it writes nothing to `buf` and answers
+/// `TURN_ERR_INVALID_ARGUMENT` (with `*needed` written). `needed` may be
+/// NULL when `buf` is not.
+///
+/// The series (every name starts with `turn_`; no label names a resource,
+/// a label or a ticket, so their number is fixed): `turn_acquires_total`
+/// (`granted` = `at_once` or `after_waiting`),
+/// `turn_acquire_failures_total` (`reason` = `timeout`, `canceled`,
+/// `would_block`, `error`), `turn_locks_lost_total`,
+/// `turn_handoffs_total`, `turn_heartbeat_beats_total`,
+/// `turn_heartbeat_slow_beats_total`, `turn_reconnections_total`, and the
+/// histograms `turn_wait_seconds` and `turn_hold_seconds`. No round trip.
+///
+/// ```c
+/// size_t needed;
+/// turn_locker_metrics(locker, NULL, 0, &needed);
+/// char *text = malloc(needed);
+/// if (text && turn_locker_metrics(locker, text, needed, &needed) == TURN_OK) fputs(text, out);
+/// free(text);
+/// ```
+///
+/// # Safety
+/// `buf` is NULL or writable for `len` bytes; `needed` is NULL or
+/// writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_locker_metrics(
+    locker: *const turn_locker,
+    buf: *mut c_char,
+    len: usize,
+    needed: *mut usize,
+) -> turn_result {
+    guard(|| {
+        if buf.is_null() && needed.is_null() {
+            return Err(null("needed"));
+        }
+        let text = locker_of(locker)?.metrics().text();
+        let size = text.len() + 1;
+        if !needed.is_null() {
+            // SAFETY: writable per the contract.
+            unsafe { needed.write(size) };
+        }
+        if buf.is_null() {
+            return Ok(());
+        }
+        if len < size {
+            return Err(Error::invalid(format!(
+                "buf has {len} bytes; the metrics need {size}"
+            )));
+        }
+        // SAFETY: buf is writable for len >= size bytes per the contract.
+        unsafe {
+            std::ptr::copy_nonoverlapping(text.as_ptr(), buf.cast::<u8>(), text.len());
+            buf.add(text.len()).write(0);
+        }
+        Ok(())
+    })
 }
 
 /// The locker behind a handle (a clone: the handle may be freed meanwhile).

@@ -48,8 +48,8 @@ pub use lock::{
     turn_lock_release, turn_lock_serial, turn_lock_token,
 };
 pub use locker::{
-    turn_announce, turn_bump, turn_locker, turn_locker_free, turn_locker_health, turn_locker_new,
-    turn_locker_new_with_options, turn_reset,
+    turn_announce, turn_bump, turn_locker, turn_locker_free, turn_locker_health,
+    turn_locker_metrics, turn_locker_new, turn_locker_new_with_options, turn_reset,
 };
 pub use modes::{
     turn_lock_acquire_all, turn_rwlock_acquire, turn_rwlock_start, turn_semaphore_acquire,
@@ -67,7 +67,10 @@ pub use pending::{
 };
 pub use result::{turn_last_error, turn_result, turn_result_str};
 pub use status::{
-    turn_status, turn_status_dispenser, turn_status_free, turn_status_get, turn_status_indicator,
-    turn_status_label_at, turn_status_len, turn_status_serial_at,
+    TURN_KIND_PLAIN, TURN_KIND_RWLOCK, TURN_KIND_SEMAPHORE, turn_status, turn_status_age_ms_at,
+    turn_status_dispenser, turn_status_exclusive_at, turn_status_free, turn_status_get,
+    turn_status_held_at, turn_status_indicator, turn_status_kind, turn_status_label_at,
+    turn_status_lease_left_ms_at, turn_status_len, turn_status_ours_at, turn_status_permits,
+    turn_status_position_at, turn_status_serial_at, turn_status_token_at, turn_status_weight_at,
 };
 pub use version::turn_version;

@@ -1,6 +1,6 @@
 //! `turn_status`: snapshots of a queue.
 
-use std::ffi::{CString, c_char};
+use std::ffi::{CString, c_char, c_int};
 use std::sync::Arc;
 
 use super::args::{Handle, text};
@@ -8,7 +8,7 @@ use super::export::{Out, guard_out_after, quiet};
 use super::handles::{Kind, Table};
 use super::locker::{locker_of, turn_locker};
 use super::result::turn_result;
-use crate::Status;
+use crate::{Mode, Status, TicketInfo};
 
 /// The statuses handed out, by handle.
 static STATUSES: Table<StatusCell> = Table::new(Kind::Status);
@@ -142,6 +142,158 @@ pub unsafe extern "C" fn turn_status_label_at(
         status_of(status)
             .and_then(|s| s.labels.get(i).map(|l| l.as_ptr()))
             .unwrap_or(std::ptr::null())
+    })
+}
+
+/// `turn_status_kind`: a plain queue (turn 1.0's).
+pub const TURN_KIND_PLAIN: c_int = 0;
+/// `turn_status_kind`: a FIFO semaphore (`turn_status_permits` tells its
+/// permits).
+pub const TURN_KIND_SEMAPHORE: c_int = 1;
+/// `turn_status_kind`: a read-write lock.
+pub const TURN_KIND_RWLOCK: c_int = 2;
+
+/// The live ticket `i` of a live status.
+fn ticket_at(status: *const turn_status, i: usize) -> Option<TicketInfo> {
+    status_of(status).and_then(|s| s.status.tickets.get(i).cloned())
+}
+
+/// The queue's kind: `TURN_KIND_PLAIN`, `TURN_KIND_SEMAPHORE` or
+/// `TURN_KIND_RWLOCK`; -1 for NULL or a handle that is not a live status.
+///
+/// # Safety
+/// `status` is NULL or a live status.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_status_kind(status: *const turn_status) -> c_int {
+    quiet(-1, || {
+        status_of(status).map_or(-1, |s| match s.status.kind {
+            crate::Kind::Plain => TURN_KIND_PLAIN,
+            crate::Kind::Semaphore { .. } => TURN_KIND_SEMAPHORE,
+            crate::Kind::ReadWrite => TURN_KIND_RWLOCK,
+        })
+    })
+}
+
+/// A semaphore's permits; 0 for another kind, NULL or a bad handle.
+///
+/// # Safety
+/// `status` is NULL or a live status.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_status_permits(status: *const turn_status) -> u32 {
+    quiet(0, || {
+        status_of(status).map_or(0, |s| match s.status.kind {
+            crate::Kind::Semaphore { permits } => permits,
+            _ => 0,
+        })
+    })
+}
+
+/// 1 when live ticket `i` holds, 0 when it waits; -1 for NULL or out of
+/// range.
+///
+/// # Safety
+/// `status` is NULL or a live status.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_status_held_at(status: *const turn_status, i: usize) -> c_int {
+    quiet(-1, || {
+        ticket_at(status, i).map_or(-1, |t| c_int::from(t.held))
+    })
+}
+
+/// The permits live ticket `i` takes of a semaphore (a turn 1.0 ticket:
+/// all of them); 1 in other queues; 0 for NULL or out of range.
+///
+/// # Safety
+/// `status` is NULL or a live status.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_status_weight_at(status: *const turn_status, i: usize) -> u32 {
+    quiet(0, || {
+        ticket_at(status, i).map_or(0, |t| match t.mode {
+            Mode::Semaphore { weight, .. } => weight,
+            _ => 1,
+        })
+    })
+}
+
+/// 1 when live ticket `i` holds alone (a plain queue's ticket, a
+/// read-write lock's writer, a turn 1.0 ticket there), 0 when it shares
+/// (a reader, a semaphore's ticket); -1 for NULL or out of range.
+///
+/// # Safety
+/// `status` is NULL or a live status.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_status_exclusive_at(status: *const turn_status, i: usize) -> c_int {
+    quiet(-1, || {
+        ticket_at(status, i).map_or(-1, |t| match t.mode {
+            Mode::Plain | Mode::ReadWrite { exclusive: true } => 1,
+            _ => 0,
+        })
+    })
+}
+
+/// 1 when live ticket `i` was drawn by this library in the queue's
+/// incarnation, 0 for a turn 1.0 client's; -1 for NULL or out of range.
+///
+/// # Safety
+/// `status` is NULL or a live status.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_status_ours_at(status: *const turn_status, i: usize) -> c_int {
+    quiet(-1, || {
+        ticket_at(status, i).map_or(-1, |t| c_int::from(t.ours))
+    })
+}
+
+/// The fencing token of live ticket `i`; 0 when not known (a turn 1.0
+/// ticket), for NULL or out of range.
+///
+/// # Safety
+/// `status` is NULL or a live status.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_status_token_at(status: *const turn_status, i: usize) -> u64 {
+    quiet(0, || {
+        ticket_at(status, i).and_then(|t| t.token).unwrap_or(0)
+    })
+}
+
+/// How long live ticket `i` has held (a holder) or waited (a waiter), in
+/// ms when the status was read; -1 when not known (a turn 1.0 ticket), for
+/// NULL or out of range.
+///
+/// # Safety
+/// `status` is NULL or a live status.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_status_age_ms_at(status: *const turn_status, i: usize) -> i64 {
+    quiet(-1, || {
+        ticket_at(status, i)
+            .and_then(|t| t.held_for.or(t.waited_for))
+            .map_or(-1, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    })
+}
+
+/// The lease left of live ticket `i` in ms (its presence key's time to
+/// live) when the status was read; -1 when it has no expiry, for NULL or
+/// out of range.
+///
+/// # Safety
+/// `status` is NULL or a live status.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_status_lease_left_ms_at(status: *const turn_status, i: usize) -> i64 {
+    quiet(-1, || {
+        ticket_at(status, i)
+            .and_then(|t| t.lease_left)
+            .map_or(-1, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    })
+}
+
+/// The place of live ticket `i` among the waiters, from 1; 0 for a
+/// holder, NULL or out of range.
+///
+/// # Safety
+/// `status` is NULL or a live status.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn turn_status_position_at(status: *const turn_status, i: usize) -> u64 {
+    quiet(0, || {
+        ticket_at(status, i).and_then(|t| t.position).unwrap_or(0)
     })
 }
 

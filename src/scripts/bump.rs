@@ -78,6 +78,8 @@ if not gone(fmt(ind)) then return {2, 0} end
 local t = ind + 1
 local stop = math.min(n - 1, ind + 9999)
 while t <= stop and gone(fmt(t)) do t = t + 1 end
+local since = string.sub(KEYS[1], 1, #KEYS[1] - 9) .. 'since'
+for p = ind, t - 1 do redis.call('HDEL', since, fmt(p)) end
 say(ARGV[3], ARGV[5], ARGV[2] .. ' bumps')
 announce(KEYS[1], KEYS[3], ARGV[1], ARGV[6], ARGV[4], ARGV[3], ARGV[5], t, disp)
 return {0, t}

@@ -10,7 +10,8 @@ use crate::error::Result;
 use crate::shared::Core;
 use crate::ticket::Draw;
 
-/// draw: KEYS dispenser, indicator, incarnation, kind; ARGV presence prefix,
+/// draw: KEYS dispenser, indicator, incarnation, kind, since (the draw's
+/// time is recorded there); ARGV presence prefix,
 /// label, expire ms, external channel, resource, 'clock' to seed a new
 /// queue from the server's clock ('' for turn 1.0's 1), ticket prefix,
 /// nonce, withdrawn set (in the queue's slot), the locker's channel.
@@ -55,7 +56,7 @@ static DRAW: Lazy<Script> = Lazy::new(|| {
     Script::new(&format!(
         r#"
 local K_DISP, K_IND, K_INC = KEYS[1], KEYS[2], KEYS[3]
-local CLOCK, T_PREFIX, FORGET = ARGV[6] == 'clock', ARGV[7], {{ARGV[9]}}
+local CLOCK, T_PREFIX, FORGET = ARGV[6] == 'clock', ARGV[7], {{ARGV[9], KEYS[5]}}
 local kind = redis.call('GET', KEYS[4])
 if kind then
   if redis.call('EXISTS', K_DISP) == 1 then return redis.error_reply('TURNKIND ' .. kind) end
@@ -65,6 +66,8 @@ end
 {NEW_SERIAL}
 redis.call('SET', ARGV[1] .. s, ARGV[2], 'PX', ARGV[3])
 redis.call('SET', T_PREFIX .. s, ARGV[8] .. ' ' .. bs .. ' ' .. ARGV[10], 'PX', ARGV[3])
+local tm = redis.call('TIME')
+redis.call('HSET', KEYS[5], s, tm[1] .. string.format('%06d', tonumber(tm[2])))
 redis.call('PUBLISH', ARGV[4], ARGV[5] .. ': ' .. s .. ' assigned to "' .. ARGV[2] .. '"')
 if ind == n then
   redis.call('PUBLISH', ARGV[4], ARGV[5] .. ': ' .. s .. ' started')
@@ -198,6 +201,7 @@ pub(crate) fn draw(core: &Core, draw: &Draw) -> Result<Drawn> {
             &keys.indicator,
             &keys.incarnation,
             &keys.kind,
+            &keys.since,
         ],
     )
     .arg(&keys.presence_prefix)

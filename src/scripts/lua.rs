@@ -40,10 +40,16 @@ local function ours(tkey, identity, ikey, base)
   if type(v) ~= 'table' or v.err then return false end
   return v[1] == identity and base_of(v[2]) == base
 end
+-- The server's time as the since hash keeps it: seconds, then six digits
+-- of microseconds.
+local function stamp()
+  local tm = redis.call('TIME')
+  return tm[1] .. string.format('%06d', tonumber(tm[2]))
+end
 local function say(channel, resource, text)
   redis.call('PUBLISH', channel, resource .. ': ' .. text)
 end
--- Moves the indicator to t and calls t: on `internal` (turn 1.0's message),
+-- Moves the indicator to t (recording the time in P:R:since) and calls t: on `internal` (turn 1.0's message),
 -- and, when t is one of ours (drawn in this incarnation, not past the
 -- dispenser), on its locker's channel with its nonce, which wakes that
 -- waiter alone; "t started" is said for it then (it confirms its turn with
@@ -53,6 +59,8 @@ local function announce(ind_key, inc_key, prefix, ticket_prefix, internal, exter
   redis.call('SET', ind_key, s)
   local nonce, channel = nil, nil
   if t <= disp then
+    -- The grant's time, for status: P:R:since beside P:R:indicator.
+    redis.call('HSET', string.sub(ind_key, 1, #ind_key - 9) .. 'since', s, stamp())
     local base = base_of(redis.pcall('GET', inc_key))
     if base then nonce, channel = callee(redis.pcall('GET', ticket_prefix .. s), base) end
   end

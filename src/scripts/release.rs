@@ -10,7 +10,8 @@ use crate::ticket::Ticket;
 use super::call::{Call, Confirm};
 use super::modes::{self, Ask};
 
-/// release / abandon: KEYS indicator, withdrawn, dispenser, incarnation;
+/// release / abandon: KEYS indicator, withdrawn, dispenser, incarnation,
+/// since (its entry goes; the next ticket's is its grant's time);
 /// ARGV presence prefix, serial, label, external, internal, resource, mode
 /// ('release' or 'abandon'), ticket prefix, ticket identity, token base.
 /// Does nothing at all unless the ticket is still ours: its identity key
@@ -45,6 +46,7 @@ if got[1] ~= ARGV[9] then return 0 end
 local inc = got[2]
 if type(inc) ~= 'string' or string.sub(inc, 1, #ARGV[10] + 1) ~= ARGV[10] .. ' ' then return 0 end
 local present = redis.call('DEL', tkey, ARGV[1] .. ARGV[2]) - 1
+redis.call('HDEL', KEYS[5], ARGV[2])
 local v = got[3]
 local ind = nil
 if v ~= false then
@@ -100,11 +102,16 @@ while disp ~= nil and t <= disp do
   if nonce or redis.call('SREM', KEYS[2], s) == 0 or redis.call('EXISTS', ARGV[1] .. s) == 1 then
     break
   end
+  redis.call('HDEL', KEYS[5], s)
   t = t + 1
   s = string.format('%d', t)
   id = redis.pcall('GET', ARGV[8] .. s)
 end
 redis.call('SET', KEYS[1], s)
+if disp ~= nil and t <= disp then
+  local tm = redis.call('TIME')
+  redis.call('HSET', KEYS[5], s, tm[1] .. string.format('%06d', tonumber(tm[2])))
+end
 if nonce then redis.call('PUBLISH', channel, nonce) end
 redis.call('PUBLISH', ARGV[5], ARGV[1] .. s)
 redis.call('PUBLISH', ARGV[4], ARGV[6] .. ': ' .. s .. ' granted')
@@ -162,6 +169,7 @@ pub(crate) fn release(core: &Core, t: &Ticket, mode: Mode, confirm: bool) -> Res
             &t.keys.withdrawn,
             &t.keys.dispenser,
             &t.keys.incarnation,
+            &t.keys.since,
         ],
     )
     .arg(&t.keys.presence_prefix)

@@ -10,7 +10,8 @@ use crate::keys::Keys;
 use crate::shared::Core;
 
 /// reset: KEYS indicator, dispenser, withdrawn, incarnation, and a
-/// shared-mode queue's kind, admitted, holders, weights; ARGV presence
+/// shared-mode queue's kind, admitted, holders, weights, and since; ARGV
+/// presence
 /// prefix, expected dispenser ('' for any), external, internal, resource,
 /// ticket prefix.
 /// Bumps past dead tickets, then deletes the queue's keys when nobody is
@@ -36,7 +37,7 @@ if disp - ind + 1 > 0 then
 end
 local size = disp - ind + 1
 if size > 0 then return {-3, size} end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9])
 return {0}
 "#
     ))
@@ -69,6 +70,7 @@ pub(crate) fn reset(core: &Core, keys: &Keys, expected_dispenser: Option<u64>) -
             &keys.admitted,
             &keys.holders,
             &keys.weights,
+            &keys.since,
         ],
     )
     .arg(&keys.presence_prefix)

@@ -1,5 +1,7 @@
 //! status: a snapshot of a queue, read atomically.
 
+use std::time::Duration;
+
 use once_cell::sync::Lazy;
 use redis::Script;
 
@@ -11,14 +13,19 @@ use crate::options::{Kind, Mode};
 use crate::shared::Core;
 use crate::status::{MAX_STATUS_TICKETS, Status, TicketInfo};
 
-/// status: KEYS indicator, dispenser, kind, holders, weights; ARGV
-/// presence prefix, max tickets.
+/// status: KEYS indicator, dispenser, kind, holders, weights, since,
+/// incarnation; ARGV presence prefix, max tickets, ticket prefix.
 /// Returns {} when there is no queue, else {indicator, dispenser, kind
-/// ('' for a plain queue), serial1, label1, weight1, held1, ...} for the
-/// live tickets from the indicator to the dispenser, ascending. In a
-/// plain queue every weight is 1 and the ticket at the indicator holds; in
-/// a shared-mode queue the holders are those admitted, and a ticket whose
-/// weight is not recorded (a turn 1.0 client's) weighs '' (all of it).
+/// ('' for a plain queue), the server time (`SECONDS MICROS`, as since
+/// keeps it), serial1, label1, weight1, held1, since1, pttl1, ours1, ...}
+/// for the live tickets from the indicator to the dispenser, ascending. In
+/// a plain queue every weight is 1 and the ticket at the indicator holds;
+/// in a shared-mode queue the holders are those admitted, and a ticket
+/// whose weight is not recorded (a turn 1.0 client's) weighs '' (all of
+/// it). since: the time of its grant (a holder) or draw (a waiter), ''
+/// when not known; pttl: its presence key's; ours: '1' when its identity
+/// names the queue's incarnation (its token is the base + its serial),
+/// else '0' (a turn 1.0 client's).
 static STATUS: Lazy<Script> = Lazy::new(|| {
     script(&format!(
         "{CHECK_NUM}{}",
@@ -30,7 +37,9 @@ if bad(disp) then return disp end
 if ind == nil then return {} end
 if disp == nil then disp = ind - 1 end
 local kind = redis.call('GET', KEYS[3]) or ''
-local out = {fmt(ind), fmt(disp), kind}
+local base = base_of(redis.call('GET', KEYS[7]))
+local tm = redis.call('TIME')
+local out = {fmt(ind), fmt(disp), kind, tm[1] .. ' ' .. tm[2], base or ''}
 local last = math.min(disp, ind + tonumber(ARGV[2]) - 1)
 for t = ind, last do
   local s = fmt(t)
@@ -48,10 +57,15 @@ for t = ind, last do
       end
       weight = w or ''
     end
+    local ours = '0'
+    if base and callee(redis.call('GET', ARGV[3] .. s), base) then ours = '1' end
     out[#out + 1] = s
     out[#out + 1] = label
     out[#out + 1] = weight
     out[#out + 1] = held
+    out[#out + 1] = redis.call('HGET', KEYS[6], s) or ''
+    out[#out + 1] = fmt(redis.call('PTTL', ARGV[1] .. s))
+    out[#out + 1] = ours
   end
 end
 return out
@@ -70,12 +84,25 @@ pub(crate) fn status(core: &Core, keys: &Keys, resource: &str) -> Result<Option<
             &keys.kind,
             &keys.holders,
             &keys.weights,
+            &keys.since,
+            &keys.incarnation,
         ],
     )
     .arg(&keys.presence_prefix)
-    .arg(MAX_STATUS_TICKETS);
+    .arg(MAX_STATUS_TICKETS)
+    .arg(&keys.ticket_prefix);
     let reply: Vec<Vec<u8>> = core.run(|c| call.invoke(c))?;
     decode(&reply, resource)
+}
+
+/// Microseconds of a server time `SECONDS MICROS` (the status's clock) or
+/// `SECONDSMMMMMM` (a since entry: six digits of microseconds).
+fn micros(text: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(text).ok()?;
+    match text.split_once(' ') {
+        Some((s, us)) => Some(s.parse::<u64>().ok()? * 1_000_000 + us.parse::<u64>().ok()?),
+        None => text.parse().ok(),
+    }
 }
 
 fn number(bytes: &[u8], what: &str) -> Result<u64> {
@@ -122,20 +149,51 @@ fn decode(reply: &[Vec<u8>], resource: &str) -> Result<Option<Status>> {
     if reply.is_empty() {
         return Ok(None);
     }
-    if reply.len() < 3 || !(reply.len() - 3).is_multiple_of(4) {
+    if reply.len() < 5 || !(reply.len() - 5).is_multiple_of(7) {
         return Err(Error::protocol("malformed status reply"));
     }
     let indicator = number(&reply[0], "the indicator")?;
     let dispenser = number(&reply[1], "the dispenser")?;
     let kind = kind_of(&reply[2])?;
-    let tickets = reply[3..]
-        .chunks(4)
-        .map(|four| {
+    let now = micros(&reply[3]);
+    let base: Option<i64> = std::str::from_utf8(&reply[4])
+        .ok()
+        .and_then(|b| b.parse().ok());
+    let mut waiters = 0;
+    let tickets = reply[5..]
+        .chunks(7)
+        .map(|t| {
+            let serial = number(&t[0], "a serial")?;
+            let held = t[3] == b"1";
+            let ours = t[6] == b"1";
+            let age = match (now, micros(&t[4])) {
+                (Some(now), Some(since)) => Some(Duration::from_micros(now.saturating_sub(since))),
+                _ => None,
+            };
+            let pttl: i64 = std::str::from_utf8(&t[5])
+                .ok()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(-1);
+            let position = if held {
+                None
+            } else {
+                waiters += 1;
+                Some(waiters)
+            };
             Ok(TicketInfo {
-                serial: number(&four[0], "a serial")?,
-                label: String::from_utf8_lossy(&four[1]).into_owned(),
-                mode: mode_of(kind, &four[2])?,
-                held: four[3] == b"1",
+                serial,
+                label: String::from_utf8_lossy(&t[1]).into_owned(),
+                mode: mode_of(kind, &t[2])?,
+                held,
+                ours,
+                token: base
+                    .filter(|_| ours)
+                    .and_then(|b| b.checked_add(serial as i64))
+                    .and_then(|t| u64::try_from(t).ok()),
+                held_for: age.filter(|_| held),
+                waited_for: age.filter(|_| !held),
+                lease_left: u64::try_from(pttl).ok().map(Duration::from_millis),
+                position,
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -152,20 +210,41 @@ fn decode(reply: &[Vec<u8>], resource: &str) -> Result<Option<Status>> {
 mod tests {
     use super::*;
 
-    fn reply(items: &[&str]) -> Vec<Vec<u8>> {
-        items.iter().map(|s| s.as_bytes().to_vec()).collect()
+    fn reply(parts: &[&str]) -> Vec<Vec<u8>> {
+        parts.iter().map(|p| p.as_bytes().to_vec()).collect()
     }
 
     #[test]
     fn a_status_reads_the_queue_and_its_live_tickets() {
         assert_eq!(decode(&[], "r").unwrap(), None);
         let s = decode(
-            &reply(&["3", "5", "", "3", "a", "1", "1", "5", "b", "1", "0"]),
+            &reply(&[
+                "3",
+                "5",
+                "",
+                "100 500000",
+                "90", //
+                "3",
+                "a",
+                "1",
+                "1",
+                "98000000",
+                "4000",
+                "1", //
+                "5",
+                "b",
+                "1",
+                "0",
+                "",
+                "-1",
+                "0",
+            ]),
             "r",
         )
         .unwrap()
         .unwrap();
         assert_eq!((s.resource.as_str(), s.indicator, s.dispenser), ("r", 3, 5));
+        assert_eq!(s.kind, Kind::Plain);
         assert_eq!(
             s.tickets,
             vec![
@@ -174,29 +253,51 @@ mod tests {
                     label: "a".into(),
                     held: true,
                     mode: Mode::Plain,
+                    ours: true,
+                    token: Some(93),
+                    held_for: Some(Duration::from_millis(2500)),
+                    waited_for: None,
+                    lease_left: Some(Duration::from_secs(4)),
+                    position: None,
                 },
                 TicketInfo {
                     serial: 5,
                     label: "b".into(),
                     held: false,
                     mode: Mode::Plain,
+                    ours: false,
+                    token: None,
+                    held_for: None,
+                    waited_for: None,
+                    lease_left: None,
+                    position: Some(1),
                 }
             ]
         );
         assert!(decode(&reply(&["3"]), "r").is_err());
-        assert!(decode(&reply(&["3", "5", "", "4"]), "r").is_err());
+        assert!(decode(&reply(&["3", "5", "", "1 0", "", "4"]), "r").is_err());
+        assert!(decode(&reply(&["x", "5", "", "1 0", ""]), "r").is_err());
+        assert!(decode(&reply(&["3", "5", "lock", "1 0", ""]), "r").is_err());
         let s = decode(
             &reply(&[
                 "3",
                 "5",
                 "semaphore 4",
+                "1 0",
+                "", //
                 "3",
                 "a",
                 "2",
                 "1",
+                "",
+                "10",
+                "1", //
                 "4",
                 "b",
                 "",
+                "0",
+                "",
+                "10",
                 "0",
             ]),
             "r",
@@ -205,13 +306,14 @@ mod tests {
         .unwrap();
         assert_eq!(s.kind, Kind::Semaphore { permits: 4 });
         assert_eq!(
-            (s.tickets[0].held, s.tickets[0].mode),
+            (s.tickets[0].held, s.tickets[0].mode, s.tickets[0].token),
             (
                 true,
                 Mode::Semaphore {
                     permits: 4,
                     weight: 2
-                }
+                },
+                None
             )
         );
         assert_eq!(
@@ -224,11 +326,14 @@ mod tests {
                 }
             )
         );
-        let s = decode(&reply(&["3", "3", "rwlock", "3", "a", "1", "1"]), "r")
-            .unwrap()
-            .unwrap();
+        let s = decode(
+            &reply(&[
+                "3", "3", "rwlock", "1 0", "", "3", "a", "1", "1", "", "10", "1",
+            ]),
+            "r",
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(s.tickets[0].mode, Mode::ReadWrite { exclusive: false });
-        assert!(decode(&reply(&["x", "5", ""]), "r").is_err());
-        assert!(decode(&reply(&["3", "5", "lock"]), "r").is_err());
     }
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::Result;
+use crate::metrics::Metrics;
 use crate::options::Cancel;
 use crate::scripts::{Bumped, Checked, Confirm, Holder, Turn};
 use crate::ticket::{Draw, Ticket};
@@ -57,6 +58,8 @@ pub(crate) trait Env: Clock {
     fn nonce(&self) -> String;
     /// A ticket id, unique in the locker.
     fn next_id(&self) -> u64;
+    /// The locker's counters.
+    fn metrics(&self) -> Arc<Metrics>;
 
     // The queue: one round trip each (withdraw: the leaving thread's).
 

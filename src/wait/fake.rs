@@ -273,6 +273,10 @@ impl Env for Fake {
         w.next_id
     }
 
+    fn metrics(&self) -> Arc<crate::metrics::Metrics> {
+        Arc::default()
+    }
+
     fn draw(&self, draw: &Draw) -> Result<DrawReply> {
         let mut w = self.w();
         let n = w.dispenser + 1;
@@ -409,7 +413,7 @@ impl Env for Fake {
             return false;
         }
         if held {
-            t.set_held();
+            t.set_held(w.ms);
         }
         w.admitted.push(t.serial);
         true
@@ -420,7 +424,7 @@ impl Env for Fake {
         if w.closed || t.lapsed(w.ms) {
             return false;
         }
-        t.set_held();
+        t.set_held(w.ms);
         t.is_held()
     }
 

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use super::env::{Clock, DrawReply, Env};
 use crate::engine::Engine;
 use crate::error::Result;
+use crate::metrics::Metrics;
 use crate::options::Cancel;
 use crate::scripts::{self, Bumped, Checked, Confirm, Holder};
 use crate::ticket::{Draw, Ticket};
@@ -60,6 +61,10 @@ impl Env for Live {
 
     fn next_id(&self) -> u64 {
         self.rt.core.next_id()
+    }
+
+    fn metrics(&self) -> Arc<Metrics> {
+        self.rt.core.metrics.clone()
     }
 
     fn draw(&self, draw: &Draw) -> Result<DrawReply> {

@@ -11,6 +11,7 @@ use super::waiter::{Bounds, Poll, Waiter};
 use crate::engine::Engine;
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::{Keys, validate_label, validate_resource};
+use crate::metrics::Ended;
 use crate::options::{Acquire, Cancel, Wait};
 use crate::scripts::Turn;
 use crate::ticket::{Draw, Ticket};
@@ -69,6 +70,10 @@ pub(crate) struct Acquiring<E: Env = Live> {
     refused: Option<Error>,
     /// A draw was made (or tried): the deadline counts from then on.
     drawn: bool,
+    /// A drawn ticket waited (it was not granted by its draw).
+    waited: bool,
+    /// When the acquire began (its wait is counted from then).
+    started: Instant,
 }
 
 impl Acquiring<Live> {
@@ -111,8 +116,9 @@ impl<E: Env> Acquiring<E> {
             request.wait = Wait::TryOnce;
         }
         // Taken last: the first step follows at once.
+        let env_now = env.now();
         let deadline = match request.wait {
-            Wait::For(d) => env.now().checked_add(d),
+            Wait::For(d) => env_now.checked_add(d),
             _ => None,
         };
         Acquiring {
@@ -127,6 +133,8 @@ impl<E: Env> Acquiring<E> {
             redraw: None,
             refused: None,
             drawn: false,
+            waited: false,
+            started: env_now,
         }
     }
 
@@ -184,8 +192,30 @@ impl<E: Env> Acquiring<E> {
     }
 
     /// Does what can be done now, with at most `budget` round trips
-    /// (a step that spent them asks to be stepped again at once).
-    pub fn step(&mut self, mut budget: Budget) -> Step {
+    /// (a step that spent them asks to be stepped again at once). The
+    /// locker's metrics count how the acquire ended.
+    pub fn step(&mut self, budget: Budget) -> Step {
+        let ended = matches!(self.phase, Phase::Done);
+        let step = self.advance(budget);
+        if let (false, Step::Done(outcome)) = (ended, &step) {
+            let how = match outcome {
+                Ok(_) if self.waited => Ended::AfterWaiting,
+                Ok(_) => Ended::AtOnce,
+                Err(e) => match e.kind() {
+                    ErrorKind::Timeout => Ended::Timeout,
+                    ErrorKind::Canceled => Ended::Canceled,
+                    ErrorKind::WouldBlock => Ended::WouldBlock,
+                    _ => Ended::Failed,
+                },
+            };
+            self.env
+                .metrics()
+                .acquired(how, self.env.now().saturating_duration_since(self.started));
+        }
+        step
+    }
+
+    fn advance(&mut self, mut budget: Budget) -> Step {
         if matches!(self.phase, Phase::Done) {
             return Step::Done(Err(Error::new(
                 ErrorKind::InvalidArgument,
@@ -369,6 +399,7 @@ impl<E: Env> Acquiring<E> {
             expire: self.expire,
             sent_ms: env.now_ms(),
             mode: self.request.mode,
+            metrics: env.metrics(),
         };
         let drawn = match env.draw(&draw) {
             Ok(drawn) => drawn,
@@ -438,6 +469,7 @@ impl<E: Env> Acquiring<E> {
             return step;
         }
         let now = self.env.now();
+        self.waited = true;
         self.phase = Phase::Waiting(Box::new(Waiter::drawn(
             ticket, nonce, reading, own, seen, now,
         )));
@@ -520,6 +552,7 @@ impl<E: Env> Acquiring<E> {
         // What a timeout reports, whatever the pause said.
         outage.last = Some(e);
         let now = self.env.now();
+        self.waited = true;
         self.phase = Phase::Waiting(Box::new(Waiter::unconfirmed(
             ticket, nonce, seen, outage, resume_at, now,
         )));

@@ -214,7 +214,13 @@ impl Waiter {
             return Err(Unread::Done(Poll::Spent));
         }
         match env.confirm(&self.ticket) {
-            Ok(true) => Err(Unread::Done(self.granted(env))),
+            Ok(true) => {
+                let poll = self.granted(env);
+                if matches!(poll, Poll::Granted) {
+                    env.metrics().handoff();
+                }
+                Err(Unread::Done(poll))
+            }
             Ok(false) => Ok(()),
             Err(e) => match self.outage.pause(e, &self.ticket, deadline, env) {
                 Ok(pause) => {

@@ -29,14 +29,15 @@ local kind = redis.call('GET', K_KIND)
 if redis.call('EXISTS', K_DISP) == 1 then
   if kind ~= ARGV[12] then return redis.error_reply('TURNKIND ' .. (kind or 'plain')) end
 else
-  redis.call('DEL', K_ADM, K_HOLD, K_WEIGHTS)
+  redis.call('DEL', K_ADM, K_HOLD, K_WEIGHTS, K_SINCE)
   redis.call('SET', K_KIND, ARGV[12])
 end
-local CLOCK, FORGET = ARGV[9] == 'clock', {{K_ADM, K_HOLD, K_WEIGHTS}}
+local CLOCK, FORGET = ARGV[9] == 'clock', {{K_ADM, K_HOLD, K_WEIGHTS, K_SINCE}}
 {NEW_SERIAL}
 redis.call('SET', P_PREFIX .. s, ARGV[7], 'PX', ARGV[8])
 redis.call('SET', T_PREFIX .. s, ARGV[10] .. ' ' .. bs .. ' ' .. ARGV[11], 'PX', ARGV[8])
 redis.call('HSET', K_WEIGHTS, s, ARGV[13])
+redis.call('HSET', K_SINCE, s, stamp())
 redis.call('PUBLISH', EXTERNAL, NAME .. ': ' .. s .. ' assigned to "' .. ARGV[7] .. '"')
 local head, t, holders, now = admit(n, ind, bs, 0, n)
 if now then

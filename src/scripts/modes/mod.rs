@@ -150,6 +150,7 @@ local function admit(disp, ind, bs, record_below, self)
     if redis.call('EXISTS', P_PREFIX .. s) == 0 then
       if w == nil and t >= record_below then break end
       if w ~= nil then redis.call('HDEL', K_WEIGHTS, s) end
+      redis.call('HDEL', K_SINCE, s)
     else
       local mine = w ~= nil
       if not mine then w = PERMITS end
@@ -158,6 +159,7 @@ local function admit(disp, ind, bs, record_below, self)
         for h, hw in pairs(holders) do
           if redis.call('EXISTS', P_PREFIX .. fmt(h)) == 0 then
             redis.call('HDEL', K_HOLD, fmt(h))
+            redis.call('HDEL', K_SINCE, fmt(h))
             holders[h] = nil
             used = used - hw
           end
@@ -165,6 +167,7 @@ local function admit(disp, ind, bs, record_below, self)
       end
       if used + w > PERMITS then break end
       redis.call('HSET', K_HOLD, s, fmt(w))
+      redis.call('HSET', K_SINCE, s, stamp())
       holders[t] = w
       used = used + w
       if mine then redis.call('HDEL', K_WEIGHTS, s) end
@@ -233,7 +236,7 @@ end
 /// as log lines name it, the permits); each script's own arguments follow.
 pub(super) const NAMES: &str = r#"
 local K_DISP, K_IND, K_INC, K_KIND = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local K_ADM, K_HOLD, K_WEIGHTS = KEYS[5], KEYS[6], KEYS[7]
+local K_ADM, K_HOLD, K_WEIGHTS, K_SINCE = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local P_PREFIX, T_PREFIX, EXTERNAL, INTERNAL, NAME = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local PERMITS = tonumber(ARGV[6])
 "#;
@@ -251,6 +254,7 @@ pub(super) fn call(script: &'static redis::Script, k: &Keys, ask: &Ask) -> Call 
             &k.admitted,
             &k.holders,
             &k.weights,
+            &k.since,
         ],
     )
     .arg(&k.presence_prefix)

@@ -26,6 +26,7 @@ local tkey = T_PREFIX .. s
 local got = redis.call('MGET', tkey, K_INC, K_IND, K_DISP)
 if got[1] ~= ARGV[10] or base_of(got[2]) ~= ARGV[11] then return 0 end
 local present = redis.call('DEL', tkey, P_PREFIX .. s) - 1
+redis.call('HDEL', K_SINCE, s)
 local abandon = ARGV[9] == 'abandon'
 if abandon then redis.call('PUBLISH', EXTERNAL, NAME .. ': ' .. s .. ' canceled') end
 local held = redis.call('HDEL', K_HOLD, s) == 1
