@@ -91,7 +91,12 @@ fn c_locker_metrics_give_their_size_and_text() {
 fn c_status_tells_each_tickets_facts() {
     let r = Redis::start();
     let dir = tempfile::tempdir().unwrap();
-    let bin = compile("cc", &root().join("tests/c/status_facts.c"), dir.path(), &[]);
+    let bin = compile(
+        "cc",
+        &root().join("tests/c/status_facts.c"),
+        dir.path(),
+        &[],
+    );
     let out = run(&bin, &[&r.url()]);
     assert!(out.contains("status facts: all checks passed"), "{out}");
 }
