@@ -13,11 +13,18 @@
 //! durability (a master with one replica: solo cycle and hand-off with
 //! replica confirmation off and on); short-lived lockers (a locker's whole
 //! life, new to free, beside a TCP connect and three PINGs; `turn lock R
-//! -- true` beside flock(1)); turn 1.0 (Python) solo cycles when its
-//! virtualenv is there.
+//! -- true` beside flock(1)); all or none (`acquire_all` of k = 1, 2, 4, 8
+//! free resources: round trips per call); turn 1.0 (Python) solo cycles
+//! when its virtualenv is there. The shared modes are measured beside the
+//! plain lock: the solo cycle of a semaphore (weight 1 of 4) and of a
+//! read-write lock's shared hold in scenario 1's slices, and the herd on a
+//! semaphore of 4 permits after the plain one.
 //!
 //! `TURN_BENCH_QUICK=1` makes a short run; `TURN_BENCH_ONLY=herd` runs the
-//! yardstick and the herd alone; `TURN_BENCH_ONLY=beat` the heartbeat of
+//! yardstick and the herd alone; `TURN_BENCH_ONLY=modes` the yardstick and
+//! scenario 1 with the shared modes, the herd on the plain lock and on the
+//! semaphore, and all or none;
+//! `TURN_BENCH_ONLY=beat` the heartbeat of
 //! 10,000 held locks alone (one server and a 3-master cluster, on loopback
 //! and at 1 ms each way); `TURN_BENCH_ONLY=durability` the price of
 //! durability alone (its own master and replica);
@@ -37,7 +44,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use support::now_ns;
-use turn::{Acquire, Locker, Wait};
+use turn::{Acquire, Locker, Mode, Wait};
 
 /// Counts live heap bytes, for the per-waiter figure.
 struct Counting;
@@ -78,17 +85,32 @@ struct Turn {
     releasing: u64,
 }
 
-fn cycle(locker: &Locker, resource: &str) -> Turn {
-    cycle_holding(locker, resource, Duration::ZERO)
+/// The semaphore of the shared-mode scenarios: weight 1 of 4 permits.
+const SEMAPHORE: Mode = Mode::Semaphore {
+    permits: 4,
+    weight: 1,
+};
+
+/// A shared hold of a read-write lock.
+const SHARED: Mode = Mode::ReadWrite { exclusive: false };
+
+/// What every cycle of the bench asks: its label, `mode`, a wait of 2 min.
+fn request(mode: Mode) -> Acquire {
+    Acquire::label("bench")
+        .mode(mode)
+        .wait(Wait::For(Duration::from_secs(120)))
 }
 
-/// Acquire, hold for `hold` (asleep, so that it costs no CPU), release.
-fn cycle_holding(locker: &Locker, resource: &str, hold: Duration) -> Turn {
+/// Acquire the plain lock, release.
+fn cycle(locker: &Locker, resource: &str) -> Turn {
+    cycle_holding(locker, resource, Mode::Plain, Duration::ZERO)
+}
+
+/// Acquire in `mode`, hold for `hold` (asleep, so that it costs no CPU),
+/// release.
+fn cycle_holding(locker: &Locker, resource: &str, mode: Mode, hold: Duration) -> Turn {
     let lock = locker
-        .acquire(
-            resource,
-            &Acquire::label("bench").wait(Wait::For(Duration::from_secs(120))),
-        )
+        .acquire(resource, &request(mode))
         .unwrap_or_else(|e| panic!("acquire failed: {e}"));
     let acquired = now_ns();
     let serial = lock.serial();
@@ -318,7 +340,34 @@ fn cpu_of_this_process_us() -> u64 {
     us(ru.ru_utime) + us(ru.ru_stime)
 }
 
-/// A worker process of the herd scenario (arguments: url, resource). It
+/// `mode` as a herd worker's argument: "plain", "semaphore:PERMITS:WEIGHT",
+/// "shared" or "exclusive".
+fn mode_arg(mode: Mode) -> String {
+    match mode {
+        Mode::Plain => "plain".into(),
+        Mode::Semaphore { permits, weight } => format!("semaphore:{permits}:{weight}"),
+        Mode::ReadWrite { exclusive: false } => "shared".into(),
+        Mode::ReadWrite { exclusive: true } => "exclusive".into(),
+    }
+}
+
+/// The mode that [`mode_arg`] wrote.
+fn parse_mode_arg(arg: &str) -> Mode {
+    let parts: Vec<&str> = arg.split(':').collect();
+    match parts[..] {
+        ["plain"] => Mode::Plain,
+        ["semaphore", permits, weight] => Mode::Semaphore {
+            permits: permits.parse().unwrap(),
+            weight: weight.parse().unwrap(),
+        },
+        ["shared"] => SHARED,
+        ["exclusive"] => Mode::ReadWrite { exclusive: true },
+        _ => panic!("not a mode: {arg}"),
+    }
+}
+
+/// A worker process of the herd scenario (arguments: url, resource, mode as
+/// [`mode_arg`] writes it). It
 /// makes its locker, warms it up on a resource of its own, says "ready",
 /// reads "go end" (CLOCK_MONOTONIC ns) from its standard input, then
 /// cycles on the resource (hold 0–500 µs, asleep) from go until end and
@@ -327,9 +376,10 @@ fn cpu_of_this_process_us() -> u64 {
 /// go and at end. Then it prints "cpu µs" and "serial acquired releasing"
 /// lines, and exits non-zero if a release failed.
 fn herd_worker(args: &[String]) {
-    let (url, resource) = (&args[0], &args[1]);
+    let (url, resource, mode) = (&args[0], &args[1], parse_mode_arg(&args[2]));
     let locker = Locker::new(Some(url)).unwrap();
-    cycle(&locker, &format!("{resource}-warm-{}", std::process::id()));
+    let warm = format!("{resource}-warm-{}", std::process::id());
+    cycle_holding(&locker, &warm, mode, Duration::ZERO);
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "ready").unwrap();
     stdout.flush().unwrap();
@@ -351,7 +401,7 @@ fn herd_worker(args: &[String]) {
     sleep_until_ns(go);
     while now_ns() < end {
         let hold = Duration::from_micros(rng.below(501));
-        turns.push(cycle_holding(&locker, resource, hold));
+        turns.push(cycle_holding(&locker, resource, mode, hold));
     }
     let cpu = sampler.join().unwrap();
     let mut out = std::io::BufWriter::new(stdout);
@@ -366,7 +416,7 @@ fn herd_worker(args: &[String]) {
     }
 }
 
-/// What Redis has done so far, from one `INFO commandstats cpu`.
+/// What Redis has done so far, from one `INFO stats commandstats cpu`.
 #[derive(Clone, Copy)]
 struct RedisUse {
     /// EVALSHA and EVAL calls.
@@ -380,10 +430,14 @@ struct RedisUse {
     script_us: f64,
     /// The server process's CPU time, used_cpu_user + used_cpu_sys, in µs.
     cpu_us: f64,
+    /// Read events on client connections (`total_reads_processed`), the
+    /// meter's INFO among them: one per round trip of a client that waits
+    /// for each answer.
+    reads: f64,
 }
 
 fn redis_use(c: &mut redis::Connection) -> RedisUse {
-    let text = info(c, &["commandstats", "cpu"]);
+    let text = info(c, &["stats", "commandstats", "cpu"]);
     let mut commands = 0.0;
     for line in text.lines().filter(|l| l.starts_with("cmdstat_")) {
         let name = line.split(':').next().unwrap_or_default();
@@ -400,10 +454,12 @@ fn redis_use(c: &mut redis::Connection) -> RedisUse {
         cpu_us: (info_value(&text, "used_cpu_user", None)
             + info_value(&text, "used_cpu_sys", None))
             * 1e6,
+        reads: info_value(&text, "total_reads_processed", None),
     }
 }
 
-/// One line of the herd scenario: figures per hand-off at one P.
+/// One line of the herd scenario: figures per hand-off (per admission on a
+/// semaphore) at one P.
 struct HerdRow {
     p: usize,
     rate: f64,
@@ -412,7 +468,201 @@ struct HerdRow {
     redis_us: f64,
     redis_script_us: f64,
     client_us: f64,
-    p99_rt: f64,
+}
+
+/// One window of the herd scenario at one P, as measured: every turn of
+/// every worker (the drain after the window too), the workers' CPU time in
+/// the window (µs, all of them), the window (`go` to `end`, ns) and Redis's
+/// use read at `t0` and `t1` within it.
+struct HerdWindow {
+    turns: Vec<Turn>,
+    client_us: f64,
+    go: u64,
+    end: u64,
+    t0: u64,
+    t1: u64,
+    before: RedisUse,
+    after: RedisUse,
+}
+
+/// Runs `p` herd workers cycling in `mode` on `resource` for `window`;
+/// a worker that fails is a correctness failure (`name` says where).
+fn herd_window(
+    url: &str,
+    resource: &str,
+    mode: Mode,
+    p: usize,
+    window: Duration,
+    meter: &mut redis::Connection,
+    name: &str,
+) -> HerdWindow {
+    let exe = std::env::current_exe().unwrap();
+    let mut children: Vec<_> = (0..p)
+        .map(|_| {
+            let mut child = Command::new(&exe)
+                .args(["--herd-worker", url, resource, &mode_arg(mode)])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let out = std::io::BufReader::new(child.stdout.take().unwrap());
+            (child, out)
+        })
+        .collect();
+    for (_, out) in &mut children {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        if line.trim() != "ready" {
+            fail(format!("{name}: a worker did not start"));
+        }
+    }
+    let go = now_ns() + 200_000_000;
+    let end = go + window.as_nanos() as u64;
+    for (child, _) in &mut children {
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(stdin, "{go} {end}").unwrap();
+    }
+    sleep_until_ns(go);
+    let t0 = now_ns();
+    let before = redis_use(meter);
+    sleep_until_ns(end);
+    let t1 = now_ns();
+    let after = redis_use(meter);
+    let (mut turns, mut client_us) = (Vec::new(), 0.0);
+    for (mut child, out) in children {
+        for line in out.lines() {
+            let line = line.unwrap();
+            if let Some(cpu) = line.strip_prefix("cpu ") {
+                client_us += cpu.parse::<f64>().unwrap();
+                continue;
+            }
+            let v: Vec<u64> = line.split(' ').map(|x| x.parse().unwrap()).collect();
+            turns.push(Turn {
+                serial: v[0],
+                acquired: v[1],
+                releasing: v[2],
+            });
+        }
+        if !child.wait().unwrap().success() {
+            fail(format!("{name}: a worker process failed"));
+        }
+    }
+    turns.sort_by_key(|t| t.serial);
+    if turns.windows(2).any(|w| w[0].serial == w[1].serial) {
+        fail(format!("{name}: a serial held twice"));
+    }
+    HerdWindow {
+        turns,
+        client_us,
+        go,
+        end,
+        t0,
+        t1,
+        before,
+        after,
+    }
+}
+
+impl HerdWindow {
+    /// Turns (hand-offs, admissions) that began between `a` and `b`.
+    fn began(&self, a: u64, b: u64) -> impl Iterator<Item = &Turn> {
+        self.turns
+            .iter()
+            .filter(move |t| (a..b).contains(&t.acquired))
+    }
+
+    /// The figures per turn that began in the window (the workers' window
+    /// for the rate and client CPU, the meter's for Redis's figures).
+    fn row(&self, p: usize) -> HerdRow {
+        let n = self.began(self.go, self.end).count().max(1) as f64;
+        let n_meter = self.began(self.t0, self.t1).count().max(1) as f64;
+        let (before, after) = (&self.before, &self.after);
+        HerdRow {
+            p,
+            rate: n / self.secs(),
+            scripts: (after.scripts - before.scripts) / n_meter,
+            commands: (after.commands - before.commands) / n_meter,
+            redis_us: (after.cpu_us - before.cpu_us) / n_meter,
+            redis_script_us: (after.script_us - before.script_us) / n_meter,
+            client_us: self.client_us / n,
+        }
+    }
+
+    fn secs(&self) -> f64 {
+        (self.end - self.go) as f64 / 1e9
+    }
+
+    /// Cores kept busy in the window: Redis's, the workers'.
+    fn cores(&self) -> String {
+        let meter_secs = (self.t1 - self.t0) as f64 / 1e9;
+        format!(
+            "cores busy: Redis {:.2}, clients {:.2}",
+            (self.after.cpu_us - self.before.cpu_us) / 1e6 / meter_secs,
+            self.client_us / 1e6 / self.secs()
+        )
+    }
+
+    /// Holders at once: the most over every turn (the drain too), and the
+    /// mean over the window. A holder holds at least from its acquire's
+    /// return to its release's call, so more than `permits` at once is an
+    /// overlap (a correctness failure, `name` says where).
+    fn holders(&self, permits: u32, name: &str) -> (u32, f64) {
+        let mut events: Vec<(u64, i32)> = self
+            .turns
+            .iter()
+            .flat_map(|t| [(t.acquired, 1), (t.releasing, -1)])
+            .collect();
+        // At one instant a release comes before an acquire.
+        events.sort();
+        let (mut now, mut most) = (0i32, 0i32);
+        for (_, step) in events {
+            now += step;
+            most = most.max(now);
+        }
+        if most > permits as i32 {
+            fail(format!(
+                "{name}: {most} holders at once (permits {permits})"
+            ));
+        }
+        let held: u64 = self
+            .turns
+            .iter()
+            .map(|t| {
+                t.releasing
+                    .min(self.end)
+                    .saturating_sub(t.acquired.max(self.go))
+            })
+            .sum();
+        (most as u32, held as f64 / (self.end - self.go) as f64)
+    }
+
+    /// The hand-offs of a permit (µs, sorted) on a queue that admits
+    /// `slots` tickets at once and always has one waiting (more workers
+    /// than slots): admissions follow draw order, so past the first
+    /// `slots`, the ticket drawn j-th is admitted by the (j - slots)-th
+    /// release; a hand-off is from that release called to the ticket's
+    /// acquire returned, for tickets admitted in the window. None when
+    /// the serials of the queue are not all there from 1 on.
+    fn permit_handoffs(&self, slots: usize) -> Vec<f64> {
+        if self
+            .turns
+            .iter()
+            .enumerate()
+            .any(|(i, t)| t.serial != i as u64 + 1)
+        {
+            return Vec::new();
+        }
+        let mut releases: Vec<u64> = self.turns.iter().map(|t| t.releasing).collect();
+        releases.sort();
+        let mut out: Vec<f64> = releases
+            .iter()
+            .zip(self.turns.iter().skip(slots))
+            .filter(|(_, t)| (self.go..self.end).contains(&t.acquired))
+            .map(|(&released, t)| (t.acquired as f64 - released as f64) / 1000.0)
+            .collect();
+        out.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        out
+    }
 }
 
 /// The herd scenario (issue 13): P worker processes, each with its own
@@ -421,93 +671,25 @@ struct HerdRow {
 /// asserted; an overlap is a correctness failure).
 fn herd(url: &str, rt_us: f64, window: Duration) {
     let mut meter = redis::Client::open(url).unwrap().get_connection().unwrap();
-    let exe = std::env::current_exe().unwrap();
     let mut rows = Vec::new();
+    let mut p99_at_64 = f64::NAN;
     for p in [1usize, 4, 16, 64] {
+        let name = format!("7 herd, {p} processes");
         let resource = format!("bench-herd-{p}");
-        let mut children: Vec<_> = (0..p)
-            .map(|_| {
-                let mut child = Command::new(&exe)
-                    .args(["--herd-worker", url, &resource])
-                    .stdin(std::process::Stdio::piped())
-                    .stdout(std::process::Stdio::piped())
-                    .spawn()
-                    .unwrap();
-                let out = std::io::BufReader::new(child.stdout.take().unwrap());
-                (child, out)
-            })
-            .collect();
-        for (_, out) in &mut children {
-            let mut line = String::new();
-            out.read_line(&mut line).unwrap();
-            if line.trim() != "ready" {
-                fail(format!("herd, {p} processes: a worker did not start"));
-            }
-        }
-        let go = now_ns() + 200_000_000;
-        let end = go + window.as_nanos() as u64;
-        for (child, _) in &mut children {
-            let mut stdin = child.stdin.take().unwrap();
-            writeln!(stdin, "{go} {end}").unwrap();
-        }
-        sleep_until_ns(go);
-        let t0 = now_ns();
-        let before = redis_use(&mut meter);
-        sleep_until_ns(end);
-        let t1 = now_ns();
-        let after = redis_use(&mut meter);
-        let (mut turns, mut client_us) = (Vec::new(), 0.0);
-        for (mut child, out) in children {
-            for line in out.lines() {
-                let line = line.unwrap();
-                if let Some(cpu) = line.strip_prefix("cpu ") {
-                    client_us += cpu.parse::<f64>().unwrap();
-                    continue;
-                }
-                let v: Vec<u64> = line.split(' ').map(|x| x.parse().unwrap()).collect();
-                turns.push(Turn {
-                    serial: v[0],
-                    acquired: v[1],
-                    releasing: v[2],
-                });
-            }
-            if !child.wait().unwrap().success() {
-                fail(format!("herd, {p} processes: a worker process failed"));
-            }
-        }
+        let w = herd_window(url, &resource, Mode::Plain, p, window, &mut meter, &name);
         // Exclusion over every turn, the drain after `end` too.
-        handoffs(turns.clone());
-        turns.sort_by_key(|t| t.serial);
-        if turns.windows(2).any(|w| w[0].serial == w[1].serial) {
-            fail(format!("herd, {p} processes: a serial held twice"));
-        }
-        let within = |t: &Turn, a: u64, b: u64| (a..b).contains(&t.acquired);
-        // Hand-offs: turns that began in the window (the workers' one for
-        // the rate and client CPU, the meter's one for Redis's figures).
-        let n = turns.iter().filter(|t| within(t, go, end)).count().max(1) as f64;
-        let n_meter = turns.iter().filter(|t| within(t, t0, t1)).count().max(1) as f64;
-        let mut lat: Vec<f64> = turns
+        handoffs(w.turns.clone());
+        let mut lat: Vec<f64> = w
+            .turns
             .windows(2)
-            .filter(|w| w[1].serial == w[0].serial + 1 && within(&w[1], go, end))
-            .map(|w| (w[1].acquired as f64 - w[0].releasing as f64) / 1000.0)
+            .filter(|t| t[1].serial == t[0].serial + 1 && (w.go..w.end).contains(&t[1].acquired))
+            .map(|t| (t[1].acquired as f64 - t[0].releasing as f64) / 1000.0)
             .collect();
         lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
         let (p50, p99) = (percentile(&lat, 0.5), percentile(&lat, 0.99));
-        let secs = window.as_secs_f64();
-        let meter_secs = (t1 - t0) as f64 / 1e9;
-        let row = HerdRow {
-            p,
-            rate: n / secs,
-            scripts: (after.scripts - before.scripts) / n_meter,
-            commands: (after.commands - before.commands) / n_meter,
-            redis_us: (after.cpu_us - before.cpu_us) / n_meter,
-            redis_script_us: (after.script_us - before.script_us) / n_meter,
-            client_us: client_us / n,
-            p99_rt: p99 / rt_us,
-        };
+        let row = w.row(p);
         println!(
-            "{:<34} {:>9.0} cycles/s; per hand-off: {:>5.1} script calls, {:>6.1} commands, Redis CPU {:>6.1} µs (INFO cpu; {:.1} µs in scripts), client CPU {:>6.1} µs; hand-off p50 {:>7.1} µs = {:>5.1} RT, p99 {:>8.1} µs = {:>5.1} RT; cores busy: Redis {:.2}, clients {:.2}",
-            format!("7 herd, {p} processes"),
+            "{name:<34} {:>9.0} cycles/s; per hand-off: {:>5.1} script calls, {:>6.1} commands, Redis CPU {:>6.1} µs (INFO cpu; {:.1} µs in scripts), client CPU {:>6.1} µs; hand-off p50 {:>7.1} µs = {:>5.1} RT, p99 {:>8.1} µs = {:>5.1} RT; {}",
             row.rate,
             row.scripts,
             row.commands,
@@ -517,21 +699,20 @@ fn herd(url: &str, rt_us: f64, window: Duration) {
             p50,
             p50 / rt_us,
             p99,
-            row.p99_rt,
-            (after.cpu_us - before.cpu_us) / 1e6 / meter_secs,
-            client_us / 1e6 / secs,
+            p99 / rt_us,
+            w.cores(),
         );
+        p99_at_64 = p99 / rt_us;
         rows.push(row);
     }
     let at = |p: usize| rows.iter().find(|r| r.p == p).unwrap();
-    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
     let scripts = rows.iter().map(|r| r.scripts).fold(0.0, f64::max);
     let commands = rows.iter().map(|r| r.commands).fold(0.0, f64::max);
     let redis = at(64).redis_us / at(1).redis_us;
     let redis_scripts = at(64).redis_script_us / at(1).redis_script_us;
     let client = at(64).client_us / at(1).client_us;
     let cycles = at(64).rate / at(4).rate;
-    let p99 = at(64).p99_rt;
+    let p99 = p99_at_64;
     println!(
         "{:<34} script calls per hand-off, most {scripts:.1} (target <= 3: {}); commands, most {commands:.1} (target <= 20: {}); Redis CPU 64/1 {redis:.1} (INFO cpu; target <= 2: {}; in scripts {redis_scripts:.1}); client CPU 64/1 {client:.1} (target <= 3: {}); cycles/s 64/4 {cycles:.2} (target >= 0.8: {}); p99 at 64 {p99:.1} RT (target <= 20: {})",
         "  herd against issue 13",
@@ -541,6 +722,61 @@ fn herd(url: &str, rt_us: f64, window: Duration) {
         verdict(client <= 3.0),
         verdict(cycles >= 0.8),
         verdict(p99 <= 20.0),
+    );
+}
+
+/// The herd on a semaphore of 4 permits: P worker processes take weight 1
+/// each, so up to 4 hold at once and P - 4 wait, at P = 1, 4, 16, 64. A
+/// line per P (per admission: a turn that began in the window) and the
+/// ratio of P = 64 to P = 1 beside its targets (printed, not asserted;
+/// more than 4 holders at once is a correctness failure).
+fn herd_semaphore(url: &str, rt_us: f64, window: Duration) {
+    let Mode::Semaphore { permits, weight } = SEMAPHORE else {
+        unreachable!("SEMAPHORE is a semaphore")
+    };
+    let slots = (permits / weight) as usize;
+    let mut meter = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let mut rows = Vec::new();
+    for p in [1usize, 4, 16, 64] {
+        let name = format!("7 herd, semaphore {permits}, {p} processes");
+        let resource = format!("bench-herd-semaphore-{p}");
+        let w = herd_window(url, &resource, SEMAPHORE, p, window, &mut meter, &name);
+        let (most, mean) = w.holders(permits, &name);
+        let handoff = if p <= slots {
+            "no ticket waits".to_string()
+        } else {
+            let h = w.permit_handoffs(slots);
+            let (p50, p99) = (percentile(&h, 0.5), percentile(&h, 0.99));
+            format!(
+                "permit hand-off p50 {p50:>7.1} µs = {:>4.1} RT, p99 {p99:>8.1} µs = {:>5.1} RT",
+                p50 / rt_us,
+                p99 / rt_us
+            )
+        };
+        let row = w.row(p);
+        println!(
+            "{name:<34} {:>9.0} admissions/s; per admission: {:>5.2} script calls, {:>6.1} commands, Redis CPU {:>6.1} µs (INFO cpu; {:.1} µs in scripts), client CPU {:>6.1} µs; holders at once {mean:.2} on average, most {most} (permits {permits}); {handoff}; {}",
+            row.rate,
+            row.scripts,
+            row.commands,
+            row.redis_us,
+            row.redis_script_us,
+            row.client_us,
+            w.cores(),
+        );
+        rows.push(row);
+    }
+    let at = |p: usize| rows.iter().find(|r| r.p == p).unwrap();
+    // To the hundredth: the window's edges cut the scripts of up to P
+    // admissions in flight out of thousands.
+    let scripts = (rows.iter().map(|r| r.scripts).fold(0.0, f64::max) * 100.0).round() / 100.0;
+    let redis = at(64).redis_us / at(1).redis_us;
+    let redis_scripts = at(64).redis_script_us / at(1).redis_script_us;
+    println!(
+        "{:<34} script calls per admission, most {scripts:.2} (target <= 3: {}); Redis CPU per admission 64/1 {redis:.2} (INFO cpu; target <= 2: {}; in scripts {redis_scripts:.2})",
+        "  semaphore herd against targets",
+        verdict(scripts <= 3.0),
+        verdict(redis <= 2.0),
     );
 }
 
@@ -1235,6 +1471,185 @@ fn short_lived(url: &str, pid: Option<u32>, quick: bool) {
     );
 }
 
+/// Scenario 11, all or none: `Locker::acquire_all` of k = 1, 2, 4, 8 free
+/// resources (plain locks), each call bracketed by the meter's `INFO`: its
+/// round trips (Redis's read events, less the meter's own), script calls
+/// and commands, and its duration; the locks are released after the
+/// count. Printed beside k + 1, not asserted.
+fn all_or_none(url: &str, rt_us: f64, quick: bool) {
+    let calls = if quick { 50 } else { 300 };
+    let locker = Locker::new(Some(url)).unwrap();
+    let mut meter = redis::Client::open(url).unwrap().get_connection().unwrap();
+    for k in [1usize, 2, 4, 8] {
+        let names: Vec<String> = (0..k).map(|i| format!("bench-all-{k}-{i}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let take = || {
+            locker
+                .acquire_all(&names, &request(Mode::Plain))
+                .unwrap_or_else(|e| panic!("acquire_all of {k}: {e}"))
+        };
+        // The scripts loaded and the connections made before the count.
+        for lock in take() {
+            lock.release().unwrap();
+        }
+        let (mut trips, mut scripts, mut commands, mut took) = (Vec::new(), 0.0, 0.0, Vec::new());
+        for _ in 0..calls {
+            let before = redis_use(&mut meter);
+            let start = Instant::now();
+            let locks = take();
+            took.push(start.elapsed().as_secs_f64() * 1e6);
+            let after = redis_use(&mut meter);
+            // The INFO that read `before` is counted in `after`.
+            trips.push(after.reads - before.reads - 1.0);
+            scripts += after.scripts - before.scripts;
+            commands += after.commands - before.commands;
+            if locks.len() != k {
+                fail(format!("acquire_all of {k} gave {} locks", locks.len()));
+            }
+            for (lock, name) in locks.iter().zip(&names) {
+                if lock.resource() != *name {
+                    fail(format!(
+                        "acquire_all of {k}: {} for {name}",
+                        lock.resource()
+                    ));
+                }
+            }
+            for lock in locks {
+                if let Err(e) = lock.release() {
+                    fail(format!("acquire_all of {k}: release failed: {e}"));
+                }
+            }
+        }
+        let mean = trips.iter().sum::<f64>() / calls as f64;
+        trips.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        took.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let p50 = percentile(&took, 0.5);
+        println!(
+            "{:<34} {mean:>5.2} round trips per call (median {:.0}, most {:.0}; target <= k + 1 = {}: {}), {:.2} script calls, {:.1} commands; call p50 {p50:>7.1} µs = {:>4.1} RT",
+            format!("11 all or none, k = {k}"),
+            percentile(&trips, 0.5),
+            trips.last().copied().unwrap_or(f64::NAN),
+            k + 1,
+            verdict(mean <= (k + 1) as f64),
+            scripts / calls as f64,
+            commands / calls as f64,
+            p50 / rt_us,
+        );
+    }
+}
+
+/// One loop of scenario 1 over its slices: the steps done (cycles or
+/// PINGs), the seconds they took and the µs Redis ran its scripts meanwhile.
+#[derive(Default)]
+struct Sliced {
+    steps: usize,
+    secs: f64,
+    script_us: f64,
+}
+
+impl Sliced {
+    /// Runs `step` on `meter`'s connection for `slice` seconds.
+    fn run(
+        &mut self,
+        meter: &mut redis::Connection,
+        slice: f64,
+        mut step: impl FnMut(&mut redis::Connection),
+    ) {
+        let before = script_usec(meter);
+        let start = Instant::now();
+        while start.elapsed().as_secs_f64() < slice {
+            step(meter);
+            self.steps += 1;
+        }
+        self.secs += start.elapsed().as_secs_f64();
+        self.script_us += script_usec(meter) - before;
+    }
+
+    fn rate(&self) -> f64 {
+        self.steps as f64 / self.secs
+    }
+
+    fn script_us_per_step(&self) -> f64 {
+        self.script_us / self.steps.max(1) as f64
+    }
+}
+
+/// The yardstick and scenario 1: Redis's PING, the solo cycle of the plain
+/// lock, its protocol floor and the solo cycles of the shared modes (a
+/// semaphore's weight 1 of 4, a read-write lock's shared hold), measured in
+/// alternating slices so that a noisy neighbour weighs on all alike.
+/// Prints them; the PING rate and round trip (µs).
+fn solo(locker: &Locker, meter: &mut redis::Connection, quick: bool, secs: f64) -> (f64, f64) {
+    let slices = if quick { 10 } else { 40 };
+    let slice = secs / slices as f64;
+    let mut floor = Floor::new(meter);
+    let modes = [
+        (
+            "  semaphore, weight 1 of 4",
+            SEMAPHORE,
+            "bench-solo-semaphore",
+        ),
+        ("  read-write, shared", SHARED, "bench-solo-shared"),
+    ];
+    let (mut pings, mut plain, mut bare) =
+        (Sliced::default(), Sliced::default(), Sliced::default());
+    let mut shared: Vec<Sliced> = modes.iter().map(|_| Sliced::default()).collect();
+    for _ in 0..slices {
+        pings.run(meter, slice, |c| {
+            let _: String = redis::cmd("PING").query(c).unwrap();
+        });
+        plain.run(meter, slice, |_| {
+            cycle(locker, "bench-solo");
+        });
+        bare.run(meter, slice, |c| floor.cycle(c));
+        for ((_, mode, resource), sliced) in modes.iter().zip(&mut shared) {
+            sliced.run(meter, slice, |_| {
+                cycle_holding(locker, resource, *mode, Duration::ZERO);
+            });
+        }
+    }
+    let ping = pings.rate();
+    let rt_us = 1e6 / ping;
+    println!(
+        "{:<34} {ping:>9.0} PING/s (one connection, sequential): round trip {rt_us:.1} µs",
+        "yardstick"
+    );
+
+    // 1. Solo.
+    let rate = plain.rate();
+    println!(
+        "{:<34} {rate:>9.0} cycles/s = {:.2} x PING/s (target >= 0.40, ceiling 0.5); Redis ran its scripts {:.1} µs per cycle",
+        "1 solo (acquire + release)",
+        rate / ping,
+        plain.script_us_per_step()
+    );
+    println!(
+        "{:<34} {:>9.0} cycles/s = {:.2} x PING/s (the protocol's Redis commands in two bare scripts, no library); {:.1} µs per cycle",
+        "  protocol floor",
+        bare.rate(),
+        bare.rate() / ping,
+        bare.script_us_per_step()
+    );
+    let plain_us = 1e6 / rate;
+    for ((name, _, _), sliced) in modes.iter().zip(&shared) {
+        let us = 1e6 / sliced.rate();
+        println!(
+            "{name:<34} {:>9.0} cycles/s = {:.2} x PING/s; cycle {us:.1} µs = {:.2} x the plain cycle's {plain_us:.1} µs (target <= 1.2: {}); Redis ran its scripts {:.1} µs per cycle",
+            sliced.rate(),
+            sliced.rate() / ping,
+            us / plain_us,
+            verdict(us / plain_us <= 1.2),
+            sliced.script_us_per_step()
+        );
+    }
+    (ping, rt_us)
+}
+
+/// How a figure stands against its target.
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "MISSED" }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -1280,6 +1695,20 @@ fn main() {
             drop(server);
             std::process::exit(if FAILED.load(Ordering::SeqCst) { 1 } else { 0 });
         }
+        Ok("modes") => {
+            let locker = Locker::new(Some(&url)).unwrap();
+            let mut meter = redis::Client::open(url.as_str())
+                .unwrap()
+                .get_connection()
+                .unwrap();
+            let (_, rt_us) = solo(&locker, &mut meter, quick, secs);
+            drop(locker);
+            herd(&url, rt_us, herd_window);
+            herd_semaphore(&url, rt_us, herd_window);
+            all_or_none(&url, rt_us, quick);
+            drop(server);
+            std::process::exit(if FAILED.load(Ordering::SeqCst) { 1 } else { 0 });
+        }
         Ok("beat") => {
             beat(&url, quick);
             drop(server);
@@ -1292,70 +1721,18 @@ fn main() {
         }
         Ok(other) => {
             eprintln!(
-                "TURN_BENCH_ONLY={other}: the scenarios that run alone are herd, beat, durability and short-lived"
+                "TURN_BENCH_ONLY={other}: the scenarios that run alone are herd, modes, beat, durability and short-lived"
             );
             drop(server);
             std::process::exit(2);
         }
     }
-    // The yardstick, scenario 1 and its protocol floor are measured in
-    // alternating slices, so that a noisy neighbour weighs on all alike.
     let locker = Locker::new(Some(&url)).unwrap();
-    let slices = if quick { 10 } else { 40 };
     let mut meter = redis::Client::open(url.as_str())
         .unwrap()
         .get_connection()
         .unwrap();
-    let (mut pings, mut ping_time, mut cycles, mut cycle_time) = (0usize, 0.0, 0usize, 0.0);
-    let (mut bare, mut bare_time, mut script_us, mut bare_us) = (0usize, 0.0, 0.0, 0.0);
-    let mut floor = Floor::new(&mut meter);
-    for _ in 0..slices {
-        let slice = secs / slices as f64;
-        let start = Instant::now();
-        while start.elapsed().as_secs_f64() < slice {
-            let _: String = redis::cmd("PING").query(&mut meter).unwrap();
-            pings += 1;
-        }
-        ping_time += start.elapsed().as_secs_f64();
-        let before = script_usec(&mut meter);
-        let start = Instant::now();
-        while start.elapsed().as_secs_f64() < slice {
-            cycle(&locker, "bench-solo");
-            cycles += 1;
-        }
-        cycle_time += start.elapsed().as_secs_f64();
-        script_us += script_usec(&mut meter) - before;
-        let before = script_usec(&mut meter);
-        let start = Instant::now();
-        while start.elapsed().as_secs_f64() < slice {
-            floor.cycle(&mut meter);
-            bare += 1;
-        }
-        bare_time += start.elapsed().as_secs_f64();
-        bare_us += script_usec(&mut meter) - before;
-    }
-    let ping = pings as f64 / ping_time;
-    let rt_us = 1e6 / ping;
-    println!(
-        "{:<34} {ping:>9.0} PING/s (one connection, sequential): round trip {rt_us:.1} µs",
-        "yardstick"
-    );
-
-    // 1. Solo.
-    let rate = cycles as f64 / cycle_time;
-    println!(
-        "{:<34} {rate:>9.0} cycles/s = {:.2} x PING/s (target >= 0.40, ceiling 0.5); Redis ran its scripts {:.1} µs per cycle",
-        "1 solo (acquire + release)",
-        rate / ping,
-        script_us / cycles as f64
-    );
-    let bare = bare as f64 / bare_time;
-    println!(
-        "{:<34} {bare:>9.0} cycles/s = {:.2} x PING/s (the protocol's Redis commands in two bare scripts, no library); {:.1} µs per cycle",
-        "  protocol floor",
-        bare / ping,
-        bare_us / bare_time / bare
-    );
+    let (ping, rt_us) = solo(&locker, &mut meter, quick, secs);
 
     // 2. Contended, processes.
     let per = if quick { 50 } else { 500 };
@@ -1555,8 +1932,10 @@ fn main() {
     drop(locks);
     drop(many);
 
-    // 7. Herd: P processes on one resource, P = 1, 4, 16, 64.
+    // 7. Herd: P processes on one resource, P = 1, 4, 16, 64; the plain
+    // lock, then a semaphore of 4 permits.
     herd(&url, rt_us, herd_window);
+    herd_semaphore(&url, rt_us, herd_window);
 
     // 8. The heartbeat of 10,000 locks: one server and a cluster.
     beat(&url, quick);
@@ -1568,6 +1947,9 @@ fn main() {
     // 10. Short-lived lockers: a locker's whole life beside a connection's
     // floor, and `turn lock R -- true` beside flock(1).
     short_lived(&url, server.as_ref().and_then(|s| s.pid()), quick);
+
+    // 11. All or none: acquire_all of k free resources, its round trips.
+    all_or_none(&url, rt_us, quick);
 
     // turn 1.0 (Python), solo, when its virtualenv is there.
     // (made with pip like the tests' one unless TURN_BENCH_PYTHON names it)
