@@ -159,7 +159,7 @@ static void unknown_result_codes_have_a_static_name(turn_locker *locker, turn_lo
     (void)locker;
     (void)lock;
     (void)cancel;
-    int codes[] = {-1, 12, 98, 100, 12345, INT_MIN, INT_MAX};
+    int codes[] = {-1, 13, 98, 100, 12345, INT_MIN, INT_MAX};
     const char *first = turn_result_str(-1);
     EXPECT(first != NULL && strlen(first) > 0);
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
@@ -169,6 +169,7 @@ static void unknown_result_codes_have_a_static_name(turn_locker *locker, turn_lo
     }
     EXPECT(strcmp(turn_result_str(TURN_ERR_CANCELED), "TURN_ERR_CANCELED") == 0);
     EXPECT(strcmp(turn_result_str(9), "TURN_ERR_FORKED") == 0);
+    EXPECT(strcmp(turn_result_str(TURN_ERR_WRONG_KIND), "TURN_ERR_WRONG_KIND") == 0);
 }
 
 /* In a child: the parent's locker and lock answer TURN_ERR_FORKED; the
