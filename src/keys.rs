@@ -52,10 +52,15 @@ pub(crate) struct Keys {
     /// `P:R:weights`: hash of the waiting tickets of a shared-mode queue,
     /// serial -> weight (ours only).
     pub weights: String,
-    /// `P:R:since`: hash serial -> server time (`SECONDS` and six digits
-    /// of microseconds) of the draw of a waiting ticket, or of the grant of
-    /// a holder, for status (ours only).
+    /// `P:R:since`: hash serial -> server time (ms) of the admission of a
+    /// holder of a shared-mode queue, or of when a ticket missing its key
+    /// was first seen there, for status and admission (ours only).
     pub since: String,
+    /// `P:R:granted`: `SERIAL MS`, the ticket a plain queue's indicator was
+    /// set to by one of our scripts, and when (ms since 1970), for status
+    /// and for telling a dead holder from a turn 1.0 ticket whose key is not
+    /// set yet (ours only).
+    pub granted: String,
 }
 
 impl Keys {
@@ -86,6 +91,7 @@ impl Keys {
             holders: format!("{base}:holders"),
             weights: format!("{base}:weights"),
             since: format!("{base}:since"),
+            granted: format!("{base}:granted"),
         }
     }
 

@@ -262,10 +262,12 @@ impl Core {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// A nonce for a new ticket: 64 random bits and a count, unique to it.
+    /// A nonce for a new ticket: this host's time in ms (hex; status reads
+    /// it as the draw's time), a dot, then 64 random bits and a count,
+    /// unique to it.
     pub fn nonce(&self) -> String {
         let n = self.next_id();
-        format!("{:016x}{n:x}", self.nonces.hash_one(n))
+        format!("{:x}.{:016x}{n:x}", unix_ms(), self.nonces.hash_one(n))
     }
 
     /// Records that a background thread failed and was restarted.
@@ -287,4 +289,14 @@ impl Core {
             format!("{} background failure(s); the last: {}", faults.0, faults.1),
         ))
     }
+}
+
+/// This host's clock in ms since 1970: the time our scripts record with a
+/// grant (`P:R:granted`) and a draw (its nonce begins with it, in hex), so
+/// that status can tell how long a ticket has held or waited (hosts kept
+/// in time agree within milliseconds).
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -40,9 +40,10 @@ return t
 /// ticket prefix, the passing ticket's identity key, identity and token
 /// base, '1' when every ticket missing its presence key counts as dead
 /// ('' while the passing ticket is younger than the grace: then only those
-/// recorded withdrawn do, and those our scripts granted or drew longer
-/// than the grace ago (`P:R:since`), since a missing key may be a turn 1.0
-/// ticket's that is not set yet), the grace in ms.
+/// recorded withdrawn do, and the one our scripts granted longer than the
+/// grace ago (`P:R:granted`), since a missing key may be a turn 1.0
+/// ticket's that is not set yet), the grace in ms, the client's time in ms
+/// (ms since 1970, the clock `granted` was written with).
 /// A waiter's bump: only when the ticket at the indicator is dead (or
 /// withdrawn), it moves the indicator forward past it and the dead tickets
 /// after it, up to the passing ticket at most, never past a ticket with a
@@ -69,16 +70,15 @@ if bad(disp) then return disp end
 local n = tonumber(ARGV[2])
 if ind == nil or disp == nil or ind >= n then return {-1, 0} end
 local any = ARGV[10] == '1'
-local since = string.sub(KEYS[1], 1, #KEYS[1] - 9) .. 'since'
-local tm = redis.call('TIME')
-local now = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
+local granted = redis.call('GET', string.sub(KEYS[1], 1, #KEYS[1] - 9) .. 'granted')
+local gs, gms = nil, nil
+if type(granted) == 'string' then gs, gms = string.match(granted, '^(%d+) (%d+)$') end
 local function gone(s)
   if redis.call('EXISTS', ARGV[1] .. s) == 1 then return false end
   if any or redis.call('SISMEMBER', KEYS[4], s) == 1 then return true end
-  -- Granted (or drawn) longer than the grace ago by one of our scripts:
-  -- not a turn 1.0 ticket whose key is not set yet, but a dead one.
-  local at = tonumber(redis.call('HGET', since, s))
-  return at ~= nil and now - at > tonumber(ARGV[11]) * 1000
+  -- Granted by one of our scripts longer than the grace ago: not a turn
+  -- 1.0 ticket whose key is not set yet, but a dead holder.
+  return gs == s and tonumber(ARGV[12]) - tonumber(gms) > tonumber(ARGV[11])
 end
 local pttl = redis.call('PTTL', ARGV[1] .. fmt(ind))
 if pttl ~= -2 then return {1, pttl} end
@@ -86,8 +86,6 @@ if not gone(fmt(ind)) then return {2, 0} end
 local t = ind + 1
 local stop = math.min(n - 1, ind + 9999)
 while t <= stop and gone(fmt(t)) do t = t + 1 end
-local since = string.sub(KEYS[1], 1, #KEYS[1] - 9) .. 'since'
-for p = ind, t - 1 do redis.call('HDEL', since, fmt(p)) end
 say(ARGV[3], ARGV[5], ARGV[2] .. ' bumps')
 announce(KEYS[1], KEYS[3], ARGV[1], ARGV[6], ARGV[4], ARGV[3], ARGV[5], t, disp)
 return {0, t}
@@ -171,7 +169,8 @@ pub(crate) fn bump_before(
     .arg(&t.identity)
     .arg(&t.base)
     .arg(if past_grace { "1" } else { "" })
-    .arg(core.options.grace.as_millis() as u64);
+    .arg(core.options.grace.as_millis() as u64)
+    .arg(crate::shared::unix_ms());
     let confirm = Confirm::of(core, t.expire);
     let (reply, confirmed): (Vec<i64>, bool) = core.run(|c| call.invoke_confirmed(c, confirm))?;
     let passed = decode_pass(&reply)?;

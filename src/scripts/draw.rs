@@ -10,11 +10,12 @@ use crate::error::Result;
 use crate::shared::Core;
 use crate::ticket::Draw;
 
-/// draw: KEYS dispenser, indicator, incarnation, kind, since (the draw's
-/// time is recorded there); ARGV presence prefix,
+/// draw: KEYS dispenser, indicator, incarnation, kind, granted; ARGV
+/// presence prefix,
 /// label, expire ms, external channel, resource, 'clock' to seed a new
 /// queue from the server's clock ('' for turn 1.0's 1), ticket prefix,
-/// nonce, withdrawn set (in the queue's slot), the locker's channel.
+/// nonce, withdrawn set (in the queue's slot), the locker's channel, the
+/// client's time in ms (recorded in `granted` with a grant at once).
 /// Returns {serial, base} when the lock was granted right away, else
 /// {serial, base, indicator, pttl of the previous ticket's presence key,
 /// 1 if that ticket is ours (drawn in this incarnation) else 0}; see
@@ -55,28 +56,32 @@ use crate::ticket::Draw;
 static DRAW: Lazy<Script> = Lazy::new(|| {
     Script::new(&format!(
         r#"
-local K_DISP, K_IND, K_INC = KEYS[1], KEYS[2], KEYS[3]
+local K_DISP, K_IND, K_INC, K_KIND = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local CLOCK, T_PREFIX, FORGET = ARGV[6] == 'clock', ARGV[7], {{ARGV[9], KEYS[5]}}
-local kind = redis.call('GET', KEYS[4])
-if kind then
-  local d = tonumber(redis.call('GET', K_DISP))
-  if d ~= nil then
-    -- Left by a queue of shared modes that turn 1.0 clients made anew
-    -- (their reset deletes the dispenser and indicator alone): its
-    -- dispenser went back below the highest serial our draws took.
-    local top = tonumber(string.match(redis.call('GET', K_INC) or '', ' (%d+)$'))
-    if top == nil or d >= top then return redis.error_reply('TURNKIND ' .. kind) end
+local function on_read(got, n, made)
+  local kind = got[4]
+  if not kind then return nil end
+  if not made then
+    -- A queue of shared modes refuses a plain draw, unless turn 1.0
+    -- clients made it anew (their reset deletes the dispenser and
+    -- indicator alone): its dispenser went back below the highest serial
+    -- our draws took.
+    local top = tonumber(string.match(got[2] or '', ' (%d+)$'))
+    if top == nil or n - 1 >= top then
+      redis.call('DECR', K_DISP)
+      return redis.error_reply('TURNKIND ' .. kind)
+    end
   end
   -- Left by a queue of shared modes that is gone.
-  redis.call('DEL', KEYS[4])
+  redis.call('DEL', K_KIND)
+  return nil
 end
 {NEW_SERIAL}
 redis.call('SET', ARGV[1] .. s, ARGV[2], 'PX', ARGV[3])
 redis.call('SET', T_PREFIX .. s, ARGV[8] .. ' ' .. bs .. ' ' .. ARGV[10], 'PX', ARGV[3])
-local tm = redis.call('TIME')
-redis.call('HSET', KEYS[5], s, tm[1] .. string.format('%06d', tonumber(tm[2])))
 redis.call('PUBLISH', ARGV[4], ARGV[5] .. ': ' .. s .. ' assigned to "' .. ARGV[2] .. '"')
 if ind == n then
+  redis.call('SET', KEYS[5], s .. ' ' .. ARGV[11])
   redis.call('PUBLISH', ARGV[4], ARGV[5] .. ': ' .. s .. ' started')
   return {{n, base}}
 end
@@ -97,17 +102,22 @@ return {{n, base, ind, redis.call('PTTL', ARGV[1] .. string.format('%d', n - 1))
 /// shared-mode queue: INCR of the dispenser K_DISP (bootstrapping a new
 /// queue with the indicator K_IND), the indicator read, and the token
 /// base of the queue's incarnation K_INC (see `DRAW`). Expects the locals
-/// K_DISP, K_IND, K_INC, CLOCK (seed a new queue from the server's
-/// clock), T_PREFIX (the identity keys' prefix) and FORGET (the keys to
-/// delete when the queue was made anew under them). Leaves n, s (its
-/// text), ind, base, bs (its text, written to K_INC) and prev (the
-/// identity value of ticket n - 1).
+/// K_DISP, K_IND, K_INC, K_KIND, CLOCK (seed a new queue from the
+/// server's clock), T_PREFIX (the identity keys' prefix), FORGET (the
+/// keys to delete when the queue was made anew under them) and the
+/// function `on_read(got, n, made)`, called with the MGET of the
+/// indicator, the incarnation, ticket n - 1's identity and the kind key
+/// (`made`: this draw made the queue), whose error reply, if any, is the
+/// script's. Leaves n, s (its text), ind, base, bs (its text, written to
+/// K_INC) and prev (the identity value of ticket n - 1).
 pub(super) const NEW_SERIAL: &str = r#"
 local n = redis.call('INCR', K_DISP)
 if n > 9007199254740991 then
   return redis.error_reply('TURNPROTO ' .. K_DISP .. ' is past 2^53')
 end
+local made = false
 if n == 1 and redis.call('EXISTS', K_IND) == 0 then
+  made = true
   if CLOCK then
     local t = redis.call('TIME')
     n = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -115,7 +125,9 @@ if n == 1 and redis.call('EXISTS', K_IND) == 0 then
   end
   redis.call('SET', K_IND, string.format('%d', n))
 end
-local got = redis.call('MGET', K_IND, K_INC, T_PREFIX .. string.format('%d', n - 1))
+local got = redis.call('MGET', K_IND, K_INC, T_PREFIX .. string.format('%d', n - 1), K_KIND)
+local refused = on_read(got, n, made)
+if refused then return refused end
 local v = got[1]
 if v == false then
   return redis.error_reply('TURNPROTO ' .. K_IND .. ' is missing while ' .. K_DISP .. ' exists')
@@ -208,7 +220,7 @@ pub(crate) fn draw(core: &Core, draw: &Draw) -> Result<Drawn> {
             &keys.indicator,
             &keys.incarnation,
             &keys.kind,
-            &keys.since,
+            &keys.granted,
         ],
     )
     .arg(&keys.presence_prefix)
@@ -224,7 +236,8 @@ pub(crate) fn draw(core: &Core, draw: &Draw) -> Result<Drawn> {
     .arg(&keys.ticket_prefix)
     .arg(&draw.nonce)
     .arg(&keys.withdrawn)
-    .arg(&draw.channel);
+    .arg(&draw.channel)
+    .arg(crate::shared::unix_ms());
     let confirm = Confirm::of(core, draw.expire);
     let ((mut drawn, confirmed), retried): ((Drawn, bool), bool) = core
         .run_retried(|c| call.invoke_confirmed(c, confirm))

@@ -40,16 +40,15 @@ local function ours(tkey, identity, ikey, base)
   if type(v) ~= 'table' or v.err then return false end
   return v[1] == identity and base_of(v[2]) == base
 end
--- The server's time as the since hash keeps it: seconds, then six digits
--- of microseconds.
-local function stamp()
+-- The server's time in ms.
+local function now_ms()
   local tm = redis.call('TIME')
-  return tm[1] .. string.format('%06d', tonumber(tm[2]))
+  return tonumber(tm[1]) * 1000 + math.floor(tonumber(tm[2]) / 1000)
 end
 local function say(channel, resource, text)
   redis.call('PUBLISH', channel, resource .. ': ' .. text)
 end
--- Moves the indicator to t (recording the time in P:R:since) and calls t: on `internal` (turn 1.0's message),
+-- Moves the indicator to t (recorded in P:R:granted with the time) and calls t: on `internal` (turn 1.0's message),
 -- and, when t is one of ours (drawn in this incarnation, not past the
 -- dispenser), on its locker's channel with its nonce, which wakes that
 -- waiter alone; "t started" is said for it then (it confirms its turn with
@@ -59,8 +58,8 @@ local function announce(ind_key, inc_key, prefix, ticket_prefix, internal, exter
   redis.call('SET', ind_key, s)
   local nonce, channel = nil, nil
   if t <= disp then
-    -- The grant's time, for status: P:R:since beside P:R:indicator.
-    redis.call('HSET', string.sub(ind_key, 1, #ind_key - 9) .. 'since', s, stamp())
+    -- The grant and its time: P:R:granted beside P:R:indicator.
+    redis.call('SET', string.sub(ind_key, 1, #ind_key - 9) .. 'granted', s .. ' ' .. fmt(now_ms()))
     local base = base_of(redis.pcall('GET', inc_key))
     if base then nonce, channel = callee(redis.pcall('GET', ticket_prefix .. s), base) end
   end

@@ -11,7 +11,7 @@ use super::call::{Call, Confirm};
 use super::modes::{self, Ask};
 
 /// release / abandon: KEYS indicator, withdrawn, dispenser, incarnation,
-/// since (its entry goes; the next ticket's is its grant's time);
+/// granted (set to the next ticket and the client's time, ARGV 11);
 /// ARGV presence prefix, serial, label, external, internal, resource, mode
 /// ('release' or 'abandon'), ticket prefix, ticket identity, token base.
 /// Does nothing at all unless the ticket is still ours: its identity key
@@ -46,7 +46,6 @@ if got[1] ~= ARGV[9] then return 0 end
 local inc = got[2]
 if type(inc) ~= 'string' or string.sub(inc, 1, #ARGV[10] + 1) ~= ARGV[10] .. ' ' then return 0 end
 local present = redis.call('DEL', tkey, ARGV[1] .. ARGV[2]) - 1
-redis.call('HDEL', KEYS[5], ARGV[2])
 local v = got[3]
 local ind = nil
 if v ~= false then
@@ -102,16 +101,12 @@ while disp ~= nil and t <= disp do
   if nonce or redis.call('SREM', KEYS[2], s) == 0 or redis.call('EXISTS', ARGV[1] .. s) == 1 then
     break
   end
-  redis.call('HDEL', KEYS[5], s)
   t = t + 1
   s = string.format('%d', t)
   id = redis.pcall('GET', ARGV[8] .. s)
 end
 redis.call('SET', KEYS[1], s)
-if disp ~= nil and t <= disp then
-  local tm = redis.call('TIME')
-  redis.call('HSET', KEYS[5], s, tm[1] .. string.format('%06d', tonumber(tm[2])))
-end
+if disp ~= nil and t <= disp then redis.call('SET', KEYS[5], s .. ' ' .. ARGV[11]) end
 if nonce then redis.call('PUBLISH', channel, nonce) end
 redis.call('PUBLISH', ARGV[5], ARGV[1] .. s)
 redis.call('PUBLISH', ARGV[4], ARGV[6] .. ': ' .. s .. ' granted')
@@ -169,7 +164,7 @@ pub(crate) fn release(core: &Core, t: &Ticket, mode: Mode, confirm: bool) -> Res
             &t.keys.withdrawn,
             &t.keys.dispenser,
             &t.keys.incarnation,
-            &t.keys.since,
+            &t.keys.granted,
         ],
     )
     .arg(&t.keys.presence_prefix)
@@ -184,7 +179,8 @@ pub(crate) fn release(core: &Core, t: &Ticket, mode: Mode, confirm: bool) -> Res
     })
     .arg(&t.keys.ticket_prefix)
     .arg(&t.identity)
-    .arg(&t.base);
+    .arg(&t.base)
+    .arg(crate::shared::unix_ms());
     run(core, t, &call, mode, confirm)
 }
 

@@ -10,7 +10,8 @@ use crate::keys::Keys;
 use crate::shared::Core;
 
 /// reset: KEYS indicator, dispenser, withdrawn, incarnation, and a
-/// shared-mode queue's kind, admitted, holders, weights, and since; ARGV
+/// shared-mode queue's kind, admitted, holders, weights, since, and
+/// granted; ARGV
 /// presence
 /// prefix, expected dispenser ('' for any), external, internal, resource,
 /// ticket prefix.
@@ -37,7 +38,7 @@ if disp - ind + 1 > 0 then
 end
 local size = disp - ind + 1
 if size > 0 then return {-3, size} end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10])
 return {0}
 "#
     ))
@@ -71,6 +72,7 @@ pub(crate) fn reset(core: &Core, keys: &Keys, expected_dispenser: Option<u64>) -
             &keys.holders,
             &keys.weights,
             &keys.since,
+            &keys.granted,
         ],
     )
     .arg(&keys.presence_prefix)

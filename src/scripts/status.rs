@@ -14,18 +14,21 @@ use crate::shared::Core;
 use crate::status::{MAX_STATUS_TICKETS, Status, TicketInfo};
 
 /// status: KEYS indicator, dispenser, kind, holders, weights, since,
-/// incarnation; ARGV presence prefix, max tickets, ticket prefix.
+/// incarnation, granted; ARGV presence prefix, max tickets, ticket
+/// prefix, the client's time (ms since 1970).
 /// Returns {} when there is no queue, else {indicator, dispenser, kind
-/// ('' for a plain queue), the server time (`SECONDS MICROS`, as since
-/// keeps it), serial1, label1, weight1, held1, since1, pttl1, ours1, ...}
-/// for the live tickets from the indicator to the dispenser, ascending. In
-/// a plain queue every weight is 1 and the ticket at the indicator holds;
-/// in a shared-mode queue the holders are those admitted, and a ticket
-/// whose weight is not recorded (a turn 1.0 client's) weighs '' (all of
-/// it). since: the time of its grant (a holder) or draw (a waiter), ''
-/// when not known; pttl: its presence key's; ours: '1' when its identity
-/// names the queue's incarnation (its token is the base + its serial),
-/// else '0' (a turn 1.0 client's).
+/// ('' for a plain queue), the incarnation's token base ('' when none),
+/// serial1, label1, weight1, held1, age1, pttl1, ours1, ...} for the live
+/// tickets from the indicator to the dispenser, ascending. In a plain
+/// queue every weight is 1 and the ticket at the indicator holds; in a
+/// shared-mode queue the holders are those admitted, and a ticket whose
+/// weight is not recorded (a turn 1.0 client's) weighs '' (all of it).
+/// age: ms since its grant (a holder: `granted` in a plain queue, `since`
+/// in a shared-mode one; else since its draw) or its draw (a waiter: the
+/// time its nonce begins with; a turn 1.0 ticket in a shared-mode queue:
+/// since it was first seen missing its key), '' when not known; pttl: its
+/// presence key's; ours: '1' when its identity names the queue's
+/// incarnation (its token is the base + its serial), else '0'.
 static STATUS: Lazy<Script> = Lazy::new(|| {
     script(&format!(
         "{CHECK_NUM}{}",
@@ -38,8 +41,16 @@ if ind == nil then return {} end
 if disp == nil then disp = ind - 1 end
 local kind = redis.call('GET', KEYS[3]) or ''
 local base = base_of(redis.call('GET', KEYS[7]))
-local tm = redis.call('TIME')
-local out = {fmt(ind), fmt(disp), kind, tm[1] .. ' ' .. tm[2], base or ''}
+local client = tonumber(ARGV[4])
+local server = now_ms()
+local gs, gms = nil, nil
+local granted = redis.call('GET', KEYS[8])
+if type(granted) == 'string' then gs, gms = string.match(granted, '^(%d+) (%d+)$') end
+local function ago(clock, at)
+  if at == nil then return '' end
+  return fmt(math.max(0, clock - at))
+end
+local out = {fmt(ind), fmt(disp), kind, base or ''}
 local last = math.min(disp, ind + tonumber(ARGV[2]) - 1)
 for t = ind, last do
   local s = fmt(t)
@@ -57,13 +68,28 @@ for t = ind, last do
       end
       weight = w or ''
     end
+    local drawn = nil
     local ours = '0'
-    if base and callee(redis.call('GET', ARGV[3] .. s), base) then ours = '1' end
+    if base then
+      local nonce = callee(redis.call('GET', ARGV[3] .. s), base)
+      if nonce then
+        ours = '1'
+        local hex = string.match(nonce, '^(%x+)%.')
+        if hex then drawn = tonumber(hex, 16) end
+      end
+    end
+    local age = ago(client, drawn)
+    if kind == '' then
+      if held == '1' and gs == s then age = ago(client, tonumber(gms)) end
+    else
+      local at = tonumber(redis.call('HGET', KEYS[6], s))
+      if at and (held == '1' or drawn == nil) then age = ago(server, at) end
+    end
     out[#out + 1] = s
     out[#out + 1] = label
     out[#out + 1] = weight
     out[#out + 1] = held
-    out[#out + 1] = redis.call('HGET', KEYS[6], s) or ''
+    out[#out + 1] = age
     out[#out + 1] = fmt(redis.call('PTTL', ARGV[1] .. s))
     out[#out + 1] = ours
   end
@@ -86,23 +112,15 @@ pub(crate) fn status(core: &Core, keys: &Keys, resource: &str) -> Result<Option<
             &keys.weights,
             &keys.since,
             &keys.incarnation,
+            &keys.granted,
         ],
     )
     .arg(&keys.presence_prefix)
     .arg(MAX_STATUS_TICKETS)
-    .arg(&keys.ticket_prefix);
+    .arg(&keys.ticket_prefix)
+    .arg(crate::shared::unix_ms());
     let reply: Vec<Vec<u8>> = core.run(|c| call.invoke(c))?;
     decode(&reply, resource)
-}
-
-/// Microseconds of a server time `SECONDS MICROS` (the status's clock) or
-/// `SECONDSMMMMMM` (a since entry: six digits of microseconds).
-fn micros(text: &[u8]) -> Option<u64> {
-    let text = std::str::from_utf8(text).ok()?;
-    match text.split_once(' ') {
-        Some((s, us)) => Some(s.parse::<u64>().ok()? * 1_000_000 + us.parse::<u64>().ok()?),
-        None => text.parse().ok(),
-    }
 }
 
 fn number(bytes: &[u8], what: &str) -> Result<u64> {
@@ -149,27 +167,26 @@ fn decode(reply: &[Vec<u8>], resource: &str) -> Result<Option<Status>> {
     if reply.is_empty() {
         return Ok(None);
     }
-    if reply.len() < 5 || !(reply.len() - 5).is_multiple_of(7) {
+    if reply.len() < 4 || !(reply.len() - 4).is_multiple_of(7) {
         return Err(Error::protocol("malformed status reply"));
     }
     let indicator = number(&reply[0], "the indicator")?;
     let dispenser = number(&reply[1], "the dispenser")?;
     let kind = kind_of(&reply[2])?;
-    let now = micros(&reply[3]);
-    let base: Option<i64> = std::str::from_utf8(&reply[4])
+    let base: Option<i64> = std::str::from_utf8(&reply[3])
         .ok()
         .and_then(|b| b.parse().ok());
     let mut waiters = 0;
-    let tickets = reply[5..]
+    let tickets = reply[4..]
         .chunks(7)
         .map(|t| {
             let serial = number(&t[0], "a serial")?;
             let held = t[3] == b"1";
             let ours = t[6] == b"1";
-            let age = match (now, micros(&t[4])) {
-                (Some(now), Some(since)) => Some(Duration::from_micros(now.saturating_sub(since))),
-                _ => None,
-            };
+            let age = std::str::from_utf8(&t[4])
+                .ok()
+                .and_then(|a| a.parse().ok())
+                .map(Duration::from_millis);
             let pttl: i64 = std::str::from_utf8(&t[5])
                 .ok()
                 .and_then(|p| p.parse().ok())
@@ -219,25 +236,9 @@ mod tests {
         assert_eq!(decode(&[], "r").unwrap(), None);
         let s = decode(
             &reply(&[
-                "3",
-                "5",
-                "",
-                "100 500000",
-                "90", //
-                "3",
-                "a",
-                "1",
-                "1",
-                "98000000",
-                "4000",
-                "1", //
-                "5",
-                "b",
-                "1",
-                "0",
-                "",
-                "-1",
-                "0",
+                "3", "5", "", "90", //
+                "3", "a", "1", "1", "2500", "4000", "1", //
+                "5", "b", "1", "0", "", "-1", "0",
             ]),
             "r",
         )
@@ -275,15 +276,14 @@ mod tests {
             ]
         );
         assert!(decode(&reply(&["3"]), "r").is_err());
-        assert!(decode(&reply(&["3", "5", "", "1 0", "", "4"]), "r").is_err());
-        assert!(decode(&reply(&["x", "5", "", "1 0", ""]), "r").is_err());
-        assert!(decode(&reply(&["3", "5", "lock", "1 0", ""]), "r").is_err());
+        assert!(decode(&reply(&["3", "5", "", "", "4"]), "r").is_err());
+        assert!(decode(&reply(&["x", "5", "", ""]), "r").is_err());
+        assert!(decode(&reply(&["3", "5", "lock", ""]), "r").is_err());
         let s = decode(
             &reply(&[
                 "3",
                 "5",
                 "semaphore 4",
-                "1 0",
                 "", //
                 "3",
                 "a",
@@ -327,9 +327,7 @@ mod tests {
             )
         );
         let s = decode(
-            &reply(&[
-                "3", "3", "rwlock", "1 0", "", "3", "a", "1", "1", "", "10", "1",
-            ]),
+            &reply(&["3", "3", "rwlock", "", "3", "a", "1", "1", "", "10", "1"]),
             "r",
         )
         .unwrap()

@@ -34,7 +34,7 @@ if redis.call('HEXISTS', K_HOLD, s) == 1 then
   if got[6] then redis.call('SET', K_ADM, got[6]) end
   return {ind, -3}
 end
-local head, t, holders, now, unknown = admit(disp, ind, ARGV[9], tonumber(ARGV[10]), n)
+local head, t, holders, now, unknown = admit(disp, ind, ARGV[9], tonumber(ARGV[10]), n, nil)
 if now then
   redis.call('PUBLISH', EXTERNAL, NAME .. ': ' .. s .. ' started')
   return {head, -3}

@@ -18,8 +18,8 @@ use crate::ticket::Draw;
 /// A queue that exists with another kind (a plain queue has no kind key)
 /// answers `TURNKIND KIND` and is left alone; a new queue takes this
 /// kind. The serial, identity and token are the plain draw's (`NEW_SERIAL`).
-/// The ticket's weight is recorded, then admission runs
-/// (`admit`). Returns {serial, base} when admitted now ("N started"
+/// Admission runs (`admit`, with the ticket's weight); a ticket not
+/// admitted has its weight recorded. Returns {serial, base} when admitted now ("N started"
 /// said), else {serial, base, indicator, least lease left ahead, 1 if
 /// ours, watched serial} (see `watch`).
 static DRAW: Lazy<Script> = Lazy::new(|| {
@@ -33,17 +33,17 @@ else
   redis.call('SET', K_KIND, ARGV[12])
 end
 local CLOCK, FORGET = ARGV[9] == 'clock', {{K_ADM, K_HOLD, K_WEIGHTS, K_SINCE}}
+local function on_read() return nil end
 {NEW_SERIAL}
 redis.call('SET', P_PREFIX .. s, ARGV[7], 'PX', ARGV[8])
 redis.call('SET', T_PREFIX .. s, ARGV[10] .. ' ' .. bs .. ' ' .. ARGV[11], 'PX', ARGV[8])
-redis.call('HSET', K_WEIGHTS, s, ARGV[13])
-redis.call('HSET', K_SINCE, s, stamp())
 redis.call('PUBLISH', EXTERNAL, NAME .. ': ' .. s .. ' assigned to "' .. ARGV[7] .. '"')
-local head, t, holders, now, unknown = admit(n, ind, bs, tonumber(ARGV[8]), n)
+local head, t, holders, now, unknown = admit(n, ind, bs, tonumber(ARGV[8]), n, tonumber(ARGV[13]))
 if now then
   redis.call('PUBLISH', EXTERNAL, NAME .. ': ' .. s .. ' started')
   return {{n, base}}
 end
+redis.call('HSET', K_WEIGHTS, s, ARGV[13])
 local watched, pttl, mine = watch(n, t, holders, bs, unknown)
 return {{n, base, head, pttl, mine, watched}}
 "#

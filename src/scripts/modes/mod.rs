@@ -102,17 +102,19 @@ pub(crate) fn wrong_kind(e: Error, resource: &str, mode: Mode) -> Error {
 /// The admission rule, prepended to the draw, check and release of a
 /// shared-mode queue, after [`NAMES`].
 ///
-/// `admit(disp, ind, bs, unknown_ms, self)` admits tickets from the one
+/// `admit(disp, ind, bs, unknown_ms, self, self_w)` admits tickets from the one
 /// after the admitted serial on, in order, while they fit: a ticket
 /// without a presence key is passed when it is ours (its weight is known:
 /// dead, or withdrawn, weight 0), or once it has been seen missing for
 /// `unknown_ms` (the caller's lease; `since` keeps when it was first
-/// seen): until then it stops admission (a turn 1.0 ticket whose key is
+/// seen, in the server's ms): until then it stops admission (a turn 1.0 ticket whose key is
 /// not set yet, later on a slow link). When one does not fit, the holders
 /// whose presence key is gone are dropped first (their permits come back).
 /// Each ticket admitted is called: ours on its locker's channel with its
 /// nonce ("N granted", "N started"), another on `internal` ("N granted"),
-/// but `self` (the caller's own ticket). It then sets the indicator to the
+/// but `self` (the caller's own ticket; `self_w`: its weight, when it is
+/// a new ticket whose weight is not recorded yet). Each admission is
+/// recorded in `since` (the server's ms). It then sets the indicator to the
 /// lowest holder (or the first ticket not admitted). Returns the
 /// indicator, the first ticket not admitted, the holders (serial ->
 /// weight), whether `self` was admitted now, and how long (ms) until the
@@ -133,7 +135,7 @@ local function serial(v, key)
   end
   return tonumber(v)
 end
-local function admit(disp, ind, bs, unknown_ms, self)
+local function admit(disp, ind, bs, unknown_ms, self, self_w)
   local f = tonumber(redis.call('GET', K_ADM))
   if f == nil or f < ind - 1 then f = ind - 1 end
   local holders, used = {}, 0
@@ -151,24 +153,35 @@ local function admit(disp, ind, bs, unknown_ms, self)
   local admitted_self = false
   local unknown_wait = nil
   local t = f + 1
+  local clock = nil
+  local function now()
+    if clock == nil then clock = now_ms() end
+    return clock
+  end
   while t <= disp do
     local s = fmt(t)
-    local w = tonumber(redis.call('HGET', K_WEIGHTS, s))
-    if redis.call('EXISTS', P_PREFIX .. s) == 0 then
+    local w, present
+    if t == self and self_w then
+      -- The caller's own new ticket: its weight is given, its key set.
+      w, present = self_w, true
+    else
+      w = tonumber(redis.call('HGET', K_WEIGHTS, s))
+      present = redis.call('EXISTS', P_PREFIX .. s) == 1
+    end
+    if not present then
       if w == nil then
         -- Not ours, no presence key: a turn 1.0 ticket whose key is not
         -- set yet (its client sets it a moment after drawing, later on a
         -- slow link), or one that died before setting it. Passed once seen
         -- missing for unknown_ms (since keeps when it was first seen).
-        local now = tonumber(stamp())
         local seen = tonumber(redis.call('HGET', K_SINCE, s))
         if seen == nil then
-          redis.call('HSET', K_SINCE, s, fmt(now))
-          seen = now
+          seen = now()
+          redis.call('HSET', K_SINCE, s, fmt(seen))
         end
-        local left = unknown_ms * 1000 - (now - seen)
+        local left = unknown_ms - (now() - seen)
         if left > 0 then
-          unknown_wait = math.ceil(left / 1000)
+          unknown_wait = left
           break
         end
       else
@@ -191,10 +204,10 @@ local function admit(disp, ind, bs, unknown_ms, self)
       end
       if used + w > PERMITS then break end
       redis.call('HSET', K_HOLD, s, fmt(w))
-      redis.call('HSET', K_SINCE, s, stamp())
+      redis.call('HSET', K_SINCE, s, fmt(now()))
       holders[t] = w
       used = used + w
-      if mine then redis.call('HDEL', K_WEIGHTS, s) end
+      if mine and not (t == self and self_w) then redis.call('HDEL', K_WEIGHTS, s) end
       if t == self then
         admitted_self = true
       else

@@ -40,7 +40,7 @@ elseif redis.call('HEXISTS', K_WEIGHTS, s) == 1 then
 end
 local ind = serial(got[3], K_IND)
 local disp = serial(got[4], K_DISP)
-if ind ~= nil and disp ~= nil then admit(disp, ind, ARGV[11], tonumber(ARGV[12]), 0) end
+if ind ~= nil and disp ~= nil then admit(disp, ind, ARGV[11], tonumber(ARGV[12]), 0, nil) end
 if held then return 2 + present end
 return present
 "#,
