@@ -58,6 +58,7 @@ static DRAW: Lazy<Script> = Lazy::new(|| {
         r#"
 local K_DISP, K_IND, K_INC, K_KIND = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local CLOCK, T_PREFIX, FORGET = ARGV[6] == 'clock', ARGV[7], {{ARGV[9], KEYS[5]}}
+local EXTRA = {{K_KIND}}
 local function on_read(got, n, made)
   local kind = got[4]
   if not kind then return nil end
@@ -102,14 +103,15 @@ return {{n, base, ind, redis.call('PTTL', ARGV[1] .. string.format('%d', n - 1))
 /// shared-mode queue: INCR of the dispenser K_DISP (bootstrapping a new
 /// queue with the indicator K_IND), the indicator read, and the token
 /// base of the queue's incarnation K_INC (see `DRAW`). Expects the locals
-/// K_DISP, K_IND, K_INC, K_KIND, CLOCK (seed a new queue from the
-/// server's clock), T_PREFIX (the identity keys' prefix), FORGET (the
-/// keys to delete when the queue was made anew under them) and the
-/// function `on_read(got, n, made)`, called with the MGET of the
-/// indicator, the incarnation, ticket n - 1's identity and the kind key
+/// K_DISP, K_IND, K_INC, CLOCK (seed a new queue from the server's
+/// clock), T_PREFIX (the identity keys' prefix), FORGET (the keys to
+/// delete when the queue was made anew under them), EXTRA (more keys to
+/// read) and the function `on_read(got, n, made)`, called with the MGET of
+/// the indicator, the incarnation, ticket n - 1's identity and EXTRA
 /// (`made`: this draw made the queue), whose error reply, if any, is the
 /// script's. Leaves n, s (its text), ind, base, bs (its text, written to
-/// K_INC) and prev (the identity value of ticket n - 1).
+/// K_INC), prev (the identity value of ticket n - 1) and forgot (FORGET
+/// was deleted).
 pub(super) const NEW_SERIAL: &str = r#"
 local n = redis.call('INCR', K_DISP)
 if n > 9007199254740991 then
@@ -125,7 +127,7 @@ if n == 1 and redis.call('EXISTS', K_IND) == 0 then
   end
   redis.call('SET', K_IND, string.format('%d', n))
 end
-local got = redis.call('MGET', K_IND, K_INC, T_PREFIX .. string.format('%d', n - 1), K_KIND)
+local got = redis.call('MGET', K_IND, K_INC, T_PREFIX .. string.format('%d', n - 1), unpack(EXTRA))
 local refused = on_read(got, n, made)
 if refused then return refused end
 local v = got[1]
@@ -153,6 +155,7 @@ if inc then
     top = tonumber(string.sub(inc, sp + 1))
   end
 end
+local forgot = false
 local fresh = base == nil or top == nil or n <= top
 local now = nil
 if not fresh and n ~= top + 1 then
@@ -174,6 +177,7 @@ if fresh then
     -- The queue was made anew under the withdrawn set (and the other
     -- records of its tickets): forget them.
     redis.call('DEL', unpack(FORGET))
+    forgot = true
   end
   base = token - n
 end

@@ -13,7 +13,7 @@ use crate::ticket::Ticket;
 /// check: the declared keys and first arguments of [`super::NAMES`]; ARGV
 /// 7 serial, 8 identity, 9 token base, 10 the ticket's lease in ms (a
 /// ticket that is not ours and misses its key is passed once seen missing
-/// that long, see `admit`).
+/// that long, see `admit`), 11 NOW.
 /// Returns {-1, -2} when the ticket is not ours any more (its identity
 /// gone or another's, the incarnation changed, or its presence key gone);
 /// {indicator, -3} when it holds (admitted by an earlier script, or now:
@@ -34,7 +34,7 @@ if redis.call('HEXISTS', K_HOLD, s) == 1 then
   if got[6] then redis.call('SET', K_ADM, got[6]) end
   return {ind, -3}
 end
-local head, t, holders, now, unknown = admit(disp, ind, ARGV[9], tonumber(ARGV[10]), n, nil)
+local head, t, holders, now, unknown = admit(disp, ind, ARGV[9], tonumber(ARGV[10]), n, nil, got[6])
 if now then
   redis.call('PUBLISH', EXTERNAL, NAME .. ': ' .. s .. ' started')
   return {head, -3}
@@ -59,7 +59,8 @@ pub(crate) fn check(core: &Core, t: &Ticket, ask: &Ask, _record: bool) -> Result
         .arg(t.serial)
         .arg(&t.identity)
         .arg(&t.base)
-        .arg(t.expire_ms());
+        .arg(t.expire_ms())
+        .arg(crate::shared::unix_ms());
     run(core, t, &call)
 }
 

@@ -13,7 +13,8 @@ use crate::ticket::Draw;
 
 /// draw: the declared keys and first arguments of [`super::NAMES`]; ARGV
 /// 7 label, 8 expire ms, 9 'clock' to seed a new queue from the server's
-/// clock, 10 nonce, 11 the locker's channel, 12 the kind, 13 the weight.
+/// clock, 10 nonce, 11 the locker's channel, 12 the kind, 13 the weight,
+/// 14 NOW.
 ///
 /// A queue that exists with another kind (a plain queue has no kind key)
 /// answers `TURNKIND KIND` and is left alone; a new queue takes this
@@ -25,20 +26,29 @@ use crate::ticket::Draw;
 static DRAW: Lazy<Script> = Lazy::new(|| {
     script(&format!(
         r#"
-local kind = redis.call('GET', K_KIND)
-if redis.call('EXISTS', K_DISP) == 1 then
-  if kind ~= ARGV[12] then return redis.error_reply('TURNKIND ' .. (kind or 'plain')) end
-else
-  redis.call('DEL', K_ADM, K_HOLD, K_WEIGHTS, K_SINCE)
-  redis.call('SET', K_KIND, ARGV[12])
-end
 local CLOCK, FORGET = ARGV[9] == 'clock', {{K_ADM, K_HOLD, K_WEIGHTS, K_SINCE}}
-local function on_read() return nil end
+local EXTRA = {{K_KIND, K_ADM}}
+local adm = nil
+local function on_read(got, n, made)
+  if made then
+    -- A new queue, of this kind; what an earlier one left goes.
+    redis.call('DEL', K_ADM, K_HOLD, K_WEIGHTS, K_SINCE)
+    redis.call('SET', K_KIND, ARGV[12])
+    adm = false
+  elseif got[4] ~= ARGV[12] then
+    redis.call('DECR', K_DISP)
+    return redis.error_reply('TURNKIND ' .. (got[4] or 'plain'))
+  else
+    adm = got[5]
+  end
+  return nil
+end
 {NEW_SERIAL}
 redis.call('SET', P_PREFIX .. s, ARGV[7], 'PX', ARGV[8])
 redis.call('SET', T_PREFIX .. s, ARGV[10] .. ' ' .. bs .. ' ' .. ARGV[11], 'PX', ARGV[8])
 redis.call('PUBLISH', EXTERNAL, NAME .. ': ' .. s .. ' assigned to "' .. ARGV[7] .. '"')
-local head, t, holders, now, unknown = admit(n, ind, bs, tonumber(ARGV[8]), n, tonumber(ARGV[13]))
+if forgot then adm = false end
+local head, t, holders, now, unknown = admit(n, ind, bs, tonumber(ARGV[8]), n, tonumber(ARGV[13]), adm)
 if now then
   redis.call('PUBLISH', EXTERNAL, NAME .. ': ' .. s .. ' started')
   return {{n, base}}
@@ -65,7 +75,8 @@ pub(crate) fn draw(core: &Core, draw: &Draw, ask: &Ask) -> Result<Drawn> {
         .arg(&draw.nonce)
         .arg(&draw.channel)
         .arg(&ask.kind)
-        .arg(ask.weight);
+        .arg(ask.weight)
+        .arg(crate::shared::unix_ms());
     let confirm = Confirm::of(core, draw.expire);
     let ((mut drawn, confirmed), retried): ((Drawn, bool), bool) = core
         .run_retried(|c| call.invoke_confirmed(c, confirm))

@@ -102,19 +102,20 @@ pub(crate) fn wrong_kind(e: Error, resource: &str, mode: Mode) -> Error {
 /// The admission rule, prepended to the draw, check and release of a
 /// shared-mode queue, after [`NAMES`].
 ///
-/// `admit(disp, ind, bs, unknown_ms, self, self_w)` admits tickets from the one
+/// `admit(disp, ind, bs, unknown_ms, self, self_w, adm)` (`adm`: the
+/// admitted key's value when read already) admits tickets from the one
 /// after the admitted serial on, in order, while they fit: a ticket
 /// without a presence key is passed when it is ours (its weight is known:
 /// dead, or withdrawn, weight 0), or once it has been seen missing for
 /// `unknown_ms` (the caller's lease; `since` keeps when it was first
-/// seen, in the server's ms): until then it stops admission (a turn 1.0 ticket whose key is
+/// seen, NOW): until then it stops admission (a turn 1.0 ticket whose key is
 /// not set yet, later on a slow link). When one does not fit, the holders
 /// whose presence key is gone are dropped first (their permits come back).
 /// Each ticket admitted is called: ours on its locker's channel with its
 /// nonce ("N granted", "N started"), another on `internal` ("N granted"),
 /// but `self` (the caller's own ticket; `self_w`: its weight, when it is
 /// a new ticket whose weight is not recorded yet). Each admission is
-/// recorded in `since` (the server's ms). It then sets the indicator to the
+/// recorded in `since` (NOW). It then sets the indicator to the
 /// lowest holder (or the first ticket not admitted). Returns the
 /// indicator, the first ticket not admitted, the holders (serial ->
 /// weight), whether `self` was admitted now, and how long (ms) until the
@@ -135,8 +136,9 @@ local function serial(v, key)
   end
   return tonumber(v)
 end
-local function admit(disp, ind, bs, unknown_ms, self, self_w)
-  local f = tonumber(redis.call('GET', K_ADM))
+local function admit(disp, ind, bs, unknown_ms, self, self_w, adm)
+  if adm == nil then adm = redis.call('GET', K_ADM) end
+  local f = tonumber(adm)
   if f == nil or f < ind - 1 then f = ind - 1 end
   local holders, used = {}, 0
   local hv = redis.call('HGETALL', K_HOLD)
@@ -153,11 +155,6 @@ local function admit(disp, ind, bs, unknown_ms, self, self_w)
   local admitted_self = false
   local unknown_wait = nil
   local t = f + 1
-  local clock = nil
-  local function now()
-    if clock == nil then clock = now_ms() end
-    return clock
-  end
   while t <= disp do
     local s = fmt(t)
     local w, present
@@ -176,10 +173,10 @@ local function admit(disp, ind, bs, unknown_ms, self, self_w)
         -- missing for unknown_ms (since keeps when it was first seen).
         local seen = tonumber(redis.call('HGET', K_SINCE, s))
         if seen == nil then
-          seen = now()
+          seen = NOW
           redis.call('HSET', K_SINCE, s, fmt(seen))
         end
-        local left = unknown_ms - (now() - seen)
+        local left = unknown_ms - (NOW - seen)
         if left > 0 then
           unknown_wait = left
           break
@@ -204,7 +201,7 @@ local function admit(disp, ind, bs, unknown_ms, self, self_w)
       end
       if used + w > PERMITS then break end
       redis.call('HSET', K_HOLD, s, fmt(w))
-      redis.call('HSET', K_SINCE, s, fmt(now()))
+      redis.call('HSET', K_SINCE, s, fmt(NOW))
       holders[t] = w
       used = used + w
       if mine and not (t == self and self_w) then redis.call('HDEL', K_WEIGHTS, s) end
@@ -277,14 +274,16 @@ end
 "#;
 
 /// The names every shared-mode script gives its declared keys (all in the
-/// queue's slot, in the order of [`keys`]) and its first six arguments
+/// queue's slot, in the order of [`call`]'s), its first six arguments
 /// (presence prefix, identity prefix, `external`, `internal`, the resource
-/// as log lines name it, the permits); each script's own arguments follow.
+/// as log lines name it, the permits) and its last, NOW (the client's time
+/// in ms since 1970); each script's own arguments come between.
 pub(super) const NAMES: &str = r#"
 local K_DISP, K_IND, K_INC, K_KIND = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local K_ADM, K_HOLD, K_WEIGHTS, K_SINCE = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local P_PREFIX, T_PREFIX, EXTERNAL, INTERNAL, NAME = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local PERMITS = tonumber(ARGV[6])
+local NOW = tonumber(ARGV[#ARGV])
 "#;
 
 /// A call of a shared-mode script for a queue of `k` asking `ask`: its

@@ -12,7 +12,7 @@ use crate::ticket::Ticket;
 
 /// release / abandon: the declared keys and first arguments of
 /// [`super::NAMES`]; ARGV 7 serial, 8 label, 9 'release' or 'abandon', 10
-/// identity, 11 token base, 12 its lease in ms (see `admit`). Does
+/// identity, 11 token base, 12 its lease in ms (see `admit`), 13 NOW. Does
 /// nothing at all unless the ticket is still
 /// ours (its identity, and the queue's incarnation with its base). Else
 /// deletes its presence and identity keys; a holder leaves the holders
@@ -24,7 +24,7 @@ static RELEASE: Lazy<Script> = Lazy::new(|| {
         r#"
 local n, s = tonumber(ARGV[7]), ARGV[7]
 local tkey = T_PREFIX .. s
-local got = redis.call('MGET', tkey, K_INC, K_IND, K_DISP)
+local got = redis.call('MGET', tkey, K_INC, K_IND, K_DISP, K_ADM)
 if got[1] ~= ARGV[10] or base_of(got[2]) ~= ARGV[11] then return 0 end
 local present = redis.call('DEL', tkey, P_PREFIX .. s) - 1
 redis.call('HDEL', K_SINCE, s)
@@ -40,7 +40,7 @@ elseif redis.call('HEXISTS', K_WEIGHTS, s) == 1 then
 end
 local ind = serial(got[3], K_IND)
 local disp = serial(got[4], K_DISP)
-if ind ~= nil and disp ~= nil then admit(disp, ind, ARGV[11], tonumber(ARGV[12]), 0, nil) end
+if ind ~= nil and disp ~= nil then admit(disp, ind, ARGV[11], tonumber(ARGV[12]), 0, nil, got[5]) end
 if held then return 2 + present end
 return present
 "#,
@@ -66,6 +66,7 @@ pub(crate) fn release(
         })
         .arg(&t.identity)
         .arg(&t.base)
-        .arg(t.expire_ms());
+        .arg(t.expire_ms())
+        .arg(crate::shared::unix_ms());
     run(core, t, &call, mode, confirm)
 }
