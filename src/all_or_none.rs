@@ -10,7 +10,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::keys::validate_resource;
 use crate::lock::Lock;
 use crate::locker::Locker;
-use crate::options::{Acquire, Wait};
+use crate::options::{Acquire, Cancel, Wait};
 use crate::scripts;
 use crate::ticket::Ticket;
 
@@ -37,7 +37,27 @@ pub(crate) fn acquire_all(
         }
         // A lock taken early was lost while a later one was waited for
         // (its queue vanished, its lease lapsed): everything was released;
-        // take them all again, within the same wait.
+        // take them all again, within the same wait, if any is left.
+        let lost = |kind, what: &str| {
+            Err(Error::new(
+                kind,
+                format!(
+                    "taking all of {} resources: a lock taken before the last was lost \
+                     meanwhile, and {what}; every lock was released",
+                    resources.len()
+                ),
+            ))
+        };
+        if request.cancel.as_ref().is_some_and(Cancel::is_canceled) {
+            return lost(ErrorKind::Canceled, "the wait was canceled");
+        }
+        match request.wait {
+            Wait::TryOnce => return lost(ErrorKind::WouldBlock, "a try takes them once"),
+            Wait::For(_) if deadline.is_none_or(|d| Instant::now() >= d) => {
+                return lost(ErrorKind::Timeout, "the time to wait has passed");
+            }
+            _ => {}
+        }
     }
 }
 

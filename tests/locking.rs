@@ -590,6 +590,12 @@ fn a_dead_holder_is_passed_by_a_try_lock_and_a_short_wait() {
         let dead = l.lock(resource, "dies").unwrap();
         let key = format!("turn:{resource}:serial:{}", dead.serial());
         std::mem::forget(dead);
+        // An early try, refused: its withdrawn ticket stands between the
+        // holder and the later acquires.
+        let e = l
+            .acquire(resource, &Acquire::label("early").wait(Wait::TryOnce))
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::WouldBlock);
         std::thread::sleep(Duration::from_millis(700));
         // Its process died: its keys lapse (here, at once).
         let _: () = r

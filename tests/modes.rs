@@ -455,7 +455,8 @@ fn a_turn_1_0_ticket_slow_to_set_its_key_is_not_passed_before_a_lease() {
     // Its draw: the dispenser only, its key comes 1.5 s later.
     let mut c = r.conn();
     let foreign: u64 = c.incr("turn:pool:dispenser", 1).unwrap();
-    let y = waiting(&l, "pool", sem(2, 1).expire(lease));
+    // A ticket with a short lease does not shorten the wait for it.
+    let y = waiting(&l, "pool", sem(2, 1).expire(Duration::from_millis(200)));
     assert!(
         y.recv_timeout(Duration::from_millis(1500)).is_err(),
         "not admitted past the ticket missing its key"
@@ -484,7 +485,8 @@ fn a_turn_1_0_ticket_slow_to_set_its_key_is_not_passed_before_a_lease() {
 }
 
 /// One that never sets its key (its client died right after the draw)
-/// holds the queue back for a lease of the ticket behind it, no longer.
+/// holds the queue back for a lease of the ticket behind it (10 s at
+/// least), no longer.
 #[test]
 fn a_turn_1_0_ticket_that_never_sets_its_key_is_passed_after_a_lease() {
     let r = Redis::start();
@@ -494,7 +496,7 @@ fn a_turn_1_0_ticket_that_never_sets_its_key_is_passed_after_a_lease() {
     let _: u64 = r.conn().incr("turn:pool:dispenser", 1).unwrap();
     let started = Instant::now();
     let lock = l
-        .acquire("pool", &sem(2, 1).expire(lease).wait(Wait::For(LONG)))
+        .acquire("pool", &sem(2, 1).expire(lease).wait(Wait::For(3 * LONG)))
         .unwrap();
     eprintln!("passed after {:?}", started.elapsed());
     lock.release().unwrap();

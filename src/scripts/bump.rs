@@ -42,8 +42,8 @@ return t
 /// ('' while the passing ticket is younger than the grace: then only those
 /// recorded withdrawn do, and the one our scripts granted longer than the
 /// grace ago (`P:R:granted`), since a missing key may be a turn 1.0
-/// ticket's that is not set yet), the grace in ms, the client's time in ms
-/// (ms since 1970, the clock `granted` was written with).
+/// ticket's that is not set yet), the grace in ms (`granted` and the pass
+/// use the server's clock).
 /// A waiter's bump: only when the ticket at the indicator is dead (or
 /// withdrawn), it moves the indicator forward past it and the dead tickets
 /// after it, up to the passing ticket at most, never past a ticket with a
@@ -78,7 +78,7 @@ local function gone(s)
   if any or redis.call('SISMEMBER', KEYS[4], s) == 1 then return true end
   -- Granted by one of our scripts longer than the grace ago: not a turn
   -- 1.0 ticket whose key is not set yet, but a dead holder.
-  return gs == s and tonumber(ARGV[12]) - tonumber(gms) > tonumber(ARGV[11])
+  return gs == s and now_ms() - tonumber(gms) > tonumber(ARGV[11])
 end
 local pttl = redis.call('PTTL', ARGV[1] .. fmt(ind))
 if pttl ~= -2 then return {1, pttl} end
@@ -169,8 +169,7 @@ pub(crate) fn bump_before(
     .arg(&t.identity)
     .arg(&t.base)
     .arg(if past_grace { "1" } else { "" })
-    .arg(core.options.grace.as_millis() as u64)
-    .arg(crate::shared::unix_ms());
+    .arg(core.options.grace.as_millis() as u64);
     let confirm = Confirm::of(core, t.expire);
     let (reply, confirmed): (Vec<i64>, bool) = core.run(|c| call.invoke_confirmed(c, confirm))?;
     let passed = decode_pass(&reply)?;

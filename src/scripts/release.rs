@@ -11,7 +11,7 @@ use super::call::{Call, Confirm};
 use super::modes::{self, Ask};
 
 /// release / abandon: KEYS indicator, withdrawn, dispenser, incarnation,
-/// granted (set to the next ticket and the client's time, ARGV 11);
+/// granted (set to the next ticket and the server's time in ms);
 /// ARGV presence prefix, serial, label, external, internal, resource, mode
 /// ('release' or 'abandon'), ticket prefix, ticket identity, token base.
 /// Does nothing at all unless the ticket is still ours: its identity key
@@ -106,7 +106,10 @@ while disp ~= nil and t <= disp do
   id = redis.pcall('GET', ARGV[8] .. s)
 end
 redis.call('SET', KEYS[1], s)
-if disp ~= nil and t <= disp then redis.call('SET', KEYS[5], s .. ' ' .. ARGV[11]) end
+if disp ~= nil and t <= disp then
+  local tm = redis.call('TIME')
+  redis.call('SET', KEYS[5], s .. ' ' .. tm[1] .. string.format('%03d', math.floor(tonumber(tm[2]) / 1000)))
+end
 if nonce then redis.call('PUBLISH', channel, nonce) end
 redis.call('PUBLISH', ARGV[5], ARGV[1] .. s)
 redis.call('PUBLISH', ARGV[4], ARGV[6] .. ': ' .. s .. ' granted')
@@ -179,8 +182,7 @@ pub(crate) fn release(core: &Core, t: &Ticket, mode: Mode, confirm: bool) -> Res
     })
     .arg(&t.keys.ticket_prefix)
     .arg(&t.identity)
-    .arg(&t.base)
-    .arg(crate::shared::unix_ms());
+    .arg(&t.base);
     run(core, t, &call, mode, confirm)
 }
 

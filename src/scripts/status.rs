@@ -42,6 +42,7 @@ if disp == nil then disp = ind - 1 end
 local kind = redis.call('GET', KEYS[3]) or ''
 local base = base_of(redis.call('GET', KEYS[7]))
 local client = tonumber(ARGV[4])
+local server = now_ms()
 local gs, gms = nil, nil
 local granted = redis.call('GET', KEYS[8])
 if type(granted) == 'string' then gs, gms = string.match(granted, '^(%d+) (%d+)$') end
@@ -79,7 +80,7 @@ for t = ind, last do
     end
     local age = ago(client, drawn)
     if kind == '' then
-      if held == '1' and gs == s then age = ago(client, tonumber(gms)) end
+      if held == '1' and gs == s then age = ago(server, tonumber(gms)) end
     else
       local at = tonumber(redis.call('HGET', KEYS[6], s))
       if at and (held == '1' or drawn == nil) then age = ago(client, at) end

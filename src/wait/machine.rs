@@ -452,12 +452,13 @@ impl<E: Env> Acquiring<E> {
         };
         if self.request.wait == Wait::TryOnce
             && reading.holder == Holder::Missing
-            && reading.watched == reading.indicator
             && let Ok(Ok(Bumped::To(to))) = env.bump_before(&ticket, false)
             && to == serial
         {
-            // The one ticket ahead was dead (granted longer than the grace
-            // ago, its key gone): passed, and this one's turn came.
+            // The ticket before this one is gone: the bump passes the one at
+            // the indicator when it is dead (granted longer than the grace
+            // ago, its key gone) and those withdrawn after it, and this
+            // one's turn may come.
             env.forget(&nonce);
             if env.admit(&ticket, true) {
                 self.phase = Phase::Done;

@@ -107,8 +107,8 @@ pub(crate) fn wrong_kind(e: Error, resource: &str, mode: Mode) -> Error {
 /// after the admitted serial on, in order, while they fit: a ticket
 /// without a presence key is passed when it is ours (its weight is known:
 /// dead, or withdrawn, weight 0), or once it has been seen missing for
-/// `unknown_ms` (the caller's lease; `since` keeps when it was first
-/// seen, NOW): until then it stops admission (a turn 1.0 ticket whose key is
+/// `unknown_ms` (the caller's lease) or 10 s, whichever is longer (`since`
+/// keeps when it was first seen, by the server's clock): until then it stops admission
 /// not set yet, later on a slow link). When one does not fit, the holders
 /// whose presence key is gone are dropped first (their permits come back).
 /// Each ticket admitted is called: ours on its locker's channel with its
@@ -170,13 +170,15 @@ local function admit(disp, ind, bs, unknown_ms, self, self_w, adm)
         -- Not ours, no presence key: a turn 1.0 ticket whose key is not
         -- set yet (its client sets it a moment after drawing, later on a
         -- slow link), or one that died before setting it. Passed once seen
-        -- missing for unknown_ms (since keeps when it was first seen).
+        -- missing for unknown_ms, 10 s at least (since keeps when it was
+        -- first seen, by the server's clock: one clock for every client).
+        local now = now_ms()
         local seen = tonumber(redis.call('HGET', K_SINCE, s))
         if seen == nil then
-          seen = NOW
+          seen = now
           redis.call('HSET', K_SINCE, s, fmt(seen))
         end
-        local left = unknown_ms - (NOW - seen)
+        local left = math.max(unknown_ms, 10000) - (now - seen)
         if left > 0 then
           unknown_wait = left
           break
