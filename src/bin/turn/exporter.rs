@@ -325,7 +325,8 @@ struct Figures {
 fn figures(s: &Status) -> Figures {
     let holders = s.tickets.iter().filter(|t| t.held);
     let waiters = s.tickets.iter().filter(|t| !t.held);
-    let seconds = |d: Option<Duration>| d.map_or(0.0, |d| d.as_secs_f64());
+    // Redis gives milliseconds: exported as such (0.25, not 0.2500000001).
+    let seconds = |d: Option<Duration>| d.map_or(0.0, |d| d.as_millis() as f64 / 1000.0);
     Figures {
         label: format!("resource=\"{}\"", escape(&s.resource)),
         kind: match s.kind {
@@ -347,7 +348,7 @@ fn figures(s: &Status) -> Figures {
         least_lease_left: holders
             .filter_map(|t| t.lease_left)
             .min()
-            .map(|d| d.as_secs_f64()),
+            .map(|d| seconds(Some(d))),
         dispenser: s.dispenser,
         indicator: s.indicator,
     }
