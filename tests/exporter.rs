@@ -580,3 +580,69 @@ fn exporter_refuses_an_address_it_cannot_listen_on() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot listen on"), "{err}");
 }
+
+/// The README's section "Watching turn in production".
+fn watching_section() -> String {
+    let readme = std::fs::read_to_string(support::root().join("README.md")).unwrap();
+    let start = readme
+        .find("\n## Watching turn in production\n")
+        .expect("the README has the section");
+    let rest = &readme[start + 1..];
+    let end = rest[3..].find("\n## ").map_or(rest.len(), |i| i + 3);
+    rest[..end].to_string()
+}
+
+#[test]
+fn readme_names_every_series_the_exporter_answers() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    let held = l
+        .acquire(
+            "pool",
+            &Acquire::label("batch").mode(Mode::Semaphore {
+                permits: 2,
+                weight: 1,
+            }),
+        )
+        .unwrap();
+    let e = Exporter::start(&r.url(), &[]);
+    let text = e.scrape();
+    e.stop();
+    held.release().unwrap();
+    let section = watching_section();
+    let names: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(names.len() >= 16, "every family: {names:?}");
+    for name in names {
+        assert!(
+            section.contains(&format!("`{name}")),
+            "the README's section names {name}"
+        );
+    }
+}
+
+#[test]
+fn readme_alert_rules_pass_promtool() {
+    let section = watching_section();
+    let start = section.find("```yaml\ngroups:").expect("the alert rules");
+    let rules = &section[start + "```yaml\n".len()..];
+    let rules = &rules[..rules.find("```").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rules.yml");
+    std::fs::write(&file, rules).unwrap();
+    let binary = std::env::var("TURN_TEST_PROMTOOL").unwrap_or_else(|_| "promtool".to_string());
+    let out = Command::new(&binary)
+        .args(["check", "rules"])
+        .arg(&file)
+        .output()
+        .unwrap_or_else(|e| panic!("{binary} runs (on Debian: apt-get install prometheus): {e}"));
+    assert!(
+        out.status.success(),
+        "promtool accepts the README's rules: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
