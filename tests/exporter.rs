@@ -379,23 +379,37 @@ impl Prometheus {
         .unwrap();
         let binary =
             std::env::var("TURN_TEST_PROMETHEUS").unwrap_or_else(|_| "prometheus".to_string());
-        let port = free_port();
-        let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
-        let child = Command::new(&binary)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("{binary} runs (on Debian: apt-get install prometheus): {e}")
+        // The free port may be taken before the server binds it: then it
+        // exits, and another port is tried.
+        for _ in 0..5 {
+            let port = free_port();
+            let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
+            let child = Command::new(&binary)
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.join("data").display()
+                ))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!("{binary} runs (on Debian: apt-get install prometheus): {e}")
+                });
+            let mut p = Prometheus { child, port };
+            let addr = format!("127.0.0.1:{port}");
+            let ready = eventually(Duration::from_secs(60), || {
+                matches!(p.child.try_wait(), Ok(Some(_)))
+                    || (TcpStream::connect(&addr).is_ok() && get(&addr, "/-/ready").0 == 200)
             });
-        Prometheus { child, port }
+            if ready && matches!(p.child.try_wait(), Ok(None)) {
+                return p;
+            }
+        }
+        let log = std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default();
+        panic!("Prometheus did not start; its log:\n{log}");
     }
 
     /// The values of an instant query's result.
