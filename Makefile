@@ -1,9 +1,10 @@
 # turn: `make demo` runs the C example with competing processes,
 # `make test` runs every test. Both install what they need when run as root
 # on Debian (redis-server, a C compiler; for the tests also g++, Go, CMake,
-# pkg-config, Python's venv, Node.js and npm; the tests' virtualenvs get
-# turn 1.0 and pytest from the package index, bindings/node its packages
-# from its lockfile with npm ci), or say what is missing.
+# pkg-config, Python's venv, Node.js and npm, the Prometheus server; the
+# tests' virtualenvs get turn 1.0, pytest and prometheus_client from the
+# package index, bindings/node its packages from its lockfile with npm ci),
+# or say what is missing.
 
 CARGO ?= cargo
 PREFIX ?= /usr/local
@@ -27,7 +28,7 @@ STRIP ?= strip
 NEED_DEMO := scripts/need.sh redis-server:redis-server redis-cli:redis-tools cc:gcc
 NEED_TEST := $(NEED_DEMO) c++:g++ python3:python3 venv:python3-venv go:golang-go \
 	cmake:cmake pkg-config:pkg-config readelf:binutils openssl:openssl \
-	node:nodejs npm:npm
+	node:nodejs npm:npm prometheus:prometheus
 
 .PHONY: all build release release-debug install install-debug install-files install-ldconfig pkgconfig demo test bench soak fuzz lint header cargo demo-deps test-deps node-deps clean
 

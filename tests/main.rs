@@ -21,6 +21,7 @@ mod cluster_heartbeat;
 mod cluster_stalls;
 mod connecting;
 mod data_loss;
+mod exporter;
 mod failover;
 mod fault_scenarios;
 mod faults;

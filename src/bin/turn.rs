@@ -26,6 +26,8 @@ macro_rules! out {
     };
 }
 
+#[path = "turn/exporter.rs"]
+mod exporter;
 #[path = "turn/output.rs"]
 mod output;
 #[path = "turn/run_locked.rs"]
@@ -60,6 +62,29 @@ number each, space-separated, in their order). Its exit status:
 Every command: 0 on success, 1 on failure (one line on stderr), 2 on a usage
 error. A standard output whose reader went away (`turn status | head -1`)
 ends the tool quietly by SIGPIPE, as it ends ls (the shell says 141).";
+
+/// The metrics of `turn exporter`, shown in its help.
+const EXPORTER_HELP: &str = "\
+`turn exporter --listen 127.0.0.1:9808 [RESOURCE|GLOB...]` answers GET
+/metrics in the Prometheus text format, reading Redis at each scrape. Per
+queue, with the label resource:
+  turn_queue_waiters, turn_queue_holders          live tickets
+  turn_queue_oldest_waiter_age_seconds            0 when none waits
+  turn_queue_longest_holder_age_seconds           0 when none holds
+  turn_queue_least_lease_left_seconds             absent without a holder
+  turn_queue_dispenser, turn_queue_indicator      the queue's serials
+  turn_queue_info{kind=\"plain|semaphore|rwlock\"}  always 1
+  turn_queue_permits                              semaphores only
+And the exporter's own:
+  turn_exporter_up                 0 when Redis could not be reached
+  turn_exporter_errors_total{kind} errors reading Redis (kind=\"connection\")
+  turn_exporter_scrape_duration_seconds, turn_exporter_scrapes_total
+  turn_exporter_resources_matched, turn_exporter_resources_exported,
+  turn_exporter_resources_capped (1: more matched than --max-resources),
+  turn_exporter_max_resources
+Redis unreachable does not end the exporter: the next scrape tries again.
+SIGINT or SIGTERM ends it with status 0; an address it cannot listen on
+ends it with status 1.";
 
 /// Inspect, follow, reset and lock turn queues (FIFO locks kept in Redis).
 #[derive(Parser)]
@@ -130,6 +155,23 @@ enum Command {
     Follow { resources: Vec<String> },
     /// Bump, then remove idle queues (every queue when none is given)
     Reset { resources: Vec<String> },
+    /// Serve the queues' figures to Prometheus: `/metrics` on --listen, read
+    /// from Redis at each scrape, until SIGINT or SIGTERM
+    #[command(after_help = EXPORTER_HELP)]
+    Exporter {
+        /// Resources to export, by name or by glob (`*`, `?`, `[...]`:
+        /// quote them from the shell); every queue when none is given
+        #[arg(value_name = "RESOURCE|GLOB")]
+        resources: Vec<String>,
+        /// Address to listen on, HOST:PORT (port 0: a free port; the
+        /// address is printed on standard error)
+        #[arg(long, value_name = "ADDR")]
+        listen: String,
+        /// The most queues exported (the first by name); more are counted
+        /// in turn_exporter_resources_matched and turn_exporter_resources_capped
+        #[arg(long, value_name = "N", default_value_t = 1000)]
+        max_resources: usize,
+    },
     /// Run a command while holding the lock on RESOURCE (`turn lock RESOURCE
     /// -- COMMAND [ARGS...]`), on all of several resources or none, or a
     /// shared lock on one (--permits, --shared, --exclusive); without a
@@ -288,6 +330,21 @@ fn run(cli: Cli) -> turn::Result<u8> {
         min_replicas: min_replicas(&cli)?,
         ..Options::default()
     };
+    if let Command::Exporter {
+        resources,
+        listen,
+        max_resources,
+    } = cli.command
+    {
+        // Redis is read at each scrape: it need not be up yet.
+        let exporter = exporter::Exporter {
+            url,
+            options,
+            selection: exporter::Selection::parse(&resources)?,
+            max_resources,
+        };
+        return exporter.serve(&listen);
+    }
     let locker = Locker::with_options(Some(&url), options)?;
     match cli.command {
         Command::Status {
@@ -316,6 +373,7 @@ fn run(cli: Cli) -> turn::Result<u8> {
                 }
             }
         }
+        Command::Exporter { .. } => unreachable!("served above"),
         Command::Follow { resources } => follow(&locker, resources).map(|()| 0),
         Command::Reset { resources } => reset(&locker, resources).map(|()| 0),
         Command::Lock {
