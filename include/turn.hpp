@@ -247,17 +247,40 @@ private:
     turn_pending *handle_ = nullptr;
 };
 
-/// One live ticket of a queue.
+/// One live ticket of a queue, with its facts as the status read them.
 struct ticket {
-    std::uint64_t serial;
+    std::uint64_t serial = 0;
     std::string label;
+    /// It holds (else it waits).
+    bool held = false;
+    /// Drawn by this library; false for a turn 1.0 client's ticket.
+    bool ours = true;
+    /// Its fencing token; 0 when not known (a turn 1.0 ticket).
+    std::uint64_t token = 0;
+    /// How long a holder has held, or a waiter waited; nullopt for the
+    /// other state, or when not known (a turn 1.0 ticket).
+    std::optional<std::chrono::milliseconds> held_for = std::nullopt;
+    std::optional<std::chrono::milliseconds> waited_for = std::nullopt;
+    /// Its lease left (its presence key's time to live); nullopt when the
+    /// key has no expiry.
+    std::optional<std::chrono::milliseconds> lease_left = std::nullopt;
+    /// A waiter's place among the waiters, from 1; 0 for a holder.
+    std::uint64_t position = 0;
+    /// The permits it takes of a semaphore (1 in other queues).
+    std::uint32_t weight = 1;
+    /// It holds alone: a plain queue's ticket, a writer.
+    bool exclusive = true;
 };
 
-/// A snapshot of one queue.
+/// A snapshot of one queue: its tickets ascending, the holders first.
 struct status {
     std::uint64_t indicator = 0;
     std::uint64_t dispenser = 0;
     std::vector<ticket> tickets;
+    /// TURN_KIND_PLAIN, TURN_KIND_SEMAPHORE or TURN_KIND_RWLOCK.
+    int kind = TURN_KIND_PLAIN;
+    /// A semaphore's permits (0 for another kind).
+    std::uint32_t permits = 0;
 };
 
 /// Settings of one acquire (zero durations: the library's defaults).
@@ -479,14 +502,48 @@ public:
         turn_result rc = turn_status_get(handle_, resource.c_str(), &s);
         if (rc == TURN_ERR_NOT_FOUND) return std::nullopt;
         detail::check(rc, "turn_status_get");
+        std::unique_ptr<turn_status, void (*)(turn_status *)> owned(s, turn_status_free);
         status out;
         out.indicator = turn_status_indicator(s);
         out.dispenser = turn_status_dispenser(s);
+        out.kind = turn_status_kind(s);
+        out.permits = turn_status_permits(s);
         for (std::size_t i = 0; i < turn_status_len(s); i++) {
-            out.tickets.push_back({turn_status_serial_at(s, i), turn_status_label_at(s, i)});
+            ticket t;
+            t.serial = turn_status_serial_at(s, i);
+            t.label = turn_status_label_at(s, i);
+            t.held = turn_status_held_at(s, i) == 1;
+            t.ours = turn_status_ours_at(s, i) == 1;
+            t.token = turn_status_token_at(s, i);
+            std::int64_t age = turn_status_age_ms_at(s, i);
+            if (age >= 0) (t.held ? t.held_for : t.waited_for) = std::chrono::milliseconds(age);
+            std::int64_t lease = turn_status_lease_left_ms_at(s, i);
+            if (lease >= 0) t.lease_left = std::chrono::milliseconds(lease);
+            t.position = turn_status_position_at(s, i);
+            t.weight = turn_status_weight_at(s, i);
+            t.exclusive = turn_status_exclusive_at(s, i) == 1;
+            out.tickets.push_back(std::move(t));
         }
-        turn_status_free(s);
         return out;
+    }
+
+    /// What this locker counted of its own work, in the Prometheus text
+    /// format 0.0.4 (turn_locker_metrics: acquires, failures by reason,
+    /// locks lost, hand-offs, beats, broken connections, the wait and hold
+    /// histograms; every name turn_..., no label naming a resource). No
+    /// round trip.
+    std::string metrics() const {
+        std::size_t needed = 0;
+        detail::check(turn_locker_metrics(handle_, nullptr, 0, &needed), "turn_locker_metrics");
+        for (;;) {
+            std::string text(needed + 64, '\0');  // room for a counter that grows meanwhile
+            turn_result rc = turn_locker_metrics(handle_, text.data(), text.size(), &needed);
+            if (rc == TURN_OK) {
+                text.resize(needed - 1);  // needed counts the NUL
+                return text;
+            }
+            if (needed <= text.size()) detail::check(rc, "turn_locker_metrics");
+        }
     }
 
     /// Moves the indicator past dead tickets; returns it.

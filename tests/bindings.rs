@@ -262,8 +262,12 @@ fn python_binding_under_pytest() {
         "--unixsocketperm",
         "700",
     ]);
-    // redis-py: turn 1.0 programs catch its ConnectionError.
-    let venv = venv("py-bindings", &["pytest==8.3.4", "redis==8.1.0"]);
+    // redis-py: turn 1.0 programs catch its ConnectionError;
+    // prometheus-client: turn.metrics' collector.
+    let venv = venv(
+        "py-bindings",
+        &["pytest==8.3.4", "redis==8.1.0", "prometheus-client==0.26.0"],
+    );
     let out = run(Command::new(venv.join("bin/python"))
         .current_dir(root().join("bindings/python"))
         .args([

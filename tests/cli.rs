@@ -33,6 +33,18 @@ fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()
 }
 
+/// Each object of the JSON array `list` with only the named keys it has.
+fn fields(list: &serde_json::Value, keys: &[&str]) -> serde_json::Value {
+    let picked = list.as_array().unwrap().iter().map(|object| {
+        let object = object.as_object().unwrap();
+        let kept = keys
+            .iter()
+            .filter_map(|k| object.get(*k).map(|v| (k.to_string(), v.clone())));
+        serde_json::Value::Object(kept.collect())
+    });
+    serde_json::Value::Array(picked.collect())
+}
+
 #[test]
 fn status_prints_turn_1_0_layout() {
     let r = Redis::start();
@@ -1094,20 +1106,34 @@ fn status_shows_a_semaphore_s_permits_holders_and_waiters() {
     assert_eq!(v[0]["kind"], "semaphore");
     assert_eq!(v[0]["permits"], 3);
     assert_eq!(
-        v[0]["tickets"],
+        fields(&v[0]["tickets"], &["serial", "label", "held", "weight"]),
         serde_json::json!([
             {"serial": 1, "label": "build", "held": true, "weight": 1},
             {"serial": 2, "label": "test", "held": true, "weight": 2},
             {"serial": 3, "label": "deploy", "held": false, "weight": 1},
         ])
     );
-    // A plain queue's JSON is as it was before the shared modes.
+    // A plain queue's JSON has the fields it had before the shared modes
+    // (and each ticket's facts besides).
     assert_eq!(
-        v[1],
-        serde_json::json!({
+        fields(
+            &serde_json::json!([v[1]]),
+            &[
+                "resource",
+                "indicator",
+                "dispenser",
+                "size",
+                "kind",
+                "permits"
+            ]
+        ),
+        serde_json::json!([{
             "resource": "plain", "indicator": 1, "dispenser": 1, "size": 1,
-            "tickets": [{"serial": 1, "label": "x"}],
-        })
+        }])
+    );
+    assert_eq!(
+        fields(&v[1]["tickets"], &["serial", "label", "weight", "mode"]),
+        serde_json::json!([{"serial": 1, "label": "x"}])
     );
     let out = stdout(&turn(&r, &["status", "--json"]));
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -1175,7 +1201,10 @@ fn status_shows_a_read_write_lock_s_shared_and_exclusive_tickets() {
     assert_eq!(v[0]["kind"], "rwlock");
     assert_eq!(v[0].get("permits"), None);
     assert_eq!(
-        v[0]["tickets"],
+        fields(
+            &v[0]["tickets"],
+            &["serial", "label", "held", "mode", "weight"]
+        ),
         serde_json::json!([
             {"serial": 1, "label": "report", "held": true, "mode": "shared"},
             {"serial": 2, "label": "backup", "held": true, "mode": "shared"},
@@ -1281,4 +1310,176 @@ fn turn_lock_in_a_shared_mode_keeps_its_exits_and_loss_reports() {
     assert!(child.wait().unwrap().success());
     assert!(lines.wait_for("files: released", Duration::from_secs(10)));
     assert!(l.status("files").unwrap().tickets.is_empty());
+}
+
+#[test]
+fn status_long_shows_holders_and_waiters_with_their_facts_and_marks_turn_1_0_tickets() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    let held = l.lock("printer", "holder").unwrap();
+    let waiter = {
+        let l = l.clone();
+        std::thread::spawn(move || l.lock("printer", "waiter"))
+    };
+    assert!(queued(&l, "printer", 2));
+    // A ticket of turn 1.0's kind: a presence key without our identity.
+    let mut c = r.conn();
+    let serial: u64 = c.incr("turn:printer:dispenser", 1).unwrap();
+    let _: () = c
+        .set_ex(format!("turn:printer:serial:{serial}"), "python", 60)
+        .unwrap();
+    let waiter_token = l.status("printer").unwrap().tickets[1].token.unwrap();
+
+    for flag in ["--long", "-l"] {
+        let out = stdout(&turn(&r, &["status", flag, "printer"]));
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 6, "{out}");
+        assert_eq!(
+            lines[0],
+            "printer                                                    1"
+        );
+        assert_eq!(lines[1], "-".repeat(60));
+        let words = |i: usize| lines[i].split_whitespace().collect::<Vec<_>>();
+        assert_eq!(
+            words(2),
+            ["SERIAL", "STATE", "SHARE", "TOKEN", "FOR", "LEASE", "LABEL"]
+        );
+        let holder = words(3);
+        assert_eq!(
+            holder[..4],
+            ["1", "holds", "alone", &held.token().to_string()]
+        );
+        assert_eq!(holder[6..], ["holder"], "{out}");
+        let waiter = words(4);
+        let waiter_token = waiter_token.to_string();
+        assert_eq!(waiter[..5], ["2", "waits", "1", "alone", &waiter_token]);
+        assert_eq!(waiter[7..], ["waiter"], "{out}");
+        // A turn 1.0 ticket: no token, no age known; its lease is shown.
+        let python = words(5);
+        assert_eq!(
+            python[..8],
+            ["3", "waits", "2", "alone", "turn", "1.0", "-", python[7]]
+        );
+        assert_ne!(python[7], "-", "its lease: {out}");
+        assert_eq!(python[8..], ["python"], "{out}");
+    }
+    // Without a resource: every queue, each with its tickets.
+    let _other = l.lock("other", "elsewhere").unwrap();
+    let out = stdout(&turn(&r, &["status", "--long"]));
+    assert!(out.starts_with("printer "), "largest queue first: {out}");
+    assert!(out.contains("\n\nother "), "{out}");
+    assert!(out.contains("  elsewhere\n"), "{out}");
+
+    let _: () = c.del(format!("turn:printer:serial:{serial}")).unwrap();
+    held.release().unwrap();
+    waiter.join().unwrap().unwrap().release().unwrap();
+}
+
+#[test]
+fn status_long_of_a_semaphore_shows_each_holder_s_weight() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    let held = l
+        .acquire(
+            "pool",
+            &Acquire::label("big").mode(turn::Mode::Semaphore {
+                permits: 3,
+                weight: 2,
+            }),
+        )
+        .unwrap();
+    let out = stdout(&turn(&r, &["status", "-l", "pool"]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("pool (semaphore, 2 of 3 permits held) "),
+        "{out}"
+    );
+    let words: Vec<&str> = lines[3].split_whitespace().collect();
+    assert_eq!(words[..4], ["1", "holds", "weight", "2"], "{out}");
+    assert_eq!(words[words.len() - 1], "big");
+    held.release().unwrap();
+}
+
+#[test]
+fn status_json_gives_each_ticket_s_facts_and_keeps_its_fields() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    let held = l.lock("printer", "holder").unwrap();
+    let waiter = {
+        let l = l.clone();
+        std::thread::spawn(move || l.lock("printer", "waiter"))
+    };
+    assert!(queued(&l, "printer", 2));
+    let mut c = r.conn();
+    let serial: u64 = c.incr("turn:printer:dispenser", 1).unwrap();
+    let _: () = c
+        .set_ex(format!("turn:printer:serial:{serial}"), "python", 60)
+        .unwrap();
+
+    let out = stdout(&turn(&r, &["status", "--json", "printer"]));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let q = &v[0];
+    assert_eq!(q["resource"], "printer");
+    assert_eq!(
+        (q["indicator"].as_u64(), q["size"].as_u64()),
+        (Some(1), Some(3))
+    );
+    let t = &q["tickets"];
+    assert_eq!(
+        (t[0]["serial"].as_u64(), &t[0]["label"]),
+        (Some(1), &"holder".into())
+    );
+    assert_eq!(t[0]["held"], true);
+    assert_eq!(t[0]["ours"], true);
+    assert_eq!(t[0]["token"].as_u64(), Some(held.token()));
+    assert!(t[0]["held_for_ms"].is_u64(), "{out}");
+    assert!(
+        t[0]["lease_left_ms"].as_u64().is_some_and(|ms| ms > 0),
+        "{out}"
+    );
+    assert!(t[0]["waited_for_ms"].is_null() && t[0]["position"].is_null());
+    assert_eq!(
+        (t[1]["held"].as_bool(), t[1]["position"].as_u64()),
+        (Some(false), Some(1))
+    );
+    assert!(t[1]["waited_for_ms"].is_u64() && t[1]["held_for_ms"].is_null());
+    assert!(t[1]["token"].as_u64().is_some_and(|k| k > held.token()));
+    assert_eq!(t[2]["ours"], false, "a turn 1.0 ticket: {out}");
+    assert!(t[2]["token"].is_null() && t[2]["waited_for_ms"].is_null());
+    assert_eq!(t[2]["position"].as_u64(), Some(2));
+
+    let _: () = c.del(format!("turn:printer:serial:{serial}")).unwrap();
+    held.release().unwrap();
+    waiter.join().unwrap().unwrap().release().unwrap();
+}
+
+#[test]
+fn status_watch_into_a_pipe_prints_snapshots_separated_by_a_blank_line_without_clearing() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    let _held = l.lock("printer", "holder").unwrap();
+    let mut child = turn_cmd(&r, &["status", "--watch", "--interval", "0.05", "printer"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let snapshot = "printer                                                    1\n\
+                    ------------------------------------------------------------\n\
+                    holder                                                     1\n";
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while seen.matches("printer ").count() < 3 {
+        let n = out.read(&mut buf).unwrap();
+        assert!(n > 0, "ended early: {seen:?}");
+        seen.push_str(std::str::from_utf8(&buf[..n]).unwrap());
+    }
+    signal(child.id(), "INT");
+    child.wait().unwrap();
+    out.read_to_string(&mut seen).unwrap();
+    assert!(!seen.contains('\x1b'), "no screen clearing: {seen:?}");
+    let snapshots: Vec<&str> = seen.split("\n\n").collect();
+    assert!(snapshots.len() >= 3, "{seen:?}");
+    for s in &snapshots[..snapshots.len() - 1] {
+        assert_eq!(format!("{s}\n"), snapshot);
+    }
 }

@@ -139,6 +139,25 @@ static const char *go_status_label_at(uintptr_t s, size_t i) {
 	return turn_status_label_at((turn_status *)s, i);
 }
 static void go_status_free(uintptr_t s) { turn_status_free((turn_status *)s); }
+static int go_status_kind(uintptr_t s) { return turn_status_kind((turn_status *)s); }
+static uint32_t go_status_permits(uintptr_t s) { return turn_status_permits((turn_status *)s); }
+// The facts of ticket i, through the pointers.
+static void go_status_facts_at(uintptr_t h, size_t i, int *held, int *ours, uint64_t *token,
+                               int64_t *age_ms, int64_t *lease_ms, uint64_t *position,
+                               uint32_t *weight, int *exclusive) {
+	const turn_status *s = (const turn_status *)h;
+	*held = turn_status_held_at(s, i);
+	*ours = turn_status_ours_at(s, i);
+	*token = turn_status_token_at(s, i);
+	*age_ms = turn_status_age_ms_at(s, i);
+	*lease_ms = turn_status_lease_left_ms_at(s, i);
+	*position = turn_status_position_at(s, i);
+	*weight = turn_status_weight_at(s, i);
+	*exclusive = turn_status_exclusive_at(s, i);
+}
+static turn_result go_pending_position(uintptr_t p, uint64_t *ahead) {
+	return turn_pending_position((const turn_pending *)p, ahead);
+}
 // The log callback: goTurnLog (log.go, exported) behind a turn_log_fn.
 extern void goTurnLog(void *context, int level, char *message);
 static void go_log(void *context, int level, const char *message) {
@@ -350,6 +369,7 @@ type lockOptions struct {
 	label            string
 	expire, patience time.Duration
 	try              bool
+	onPosition       func(ahead uint64)
 }
 
 // Label shows in status and messages.
@@ -363,6 +383,23 @@ func Patience(d time.Duration) LockOption { return func(o *lockOptions) { o.pati
 
 // Try makes Lock take the lock only if it is free now (else ErrWouldBlock).
 func Try() LockOption { return func(o *lockOptions) { o.try = true } }
+
+// OnPosition has a waiting Lock (Semaphore, ReadLock, WriteLock) call f,
+// on its own goroutine, with the number of live tickets ahead of it (the
+// holder included) when its ticket is drawn and each time that number
+// changes as its waiter reads the queue, for progress displays. f is not
+// called once the outcome is known, nor for a lock taken at once.
+//
+//	lock, err := locker.Lock(ctx, "printer", turn.OnPosition(func(ahead uint64) {
+//		fmt.Printf("%d ahead\n", ahead)
+//	}))
+func OnPosition(f func(ahead uint64)) LockOption {
+	return func(o *lockOptions) { o.onPosition = f }
+}
+
+// positionPoll is how often a wait with OnPosition looks at its position
+// (a read of the pending acquire, no round trip).
+const positionPoll = 100 * time.Millisecond
 
 func millis(d time.Duration) C.uint32_t {
 	ms := d.Milliseconds()
@@ -577,11 +614,28 @@ func (l *Locker) acquire(ctx context.Context, resource string, m mode, opts []Lo
 		return nil, err
 	}
 	fd := int(C.go_pending_fd(p))
+	var told uint64
+	var tick <-chan time.Time
+	if o.onPosition != nil {
+		ticker := time.NewTicker(positionPoll)
+		defer ticker.Stop()
+		tick = ticker.C
+	}
 	for {
 		ready, stop := watchReadable(fd)
+		if o.onPosition != nil {
+			var ahead C.uint64_t
+			if C.go_pending_position(p, &ahead) == C.TURN_OK && ahead != 0 && uint64(ahead) != told {
+				told = uint64(ahead)
+				o.onPosition(told)
+			}
+		}
 		select {
 		case <-ready:
 			stop()
+		case <-tick:
+			stop()
+			continue
 		case <-ctx.Done():
 			// Out of the poll set before the cancel closes the fd.
 			stop()
@@ -710,16 +764,53 @@ func (l *Locker) Reset(ctx context.Context, resource string) error {
 	})
 }
 
-// Ticket is one live ticket of a queue.
+// Ticket is one live ticket of a queue, as the status read it.
 type Ticket struct {
 	Serial uint64
 	Label  string
+	// Held: it holds (else it waits).
+	Held bool
+	// Ours: drawn by this library; false for a turn 1.0 client's ticket.
+	Ours bool
+	// Token is its fencing token (0 when not known: a turn 1.0 ticket).
+	Token uint64
+	// HeldFor is how long a holder has held; WaitedFor how long a waiter
+	// has waited (0 for the other state, or when not known: a turn 1.0
+	// ticket).
+	HeldFor, WaitedFor time.Duration
+	// LeaseLeft is its lease left (its presence key's time to live);
+	// NoExpiry when the key has none.
+	LeaseLeft time.Duration
+	// Position is a waiter's place among the waiters, from 1 (0 for a
+	// holder).
+	Position uint64
+	// Weight is the permits it takes of a semaphore (1 in other queues);
+	// Exclusive, that it holds alone (a plain queue's ticket, a writer).
+	Weight    uint32
+	Exclusive bool
 }
 
-// Status is a snapshot of one queue.
+// NoExpiry is the LeaseLeft of a ticket whose presence key has no expiry.
+const NoExpiry time.Duration = -1
+
+// Kind is the kind of a queue.
+type Kind int
+
+// The kinds of queues (TURN_KIND_* in turn.h).
+const (
+	KindPlain     Kind = 0
+	KindSemaphore Kind = 1
+	KindReadWrite Kind = 2
+)
+
+// Status is a snapshot of one queue: its tickets ascending, the holders
+// first.
 type Status struct {
 	Indicator, Dispenser uint64
 	Tickets              []Ticket
+	Kind                 Kind
+	// Permits of a semaphore (0 for another kind).
+	Permits uint32
 }
 
 // Status reads the queue of resource (ErrNotFound when there is none).
@@ -740,13 +831,39 @@ func (l *Locker) Status(ctx context.Context, resource string) (*Status, error) {
 			return err
 		}
 		defer C.go_status_free(s)
-		st := &Status{Indicator: uint64(C.go_status_indicator(s)), Dispenser: uint64(C.go_status_dispenser(s))}
+		st := &Status{
+			Indicator: uint64(C.go_status_indicator(s)),
+			Dispenser: uint64(C.go_status_dispenser(s)),
+			Kind:      Kind(C.go_status_kind(s)),
+			Permits:   uint32(C.go_status_permits(s)),
+		}
 		n := int(C.go_status_len(s))
 		for i := 0; i < n; i++ {
-			st.Tickets = append(st.Tickets, Ticket{
-				Serial: uint64(C.go_status_serial_at(s, C.size_t(i))),
-				Label:  C.GoString(C.go_status_label_at(s, C.size_t(i))),
-			})
+			var held, ours, exclusive C.int
+			var token, position C.uint64_t
+			var age, lease C.int64_t
+			var weight C.uint32_t
+			C.go_status_facts_at(s, C.size_t(i), &held, &ours, &token, &age, &lease, &position, &weight, &exclusive)
+			t := Ticket{
+				Serial:    uint64(C.go_status_serial_at(s, C.size_t(i))),
+				Label:     C.GoString(C.go_status_label_at(s, C.size_t(i))),
+				Held:      held == 1,
+				Ours:      ours == 1,
+				Token:     uint64(token),
+				LeaseLeft: NoExpiry,
+				Position:  uint64(position),
+				Weight:    uint32(weight),
+				Exclusive: exclusive == 1,
+			}
+			if age >= 0 && t.Held {
+				t.HeldFor = time.Duration(age) * time.Millisecond
+			} else if age >= 0 {
+				t.WaitedFor = time.Duration(age) * time.Millisecond
+			}
+			if lease >= 0 {
+				t.LeaseLeft = time.Duration(lease) * time.Millisecond
+			}
+			st.Tickets = append(st.Tickets, t)
 		}
 		out = st
 		return nil

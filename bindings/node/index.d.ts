@@ -66,10 +66,31 @@ export interface LockerOptions {
 export interface Ticket {
   serial: bigint;
   label: string;
+  /** It holds (else it waits). */
+  held: boolean;
+  /** Drawn by this library; false for a turn 1.0 client's ticket. */
+  ours: boolean;
+  /** Its fencing token; null when not known (a turn 1.0 ticket). */
+  token: bigint | null;
+  /** Seconds a holder has held; null for a waiter or when not known. */
+  heldFor: number | null;
+  /** Seconds a waiter has waited; null for a holder or when not known. */
+  waitedFor: number | null;
+  /** Seconds left of its lease; null when it has no expiry. */
+  leaseLeft: number | null;
+  /** A waiter's place among the waiters, from 1; null for a holder. */
+  position: number | null;
+  /** The permits it takes of a semaphore (1 in other queues). */
+  weight: number;
+  /** It holds alone: a plain queue's ticket, a writer. */
+  exclusive: boolean;
 }
 
 export interface Status {
   resource: string;
+  kind: 'plain' | 'semaphore' | 'rwlock';
+  /** A semaphore's permits. */
+  permits?: number;
   /** The serial whose turn it is. */
   indicator: bigint;
   /** The last serial handed out. */
@@ -104,6 +125,8 @@ export class Locker {
   /** Plain locks on every resource or none, in the order given. */
   lockAll(resources: string[], options?: WaitOptions): Promise<Lock[]>;
   status(resource: string): Promise<Status>;
+  /** The locker's own counters and histograms, Prometheus text format. */
+  metrics(): Promise<string>;
   bump(resource: string): Promise<bigint>;
   reset(resource: string): Promise<void>;
   health(): void;

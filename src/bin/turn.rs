@@ -1,5 +1,6 @@
 //! `turn`: inspect, follow, reset and lock turn queues in Redis.
 
+use std::io::IsTerminal;
 use std::ops::ControlFlow;
 use std::process::ExitCode;
 use std::sync::mpsc;
@@ -143,7 +144,14 @@ enum Command {
         /// Print JSON instead of the table
         #[arg(long)]
         json: bool,
-        /// Print again every --interval seconds until interrupted
+        /// Show each ticket: a holder's token, how long it has held and its
+        /// lease left, a waiter's place and how long it has waited (every
+        /// queue when no resource is given)
+        #[arg(long, short = 'l')]
+        long: bool,
+        /// Print again every --interval seconds until interrupted: redrawn
+        /// on a terminal, snapshots one after another (a blank line
+        /// between) otherwise
         #[arg(long)]
         watch: bool,
         /// Seconds between prints with --watch
@@ -350,11 +358,13 @@ fn run(cli: Cli) -> turn::Result<u8> {
         Command::Status {
             resources,
             json,
+            long,
             watch,
             interval,
         } => {
+            let form = status::Form { json, long };
             if !watch {
-                return print_status(&locker, &resources, json).map(|()| 0);
+                return print_status(&locker, &resources, form).map(|()| 0);
             }
             if !interval.is_finite() {
                 return Err(invalid(&format!(
@@ -363,9 +373,16 @@ fn run(cli: Cli) -> turn::Result<u8> {
             }
             let (_open, stop) = stops();
             let pause = Duration::from_secs_f64(interval.clamp(0.05, 3600.0));
+            let terminal = std::io::stdout().is_terminal();
+            let mut first = true;
             loop {
-                output::raw("\x1b[2J\x1b[H")?;
-                print_status(&locker, &resources, json)?;
+                if terminal {
+                    output::raw("\x1b[2J\x1b[H")?;
+                } else if !first {
+                    out!("");
+                }
+                first = false;
+                print_status(&locker, &resources, form)?;
                 match stop.recv_timeout(pause) {
                     Ok(Stop::ReaderGone) => output::reader_gone(),
                     Ok(_) => return Ok(0),

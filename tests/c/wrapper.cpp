@@ -1,6 +1,7 @@
 // The C++ wrapper (turn.hpp): RAII release, moves, errors as exceptions
 // with their codes, try_acquire, status, threads contending, and the
-// shared modes (semaphore, shared and exclusive, acquire_all).
+// shared modes (semaphore, shared and exclusive, acquire_all), the
+// locker's metrics and each ticket's facts in a status.
 #include <atomic>
 #include <cstdio>
 #include <string>
@@ -91,6 +92,37 @@ static void shared_modes(turn::locker &locker, turn::locker &other) {
     EXPECT(throws(TURN_ERR_INVALID_ARGUMENT, [&] { locker.acquire_all({"x", "x"}); }));
 }
 
+static void watching(const std::string &url) {
+    turn::locker locker(url);
+    std::string text = locker.metrics();
+    EXPECT(text.find("# TYPE turn_acquires_total counter\n") != std::string::npos);
+    EXPECT(text.find("turn_acquires_total{granted=\"at_once\"} 0\n") != std::string::npos);
+    EXPECT(!text.empty() && text.back() == '\n' && text.find('\0') == std::string::npos);
+
+    turn::lock held = locker.acquire("cpp-facts", "holder");
+    turn::pending waiter = locker.acquire_start("cpp-facts", "waiter");
+    auto s = locker.get_status("cpp-facts");
+    EXPECT(s && s->kind == TURN_KIND_PLAIN && s->permits == 0 && s->tickets.size() == 2);
+    if (s && s->tickets.size() == 2) {
+        const turn::ticket &h = s->tickets[0], &w = s->tickets[1];
+        EXPECT(h.held && h.ours && h.token == held.token() && h.position == 0);
+        EXPECT(h.held_for && !h.waited_for && h.lease_left && h.lease_left->count() > 0);
+        EXPECT(h.exclusive && h.weight == 1);
+        EXPECT(!w.held && w.ours && w.token > held.token() && w.position == 1 && w.label == "waiter");
+        EXPECT(w.waited_for && !w.held_for && w.lease_left);
+    }
+    held.release();
+    waiter.cancel();
+    text = locker.metrics();
+    EXPECT(text.find("turn_acquires_total{granted=\"at_once\"} 1\n") != std::string::npos);
+    EXPECT(text.find("turn_hold_seconds_count 1\n") != std::string::npos);
+
+    turn::lock sem = locker.acquire_semaphore("cpp-facts-sem", 3, 2, "big");
+    s = locker.get_status("cpp-facts-sem");
+    EXPECT(s && s->kind == TURN_KIND_SEMAPHORE && s->permits == 3);
+    EXPECT(s && s->tickets.size() == 1 && s->tickets[0].weight == 2 && !s->tickets[0].exclusive);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) return 2;
     const std::string url = argv[1];
@@ -153,6 +185,7 @@ int main(int argc, char **argv) {
     locker.reset("cpp-threads");
 
     shared_modes(locker, other);
+    watching(url);
 
     if (failures) std::fprintf(stderr, "%d failure(s)\n", failures);
     else std::printf("c++ wrapper: all checks passed\n");

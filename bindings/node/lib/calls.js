@@ -6,6 +6,8 @@
 
 const { fn } = require('./ffi');
 
+const KINDS = { 0: 'plain', 1: 'semaphore', 2: 'rwlock' };
+
 function out() {
   return [null];
 }
@@ -87,13 +89,34 @@ const calls = {
       const tickets = [];
       const n = Number(fn.turn_status_len(s));
       for (let i = 0; i < n; i++) {
-        tickets.push({ serial: BigInt(fn.turn_status_serial_at(s, i)), label: fn.turn_status_label_at(s, i) });
+        const held = fn.turn_status_held_at(s, i) === 1;
+        const age = Number(fn.turn_status_age_ms_at(s, i));
+        const lease = Number(fn.turn_status_lease_left_ms_at(s, i));
+        const token = BigInt(fn.turn_status_token_at(s, i));
+        const position = Number(fn.turn_status_position_at(s, i));
+        tickets.push({
+          serial: BigInt(fn.turn_status_serial_at(s, i)),
+          label: fn.turn_status_label_at(s, i),
+          held,
+          ours: fn.turn_status_ours_at(s, i) === 1,
+          token: token === 0n ? null : token,
+          heldFor: held && age >= 0 ? age / 1000 : null,
+          waitedFor: !held && age >= 0 ? age / 1000 : null,
+          leaseLeft: lease >= 0 ? lease / 1000 : null,
+          position: position === 0 ? null : position,
+          weight: fn.turn_status_weight_at(s, i),
+          exclusive: fn.turn_status_exclusive_at(s, i) === 1,
+        });
       }
-      return answer(0, {
+      const kind = KINDS[fn.turn_status_kind(s)] || 'plain';
+      const facts = {
         indicator: BigInt(fn.turn_status_indicator(s)),
         dispenser: BigInt(fn.turn_status_dispenser(s)),
+        kind,
         tickets,
-      });
+      };
+      if (kind === 'semaphore') facts.permits = fn.turn_status_permits(s);
+      return answer(0, facts);
     } finally {
       fn.turn_status_free(s);
     }

@@ -39,6 +39,7 @@ system's library path.
 import asyncio
 import atexit
 import collections
+import collections.abc
 import ctypes
 import functools
 import logging
@@ -49,7 +50,7 @@ from urllib.parse import quote, urlsplit
 from . import _ffi
 
 __all__ = [
-    "Locker", "Lock", "Status", "TurnError", "NullArgument", "InvalidArgument",
+    "Locker", "Lock", "Status", "Ticket", "TurnError", "NullArgument", "InvalidArgument",
     "ConnectionFailed", "AuthenticationFailed", "Timeout", "WouldBlock", "Lost", "Busy",
     "NotFound", "Forked", "ProtocolError", "Canceled", "WrongKind", "Panic", "UnsupportedOption",
     "Semaphore", "ReadWrite", "SHARED", "EXCLUSIVE", "MAX_ALL_RESOURCES", "version",
@@ -213,13 +214,79 @@ def _with_mode(args, extra):
     return args[:2] + tuple(extra) + args[2:]
 
 
+class Ticket(tuple):
+    """One live ticket of a Status: a (serial, label) pair, as turn 1.0's,
+    with its facts as attributes, read when the status was:
+
+    - ``held``: it holds (else it waits);
+    - ``ours``: drawn by this library (False: a turn 1.0 client's ticket);
+    - ``token``: its fencing token (None when not known: a turn 1.0 ticket);
+    - ``held_for`` (a holder) and ``waited_for`` (a waiter): seconds, None
+      when not known or for the other state;
+    - ``lease_left``: seconds left of its lease (None: no expiry);
+    - ``position``: a waiter's place among the waiters, from 1 (None for a
+      holder);
+    - ``weight``: the permits it takes of a semaphore (1 in other queues);
+      ``exclusive``: it holds alone (a plain queue's ticket, a writer)."""
+
+    def __new__(cls, serial, label, held=False, ours=True, token=None, held_for=None,
+                waited_for=None, lease_left=None, position=None, weight=1, exclusive=True):
+        self = super().__new__(cls, (serial, label))
+        self.serial, self.label = serial, label
+        self.held, self.ours, self.token = held, ours, token
+        self.held_for, self.waited_for, self.lease_left = held_for, waited_for, lease_left
+        self.position, self.weight, self.exclusive = position, weight, exclusive
+        return self
+
+    def __repr__(self):
+        return ("Ticket(%r, %r, held=%r, ours=%r, token=%r, held_for=%r, waited_for=%r, "
+                "lease_left=%r, position=%r, weight=%r, exclusive=%r)" % (
+                    self.serial, self.label, self.held, self.ours, self.token, self.held_for,
+                    self.waited_for, self.lease_left, self.position, self.weight,
+                    self.exclusive))
+
+
+_KINDS = {0: "plain", 1: "semaphore", 2: "rwlock"}
+
+
+def _ticket(s, i):
+    """Ticket `i` of the C status `s`."""
+    held = _lib.turn_status_held_at(s, i) == 1
+    age = _lib.turn_status_age_ms_at(s, i)
+    lease = _lib.turn_status_lease_left_ms_at(s, i)
+    return Ticket(
+        _lib.turn_status_serial_at(s, i),
+        _lib.turn_status_label_at(s, i).decode("utf-8", "replace"),
+        held=held,
+        ours=_lib.turn_status_ours_at(s, i) == 1,
+        token=_lib.turn_status_token_at(s, i) or None,
+        held_for=age / 1000.0 if held and age >= 0 else None,
+        waited_for=age / 1000.0 if not held and age >= 0 else None,
+        lease_left=lease / 1000.0 if lease >= 0 else None,
+        position=_lib.turn_status_position_at(s, i) or None,
+        weight=_lib.turn_status_weight_at(s, i),
+        exclusive=_lib.turn_status_exclusive_at(s, i) == 1)
+
+
 class Status:
     """A snapshot of one queue: indicator, dispenser, and tickets, a list of
-    (serial, label) pairs, ascending."""
+    Tickets ((serial, label) pairs with their facts), ascending, holders
+    first; `kind` ("plain", "semaphore" or "rwlock") and a semaphore's
+    `permits` (None for another kind). `holders` and `waiters` are the
+    tickets that hold and those that wait."""
 
-    def __init__(self, resource, indicator, dispenser, tickets):
+    def __init__(self, resource, indicator, dispenser, tickets, kind="plain", permits=None):
         self.resource, self.indicator, self.dispenser = resource, indicator, dispenser
         self.tickets = tickets
+        self.kind, self.permits = kind, permits
+
+    @property
+    def holders(self):
+        return [t for t in self.tickets if getattr(t, "held", False)]
+
+    @property
+    def waiters(self):
+        return [t for t in self.tickets if not getattr(t, "held", False)]
 
     def __repr__(self):
         return "Status(%r, indicator=%d, dispenser=%d, tickets=%r)" % (
@@ -398,19 +465,83 @@ class _AsyncLocked:
     """What Locker.alock (and alock_all) returns: an async context manager
     that takes the lock on entry (awaiting its turn without a thread) and
     gives it back on exit. `acquire` takes no argument and returns the
-    awaitable of the Lock (or of the list of them)."""
+    awaitable of the Lock (or of the list of them). `ahead`: the progress
+    of the wait on entry (see _Acquiring; None for alock_all's)."""
 
     def __init__(self, locker, acquire):
         self._locker, self._acquire, self._lock = locker, acquire, None
+        self._waiting = None
+
+    @property
+    def ahead(self):
+        return getattr(self._waiting, "ahead", None)
 
     async def __aenter__(self):
-        self._lock = await self._acquire()
+        self._waiting = self._acquire()
+        self._lock = await self._waiting
         return self._lock
 
     async def __aexit__(self, exc_type, exc, tb):
         lock, self._lock = self._lock, None
         _leave(self._locker, lock, exc_type)
         return False
+
+
+class _Acquiring(collections.abc.Coroutine):
+    """What Locker.aacquire returns: the coroutine of the Lock (await it,
+    or make it a task), whose ``ahead`` is its wait's progress for
+    displays: None before its ticket is drawn, then the number of live
+    tickets ahead of it (the holder included) as its waiter last read the
+    queue (when drawn, and each time it looked since), 0 once the outcome
+    is known. Read it on the loop's thread::
+
+        acquiring = locker.aacquire("printer")
+        task = asyncio.ensure_future(acquiring)
+        ...
+        print(acquiring.ahead, "ahead")
+        lock = await task
+    """
+
+    def __init__(self):
+        self._pending, self._ended, self._coro = None, False, None
+
+    def _start(self, coro):
+        self._coro = coro
+
+    @property
+    def ahead(self):
+        if self._pending is not None:
+            return _ahead(self._pending)
+        return 0 if self._ended else None
+
+    def __await__(self):
+        return self
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return self.send(None)
+
+    def send(self, value):
+        try:
+            return self._coro.send(value)
+        except BaseException:
+            self._ended = True
+            raise
+
+    def throw(self, typ, val=None, tb=None):
+        try:
+            if val is None and tb is None:
+                return self._coro.throw(typ)
+            return self._coro.throw(typ, val, tb)
+        except BaseException:
+            self._ended = True
+            raise
+
+    def close(self):
+        self._ended = True
+        return self._coro.close()
 
 
 def _wake(future):
@@ -634,7 +765,8 @@ class Locker:
         self.close()
         return False
 
-    def lock(self, resource, label="", expire=60, patience=60, timeout=None, *, mode=None):
+    def lock(self, resource, label="", expire=60, patience=60, timeout=None, *, mode=None,
+             on_position=None):
         """A context manager that takes the lock on entry and gives it back on
         exit, as turn 1.0's, and also a decorator. `resource` and `label`
         are str()-ed as turn 1.0 does. `expire` (the lease) and `patience`
@@ -648,19 +780,38 @@ class Locker:
         weight=1)``, ``turn.SHARED`` or ``turn.EXCLUSIVE`` (a read-write
         lock); None is the plain lock. A queue's kind is fixed when it is
         made: an acquire of another kind (or other permits) raises
-        WrongKind."""
-        return _Pending(self, functools.partial(
-            self.acquire, resource, label, expire, patience, timeout, mode=mode))
+        WrongKind.
 
-    def acquire(self, resource, label="", expire=60, patience=60, timeout=None, *, mode=None):
-        """Takes the lock now and returns the Lock (see lock()). Ctrl-C
-        (KeyboardInterrupt) ends the wait at once, withdrawing the ticket."""
+        `on_position`, a function of one argument, hears the wait's
+        progress: it is called on the waiting thread with the number of
+        live tickets ahead (the holder included) when the ticket is drawn
+        and each time that number changes as the waiter reads the queue,
+        for progress displays; an exception it raises withdraws the ticket
+        and goes on::
+
+            with locker.lock("printer", on_position=lambda ahead: print(ahead, "ahead")):
+                ..."""
+        return _Pending(self, functools.partial(
+            self.acquire, resource, label, expire, patience, timeout, mode=mode,
+            on_position=on_position))
+
+    def acquire(self, resource, label="", expire=60, patience=60, timeout=None, *, mode=None,
+                on_position=None):
+        """Takes the lock now and returns the Lock (see lock(), and its
+        `on_position`). Ctrl-C (KeyboardInterrupt) ends the wait at once,
+        withdrawing the ticket."""
         args = _acquire_args(resource, label, expire, patience, timeout)
         blocking, start, extra = _mode_calls(mode)
         resource = args[0]
         handle = self._get()
         main = threading.current_thread() is threading.main_thread()
-        if main and mode is None:
+        if on_position is not None and args[4] != 0:
+            # The pending form, waited for in select(2) on this thread,
+            # whose position is read between waits.
+            out = ctypes.c_void_p()
+            _check(start(handle, *_with_mode(args, extra), ctypes.byref(out)))
+            handle = _finish(out.value, on_position)
+        elif main and mode is None:
             handle = _interruptible_acquire(handle, args)
         elif main and args[4] != 0:
             # The shared modes have no cancelable blocking acquire: their
@@ -771,8 +922,16 @@ class Locker:
             raise _error(state["code"], call.detail)
         return call.locks(self)
 
-    async def aacquire(self, resource, label="", expire=60, patience=60, timeout=None, *,
-                       mode=None):
+    def aacquire(self, resource, label="", expire=60, patience=60, timeout=None, *, mode=None):
+        """acquire() for asyncio: a coroutine (awaitable) whose ``ahead``
+        attribute is the wait's progress (see _Acquiring)."""
+        waiting = _Acquiring()
+        waiting._start(self._aacquire(waiting, resource, label, expire, patience, timeout,
+                                      mode=mode))
+        return waiting
+
+    async def _aacquire(self, waiting, resource, label="", expire=60, patience=60, timeout=None,
+                        *, mode=None):
         """acquire() for asyncio: takes a ticket (the library's
         turn_acquire_start, one round trip, made on the loop's thread) and
         awaits its turn with the pending acquire's fd watched by
@@ -791,7 +950,7 @@ class Locker:
             self._call(blocking, *_with_mode(args, extra), ctypes.byref(out))
             return Lock(out.value, self, name)
         self._call(start, *_with_mode(args, extra), ctypes.byref(out))
-        pending = out.value
+        pending = waiting._pending = out.value
         try:
             fd = _lib.turn_pending_fd(pending)
             while True:
@@ -810,6 +969,7 @@ class Locker:
                 _check(code)
                 return Lock(lock.value, self, name)
         finally:
+            waiting._pending = None
             if pending is not None:  # canceled (or failed) while waiting
                 _lib.turn_pending_cancel(pending)
 
@@ -822,12 +982,34 @@ class Locker:
         _check(code)
         s = out.value
         try:
-            tickets = [(_lib.turn_status_serial_at(s, i),
-                        _lib.turn_status_label_at(s, i).decode("utf-8", "replace"))
-                       for i in range(_lib.turn_status_len(s))]
-            return Status(resource, _lib.turn_status_indicator(s), _lib.turn_status_dispenser(s), tickets)
+            tickets = [_ticket(s, i) for i in range(_lib.turn_status_len(s))]
+            kind = _KINDS.get(_lib.turn_status_kind(s), "plain")
+            permits = _lib.turn_status_permits(s) if kind == "semaphore" else None
+            return Status(resource, _lib.turn_status_indicator(s), _lib.turn_status_dispenser(s),
+                          tickets, kind, permits)
         finally:
             _lib.turn_status_free(s)
+
+    def metrics(self):
+        """What this locker counted of its own work, in the Prometheus text
+        format (0.0.4): acquires at once and after waiting, failures by
+        reason, locks lost, hand-offs, heartbeat beats and slow beats,
+        broken connections, and the histograms of waits and holds; every
+        name starts with ``turn_``, no label names a resource. No round
+        trip. ``turn.metrics.collector(locker)`` gives them to
+        prometheus_client."""
+        handle = self._get()
+        needed = ctypes.c_size_t()
+        _check(_lib.turn_locker_metrics(handle, None, 0, ctypes.byref(needed)))
+        while True:
+            # Room for counters that grow a digit between the two calls.
+            size = needed.value + 64
+            buf = ctypes.create_string_buffer(size)
+            code = _lib.turn_locker_metrics(handle, buf, size, ctypes.byref(needed))
+            if code == 0:
+                return buf.value.decode("utf-8")
+            if needed.value <= size:
+                _check(code)
 
     def bump(self, resource):
         """Moves the indicator past dead tickets; returns it."""
@@ -889,15 +1071,38 @@ class _AllCall:
         return [Lock(handle, locker, name) for handle, name in zip(self._out, self.names)]
 
 
-def _finish(pending):
+# How often a wait with on_position looks at its position (a read of the
+# pending acquire, no round trip).
+_POSITION_POLL = 0.1
+
+
+def _ahead(pending):
+    """The live tickets ahead of a pending acquire, as last read."""
+    ahead = ctypes.c_uint64()
+    _check(_lib.turn_pending_position(pending, ctypes.byref(ahead)))
+    return ahead.value
+
+
+def _finish(pending, on_position=None):
     """Waits on the calling thread for the outcome of a pending acquire, in
     select(2) on its fd, which Python's signal handlers interrupt: Ctrl-C
-    (or any exception a handler raises) withdraws the ticket, handing on a
-    turn that came meanwhile, and goes on. Returns the lock's handle."""
+    (or any exception a handler raises, or on_position raises) withdraws
+    the ticket, handing on a turn that came meanwhile, and goes on. Calls
+    on_position(ahead) when the number of tickets ahead changes. Returns
+    the lock's handle."""
     try:
         fd = _lib.turn_pending_fd(pending)
+        told = None
         while True:
-            select.select([fd], [], [])
+            if on_position is None:
+                select.select([fd], [], [])
+            else:
+                ahead = _ahead(pending)
+                if ahead and ahead != told:
+                    told = ahead
+                    on_position(ahead)
+                if not select.select([fd], [], [], _POSITION_POLL)[0]:
+                    continue
             out = ctypes.c_void_p()
             code = _lib.turn_pending_finish(pending, ctypes.byref(out))
             if code == 5:  # TURN_ERR_WOULD_BLOCK: not yet
