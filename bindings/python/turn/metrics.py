@@ -16,8 +16,14 @@ This module needs prometheus_client (``pip install prometheus-client``);
 ``import turn`` does not.
 """
 
+from typing import TYPE_CHECKING, Iterable, List
+
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from . import Locker
 
 __all__ = ["collector", "LockerCollector"]
 
@@ -31,19 +37,19 @@ class LockerCollector(Collector):
     ``turn_hold_seconds``). Two lockers in one registry would give the same
     names: register one collector per registry."""
 
-    def __init__(self, locker):
+    def __init__(self, locker: "Locker") -> None:
         self._locker = locker
 
-    def collect(self):
+    def collect(self) -> Iterable[Metric]:
         return text_string_to_metric_families(self._locker.metrics())
 
-    def describe(self):
+    def describe(self) -> List[Metric]:
         # The families, without waiting for a scrape (the registry checks
         # their names when the collector is registered).
         return list(self.collect())
 
 
-def collector(locker):
+def collector(locker: "Locker") -> LockerCollector:
     """The collector of `locker`'s metrics, to register with a
     prometheus_client registry (see LockerCollector)."""
     return LockerCollector(locker)
