@@ -263,10 +263,16 @@ fn python_binding_under_pytest() {
         "700",
     ]);
     // redis-py: turn 1.0 programs catch its ConnectionError;
-    // prometheus-client: turn.metrics' collector.
+    // prometheus-client: turn.metrics' collector; mypy: the annotations
+    // (tests/test_typing.py).
     let venv = venv(
         "py-bindings",
-        &["pytest==8.3.4", "redis==8.1.0", "prometheus-client==0.26.0"],
+        &[
+            "pytest==8.3.4",
+            "redis==8.1.0",
+            "prometheus-client==0.26.0",
+            "mypy==2.4.1",
+        ],
     );
     let out = run(Command::new(venv.join("bin/python"))
         .current_dir(root().join("bindings/python"))
@@ -293,10 +299,13 @@ fn python_binding_under_pytest() {
 #[test]
 fn python_package_installs_with_pip() {
     let r = Redis::start();
-    let pyproject = std::fs::read_to_string(root().join("bindings/python/pyproject.toml")).unwrap();
+    // 2.MINOR.PATCH for the crate's 0.MINOR.PATCH: above turn 1.0's.
+    let version = std::fs::read_to_string(root().join("bindings/python/turn/_version.py")).unwrap();
+    let crate_version = env!("CARGO_PKG_VERSION");
+    let (_, minor_patch) = crate_version.split_once('.').unwrap();
     assert!(
-        pyproject.contains(&format!("version = \"{}\"", env!("CARGO_PKG_VERSION"))),
-        "bindings/python/pyproject.toml's version is not Cargo.toml's"
+        version.contains(&format!("__version__ = \"2.{minor_patch}\"")),
+        "bindings/python/turn/_version.py's version is not 2.{minor_patch} (Cargo.toml's {crate_version})"
     );
     let venv = target_dir().join("py-pip");
     let _ = std::fs::remove_dir_all(&venv);
@@ -350,6 +359,74 @@ print("import turn %s from %s: ok" % (turn.version(), path))
         "{listing}"
     );
     println!("{}", wheel.display());
+}
+
+/// The PATH without the directories that hold cargo or rustc.
+fn path_without_rust() -> String {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let kept: Vec<_> = std::env::split_paths(&path)
+        .filter(|d| !d.join("cargo").exists() && !d.join("rustc").exists())
+        .collect();
+    std::env::join_paths(kept).unwrap().into_string().unwrap()
+}
+
+/// `make wheel` makes a manylinux wheel carrying the release build's
+/// libturn.so; installed into a fresh virtualenv with no cargo or rustc on
+/// the PATH (and nothing from the package index), it takes a lock, and
+/// brings turn 1.0's `turn` console script.
+#[test]
+fn python_wheel_installs_and_locks_without_rust() {
+    let r = Redis::start();
+    // make's TARGET_DIR: the parent of this profile's directory.
+    let cargo_target = target_dir().parent().unwrap().to_path_buf();
+    run(Command::new("make")
+        .current_dir(root())
+        .arg("wheel")
+        .env("CARGO_TARGET_DIR", &cargo_target));
+    let wheel = std::fs::read_dir(cargo_target.join("wheels"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "whl"))
+        .expect("make wheel made a wheel");
+    let name = wheel.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        name.starts_with("turn-2.") && name.contains("-py3-none-manylinux"),
+        "the wheel's name: {name}"
+    );
+
+    let path = path_without_rust();
+    let venv = tempfile::tempdir().unwrap();
+    run(Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(venv.path())
+        .env("PATH", &path));
+    run(Command::new(venv.path().join("bin/pip"))
+        .args(["install", "-q", "--disable-pip-version-check", "--no-index"])
+        .arg(&wheel)
+        .env("PATH", &path));
+    let elsewhere = tempfile::tempdir().unwrap();
+    let code = r#"
+import shutil, sys, turn, turn._ffi
+assert shutil.which("cargo") is None and shutil.which("rustc") is None
+path = turn._ffi.library_path()
+assert path.startswith(sys.prefix), path
+locker = turn.Locker(url=sys.argv[1])
+with locker.lock("wheel", label="from the wheel") as lock:
+    assert locker.status("wheel").tickets == [(lock.serial, "from the wheel")]
+print("turn %s, libturn %s from %s: ok" % (turn.__version__, turn.version(), path))
+"#;
+    let out = run(Command::new(venv.path().join("bin/python"))
+        .current_dir(elsewhere.path())
+        .args(["-c", code, &r.url()])
+        .env("PATH", &path)
+        .env_remove("TURN_LIBRARY")
+        .env_remove("LD_LIBRARY_PATH"));
+    println!("{}\n{out}", wheel.display());
+    assert!(out.contains(": ok"), "{out}");
+    let help = run(Command::new(venv.path().join("bin/turn"))
+        .arg("--help")
+        .env("PATH", &path));
+    assert!(help.contains("follow") && help.contains("status"), "{help}");
 }
 
 /// Node.js (`TURN_TEST_NODE`, else `node` on the PATH).

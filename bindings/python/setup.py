@@ -16,6 +16,7 @@ import shutil
 
 from setuptools import setup
 from setuptools.command.build_py import build_py
+from setuptools.dist import Distribution
 
 try:
     from setuptools.command.bdist_wheel import bdist_wheel
@@ -48,6 +49,14 @@ class WithPrebuilt(build_py):
             os.chmod(target, 0o755)
 
 
+class WithLibrary(Distribution):
+    """A distribution that carries a platform's library (the wheel's files
+    go to platlib, as auditwheel wants), also when it is copied in."""
+
+    def has_ext_modules(self):
+        return True
+
+
 if PREBUILT:
     extensions = {}
 else:
@@ -57,4 +66,5 @@ else:
         "turn._libturn", path="../../Cargo.toml", binding=Binding.NoBinding,
         args=["--no-default-features"])]}
 
-setup(cmdclass={"bdist_wheel": AnyPython3, "build_py": WithPrebuilt}, **extensions)
+setup(distclass=WithLibrary, cmdclass={"bdist_wheel": AnyPython3, "build_py": WithPrebuilt},
+      **extensions)

@@ -90,3 +90,32 @@ def test_reprs_say_what_they_hold(url, locker):
         assert "kind='plain'" in repr(status) and "'shown'" in repr(status)
         assert "held=True" in repr(status.tickets[0])
     assert repr(lock).endswith(" released>")
+
+
+def _lose(url, prefix, resource, lock):
+    """Deletes the lock's presence key and waits until the lock knows it is
+    lost (its lost fd turns readable)."""
+    import select
+
+    host, port, db = parts(url)
+    client = redis.Redis(host=host, port=port, db=db)
+    assert client.delete("%s:%s:serial:%d" % (prefix, resource, lock.serial)) == 1
+    assert select.select([lock.lost_fd()], [], [], 30)[0]
+
+
+def test_leaving_the_with_block_of_a_lost_lock_raises_lost(locker, url, request):
+    import pytest
+
+    with pytest.raises(turn.Lost):
+        with locker.lock("lost-exit", expire=0.6) as lock:
+            _lose(url, "py-" + request.node.name, "lost-exit", lock)
+    assert not lock.held
+
+
+def test_the_blocks_own_exception_wins_over_lost(locker, url, request):
+    import pytest
+
+    with pytest.raises(KeyError):
+        with locker.lock("lost-raise", expire=0.6) as lock:
+            _lose(url, "py-" + request.node.name, "lost-raise", lock)
+            raise KeyError("the block's")
