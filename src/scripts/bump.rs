@@ -4,9 +4,7 @@ use once_cell::sync::Lazy;
 use redis::Script;
 
 use super::call::{Call, Confirm, protocol};
-use super::check::{Checked, check};
 use super::lua::{CHECK_NUM, FIRST_LIVE, script};
-use super::modes::Ask;
 use super::reading::Holder;
 use crate::error::Result;
 use crate::keys::Keys;
@@ -140,15 +138,6 @@ pub(crate) fn bump_before(
     t: &Ticket,
     past_grace: bool,
 ) -> Result<std::result::Result<Bumped, Holder>> {
-    if Ask::of(t.mode).is_some() {
-        // A shared-mode queue: its check admits, and passes the dead
-        // tickets before this one once past the grace.
-        return Ok(match check(core, t, past_grace)? {
-            Checked::Granted => Ok(Bumped::To(t.serial)),
-            Checked::Lost => Ok(Bumped::NotOurs),
-            Checked::Waiting(reading) => Err(reading.holder),
-        });
-    }
     let keys = &t.keys;
     let call = Call::new(
         &PASS,

@@ -4,7 +4,7 @@ use once_cell::sync::Lazy;
 use redis::{FromRedisValue, RedisResult, Script, Value};
 
 use super::call::{Call, Confirm, protocol};
-use super::modes::{self, Ask};
+use super::kind::wrong_kind;
 use super::reading::{Holder, Reading};
 use crate::error::Result;
 use crate::shared::Core;
@@ -213,9 +213,6 @@ pub(crate) enum Turn {
 /// Draws a ticket for `draw` (its keys, label, lease and identity): one
 /// round trip (with `WAIT` in it when the locker asks for replicas).
 pub(crate) fn draw(core: &Core, draw: &Draw) -> Result<Drawn> {
-    if let Some(ask) = Ask::of(draw.mode) {
-        return modes::draw(core, draw, &ask);
-    }
     let keys = &draw.keys;
     let call = Call::new(
         &DRAW,
@@ -244,7 +241,7 @@ pub(crate) fn draw(core: &Core, draw: &Draw) -> Result<Drawn> {
     let confirm = Confirm::of(core, draw.expire);
     let ((mut drawn, confirmed), retried): ((Drawn, bool), bool) = core
         .run_retried(|c| call.invoke_confirmed(c, confirm))
-        .map_err(|e| modes::wrong_kind(e, &draw.resource, draw.mode))?;
+        .map_err(|e| wrong_kind(e, &draw.resource, draw.mode))?;
     drawn.confirmed = confirmed;
     drawn.retried = retried;
     Ok(drawn)

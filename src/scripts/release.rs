@@ -8,7 +8,6 @@ use crate::shared::Core;
 use crate::ticket::Ticket;
 
 use super::call::{Call, Confirm};
-use super::modes::{self, Ask};
 
 /// release / abandon: KEYS indicator, withdrawn, dispenser, incarnation,
 /// granted (set to the next ticket, expiring in a day: its time to live
@@ -155,9 +154,6 @@ impl Left {
 /// round trip, unless `confirm` is false (closing: what the replicas say
 /// would change nothing, and closing must be quick).
 pub(crate) fn release(core: &Core, t: &Ticket, mode: Mode, confirm: bool) -> Result<Left> {
-    if let Some(ask) = Ask::of(t.mode) {
-        return modes::release(core, t, &ask, mode, confirm);
-    }
     let call = Call::new(
         &RELEASE,
         &[

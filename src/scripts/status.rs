@@ -9,7 +9,7 @@ use super::call::Call;
 use super::lua::{CHECK_NUM, script};
 use crate::error::{Error, Result};
 use crate::keys::{Keys, parse_serial};
-use crate::options::{Kind, Mode};
+use crate::mode::{Kind, Mode};
 use crate::shared::Core;
 use crate::status::{MAX_STATUS_TICKETS, Status, TicketInfo};
 
