@@ -1679,3 +1679,105 @@ fn follow_json_prints_one_object_per_line() {
         ]
     );
 }
+
+/// The rows of the README's table of the tool's exit statuses: each
+/// row's first cell.
+fn readme_exit_statuses() -> Vec<String> {
+    let readme = std::fs::read_to_string(support::root().join("README.md")).unwrap();
+    let table = readme
+        .split("<!-- tool exit statuses -->")
+        .nth(1)
+        .expect("README.md has the tool's table of exit statuses");
+    table
+        .lines()
+        .skip_while(|l| l.trim().is_empty())
+        .take_while(|l| l.starts_with('|'))
+        .skip(2)
+        .map(|l| l.split('|').nth(1).unwrap().trim().to_string())
+        .collect()
+}
+
+#[test]
+fn the_exit_statuses_the_readme_lists_are_the_tool_s() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    let code = |args: &[&str]| turn(&r, args).status.code();
+    let rows = readme_exit_statuses();
+    assert!(rows.len() >= 8, "{rows:?}");
+    let help = String::from_utf8(turn(&r, &["lock", "--help"]).stdout).unwrap();
+    for row in &rows {
+        // The help's table shows each numbered row too.
+        if row.starts_with(|c: char| c.is_ascii_digit()) {
+            let shown = match row.as_str() {
+                "0" => "0 on success".to_string(),
+                _ => format!("  {row}"),
+            };
+            assert!(
+                help.contains(&shown),
+                "`turn lock --help` lacks {row}:\n{help}"
+            );
+        }
+        match row.as_str() {
+            "0" => assert_eq!(code(&["lock", "zero", "--", "true"]), Some(0)),
+            "1" => {
+                let unreachable = turn_offline(&["status"]);
+                assert_eq!(unreachable.status.code(), Some(1), "{unreachable:?}");
+                assert_eq!(code(&["lock", "w", "--wait=-1", "--", "true"]), Some(1));
+                let weight = ["lock", "w", "--permits", "2", "--weight", "3", "--", "true"];
+                assert_eq!(code(&weight), Some(1));
+            }
+            "2" => {
+                assert_eq!(code(&["status", "--no-such-option"]), Some(2));
+                assert_eq!(
+                    code(&["lock", "u", "--wait", "soon", "--", "true"]),
+                    Some(2)
+                );
+                assert_eq!(code(&["lock", "u", "--kill-on-loss"]), Some(2));
+                assert_eq!(code(&["--replica-timeout", "1", "status"]), Some(2));
+                assert_eq!(code(&["lock", "u", "--"]), Some(2));
+                assert!(
+                    !l.resources().unwrap().contains(&"u".to_string()),
+                    "nothing locked"
+                );
+            }
+            "75" => {
+                let held = l.lock("busy", "holder").unwrap();
+                assert_eq!(
+                    code(&["lock", "busy", "--wait", "0", "--", "true"]),
+                    Some(75)
+                );
+                held.release().unwrap();
+            }
+            "76" => {
+                let (mut child, _out, _err) = started(
+                    &r,
+                    &[
+                        "lock",
+                        "lost",
+                        "--expire",
+                        "5",
+                        "--kill-on-loss",
+                        "--",
+                        "sh",
+                        "-c",
+                        "echo started; exec sleep 60",
+                    ],
+                );
+                delete_holder_key(&r, &l, "lost");
+                assert_eq!(child.wait().unwrap().code(), Some(76));
+            }
+            "126, 127" => {
+                assert_eq!(code(&["lock", "run", "--", "/"]), Some(126));
+                assert_eq!(code(&["lock", "run", "--", "/no/such/program"]), Some(127));
+            }
+            "128+N" => {
+                let killed = ["lock", "sig", "--", "sh", "-c", "kill -TERM $$"];
+                assert_eq!(code(&killed), Some(128 + 15));
+            }
+            "the command's" => {
+                assert_eq!(code(&["lock", "own", "--", "sh", "-c", "exit 7"]), Some(7));
+            }
+            other => panic!("the README lists exit status {other}, which this test does not check"),
+        }
+    }
+}
