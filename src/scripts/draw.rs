@@ -15,7 +15,7 @@ use crate::ticket::Draw;
 /// label, expire ms, external channel, resource, 'clock' to seed a new
 /// queue from the server's clock ('' for turn 1.0's 1), ticket prefix,
 /// nonce, withdrawn set (in the queue's slot), the locker's channel (a
-/// grant at once is recorded in `granted` with the server's time in ms).
+/// grant at once is recorded in `granted`, see `release`).
 /// Returns {serial, base} when the lock was granted right away, else
 /// {serial, base, indicator, pttl of the previous ticket's presence key,
 /// 1 if that ticket is ours (drawn in this incarnation) else 0}; see
@@ -82,8 +82,7 @@ redis.call('SET', ARGV[1] .. s, ARGV[2], 'PX', ARGV[3])
 redis.call('SET', T_PREFIX .. s, ARGV[8] .. ' ' .. bs .. ' ' .. ARGV[10], 'PX', ARGV[3])
 redis.call('PUBLISH', ARGV[4], ARGV[5] .. ': ' .. s .. ' assigned to "' .. ARGV[2] .. '"')
 if ind == n then
-  local tm = redis.call('TIME')
-  redis.call('SET', KEYS[5], s .. ' ' .. tm[1] .. string.format('%03d', math.floor(tonumber(tm[2]) / 1000)))
+  redis.call('SET', KEYS[5], s, 'PX', 86400000)
   redis.call('PUBLISH', ARGV[4], ARGV[5] .. ': ' .. s .. ' started')
   return {{n, base}}
 end
