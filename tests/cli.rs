@@ -1565,12 +1565,15 @@ fn completion_scripts_are_printed_and_load_in_their_shells() {
         std::fs::write(&path, &script).unwrap();
         let path = path.display().to_string();
         let check = match shell {
-            // Loaded, the function completes `turn`.
-            "bash" => format!("source {path} && complete -p turn"),
+            // Loaded, the function completes `turn lo` as `turn lock`.
+            "bash" => format!(
+                "source {path} && complete -p turn && COMP_WORDS=(turn lo) COMP_CWORD=1 \
+                 COMP_LINE='turn lo' COMP_POINT=7 && _turn turn lo turn && echo \"${{COMPREPLY[@]}}\""
+            ),
             "zsh" => {
                 format!("autoload -U compinit && compinit -u && source {path} && whence -w _turn")
             }
-            _ => format!("source {path} && complete -c turn"),
+            _ => format!("source {path} && complete -C 'turn lo'"),
         };
         if !installed(shell) {
             assert_ne!(shell, "bash", "bash is needed");
@@ -1584,8 +1587,14 @@ fn completion_scripts_are_printed_and_load_in_their_shells() {
         let o = c.arg("-c").arg(&check).output().unwrap();
         assert!(o.status.success(), "{shell}: {o:?}");
         assert!(!o.stdout.is_empty(), "{shell}: {o:?}");
-        if shell == "bash" {
-            assert!(String::from_utf8_lossy(&o.stdout).contains("-F _turn turn"));
+        let said = String::from_utf8_lossy(&o.stdout);
+        match shell {
+            "bash" => assert!(
+                said.contains("-F _turn turn") && said.ends_with("lock\n"),
+                "{said}"
+            ),
+            "zsh" => assert!(said.contains("_turn: function"), "{said}"),
+            _ => assert!(said.starts_with("lock\t"), "{said}"),
         }
     }
     // Not a shell clap knows: a usage error.
