@@ -11,6 +11,10 @@ PREFIX ?= /usr/local
 LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 BINDIR ?= $(PREFIX)/bin
+# The manual pages (turn.1, turn-SUBCOMMAND.1) and the shell completions go
+# under DATADIR.
+DATADIR ?= $(PREFIX)/share
+MANDIR ?= $(DATADIR)/man
 # The command-line tool is the crate's `cli` feature: on in every build and
 # test here (Rust programs that depend on the crate get the library alone).
 FEATURES ?= --features cli
@@ -65,7 +69,8 @@ release-debug:
 
 # Installs like a C library: libturn.so.VERSION with its soname link
 # libturn.so.MAJOR, libturn.so, libturn.a, the headers, turn.pc, the CMake
-# package files (LIBDIR/cmake/turn) and the turn tool, without debug info
+# package files (LIBDIR/cmake/turn), the turn tool with its manual pages
+# (MANDIR/man1) and its bash, zsh and fish completions, without debug info
 # (the release profile strips the library and the tool; the archive's
 # objects are stripped here, STRIP_ARCHIVE= keeps them). DESTDIR is
 # honoured.
@@ -87,6 +92,12 @@ install-files:
 	$(if $(STRIP_ARCHIVE),$(STRIP_ARCHIVE) $(DESTDIR)$(LIBDIR)/libturn.a)
 	install -m 644 include/turn.h include/turn.hpp $(DESTDIR)$(INCLUDEDIR)/
 	install -m 755 $(BUILD_DIR)/turn $(DESTDIR)$(BINDIR)/turn
+	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(DATADIR)/bash-completion/completions \
+	    $(DESTDIR)$(DATADIR)/zsh/site-functions $(DESTDIR)$(DATADIR)/fish/vendor_completions.d
+	$(BUILD_DIR)/turn man --dir $(DESTDIR)$(MANDIR)/man1
+	$(BUILD_DIR)/turn completions bash > $(DESTDIR)$(DATADIR)/bash-completion/completions/turn
+	$(BUILD_DIR)/turn completions zsh > $(DESTDIR)$(DATADIR)/zsh/site-functions/_turn
+	$(BUILD_DIR)/turn completions fish > $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/turn.fish
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
 	    turn.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/turn.pc

@@ -9,21 +9,23 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, ErrorKind, Result};
 use crate::keys::validate_resource;
 use crate::lock::Lock;
-use crate::locker::Locker;
 use crate::options::{Acquire, Cancel, Wait};
 use crate::scripts;
+use crate::shared::Core;
 use crate::ticket::Ticket;
 
 /// The most resources one call takes.
 pub const MAX_ALL_RESOURCES: usize = 64;
 
 /// Takes `request`'s lock on every resource of `resources` (1 to
-/// [`MAX_ALL_RESOURCES`] distinct names), in name order, within the
-/// request's one wait; the locks in the order of `resources`.
+/// [`MAX_ALL_RESOURCES`] distinct names) with `acquire` (the locker's), in
+/// name order, within the request's one wait; the locks in the order of
+/// `resources`.
 pub(crate) fn acquire_all(
-    locker: &Locker,
+    core: &Core,
     resources: &[&str],
     request: &Acquire,
+    acquire: impl Fn(&str, &Acquire) -> Result<Lock>,
 ) -> Result<Vec<Lock>> {
     let order = order(resources)?;
     request.mode.validate()?;
@@ -32,7 +34,7 @@ pub(crate) fn acquire_all(
         _ => None,
     };
     loop {
-        if let Some(locks) = take_all(locker, resources, &order, request, deadline)? {
+        if let Some(locks) = take_all(core, resources, &order, request, deadline, &acquire)? {
             return Ok(locks);
         }
         // A lock taken early was lost while a later one was waited for
@@ -64,11 +66,12 @@ pub(crate) fn acquire_all(
 /// One round of [`acquire_all`]: the locks, or None when one taken early
 /// turned out lost once the last was taken (all released then).
 fn take_all(
-    locker: &Locker,
+    core: &Core,
     resources: &[&str],
     order: &[usize],
     request: &Acquire,
     deadline: Option<Instant>,
+    acquire: &impl Fn(&str, &Acquire) -> Result<Lock>,
 ) -> Result<Option<Vec<Lock>>> {
     let mut taken: Vec<(usize, Lock)> = Vec::with_capacity(resources.len());
     for (n, &i) in order.iter().enumerate() {
@@ -79,7 +82,7 @@ fn take_all(
             // too (a try-lock then), so that free resources are taken.
             one.wait = Wait::For(left);
         }
-        match locker.acquire(resources[i], &one) {
+        match acquire(resources[i], &one) {
             Ok(lock) => taken.push((i, lock)),
             Err(e) => {
                 // Released last taken first; each release is a round trip.
@@ -98,7 +101,7 @@ fn take_all(
         .map(|(_, lock)| lock.ticket().as_ref())
         .collect();
     let held = earlier.iter().all(|t| t.is_held())
-        && (earlier.is_empty() || scripts::still_held(&locker.rt().core, &earlier)?);
+        && (earlier.is_empty() || scripts::still_held(core, &earlier)?);
     if !held {
         while let Some((_, lock)) = taken.pop() {
             let _ = lock.release();

@@ -56,10 +56,10 @@ pub(crate) struct Keys {
     /// holder of a shared-mode queue, or of when a ticket missing its key
     /// was first seen there, for status and admission (ours only).
     pub since: String,
-    /// `P:R:granted`: `SERIAL MS`, the ticket a plain queue's indicator was
-    /// set to by one of our scripts, and when (ms since 1970), for status
-    /// and for telling a dead holder from a turn 1.0 ticket whose key is not
-    /// set yet (ours only).
+    /// `P:R:granted`: the serial a plain queue's indicator was set to by one
+    /// of our scripts, expiring a day after (its time to live tells how
+    /// long ago, by the server's clock), for status and for telling a dead
+    /// holder from a turn 1.0 ticket whose key is not set yet (ours only).
     pub granted: String,
 }
 

@@ -28,6 +28,7 @@ mod locker;
 mod log;
 mod lost_signal;
 mod metrics;
+mod mode;
 mod notifier;
 mod options;
 mod pending;
@@ -52,9 +53,10 @@ pub use keys::{
 pub use lock::{Lock, Pending};
 pub use locker::{DEFAULT_URL, Locker, ResetOutcome};
 pub use metrics::{HOLD_BUCKETS, HistogramSnapshot, MetricsSnapshot, WAIT_BUCKETS};
+pub use mode::{Kind, Mode};
 pub use options::{
     Acquire, Cancel, DEFAULT_EXPIRE, DEFAULT_GRACE, DEFAULT_PATIENCE, DEFAULT_REPLICA_TIMEOUT,
-    Kind, MAX_EXPIRE, MIN_EXPIRE, MIN_PATIENCE, MinReplicas, Mode, Options, Tls, Wait,
+    MAX_EXPIRE, MIN_EXPIRE, MIN_PATIENCE, MinReplicas, Options, Tls, Wait,
 };
 pub use status::{MAX_STATUS_TICKETS, Status, TicketInfo};
 

@@ -80,7 +80,7 @@ impl Locker {
         })
     }
 
-    pub(crate) fn rt(&self) -> &Arc<Engine> {
+    fn rt(&self) -> &Arc<Engine> {
         &self.running.engine
     }
 
@@ -194,7 +194,9 @@ impl Locker {
     /// # Ok::<(), turn::Error>(())
     /// ```
     pub fn acquire_all(&self, resources: &[&str], request: &Acquire) -> Result<Vec<Lock>> {
-        crate::all_or_none::acquire_all(self, resources, request)
+        crate::all_or_none::acquire_all(&self.rt().core, resources, request, |r, a| {
+            self.acquire(r, a)
+        })
     }
 
     /// Takes a ticket for `resource` and returns without waiting for the

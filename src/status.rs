@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::options::{Kind, Mode};
+use crate::mode::{Kind, Mode};
 
 /// The most tickets one status reports (from the indicator on).
 pub const MAX_STATUS_TICKETS: u64 = 100_000;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::keys::Keys;
 use crate::lost_signal::{LostSignal, Renewal};
 use crate::metrics::Metrics;
-use crate::options::Mode;
+use crate::mode::Mode;
 use crate::sync::{lock, wait_timeout};
 
 const WAITING: u8 = 0;

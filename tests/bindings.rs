@@ -57,6 +57,17 @@ fn install_pkg_config_cmake_and_static() {
         assert!(lib.join(&f).exists(), "{f} not installed");
     }
     assert!(p.join("include/turn.h").exists() && p.join("include/turn.hpp").exists());
+    // The tool's manual pages and shell completions.
+    for f in [
+        "man/man1/turn.1",
+        "man/man1/turn-lock.1",
+        "bash-completion/completions/turn",
+        "zsh/site-functions/_turn",
+        "fish/vendor_completions.d/turn.fish",
+    ] {
+        let installed = std::fs::read_to_string(p.join("share").join(f)).unwrap_or_default();
+        assert!(installed.contains("turn"), "{f} not installed");
+    }
     let dynamic = run(Command::new("readelf")
         .arg("-d")
         .arg(lib.join(format!("libturn.so.{version}"))));

@@ -358,10 +358,16 @@ fn lock_command_hears_at_once_when_the_lock_is_lost_while_it_runs() {
         "{:?}",
         err.seen
     );
-    // Without --kill-on-loss the command runs on to its end.
+    // Without --kill-on-loss the command runs on to its end; its status
+    // 0 becomes 76, the lock having been lost meanwhile.
     std::fs::write(&go, "").unwrap();
     assert!(out.wait_for("finished", Duration::from_secs(10)));
-    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(child.wait().unwrap().code(), Some(76));
+    let said = err.rest(Duration::from_secs(2)).join("\n");
+    assert!(
+        said.contains("exit status 76 (the lock was lost); the command's was 0"),
+        "{said}"
+    );
 }
 
 #[test]
@@ -383,7 +389,8 @@ fn lock_kill_on_loss_sends_the_command_sigterm() {
         ],
     );
     delete_holder_key(&r, &l, "kill");
-    assert_eq!(child.wait().unwrap().code(), Some(128 + 15));
+    // The lock was lost: 76, whatever the command's status (SIGTERM's).
+    assert_eq!(child.wait().unwrap().code(), Some(76));
     let said = err.rest(Duration::from_secs(2)).join("\n");
     assert!(
         said.contains("lock was lost while the command ran"),
@@ -474,7 +481,13 @@ fn min_replicas_is_passed_on_and_bad_values_are_refused() {
         let timeout = format!("--replica-timeout={bad}");
         refused(&["--min-replicas", "1", &timeout], "--replica-timeout");
     }
-    refused(&["--replica-timeout", "0.5"], "--min-replicas");
+    // Needing another option: a usage error.
+    let o = turn(&r, &["--replica-timeout", "0.5", "status"]);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("--min-replicas"),
+        "{o:?}"
+    );
     // Not below the command timeout (5 s): the library says so.
     refused(
         &["--min-replicas", "1", "--replica-timeout", "5"],
@@ -927,7 +940,8 @@ fn turn_lock_on_several_resources_says_which_lock_was_lost() {
         ],
     );
     delete_holder_key(&r, &l, "b");
-    assert_eq!(child.wait().unwrap().code(), Some(128 + 15));
+    // The lock was lost: 76, whatever the command's status (SIGTERM's).
+    assert_eq!(child.wait().unwrap().code(), Some(76));
     let said = err.rest(Duration::from_secs(2)).join("\n");
     assert!(
         said.contains("b: the lock was lost while the command ran"),
@@ -1289,7 +1303,8 @@ fn turn_lock_in_a_shared_mode_keeps_its_exits_and_loss_reports() {
         ],
     );
     delete_holder_key(&r, &l, "files");
-    assert_eq!(child.wait().unwrap().code(), Some(128 + 15));
+    // The lock was lost: 76, whatever the command's status (SIGTERM's).
+    assert_eq!(child.wait().unwrap().code(), Some(76));
     let said = err.rest(Duration::from_secs(2)).join("\n");
     assert!(
         said.contains("files: the lock was lost while the command ran"),
@@ -1481,5 +1496,297 @@ fn status_watch_into_a_pipe_prints_snapshots_separated_by_a_blank_line_without_c
     assert!(snapshots.len() >= 3, "{seen:?}");
     for s in &snapshots[..snapshots.len() - 1] {
         assert_eq!(format!("{s}\n"), snapshot);
+    }
+}
+
+#[test]
+fn lock_exits_with_the_command_s_status_when_the_lock_was_kept() {
+    let r = Redis::start();
+    let o = turn(&r, &["lock", "kept", "--", "sh", "-c", "exit 0"]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(o.stderr.is_empty(), "{o:?}");
+}
+
+/// The tool run without Redis (nothing listens on port 1): completions and
+/// manual pages need none.
+fn turn_offline(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_turn"))
+        .env_remove("TURN_REDIS_URL")
+        .args(["--url", "redis://127.0.0.1:1/0"])
+        .args(args)
+        .output()
+        .expect("turn runs")
+}
+
+/// Whether `program` can be run (it is installed).
+fn installed(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+/// Every subcommand the tool shows in its help.
+fn subcommands() -> Vec<String> {
+    let help = Command::new(env!("CARGO_BIN_EXE_turn"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    let listed = help.split("Commands:").nth(1).unwrap();
+    let names: Vec<String> = listed
+        .lines()
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter(|n| n != "help")
+        .collect();
+    assert!(names.len() >= 7, "{names:?}");
+    names
+}
+
+#[test]
+fn completion_scripts_are_printed_and_load_in_their_shells() {
+    let dir = tempfile::tempdir().unwrap();
+    for (shell, file) in [
+        ("bash", "turn.bash"),
+        ("zsh", "_turn"),
+        ("fish", "turn.fish"),
+    ] {
+        let o = turn_offline(&["completions", shell]);
+        assert_eq!(o.status.code(), Some(0), "{shell}: {o:?}");
+        let script = String::from_utf8(o.stdout).unwrap();
+        for sub in subcommands() {
+            assert!(script.contains(&sub), "{shell}: no {sub}");
+        }
+        let path = dir.path().join(file);
+        std::fs::write(&path, &script).unwrap();
+        let path = path.display().to_string();
+        let check = match shell {
+            // Loaded, the function completes `turn lo` as `turn lock`.
+            "bash" => format!(
+                "source {path} && complete -p turn && COMP_WORDS=(turn lo) COMP_CWORD=1 \
+                 COMP_LINE='turn lo' COMP_POINT=7 && _turn turn lo turn && echo \"${{COMPREPLY[@]}}\""
+            ),
+            "zsh" => {
+                format!("autoload -U compinit && compinit -u && source {path} && whence -w _turn")
+            }
+            _ => format!("source {path} && complete -C 'turn lo'"),
+        };
+        if !installed(shell) {
+            assert_ne!(shell, "bash", "bash is needed");
+            eprintln!("{shell} is not installed: its script was not loaded");
+            continue;
+        }
+        let mut c = Command::new(shell);
+        if shell == "zsh" {
+            c.arg("-f");
+        }
+        let o = c.arg("-c").arg(&check).output().unwrap();
+        assert!(o.status.success(), "{shell}: {o:?}");
+        assert!(!o.stdout.is_empty(), "{shell}: {o:?}");
+        let said = String::from_utf8_lossy(&o.stdout);
+        match shell {
+            "bash" => assert!(
+                said.contains("-F _turn turn") && said.ends_with("lock\n"),
+                "{said}"
+            ),
+            "zsh" => assert!(said.contains("_turn: function"), "{said}"),
+            _ => assert!(said.starts_with("lock\t"), "{said}"),
+        }
+    }
+    // Not a shell clap knows: a usage error.
+    assert_eq!(
+        turn_offline(&["completions", "tcsh"]).status.code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn the_manual_page_renders_and_names_every_subcommand() {
+    let o = turn_offline(&["man"]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let page = String::from_utf8(o.stdout).unwrap();
+    for section in [
+        ".TH turn 1",
+        ".SH NAME",
+        ".SH SYNOPSIS",
+        ".SH OPTIONS",
+        ".SH SUBCOMMANDS",
+    ] {
+        assert!(page.contains(section), "no {section}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("turn.1"), &page).unwrap();
+    // Rendered as man(1) would, when groff is there; else the source.
+    let text = match Command::new("groff")
+        .args(["-man", "-Tutf8", "-P-cbou"])
+        .arg(dir.path().join("turn.1"))
+        .output()
+    {
+        Ok(r) => {
+            assert!(r.status.success(), "{r:?}");
+            assert!(r.stderr.is_empty(), "groff warns: {r:?}");
+            String::from_utf8(r.stdout).unwrap()
+        }
+        Err(_) => page.clone(),
+    };
+    for sub in subcommands() {
+        assert!(text.contains(&format!("turn-{sub}(1)")), "no turn-{sub}(1)");
+    }
+    // The exit statuses of `turn lock` are on the page too.
+    assert!(
+        text.contains("EX_TEMPFAIL") && text.contains("76"),
+        "{text}"
+    );
+    // --dir: one page per subcommand.
+    let o = turn_offline(&["man", "--dir", &dir.path().display().to_string()]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    for sub in subcommands() {
+        let page = std::fs::read_to_string(dir.path().join(format!("turn-{sub}.1"))).unwrap();
+        assert!(page.contains(&format!(".TH turn-{sub} 1")), "{sub}");
+    }
+}
+
+#[test]
+fn follow_json_prints_one_object_per_line() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    let mut child = turn_cmd(&r, &["follow", "--json", "res"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Lines::new(child.stdout.take().unwrap());
+    assert!(eventually(Duration::from_secs(10), || subscribers(
+        &r,
+        "turn:res:external"
+    ) == 1));
+    l.lock("res", "a \"quoted\" job")
+        .unwrap()
+        .release()
+        .unwrap();
+    l.announce("res", "maintenance at noon").unwrap();
+    assert!(lines.wait_for("noon", Duration::from_secs(10)));
+    signal(child.id(), "INT");
+    assert!(child.wait().unwrap().success(), "Ctrl-C exits 0");
+    let objects: Vec<serde_json::Value> = lines
+        .rest(Duration::from_secs(2))
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    let label = "a \"quoted\" job";
+    assert_eq!(
+        objects,
+        [
+            serde_json::json!({"resource": "res", "serial": 1, "event": "assigned", "label": label, "text": format!("res: 1 assigned to \"{label}\"")}),
+            serde_json::json!({"resource": "res", "serial": 1, "event": "started", "text": "res: 1 started"}),
+            serde_json::json!({"resource": "res", "serial": 1, "event": "completed", "label": label, "text": format!("res: 1 completed by \"{label}\"")}),
+            serde_json::json!({"resource": "res", "serial": 2, "event": "granted", "text": "res: 2 granted"}),
+            serde_json::json!({"resource": "res", "event": "message", "text": "res: maintenance at noon"}),
+        ]
+    );
+}
+
+/// The rows of the README's table of the tool's exit statuses: each
+/// row's first cell.
+fn readme_exit_statuses() -> Vec<String> {
+    let readme = std::fs::read_to_string(support::root().join("README.md")).unwrap();
+    let table = readme
+        .split("<!-- tool exit statuses -->")
+        .nth(1)
+        .expect("README.md has the tool's table of exit statuses");
+    table
+        .lines()
+        .skip_while(|l| l.trim().is_empty())
+        .take_while(|l| l.starts_with('|'))
+        .skip(2)
+        .map(|l| l.split('|').nth(1).unwrap().trim().to_string())
+        .collect()
+}
+
+#[test]
+fn the_exit_statuses_the_readme_lists_are_the_tool_s() {
+    let r = Redis::start();
+    let l = Locker::new(Some(&r.url())).unwrap();
+    let code = |args: &[&str]| turn(&r, args).status.code();
+    let rows = readme_exit_statuses();
+    assert!(rows.len() >= 8, "{rows:?}");
+    let help = String::from_utf8(turn(&r, &["lock", "--help"]).stdout).unwrap();
+    for row in &rows {
+        // The help's table shows each numbered row too.
+        if row.starts_with(|c: char| c.is_ascii_digit()) {
+            let shown = match row.as_str() {
+                "0" => "0 on success".to_string(),
+                _ => format!("  {row}"),
+            };
+            assert!(
+                help.contains(&shown),
+                "`turn lock --help` lacks {row}:\n{help}"
+            );
+        }
+        match row.as_str() {
+            "0" => assert_eq!(code(&["lock", "zero", "--", "true"]), Some(0)),
+            "1" => {
+                let unreachable = turn_offline(&["status"]);
+                assert_eq!(unreachable.status.code(), Some(1), "{unreachable:?}");
+                assert_eq!(code(&["lock", "w", "--wait=-1", "--", "true"]), Some(1));
+                let weight = ["lock", "w", "--permits", "2", "--weight", "3", "--", "true"];
+                assert_eq!(code(&weight), Some(1));
+            }
+            "2" => {
+                assert_eq!(code(&["status", "--no-such-option"]), Some(2));
+                assert_eq!(
+                    code(&["lock", "u", "--wait", "soon", "--", "true"]),
+                    Some(2)
+                );
+                assert_eq!(code(&["lock", "u", "--kill-on-loss"]), Some(2));
+                assert_eq!(code(&["--replica-timeout", "1", "status"]), Some(2));
+                assert_eq!(code(&["lock", "u", "--"]), Some(2));
+                assert!(
+                    !l.resources().unwrap().contains(&"u".to_string()),
+                    "nothing locked"
+                );
+            }
+            "75" => {
+                let held = l.lock("busy", "holder").unwrap();
+                assert_eq!(
+                    code(&["lock", "busy", "--wait", "0", "--", "true"]),
+                    Some(75)
+                );
+                held.release().unwrap();
+            }
+            "76" => {
+                let (mut child, _out, _err) = started(
+                    &r,
+                    &[
+                        "lock",
+                        "lost",
+                        "--expire",
+                        "5",
+                        "--kill-on-loss",
+                        "--",
+                        "sh",
+                        "-c",
+                        "echo started; exec sleep 60",
+                    ],
+                );
+                delete_holder_key(&r, &l, "lost");
+                assert_eq!(child.wait().unwrap().code(), Some(76));
+            }
+            "126, 127" => {
+                assert_eq!(code(&["lock", "run", "--", "/"]), Some(126));
+                assert_eq!(code(&["lock", "run", "--", "/no/such/program"]), Some(127));
+            }
+            "128+N" => {
+                let killed = ["lock", "sig", "--", "sh", "-c", "kill -TERM $$"];
+                assert_eq!(code(&killed), Some(128 + 15));
+            }
+            "the command's" => {
+                assert_eq!(code(&["lock", "own", "--", "sh", "-c", "exit 7"]), Some(7));
+            }
+            other => panic!("the README lists exit status {other}, which this test does not check"),
+        }
     }
 }

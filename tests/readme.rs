@@ -12,6 +12,8 @@
 //!   this file that gives it what it uses, then built and run the same way.
 //! - `<!-- readme-test compile NAME -->`: a fragment wrapped likewise and
 //!   only compiled (it names servers and files that are not here).
+//! - `<!-- readme-test gomod NAME -->`: the `go.mod` that the Go programs
+//!   are built with, as written (`build_go`).
 //! - `<!-- readme-test example PATH -->`: part of a file of the repository
 //!   word for word (the epoll program: `tests/c_programs.rs` runs it).
 //!
@@ -31,6 +33,7 @@ const MARKERS: &[(&str, &str)] = &[
     ("run", "c-minimal"),
     ("run", "cpp-minimal"),
     ("compile", "cpp-options"),
+    ("gomod", "go-module"),
     ("run", "go-minimal"),
     ("run", "python-minimal"),
     ("run", "node-minimal"),
@@ -369,24 +372,18 @@ fn cpp_options_fragment_compiles() {
     compile_c("c++", &source);
 }
 
-/// Builds a Go program (main.go) in a module of its own that takes the
-/// binding as the README says (`require turn v0.0.0`, `replace turn =>
-/// .../bindings/go`), with a turn.pc for this build; returns the binary.
+/// Builds a Go program (main.go) in a module of its own, `report/` beside
+/// `turn/` (a link to this checkout), with the README's `go.mod` as
+/// written, and a turn.pc for this build; returns the binary.
 fn build_go(code: &str, dir: &Path) -> PathBuf {
     let lib = lib_dir();
     let go = std::env::var("TURN_TEST_GO").unwrap_or_else(|_| "go".into());
-    let module = dir.join("module");
+    let module = dir.join("report");
     let pc = dir.join("pkgconfig");
     std::fs::create_dir_all(&module).unwrap();
     std::fs::create_dir_all(&pc).unwrap();
-    std::fs::write(
-        module.join("go.mod"),
-        format!(
-            "module readme\n\ngo 1.19\n\nrequire turn v0.0.0\n\nreplace turn => {}\n",
-            root().join("bindings/go").display()
-        ),
-    )
-    .unwrap();
+    std::os::unix::fs::symlink(root(), dir.join("turn")).unwrap();
+    std::fs::write(module.join("go.mod"), block("gomod", "go-module", "")).unwrap();
     std::fs::write(module.join("main.go"), code).unwrap();
     let template = std::fs::read_to_string(root().join("turn.pc.in")).unwrap();
     let include = root().join("include");

@@ -37,7 +37,7 @@ func osThreads() int {
 func waitQueued(t *testing.T, l *Locker, resource string, n int) {
 	t.Helper()
 	for end := time.Now().Add(60 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
-		if s, err := l.Status(context.Background(), resource); err == nil && len(s.Tickets) == n {
+		if s, err := l.StatusContext(context.Background(), resource); err == nil && len(s.Tickets) == n {
 			return
 		}
 	}
@@ -192,7 +192,7 @@ func TestContextCancelWithdrawsWaitingTickets(t *testing.T) {
 	// A wait canceled while the notifier thread stepped it is withdrawn as
 	// that step ends (canceling never waits on a round trip).
 	waitQueued(t, l, "ctx", 0)
-	s, err := l.Status(bg, "ctx")
+	s, err := l.StatusContext(bg, "ctx")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -725,9 +725,9 @@ func withContext(ctx context.Context, f func() error) error {
 	}
 }
 
-// Bump moves the indicator of resource past dead tickets (never back) and
+// BumpContext moves the indicator of resource past dead tickets (never back) and
 // returns it. See withContext for what ctx does.
-func (l *Locker) Bump(ctx context.Context, resource string) (uint64, error) {
+func (l *Locker) BumpContext(ctx context.Context, resource string) (uint64, error) {
 	h, err := l.use()
 	if err != nil {
 		return 0, err
@@ -748,9 +748,9 @@ func (l *Locker) Bump(ctx context.Context, resource string) (uint64, error) {
 	return ind, nil
 }
 
-// Reset removes the queue of resource when idle (ErrBusy while in use).
+// ResetContext removes the queue of resource when idle (ErrBusy while in use).
 // When ctx ends while the reset is under way, it may still take effect.
-func (l *Locker) Reset(ctx context.Context, resource string) error {
+func (l *Locker) ResetContext(ctx context.Context, resource string) error {
 	h, err := l.use()
 	if err != nil {
 		return err
@@ -813,9 +813,9 @@ type Status struct {
 	Permits uint32
 }
 
-// Status reads the queue of resource (ErrNotFound when there is none).
+// StatusContext reads the queue of resource (ErrNotFound when there is none).
 // See withContext for what ctx does.
-func (l *Locker) Status(ctx context.Context, resource string) (*Status, error) {
+func (l *Locker) StatusContext(ctx context.Context, resource string) (*Status, error) {
 	h, err := l.use()
 	if err != nil {
 		return nil, err
@@ -1009,4 +1009,31 @@ func SetLogFunc(f func(level LogLevel, message string)) error {
 	logFn = f
 	logMu.Unlock()
 	return call(func() C.turn_result { return C.go_set_log_callback(1) })
+}
+
+// Status reads the queue of resource, as StatusContext with
+// context.Background().
+//
+// Deprecated: the form without a context, kept for one release for the
+// programs written for it; use StatusContext.
+func (l *Locker) Status(resource string) (*Status, error) {
+	return l.StatusContext(context.Background(), resource)
+}
+
+// Reset removes the queue of resource when idle, as ResetContext with
+// context.Background().
+//
+// Deprecated: the form without a context, kept for one release for the
+// programs written for it; use ResetContext.
+func (l *Locker) Reset(resource string) error {
+	return l.ResetContext(context.Background(), resource)
+}
+
+// Bump moves the indicator of resource past dead tickets, as BumpContext
+// with context.Background().
+//
+// Deprecated: the form without a context, kept for one release for the
+// programs written for it; use BumpContext.
+func (l *Locker) Bump(resource string) (uint64, error) {
+	return l.BumpContext(context.Background(), resource)
 }

@@ -119,7 +119,7 @@ func TestContextEndsTheWaitAndLeavesNoTrace(t *testing.T) {
 	// A wait that ended at its deadline is withdrawn by the locker's
 	// notifier thread right after (ending it never waits on a round trip).
 	waitQueued(t, l, "r", 1)
-	s, err := l.Status(context.Background(), "r")
+	s, err := l.StatusContext(context.Background(), "r")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,24 +138,24 @@ func TestErrorsAndTools(t *testing.T) {
 	}
 	done, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := l.Status(done, "r"); !errors.Is(err, context.Canceled) {
+	if _, err := l.StatusContext(done, "r"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("status with a done context: %v", err)
 	}
-	if _, err := l.Status(context.Background(), "none"); !errors.Is(err, ErrNotFound) {
+	if _, err := l.StatusContext(context.Background(), "none"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("status of nothing: %v", err)
 	}
 	lock, err := l.Lock(context.Background(), "r")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Reset(context.Background(), "r"); !errors.Is(err, ErrBusy) {
+	if err := l.ResetContext(context.Background(), "r"); !errors.Is(err, ErrBusy) {
 		t.Fatalf("reset busy: %v", err)
 	}
-	if ind, err := l.Bump(context.Background(), "r"); err != nil || ind != 1 {
+	if ind, err := l.BumpContext(context.Background(), "r"); err != nil || ind != 1 {
 		t.Fatalf("bump: %d %v", ind, err)
 	}
 	lock.Unlock()
-	if err := l.Reset(context.Background(), "r"); err != nil {
+	if err := l.ResetContext(context.Background(), "r"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := NewLocker("bogus://"); !errors.Is(err, ErrInvalidArgument) {
@@ -168,7 +168,7 @@ func TestErrorsAndTools(t *testing.T) {
 	if _, err := l.Lock(context.Background(), "r"); !errors.Is(err, ErrClosed) || errors.Is(err, ErrInvalidArgument) {
 		t.Fatalf("after close: %v", err)
 	}
-	if _, err := l.Status(context.Background(), "r"); !errors.Is(err, ErrClosed) {
+	if _, err := l.StatusContext(context.Background(), "r"); !errors.Is(err, ErrClosed) {
 		t.Fatalf("status after close: %v", err)
 	}
 }
@@ -357,7 +357,7 @@ func TestAQueueKeepsItsKindUntilReset(t *testing.T) {
 	if _, err := l.Lock(ctx, "sem", Try()); !errors.Is(err, ErrWrongKind) {
 		t.Fatalf("plain on an idle semaphore: %v", err)
 	}
-	if err := l.Reset(ctx, "sem"); err != nil {
+	if err := l.ResetContext(ctx, "sem"); err != nil {
 		t.Fatal(err)
 	}
 	lock, err := l.Lock(ctx, "sem", Try())

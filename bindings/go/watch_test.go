@@ -14,7 +14,7 @@ func queued(t *testing.T, l *Locker, resource string, n int) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		s, err := l.Status(context.Background(), resource)
+		s, err := l.StatusContext(context.Background(), resource)
 		if err == nil && len(s.Tickets) == n {
 			return
 		}
@@ -103,7 +103,7 @@ func TestStatusTellsHoldersAndWaitersApartWithTheirFacts(t *testing.T) {
 	}()
 	queued(t, l, "printer", 2)
 	time.Sleep(200 * time.Millisecond)
-	s, err := l.Status(ctx, "printer")
+	s, err := l.StatusContext(ctx, "printer")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func TestStatusTellsHoldersAndWaitersApartWithTheirFacts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sem.Unlock()
-	s, err = l.Status(ctx, "pool")
+	s, err = l.StatusContext(ctx, "pool")
 	if err != nil {
 		t.Fatal(err)
 	}

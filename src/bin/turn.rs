@@ -48,15 +48,19 @@ all of them (taken in name order) or none. On one RESOURCE, `--permits N
 `--exclusive` a read-write lock. COMMAND finds TURN_LOCK_TOKEN (the fencing
 token) and TURN_LOCK_SERIAL in its environment (for several resources, one
 number each, space-separated, in their order). Its exit status:
-  the command's       when it ran (128+N when signal N killed it)
+  the command's       when it ran and kept the lock (128+N when signal N
+                      killed it)
+  76                  the lock was lost while the command ran (with or
+                      without --kill-on-loss); the command's own status is
+                      said on stderr
   75 (EX_TEMPFAIL)    the lock was not had within --wait (--wait 0: taken);
                       nothing was run
   126, 127            the command could not be run, or was not found
   128+N               signal N (Ctrl-C: 130) came while waiting; the ticket
                       was withdrawn and nothing was run
   2                   a usage error (an unknown option, a value that is not
-                      a number, options that conflict, `--` with no COMMAND
-                      after it); nothing was locked
+                      a number, options that conflict or need another,
+                      `--` with no COMMAND after it); nothing was locked
   1                   any other failure (Redis unreachable, a value out of
                       range, a queue of another kind or other permits)
 
@@ -160,7 +164,13 @@ enum Command {
     },
     /// Print the log lines of the given resources (of every queue when none
     /// is given) as they come, until interrupted
-    Follow { resources: Vec<String> },
+    Follow {
+        resources: Vec<String>,
+        /// One JSON object per line: resource, serial (when the line has
+        /// one), event, label (when it has one) and the line's text
+        #[arg(long)]
+        json: bool,
+    },
     /// Bump, then remove idle queues (every queue when none is given)
     Reset { resources: Vec<String> },
     /// Serve the queues' figures to Prometheus: `/metrics` on --listen, read
@@ -207,6 +217,19 @@ enum Command {
         /// The command to run while holding the lock, after `--`
         #[arg(last = true, value_name = "COMMAND")]
         command: Vec<std::ffi::OsString>,
+    },
+    /// Print the tool's completion script for a shell (`turn completions
+    /// bash > /etc/bash_completion.d/turn`)
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page turn(1), or write it and one page per
+    /// subcommand (turn-lock(1), ...) into a directory
+    Man {
+        /// Write turn.1 and turn-SUBCOMMAND.1 into this directory
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
     },
 }
 
@@ -269,11 +292,50 @@ fn main() -> ExitCode {
              (`turn lock RESOURCE` without `--` holds it until interrupted)",
         );
     }
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "turn", &mut out);
+            return match output::raw(&String::from_utf8_lossy(&out)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    say!("turn: {}", clean(e.message()));
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Command::Man { dir } => {
+            return match man(dir.as_deref()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    say!("turn: {}", clean(e.message()));
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        _ => {}
+    }
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             say!("turn: {}", clean(e.message()));
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// The manual pages, from the same definitions as `--help`: turn(1) on
+/// standard output, or turn.1 and turn-SUBCOMMAND.1 written into `dir`.
+fn man(dir: Option<&std::path::Path>) -> turn::Result<()> {
+    let failed = |e: std::io::Error| invalid(&format!("cannot write the manual page: {e}"));
+    match dir {
+        Some(dir) => clap_mangen::generate_to(Cli::command(), dir).map_err(failed),
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(Cli::command().disable_help_subcommand(true))
+                .render(&mut page)
+                .map_err(failed)?;
+            output::raw(&String::from_utf8_lossy(&page))
         }
     }
 }
@@ -287,6 +349,13 @@ fn usage_error(subcommand: &str, text: &str) -> ! {
         .expect("a subcommand of turn");
     command
         .error(clap::error::ErrorKind::InvalidValue, text)
+        .exit()
+}
+
+/// Ends the tool with clap's usage error (exit status 2) of `turn` itself.
+fn global_usage_error(text: &str) -> ! {
+    Cli::command()
+        .error(clap::error::ErrorKind::ArgumentConflict, text)
         .exit()
 }
 
@@ -320,7 +389,7 @@ fn run(cli: Cli) -> turn::Result<u8> {
             )));
         }
         if *kill_on_loss && command.is_empty() {
-            return Err(invalid("--kill-on-loss needs a COMMAND (after --)"));
+            usage_error("lock", "--kill-on-loss needs a COMMAND (after --)");
         }
         if wait.is_some_and(|w| !(0.0..=31_536_000.0).contains(&w)) {
             return Err(invalid("--wait must be between 0 and 31536000 seconds"));
@@ -391,7 +460,8 @@ fn run(cli: Cli) -> turn::Result<u8> {
             }
         }
         Command::Exporter { .. } => unreachable!("served above"),
-        Command::Follow { resources } => follow(&locker, resources).map(|()| 0),
+        Command::Completions { .. } | Command::Man { .. } => unreachable!("done in main"),
+        Command::Follow { resources, json } => follow(&locker, resources, json).map(|()| 0),
         Command::Reset { resources } => reset(&locker, resources).map(|()| 0),
         Command::Lock {
             resources,
@@ -431,7 +501,7 @@ fn invalid(text: &str) -> turn::Error {
 fn min_replicas(cli: &Cli) -> turn::Result<Option<MinReplicas>> {
     let Some(replicas) = cli.min_replicas else {
         return match cli.replica_timeout {
-            Some(_) => Err(invalid("--replica-timeout needs --min-replicas")),
+            Some(_) => global_usage_error("--replica-timeout needs --min-replicas"),
             None => Ok(None),
         };
     };
@@ -505,7 +575,7 @@ fn chosen(locker: &Locker, resources: Vec<String>) -> turn::Result<Vec<String>> 
     }
 }
 
-fn follow(locker: &Locker, resources: Vec<String>) -> turn::Result<()> {
+fn follow(locker: &Locker, resources: Vec<String>, json: bool) -> turn::Result<()> {
     let resources = chosen(locker, resources)?;
     if resources.is_empty() {
         return Ok(());
@@ -517,7 +587,11 @@ fn follow(locker: &Locker, resources: Vec<String>) -> turn::Result<()> {
     let mut unwritten = None;
     locker.follow(&resources, |line| {
         if let Some(line) = line
-            && let Err(e) = output::try_line(format_args!("{}", clean(&line.text)))
+            && let Err(e) = if json {
+                output::try_line(format_args!("{}", follow_json(&line)))
+            } else {
+                output::try_line(format_args!("{}", clean(&line.text)))
+            }
         {
             unwritten = Some(e);
             return ControlFlow::Break(());
@@ -529,6 +603,52 @@ fn follow(locker: &Locker, resources: Vec<String>) -> turn::Result<()> {
         }
     })?;
     unwritten.map_or(Ok(()), |e| Err(output::failed(e)))
+}
+
+/// A log line as one JSON object: `resource`, `serial` (when the line has
+/// one), `event` (`assigned`, `started`, `granted`, `canceled`,
+/// `completed`, `bumps`, `reset`; `message` for any other text, such as a
+/// line announced by a program), `label` (of `assigned to "L"` and
+/// `completed by "L"`) and `text`, the line as published.
+fn follow_json(line: &turn::LogLine) -> String {
+    let mut object = serde_json::Map::new();
+    object.insert("resource".into(), line.resource.clone().into());
+    let rest = line
+        .text
+        .strip_prefix(&line.resource)
+        .and_then(|t| t.strip_prefix(": "))
+        .unwrap_or(&line.text);
+    let numbered = rest
+        .split_once(' ')
+        .and_then(|(n, tail)| Some((n.parse::<u64>().ok()?, tail)));
+    let (event, label) = match numbered {
+        Some((serial, tail)) => {
+            object.insert("serial".into(), serial.into());
+            let quoted = |head: &str| {
+                tail.strip_prefix(head)
+                    .and_then(|t| t.strip_prefix('"')?.strip_suffix('"'))
+                    .map(str::to_string)
+            };
+            if let Some(label) = quoted("assigned to ") {
+                ("assigned", Some(label))
+            } else if let Some(label) = quoted("completed by ") {
+                ("completed", Some(label))
+            } else {
+                match tail {
+                    "started" | "granted" | "canceled" | "bumps" => (tail, None),
+                    _ => ("message", None),
+                }
+            }
+        }
+        None if rest == "Reset tool bumps." => ("reset", None),
+        None => ("message", None),
+    };
+    object.insert("event".into(), event.into());
+    if let Some(label) = label {
+        object.insert("label".into(), label.into());
+    }
+    object.insert("text".into(), line.text.clone().into());
+    serde_json::Value::Object(object).to_string()
 }
 
 fn reset(locker: &Locker, resources: Vec<String>) -> turn::Result<()> {

@@ -4,9 +4,7 @@ use once_cell::sync::Lazy;
 use redis::Script;
 
 use super::call::{Call, Confirm, protocol};
-use super::check::{Checked, check};
 use super::lua::{CHECK_NUM, FIRST_LIVE, script};
-use super::modes::Ask;
 use super::reading::Holder;
 use crate::error::Result;
 use crate::keys::Keys;
@@ -42,8 +40,8 @@ return t
 /// ('' while the passing ticket is younger than the grace: then only those
 /// recorded withdrawn do, and the one our scripts granted longer than the
 /// grace ago (`P:R:granted`), since a missing key may be a turn 1.0
-/// ticket's that is not set yet), the grace in ms (`granted` and the pass
-/// use the server's clock).
+/// ticket's that is not set yet), the grace in ms (how long ago a grant
+/// was made is a day less `granted`'s time to live: the server's clock).
 /// A waiter's bump: only when the ticket at the indicator is dead (or
 /// withdrawn), it moves the indicator forward past it and the dead tickets
 /// after it, up to the passing ticket at most, never past a ticket with a
@@ -70,15 +68,15 @@ if bad(disp) then return disp end
 local n = tonumber(ARGV[2])
 if ind == nil or disp == nil or ind >= n then return {-1, 0} end
 local any = ARGV[10] == '1'
-local granted = redis.call('GET', string.sub(KEYS[1], 1, #KEYS[1] - 9) .. 'granted')
-local gs, gms = nil, nil
-if type(granted) == 'string' then gs, gms = string.match(granted, '^(%d+) (%d+)$') end
+local gkey = string.sub(KEYS[1], 1, #KEYS[1] - 9) .. 'granted'
+local gs = redis.call('GET', gkey)
+local gpttl = gs and redis.call('PTTL', gkey) or -2
 local function gone(s)
   if redis.call('EXISTS', ARGV[1] .. s) == 1 then return false end
   if any or redis.call('SISMEMBER', KEYS[4], s) == 1 then return true end
   -- Granted by one of our scripts longer than the grace ago: not a turn
   -- 1.0 ticket whose key is not set yet, but a dead holder.
-  return gs == s and now_ms() - tonumber(gms) > tonumber(ARGV[11])
+  return gs == s and gpttl >= 0 and 86400000 - gpttl > tonumber(ARGV[11])
 end
 local pttl = redis.call('PTTL', ARGV[1] .. fmt(ind))
 if pttl ~= -2 then return {1, pttl} end
@@ -140,15 +138,6 @@ pub(crate) fn bump_before(
     t: &Ticket,
     past_grace: bool,
 ) -> Result<std::result::Result<Bumped, Holder>> {
-    if Ask::of(t.mode).is_some() {
-        // A shared-mode queue: its check admits, and passes the dead
-        // tickets before this one once past the grace.
-        return Ok(match check(core, t, past_grace)? {
-            Checked::Granted => Ok(Bumped::To(t.serial)),
-            Checked::Lost => Ok(Bumped::NotOurs),
-            Checked::Waiting(reading) => Err(reading.holder),
-        });
-    }
     let keys = &t.keys;
     let call = Call::new(
         &PASS,

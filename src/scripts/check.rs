@@ -5,7 +5,6 @@ use redis::Script;
 
 use super::call::{Call, Confirm, protocol};
 use super::lua::script;
-use super::modes::{self, Ask};
 use super::reading::{Holder, Reading};
 use crate::error::Result;
 use crate::shared::Core;
@@ -119,9 +118,6 @@ pub(crate) enum Checked {
 /// for replicas, a grant they do not confirm in time is an error (a
 /// refusal: the waiter rides it out and checks again).
 pub(crate) fn check(core: &Core, t: &Ticket, record: bool) -> Result<Checked> {
-    if let Some(ask) = Ask::of(t.mode) {
-        return modes::check(core, t, &ask, record);
-    }
     let call = Call::new(
         &CHECK,
         &[&t.keys.indicator, &t.keys.incarnation, &t.keys.withdrawn],
@@ -165,9 +161,6 @@ pub(super) fn run(core: &Core, t: &Ticket, call: &Call) -> Result<Checked> {
 /// When the locker asks for replicas, the grant is a [`check`] instead
 /// (it writes, so that its `WAIT` covers the release that called).
 pub(crate) fn confirm(core: &Core, t: &Ticket) -> Result<bool> {
-    if let Some(ask) = Ask::of(t.mode) {
-        return modes::confirm(core, t, &ask);
-    }
     if core.durable.is_on() {
         return Ok(check(core, t, false)? == Checked::Granted);
     }
@@ -181,26 +174,15 @@ pub(crate) fn confirm(core: &Core, t: &Ticket) -> Result<bool> {
     Ok(confirmed(&got, t))
 }
 
-/// True when every one of `tickets` (held by this locker) still holds in
-/// Redis, as [`confirm`] tells it: plain tickets on one server in one
-/// pipelined round trip of their MGETs; the others (on a Redis Cluster,
-/// shared modes, or replicas asked for) one [`confirm`] each.
+/// True when every one of the plain `tickets` (held by this locker, on
+/// one server, no replicas asked for) still holds in Redis, as [`confirm`]
+/// tells it: their MGETs in one pipelined round trip.
 pub(crate) fn still_held(core: &Core, tickets: &[&Ticket]) -> Result<bool> {
-    let mut plain = Vec::new();
-    for t in tickets {
-        if Ask::of(t.mode).is_some() || core.durable.is_on() || core.pool.is_cluster() {
-            if !confirm(core, t)? {
-                return Ok(false);
-            }
-        } else {
-            plain.push(*t);
-        }
-    }
-    if plain.is_empty() {
+    if tickets.is_empty() {
         return Ok(true);
     }
     let mut pipe = redis::pipe();
-    for t in &plain {
+    for t in tickets {
         pipe.cmd("MGET")
             .arg(t.keys.ticket(t.serial))
             .arg(&t.keys.incarnation)
@@ -208,10 +190,11 @@ pub(crate) fn still_held(core: &Core, tickets: &[&Ticket]) -> Result<bool> {
             .arg(t.keys.presence(t.serial));
     }
     let replies: Vec<Vec<Option<String>>> = core.run(|c| pipe.query(c))?;
-    Ok(
-        replies.len() == plain.len()
-            && replies.iter().zip(&plain).all(|(got, t)| confirmed(got, t)),
-    )
+    Ok(replies.len() == tickets.len()
+        && replies
+            .iter()
+            .zip(tickets)
+            .all(|(got, t)| confirmed(got, t)))
 }
 
 /// Reads [`confirm`]'s MGET reply.

@@ -4,7 +4,7 @@ use once_cell::sync::Lazy;
 use redis::{FromRedisValue, RedisResult, Script, Value};
 
 use super::call::{Call, Confirm, protocol};
-use super::modes::{self, Ask};
+use super::kind::wrong_kind;
 use super::reading::{Holder, Reading};
 use crate::error::Result;
 use crate::shared::Core;
@@ -15,7 +15,7 @@ use crate::ticket::Draw;
 /// label, expire ms, external channel, resource, 'clock' to seed a new
 /// queue from the server's clock ('' for turn 1.0's 1), ticket prefix,
 /// nonce, withdrawn set (in the queue's slot), the locker's channel (a
-/// grant at once is recorded in `granted` with the server's time in ms).
+/// grant at once is recorded in `granted`, see `release`).
 /// Returns {serial, base} when the lock was granted right away, else
 /// {serial, base, indicator, pttl of the previous ticket's presence key,
 /// 1 if that ticket is ours (drawn in this incarnation) else 0}; see
@@ -82,8 +82,7 @@ redis.call('SET', ARGV[1] .. s, ARGV[2], 'PX', ARGV[3])
 redis.call('SET', T_PREFIX .. s, ARGV[8] .. ' ' .. bs .. ' ' .. ARGV[10], 'PX', ARGV[3])
 redis.call('PUBLISH', ARGV[4], ARGV[5] .. ': ' .. s .. ' assigned to "' .. ARGV[2] .. '"')
 if ind == n then
-  local tm = redis.call('TIME')
-  redis.call('SET', KEYS[5], s .. ' ' .. tm[1] .. string.format('%03d', math.floor(tonumber(tm[2]) / 1000)))
+  redis.call('SET', KEYS[5], s, 'PX', 86400000)
   redis.call('PUBLISH', ARGV[4], ARGV[5] .. ': ' .. s .. ' started')
   return {{n, base}}
 end
@@ -214,9 +213,6 @@ pub(crate) enum Turn {
 /// Draws a ticket for `draw` (its keys, label, lease and identity): one
 /// round trip (with `WAIT` in it when the locker asks for replicas).
 pub(crate) fn draw(core: &Core, draw: &Draw) -> Result<Drawn> {
-    if let Some(ask) = Ask::of(draw.mode) {
-        return modes::draw(core, draw, &ask);
-    }
     let keys = &draw.keys;
     let call = Call::new(
         &DRAW,
@@ -245,7 +241,7 @@ pub(crate) fn draw(core: &Core, draw: &Draw) -> Result<Drawn> {
     let confirm = Confirm::of(core, draw.expire);
     let ((mut drawn, confirmed), retried): ((Drawn, bool), bool) = core
         .run_retried(|c| call.invoke_confirmed(c, confirm))
-        .map_err(|e| modes::wrong_kind(e, &draw.resource, draw.mode))?;
+        .map_err(|e| wrong_kind(e, &draw.resource, draw.mode))?;
     drawn.confirmed = confirmed;
     drawn.retried = retried;
     Ok(drawn)

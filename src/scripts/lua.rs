@@ -48,7 +48,7 @@ end
 local function say(channel, resource, text)
   redis.call('PUBLISH', channel, resource .. ': ' .. text)
 end
--- Moves the indicator to t (recorded in P:R:granted with the time) and calls t: on `internal` (turn 1.0's message),
+-- Moves the indicator to t (recorded in P:R:granted) and calls t: on `internal` (turn 1.0's message),
 -- and, when t is one of ours (drawn in this incarnation, not past the
 -- dispenser), on its locker's channel with its nonce, which wakes that
 -- waiter alone; "t started" is said for it then (it confirms its turn with
@@ -58,8 +58,9 @@ local function announce(ind_key, inc_key, prefix, ticket_prefix, internal, exter
   redis.call('SET', ind_key, s)
   local nonce, channel = nil, nil
   if t <= disp then
-    -- The grant and its time: P:R:granted beside P:R:indicator.
-    redis.call('SET', string.sub(ind_key, 1, #ind_key - 9) .. 'granted', s .. ' ' .. fmt(now_ms()))
+    -- The grant: P:R:granted beside P:R:indicator (its expiry, a day, tells
+    -- how long ago it was made).
+    redis.call('SET', string.sub(ind_key, 1, #ind_key - 9) .. 'granted', s, 'PX', 86400000)
     local base = base_of(redis.pcall('GET', inc_key))
     if base then nonce, channel = callee(redis.pcall('GET', ticket_prefix .. s), base) end
   end

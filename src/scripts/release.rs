@@ -8,10 +8,10 @@ use crate::shared::Core;
 use crate::ticket::Ticket;
 
 use super::call::{Call, Confirm};
-use super::modes::{self, Ask};
 
 /// release / abandon: KEYS indicator, withdrawn, dispenser, incarnation,
-/// granted (set to the next ticket and the server's time in ms);
+/// granted (set to the next ticket, expiring in a day: its time to live
+/// tells how long ago the grant was made);
 /// ARGV presence prefix, serial, label, external, internal, resource, mode
 /// ('release' or 'abandon'), ticket prefix, ticket identity, token base.
 /// Does nothing at all unless the ticket is still ours: its identity key
@@ -106,10 +106,7 @@ while disp ~= nil and t <= disp do
   id = redis.pcall('GET', ARGV[8] .. s)
 end
 redis.call('SET', KEYS[1], s)
-if disp ~= nil and t <= disp then
-  local tm = redis.call('TIME')
-  redis.call('SET', KEYS[5], s .. ' ' .. tm[1] .. string.format('%03d', math.floor(tonumber(tm[2]) / 1000)))
-end
+if disp ~= nil and t <= disp then redis.call('SET', KEYS[5], s, 'PX', 86400000) end
 if nonce then redis.call('PUBLISH', channel, nonce) end
 redis.call('PUBLISH', ARGV[5], ARGV[1] .. s)
 redis.call('PUBLISH', ARGV[4], ARGV[6] .. ': ' .. s .. ' granted')
@@ -157,9 +154,6 @@ impl Left {
 /// round trip, unless `confirm` is false (closing: what the replicas say
 /// would change nothing, and closing must be quick).
 pub(crate) fn release(core: &Core, t: &Ticket, mode: Mode, confirm: bool) -> Result<Left> {
-    if let Some(ask) = Ask::of(t.mode) {
-        return modes::release(core, t, &ask, mode, confirm);
-    }
     let call = Call::new(
         &RELEASE,
         &[

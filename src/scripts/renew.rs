@@ -10,7 +10,7 @@ use super::call::Confirm;
 use super::lua::script;
 use crate::connect::Link;
 use crate::connect::cluster::{self, Router};
-use crate::options::Mode;
+use crate::mode::Mode;
 use crate::ticket::Ticket;
 
 /// Tickets renewed by one script call (many calls go in one pipeline).

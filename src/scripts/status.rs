@@ -9,7 +9,7 @@ use super::call::Call;
 use super::lua::{CHECK_NUM, script};
 use crate::error::{Error, Result};
 use crate::keys::{Keys, parse_serial};
-use crate::options::{Kind, Mode};
+use crate::mode::{Kind, Mode};
 use crate::shared::Core;
 use crate::status::{MAX_STATUS_TICKETS, Status, TicketInfo};
 
@@ -42,10 +42,8 @@ if disp == nil then disp = ind - 1 end
 local kind = redis.call('GET', KEYS[3]) or ''
 local base = base_of(redis.call('GET', KEYS[7]))
 local client = tonumber(ARGV[4])
-local server = now_ms()
-local gs, gms = nil, nil
-local granted = redis.call('GET', KEYS[8])
-if type(granted) == 'string' then gs, gms = string.match(granted, '^(%d+) (%d+)$') end
+local gs = redis.call('GET', KEYS[8])
+local gpttl = gs and redis.call('PTTL', KEYS[8]) or -2
 local function ago(clock, at)
   if at == nil then return '' end
   return fmt(math.max(0, clock - at))
@@ -80,7 +78,7 @@ for t = ind, last do
     end
     local age = ago(client, drawn)
     if kind == '' then
-      if held == '1' and gs == s then age = ago(server, tonumber(gms)) end
+      if held == '1' and gs == s and gpttl >= 0 then age = fmt(86400000 - gpttl) end
     else
       local at = tonumber(redis.call('HGET', KEYS[6], s))
       if at and (held == '1' or drawn == nil) then age = ago(client, at) end

@@ -1,7 +1,8 @@
 //! `turn lock RESOURCE... -- COMMAND [ARGS...]`: takes the lock (on several
 //! resources: every one of them, or none), runs the command while holding
 //! it (the heartbeat keeps the leases), releases when the command exits and
-//! exits with its status, as flock(1) does.
+//! exits with its status, as flock(1) does; or with `EXIT_LOCK_LOST` when
+//! a lock was lost while the command ran.
 //!
 //! While it waits for one resource it shows its place in the queue on
 //! standard error; Ctrl-C (SIGINT), SIGTERM or SIGHUP withdraw the ticket
@@ -26,6 +27,10 @@ use super::output::clean;
 
 /// Not had within --wait (sysexits.h EX_TEMPFAIL).
 const EXIT_NOT_LOCKED: u8 = 75;
+
+/// A lock was lost while the command ran: whatever the command did may
+/// have overlapped with another holder (next to `EXIT_NOT_LOCKED`).
+const EXIT_LOCK_LOST: u8 = 76;
 
 /// How often the place in the queue is read while waiting.
 const POSITION_EVERY: Duration = Duration::from_millis(250);
@@ -170,21 +175,31 @@ pub fn run_locked(
     let status = child
         .wait()
         .map_err(|e| io_error("cannot wait for the command", e))?;
+    let mut lost = lost_said.iter().any(|&said| said);
     for ((lock, name), said) in locks.into_iter().zip(&names).zip(lost_said) {
         if let Err(e) = lock.release()
             && !said
         {
+            lost = true;
             say!(
                 "turn: {name}: the lock was lost before the release: {}",
                 clean(e.message())
             );
         }
     }
-    Ok(match (status.code(), status.signal()) {
+    let code = match (status.code(), status.signal()) {
         (Some(code), _) => code as u8,
         (None, Some(signo)) => 128u8.saturating_add(signo as u8),
         (None, None) => 1,
-    })
+    };
+    if lost {
+        say!(
+            "turn: {name}: exit status {EXIT_LOCK_LOST} (the lock was lost); \
+             the command's was {code}"
+        );
+        return Ok(EXIT_LOCK_LOST);
+    }
+    Ok(code)
 }
 
 fn io_error(what: &str, e: std::io::Error) -> turn::Error {

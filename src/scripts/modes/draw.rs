@@ -6,7 +6,8 @@ use redis::Script;
 
 use super::super::call::Confirm;
 use super::super::draw::{Drawn, NEW_SERIAL};
-use super::{Ask, call, script, wrong_kind};
+use super::super::kind::wrong_kind;
+use super::{Ask, call, script};
 use crate::error::Result;
 use crate::shared::Core;
 use crate::ticket::Draw;

@@ -27,9 +27,8 @@ pub(crate) use draw::draw;
 pub(crate) use release::release;
 
 use super::call::Call;
-use crate::error::{Error, ErrorKind};
 use crate::keys::Keys;
-use crate::options::Mode;
+use crate::mode::Mode;
 
 /// The permits of a read-write lock, and the weight of its exclusive
 /// tickets.
@@ -60,43 +59,6 @@ impl Ask {
             }),
         }
     }
-}
-
-/// What a kind key's value names, for messages.
-pub(crate) fn kind_text(kind: &str) -> String {
-    match kind.strip_prefix("semaphore ") {
-        Some("1") => "a semaphore of 1 permit".to_string(),
-        Some(permits) => format!("a semaphore of {permits} permits"),
-        None if kind == "rwlock" => "a read-write lock".to_string(),
-        None if kind == "plain" => "a plain lock".to_string(),
-        None => format!("of kind \"{kind}\""),
-    }
-}
-
-/// What a mode asks for, for messages.
-fn mode_text(mode: Mode) -> String {
-    match mode {
-        Mode::Plain => "a plain lock".to_string(),
-        Mode::Semaphore { permits: 1, .. } => "a semaphore of 1 permit".to_string(),
-        Mode::Semaphore { permits, .. } => format!("a semaphore of {permits} permits"),
-        Mode::ReadWrite { .. } => "a read-write lock".to_string(),
-    }
-}
-
-/// The error of a draw that found its queue of another kind (`TURNKIND`).
-pub(crate) fn wrong_kind(e: Error, resource: &str, mode: Mode) -> Error {
-    if e.kind() != ErrorKind::WrongKind {
-        return e;
-    }
-    Error::new(
-        ErrorKind::WrongKind,
-        format!(
-            "\"{resource}\" is {}; this acquire asked for {} (reset the queue when it is idle to \
-             make it anew)",
-            kind_text(e.message()),
-            mode_text(mode)
-        ),
-    )
 }
 
 /// The admission rule, prepended to the draw, check and release of a
