@@ -107,31 +107,7 @@ fn get(addr: &str, path: &str) -> (u16, String, String) {
 fn python_with_prometheus_client() -> PathBuf {
     static VENV: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     VENV.get_or_init(|| {
-        let dir = support::target_dir().join("py-prometheus-client");
-        let ready = dir.join("ready");
-        if !ready.exists() {
-            let _ = std::fs::remove_dir_all(&dir);
-            let base = std::env::var("TURN_TEST_PYTHON3").unwrap_or_else(|_| "python3".into());
-            let ok = Command::new(&base).args(["-m", "venv"]).arg(&dir).status();
-            assert!(
-                ok.is_ok_and(|s| s.success()),
-                "{base} -m venv failed (on Debian: apt-get install python3-venv)"
-            );
-            let ok = Command::new(dir.join("bin/pip"))
-                .args([
-                    "install",
-                    "-q",
-                    "--disable-pip-version-check",
-                    "prometheus-client==0.26.0",
-                ])
-                .status();
-            assert!(
-                ok.is_ok_and(|s| s.success()),
-                "pip install prometheus-client failed"
-            );
-            std::fs::write(&ready, "").unwrap();
-        }
-        dir.join("bin/python")
+        support::python_venv("py-prometheus-client", &["prometheus-client==0.26.0"])
     })
     .clone()
 }

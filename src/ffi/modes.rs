@@ -74,6 +74,65 @@ fn pending_request(
     request(label, expire_ms, patience_ms, timeout_ms, mode)
 }
 
+/// The body of the blocking acquires of this file: the arguments read and
+/// checked first (no round trip), then `out`, then the locker; `times`:
+/// expire, patience and timeout in ms (see [`request`]).
+///
+/// # Safety
+/// As `turn_semaphore_acquire`.
+unsafe fn acquire_in_mode(
+    locker: *mut turn_locker,
+    resource: *const c_char,
+    label: *const c_char,
+    mode: Mode,
+    times: [i64; 3],
+    out: *mut *mut turn_lock,
+) -> turn_result {
+    let [expire_ms, patience_ms, timeout_ms] = times;
+    let args = || {
+        // SAFETY: strings NULL or NUL-terminated per the contract.
+        let (resource, label) = unsafe { acquire_names(resource, label)? };
+        Ok((
+            resource,
+            request(label, expire_ms, patience_ms, timeout_ms, mode)?,
+        ))
+    };
+    // SAFETY: out is NULL or writable per the contract.
+    let out = unsafe { Out::new(out) };
+    guard_out_after(args, out, |(resource, request)| {
+        insert_lock(locker_of(locker)?.acquire(resource, &request)?)
+    })
+}
+
+/// The body of the pending acquires of this file (see
+/// [`acquire_in_mode`]).
+///
+/// # Safety
+/// As `turn_semaphore_start`.
+unsafe fn start_in_mode(
+    locker: *mut turn_locker,
+    resource: *const c_char,
+    label: *const c_char,
+    mode: Mode,
+    times: [i64; 3],
+    out: *mut *mut turn_pending,
+) -> turn_result {
+    let [expire_ms, patience_ms, timeout_ms] = times;
+    let args = || {
+        // SAFETY: strings NULL or NUL-terminated per the contract.
+        let (resource, label) = unsafe { acquire_names(resource, label)? };
+        Ok((
+            resource,
+            pending_request(label, expire_ms, patience_ms, timeout_ms, mode)?,
+        ))
+    };
+    // SAFETY: out is NULL or writable per the contract.
+    let out = unsafe { Out::new(out) };
+    guard_out_after(args, out, |(resource, request)| {
+        insert_pending(locker_of(locker)?.start_acquire(resource, &request)?)
+    })
+}
+
 /// Takes `weight` permits of the FIFO semaphore `resource` of `permits`,
 /// waiting in draw order; on success writes the held lock to `*out`.
 ///
@@ -120,19 +179,17 @@ pub unsafe extern "C" fn turn_semaphore_acquire(
     out: *mut *mut turn_lock,
 ) -> turn_result {
     let mode = Mode::Semaphore { permits, weight };
-    let args = || {
-        // SAFETY: strings NULL or NUL-terminated per the contract.
-        let (resource, label) = unsafe { acquire_names(resource, label)? };
-        Ok((
+    // SAFETY: the caller's contract is this function's.
+    unsafe {
+        acquire_in_mode(
+            locker,
             resource,
-            request(label, expire_ms, patience_ms, timeout_ms, mode)?,
-        ))
-    };
-    // SAFETY: out is NULL or writable per the contract.
-    let out = unsafe { Out::new(out) };
-    guard_out_after(args, out, |(resource, request)| {
-        insert_lock(locker_of(locker)?.acquire(resource, &request)?)
-    })
+            label,
+            mode,
+            [expire_ms, patience_ms, timeout_ms],
+            out,
+        )
+    }
 }
 
 /// Like `turn_semaphore_acquire`, without waiting for the turn: as
@@ -156,19 +213,17 @@ pub unsafe extern "C" fn turn_semaphore_start(
     out: *mut *mut turn_pending,
 ) -> turn_result {
     let mode = Mode::Semaphore { permits, weight };
-    let args = || {
-        // SAFETY: strings NULL or NUL-terminated per the contract.
-        let (resource, label) = unsafe { acquire_names(resource, label)? };
-        Ok((
+    // SAFETY: the caller's contract is this function's.
+    unsafe {
+        start_in_mode(
+            locker,
             resource,
-            pending_request(label, expire_ms, patience_ms, timeout_ms, mode)?,
-        ))
-    };
-    // SAFETY: out is NULL or writable per the contract.
-    let out = unsafe { Out::new(out) };
-    guard_out_after(args, out, |(resource, request)| {
-        insert_pending(locker_of(locker)?.start_acquire(resource, &request)?)
-    })
+            label,
+            mode,
+            [expire_ms, patience_ms, timeout_ms],
+            out,
+        )
+    }
 }
 
 /// Takes the read-write lock `resource`: alone when `exclusive` is nonzero
@@ -197,19 +252,17 @@ pub unsafe extern "C" fn turn_rwlock_acquire(
     let mode = Mode::ReadWrite {
         exclusive: exclusive != 0,
     };
-    let args = || {
-        // SAFETY: strings NULL or NUL-terminated per the contract.
-        let (resource, label) = unsafe { acquire_names(resource, label)? };
-        Ok((
+    // SAFETY: the caller's contract is this function's.
+    unsafe {
+        acquire_in_mode(
+            locker,
             resource,
-            request(label, expire_ms, patience_ms, timeout_ms, mode)?,
-        ))
-    };
-    // SAFETY: out is NULL or writable per the contract.
-    let out = unsafe { Out::new(out) };
-    guard_out_after(args, out, |(resource, request)| {
-        insert_lock(locker_of(locker)?.acquire(resource, &request)?)
-    })
+            label,
+            mode,
+            [expire_ms, patience_ms, timeout_ms],
+            out,
+        )
+    }
 }
 
 /// Like `turn_rwlock_acquire`, without waiting for the turn: as
@@ -232,19 +285,17 @@ pub unsafe extern "C" fn turn_rwlock_start(
     let mode = Mode::ReadWrite {
         exclusive: exclusive != 0,
     };
-    let args = || {
-        // SAFETY: strings NULL or NUL-terminated per the contract.
-        let (resource, label) = unsafe { acquire_names(resource, label)? };
-        Ok((
+    // SAFETY: the caller's contract is this function's.
+    unsafe {
+        start_in_mode(
+            locker,
             resource,
-            pending_request(label, expire_ms, patience_ms, timeout_ms, mode)?,
-        ))
-    };
-    // SAFETY: out is NULL or writable per the contract.
-    let out = unsafe { Out::new(out) };
-    guard_out_after(args, out, |(resource, request)| {
-        insert_pending(locker_of(locker)?.start_acquire(resource, &request)?)
-    })
+            label,
+            mode,
+            [expire_ms, patience_ms, timeout_ms],
+            out,
+        )
+    }
 }
 
 /// Takes plain locks on all `count` resources of `resources` (1 to 64

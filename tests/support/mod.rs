@@ -415,39 +415,38 @@ pub fn subscribers(r: &Redis, channel: &str) -> i64 {
     n
 }
 
-/// The Python of a virtualenv with turn 1.0 installed, made once under the
-/// target directory (`python3 -m venv`, then pip from the package index).
+/// The Python of a virtualenv named `name` under the target directory with
+/// `packages` installed (`python3 -m venv`, then pip from the package
+/// index), made once per process and kept across runs.
+pub fn python_venv(name: &str, packages: &[&str]) -> PathBuf {
+    let dir = target_dir().join(name);
+    let ready = dir.join("ready");
+    if !ready.exists() {
+        let _ = std::fs::remove_dir_all(&dir);
+        let base = std::env::var("TURN_TEST_PYTHON3").unwrap_or_else(|_| "python3".into());
+        let ok = Command::new(&base).args(["-m", "venv"]).arg(&dir).status();
+        assert!(
+            ok.is_ok_and(|s| s.success()),
+            "{base} -m venv failed (on Debian: apt-get install python3-venv)"
+        );
+        let ok = Command::new(dir.join("bin/pip"))
+            .args(["install", "-q", "--disable-pip-version-check"])
+            .args(packages)
+            .status();
+        assert!(
+            ok.is_ok_and(|s| s.success()),
+            "pip install {packages:?} failed"
+        );
+        std::fs::write(&ready, "").unwrap();
+    }
+    dir.join("bin/python")
+}
+
+/// The Python of a virtualenv with turn 1.0 installed.
 pub fn python_with_turn_1_0() -> PathBuf {
     static VENV: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    VENV.get_or_init(|| {
-        let dir = target_dir().join("py-turn-1.0");
-        let ready = dir.join("ready");
-        if !ready.exists() {
-            let _ = std::fs::remove_dir_all(&dir);
-            let base = std::env::var("TURN_TEST_PYTHON3").unwrap_or_else(|_| "python3".into());
-            let ok = Command::new(&base).args(["-m", "venv"]).arg(&dir).status();
-            assert!(
-                ok.is_ok_and(|s| s.success()),
-                "{base} -m venv failed (on Debian: apt-get install python3-venv)"
-            );
-            let ok = Command::new(dir.join("bin/pip"))
-                .args([
-                    "install",
-                    "-q",
-                    "--disable-pip-version-check",
-                    "turn==1.0",
-                    "redis==8.1.0",
-                ])
-                .status();
-            assert!(
-                ok.is_ok_and(|s| s.success()),
-                "pip install turn==1.0 failed"
-            );
-            std::fs::write(&ready, "").unwrap();
-        }
-        dir.join("bin/python")
-    })
-    .clone()
+    VENV.get_or_init(|| python_venv("py-turn-1.0", &["turn==1.0", "redis==8.1.0"]))
+        .clone()
 }
 
 /// Makes target/<profile>/libturn.so.MAJOR point at libturn.so (as `make
