@@ -51,7 +51,7 @@ use support::history::{
     Event, Fence, Fencing, FileLog, History, Report, Rules, Sink, What, Worker, check, parse,
 };
 use support::load::Load;
-use support::sentinel::{Sentinels, has_replica_online, master_port};
+use support::sentinel::{Sentinels, Unrest, has_replica_online, master_port};
 use support::{Lines, eventually, info_number, now_ns, signal};
 use turn::{Acquire, DEFAULT_EXPIRE, Locker, MinReplicas, Options, Wait};
 
@@ -186,6 +186,10 @@ struct Run {
     fault_at: Option<u64>,
     switch_at: Option<u64>,
     healed_at: Option<u64>,
+    /// Failovers Sentinel makes on its own, recorded as faults.
+    unrest: Unrest,
+    /// When the set was last calm after the fault (see [`Unrest`]).
+    calm_at: Option<u64>,
     /// Broken promises beyond the checker's rules.
     failures: Vec<String>,
     notes: Vec<String>,
@@ -207,16 +211,20 @@ impl Run {
     fn start(scenario: &'static str, grants: Grants) -> Run {
         let set = Sentinels::start();
         set.sync_at_once();
+        let load = Load::new();
+        let unrest = set.record_unrest(&load.history, grants == Grants::Durable);
         Run {
             scenario,
             grants,
             set,
-            load: Load::new(),
+            load,
             lockers: Vec::new(),
             t0: now_ns(),
             fault_at: None,
             switch_at: None,
             healed_at: None,
+            unrest,
+            calm_at: None,
             failures: Vec::new(),
             notes: Vec::new(),
         }
@@ -304,19 +312,27 @@ impl Run {
         }
     }
 
-    /// When recovery is measured from.
+    /// When recovery is measured from: the end of the fault, or of a
+    /// failover Sentinel made on its own after it.
     fn end_at(&self) -> u64 {
         match self.grants {
             Grants::Durable => self.healed_at,
             Grants::Unconfirmed => self.switch_at,
         }
         .expect("the fault ended")
+        .max(self.calm_at.unwrap_or(0))
     }
 
-    /// Keeps the load running at least 2 s after the fault ended, and
-    /// until each of `groups` had a clean hold after it (at most the
-    /// lease + 5 s: a bound for liveness only).
-    fn run_on(&self, groups: &[&str]) {
+    /// Waits until the set is calm, then keeps the load running at least
+    /// 2 s after the fault ended, and until each of `groups` had a clean
+    /// hold after it (at most the lease + 5 s: a bound for liveness only).
+    fn run_on(&mut self, groups: &[&str]) {
+        self.calm_at = self.unrest.wait_calm(Duration::from_secs(60));
+        assert!(
+            self.calm_at.is_some(),
+            "{}: the premise: the Sentinel set settles after the fault",
+            self.scenario
+        );
         let end = self.end_at();
         let start = Instant::now();
         let history = &self.load.history;
@@ -330,6 +346,7 @@ impl Run {
     /// Stops the load, checks the history.
     fn finish(mut self, groups: &[&str], min_granted: usize) -> Outcome {
         self.load.stop(Duration::from_secs(60));
+        self.unrest.stop();
         let events = self.load.history.events();
         let report = check(&events, &Rules::default());
         let after = clean_after(&events, self.end_at());

@@ -836,3 +836,25 @@ fn checker_finds_a_dead_holders_permits_not_coming_back() {
         "{v:?}"
     );
 }
+
+#[test]
+fn unrest_records_a_failover_sentinel_makes_without_the_test() {
+    let set = support::sentinel::Sentinels::start();
+    let history = support::history::History::new();
+    let mut unrest = set.record_unrest(&history, false);
+    // A failover the test does not record itself: SENTINEL FAILOVER, as
+    // Sentinel's own failovers come.
+    set.planned_failover();
+    assert!(set.switched(Duration::from_secs(60)), "no switch");
+    let calm = unrest.wait_calm(Duration::from_secs(60));
+    unrest.stop();
+    let events = history.events();
+    let at = |want: fn(&What) -> bool| events.iter().find(|e| want(&e.what)).map(|e| e.t);
+    let started = at(|w| matches!(w, What::FaultStart { name } if name == "sentinel unrest"));
+    let ended = at(|w| matches!(w, What::FaultEnd { name } if name == "sentinel unrest"));
+    assert!(
+        matches!((started, ended, calm), (Some(s), Some(e), Some(c)) if s < e && e <= c),
+        "the failover was not recorded as one fault ending when the set was calm: \
+         start {started:?}, end {ended:?}, calm since {calm:?}"
+    );
+}

@@ -246,3 +246,155 @@ impl Sentinels {
             .unwrap();
     }
 }
+
+/// Watches a Sentinel set for unrest the test did not cause, and records
+/// it as a fault ("sentinel unrest") in a history, so that the checker's
+/// recovery bound counts from the end of every failover, planned or not.
+///
+/// On a loaded machine Sentinel fails over on its own: a sentinel that
+/// has not heard from a freshly promoted master within its
+/// `down-after-milliseconds` calls it down and promotes the old master
+/// back, and the master it left keeps taking writes until Sentinel
+/// demotes it about 10 s later. Nobody can be granted across such a
+/// failover (grants wait for a replica), and a test that ended its own
+/// fault before it would see waiters stranded that are not.
+///
+/// The set is calm when every sentinel names the same master, none sees
+/// it down or is failing it over, and that server is a master (with a
+/// replica in sync, when `replica_needed`: grants wait for one by
+/// default). Stopped (ending an open fault) when dropped.
+pub struct Unrest {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// When the set last became calm (`now_ns`), 0 while it is not.
+    calm_since: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Sentinels {
+    /// Starts watching for unrest (see [`Unrest`]), recording it in
+    /// `history`. Call it once the set is calm (after `start`).
+    pub fn record_unrest(&self, history: &super::history::History, replica_needed: bool) -> Unrest {
+        use super::history::Sink as _;
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let stop = Arc::new(AtomicBool::new(false));
+        let calm_since = Arc::new(AtomicU64::new(super::now_ns()));
+        let sentinels: Vec<u16> = self.sentinels.iter().map(|s| s.port).collect();
+        let history = history.clone();
+        let thread = std::thread::spawn({
+            let (stop, calm_since) = (stop.clone(), calm_since.clone());
+            move || {
+                let mut open = false;
+                while !stop.load(Ordering::Acquire) {
+                    let calm = is_calm(&sentinels, replica_needed);
+                    if calm == open {
+                        if calm {
+                            history.fault_end("sentinel unrest");
+                            calm_since.store(super::now_ns(), Ordering::Release);
+                        } else {
+                            history.fault_start("sentinel unrest");
+                            calm_since.store(0, Ordering::Release);
+                        }
+                        open = !calm;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                if open {
+                    history.fault_end("sentinel unrest");
+                }
+            }
+        });
+        Unrest {
+            stop,
+            calm_since,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Unrest {
+    /// Waits (at most `limit`) until the set is calm; returns since when
+    /// (`now_ns`), or None when it never was within `limit`.
+    pub fn wait_calm(&self, limit: Duration) -> Option<u64> {
+        let mut since = None;
+        eventually(limit, || {
+            let t = self.calm_since.load(std::sync::atomic::Ordering::Acquire);
+            since = (t != 0).then_some(t);
+            since.is_some()
+        });
+        since
+    }
+}
+
+impl Unrest {
+    /// Stops watching, ending an open fault (before a history is checked).
+    pub fn stop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Unrest {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A connection to the server on `port` with 500 ms timeouts (a watcher
+/// must not hang on a stopped server).
+fn quick_conn(port: u16) -> Option<redis::Connection> {
+    let c = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+        .ok()?
+        .get_connection_with_timeout(Duration::from_millis(500))
+        .ok()?;
+    c.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+    c.set_write_timeout(Some(Duration::from_millis(500))).ok()?;
+    Some(c)
+}
+
+/// See [`Unrest`].
+fn is_calm(sentinels: &[u16], replica_needed: bool) -> bool {
+    let mut named = None;
+    for &s in sentinels {
+        let Some(mut c) = quick_conn(s) else {
+            return false;
+        };
+        let Ok(fields) = redis::cmd("SENTINEL")
+            .arg("MASTER")
+            .arg("mymaster")
+            .query::<Vec<String>>(&mut c)
+        else {
+            return false;
+        };
+        let field = |name: &str| {
+            fields
+                .chunks(2)
+                .find(|kv| kv[0] == name)
+                .and_then(|kv| kv.get(1).cloned())
+        };
+        if field("flags").as_deref() != Some("master") {
+            return false;
+        }
+        let port = field("port").and_then(|p| p.parse::<u16>().ok());
+        if port.is_none() || named.is_some_and(|n| Some(n) != port) {
+            return false;
+        }
+        named = port;
+    }
+    let Some(mut c) = named.and_then(quick_conn) else {
+        return false;
+    };
+    let Ok(info) = redis::cmd("INFO")
+        .arg("replication")
+        .query::<String>(&mut c)
+    else {
+        return false;
+    };
+    info.contains("role:master")
+        && (!replica_needed
+            || info
+                .lines()
+                .any(|l| l.starts_with("slave") && l.contains("state=online")))
+}
