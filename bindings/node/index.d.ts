@@ -37,6 +37,14 @@ export interface WaitOptions {
   timeout?: number | null;
   /** Aborting it withdraws the ticket; the promise rejects with its reason. */
   signal?: AbortSignal;
+  /**
+   * Hears a waiting acquire's position: the live tickets ahead of it, the
+   * holder included (1: next), each time that number changes, as the
+   * library last read it (looked at every 0.1 s, no round trip). Never
+   * called for a lock had at once. If it throws, the ticket is withdrawn
+   * and the promise rejects with what it threw.
+   */
+  onPosition?: (ahead: number) => void;
 }
 
 export interface SemaphoreOptions extends WaitOptions {

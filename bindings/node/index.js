@@ -84,7 +84,11 @@ function checkOptions(options, known) {
   return options;
 }
 
-const WAIT_OPTIONS = ['label', 'expire', 'patience', 'timeout', 'signal'];
+const WAIT_OPTIONS = ['label', 'expire', 'patience', 'timeout', 'signal', 'onPosition'];
+
+// How often a wait with onPosition looks at its position (a read of the
+// pending acquire in the library: no round trip, nothing blocks).
+const POSITION_POLL_MS = 100;
 
 // The options every acquire takes, as the C functions take them.
 function waitOptions(options, extra = []) {
@@ -100,7 +104,11 @@ function waitOptions(options, extra = []) {
   if (signal !== undefined && !(signal && typeof signal.aborted === 'boolean' && signal.addEventListener)) {
     throw invalid('signal must be an AbortSignal');
   }
-  return { options: o, label, expireMs, patienceMs, timeoutMs, signal };
+  const onPosition = o.onPosition;
+  if (onPosition !== undefined && typeof onPosition !== 'function') {
+    throw invalid('onPosition must be a function');
+  }
+  return { options: o, label, expireMs, patienceMs, timeoutMs, signal, onPosition };
 }
 
 function positiveInteger(value, what, max) {
@@ -331,7 +339,7 @@ class Locker {
     }
     const r = await call('start', kind, locker, resource, w.label, args);
     if (r.rc !== OK) throw this._closing ? closedError() : failure(r.rc, r.message);
-    return this._wait(r.value, w.signal, resource, w.label);
+    return this._wait(r.value, w.signal, resource, w.label, w.onPosition);
   }
 
   _held(handle, resource, label) {
@@ -341,13 +349,16 @@ class Locker {
   }
 
   // Watches a pending acquire until its outcome, or withdraws it when the
-  // signal aborts.
-  _wait(pending, signal, resource, label) {
+  // signal aborts; tells onPosition (if any) the tickets ahead as they
+  // change.
+  _wait(pending, signal, resource, label, onPosition) {
     return new Promise((resolve, reject) => {
       let done = false;
+      let timer = null;
       const fd = fn.turn_pending_fd(pending);
       const end = () => {
         done = true;
+        if (timer !== null) clearInterval(timer);
         if (signal) signal.removeEventListener('abort', onAbort);
       };
       const withdraw = async (reason) => {
@@ -367,6 +378,26 @@ class Locker {
         signal.addEventListener('abort', onAbort, { once: true });
       }
       if (fd < 0) return void withdraw(failure(INVALID_ARGUMENT, fn.turn_last_error()));
+      if (onPosition) {
+        let told = null;
+        const look = () => {
+          if (done) return;
+          const ahead = [0];
+          if (fn.turn_pending_position(pending, ahead) !== OK) return;
+          const n = Number(ahead[0]);
+          if (n === 0 || n === told) return;
+          told = n;
+          try {
+            onPosition(n);
+          } catch (e) {
+            // As an abort: the ticket is withdrawn, the promise rejects.
+            withdraw(e);
+          }
+        };
+        timer = setInterval(look, POSITION_POLL_MS);
+        timer.unref();
+        setImmediate(look); // once the fd is watched (a throw withdraws)
+      }
       poller.add(fd, () => {
         if (done) return;
         const out = [null];
@@ -412,7 +443,7 @@ class Locker {
           if (left <= 0) throw new TurnError('TIMEOUT', 'TIMEOUT: not every lock was had in time', TIMEOUT);
           timeout = left / 1000;
         }
-        const opts = { label: w.label, timeout, signal: w.signal };
+        const opts = { label: w.label, timeout, signal: w.signal, onPosition: w.onPosition };
         if (w.expireMs) opts.expire = w.expireMs / 1000;
         if (w.patienceMs) opts.patience = w.patienceMs / 1000;
         taken.set(resource, await this.lock(resource, opts));

@@ -71,6 +71,34 @@ test('an aborted signal rejects with its reason and withdraws the ticket', needs
   await next.release();
 });
 
+test('onPosition hears a waiting acquire move up, and a throw from it withdraws the ticket', needsRedis, async (t) => {
+  const l = locker(t);
+  const holder = await l.lock('printer', { label: 'first' });
+  const heard = [];
+  const middle = l.lock('printer', { label: 'middle' });
+  await eventually(async () => (await queued(l, 'printer')) === 2);
+  const last = l.lock('printer', { label: 'last', onPosition: (ahead) => heard.push(ahead) });
+  await eventually(async () => heard.length > 0);
+  assert.deepEqual(heard, [2], 'the holder and one waiter ahead');
+  await holder.release();
+  const m = await middle;
+  await eventually(async () => heard.at(-1) === 1);
+  await m.release();
+  const lock = await last;
+  assert.deepEqual(heard, [2, 1], 'each change once, none after the grant');
+  await lock.release();
+  const atOnce = await l.lock('printer', { onPosition: () => heard.push('at once') });
+  await atOnce.release();
+  assert.equal(heard.length, 2, 'never called for a lock had at once');
+  // A throw withdraws the ticket and rejects with what was thrown.
+  const again = await l.lock('printer');
+  const boom = new Error('enough waiting');
+  const e = await l.lock('printer', { onPosition: () => { throw boom; } }).catch((e) => e);
+  assert.equal(e, boom);
+  await eventually(async () => (await queued(l, 'printer')) === 1);
+  await again.release();
+});
+
 test('bad arguments reject with INVALID_ARGUMENT before any round trip', async () => {
   // Nothing listens on port 1: a round trip would fail with CONNECTION.
   const l = new Locker('redis://127.0.0.1:1/0');
@@ -85,6 +113,7 @@ test('bad arguments reject with INVALID_ARGUMENT before any round trip', async (
     () => l.lock('r', { label: 'x'.repeat(4097) }),
     () => l.lock('r', { signal: {} }),
     () => l.lock('r', { colour: 'red' }),
+    () => l.lock('r', { onPosition: 3 }),
     () => l.semaphore('r', { permits: 0 }),
     () => l.semaphore('r', { permits: 2, weight: 3 }),
     () => l.lockAll([]),
