@@ -1,5 +1,5 @@
 //! The failover fault kit: a Redis Sentinel set (a master, one
-//! replica, three sentinels, down-after 1 s; tests/support/sentinel.rs)
+//! replica, three sentinels, down-after 2 s; tests/support/sentinel.rs)
 //! failing over under lockers with default options, where a locker
 //! follows the master and each grant, renewal and release is confirmed by
 //! one replica (WAIT) before it counts.

@@ -6,7 +6,9 @@ use std::time::Duration;
 use super::{Redis, eventually};
 
 /// A sentinel watching the master on port `master` as "mymaster" (quorum
-/// 2, down after 1 s).
+/// 2, down after 2 s: with 1 s, a sentinel on a loaded machine that has
+/// not yet heard from a master it just promoted calls it down and fails
+/// back; see [`Unrest`]).
 pub fn sentinel(master: u16) -> Redis {
     Redis::start_custom(
         &["{dir}/sentinel.conf"],
@@ -17,7 +19,7 @@ pub fn sentinel(master: u16) -> Redis {
                 dir.join("sentinel.conf"),
                 format!(
                     "sentinel monitor mymaster 127.0.0.1 {master} 2\n\
-                     sentinel down-after-milliseconds mymaster 1000\n\
+                     sentinel down-after-milliseconds mymaster 2000\n\
                      sentinel failover-timeout mymaster 5000\n\
                      sentinel parallel-syncs mymaster 1\n"
                 ),
