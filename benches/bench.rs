@@ -665,9 +665,9 @@ impl HerdWindow {
     }
 }
 
-/// The herd scenario (issue 13): P worker processes, each with its own
+/// The herd scenario: P worker processes, each with its own
 /// locker, cycle on one resource for `window` at P = 1, 4, 16, 64. Prints
-/// a line per P and the issue's ratios beside its targets (printed, not
+/// a line per P and its ratios beside their targets (printed, not
 /// asserted; an overlap is a correctness failure).
 fn herd(url: &str, rt_us: f64, window: Duration) {
     let mut meter = redis::Client::open(url).unwrap().get_connection().unwrap();
@@ -715,7 +715,7 @@ fn herd(url: &str, rt_us: f64, window: Duration) {
     let p99 = p99_at_64;
     println!(
         "{:<34} script calls per hand-off, most {scripts:.1} (target <= 3: {}); commands, most {commands:.1} (target <= 20: {}); Redis CPU 64/1 {redis:.1} (INFO cpu; target <= 2: {}; in scripts {redis_scripts:.1}); client CPU 64/1 {client:.1} (target <= 3: {}); cycles/s 64/4 {cycles:.2} (target >= 0.8: {}); p99 at 64 {p99:.1} RT (target <= 20: {})",
-        "  herd against issue 13",
+        "  herd against targets",
         verdict(scripts <= 3.0),
         verdict(commands <= 20.0),
         verdict(redis <= 2.0),

@@ -364,7 +364,7 @@ fn c_log_callback_gets_the_warnings_without_the_password_and_stderr_stays_empty(
     assert!(stderr.is_empty(), "written on standard error:\n{stderr}");
 }
 
-/// Issue 20, signals: an interrupted system call is retried inside the
+/// Signals: an interrupted system call is retried inside the
 /// library, never reported. For 3 s each, at once: two lockers' threads
 /// contend on a resource (acquire, pending acquire, check, status, release,
 /// and the lockers made and freed) while SIGALRM reaches every thread of

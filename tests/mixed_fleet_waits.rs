@@ -395,7 +395,7 @@ impl Heard {
     }
 }
 
-/// Issue 20, item 6, with the real turn 1.0 client. Our holder (a `turn
+/// With the real turn 1.0 client. Our holder (a `turn
 /// lock` process, lease 2 s) is SIGKILLed while a turn 1.0 waiter (patience
 /// 60 s) is next in line and one of our waiters is behind it. Nobody of
 /// ours is right behind the dead holder, and turn 1.0 would bump only after

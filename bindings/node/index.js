@@ -86,9 +86,31 @@ function checkOptions(options, known) {
 
 const WAIT_OPTIONS = ['label', 'expire', 'patience', 'timeout', 'signal', 'onPosition'];
 
-// How often a wait with onPosition looks at its position (a read of the
-// pending acquire in the library: no round trip, nothing blocks).
+// How often the waits with onPosition look at their position (a read of
+// each pending acquire in the library: no round trip, nothing blocks), on
+// one timer for them all, running only while one waits; it keeps no
+// process alive.
 const POSITION_POLL_MS = 100;
+const positionWatchers = new Set();
+let positionTimer = null;
+
+function watchPosition(look) {
+  positionWatchers.add(look);
+  if (positionTimer === null) {
+    positionTimer = setInterval(() => {
+      for (const w of [...positionWatchers]) w();
+    }, POSITION_POLL_MS);
+    positionTimer.unref();
+  }
+}
+
+function unwatchPosition(look) {
+  positionWatchers.delete(look);
+  if (positionWatchers.size === 0 && positionTimer !== null) {
+    clearInterval(positionTimer);
+    positionTimer = null;
+  }
+}
 
 // The options every acquire takes, as the C functions take them.
 function waitOptions(options, extra = []) {
@@ -354,11 +376,11 @@ class Locker {
   _wait(pending, signal, resource, label, onPosition) {
     return new Promise((resolve, reject) => {
       let done = false;
-      let timer = null;
+      let look = null;
       const fd = fn.turn_pending_fd(pending);
       const end = () => {
         done = true;
-        if (timer !== null) clearInterval(timer);
+        if (look !== null) unwatchPosition(look);
         if (signal) signal.removeEventListener('abort', onAbort);
       };
       const withdraw = async (reason) => {
@@ -380,7 +402,7 @@ class Locker {
       if (fd < 0) return void withdraw(failure(INVALID_ARGUMENT, fn.turn_last_error()));
       if (onPosition) {
         let told = null;
-        const look = () => {
+        look = () => {
           if (done) return;
           const ahead = [0];
           if (fn.turn_pending_position(pending, ahead) !== OK) return;
@@ -394,8 +416,7 @@ class Locker {
             withdraw(e);
           }
         };
-        timer = setInterval(look, POSITION_POLL_MS);
-        timer.unref();
+        watchPosition(look);
         setImmediate(look); // once the fd is watched (a throw withdraws)
       }
       poller.add(fd, () => {
