@@ -530,3 +530,41 @@ fn a_queue_made_anew_by_turn_1_0_clients_is_plain_again() {
     assert_eq!(l.status("pool").unwrap().kind, Kind::Plain);
     lock.release().unwrap();
 }
+
+/// A waiter's call is its nonce on its locker's channel; a call that comes
+/// while it is not admitted (a forged one here, as a stale one from a
+/// vanished queue would) must not grant it: its confirmation reads the
+/// queue (one MGET on a single server, with default options) and goes on
+/// waiting, and is granted when a permit comes back.
+#[test]
+fn a_call_that_does_not_admit_a_shared_waiter_does_not_grant_it() {
+    let r = Redis::start();
+    let l = locker(&r);
+    let holder = l.acquire("pool", &sem(1, 1)).unwrap();
+    let w = waiting(&l, "pool", sem(1, 1));
+    assert!(queued(&l, "pool", 2));
+    let s = holder.serial() + 1;
+    let mut c = r.conn();
+    let identity: String = c.get(format!("turn:pool:ticket:{s}")).unwrap();
+    let parts: Vec<&str> = identity.split(' ').collect();
+    let [nonce, _base, channel] = parts[..] else {
+        panic!("an identity of three parts: {identity:?}")
+    };
+    for _ in 0..3 {
+        let _: () = c.publish(channel, nonce).unwrap();
+    }
+    assert!(
+        w.recv_timeout(Duration::from_millis(500)).is_err(),
+        "a forged call granted a waiter that does not fit"
+    );
+    assert!(holder.check().is_ok(), "the holder still holds");
+    let holder_token = holder.token();
+    holder.release().unwrap();
+    let next = w
+        .recv_timeout(LONG)
+        .expect("the waiter is admitted")
+        .unwrap();
+    assert_eq!(next.serial(), s);
+    assert!(next.token() > holder_token);
+    assert!(next.check().is_ok());
+}

@@ -199,9 +199,14 @@ pub(crate) fn still_held(core: &Core, tickets: &[&Ticket]) -> Result<bool> {
 
 /// Reads [`confirm`]'s MGET reply.
 fn confirmed(got: &[Option<String>], t: &Ticket) -> bool {
-    let base_ok = |inc: &str| inc.split_once(' ').is_some_and(|(b, _)| b == t.base);
     matches!(got, [Some(id), Some(inc), Some(ind), Some(_)]
-        if *id == t.identity && base_ok(inc) && *ind == t.serial.to_string())
+        if ours(t, id, inc) && *ind == t.serial.to_string())
+}
+
+/// True when identity key value `id` and incarnation value `inc` (as read
+/// together) say that `t` is still this locker's ticket of this queue.
+pub(super) fn ours(t: &Ticket, id: &str, inc: &str) -> bool {
+    id == t.identity && inc.split_once(' ').is_some_and(|(b, _)| b == t.base)
 }
 
 /// Reads a check's reply for ticket `serial`.

@@ -4,7 +4,7 @@
 use once_cell::sync::Lazy;
 use redis::Script;
 
-use super::super::check::{Checked, run};
+use super::super::check::{Checked, ours, run};
 use super::{Ask, call, script};
 use crate::error::Result;
 use crate::shared::Core;
@@ -64,8 +64,41 @@ pub(crate) fn check(core: &Core, t: &Ticket, ask: &Ask, _record: bool) -> Result
     run(core, t, &call)
 }
 
-/// Confirms the call of shared-mode ticket `t`: a check (one round trip;
-/// a plain read could not tell a holder of a hash).
+/// Confirms the call of shared-mode ticket `t` (its nonce came: an
+/// admission called it): true when, in one atomic read, its identity key
+/// still holds its identity, the queue's incarnation has its base, its
+/// presence key exists, the indicator (the lowest holder or waiter) is at
+/// or below it and the admitted serial has reached it. No script: an
+/// admission costs the script that made it and this one read.
+///
+/// Why that is enough: admission goes in draw order from the indicator on
+/// and records the last serial it reached, so a ticket at or below it was
+/// admitted, or passed because its presence key was missing; and a holder
+/// leaves the holders only by its release (which deletes its identity
+/// key) or once its presence key is gone. A presence key never comes back
+/// (renewals only extend it), and a queue made anew has another base.
+/// (An admitted serial written by hand past a waiter would grant it, as
+/// a holder written by hand into the holders would grant it to a check.) False means the
+/// message was stale or the ticket is gone; a [`check`] tells which. When
+/// the locker asks for replicas, the grant is a [`check`] instead (it
+/// writes, so that its `WAIT` covers the admission that called).
 pub(crate) fn confirm(core: &Core, t: &Ticket, ask: &Ask) -> Result<bool> {
-    Ok(check(core, t, ask, false)? == Checked::Granted)
+    if core.durable.is_on() {
+        return Ok(check(core, t, ask, false)? == Checked::Granted);
+    }
+    let keys = [
+        t.keys.ticket(t.serial),
+        t.keys.incarnation.clone(),
+        t.keys.presence(t.serial),
+        t.keys.indicator.clone(),
+        t.keys.admitted.clone(),
+    ];
+    let got: Vec<Option<String>> = core.run(|c| redis::cmd("MGET").arg(&keys[..]).query(c))?;
+    let serial = |v: &str| v.parse::<u64>().ok();
+    Ok(
+        matches!(&got[..], [Some(id), Some(inc), Some(_), Some(ind), Some(adm)]
+        if ours(t, id, inc)
+            && serial(ind).is_some_and(|i| i <= t.serial)
+            && serial(adm).is_some_and(|a| a >= t.serial)),
+    )
 }
