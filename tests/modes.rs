@@ -568,3 +568,65 @@ fn a_call_that_does_not_admit_a_shared_waiter_does_not_grant_it() {
     assert!(next.token() > holder_token);
     assert!(next.check().is_ok());
 }
+
+/// A turn 1.0 client's release is unconditional: drawn before the queue
+/// was made anew (FLUSHDB here) and released after, it sets the indicator
+/// past our live waiter W. No later ticket may pass W (FIFO), a call of W
+/// while it does not fit must not grant it, and W is admitted in its turn.
+#[test]
+fn a_stale_turn_1_0_release_lets_no_ticket_pass_a_live_waiter() {
+    let r = Redis::start();
+    let l = locker(&r);
+    let mut c = r.conn();
+    for _ in 0..3 {
+        l.acquire("pool", &sem(2, 1)).unwrap().release().unwrap();
+    }
+    // A turn 1.0 client draws as DESIGN.md says (MSETNX, INCR, its key).
+    let _: bool = redis::cmd("MSETNX")
+        .arg("turn:pool:dispenser")
+        .arg(0)
+        .arg("turn:pool:indicator")
+        .arg(1)
+        .query(&mut c)
+        .unwrap();
+    let old: u64 = c.incr("turn:pool:dispenser", 1).unwrap();
+    let _: () = c
+        .set_ex(format!("turn:pool:serial:{old}"), "turn 1.0", 60)
+        .unwrap();
+    let _: () = redis::cmd("FLUSHDB").query(&mut c).unwrap();
+    let a = l.acquire("pool", &sem(2, 1)).unwrap();
+    let w = waiting(&l, "pool", sem(2, 2));
+    assert!(queued(&l, "pool", 2));
+    let w_serial = a.serial() + 1;
+    assert!(old > w_serial, "the premise: the stale serial is past W's");
+    // The turn 1.0 client's release, stale.
+    let _: () = c.del(format!("turn:pool:serial:{old}")).unwrap();
+    let _: () = c.set("turn:pool:indicator", old + 1).unwrap();
+    let _: () = c
+        .publish(
+            "turn:pool:internal",
+            format!("turn:pool:serial:{}", old + 1),
+        )
+        .unwrap();
+    let x = l.acquire("pool", &try_once(sem(2, 1)));
+    assert_eq!(
+        x.as_ref().map(|x| x.serial()).map_err(|e| e.kind()),
+        Err(ErrorKind::WouldBlock),
+        "a later ticket passed the live waiter {w_serial}"
+    );
+    // A call of W (its nonce) while it does not fit grants nothing.
+    let identity: String = c.get(format!("turn:pool:ticket:{w_serial}")).unwrap();
+    let parts: Vec<&str> = identity.split(' ').collect();
+    let _: () = c.publish(parts[2], parts[0]).unwrap();
+    assert!(
+        w.recv_timeout(Duration::from_millis(500)).is_err(),
+        "W answered while A holds 1 of 2 permits and W weighs 2"
+    );
+    let a_token = a.token();
+    a.release().unwrap();
+    let w = w.recv_timeout(LONG).expect("W is admitted").unwrap();
+    assert_eq!(w.serial(), w_serial);
+    assert!(w.token() > a_token);
+    let holders: std::collections::HashMap<String, u64> = c.hgetall("turn:pool:holders").unwrap();
+    assert_eq!(holders.values().sum::<u64>(), 2, "W alone: {holders:?}");
+}

@@ -65,40 +65,35 @@ pub(crate) fn check(core: &Core, t: &Ticket, ask: &Ask, _record: bool) -> Result
 }
 
 /// Confirms the call of shared-mode ticket `t` (its nonce came: an
-/// admission called it): true when, in one atomic read, its identity key
-/// still holds its identity, the queue's incarnation has its base, its
-/// presence key exists, the indicator (the lowest holder or waiter) is at
-/// or below it and the admitted serial has reached it. No script: an
-/// admission costs the script that made it and this one read.
+/// admission called it), with no script: an admission costs the script
+/// that made it and this one round trip of two reads, pipelined in this
+/// order: `HEXISTS` of its serial in the holders, then one `MGET` of its
+/// identity key, the queue's incarnation and its presence key. True when
+/// it was a holder and then still holds its identity, its base and its
+/// presence key.
 ///
-/// Why that is enough: admission goes in draw order from the indicator on
-/// and records the last serial it reached, so a ticket at or below it was
-/// admitted, or passed because its presence key was missing; and a holder
-/// leaves the holders only by its release (which deletes its identity
-/// key) or once its presence key is gone. A presence key never comes back
-/// (renewals only extend it), and a queue made anew has another base.
-/// (An admitted serial written by hand past a waiter would grant it, as
-/// a holder written by hand into the holders would grant it to a check.) False means the
-/// message was stale or the ticket is gone; a [`check`] tells which. When
-/// the locker asks for replicas, the grant is a [`check`] instead (it
-/// writes, so that its `WAIT` covers the admission that called).
+/// Why the two reads need not be atomic: the holders named it, and later
+/// its identity and base were this locker's, so the holders were of its
+/// queue (a queue made anew has another base, and a base never comes
+/// back); a holder leaves the holders only by its release (which deletes
+/// its identity key) or once its presence key is gone, and a presence key
+/// never comes back (renewals only extend it). So it still holds. False
+/// means the message was stale or the ticket is gone; a [`check`] tells
+/// which. When the locker asks for replicas, the grant is a [`check`]
+/// instead (it writes, so that its `WAIT` covers the admission that
+/// called).
 pub(crate) fn confirm(core: &Core, t: &Ticket, ask: &Ask) -> Result<bool> {
     if core.durable.is_on() {
         return Ok(check(core, t, ask, false)? == Checked::Granted);
     }
-    let keys = [
-        t.keys.ticket(t.serial),
-        t.keys.incarnation.clone(),
-        t.keys.presence(t.serial),
-        t.keys.indicator.clone(),
-        t.keys.admitted.clone(),
-    ];
-    let got: Vec<Option<String>> = core.run(|c| redis::cmd("MGET").arg(&keys[..]).query(c))?;
-    let serial = |v: &str| v.parse::<u64>().ok();
-    Ok(
-        matches!(&got[..], [Some(id), Some(inc), Some(_), Some(ind), Some(adm)]
-        if ours(t, id, inc)
-            && serial(ind).is_some_and(|i| i <= t.serial)
-            && serial(adm).is_some_and(|a| a >= t.serial)),
-    )
+    let mut pipe = redis::pipe();
+    pipe.cmd("HEXISTS")
+        .arg(&t.keys.holders)
+        .arg(t.serial)
+        .cmd("MGET")
+        .arg(t.keys.ticket(t.serial))
+        .arg(&t.keys.incarnation)
+        .arg(t.keys.presence(t.serial));
+    let (holder, got): (bool, Vec<Option<String>>) = core.run(|c| pipe.query(c))?;
+    Ok(holder && matches!(&got[..], [Some(id), Some(inc), Some(_)] if ours(t, id, inc)))
 }

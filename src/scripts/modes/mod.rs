@@ -66,12 +66,16 @@ impl Ask {
 ///
 /// `admit(disp, ind, bs, unknown_ms, self, self_w, adm)` (`adm`: the
 /// admitted key's value when read already) admits tickets from the one
-/// after the admitted serial on, in order, while they fit: a ticket
-/// without a presence key is passed when it is ours (its weight is known:
-/// dead, or withdrawn, weight 0), or once it has been seen missing for
-/// `unknown_ms` (the caller's lease) or 10 s, whichever is longer (`since`
-/// keeps when it was first seen, by the server's clock): until then it stops admission
-/// not set yet, later on a slow link). When one does not fit, the holders
+/// after the admitted serial on (from the indicator when none was
+/// admitted yet), in order, while they fit: a ticket without a presence
+/// key is passed when it is ours (its weight is known: dead, or
+/// withdrawn, weight 0), when the indicator has passed it, or once it has
+/// been seen missing for `unknown_ms` (the caller's lease) or 10 s,
+/// whichever is longer (`since` keeps when it was first seen, by the
+/// server's clock); until then it stops admission (a turn 1.0 ticket
+/// whose key is not set yet, later on a slow link). A live ticket the
+/// indicator passed (moved from outside) is still admitted in its turn,
+/// never skipped. When one does not fit, the holders
 /// whose presence key is gone are dropped first (their permits come back).
 /// Each ticket admitted is called: ours on its locker's channel with its
 /// nonce ("N granted", "N started"), another on `internal` ("N granted"),
@@ -101,7 +105,18 @@ end
 local function admit(disp, ind, bs, unknown_ms, self, self_w, adm)
   if adm == nil then adm = redis.call('GET', K_ADM) end
   local f = tonumber(adm)
-  if f == nil or f < ind - 1 then f = ind - 1 end
+  -- The indicator past the admitted serial was moved from outside (a
+  -- turn 1.0 client's release, unconditional, stale after the queue was
+  -- made anew under it; a bump): the tickets it passed are still looked
+  -- at in order, those up to `below` without a presence key passed at
+  -- once, a live one admitted in its turn, never skipped. With nothing
+  -- admitted yet, or past a gap written by hand, admission starts there.
+  local below = 0
+  if f == nil or f < ind - 1001 then
+    f = ind - 1
+  elseif f < ind - 1 then
+    below = ind - 1
+  end
   local holders, used = {}, 0
   local hv = redis.call('HGETALL', K_HOLD)
   for i = 1, #hv, 2 do
@@ -128,7 +143,7 @@ local function admit(disp, ind, bs, unknown_ms, self, self_w, adm)
       present = redis.call('EXISTS', P_PREFIX .. s) == 1
     end
     if not present then
-      if w == nil then
+      if w == nil and t > below then
         -- Not ours, no presence key: a turn 1.0 ticket whose key is not
         -- set yet (its client sets it a moment after drawing, later on a
         -- slow link), or one that died before setting it. Passed once seen
