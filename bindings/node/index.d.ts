@@ -38,13 +38,17 @@ export interface WaitOptions {
   /** Aborting it withdraws the ticket; the promise rejects with its reason. */
   signal?: AbortSignal;
   /**
-   * Hears a waiting acquire's position: the live tickets ahead of it, the
-   * holder included (1: next), each time that number changes, as the
-   * library last read it (looked at every 0.1 s, no round trip). Never
-   * called for a lock had at once. If it throws, the ticket is withdrawn
-   * and the promise rejects with what it threw.
+   * Hears a waiting acquire's position: the tickets ahead of it, the
+   * holder included (1: next), as the library last read the queue (at the
+   * draw and each time the waiter looked at the queue since, not at each
+   * hand-off; tickets withdrawn or dead count until the queue passes
+   * them), each time that reading changes (looked at every 0.1 s, no
+   * round trip). Never called for a lock had at once. `resource` names
+   * the resource waited for (lockAll waits for each in turn). If it
+   * throws, or returns a promise that rejects, the ticket is withdrawn
+   * and the acquire rejects with that reason.
    */
-  onPosition?: (ahead: number) => void;
+  onPosition?: (ahead: number, resource: string) => void | Promise<void>;
 }
 
 export interface SemaphoreOptions extends WaitOptions {

@@ -384,6 +384,7 @@ class Locker {
         if (signal) signal.removeEventListener('abort', onAbort);
       };
       const withdraw = async (reason) => {
+        if (done) return; // withdrawn already (an abort, then a throw)
         end();
         try {
           await poller.remove(fd); // the withdrawal closes the descriptor
@@ -410,7 +411,9 @@ class Locker {
           if (n === 0 || n === told) return;
           told = n;
           try {
-            onPosition(n);
+            const r = onPosition(n, resource);
+            // An async onPosition that rejects: as a throw.
+            if (r && typeof r.then === 'function') r.then(undefined, (e) => withdraw(e));
           } catch (e) {
             // As an abort: the ticket is withdrawn, the promise rejects.
             withdraw(e);

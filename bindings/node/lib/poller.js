@@ -38,6 +38,14 @@ class Poller {
     this.pipe = null;
     this.byte = Buffer.alloc(1);
     this.drain = Buffer.alloc(64);
+    this.exiting = false;
+    // A poll in progress holds a worker of the pool, which Node.js waits
+    // for as it exits (process.exit(), an uncaught exception): wake it and
+    // arm no other, so that the process exits at once.
+    process.once('exit', () => {
+      this.exiting = true;
+      if (this.inflight) this.wake();
+    });
   }
 
   wakeFds() {
@@ -71,7 +79,7 @@ class Poller {
   }
 
   schedule() {
-    if (this.inflight || this.scheduled || this.entries.size === 0) return;
+    if (this.exiting || this.inflight || this.scheduled || this.entries.size === 0) return;
     this.scheduled = true;
     // After the microtasks of the handlers that just ran (a grant's
     // continuation often releases at once), so that one poll sees them.
@@ -82,7 +90,7 @@ class Poller {
   }
 
   arm() {
-    if (this.inflight || this.entries.size === 0) return;
+    if (this.exiting || this.inflight || this.entries.size === 0) return;
     const [wakeRead] = this.wakeFds();
     const watched = [...this.entries];
     const n = watched.length + 1;

@@ -1,7 +1,7 @@
 'use strict';
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { execFileSync } = require('node:child_process');
+const { execFileSync, spawnSync } = require('node:child_process');
 const { Locker, TurnError } = require('..');
 const { url, needsRedis, locker, eventually, queued } = require('./support');
 
@@ -97,6 +97,56 @@ test('onPosition hears a waiting acquire move up, and a throw from it withdraws 
   assert.equal(e, boom);
   await eventually(async () => (await queued(l, 'printer')) === 1);
   await again.release();
+});
+
+test('onPosition: an abort then a throw withdraws once; a rejected promise withdraws; lockAll names each resource', needsRedis, async (t) => {
+  const l = locker(t);
+  const holder = await l.lock('printer');
+  const ac = new AbortController();
+  const reason = new Error('aborted first');
+  const e = await l
+    .lock('printer', {
+      signal: ac.signal,
+      onPosition: () => {
+        ac.abort(reason);
+        throw new Error('thrown after');
+      },
+    })
+    .catch((e) => e);
+  assert.equal(e, reason, 'the abort came first');
+  await eventually(async () => (await queued(l, 'printer')) === 1);
+  const nope = new Error('async no');
+  const e2 = await l.lock('printer', { onPosition: async () => { throw nope; } }).catch((e) => e);
+  assert.equal(e2, nope);
+  await eventually(async () => (await queued(l, 'printer')) === 1);
+  await holder.release();
+  // Fresh queues (withdrawn tickets count until the queue passes them).
+  const [ink, paper] = [await l.lock('ink'), await l.lock('paper')];
+  const heard = [];
+  const both = l.lockAll(['ink', 'paper'], { onPosition: (ahead, resource) => heard.push([resource, ahead]) });
+  await eventually(async () => heard.length === 1);
+  await ink.release();
+  await eventually(async () => heard.length === 2);
+  await paper.release();
+  for (const lock of await both) await lock.release();
+  assert.deepEqual(heard, [['ink', 1], ['paper', 1]]);
+});
+
+test('a process that ends while a wait is in progress exits at once: process.exit, an uncaught exception', needsRedis, async (t) => {
+  const l = locker(t, { prefix: `node-exit-${process.pid}` });
+  const holder = await l.lock('printer');
+  const waiter = (end) => `
+    const { Locker } = require(${JSON.stringify(require.resolve('..'))});
+    const l = new Locker(${JSON.stringify(url)}, { prefix: 'node-exit-${process.pid}' });
+    l.lock('printer', { onPosition: () => setTimeout(() => { ${end} }, 50) }).catch(() => {});
+  `;
+  for (const [end, status] of [['process.exit(3)', 3], ["throw new Error('uncaught')", 1]]) {
+    // A hang would be killed by the timeout (a signal, no status).
+    const r = spawnSync(process.execPath, ['-e', waiter(end)], { timeout: 60000, encoding: 'utf8' });
+    assert.equal(r.signal, null, `${end}: it hung (${r.stderr})`);
+    assert.equal(r.status, status, `${end}: ${r.stderr}`);
+  }
+  await holder.release();
 });
 
 test('bad arguments reject with INVALID_ARGUMENT before any round trip', async () => {
