@@ -45,6 +45,30 @@ fn waiting(
 
 const LONG: Duration = Duration::from_secs(10);
 
+/// The call of waiting ticket `serial` of `resource`, as an admission
+/// makes it: (its nonce, its locker's channel), read from its identity
+/// key, once its locker listens on that channel.
+fn call_of(c: &mut redis::Connection, resource: &str, serial: u64) -> (String, String) {
+    let identity: String = c.get(format!("turn:{resource}:ticket:{serial}")).unwrap();
+    let parts: Vec<&str> = identity.split(' ').collect();
+    let [nonce, _base, channel] = parts[..] else {
+        panic!("an identity of three parts: {identity:?}")
+    };
+    let listening = support::eventually(LONG, || {
+        let (_, n): (String, u64) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(channel)
+            .query(c)
+            .unwrap();
+        n > 0
+    });
+    assert!(
+        listening,
+        "the premise: the waiter's locker listens on {channel}"
+    );
+    (nonce.to_string(), channel.to_string())
+}
+
 #[test]
 fn a_semaphore_holds_up_to_its_permits_and_no_more() {
     let r = Redis::start();
@@ -545,13 +569,9 @@ fn a_call_that_does_not_admit_a_shared_waiter_does_not_grant_it() {
     assert!(queued(&l, "pool", 2));
     let s = holder.serial() + 1;
     let mut c = r.conn();
-    let identity: String = c.get(format!("turn:pool:ticket:{s}")).unwrap();
-    let parts: Vec<&str> = identity.split(' ').collect();
-    let [nonce, _base, channel] = parts[..] else {
-        panic!("an identity of three parts: {identity:?}")
-    };
+    let (nonce, channel) = call_of(&mut c, "pool", s);
     for _ in 0..3 {
-        let _: () = c.publish(channel, nonce).unwrap();
+        let _: () = c.publish(&channel, &nonce).unwrap();
     }
     assert!(
         w.recv_timeout(Duration::from_millis(500)).is_err(),
@@ -615,9 +635,8 @@ fn a_stale_turn_1_0_release_lets_no_ticket_pass_a_live_waiter() {
         "a later ticket passed the live waiter {w_serial}"
     );
     // A call of W (its nonce) while it does not fit grants nothing.
-    let identity: String = c.get(format!("turn:pool:ticket:{w_serial}")).unwrap();
-    let parts: Vec<&str> = identity.split(' ').collect();
-    let _: () = c.publish(parts[2], parts[0]).unwrap();
+    let (nonce, channel) = call_of(&mut c, "pool", w_serial);
+    let _: () = c.publish(channel, nonce).unwrap();
     assert!(
         w.recv_timeout(Duration::from_millis(500)).is_err(),
         "W answered while A holds 1 of 2 permits and W weighs 2"
@@ -629,4 +648,101 @@ fn a_stale_turn_1_0_release_lets_no_ticket_pass_a_live_waiter() {
     assert!(w.token() > a_token);
     let holders: std::collections::HashMap<String, u64> = c.hgetall("turn:pool:holders").unwrap();
     assert_eq!(holders.values().sum::<u64>(), 2, "W alone: {holders:?}");
+}
+
+/// A called waiter confirms that it is a holder in one atomic read, even
+/// when a slow link cuts the read in two. W's confirmation is split before
+/// its MGET; meanwhile a stale turn 1.0 release deletes W's presence key,
+/// our B's draw drops W from the holders and takes the only permit, and a
+/// stale turn 1.0 keeper sets W's presence key again. W must not answer Ok
+/// beside B.
+#[test]
+fn a_called_waiters_confirmation_split_by_a_slow_link_grants_no_dropped_ticket() {
+    let r = Redis::start();
+    let proxy = support::proxy::Proxy::start(r.port);
+    let la = locker(&r);
+    let lw = Locker::new(Some(&proxy.url())).unwrap();
+    let mut c = r.conn();
+    let mut holder = la.acquire("q", &sem(1, 1)).unwrap();
+    // A waiter reading the queue at the moment of the release is granted by
+    // its own check, not called: then it holds, and the next one tries.
+    for _ in 0..5 {
+        let w = waiting(&lw, "q", sem(1, 1).wait(Wait::For(Duration::from_secs(30))));
+        let w_serial = holder.serial() + 1;
+        assert!(support::eventually(LONG, || c
+            .hexists::<_, _, bool>("turn:q:weights", w_serial)
+            .unwrap()));
+        call_of(&mut c, "q", w_serial);
+        // The confirmation's MGET (three keys) and what follows are held.
+        proxy.split_before(b"*4\r\n$4\r\nMGET\r\n");
+        holder.release().unwrap();
+        if !support::eventually(Duration::from_secs(3), || proxy.split_happened()) {
+            proxy.release_split();
+            holder = w.recv_timeout(LONG).expect("W is granted").unwrap();
+            continue;
+        }
+        let _: () = c.del(format!("turn:q:serial:{w_serial}")).unwrap();
+        let _: () = c.set("turn:q:indicator", w_serial + 1).unwrap();
+        let b = la.acquire("q", &try_once(sem(1, 1))).unwrap();
+        let _: () = c
+            .set_ex(format!("turn:q:serial:{w_serial}"), "turn 1.0", 60)
+            .unwrap();
+        proxy.release_split();
+        let holders: std::collections::HashMap<String, u64> = c.hgetall("turn:q:holders").unwrap();
+        assert_eq!(
+            holders.keys().collect::<Vec<_>>(),
+            [&b.serial().to_string()]
+        );
+        if let Ok(Ok(lock)) = w.recv_timeout(Duration::from_secs(2)) {
+            panic!(
+                "W answered Ok (serial {}) while B (serial {}) holds the only permit: {holders:?}",
+                lock.serial(),
+                b.serial()
+            );
+        }
+        assert!(b.check().is_ok());
+        return;
+    }
+    panic!("the premise: a called waiter's confirmation went through the split");
+}
+
+/// The same stale release from a queue that had drawn far more tickets
+/// (serial 5000): the indicator lands far past the dispenser. No later
+/// ticket passes the waiter, no draw takes the indicator's serial (which
+/// would make a new token base and lose every ticket of the queue), and
+/// holder and waiter keep their tickets.
+#[test]
+fn a_far_stale_turn_1_0_release_lets_no_ticket_pass_and_loses_no_ticket() {
+    let r = Redis::start();
+    let l = locker(&r);
+    let mut c = r.conn();
+    let a = l.acquire("pool", &sem(2, 1)).unwrap();
+    let w = waiting(&l, "pool", sem(2, 2));
+    assert!(queued(&l, "pool", 2));
+    let w_serial = a.serial() + 1;
+    let _: () = c.del("turn:pool:serial:5000").unwrap();
+    let _: () = c.set("turn:pool:indicator", 5001).unwrap();
+    let _: () = c
+        .publish("turn:pool:internal", "turn:pool:serial:5001")
+        .unwrap();
+    let x = l.acquire("pool", &try_once(sem(2, 1)));
+    assert_eq!(
+        x.as_ref().map(|x| x.serial()).map_err(|e| e.kind()),
+        Err(ErrorKind::WouldBlock),
+        "a later ticket passed the live waiter {w_serial}"
+    );
+    let dispenser: u64 = c.get("turn:pool:dispenser").unwrap();
+    assert_eq!(
+        dispenser,
+        w_serial + 1,
+        "the draw kept the dispenser's count"
+    );
+    assert!(a.check().is_ok(), "the holder keeps its lock");
+    let a_token = a.token();
+    a.release().unwrap();
+    let w = w.recv_timeout(LONG).expect("W is admitted").unwrap();
+    assert_eq!(w.serial(), w_serial, "W kept its place");
+    assert!(w.token() > a_token);
+    let indicator: u64 = c.get("turn:pool:indicator").unwrap();
+    assert_eq!(indicator, w_serial, "the indicator shows the lowest holder");
 }

@@ -58,7 +58,7 @@ static DRAW: Lazy<Script> = Lazy::new(|| {
         r#"
 local K_DISP, K_IND, K_INC, K_KIND = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local CLOCK, T_PREFIX, FORGET = ARGV[6] == 'clock', ARGV[7], {{ARGV[9], KEYS[5]}}
-local EXTRA = {{K_KIND}}
+local EXTRA, JUMP = {{K_KIND}}, true
 local function on_read(got, n, made)
   local kind = got[4]
   if not kind then return nil end
@@ -106,7 +106,10 @@ return {{n, base, ind, redis.call('PTTL', ARGV[1] .. string.format('%d', n - 1))
 /// K_DISP, K_IND, K_INC, CLOCK (seed a new queue from the server's
 /// clock), T_PREFIX (the identity keys' prefix), FORGET (the keys to
 /// delete when the queue was made anew under them), EXTRA (more keys to
-/// read) and the function `on_read(got, n, made)`, called with the MGET of
+/// read), JUMP (take the indicator's serial when it is past the
+/// dispenser: a plain queue's turn is the indicator's; a shared-mode
+/// queue admits from its admitted serial, and its admission puts the
+/// indicator back) and the function `on_read(got, n, made)`, called with the MGET of
 /// the indicator, the incarnation, ticket n - 1's identity and EXTRA
 /// (`made`: this draw made the queue), whose error reply, if any, is the
 /// script's. Leaves n, s (its text), ind, base, bs (its text, written to
@@ -138,7 +141,7 @@ if not string.match(v, '^%d+$') or #v > 16 or tonumber(v) > 9007199254740991 the
   return redis.error_reply('TURNPROTO ' .. K_IND .. ' is not a serial number')
 end
 local ind = tonumber(v)
-if ind > n then
+if ind > n and JUMP then
   -- The indicator is past the dispenser (a turn 1.0 release into a queue
   -- made anew, or a value written by hand): the serials up to it were never
   -- drawn. Take the indicator's.

@@ -3,8 +3,10 @@
 //! connection to a target port. At run time it can add latency with jitter
 //! per direction (chunks wait in a queue per direction and connection, so
 //! bytes keep their order), stall (hold every byte, keep the connections),
-//! resume, cut every connection, and refuse new connections (accept and
-//! close at once) until told to accept again. Dropping it stops its threads
+//! resume, cut every connection, refuse new connections (accept and
+//! close at once) until told to accept again, and split a client's bytes
+//! before a pattern, holding the rest until told (a request cut in two
+//! by a slow link). Dropping it stops its threads
 //! and closes every connection.
 
 use std::collections::VecDeque;
@@ -37,6 +39,10 @@ struct Settings {
     delay: [Delay; 2],
     stalled: bool,
     refusing: bool,
+    /// Armed: the next client chunk with this pattern is split before it.
+    split: Option<Vec<u8>>,
+    /// A split happened; its second part is held while this is true.
+    holding: bool,
 }
 
 struct Shared {
@@ -67,8 +73,9 @@ struct Pipe {
 
 #[derive(Default)]
 struct PipeState {
-    /// (arrival, jitter offset in ns from -jitter to +jitter, bytes).
-    chunks: VecDeque<(Instant, i64, Vec<u8>)>,
+    /// (arrival, jitter offset in ns from -jitter to +jitter, bytes, held
+    /// by a split).
+    chunks: VecDeque<(Instant, i64, Vec<u8>, bool)>,
     closed: bool,
 }
 
@@ -216,6 +223,30 @@ impl Proxy {
         self.shared.chunks.load(Ordering::Relaxed)
     }
 
+    /// Arms a split: the next chunk a client sends that holds `pattern` is
+    /// cut before it; the part before goes on, the rest is held (with what
+    /// follows on that connection) until [`Proxy::release_split`].
+    pub fn split_before(&self, pattern: &[u8]) {
+        let mut s = self.shared.settings();
+        s.split = Some(pattern.to_vec());
+        s.holding = false;
+    }
+
+    /// True once an armed split has cut a chunk (and holds its rest).
+    pub fn split_happened(&self) -> bool {
+        self.shared.settings().holding
+    }
+
+    /// Lets the held part of a split go on (and disarms a split that did
+    /// not happen).
+    pub fn release_split(&self) {
+        let mut s = self.shared.settings();
+        s.holding = false;
+        s.split = None;
+        drop(s);
+        self.wake_all();
+    }
+
     fn wake_all(&self) {
         for c in self.shared.conns.lock().unwrap().iter() {
             for p in &c.pipes {
@@ -302,12 +333,34 @@ fn reader(shared: Arc<Shared>, conn: Arc<Conn>, dir: Direction, mut from: TcpStr
                 } else {
                     0
                 };
+                let data = &buf[..n];
+                let at = if dir == Direction::Up {
+                    let mut set = shared.settings();
+                    let at = set
+                        .split
+                        .as_ref()
+                        .and_then(|p| data.windows(p.len()).position(|w| w == p.as_slice()));
+                    if at.is_some() {
+                        set.split = None;
+                        set.holding = true;
+                    }
+                    at
+                } else {
+                    None
+                };
                 let mut s = pipe.lock();
                 if s.closed {
                     break;
                 }
-                s.chunks
-                    .push_back((Instant::now(), offset, buf[..n].to_vec()));
+                let now = Instant::now();
+                match at {
+                    Some(at) => {
+                        s.chunks
+                            .push_back((now, offset, data[..at].to_vec(), false));
+                        s.chunks.push_back((now, offset, data[at..].to_vec(), true));
+                    }
+                    None => s.chunks.push_back((now, offset, data.to_vec(), false)),
+                }
                 pipe.ready.notify_all();
             }
         }
@@ -338,19 +391,19 @@ fn writer(shared: Arc<Shared>, conn: Arc<Conn>, dir: Direction, mut to: TcpStrea
         if shared.stop.load(Ordering::Acquire) {
             break;
         }
-        let (stalled, base) = {
+        let (stalled, holding, base) = {
             let s = shared.settings();
-            (s.stalled, s.delay[dir as usize].base)
+            (s.stalled, s.holding, s.delay[dir as usize].base)
         };
         let mut s = pipe.lock();
-        let Some((arrival, offset, _)) = s.chunks.front() else {
+        let Some((arrival, offset, _, held)) = s.chunks.front() else {
             if s.closed {
                 break;
             }
             let _ = pipe.ready.wait_timeout(s, Duration::from_millis(50));
             continue;
         };
-        if stalled {
+        if stalled || (*held && holding) {
             drop(s);
             thread::sleep(Duration::from_millis(2));
             continue;
@@ -364,12 +417,12 @@ fn writer(shared: Arc<Shared>, conn: Arc<Conn>, dir: Direction, mut to: TcpStrea
             continue;
         }
         // Every chunk due by now goes in one write.
-        let (_, _, mut bytes) = s.chunks.pop_front().unwrap();
+        let (_, _, mut bytes, _) = s.chunks.pop_front().unwrap();
         last_due = due;
         let mut n = 1;
-        while let Some((arrival, offset, _)) = s.chunks.front() {
+        while let Some((arrival, offset, _, held)) = s.chunks.front() {
             let next = due_at(*arrival, *offset, base).max(last_due);
-            if next > now {
+            if next > now || (*held && holding) {
                 break;
             }
             last_due = next;

@@ -65,29 +65,24 @@ pub(crate) fn check(core: &Core, t: &Ticket, ask: &Ask, _record: bool) -> Result
 }
 
 /// Confirms the call of shared-mode ticket `t` (its nonce came: an
-/// admission called it), with no script: an admission costs the script
-/// that made it and this one round trip of two reads, pipelined in this
-/// order: `HEXISTS` of its serial in the holders, then one `MGET` of its
-/// identity key, the queue's incarnation and its presence key. True when
-/// it was a holder and then still holds its identity, its base and its
-/// presence key.
-///
-/// Why the two reads need not be atomic: the holders named it, and later
-/// its identity and base were this locker's, so the holders were of its
-/// queue (a queue made anew has another base, and a base never comes
-/// back); a holder leaves the holders only by its release (which deletes
-/// its identity key) or once its presence key is gone, and a presence key
-/// never comes back (renewals only extend it). So it still holds. False
-/// means the message was stale or the ticket is gone; a [`check`] tells
-/// which. When the locker asks for replicas, the grant is a [`check`]
-/// instead (it writes, so that its `WAIT` covers the admission that
-/// called).
+/// admission called it): true when, in one atomic read, it is among the
+/// holders, its identity key still holds its identity, the queue's
+/// incarnation has its base and its presence key exists. No script: the
+/// reads are a transaction (`MULTI`, `HEXISTS`, `MGET`, `EXEC`) in one
+/// round trip, so an admission costs the script that made it and this
+/// read. A queue made anew has another base, so a holder of another queue
+/// with the same serial does not match. False means the message was stale
+/// or the ticket is gone; a [`check`] tells which. A [`check`] confirms
+/// instead on a Redis Cluster (whose connection runs no transaction) and
+/// when the locker asks for replicas (it writes, so that its `WAIT`
+/// covers the admission that called).
 pub(crate) fn confirm(core: &Core, t: &Ticket, ask: &Ask) -> Result<bool> {
-    if core.durable.is_on() {
+    if core.durable.is_on() || core.pool.is_cluster() {
         return Ok(check(core, t, ask, false)? == Checked::Granted);
     }
     let mut pipe = redis::pipe();
-    pipe.cmd("HEXISTS")
+    pipe.atomic()
+        .cmd("HEXISTS")
         .arg(&t.keys.holders)
         .arg(t.serial)
         .cmd("MGET")

@@ -28,7 +28,7 @@ static DRAW: Lazy<Script> = Lazy::new(|| {
     script(&format!(
         r#"
 local CLOCK, FORGET = ARGV[9] == 'clock', {{K_ADM, K_HOLD, K_WEIGHTS, K_SINCE}}
-local EXTRA = {{K_KIND, K_ADM}}
+local EXTRA, JUMP = {{K_KIND, K_ADM}}, false
 local adm = nil
 local function on_read(got, n, made)
   if made then

@@ -69,13 +69,15 @@ impl Ask {
 /// after the admitted serial on (from the indicator when none was
 /// admitted yet), in order, while they fit: a ticket without a presence
 /// key is passed when it is ours (its weight is known: dead, or
-/// withdrawn, weight 0), when the indicator has passed it, or once it has
-/// been seen missing for `unknown_ms` (the caller's lease) or 10 s,
-/// whichever is longer (`since` keeps when it was first seen, by the
-/// server's clock); until then it stops admission (a turn 1.0 ticket
-/// whose key is not set yet, later on a slow link). A live ticket the
-/// indicator passed (moved from outside) is still admitted in its turn,
-/// never skipped. When one does not fit, the holders
+/// withdrawn, weight 0), or once it has been seen missing for
+/// `unknown_ms` (the caller's lease) or 10 s, whichever is longer
+/// (`since` keeps when it was first seen, by the server's clock); until
+/// then it stops admission (a turn 1.0 ticket whose key is not set yet,
+/// later on a slow link). An indicator moved past live tickets from
+/// outside skips none of them. At most
+/// 1,000 tickets are passed in one call (a gap written by hand must not
+/// block Redis): the rest in the next, which the waiter makes at once
+/// (an unknown wait of 1 ms). When one does not fit, the holders
 /// whose presence key is gone are dropped first (their permits come back).
 /// Each ticket admitted is called: ours on its locker's channel with its
 /// nonce ("N granted", "N started"), another on `internal` ("N granted"),
@@ -105,18 +107,14 @@ end
 local function admit(disp, ind, bs, unknown_ms, self, self_w, adm)
   if adm == nil then adm = redis.call('GET', K_ADM) end
   local f = tonumber(adm)
-  -- The indicator past the admitted serial was moved from outside (a
-  -- turn 1.0 client's release, unconditional, stale after the queue was
-  -- made anew under it; a bump): the tickets it passed are still looked
-  -- at in order, those up to `below` without a presence key passed at
-  -- once, a live one admitted in its turn, never skipped. With nothing
-  -- admitted yet, or past a gap written by hand, admission starts there.
-  local below = 0
-  if f == nil or f < ind - 1001 then
-    f = ind - 1
-  elseif f < ind - 1 then
-    below = ind - 1
-  end
+  -- From the admitted serial on, whatever the indicator says: moved from
+  -- outside (a turn 1.0 client's release is unconditional, and stale
+  -- after the queue was made anew under it; a bump), it may have passed
+  -- live tickets, which are still admitted in their turn, never skipped.
+  -- With nothing admitted yet, from the indicator (or the last ticket,
+  -- when the indicator is past the dispenser: a draw does not take the
+  -- indicator's serial here).
+  if f == nil then f = math.min(ind, disp) - 1 end
   local holders, used = {}, 0
   local hv = redis.call('HGETALL', K_HOLD)
   for i = 1, #hv, 2 do
@@ -132,7 +130,13 @@ local function admit(disp, ind, bs, unknown_ms, self, self_w, adm)
   local admitted_self = false
   local unknown_wait = nil
   local t = f + 1
+  local passed = 0
   while t <= disp do
+    if passed >= 1000 then
+      -- Many passed in one call (a gap): the rest in the next, at once.
+      unknown_wait = 1
+      break
+    end
     local s = fmt(t)
     local w, present
     if t == self and self_w then
@@ -143,7 +147,7 @@ local function admit(disp, ind, bs, unknown_ms, self, self_w, adm)
       present = redis.call('EXISTS', P_PREFIX .. s) == 1
     end
     if not present then
-      if w == nil and t > below then
+      if w == nil then
         -- Not ours, no presence key: a turn 1.0 ticket whose key is not
         -- set yet (its client sets it a moment after drawing, later on a
         -- slow link), or one that died before setting it. Passed once seen
@@ -164,6 +168,7 @@ local function admit(disp, ind, bs, unknown_ms, self, self_w, adm)
         redis.call('HDEL', K_WEIGHTS, s)
       end
       redis.call('HDEL', K_SINCE, s)
+      passed = passed + 1
     else
       local mine = w ~= nil
       if not mine then w = PERMITS end
