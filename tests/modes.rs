@@ -746,3 +746,90 @@ fn a_far_stale_turn_1_0_release_lets_no_ticket_pass_and_loses_no_ticket() {
     let indicator: u64 = c.get("turn:pool:indicator").unwrap();
     assert_eq!(indicator, w_serial, "the indicator shows the lowest holder");
 }
+
+/// After turn 1.0's reset (the dispenser and indicator deleted) our draw
+/// makes the queue anew behind a turn 1.0 ticket whose key is not set
+/// yet, so nothing is admitted; then a stale turn 1.0 release moves the
+/// indicator past our waiter. A later ticket still must not pass it.
+#[test]
+fn a_stale_release_after_a_turn_1_0_reset_lets_no_ticket_pass_a_live_waiter() {
+    let r = Redis::start();
+    let l = locker(&r);
+    let mut c = r.conn();
+    for _ in 0..3 {
+        l.acquire("pool", &sem(2, 1)).unwrap().release().unwrap();
+    }
+    let _: () = c.set_ex("turn:pool:serial:7", "turn 1.0, old", 60).unwrap();
+    let _: () = c
+        .del(&["turn:pool:dispenser", "turn:pool:indicator"])
+        .unwrap();
+    let _: bool = redis::cmd("MSETNX")
+        .arg(&["turn:pool:dispenser", "0", "turn:pool:indicator", "1"])
+        .query(&mut c)
+        .unwrap();
+    let one: u64 = c.incr("turn:pool:dispenser", 1).unwrap();
+    assert_eq!(one, 1, "the premise: a turn 1.0 ticket 1, its key not set");
+    let _a = waiting(&l, "pool", sem(2, 2).wait(Wait::For(LONG)));
+    assert!(support::eventually(LONG, || c
+        .hexists::<_, _, bool>("turn:pool:weights", 2)
+        .unwrap()));
+    let _: () = c.del("turn:pool:serial:7").unwrap();
+    let _: () = c.set("turn:pool:indicator", 8).unwrap();
+    let b = l.acquire("pool", &try_once(sem(2, 1)));
+    assert_eq!(
+        b.as_ref().map(|b| b.serial()).map_err(|e| e.kind()),
+        Err(ErrorKind::WouldBlock),
+        "a later ticket passed the turn 1.0 ticket and the live waiter"
+    );
+    let admitted: u64 = c.get("turn:pool:admitted").unwrap();
+    assert_eq!(admitted, 0, "nothing admitted past the turn 1.0 ticket");
+}
+
+/// turn 1.0 tickets whose clients died before setting their keys, in a
+/// row behind our holder: each may be passed once seen missing for 10 s
+/// (the default lease), and they are seen together, not one after
+/// another. Our waiter behind them is admitted as soon as the holder
+/// leaves, once they have been missing that long (with one 10 s wait
+/// each, it would wait 20 s more).
+#[test]
+fn dead_turn_1_0_tickets_without_their_keys_cost_one_wait_together() {
+    let r = Redis::start();
+    let l = locker(&r);
+    let mut c = r.conn();
+    let h = l.acquire("pool", &sem(1, 1)).unwrap();
+    for _ in 0..3 {
+        let _: u64 = c.incr("turn:pool:dispenser", 1).unwrap();
+    }
+    let w = waiting(
+        &l,
+        "pool",
+        sem(1, 1).wait(Wait::For(Duration::from_secs(120))),
+    );
+    let w_serial = h.serial() + 4;
+    assert!(support::eventually(LONG, || c
+        .hexists::<_, _, bool>("turn:pool:weights", w_serial)
+        .unwrap()));
+    thread::sleep(Duration::from_secs(11));
+    h.release().unwrap();
+    let w = w
+        .recv_timeout(Duration::from_secs(8))
+        .expect("the waiter is admitted once the holder leaves")
+        .unwrap();
+    assert_eq!(w.serial(), w_serial);
+}
+
+/// FLUSHDB, then a stale turn 1.0 release writes an indicator alone: that
+/// is no plain queue, and a semaphore takes the resource.
+#[test]
+fn an_indicator_alone_after_flushdb_is_no_queue_of_any_kind() {
+    let r = Redis::start();
+    let l = locker(&r);
+    let mut c = r.conn();
+    l.acquire("pool", &sem(2, 1)).unwrap().release().unwrap();
+    let _: () = redis::cmd("FLUSHDB").query(&mut c).unwrap();
+    let _: () = c.set("turn:pool:indicator", 8).unwrap();
+    let lock = l.acquire("pool", &sem(2, 1).wait(Wait::For(LONG))).unwrap();
+    assert!(lock.check().is_ok());
+    let kind: String = c.get("turn:pool:kind").unwrap();
+    assert_eq!(kind, "semaphore 2");
+}

@@ -17,7 +17,8 @@ use crate::ticket::Draw;
 /// clock, 10 nonce, 11 the locker's channel, 12 the kind, 13 the weight,
 /// 14 NOW.
 ///
-/// A queue that exists with another kind (a plain queue has no kind key)
+/// A queue that exists with another kind (a plain queue has no kind key;
+/// an indicator alone, with no dispenser, is no queue)
 /// answers `TURNKIND KIND` and is left alone; a new queue takes this
 /// kind. The serial, identity and token are the plain draw's (`NEW_SERIAL`).
 /// Admission runs (`admit`, with the ticket's weight); a ticket not
@@ -31,6 +32,10 @@ local CLOCK, FORGET = ARGV[9] == 'clock', {{K_ADM, K_HOLD, K_WEIGHTS, K_SINCE}}
 local EXTRA, JUMP = {{K_KIND, K_ADM}}, false
 local adm = nil
 local function on_read(got, n, made)
+  -- No ticket was ever drawn (the dispenser was missing) and no kind is
+  -- set: an indicator alone, left by a turn 1.0 client's release after
+  -- the queue was deleted, makes no plain queue. Made here.
+  if not made and n == 1 and got[4] == false then made = true end
   if made then
     -- A new queue, of this kind; what an earlier one left goes.
     redis.call('DEL', K_ADM, K_HOLD, K_WEIGHTS, K_SINCE)

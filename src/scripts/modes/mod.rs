@@ -111,10 +111,28 @@ local function admit(disp, ind, bs, unknown_ms, self, self_w, adm)
   -- outside (a turn 1.0 client's release is unconditional, and stale
   -- after the queue was made anew under it; a bump), it may have passed
   -- live tickets, which are still admitted in their turn, never skipped.
-  -- With nothing admitted yet, from the indicator (or the last ticket,
-  -- when the indicator is past the dispenser: a draw does not take the
-  -- indicator's serial here).
-  if f == nil then f = math.min(ind, disp) - 1 end
+  -- With nothing admitted yet (a queue made, or made anew by turn 1.0
+  -- clients), from the indicator (or the last ticket, when the indicator
+  -- is past the dispenser: a draw does not take the indicator's serial
+  -- here), written at once: a later move of the indicator changes it not.
+  if f == nil then
+    f = math.min(ind, disp) - 1
+    redis.call('SET', K_ADM, fmt(f))
+  end
+  -- 'run' in `since`: "LO HI MS", tickets LO to HI (drawn by then) were
+  -- looked at by MS, when one of them without a key stopped admission;
+  -- one still missing its key has been missing since MS at least (or it
+  -- had its key then and is dead). So dead tickets without their keys in
+  -- a row cost one wait together, not one each.
+  local run = nil
+  local function run_of()
+    if run == nil then
+      run = false
+      local lo, hi, ms = string.match(redis.call('HGET', K_SINCE, 'run') or '', '^(%d+) (%d+) (%d+)$')
+      if lo then run = {tonumber(lo), tonumber(hi), tonumber(ms)} end
+    end
+    return run
+  end
   local holders, used = {}, 0
   local hv = redis.call('HGETALL', K_HOLD)
   for i = 1, #hv, 2 do
@@ -159,9 +177,14 @@ local function admit(disp, ind, bs, unknown_ms, self, self_w, adm)
           seen = now
           redis.call('HSET', K_SINCE, s, fmt(seen))
         end
+        local r = run_of()
+        if r and t >= r[1] and t <= r[2] and r[3] < seen then seen = r[3] end
         local left = math.max(unknown_ms, 10000) - (now - seen)
         if left > 0 then
           unknown_wait = left
+          if not (r and t >= r[1] and t <= r[2]) then
+            redis.call('HSET', K_SINCE, 'run', fmt(t) .. ' ' .. fmt(disp) .. ' ' .. fmt(now))
+          end
           break
         end
       else
@@ -206,6 +229,7 @@ local function admit(disp, ind, bs, unknown_ms, self, self_w, adm)
     t = t + 1
   end
   if t - 1 ~= f then redis.call('SET', K_ADM, fmt(t - 1)) end
+  if run and t > run[2] then redis.call('HDEL', K_SINCE, 'run') end
   local head = t
   for h in pairs(holders) do
     if h < head then head = h end
