@@ -833,3 +833,48 @@ fn an_indicator_alone_after_flushdb_is_no_queue_of_any_kind() {
     let kind: String = c.get("turn:pool:kind").unwrap();
     assert_eq!(kind, "semaphore 2");
 }
+
+/// turn 1.0's reset of an idle semaphore queue deletes only its
+/// dispenser and indicator; turn 1.0 clients then draw again (past our
+/// highest serial) and the first holds. Our records of the old queue
+/// (admitted serial, holders) must not let our next ticket hold beside it:
+/// a turn 1.0 ticket holds alone.
+#[test]
+fn our_records_of_a_queue_turn_1_0_made_anew_grant_nothing_beside_its_holder() {
+    let r = Redis::start();
+    let l = locker(&r);
+    let mut c = r.conn();
+    let turn_1_0_draw = |c: &mut redis::Connection| -> u64 {
+        let _: bool = redis::cmd("MSETNX")
+            .arg(&["turn:q:dispenser", "0", "turn:q:indicator", "1"])
+            .query(c)
+            .unwrap();
+        c.incr("turn:q:dispenser", 1).unwrap()
+    };
+    let key = |c: &mut redis::Connection, n: u64| {
+        let _: () = c
+            .set_ex(format!("turn:q:serial:{n}"), "turn 1.0", 60)
+            .unwrap();
+    };
+    // The old queue: ours holds 1, a turn 1.0 ticket 2 is admitted after it
+    // and released the turn 1.0 way.
+    let x = l.acquire("q", &sem(1, 1)).unwrap();
+    let t2 = turn_1_0_draw(&mut c);
+    key(&mut c, t2);
+    x.release().unwrap();
+    let _: () = c.del(format!("turn:q:serial:{t2}")).unwrap();
+    let _: () = c.set("turn:q:indicator", t2 + 1).unwrap();
+    // turn 1.0's reset of the idle queue, and its clients draw again.
+    let _: () = c.del(&["turn:q:dispenser", "turn:q:indicator"]).unwrap();
+    let u1 = turn_1_0_draw(&mut c);
+    key(&mut c, u1);
+    let indicator: u64 = c.get("turn:q:indicator").unwrap();
+    assert_eq!(indicator, u1, "the premise: turn 1.0's U1 holds");
+    let _u2 = turn_1_0_draw(&mut c);
+    let y = l.acquire("q", &try_once(sem(1, 1)));
+    assert_eq!(
+        y.as_ref().map(|y| y.serial()).map_err(|e| e.kind()),
+        Err(ErrorKind::WouldBlock),
+        "ours answered Ok beside turn 1.0's holder {u1}"
+    );
+}
