@@ -140,17 +140,6 @@ local function admit(disp, ind, bs, unknown_ms, self, self_w, adm)
       redis.call('HDEL', K_HOLD, hv[i])
     end
   end
-  if f ~= nil and ind <= f and holders[ind] == nil
-    and redis.call('EXISTS', P_PREFIX .. fmt(ind)) == 1 then
-    -- A live ticket at the indicator, at or below the admitted serial, and
-    -- no holder: every ticket there was admitted or passed, so the queue
-    -- was made anew under these records (turn 1.0's reset deletes only the
-    -- dispenser and the indicator, and its clients drew again, past our
-    -- highest serial). They go; the tickets' weights with them (a ticket
-    -- of ours waiting then weighs every permit).
-    redis.call('DEL', K_ADM, K_HOLD, K_WEIGHTS, K_SINCE)
-    holders, used, f = {}, 0, nil
-  end
   if f == nil then
     f = math.min(ind, disp) - 1
     redis.call('SET', K_ADM, fmt(f))
