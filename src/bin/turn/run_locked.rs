@@ -97,6 +97,25 @@ pub fn run_locked(
         }
     };
 
+    // A pause between the grant and here (this process stopped) may have
+    // outlived a lease: no command starts on a lock known lost (by the
+    // local clock or the heartbeat), as a turn that came while stopped is
+    // not taken.
+    if let Some(lost) = locks.iter().find(|l| l.is_lost()) {
+        let e = turn::Error::new(
+            ErrorKind::Lost,
+            format!(
+                "the turn on \"{}\" came (ticket {}) but was lost before the command started",
+                clean(lost.resource()),
+                lost.serial()
+            ),
+        );
+        for lock in locks {
+            let _ = lock.release();
+        }
+        return Err(e);
+    }
+
     // Holding: run the command. Several locks: their tokens and serials,
     // space-separated, in the order of the resources.
     let joined = |number: fn(&Lock) -> u64| {
