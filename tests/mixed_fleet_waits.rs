@@ -2,10 +2,9 @@
 //! waiter watches the ticket ahead of it, and must still get its turn at
 //! once when a turn 1.0 client releases to it (not after a lease).
 //!
-//! A turn 1.0 client is played here by plain commands, exactly as
-//! DESIGN.md section 2 describes it (MSETNX + INCR, then the presence key
-//! SET by its keeper; release = DEL presence, SET indicator N+1, PUBLISH
-//! internal), so that its timing can be placed at the worst moment.
+//! A turn 1.0 client is played here by plain commands
+//! (`support::turn_1_0`), so that its timing can be placed at the worst
+//! moment.
 
 use crate::support;
 
@@ -13,55 +12,12 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use support::turn_1_0;
 use support::{Redis, eventually};
 use turn::{Acquire, Locker, Options, Wait};
 
 fn key(res: &str, what: &str) -> String {
     format!("turn:{res}:{what}")
-}
-
-/// turn 1.0's draw: the bootstrap and INCR (its presence key comes later).
-fn py_draw(c: &mut redis::Connection, res: &str) -> u64 {
-    let _: i64 = redis::cmd("MSETNX")
-        .arg(key(res, "dispenser"))
-        .arg(0)
-        .arg(key(res, "indicator"))
-        .arg(1)
-        .query(c)
-        .unwrap();
-    redis::cmd("INCR")
-        .arg(key(res, "dispenser"))
-        .query(c)
-        .unwrap()
-}
-
-/// turn 1.0's keeper: sets the presence key with its expiry.
-fn py_present(c: &mut redis::Connection, res: &str, n: u64, expire_s: u64) {
-    let _: () = redis::cmd("SET")
-        .arg(key(res, &format!("serial:{n}")))
-        .arg("python")
-        .arg("EX")
-        .arg(expire_s)
-        .query(c)
-        .unwrap();
-}
-
-/// turn 1.0's release of ticket n.
-fn py_release(c: &mut redis::Connection, res: &str, n: u64) {
-    let _: i64 = redis::cmd("DEL")
-        .arg(key(res, &format!("serial:{n}")))
-        .query(c)
-        .unwrap();
-    let _: () = redis::cmd("SET")
-        .arg(key(res, "indicator"))
-        .arg(n + 1)
-        .query(c)
-        .unwrap();
-    let _: i64 = redis::cmd("PUBLISH")
-        .arg(key(res, "internal"))
-        .arg(key(res, &format!("serial:{}", n + 1)))
-        .query(c)
-        .unwrap();
 }
 
 fn get_u64(c: &mut redis::Connection, k: &str) -> u64 {
@@ -136,8 +92,8 @@ fn a_waiter_behind_a_timed_out_ticket_is_called_by_a_turn_1_0_release() {
     let r = Redis::start();
     let mut c = r.conn();
     const RES: &str = "cancel";
-    assert_eq!(py_draw(&mut c, RES), 1);
-    py_present(&mut c, RES, 1, 60);
+    assert_eq!(turn_1_0::draw(&mut c, RES), 1);
+    turn_1_0::present(&mut c, RES, 1, 60);
     let p = giving_up(r.url(), RES, Duration::from_millis(1500));
     assert!(dispenser_at(&r, RES, 2));
     let (tx, rx) = mpsc::channel();
@@ -147,7 +103,7 @@ fn a_waiter_behind_a_timed_out_ticket_is_called_by_a_turn_1_0_release() {
     assert!(p.is_err(), "p timed out: {p:?}");
     thread::sleep(Duration::from_millis(200));
     let released = Instant::now();
-    py_release(&mut c, RES, 1);
+    turn_1_0::release(&mut c, RES, 1);
     w.join().expect("granted within its wait");
     let (at, serial) = rx.recv().unwrap();
     assert_eq!(serial, 3);
@@ -173,19 +129,19 @@ fn a_turn_1_0_release_reaches_the_waiter_behind_a_late_key(
     let holder_locker = Locker::new(Some(&r.url())).unwrap();
     let holder = holder_locker.lock(res, "h").unwrap();
     assert_eq!(holder.serial(), 1);
-    let d = py_draw(&mut c, res);
+    let d = turn_1_0::draw(&mut c, res);
     assert_eq!(d, 2);
     let (tx, rx) = mpsc::channel();
     let w = our_waiter(r.url(), res, fresh, Duration::from_secs(6), tx);
     assert!(dispenser_at(&r, res, 3));
     thread::sleep(key_after);
-    py_present(&mut c, res, d, 60);
+    turn_1_0::present(&mut c, res, d, 60);
     thread::sleep(Duration::from_millis(300));
     holder.release().unwrap();
     assert_eq!(get_u64(&mut c, &key(res, "indicator")), d);
     thread::sleep(Duration::from_millis(200));
     let released = Instant::now();
-    py_release(&mut c, res, d);
+    turn_1_0::release(&mut c, res, d);
     w.join().expect("granted within its wait");
     let (at, serial) = rx.recv().unwrap();
     assert_eq!(serial, 3);
@@ -230,9 +186,9 @@ fn a_raised_grace_keeps_a_slow_turn_1_0_ticket_in_its_place() {
     let mut c = r.conn();
     const RES: &str = "skip";
     let t0 = Instant::now();
-    assert_eq!(py_draw(&mut c, RES), 1);
-    py_present(&mut c, RES, 1, 60);
-    let d = py_draw(&mut c, RES);
+    assert_eq!(turn_1_0::draw(&mut c, RES), 1);
+    turn_1_0::present(&mut c, RES, 1, 60);
+    let d = turn_1_0::draw(&mut c, RES);
     let (tx, rx) = mpsc::channel();
     let options = Options {
         grace: Duration::from_secs(5),
@@ -243,13 +199,13 @@ fn a_raised_grace_keeps_a_slow_turn_1_0_ticket_in_its_place() {
     thread::sleep(Duration::from_millis(600));
     // The turn 1.0 holder leaves: the indicator shows d, as turn 1.0 says.
     println!("{:?} py release", t0.elapsed());
-    py_release(&mut c, RES, 1);
+    turn_1_0::release(&mut c, RES, 1);
     thread::sleep(Duration::from_millis(100));
     // d's keeper sets its key 700 ms after its INCR.
-    py_present(&mut c, RES, d, 60);
+    turn_1_0::present(&mut c, RES, d, 60);
     let ind = get_u64(&mut c, &key(RES, "indicator"));
     assert_eq!(ind, d, "the live turn 1.0 ticket {d} was passed");
-    py_release(&mut c, RES, d);
+    turn_1_0::release(&mut c, RES, d);
     w.join().expect("our waiter gets its turn after it");
     assert_eq!(rx.recv().unwrap().1, 3);
 }
@@ -507,8 +463,8 @@ fn two_waiters_behind_turn_1_0_tickets_pass_a_killed_holder_once_and_in_order() 
     const RES: &str = "twice";
     let mut c = r.conn();
     let mut holder = killable_holder(&r, RES, "2");
-    assert_eq!(py_draw(&mut c, RES), 2);
-    py_present(&mut c, RES, 2, 60);
+    assert_eq!(turn_1_0::draw(&mut c, RES), 2);
+    turn_1_0::present(&mut c, RES, 2, 60);
     let (tx, rx) = mpsc::channel();
     let w3 = our_waiter(r.url(), RES, false, Duration::from_secs(30), tx.clone());
     assert!(dispenser_at(&r, RES, 3));
@@ -519,8 +475,8 @@ fn two_waiters_behind_turn_1_0_tickets_pass_a_killed_holder_once_and_in_order() 
             .unwrap()
             == 1
     }));
-    assert_eq!(py_draw(&mut c, RES), 4);
-    py_present(&mut c, RES, 4, 60);
+    assert_eq!(turn_1_0::draw(&mut c, RES), 4);
+    turn_1_0::present(&mut c, RES, 4, 60);
     let w5 = our_waiter(r.url(), RES, false, Duration::from_secs(30), tx);
     assert!(dispenser_at(&r, RES, 5));
     thread::sleep(Duration::from_millis(1200));
@@ -544,7 +500,7 @@ fn two_waiters_behind_turn_1_0_tickets_pass_a_killed_holder_once_and_in_order() 
         rx.try_recv().is_err(),
         "nobody of ours granted before 2 left"
     );
-    py_release(&mut c, RES, 2);
+    turn_1_0::release(&mut c, RES, 2);
     let (_, first) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(first, 3);
     // Ours released to 4, a live turn 1.0 ticket: 5 waits for it.
@@ -553,7 +509,7 @@ fn two_waiters_behind_turn_1_0_tickets_pass_a_killed_holder_once_and_in_order() 
     }));
     thread::sleep(Duration::from_millis(500));
     assert!(rx.try_recv().is_err(), "5 did not pass the live ticket 4");
-    py_release(&mut c, RES, 4);
+    turn_1_0::release(&mut c, RES, 4);
     let (_, second) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(second, 5);
     w3.join().unwrap();
@@ -590,8 +546,8 @@ fn a_waiter_behind_a_turn_1_0_ticket_never_passes_a_live_ticket_at_the_indicator
             &Acquire::label("h").expire(Duration::from_millis(600)),
         )
         .unwrap();
-    assert_eq!(py_draw(&mut c, OURS), 2);
-    py_present(&mut c, OURS, 2, 60);
+    assert_eq!(turn_1_0::draw(&mut c, OURS), 2);
+    turn_1_0::present(&mut c, OURS, 2, 60);
     let (tx, rx) = mpsc::channel();
     let w = our_waiter(r.url(), OURS, false, Duration::from_secs(30), tx);
     assert!(dispenser_at(&r, OURS, 3));
@@ -606,7 +562,7 @@ fn a_waiter_behind_a_turn_1_0_ticket_never_passes_a_live_ticket_at_the_indicator
     // ticket that is leaving. Only a bump before it began would have
     // passed a live ticket.
     let leaving = Instant::now();
-    py_release(&mut c, OURS, 2);
+    turn_1_0::release(&mut c, OURS, 2);
     w.join().unwrap();
     assert_eq!(rx.recv().unwrap().1, 3);
     let heard = heard.end();
@@ -620,22 +576,22 @@ fn a_waiter_behind_a_turn_1_0_ticket_never_passes_a_live_ticket_at_the_indicator
     // A turn 1.0 holder in its draw window: drawn at an empty queue (its
     // turn at once), its key set 300 ms later.
     const WINDOW: &str = "livewindow";
-    assert_eq!(py_draw(&mut c, WINDOW), 1);
-    assert_eq!(py_draw(&mut c, WINDOW), 2);
-    py_present(&mut c, WINDOW, 2, 60);
+    assert_eq!(turn_1_0::draw(&mut c, WINDOW), 1);
+    assert_eq!(turn_1_0::draw(&mut c, WINDOW), 2);
+    turn_1_0::present(&mut c, WINDOW, 2, 60);
     let (tx, rx) = mpsc::channel();
     let w = our_waiter(r.url(), WINDOW, true, Duration::from_secs(30), tx);
     assert!(dispenser_at(&r, WINDOW, 3));
     thread::sleep(Duration::from_millis(300));
-    py_present(&mut c, WINDOW, 1, 60);
+    turn_1_0::present(&mut c, WINDOW, 1, 60);
     thread::sleep(Duration::from_millis(1500));
     assert_eq!(
         get_u64(&mut c, &key(WINDOW, "indicator")),
         1,
         "the turn 1.0 holder in its draw window was passed"
     );
-    py_release(&mut c, WINDOW, 1);
-    py_release(&mut c, WINDOW, 2);
+    turn_1_0::release(&mut c, WINDOW, 1);
+    turn_1_0::release(&mut c, WINDOW, 2);
     w.join().unwrap();
     assert_eq!(rx.recv().unwrap().1, 3);
 }
@@ -652,17 +608,17 @@ fn before_the_grace_a_waiter_passes_a_withdrawn_ticket_but_not_a_turn_1_0_draw()
     let r = Redis::start();
     let mut c = r.conn();
     const RES: &str = "earlypass";
-    assert_eq!(py_draw(&mut c, RES), 1);
-    py_present(&mut c, RES, 1, 60);
+    assert_eq!(turn_1_0::draw(&mut c, RES), 1);
+    turn_1_0::present(&mut c, RES, 1, 60);
     let p = giving_up(r.url(), RES, Duration::from_millis(300));
     assert!(p.join().unwrap().is_err(), "2 timed out");
-    assert_eq!(py_draw(&mut c, RES), 3);
+    assert_eq!(turn_1_0::draw(&mut c, RES), 3);
     let (tx, rx) = mpsc::channel();
     let w = our_waiter(r.url(), RES, true, Duration::from_secs(30), tx);
     assert!(dispenser_at(&r, RES, 4));
-    py_release(&mut c, RES, 1);
+    turn_1_0::release(&mut c, RES, 1);
     thread::sleep(Duration::from_millis(300));
-    py_present(&mut c, RES, 3, 60);
+    turn_1_0::present(&mut c, RES, 3, 60);
     thread::sleep(Duration::from_millis(1500));
     assert_eq!(
         get_u64(&mut c, &key(RES, "indicator")),
@@ -670,7 +626,7 @@ fn before_the_grace_a_waiter_passes_a_withdrawn_ticket_but_not_a_turn_1_0_draw()
         "the withdrawn 2 is passed, the turn 1.0 ticket 3 is not"
     );
     assert!(rx.try_recv().is_err(), "our waiter passed ticket 3");
-    py_release(&mut c, RES, 3);
+    turn_1_0::release(&mut c, RES, 3);
     w.join().unwrap();
     assert_eq!(rx.recv().unwrap().1, 4);
 }

@@ -9,7 +9,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use redis::Commands;
-use support::{Redis, queued};
+use support::{Redis, queued, turn_1_0};
 use turn::{Acquire, ErrorKind, Kind, Locker, Mode, Wait};
 
 fn locker(r: &Redis) -> Locker {
@@ -26,6 +26,11 @@ fn rw(exclusive: bool) -> Acquire {
 
 fn try_once(a: Acquire) -> Acquire {
     a.wait(Wait::TryOnce)
+}
+
+/// An acquire's serial, or its error's kind, to compare.
+fn outcome(r: &turn::Result<turn::Lock>) -> std::result::Result<u64, ErrorKind> {
+    r.as_ref().map(|l| l.serial()).map_err(|e| e.kind())
 }
 
 /// Starts an acquire in a thread; its lock (or error) comes on the channel.
@@ -485,8 +490,7 @@ fn a_turn_1_0_ticket_slow_to_set_its_key_is_not_passed_before_a_lease() {
         y.recv_timeout(Duration::from_millis(1500)).is_err(),
         "not admitted past the ticket missing its key"
     );
-    let key = format!("turn:pool:serial:{foreign}");
-    let _: () = c.set_ex(&key, "python", 30).unwrap();
+    turn_1_0::present(&mut c, "pool", foreign, 30);
     a.release().unwrap();
     // Now it holds alone (the indicator shows it), and ours waits.
     assert!(support::eventually(Duration::from_secs(5), || {
@@ -497,14 +501,7 @@ fn a_turn_1_0_ticket_slow_to_set_its_key_is_not_passed_before_a_lease() {
         "not beside it"
     );
     // It leaves as turn 1.0 does.
-    let _: () = c.del(&key).unwrap();
-    let _: () = c.set("turn:pool:indicator", foreign + 1).unwrap();
-    let _: () = c
-        .publish(
-            "turn:pool:internal",
-            format!("turn:pool:serial:{}", foreign + 1),
-        )
-        .unwrap();
+    turn_1_0::release(&mut c, "pool", foreign);
     y.recv_timeout(LONG).unwrap().unwrap().release().unwrap();
 }
 
@@ -540,12 +537,7 @@ fn a_queue_made_anew_by_turn_1_0_clients_is_plain_again() {
     let _: () = c
         .del(&["turn:pool:dispenser", "turn:pool:indicator"])
         .unwrap();
-    // A turn 1.0 draw: MSETNX, then INCR.
-    let _: bool = redis::cmd("MSETNX")
-        .arg(&["turn:pool:dispenser", "0", "turn:pool:indicator", "1"])
-        .query(&mut c)
-        .unwrap();
-    let _: u64 = c.incr("turn:pool:dispenser", 1).unwrap();
+    turn_1_0::draw(&mut c, "pool");
     let _: () = c.del("turn:pool:indicator").unwrap();
     let _: () = c.set("turn:pool:indicator", 2).unwrap();
     let lock = l
@@ -601,18 +593,8 @@ fn a_stale_turn_1_0_release_lets_no_ticket_pass_a_live_waiter() {
     for _ in 0..3 {
         l.acquire("pool", &sem(2, 1)).unwrap().release().unwrap();
     }
-    // A turn 1.0 client draws as DESIGN.md says (MSETNX, INCR, its key).
-    let _: bool = redis::cmd("MSETNX")
-        .arg("turn:pool:dispenser")
-        .arg(0)
-        .arg("turn:pool:indicator")
-        .arg(1)
-        .query(&mut c)
-        .unwrap();
-    let old: u64 = c.incr("turn:pool:dispenser", 1).unwrap();
-    let _: () = c
-        .set_ex(format!("turn:pool:serial:{old}"), "turn 1.0", 60)
-        .unwrap();
+    let old = turn_1_0::draw(&mut c, "pool");
+    turn_1_0::present(&mut c, "pool", old, 60);
     let _: () = redis::cmd("FLUSHDB").query(&mut c).unwrap();
     let a = l.acquire("pool", &sem(2, 1)).unwrap();
     let w = waiting(&l, "pool", sem(2, 2));
@@ -620,17 +602,9 @@ fn a_stale_turn_1_0_release_lets_no_ticket_pass_a_live_waiter() {
     let w_serial = a.serial() + 1;
     assert!(old > w_serial, "the premise: the stale serial is past W's");
     // The turn 1.0 client's release, stale.
-    let _: () = c.del(format!("turn:pool:serial:{old}")).unwrap();
-    let _: () = c.set("turn:pool:indicator", old + 1).unwrap();
-    let _: () = c
-        .publish(
-            "turn:pool:internal",
-            format!("turn:pool:serial:{}", old + 1),
-        )
-        .unwrap();
-    let x = l.acquire("pool", &try_once(sem(2, 1)));
+    turn_1_0::release(&mut c, "pool", old);
     assert_eq!(
-        x.as_ref().map(|x| x.serial()).map_err(|e| e.kind()),
+        outcome(&l.acquire("pool", &try_once(sem(2, 1)))),
         Err(ErrorKind::WouldBlock),
         "a later ticket passed the live waiter {w_serial}"
     );
@@ -684,9 +658,7 @@ fn a_called_waiters_confirmation_split_by_a_slow_link_grants_no_dropped_ticket()
         let _: () = c.del(format!("turn:q:serial:{w_serial}")).unwrap();
         let _: () = c.set("turn:q:indicator", w_serial + 1).unwrap();
         let b = la.acquire("q", &try_once(sem(1, 1))).unwrap();
-        let _: () = c
-            .set_ex(format!("turn:q:serial:{w_serial}"), "turn 1.0", 60)
-            .unwrap();
+        turn_1_0::present(&mut c, "q", w_serial, 60);
         proxy.release_split();
         let holders: std::collections::HashMap<String, u64> = c.hgetall("turn:q:holders").unwrap();
         assert_eq!(
@@ -720,14 +692,9 @@ fn a_far_stale_turn_1_0_release_lets_no_ticket_pass_and_loses_no_ticket() {
     let w = waiting(&l, "pool", sem(2, 2));
     assert!(queued(&l, "pool", 2));
     let w_serial = a.serial() + 1;
-    let _: () = c.del("turn:pool:serial:5000").unwrap();
-    let _: () = c.set("turn:pool:indicator", 5001).unwrap();
-    let _: () = c
-        .publish("turn:pool:internal", "turn:pool:serial:5001")
-        .unwrap();
-    let x = l.acquire("pool", &try_once(sem(2, 1)));
+    turn_1_0::release(&mut c, "pool", 5000);
     assert_eq!(
-        x.as_ref().map(|x| x.serial()).map_err(|e| e.kind()),
+        outcome(&l.acquire("pool", &try_once(sem(2, 1)))),
         Err(ErrorKind::WouldBlock),
         "a later ticket passed the live waiter {w_serial}"
     );
@@ -759,25 +726,19 @@ fn a_stale_release_after_a_turn_1_0_reset_lets_no_ticket_pass_a_live_waiter() {
     for _ in 0..3 {
         l.acquire("pool", &sem(2, 1)).unwrap().release().unwrap();
     }
-    let _: () = c.set_ex("turn:pool:serial:7", "turn 1.0, old", 60).unwrap();
+    turn_1_0::present(&mut c, "pool", 7, 60);
     let _: () = c
         .del(&["turn:pool:dispenser", "turn:pool:indicator"])
         .unwrap();
-    let _: bool = redis::cmd("MSETNX")
-        .arg(&["turn:pool:dispenser", "0", "turn:pool:indicator", "1"])
-        .query(&mut c)
-        .unwrap();
-    let one: u64 = c.incr("turn:pool:dispenser", 1).unwrap();
+    let one = turn_1_0::draw(&mut c, "pool");
     assert_eq!(one, 1, "the premise: a turn 1.0 ticket 1, its key not set");
     let _a = waiting(&l, "pool", sem(2, 2).wait(Wait::For(LONG)));
     assert!(support::eventually(LONG, || c
         .hexists::<_, _, bool>("turn:pool:weights", 2)
         .unwrap()));
-    let _: () = c.del("turn:pool:serial:7").unwrap();
-    let _: () = c.set("turn:pool:indicator", 8).unwrap();
-    let b = l.acquire("pool", &try_once(sem(2, 1)));
+    turn_1_0::release(&mut c, "pool", 7);
     assert_eq!(
-        b.as_ref().map(|b| b.serial()).map_err(|e| e.kind()),
+        outcome(&l.acquire("pool", &try_once(sem(2, 1)))),
         Err(ErrorKind::WouldBlock),
         "a later ticket passed the turn 1.0 ticket and the live waiter"
     );

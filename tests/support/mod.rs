@@ -8,6 +8,7 @@ pub mod history;
 pub mod load;
 pub mod proxy;
 pub mod sentinel;
+pub mod turn_1_0;
 
 use std::net::TcpListener;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
