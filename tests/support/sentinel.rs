@@ -52,7 +52,6 @@ pub struct Sentinels {
 }
 
 /// True when `r` replicates the server on `master` and its link is up.
-/// Never ask a stopped server (see [`role`]).
 pub fn synced_to(r: &Redis, master: u16) -> bool {
     replication(r).is_some_and(|info| {
         info.contains("master_link_status:up")
@@ -158,8 +157,7 @@ impl Sentinels {
 }
 
 /// The `role` a server's `INFO replication` shows ("master" or "slave");
-/// None when it does not answer. Never ask a stopped server: the
-/// connection has no read timeout.
+/// None when it does not answer within 2 s.
 pub fn role(r: &Redis) -> Option<String> {
     replication(r)?
         .lines()
@@ -167,13 +165,9 @@ pub fn role(r: &Redis) -> Option<String> {
         .map(|r| r.trim().to_string())
 }
 
-/// `INFO replication` of `r`; None when it does not answer within 2 s to
-/// connect (never ask a stopped server: the read has no timeout).
+/// `INFO replication` of `r`; None when it does not answer within 2 s.
 fn replication(r: &Redis) -> Option<String> {
-    let mut c = redis::Client::open(r.url())
-        .ok()?
-        .get_connection_with_timeout(Duration::from_secs(2))
-        .ok()?;
+    let mut c = conn_within(r.port, Duration::from_secs(2))?;
     redis::cmd("INFO").arg("replication").query(&mut c).ok()
 }
 
@@ -344,15 +338,15 @@ impl Drop for Unrest {
     }
 }
 
-/// A connection to the server on `port` with 500 ms timeouts (a watcher
-/// must not hang on a stopped server).
-fn quick_conn(port: u16) -> Option<redis::Connection> {
+/// A connection to the server on `port` whose connect, reads and writes
+/// each give up after `limit` (never hang on a stopped server).
+fn conn_within(port: u16, limit: Duration) -> Option<redis::Connection> {
     let c = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
         .ok()?
-        .get_connection_with_timeout(Duration::from_millis(500))
+        .get_connection_with_timeout(limit)
         .ok()?;
-    c.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
-    c.set_write_timeout(Some(Duration::from_millis(500))).ok()?;
+    c.set_read_timeout(Some(limit)).ok()?;
+    c.set_write_timeout(Some(limit)).ok()?;
     Some(c)
 }
 
@@ -360,7 +354,7 @@ fn quick_conn(port: u16) -> Option<redis::Connection> {
 fn is_calm(sentinels: &[u16], replica_needed: bool) -> bool {
     let mut named = None;
     for &s in sentinels {
-        let Some(mut c) = quick_conn(s) else {
+        let Some(mut c) = conn_within(s, Duration::from_millis(500)) else {
             return false;
         };
         let Ok(fields) = redis::cmd("SENTINEL")
@@ -385,7 +379,7 @@ fn is_calm(sentinels: &[u16], replica_needed: bool) -> bool {
         }
         named = port;
     }
-    let Some(mut c) = named.and_then(quick_conn) else {
+    let Some(mut c) = named.and_then(|p| conn_within(p, Duration::from_millis(500))) else {
         return false;
     };
     let Ok(info) = redis::cmd("INFO")

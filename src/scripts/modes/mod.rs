@@ -115,6 +115,10 @@ local function admit(disp, ind, bs, unknown_ms, self, self_w, adm)
   -- clients), from the indicator (or the last ticket, when the indicator
   -- is past the dispenser: a draw does not take the indicator's serial
   -- here), written at once: a later move of the indicator changes it not.
+  if f == nil then
+    f = math.min(ind, disp) - 1
+    redis.call('SET', K_ADM, fmt(f))
+  end
   -- 'run' in `since`: "LO HI MS", tickets LO to HI (drawn by then) were
   -- looked at by MS, when one of them without a key stopped admission;
   -- one still missing its key has been missing since MS at least (or it
@@ -139,10 +143,6 @@ local function admit(disp, ind, bs, unknown_ms, self, self_w, adm)
     else
       redis.call('HDEL', K_HOLD, hv[i])
     end
-  end
-  if f == nil then
-    f = math.min(ind, disp) - 1
-    redis.call('SET', K_ADM, fmt(f))
   end
   local pruned = false
   local admitted_self = false
